@@ -1,0 +1,80 @@
+using System.Collections.Generic;
+
+namespace HotpatchTools.Engine.Format
+{
+    public enum TargetOs { Windows, Linux }
+    public enum TargetArch { X64, X86 }
+    public enum PatchMode { Insert, Replace }
+    public enum Severity { Low, Medium, High, Critical }
+
+    /// <summary>A parsed, validated micropatch file (format 1). Immutable once parsed.</summary>
+    public sealed class Micropatch
+    {
+        public int Format { get; internal set; }
+        public string Id { get; internal set; } = "";
+        public string Title { get; internal set; } = "";
+        public string? Description { get; internal set; }
+        public IReadOnlyList<string> References { get; internal set; } = new string[0];
+        public Severity? Severity { get; internal set; }
+        public MicropatchTarget Target { get; internal set; } = new MicropatchTarget();
+        public IReadOnlyList<Patchlet> Patchlets { get; internal set; } = new Patchlet[0];
+
+        /// <summary>SHA-256 of the exact file bytes, lowercase hex.</summary>
+        public string FileSha256 { get; internal set; } = "";
+
+        /// <summary>SHA-256 of the exact file bytes.</summary>
+        public byte[] FileSha256Bytes { get; internal set; } = new byte[32];
+
+        /// <summary>Full path of the file, or the name given to Parse.</summary>
+        public string SourceName { get; internal set; } = "";
+    }
+
+    public sealed class MicropatchTarget
+    {
+        public TargetOs Os { get; internal set; }
+        public TargetArch Arch { get; internal set; }
+        public string Module { get; internal set; } = "";
+        public ModuleIdentity Identity { get; internal set; } = new ModuleIdentity();
+    }
+
+    public sealed class ModuleIdentity
+    {
+        /// <summary>Lowercase hex, no separators.</summary>
+        public string? BuildId { get; internal set; }
+        public uint? TimeDateStamp { get; internal set; }
+        public uint? SizeOfImage { get; internal set; }
+        /// <summary>Lowercase hex, no separators.</summary>
+        public string? Sha256 { get; internal set; }
+        public bool IsEmpty => BuildId == null && TimeDateStamp == null && SizeOfImage == null && Sha256 == null;
+    }
+
+    /// <summary>Where a patchlet applies: a symbol of the target module plus an offset, or a module-relative offset.</summary>
+    public sealed class SiteLocation
+    {
+        /// <summary>Null when the location is a plain module-relative offset (RVA).</summary>
+        public string? Symbol { get; internal set; }
+        public ulong Offset { get; internal set; }
+        public override string ToString() => Symbol == null ? "0x" + Offset.ToString("x") : (Offset == 0 ? Symbol : Symbol + "+0x" + Offset.ToString("x"));
+    }
+
+    public sealed class Patchlet
+    {
+        public int Index { get; internal set; }
+        /// <summary>The `at` text as written in the file.</summary>
+        public string At { get; internal set; } = "";
+        public SiteLocation Location { get; internal set; } = new SiteLocation();
+        public byte[] Expect { get; internal set; } = new byte[0];
+        public PatchMode Mode { get; internal set; }
+        /// <summary>Assembly text; empty when the file has no code.</summary>
+        public string Code { get; internal set; } = "";
+        /// <summary>1-based line of the patchlet's first key in the file.</summary>
+        public int Line { get; internal set; }
+        /// <summary>1-based file line of the first line of <see cref="Code"/>.</summary>
+        public int CodeLine { get; internal set; }
+        /// <summary>1-based file column where each code line's text starts (the block's indentation + 1).</summary>
+        public int CodeColumn { get; internal set; }
+
+        /// <summary>How errors name this patchlet.</summary>
+        public string Name => "patchlets[" + Index + "] (at " + At + ")";
+    }
+}

@@ -1,0 +1,106 @@
+using System;
+using System.Collections.Generic;
+
+namespace HotpatchTools.Engine.Platform
+{
+    public sealed class ProcessInfo
+    {
+        public ProcessInfo(int id, string name) { Id = id; Name = name; }
+        public int Id { get; }
+        public string Name { get; }
+    }
+
+    public sealed class LoadedModule
+    {
+        /// <summary>File name, e.g. libc.so.6 or kernel32.dll.</summary>
+        public string Name { get; set; } = "";
+        /// <summary>Path as the process sees it.</summary>
+        public string Path { get; set; } = "";
+        /// <summary>Path this process can open to read the mapped file (may differ from Path).</summary>
+        public string ReadablePath { get; set; } = "";
+        public ulong Base { get; set; }
+        public ulong End { get; set; }
+    }
+
+    public sealed class MemoryRegion
+    {
+        public ulong Start { get; set; }
+        public ulong End { get; set; }
+        public bool Readable { get; set; }
+        public bool Writable { get; set; }
+        public bool Executable { get; set; }
+        /// <summary>Private anonymous memory (where caves live).</summary>
+        public bool IsAnonymousPrivate { get; set; }
+        public string Path { get; set; } = "";
+    }
+
+    /// <summary>A thread of a frozen process, as the engine needs to see it.</summary>
+    public sealed class ThreadSnapshot
+    {
+        public int Id { get; set; }
+        /// <summary>Where the thread will continue executing when it resumes (syscall restart already applied).</summary>
+        public ulong ResumeIp { get; set; }
+        public ulong StackPointer { get; set; }
+    }
+
+    /// <summary>Enumerates processes and opens one for inspection or patching.</summary>
+    public interface IProcessPlatform
+    {
+        string OsName { get; }
+        IReadOnlyList<ProcessInfo> ListProcesses();
+        /// <summary>Throws HotpatchException ProcessNotFound/AccessDenied.</summary>
+        ITargetProcess Open(int processId);
+    }
+
+    /// <summary>One open target process: one small interface per concern.</summary>
+    public interface ITargetProcess : IDisposable
+    {
+        int Id { get; }
+        string Name { get; }
+        /// <summary>64 or 32.</summary>
+        int Bitness { get; }
+        IProcessMemory Memory { get; }
+        IModuleEnumerator Modules { get; }
+        IThreadController Threads { get; }
+    }
+
+    public interface IProcessMemory
+    {
+        /// <summary>Reads exactly buffer.Length bytes or throws.</summary>
+        void Read(ulong address, byte[] buffer);
+        /// <summary>Reads what is readable; returns the count.</summary>
+        int TryRead(ulong address, byte[] buffer);
+        /// <summary>Writes exactly, even into read-only/executable pages; protections are left as they were.</summary>
+        void Write(ulong address, byte[] data);
+        IReadOnlyList<MemoryRegion> GetRegions();
+        /// <summary>
+        /// Allocates size bytes of executable memory at exactly `address` (page aligned).
+        /// Returns false when that range is already taken. May need the process frozen (see IFrozenProcess).
+        /// </summary>
+        bool TryAllocateAt(ulong address, int size, IFrozenProcess? frozen);
+        void Free(ulong address, int size, IFrozenProcess? frozen);
+    }
+
+    public interface IModuleEnumerator
+    {
+        IReadOnlyList<LoadedModule> GetModules();
+        /// <summary>Parses (and caches) the image of a loaded module.</summary>
+        Modules.IModuleImage OpenImage(LoadedModule module);
+        /// <summary>SHA-256 of the module file, lowercase hex.</summary>
+        string ComputeSha256(LoadedModule module);
+    }
+
+    public interface IThreadController
+    {
+        /// <summary>
+        /// Stops every thread, including threads created while stopping. Throws on failure with every
+        /// thread resumed. Disposing the result resumes all threads exactly as they were.
+        /// </summary>
+        IFrozenProcess Freeze(TimeSpan timeout);
+    }
+
+    public interface IFrozenProcess : IDisposable
+    {
+        IReadOnlyList<ThreadSnapshot> Threads { get; }
+    }
+}
