@@ -1,17 +1,492 @@
 using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Security;
+using System.Text;
 
 namespace HotpatchTools.Engine.Modules
 {
+    /// <summary>
+    /// An ELF executable or shared object (x86-64 or i386, little-endian): its build-id and defined symbols, at RVAs.
+    /// Only the headers, notes and symbol tables are read, so a large library costs little more than a small one.
+    /// </summary>
     public sealed class ElfImage : IModuleImage
     {
-        public static ElfImage Load(string path) => throw new NotImplementedException();
-        public static ElfImage Parse(byte[] data, string sourceName) => throw new NotImplementedException();
+        internal const byte SttObject = 1, SttFunc = 2, SttSection = 3, SttFile = 4, SttTls = 6, SttGnuIfunc = 10;
+        private const byte StbLocal = 0;
+        private const ushort EtExec = 2, EtDyn = 3;
+        private const ushort EmI386 = 3, EmX86_64 = 62;
+        private const uint PtLoad = 1, PtNote = 4;
+        private const uint ShtSymtab = 2, ShtStrtab = 3, ShtNote = 7, ShtNobits = 8, ShtDynsym = 11, ShtGnuVersym = 0x6fffffff;
+        private const ushort VersymHidden = 0x8000;
+        private const ushort ShnUndef = 0, ShnAbs = 0xfff1, ShnCommon = 0xfff2, ShnXindex = 0xffff, PnXnum = 0xffff;
+        private const uint NtGnuBuildId = 3;
+        private const ulong PageMask = 0xfff;
+
+        private readonly ElfSymbol[] symbols;
+        private readonly Dictionary<string, int> byName;
+        /// <summary>Indexes into <see cref="symbols"/> of functions with a size, sorted by start.</summary>
+        private readonly int[] functions;
+        /// <summary>maxEnd[i] = the largest end among functions[0..i], to stop the backward search for containing ranges.</summary>
+        private readonly ulong[] maxEnd;
+
+        private ElfImage(int bitness, ushort elfType, string? buildId, ElfSymbol[] symbols)
+        {
+            Bitness = bitness;
+            ElfType = elfType;
+            BuildId = buildId;
+            this.symbols = symbols;
+            Symbols = Array.AsReadOnly(symbols);
+
+            byName = new Dictionary<string, int>(StringComparer.Ordinal);
+            var functionList = new List<int>();
+            for (int i = 0; i < symbols.Length; i++)
+            {
+                var symbol = symbols[i];
+                if (!byName.TryGetValue(symbol.Name, out int best) || ResolveRank(symbol) > ResolveRank(symbols[best]))
+                    byName[symbol.Name] = i;
+                if (symbol.IsFunction && symbol.Size != 0 && symbol.Rva + symbol.Size > symbol.Rva)
+                    functionList.Add(i);
+            }
+            functions = functionList.ToArray();
+            var starts = new ulong[functions.Length];
+            for (int i = 0; i < functions.Length; i++) starts[i] = symbols[functions[i]].Rva;
+            Array.Sort(starts, functions);
+            maxEnd = new ulong[functions.Length];
+            for (int i = 0; i < functions.Length; i++)
+            {
+                var f = symbols[functions[i]];
+                maxEnd[i] = Math.Max(i == 0 ? 0 : maxEnd[i - 1], f.Rva + f.Size);
+            }
+        }
+
+        public static ElfImage Load(string path)
+        {
+            if (path == null) throw new ArgumentNullException(nameof(path));
+            FileStream stream;
+            try
+            {
+                stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
+            {
+                throw new HotpatchException(HotpatchErrorKind.ModuleNotLoaded, path + ": file not found", e);
+            }
+            catch (Exception e) when (e is UnauthorizedAccessException || e is SecurityException)
+            {
+                throw new HotpatchException(HotpatchErrorKind.AccessDenied, path + ": access denied", e);
+            }
+            catch (Exception e) when (e is IOException || e is ArgumentException || e is NotSupportedException)
+            {
+                throw new HotpatchException(HotpatchErrorKind.Internal, path + ": cannot open the file: " + e.Message, e);
+            }
+
+            using (stream)
+            {
+                try
+                {
+                    return Read(stream, path);
+                }
+                catch (IOException e)
+                {
+                    throw new HotpatchException(HotpatchErrorKind.Internal, path + ": cannot read the file: " + e.Message, e);
+                }
+            }
+        }
+
+        public static ElfImage Parse(byte[] data, string sourceName)
+        {
+            if (data == null) throw new ArgumentNullException(nameof(data));
+            if (sourceName == null) throw new ArgumentNullException(nameof(sourceName));
+            using (var stream = new MemoryStream(data, false))
+                return Read(stream, sourceName);
+        }
+
         public ModuleFormat Format => ModuleFormat.Elf;
-        public int Bitness => throw new NotImplementedException();
-        public string? BuildId => throw new NotImplementedException();
+        public int Bitness { get; }
+        public string? BuildId { get; }
         public uint? TimeDateStamp => null;
         public uint? SizeOfImage => null;
-        public bool TryResolveSymbol(string name, out ulong rva) => throw new NotImplementedException();
-        public bool TryGetFunctionBounds(ulong rva, out ulong startRva, out ulong endRva, out string? name) => throw new NotImplementedException();
+
+        /// <summary>e_type: 2 (ET_EXEC) or 3 (ET_DYN).</summary>
+        public ushort ElfType { get; }
+
+        /// <summary>Defined symbols of .dynsym then .symtab; a symbol in both tables is listed once.</summary>
+        public IReadOnlyList<ElfSymbol> Symbols { get; }
+
+        public bool TryResolveSymbol(string name, out ulong rva)
+        {
+            if (name != null && byName.TryGetValue(name, out int i))
+            {
+                rva = symbols[i].Rva;
+                return true;
+            }
+            rva = 0;
+            return false;
+        }
+
+        public bool TryGetFunctionBounds(ulong rva, out ulong startRva, out ulong endRva, out string? name)
+        {
+            int lo = 0, hi = functions.Length;
+            while (lo < hi)
+            {
+                int mid = lo + (hi - lo) / 2;
+                if (symbols[functions[mid]].Rva <= rva) lo = mid + 1; else hi = mid;
+            }
+
+            int best = -1;
+            for (int i = lo - 1; i >= 0 && maxEnd[i] > rva; i--)
+            {
+                int candidate = functions[i];
+                var f = symbols[candidate];
+                if (rva >= f.Rva + f.Size) continue;
+                if (best < 0 || f.Size < symbols[best].Size
+                    || f.Size == symbols[best].Size && (f.IsGlobal && !symbols[best].IsGlobal
+                        || f.IsGlobal == symbols[best].IsGlobal && candidate < best))
+                    best = candidate;
+            }
+
+            if (best < 0)
+            {
+                startRva = endRva = 0;
+                name = null;
+                return false;
+            }
+            startRva = symbols[best].Rva;
+            endRva = startRva + symbols[best].Size;
+            name = symbols[best].Name;
+            return true;
+        }
+
+        /// <summary>
+        /// The default version of a versioned name (what the dynamic linker binds an unversioned reference to, e.g.
+        /// memcpy@@GLIBC_2.14 over memcpy@GLIBC_2.2.5), then typed symbols over untyped labels, then exported over
+        /// file-local; ties keep table order, .dynsym first.
+        /// </summary>
+        private static int ResolveRank(ElfSymbol symbol)
+        {
+            bool typed = symbol.Type == SttFunc || symbol.Type == SttGnuIfunc || symbol.Type == SttObject;
+            return (symbol.IsHiddenVersion ? 0 : 4) + (typed ? 2 : 0) + (symbol.IsGlobal ? 1 : 0);
+        }
+
+        private struct Section
+        {
+            public string Name;
+            public uint Type;
+            public ulong Offset, Size, EntrySize, Alignment;
+            public uint Link;
+        }
+
+        private struct Segment
+        {
+            public uint Type;
+            public ulong Offset, VirtualAddress, FileSize, Alignment;
+        }
+
+        private static ElfImage Read(Stream stream, string source)
+        {
+            var file = new FileReader(stream, source);
+            if (file.Length < 16) throw file.Invalid("the file is too short for an ELF header");
+            var ident = file.Read(0, 16, "the ELF identification");
+            if (ident[0] != 0x7f || ident[1] != (byte)'E' || ident[2] != (byte)'L' || ident[3] != (byte)'F')
+                throw file.Invalid("bad magic (expected 7f 45 4c 46)");
+            bool is64;
+            switch (ident[4])
+            {
+                case 1: is64 = false; break;
+                case 2: is64 = true; break;
+                default: throw file.Invalid("unknown ELF class " + ident[4]);
+            }
+            if (ident[5] != 1) throw file.Invalid("only little-endian ELF is supported (EI_DATA is " + ident[5] + ")");
+
+            var header = file.Read(0, is64 ? 64u : 52u, "the ELF header");
+            ushort type = U16(header, 16), machine = U16(header, 18);
+            if (type != EtExec && type != EtDyn)
+                throw file.Invalid("e_type " + type + " is neither an executable (ET_EXEC) nor a shared object (ET_DYN)");
+            if (machine != (is64 ? EmX86_64 : EmI386))
+                throw file.Invalid("e_machine " + machine + " is not " + (is64 ? "x86-64" : "i386") + " for a " + (is64 ? 64 : 32) + "-bit file");
+
+            ulong phOffset = is64 ? U64(header, 32) : U32(header, 28);
+            ulong shOffset = is64 ? U64(header, 40) : U32(header, 32);
+            int o = is64 ? 54 : 42;
+            ushort phEntrySize = U16(header, o), phCount16 = U16(header, o + 2);
+            ushort shEntrySize = U16(header, o + 4), shCount16 = U16(header, o + 6), shStringIndex16 = U16(header, o + 8);
+
+            var sections = ReadSections(file, is64, shOffset, shEntrySize, shCount16, shStringIndex16, out ulong extendedPhCount);
+            ulong phCount = phCount16 == PnXnum && sections.Length > 0 ? extendedPhCount : phCount16;
+            var segments = ReadSegments(file, is64, phOffset, phEntrySize, phCount);
+
+            ulong loadBase = LoadBase(file, segments);
+            string? buildId = FindBuildId(file, sections, segments);
+            var symbols = ReadSymbols(file, is64, sections, loadBase);
+            return new ElfImage(is64 ? 64 : 32, type, buildId, symbols);
+        }
+
+        private static Section[] ReadSections(FileReader file, bool is64, ulong offset, ushort entrySize, ushort count16,
+            ushort stringIndex16, out ulong extendedPhCount)
+        {
+            extendedPhCount = 0;
+            if (offset == 0) return new Section[0];
+            uint minEntry = is64 ? 64u : 40u;
+            if (entrySize < minEntry) throw file.Invalid("e_shentsize " + entrySize + " is smaller than a section header");
+
+            // Section 0 carries the real counts when they do not fit in the ELF header (extended numbering).
+            var first = file.Read(offset, minEntry, "section header 0");
+            ulong count = count16 == 0 ? (is64 ? U64(first, 32) : U32(first, 20)) : count16;
+            ulong stringIndex = stringIndex16 == ShnXindex ? U32(first, is64 ? 40 : 24) : stringIndex16;
+            extendedPhCount = U32(first, is64 ? 44 : 28);
+            if (count == 0) return new Section[0];
+            if (count > (file.Length - Math.Min(offset, file.Length)) / entrySize)
+                throw file.Invalid("the section header table (" + count + " entries at 0x" + offset.ToString("x") + ") lies outside the file");
+
+            var table = file.Read(offset, count * entrySize, "the section header table");
+            var sections = new Section[count];
+            for (ulong i = 0; i < count; i++)
+            {
+                int p = (int)(i * entrySize);
+                ref var s = ref sections[i];
+                s.Name = "";
+                s.Type = U32(table, p + 4);
+                if (is64)
+                {
+                    s.Offset = U64(table, p + 24);
+                    s.Size = U64(table, p + 32);
+                    s.Link = U32(table, p + 40);
+                    s.Alignment = U64(table, p + 48);
+                    s.EntrySize = U64(table, p + 56);
+                }
+                else
+                {
+                    s.Offset = U32(table, p + 16);
+                    s.Size = U32(table, p + 20);
+                    s.Link = U32(table, p + 24);
+                    s.Alignment = U32(table, p + 32);
+                    s.EntrySize = U32(table, p + 36);
+                }
+                if (s.Type != ShtNobits && s.Type != 0 && (s.Offset > file.Length || s.Size > file.Length - s.Offset))
+                    throw file.Invalid("section " + i + " lies outside the file");
+            }
+
+            if (stringIndex != ShnUndef)
+            {
+                if (stringIndex >= count) throw file.Invalid("e_shstrndx " + stringIndex + " is not a section");
+                var names = file.ReadSection(sections[stringIndex], "the section name table");
+                for (ulong i = 0; i < count; i++)
+                    sections[i].Name = CString(file, names, U32(table, (int)(i * entrySize)), "section " + i + " name");
+            }
+            return sections;
+        }
+
+        private static Segment[] ReadSegments(FileReader file, bool is64, ulong offset, ushort entrySize, ulong count)
+        {
+            if (offset == 0 || count == 0) throw file.Invalid("there are no program headers");
+            uint minEntry = is64 ? 56u : 32u;
+            if (entrySize < minEntry) throw file.Invalid("e_phentsize " + entrySize + " is smaller than a program header");
+            if (count > (file.Length - Math.Min(offset, file.Length)) / entrySize)
+                throw file.Invalid("the program header table lies outside the file");
+
+            var table = file.Read(offset, count * entrySize, "the program header table");
+            var segments = new Segment[count];
+            for (ulong i = 0; i < count; i++)
+            {
+                int p = (int)(i * entrySize);
+                ref var s = ref segments[i];
+                s.Type = U32(table, p);
+                if (is64)
+                {
+                    s.Offset = U64(table, p + 8);
+                    s.VirtualAddress = U64(table, p + 16);
+                    s.FileSize = U64(table, p + 32);
+                    s.Alignment = U64(table, p + 48);
+                }
+                else
+                {
+                    s.Offset = U32(table, p + 4);
+                    s.VirtualAddress = U32(table, p + 8);
+                    s.FileSize = U32(table, p + 16);
+                    s.Alignment = U32(table, p + 28);
+                }
+                if ((s.Type == PtLoad || s.Type == PtNote) && (s.Offset > file.Length || s.FileSize > file.Length - s.Offset))
+                    throw file.Invalid("segment " + i + " lies outside the file");
+            }
+            return segments;
+        }
+
+        /// <summary>The address where file offset 0 is mapped, so that RVA = vaddr - base (IModuleImage's convention).</summary>
+        private static ulong LoadBase(FileReader file, Segment[] segments)
+        {
+            ulong? lowest = null;
+            foreach (var s in segments)
+            {
+                if (s.Type != PtLoad) continue;
+                if (s.Offset == 0) return s.VirtualAddress & ~PageMask;
+                if (lowest == null || s.VirtualAddress < lowest) lowest = s.VirtualAddress;
+            }
+            if (lowest == null) throw file.Invalid("there is no PT_LOAD segment");
+            return lowest.Value & ~PageMask;
+        }
+
+        private static string? FindBuildId(FileReader file, Section[] sections, Segment[] segments)
+        {
+            foreach (var s in sections)
+                if (s.Type == ShtNote && s.Name == ".note.gnu.build-id")
+                    return FindBuildIdNote(file, file.ReadSection(s, "the .note.gnu.build-id section"), s.Alignment);
+            foreach (var s in segments)
+            {
+                if (s.Type != PtNote) continue;
+                var id = FindBuildIdNote(file, file.Read(s.Offset, s.FileSize, "a PT_NOTE segment"), s.Alignment);
+                if (id != null) return id;
+            }
+            return null;
+        }
+
+        private static string? FindBuildIdNote(FileReader file, byte[] notes, ulong alignment)
+        {
+            // Notes are 4-aligned, except in the 8-aligned note sections some linkers emit (e.g. .note.gnu.property).
+            ulong align = alignment == 8 ? 8u : 4u;
+            ulong pos = 0, length = (ulong)notes.Length;
+            while (length - pos >= 12)
+            {
+                int p = (int)pos;
+                ulong nameSize = U32(notes, p), descSize = U32(notes, p + 4);
+                uint type = U32(notes, p + 8);
+                ulong descStart = pos + 12 + AlignUp(nameSize, align);
+                if (descStart > length || descSize > length - descStart)
+                    throw file.Invalid("a note runs past the end of its section");
+                if (type == NtGnuBuildId && nameSize == 4 && notes[p + 12] == (byte)'G' && notes[p + 13] == (byte)'N'
+                    && notes[p + 14] == (byte)'U' && notes[p + 15] == 0)
+                {
+                    if (descSize == 0) throw file.Invalid("the GNU build-id note is empty");
+                    var sb = new StringBuilder((int)descSize * 2);
+                    for (ulong i = 0; i < descSize; i++) sb.Append(notes[(int)(descStart + i)].ToString("x2"));
+                    return sb.ToString();
+                }
+                pos = descStart + AlignUp(descSize, align);
+            }
+            return null;
+        }
+
+        private static ulong AlignUp(ulong value, ulong align) => (value + align - 1) & ~(align - 1);
+
+        private static ElfSymbol[] ReadSymbols(FileReader file, bool is64, Section[] sections, ulong loadBase)
+        {
+            var result = new List<ElfSymbol>();
+            var seen = new HashSet<(string, ulong, ulong)>();
+            // .dynsym first: its names are the exported ones, which win ties in TryResolveSymbol.
+            foreach (uint tableType in new[] { ShtDynsym, ShtSymtab })
+            {
+                for (int t = 0; t < sections.Length; t++)
+                {
+                    var table = sections[t];
+                    if (table.Type != tableType) continue;
+                    string what = (tableType == ShtDynsym ? "the dynamic symbol table" : "the symbol table") + " (section " + t + ")";
+                    uint minEntry = is64 ? 24u : 16u;
+                    ulong entrySize = table.EntrySize == 0 ? minEntry : table.EntrySize;
+                    if (entrySize < minEntry || entrySize > int.MaxValue) throw file.Invalid(what + " has entry size " + table.EntrySize);
+                    if (table.Link >= sections.Length || sections[table.Link].Type != ShtStrtab)
+                        throw file.Invalid(what + " does not link to a string table");
+                    var data = file.ReadSection(table, what);
+                    var strings = file.ReadSection(sections[table.Link], "the string table of " + what);
+                    ulong count = (ulong)data.Length / entrySize;
+                    var versions = ReadVersions(file, sections, t, count);
+                    for (ulong i = 1; i < count; i++)
+                    {
+                        int p = (int)(i * entrySize);
+                        uint nameOffset = U32(data, p);
+                                byte info;
+                        ushort sectionIndex;
+                        ulong value, size;
+                        if (is64)
+                        {
+                            info = data[p + 4];
+                            sectionIndex = U16(data, p + 6);
+                            value = U64(data, p + 8);
+                            size = U64(data, p + 16);
+                        }
+                        else
+                        {
+                            value = U32(data, p + 4);
+                            size = U32(data, p + 8);
+                            info = data[p + 12];
+                            sectionIndex = U16(data, p + 14);
+                        }
+                        byte type = (byte)(info & 0xf);
+                        // Undefined, absolute (version names, file names) and common symbols have no address in the
+                        // image, TLS ones only an offset in the TLS block, section symbols no name.
+                        if (sectionIndex == ShnUndef || sectionIndex == ShnAbs || sectionIndex == ShnCommon
+                            || type == SttSection || type == SttFile || type == SttTls || value < loadBase)
+                            continue;
+                        string name = CString(file, strings, nameOffset, what + " entry " + i + " name");
+                        if (name.Length == 0 || !seen.Add((name, value, size))) continue;
+                        bool hidden = versions != null && (U16(versions, (int)(2 * i)) & VersymHidden) != 0;
+                        result.Add(new ElfSymbol(name, value - loadBase, size, type, info >> 4 != StbLocal, hidden));
+                    }
+                }
+            }
+            return result.ToArray();
+        }
+
+        /// <summary>The .gnu.version entries (one 16-bit word per symbol) of symbol table section <paramref name="table"/>, if any.</summary>
+        private static byte[]? ReadVersions(FileReader file, Section[] sections, int table, ulong count)
+        {
+            foreach (var s in sections)
+            {
+                if (s.Type != ShtGnuVersym || s.Link != table) continue;
+                var versions = file.ReadSection(s, "the symbol version table");
+                if ((ulong)versions.Length < 2 * count)
+                    throw file.Invalid("the symbol version table has fewer entries than its symbol table");
+                return versions;
+            }
+            return null;
+        }
+
+        private static string CString(FileReader file, byte[] table, uint offset, string what)
+        {
+            if (offset >= table.Length) throw file.Invalid(what + " is outside its string table");
+            int end = Array.IndexOf(table, (byte)0, (int)offset);
+            if (end < 0) throw file.Invalid(what + " is not terminated");
+            return Encoding.UTF8.GetString(table, (int)offset, end - (int)offset);
+        }
+
+        private static ushort U16(byte[] b, int p) => (ushort)(b[p] | b[p + 1] << 8);
+        private static uint U32(byte[] b, int p) => (uint)(b[p] | b[p + 1] << 8 | b[p + 2] << 16 | b[p + 3] << 24);
+        private static ulong U64(byte[] b, int p) => U32(b, p) | (ulong)U32(b, p + 4) << 32;
+
+        /// <summary>Bounds-checked reads, so that no offset or count in a corrupt file can index out of range or over-allocate.</summary>
+        private sealed class FileReader
+        {
+            private readonly Stream stream;
+            private readonly string source;
+
+            public FileReader(Stream stream, string source)
+            {
+                this.stream = stream;
+                this.source = source;
+                Length = (ulong)stream.Length;
+            }
+
+            public ulong Length { get; }
+
+            public ModuleFormatException Invalid(string reason) => new ModuleFormatException(source, reason);
+
+            public byte[] ReadSection(Section section, string what) =>
+                section.Type == ShtNobits ? new byte[0] : Read(section.Offset, section.Size, what);
+
+            public byte[] Read(ulong offset, ulong count, string what)
+            {
+                if (offset > Length || count > Length - offset) throw Invalid(what + " lies outside the file");
+                if (count > int.MaxValue) throw Invalid(what + " is too large");
+                var buffer = new byte[count];
+                stream.Position = (long)offset;
+                int done = 0;
+                while (done < buffer.Length)
+                {
+                    int n = stream.Read(buffer, done, buffer.Length - done);
+                    if (n == 0) throw Invalid(what + " is truncated");
+                    done += n;
+                }
+                return buffer;
+            }
+        }
     }
 }

@@ -1,0 +1,448 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Text.RegularExpressions;
+using System.Threading.Tasks;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Modules;
+using Xunit;
+
+namespace HotpatchTools.Tests
+{
+    /// <summary>Small ELF files compiled once for all tests of <see cref="ElfImageTests"/>.</summary>
+    public sealed class ElfSamples : IDisposable
+    {
+        private const string LibSource = @"
+int counter = 5;
+int add(int a, int b) { return a + b + counter; }
+static __attribute__((noinline)) int triple(int x) { return x * 3 + counter; }
+int use(int x) { return triple(x) + 1; }
+";
+
+        // shared_name is file-local here and global in the other file, to check which one resolves.
+        private const string LocalTwinSource = @"
+static __attribute__((noinline)) int shared_name(int x) { return x - 7; }
+int call_local_twin(int x) { return shared_name(x) * 2; }
+";
+
+        private const string GlobalTwinSource = @"
+int shared_name(int x) { return x + 11; }
+";
+
+        private const string MainSource = @"
+#include <stdio.h>
+volatile int sink;
+__attribute__((noinline)) int helper(int x) { sink = x; return x * 2 + 1; }
+int main(void) { printf(""%d\n"", helper(3)); return 0; }
+";
+
+        public ElfSamples()
+        {
+            Dir = Directory.CreateTempSubdirectory("elfimage-").FullName;
+            string lib = Write("lib.c", LibSource), main = Write("main.c", MainSource);
+            string localTwin = Write("local_twin.c", LocalTwinSource), globalTwin = Write("global_twin.c", GlobalTwinSource);
+
+            SharedLibrary = Compile("libtest.so", "-O1", "-shared", "-fPIC", "-Wl,--build-id=sha1", lib, localTwin, globalTwin);
+            PieExecutable = Compile("pie", "-O1", "-fPIE", "-pie", "-Wl,--build-id=sha1", main);
+            NonPieExecutable = Compile("nopie", "-O1", "-fno-pie", "-no-pie", "-Wl,--build-id=sha1", main);
+            NoBuildId = Compile("nobuildid.so", "-O1", "-shared", "-fPIC", "-Wl,--build-id=none", lib);
+            // -nostdlib: the 32-bit libgcc and crt files are not installed, and a shared object needs neither.
+            SharedLibrary32 = Compile("libtest32.so", "-m32", "-O1", "-shared", "-fPIC", "-nostdlib", "-Wl,--build-id=sha1", lib);
+            Stripped = Path.Combine(Dir, "stripped.so");
+            ElfTools.Run("strip", "-o", Stripped, SharedLibrary);
+        }
+
+        public string Dir { get; }
+        public string SharedLibrary { get; }
+        public string PieExecutable { get; }
+        public string NonPieExecutable { get; }
+        public string NoBuildId { get; }
+        public string SharedLibrary32 { get; }
+        public string Stripped { get; }
+
+        private string Write(string name, string text)
+        {
+            var path = Path.Combine(Dir, name);
+            File.WriteAllText(path, text);
+            return path;
+        }
+
+        private string Compile(string output, params string[] args)
+        {
+            var path = Path.Combine(Dir, output);
+            ElfTools.Run("gcc", args.Concat(new[] { "-o", path }).ToArray());
+            return path;
+        }
+
+        public void Dispose() => Directory.Delete(Dir, true);
+    }
+
+    internal static class ElfTools
+    {
+        public static string Run(string file, params string[] args)
+        {
+            var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            using var p = Process.Start(psi)!;
+            var stdout = p.StandardOutput.ReadToEndAsync();
+            var stderr = p.StandardError.ReadToEndAsync();
+            if (!p.WaitForExit(120_000)) { p.Kill(); throw new TimeoutException(file + " " + string.Join(" ", args)); }
+            if (p.ExitCode != 0) throw new InvalidOperationException(file + " " + string.Join(" ", args) + " failed:\n" + stderr.Result);
+            return stdout.Result;
+        }
+
+        public static string ReadElfBuildId(string path) =>
+            Regex.Match(Run("readelf", "-n", path), @"Build ID: ([0-9a-f]+)").Groups[1].Value;
+
+        /// <summary>nm's defined symbols as (name without @version, value, size), absolute ones left out.</summary>
+        public static List<(string Name, ulong Value, ulong Size)> Nm(string path, bool dynamic)
+        {
+            var args = dynamic ? new[] { "-D", "-S", "--defined-only", path } : new[] { "-S", "--defined-only", path };
+            var result = new List<(string, ulong, ulong)>();
+            foreach (var line in Run("nm", args).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                string type = f[^2], name = f[^1];
+                if (type == "A" || type == "a") continue;
+                int at = name.IndexOf('@');
+                if (at > 0) name = name.Substring(0, at);
+                result.Add((name, Convert.ToUInt64(f[0], 16), f.Length == 4 ? Convert.ToUInt64(f[1], 16) : 0));
+            }
+            return result;
+        }
+
+        public static ulong NmValue(string path, string name, bool dynamic = false) =>
+            Nm(path, dynamic).Single(s => s.Name == name).Value;
+    }
+
+    public class ElfImageTests : IClassFixture<ElfSamples>
+    {
+        private const string Libc = "/lib/x86_64-linux-gnu/libc.so.6";
+        private readonly ElfSamples samples;
+
+        public ElfImageTests(ElfSamples samples) => this.samples = samples;
+
+        private static HashSet<(string, ulong, ulong)> SymbolSet(ElfImage image) =>
+            image.Symbols.Select(s => (s.Name, s.Rva, s.Size)).ToHashSet();
+
+        [Fact]
+        public void SharedLibraryHeaderAndBuildId()
+        {
+            var image = ElfImage.Load(samples.SharedLibrary);
+            Assert.Equal(ModuleFormat.Elf, image.Format);
+            Assert.Equal(64, image.Bitness);
+            Assert.Equal(3, image.ElfType);
+            Assert.Null(image.TimeDateStamp);
+            Assert.Null(image.SizeOfImage);
+            var expected = ElfTools.ReadElfBuildId(samples.SharedLibrary);
+            Assert.Equal(40, expected.Length);
+            Assert.Equal(expected, image.BuildId);
+        }
+
+        [Fact]
+        public void SharedLibrarySymbolsMatchNm()
+        {
+            var image = ElfImage.Load(samples.SharedLibrary);
+            var expected = ElfTools.Nm(samples.SharedLibrary, dynamic: false).ToHashSet();
+            Assert.Equal(expected.OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+
+            foreach (var name in new[] { "add", "use", "triple", "counter", "call_local_twin" })
+            {
+                Assert.True(image.TryResolveSymbol(name, out ulong rva), name);
+                Assert.Equal(ElfTools.NmValue(samples.SharedLibrary, name), rva);
+            }
+            Assert.False(image.TryResolveSymbol("no_such_symbol", out _));
+            Assert.False(image.TryResolveSymbol("", out _));
+
+            var add = image.Symbols.Single(s => s.Name == "add");
+            Assert.True(add.IsFunction);
+            Assert.True(add.IsGlobal);
+            Assert.False(image.Symbols.Single(s => s.Name == "counter").IsFunction);
+            Assert.False(image.Symbols.Single(s => s.Name == "triple").IsGlobal);
+        }
+
+        [Fact]
+        public void GlobalSymbolWinsOverALocalOfTheSameName()
+        {
+            var image = ElfImage.Load(samples.SharedLibrary);
+            var twins = ElfTools.Nm(samples.SharedLibrary, dynamic: false).Where(s => s.Name == "shared_name").ToList();
+            Assert.Equal(2, twins.Count);
+            var global = ElfTools.NmValue(samples.SharedLibrary, "shared_name", dynamic: true);
+            Assert.True(image.TryResolveSymbol("shared_name", out ulong rva));
+            Assert.Equal(global, rva);
+        }
+
+        [Fact]
+        public void FunctionBoundsComeFromSymbolSizes()
+        {
+            var image = ElfImage.Load(samples.SharedLibrary);
+            var add = ElfTools.Nm(samples.SharedLibrary, dynamic: false).Single(s => s.Name == "add");
+            Assert.True(add.Size > 1);
+
+            foreach (var rva in new[] { add.Value, add.Value + 1, add.Value + add.Size - 1 })
+            {
+                Assert.True(image.TryGetFunctionBounds(rva, out ulong start, out ulong end, out string? name));
+                Assert.Equal(add.Value, start);
+                Assert.Equal(add.Value + add.Size, end);
+                Assert.Equal("add", name);
+            }
+            Assert.False(image.TryGetFunctionBounds(add.Value + add.Size, out _, out _, out var after) && after == "add");
+
+            var counter = ElfTools.NmValue(samples.SharedLibrary, "counter");
+            Assert.False(image.TryGetFunctionBounds(counter, out _, out _, out _));
+            Assert.False(image.TryGetFunctionBounds(0, out _, out _, out _));
+            Assert.False(image.TryGetFunctionBounds(ulong.MaxValue, out _, out _, out _));
+        }
+
+        [Fact]
+        public void PieExecutableUsesVaddrAsRva()
+        {
+            var image = ElfImage.Load(samples.PieExecutable);
+            Assert.Equal(3, image.ElfType);
+            Assert.Equal(ElfTools.ReadElfBuildId(samples.PieExecutable), image.BuildId);
+            Assert.Equal(ElfTools.Nm(samples.PieExecutable, dynamic: false).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+            Assert.True(image.TryResolveSymbol("main", out ulong main));
+            Assert.Equal(ElfTools.NmValue(samples.PieExecutable, "main"), main);
+            Assert.True(image.TryGetFunctionBounds(main + 2, out ulong start, out _, out string? name));
+            Assert.Equal(main, start);
+            Assert.Equal("main", name);
+        }
+
+        [Fact]
+        public void NonPieExecutableRvaIsVaddrMinusImageBase()
+        {
+            Assert.Matches(@"LOAD\s+0x0+ 0x0+400000 ", ElfTools.Run("readelf", "-lW", samples.NonPieExecutable));
+            var image = ElfImage.Load(samples.NonPieExecutable);
+            Assert.Equal(2, image.ElfType);
+            Assert.Equal(64, image.Bitness);
+            Assert.Equal(ElfTools.ReadElfBuildId(samples.NonPieExecutable), image.BuildId);
+
+            var expected = ElfTools.Nm(samples.NonPieExecutable, dynamic: false).Select(s => (s.Name, s.Value - 0x400000, s.Size));
+            Assert.Equal(expected.ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+
+            foreach (var name in new[] { "main", "helper" })
+            {
+                Assert.True(image.TryResolveSymbol(name, out ulong rva));
+                Assert.Equal(ElfTools.NmValue(samples.NonPieExecutable, name) - 0x400000, rva);
+                Assert.True(image.TryGetFunctionBounds(rva, out ulong start, out _, out string? bounded));
+                Assert.Equal(rva, start);
+                Assert.Equal(name, bounded);
+            }
+        }
+
+        [Fact]
+        public void StrippedLibraryStillHasDynamicSymbolsAndBuildId()
+        {
+            Assert.DoesNotContain(".symtab", ElfTools.Run("readelf", "-SW", samples.Stripped));
+            var image = ElfImage.Load(samples.Stripped);
+            Assert.Equal(ElfTools.ReadElfBuildId(samples.SharedLibrary), image.BuildId);
+            Assert.Equal(ElfTools.Nm(samples.Stripped, dynamic: true).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+            Assert.True(image.TryResolveSymbol("add", out ulong add));
+            Assert.Equal(ElfTools.NmValue(samples.SharedLibrary, "add"), add);
+            Assert.False(image.TryResolveSymbol("triple", out _));
+            Assert.True(image.TryGetFunctionBounds(add + 1, out _, out _, out string? name));
+            Assert.Equal("add", name);
+        }
+
+        [Fact]
+        public void BuildIdComesFromProgramHeadersWhenThereAreNoSections()
+        {
+            var bytes = File.ReadAllBytes(samples.SharedLibrary);
+            // What sstrip does: the section header table is dropped from the ELF header.
+            Array.Clear(bytes, 40, 8);
+            Array.Clear(bytes, 60, 4);
+            var image = ElfImage.Parse(bytes, "no-sections.so");
+            Assert.Equal(ElfTools.ReadElfBuildId(samples.SharedLibrary), image.BuildId);
+            Assert.Empty(image.Symbols);
+            Assert.False(image.TryResolveSymbol("add", out _));
+        }
+
+        [Fact]
+        public void MissingBuildIdIsNull()
+        {
+            var image = ElfImage.Load(samples.NoBuildId);
+            Assert.Null(image.BuildId);
+            Assert.True(image.TryResolveSymbol("add", out _));
+        }
+
+        [Fact]
+        public void Elf32SharedLibrary()
+        {
+            var image = ElfImage.Load(samples.SharedLibrary32);
+            Assert.Equal(32, image.Bitness);
+            Assert.Equal(3, image.ElfType);
+            Assert.Equal(ElfTools.ReadElfBuildId(samples.SharedLibrary32), image.BuildId);
+            Assert.Equal(ElfTools.Nm(samples.SharedLibrary32, dynamic: false).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+            Assert.True(image.TryResolveSymbol("add", out ulong add));
+            Assert.Equal(ElfTools.NmValue(samples.SharedLibrary32, "add"), add);
+            Assert.True(image.TryGetFunctionBounds(add + 3, out ulong start, out _, out _));
+            Assert.Equal(add, start);
+        }
+
+        [Fact]
+        public void ParseOfBytesEqualsLoadOfTheFile()
+        {
+            var loaded = ElfImage.Load(samples.SharedLibrary);
+            var parsed = ElfImage.Parse(File.ReadAllBytes(samples.SharedLibrary), "libtest.so");
+            Assert.Equal(loaded.BuildId, parsed.BuildId);
+            Assert.Equal(SymbolSet(loaded), SymbolSet(parsed));
+        }
+
+        [Fact]
+        public void SystemLibc()
+        {
+            var image = ElfImage.Load(Libc);
+            Assert.Equal(64, image.Bitness);
+            Assert.Equal(3, image.ElfType);
+            Assert.Equal(ElfTools.ReadElfBuildId(Libc), image.BuildId);
+            Assert.NotNull(image.BuildId);
+
+            Assert.True(image.TryResolveSymbol("getpid", out ulong getpid));
+            Assert.Equal(ElfTools.NmValue(Libc, "getpid", dynamic: true), getpid);
+            Assert.True(image.TryGetFunctionBounds(getpid, out ulong start, out ulong end, out _));
+            Assert.Equal(getpid, start);
+            Assert.True(end > start);
+
+            // TLS symbols have no address in the image; nm cannot tell them apart, readelf can.
+            var tls = ElfTools.Run("readelf", "-sW", "--dyn-syms", Libc).Split('\n')
+                .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                .Where(f => f.Length >= 8 && f[3] == "TLS")
+                .Select(f => f[7].Split('@')[0]).ToHashSet();
+            Assert.NotEmpty(tls);
+            var expected = ElfTools.Nm(Libc, dynamic: true).Where(s => !tls.Contains(s.Name)).ToHashSet();
+            Assert.Equal(expected.OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+        }
+
+        [Fact]
+        public void VersionedNameResolvesToItsDefaultVersion()
+        {
+            var image = ElfImage.Load(Libc);
+            var versions = ElfTools.Run("nm", "-D", "--defined-only", Libc).Split('\n')
+                .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                .Where(f => f.Length == 3 && f[2].StartsWith("realpath@"))
+                .ToDictionary(f => f[2], f => Convert.ToUInt64(f[0], 16));
+            var defaultVersion = Assert.Single(versions, v => v.Key.Contains("@@"));
+            Assert.Contains(versions, v => !v.Key.Contains("@@") && v.Value != defaultVersion.Value);
+            Assert.True(image.TryResolveSymbol("realpath", out ulong rva));
+            Assert.Equal(defaultVersion.Value, rva);
+        }
+
+        [Fact]
+        public void LoadOfAMissingFileIsNotAFormatError()
+        {
+            var path = Path.Combine(samples.Dir, "missing.so");
+            var e = Assert.Throws<HotpatchException>(() => ElfImage.Load(path));
+            Assert.IsNotType<ModuleFormatException>(e);
+            Assert.Equal(path + ": file not found", e.Message);
+        }
+
+        [Fact]
+        public void MalformedFilesAreFormatErrors()
+        {
+            var good = File.ReadAllBytes(samples.SharedLibrary);
+
+            void Refused(byte[] bytes, string reason)
+            {
+                var e = Assert.Throws<ModuleFormatException>(() => ElfImage.Parse(bytes, "bad.so"));
+                Assert.Equal(HotpatchErrorKind.Internal, e.Kind);
+                Assert.Equal("bad.so", e.Source);
+                Assert.StartsWith("bad.so: not a valid ELF file: ", e.Message);
+                Assert.Contains(reason, e.Reason);
+            }
+
+            byte[] With(Action<byte[]> edit)
+            {
+                var copy = (byte[])good.Clone();
+                edit(copy);
+                return copy;
+            }
+
+            Refused(new byte[0], "too short");
+            Refused(System.Text.Encoding.ASCII.GetBytes("#!/bin/sh\necho not an ELF file\n"), "bad magic");
+            Refused(good.Take(40).ToArray(), "ELF header");
+            Refused(good.Take(good.Length - 100).ToArray(), "outside the file");
+            Refused(With(b => b[4] = 7), "class");
+            Refused(With(b => b[5] = 2), "little-endian");
+            Refused(With(b => b[4] = 1), "i386");
+            Refused(With(b => b[16] = 1), "e_type");
+            Refused(With(b => { b[60] = 0xfe; b[61] = 0xff; }), "section header table");
+            Refused(With(b => { b[56] = 0xfe; b[57] = 0xff; }), "program header table");
+            Refused(With(b => { for (int i = 40; i < 48; i++) b[i] = 0xff; }), "outside the file");
+            Refused(With(b => { b[58] = 8; }), "e_shentsize");
+        }
+
+        [Fact]
+        public async Task RandomMutationsGiveAnImageOrAFormatError()
+        {
+            var original = File.ReadAllBytes(samples.SharedLibrary);
+            var rng = new Random(4242);
+            int parsed = 0, refused = 0;
+            var work = Task.Run(() =>
+            {
+                for (int iteration = 0; iteration < 2000; iteration++)
+                {
+                    var bytes = Mutate(original, rng);
+                    try
+                    {
+                        ElfImage.Parse(bytes, "fuzz.so");
+                        parsed++;
+                    }
+                    catch (ModuleFormatException)
+                    {
+                        refused++;
+                    }
+                    catch (Exception e)
+                    {
+                        var path = Path.Combine(Path.GetTempPath(), "elf-fuzz-failure-" + iteration + ".so");
+                        File.WriteAllBytes(path, bytes);
+                        Assert.Fail("iteration " + iteration + " (input saved as " + path + "): " + e);
+                    }
+                }
+            });
+            await work.WaitAsync(TimeSpan.FromSeconds(120));
+            Assert.True(parsed > 0 && refused > 0, $"parsed {parsed}, refused {refused}");
+        }
+
+        /// <summary>Mostly hits the headers and tables, where a wrong byte changes what the reader does.</summary>
+        private static byte[] Mutate(byte[] original, Random rng)
+        {
+            var bytes = (byte[])original.Clone();
+            int length = bytes.Length;
+            int edits = 1 + rng.Next(6);
+            for (int e = 0; e < edits; e++)
+            {
+                switch (rng.Next(5))
+                {
+                    case 0:
+                        bytes[rng.Next(length)] ^= (byte)(1 << rng.Next(8));
+                        break;
+                    case 1:
+                        bytes[rng.Next(Math.Min(length, 64 + 56 * 12))] = (byte)rng.Next(256);
+                        break;
+                    case 2 when length > 8:
+                    {
+                        int at = rng.Next(length - 8) & ~7;
+                        ulong value = rng.Next(3) switch
+                        {
+                            0 => ulong.MaxValue,
+                            1 => (ulong)rng.Next(),
+                            _ => 0x7fffffffUL << rng.Next(32),
+                        };
+                        BitConverter.GetBytes(value).CopyTo(bytes, at);
+                        break;
+                    }
+                    case 3:
+                        length = rng.Next(length + 1);
+                        break;
+                    default:
+                        bytes[rng.Next(length)] = (byte)rng.Next(256);
+                        break;
+                }
+                if (length == 0) break;
+            }
+            return bytes.Take(length).ToArray();
+        }
+    }
+}
