@@ -20,6 +20,9 @@ namespace HotpatchTools.Engine.Platform
         public string ReadablePath { get; set; } = "";
         public ulong Base { get; set; }
         public ulong End { get; set; }
+        /// <summary>Identifies the file (device:inode on Linux) for caching parsed images across processes.</summary>
+        public string Key { get; set; } = "";
+        internal string? BaseMapping { get; set; }
     }
 
     public sealed class MemoryRegion
@@ -40,6 +43,8 @@ namespace HotpatchTools.Engine.Platform
         public int Id { get; set; }
         /// <summary>Where the thread will continue executing when it resumes (syscall restart already applied).</summary>
         public ulong ResumeIp { get; set; }
+        /// <summary>The raw instruction pointer; differs from ResumeIp for a thread inside a restartable system call.</summary>
+        public ulong Ip { get; set; }
         public ulong StackPointer { get; set; }
     }
 

@@ -1,0 +1,90 @@
+using System;
+using System.Runtime.InteropServices;
+
+namespace HotpatchTools.Engine.Platform.Linux
+{
+    /// <summary>The libc calls the Linux backend needs. glibc only: "libc.so.6" names it exactly.</summary>
+    internal static unsafe class LibC
+    {
+        private const string Lib = "libc.so.6";
+
+        public const long PTRACE_GETREGS = 12;
+        public const long PTRACE_SETREGS = 13;
+        public const long PTRACE_SINGLESTEP = 9;
+        public const long PTRACE_DETACH = 17;
+        public const long PTRACE_SEIZE = 0x4206;
+        public const long PTRACE_INTERRUPT = 0x4207;
+        public const int PTRACE_EVENT_STOP = 128;
+
+        public const int WNOHANG = 1;
+        public const int __WALL = 0x40000000;
+
+        public const int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, ECHILD = 10, EAGAIN = 11, EACCES = 13, EFAULT = 14, EEXIST = 17;
+        public const int SIGTRAP = 5, SIGSTOP = 19;
+
+        public const int O_RDONLY = 0, O_RDWR = 2, O_CLOEXEC = 0x80000;
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern long ptrace(long request, int pid, IntPtr addr, IntPtr data);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int waitpid(int pid, out int status, int options);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern IntPtr process_vm_readv(int pid, Iovec* local, UIntPtr liovcnt, Iovec* remote, UIntPtr riovcnt, UIntPtr flags);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int open([MarshalAs(UnmanagedType.LPStr)] string path, int flags);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern IntPtr pwrite(int fd, byte* buf, UIntPtr count, long offset);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern IntPtr pread(int fd, byte* buf, UIntPtr count, long offset);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int close(int fd);
+
+        [DllImport(Lib)]
+        public static extern int getpid();
+
+        [DllImport(Lib)]
+        public static extern uint geteuid();
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct Iovec
+        {
+            public IntPtr Base;
+            public UIntPtr Length;
+        }
+
+        /// <summary>struct user_regs_struct (x86_64), 27 unsigned longs.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        public struct UserRegs
+        {
+            public ulong r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax,
+                rip, cs, eflags, rsp, ss, fs_base, gs_base, ds, es, fs, gs;
+        }
+
+        public static bool WIFEXITED(int s) => (s & 0x7f) == 0;
+        public static bool WIFSIGNALED(int s) => ((s & 0x7f) + 1) >> 1 > 0 && (s & 0x7f) != 0x7f && (s & 0x7f) != 0;
+        public static bool WIFSTOPPED(int s) => (s & 0xff) == 0x7f;
+        public static int WSTOPSIG(int s) => (s >> 8) & 0xff;
+        public static int PtraceEvent(int s) => s >> 16;
+
+        public static string StrError(int errno)
+        {
+            switch (errno)
+            {
+                case EPERM: return "operation not permitted";
+                case ENOENT: return "no such file or directory";
+                case ESRCH: return "no such process";
+                case EIO: return "input/output error";
+                case EACCES: return "permission denied";
+                case EFAULT: return "bad address";
+                case EEXIST: return "already exists";
+                default: return "errno " + errno;
+            }
+        }
+    }
+}

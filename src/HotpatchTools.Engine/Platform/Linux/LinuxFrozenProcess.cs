@@ -1,0 +1,233 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Threading;
+
+namespace HotpatchTools.Engine.Platform.Linux
+{
+    /// <summary>
+    /// Threads of a target held in ptrace stops. Every ptrace and waitpid call for these tracees must come
+    /// from the OS thread that seized them, so this object refuses to be used from any other thread.
+    /// </summary>
+    internal sealed class LinuxFrozenProcess : IFrozenProcess
+    {
+        private sealed class Tracee
+        {
+            public int Tid;
+            public int PendingSignal;
+            public LibC.UserRegs Regs;
+        }
+
+        // -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK: the kernel moves rip back over `syscall` on resume.
+        private static readonly HashSet<long> RestartCodes = new HashSet<long> { -512, -513, -514, -516 };
+
+        private readonly LinuxTargetProcess _proc;
+        private readonly List<Tracee> _tracees = new List<Tracee>();
+        private readonly int _ownerThread = Environment.CurrentManagedThreadId;
+        private List<ThreadSnapshot> _snapshots = new List<ThreadSnapshot>();
+        private bool _disposed;
+
+        private LinuxFrozenProcess(LinuxTargetProcess proc) { _proc = proc; }
+
+        public IReadOnlyList<ThreadSnapshot> Threads => _snapshots;
+
+        private int Pid => _proc.Id;
+
+        public static LinuxFrozenProcess Stop(LinuxTargetProcess proc, TimeSpan timeout, bool singleThread)
+        {
+            var f = new LinuxFrozenProcess(proc);
+            try { f.StopThreads(timeout, singleThread); }
+            catch { f.Dispose(); throw; }
+            return f;
+        }
+
+        private void StopThreads(TimeSpan timeout, bool singleThread)
+        {
+            var deadline = Stopwatch.StartNew();
+            var seen = new HashSet<int>();
+            while (true)
+            {
+                var fresh = new List<int>();
+                foreach (int tid in ProcFs.ListTasks(Pid))
+                    if (seen.Add(tid)) fresh.Add(tid);
+                if (singleThread && fresh.Count > 0)
+                {
+                    // The leader may be a zombie whose threads live on; any live thread can run an injected call.
+                    int pick = fresh.Contains(Pid) && ProcFs.TaskState(Pid, Pid) != 'Z' ? Pid : fresh.Find(t => ProcFs.TaskState(Pid, t) != 'Z');
+                    fresh = pick != 0 ? new List<int> { pick } : new List<int>();
+                }
+                if (fresh.Count == 0) break;
+
+                var batch = new List<Tracee>();
+                foreach (int tid in fresh)
+                {
+                    var t = Seize(tid);
+                    if (t != null) { _tracees.Add(t); batch.Add(t); }
+                }
+                foreach (var t in batch) WaitForStop(t, deadline, timeout);
+                // Re-list: threads created while we were stopping the others must be stopped too.
+                if (singleThread && _tracees.Count > 0) break;
+            }
+            if (_tracees.Count == 0) throw ProcFs.Gone(Pid);
+
+            var snaps = new List<ThreadSnapshot>(_tracees.Count);
+            foreach (var t in _tracees)
+            {
+                t.Regs = GetRegs(t.Tid);
+                ulong ip = t.Regs.rip;
+                bool restarting = (long)t.Regs.orig_rax >= 0 && RestartCodes.Contains((long)t.Regs.rax);
+                snaps.Add(new ThreadSnapshot { Id = t.Tid, Ip = ip, ResumeIp = restarting ? ip - 2 : ip, StackPointer = t.Regs.rsp });
+            }
+            _snapshots = snaps;
+        }
+
+        private Tracee? Seize(int tid)
+        {
+            if (LibC.ptrace(LibC.PTRACE_SEIZE, tid, IntPtr.Zero, IntPtr.Zero) < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == LibC.ESRCH) return null; // exited meanwhile
+                if (errno == LibC.EPERM)
+                {
+                    int tracer = ProcFs.TracerPid(Pid);
+                    if (tracer != 0)
+                        throw new HotpatchException(HotpatchErrorKind.Busy,
+                            "Process " + Pid + " is busy: it is being traced by process " + tracer + " (" + (ProcFs.TryReadComm(tracer) ?? "?") +
+                            "), a debugger or another installer. Try again when it has detached.") { ProcessId = Pid };
+                    throw ProcFs.Denied(Pid);
+                }
+                throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_SEIZE of thread " + tid + " failed: " + LibC.StrError(errno) + ".") { ProcessId = Pid };
+            }
+            var t = new Tracee { Tid = tid };
+            if (LibC.ptrace(LibC.PTRACE_INTERRUPT, tid, IntPtr.Zero, IntPtr.Zero) < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                LibC.ptrace(LibC.PTRACE_DETACH, tid, IntPtr.Zero, IntPtr.Zero);
+                if (errno == LibC.ESRCH) return null;
+                throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_INTERRUPT of thread " + tid + " failed: " + LibC.StrError(errno) + ".") { ProcessId = Pid };
+            }
+            return t;
+        }
+
+        /// <summary>
+        /// Polls rather than blocks: a thread stuck in uninterruptible sleep must not hang us, and when the
+        /// target is our own child the runtime's SIGCHLD handler may consume the stop notification.
+        /// </summary>
+        private void WaitForStop(Tracee t, Stopwatch clock, TimeSpan timeout)
+        {
+            for (int spins = 0; ; spins++)
+            {
+                int r = LibC.waitpid(t.Tid, out int status, LibC.WNOHANG | LibC.__WALL);
+                if (r == t.Tid)
+                {
+                    if (LibC.WIFSTOPPED(status))
+                    {
+                        // A signal-delivery stop: that signal must be handed back when we let go.
+                        if (LibC.PtraceEvent(status) == 0) t.PendingSignal = LibC.WSTOPSIG(status);
+                        return;
+                    }
+                    _tracees.Remove(t); // exited while we were stopping it
+                    return;
+                }
+                if (r < 0)
+                {
+                    int errno = Marshal.GetLastWin32Error();
+                    if (errno == LibC.EINTR) continue;
+                    char state = ProcFs.TaskState(Pid, t.Tid);
+                    if (state == '\0') { _tracees.Remove(t); return; }
+                    if (state == 't') return; // stopped; someone else reaped the notification
+                }
+                if (clock.Elapsed > timeout)
+                    throw new HotpatchException(HotpatchErrorKind.Busy,
+                        "Thread " + t.Tid + " of process " + Pid + " did not stop within " + timeout.TotalSeconds + " s (state " + ProcFs.TaskState(Pid, t.Tid) +
+                        "); it may be in uninterruptible sleep. Nothing was written.") { ProcessId = Pid };
+                if (spins < 2000) Thread.Yield(); else Thread.Sleep(1);
+            }
+        }
+
+        private LibC.UserRegs GetRegs(int tid)
+        {
+            var regs = new LibC.UserRegs();
+            unsafe
+            {
+                if (LibC.ptrace(LibC.PTRACE_GETREGS, tid, IntPtr.Zero, (IntPtr)(&regs)) < 0)
+                    throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_GETREGS of thread " + tid + " failed: " + LibC.StrError(Marshal.GetLastWin32Error()) + ".") { ProcessId = Pid };
+            }
+            return regs;
+        }
+
+        private void SetRegs(int tid, LibC.UserRegs regs)
+        {
+            unsafe
+            {
+                if (LibC.ptrace(LibC.PTRACE_SETREGS, tid, IntPtr.Zero, (IntPtr)(&regs)) < 0)
+                    throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_SETREGS of thread " + tid + " failed: " + LibC.StrError(Marshal.GetLastWin32Error()) + ".") { ProcessId = Pid };
+            }
+        }
+
+        /// <summary>Executes one system call in a stopped thread through a `syscall` gadget, then restores its registers exactly.</summary>
+        public long Inject(ulong gadget, long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
+        {
+            CheckOwner();
+            var t = _tracees.Find(x => x.PendingSignal == 0) ?? _tracees[0];
+            var saved = t.Regs;
+            var regs = saved;
+            regs.rax = (ulong)nr;
+            regs.orig_rax = ulong.MaxValue; // not in a syscall: no restart logic may touch rip
+            regs.rdi = a0; regs.rsi = a1; regs.rdx = a2; regs.r10 = a3; regs.r8 = a4; regs.r9 = a5;
+            regs.rip = gadget;
+            try
+            {
+                SetRegs(t.Tid, regs);
+                for (int attempt = 0; attempt < 4; attempt++)
+                {
+                    if (LibC.ptrace(LibC.PTRACE_SINGLESTEP, t.Tid, IntPtr.Zero, IntPtr.Zero) < 0)
+                        throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_SINGLESTEP failed: " + LibC.StrError(Marshal.GetLastWin32Error()) + ".") { ProcessId = Pid };
+                    var status = BlockingWait(t.Tid);
+                    if (!LibC.WIFSTOPPED(status)) { _tracees.Remove(t); throw ProcFs.Gone(Pid); }
+                    var after = GetRegs(t.Tid);
+                    if (after.rip == gadget + 2) return (long)after.rax;
+                    // Another signal arrived before the step: keep it for detach and step again.
+                    int sig = LibC.WSTOPSIG(status);
+                    if (sig != LibC.SIGTRAP && t.PendingSignal == 0) t.PendingSignal = sig;
+                }
+                throw new HotpatchException(HotpatchErrorKind.Internal, "The injected system call did not complete in thread " + t.Tid + ".") { ProcessId = Pid };
+            }
+            finally
+            {
+                if (_tracees.Contains(t)) SetRegs(t.Tid, saved);
+            }
+        }
+
+        private int BlockingWait(int tid)
+        {
+            var clock = Stopwatch.StartNew();
+            for (int spins = 0; ; spins++)
+            {
+                int r = LibC.waitpid(tid, out int status, LibC.WNOHANG | LibC.__WALL);
+                if (r == tid) return status;
+                if (r < 0 && Marshal.GetLastWin32Error() != LibC.EINTR)
+                    throw ProcFs.Gone(Pid);
+                if (clock.Elapsed > TimeSpan.FromSeconds(5))
+                    throw new HotpatchException(HotpatchErrorKind.Internal, "Thread " + tid + " did not stop after a single step.") { ProcessId = Pid };
+                if (spins < 2000) Thread.Yield(); else Thread.Sleep(1);
+            }
+        }
+
+        private void CheckOwner()
+        {
+            if (Environment.CurrentManagedThreadId != _ownerThread)
+                throw new InvalidOperationException("ptrace calls must come from the thread that stopped the process.");
+        }
+
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            foreach (var t in _tracees)
+                LibC.ptrace(LibC.PTRACE_DETACH, t.Tid, IntPtr.Zero, (IntPtr)t.PendingSignal);
+            _tracees.Clear();
+        }
+    }
+}

@@ -1,0 +1,136 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+
+namespace HotpatchTools.Engine.Platform.Linux
+{
+    public sealed class LinuxPlatform : IProcessPlatform
+    {
+        public string OsName => "linux";
+
+        public IReadOnlyList<ProcessInfo> ListProcesses()
+        {
+            var list = new List<ProcessInfo>();
+            foreach (var dir in Directory.EnumerateDirectories("/proc"))
+            {
+                if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out int pid)) continue;
+                string? name = ProcFs.TryReadComm(pid);
+                if (name != null) list.Add(new ProcessInfo(pid, name));
+            }
+            list.Sort((a, b) => a.Id.CompareTo(b.Id));
+            return list;
+        }
+
+        public ITargetProcess Open(int processId)
+        {
+            if (processId <= 0 || !Directory.Exists("/proc/" + processId))
+                throw new HotpatchException(HotpatchErrorKind.ProcessNotFound, "No process with id " + processId + " is running.") { ProcessId = processId };
+            if (processId == LibC.getpid())
+                throw new HotpatchException(HotpatchErrorKind.AccessDenied, "Process " + processId + " is this PowerShell process itself; a process cannot patch itself through ptrace.") { ProcessId = processId };
+            return new LinuxTargetProcess(processId, ProcFs.TryReadComm(processId) ?? "?");
+        }
+    }
+
+    internal static class ProcFs
+    {
+        public static string? TryReadComm(int pid)
+        {
+            try { return File.ReadAllText("/proc/" + pid + "/comm").TrimEnd('\n'); }
+            catch (IOException) { return null; }
+            catch (UnauthorizedAccessException) { return null; }
+        }
+
+        public sealed class MapsLine
+        {
+            public ulong Start, End, Offset, Inode;
+            public bool R, W, X, Private;
+            public string Dev = "", Path = "";
+        }
+
+        public static List<MapsLine> ReadMaps(int pid)
+        {
+            string text;
+            try { text = File.ReadAllText("/proc/" + pid + "/maps"); }
+            catch (FileNotFoundException) { throw Gone(pid); }
+            catch (DirectoryNotFoundException) { throw Gone(pid); }
+            catch (UnauthorizedAccessException e) { throw Denied(pid, e); }
+            catch (IOException e) when (!Directory.Exists("/proc/" + pid)) { throw Gone(pid, e); }
+            var result = new List<MapsLine>();
+            foreach (var raw in text.Split('\n'))
+            {
+                if (raw.Length == 0) continue;
+                // start-end perms offset dev inode [path]; the path may contain spaces.
+                int p = 0;
+                string range = Next(raw, ref p), perms = Next(raw, ref p), off = Next(raw, ref p), dev = Next(raw, ref p), inode = Next(raw, ref p);
+                while (p < raw.Length && raw[p] == ' ') p++;
+                int dash = range.IndexOf('-');
+                if (dash < 0 || perms.Length < 4) continue;
+                result.Add(new MapsLine
+                {
+                    Start = ulong.Parse(range.Substring(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture),
+                    End = ulong.Parse(range.Substring(dash + 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture),
+                    R = perms[0] == 'r', W = perms[1] == 'w', X = perms[2] == 'x', Private = perms[3] == 'p',
+                    Offset = ulong.Parse(off, NumberStyles.HexNumber, CultureInfo.InvariantCulture),
+                    Dev = dev,
+                    Inode = ulong.Parse(inode, CultureInfo.InvariantCulture),
+                    Path = p < raw.Length ? raw.Substring(p) : "",
+                });
+            }
+            return result;
+        }
+
+        private static string Next(string s, ref int p)
+        {
+            while (p < s.Length && s[p] == ' ') p++;
+            int start = p;
+            while (p < s.Length && s[p] != ' ') p++;
+            return s.Substring(start, p - start);
+        }
+
+        public static List<int> ListTasks(int pid)
+        {
+            var tids = new List<int>();
+            try
+            {
+                foreach (var d in Directory.EnumerateDirectories("/proc/" + pid + "/task"))
+                    if (int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out int tid)) tids.Add(tid);
+            }
+            catch (DirectoryNotFoundException) { }
+            catch (IOException) { }
+            return tids;
+        }
+
+        /// <summary>The one-letter state from /proc/PID/task/TID/stat, or '\0' when the thread is gone.</summary>
+        public static char TaskState(int pid, int tid)
+        {
+            try
+            {
+                var s = File.ReadAllText("/proc/" + pid + "/task/" + tid + "/stat");
+                int close = s.LastIndexOf(')');
+                return close >= 0 && close + 2 < s.Length ? s[close + 2] : '\0';
+            }
+            catch (IOException) { return '\0'; }
+        }
+
+        /// <summary>TracerPid from /proc/PID/status; 0 when not traced.</summary>
+        public static int TracerPid(int pid)
+        {
+            try
+            {
+                foreach (var line in File.ReadAllLines("/proc/" + pid + "/status"))
+                    if (line.StartsWith("TracerPid:", StringComparison.Ordinal))
+                        return int.Parse(line.Substring(10).Trim(), CultureInfo.InvariantCulture);
+            }
+            catch (IOException) { }
+            return 0;
+        }
+
+        public static HotpatchException Gone(int pid, Exception? inner = null) =>
+            new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " has exited.", inner) { ProcessId = pid };
+
+        public static HotpatchException Denied(int pid, Exception? inner = null) =>
+            new HotpatchException(HotpatchErrorKind.AccessDenied,
+                "Access to process " + pid + " was denied: run as root or with CAP_SYS_PTRACE (and check kernel.yama.ptrace_scope).", inner) { ProcessId = pid };
+    }
+}

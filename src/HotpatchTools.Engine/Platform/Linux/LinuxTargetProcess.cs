@@ -1,0 +1,228 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using HotpatchTools.Engine.Modules;
+
+namespace HotpatchTools.Engine.Platform.Linux
+{
+    internal sealed unsafe class LinuxTargetProcess : ITargetProcess, IProcessMemory, IModuleEnumerator, IThreadController
+    {
+        private int _memFd = -1;
+        private ulong? _syscallGadget;
+
+        public LinuxTargetProcess(int pid, string name)
+        {
+            Id = pid;
+            Name = name;
+            Bitness = ReadBitness(pid);
+        }
+
+        public int Id { get; }
+        public string Name { get; }
+        public int Bitness { get; }
+        public IProcessMemory Memory => this;
+        public IModuleEnumerator Modules => this;
+        public IThreadController Threads => this;
+
+        public void Dispose()
+        {
+            if (_memFd >= 0) { LibC.close(_memFd); _memFd = -1; }
+        }
+
+        private static int ReadBitness(int pid)
+        {
+            try
+            {
+                using var f = File.OpenRead("/proc/" + pid + "/exe");
+                var ident = new byte[5];
+                return f.Read(ident, 0, 5) == 5 && ident[4] == 1 ? 32 : 64;
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { return 64; }
+        }
+
+        // ---- memory ----
+
+        public void Read(ulong address, byte[] buffer)
+        {
+            int n = TryRead(address, buffer);
+            if (n != buffer.Length)
+            {
+                if (!Directory.Exists("/proc/" + Id)) throw ProcFs.Gone(Id);
+                throw new HotpatchException(HotpatchErrorKind.Internal,
+                    "Could not read " + buffer.Length + " bytes at 0x" + address.ToString("x") + " in process " + Id + ".") { ProcessId = Id };
+            }
+        }
+
+        public int TryRead(ulong address, byte[] buffer)
+        {
+            if (buffer.Length == 0) return 0;
+            fixed (byte* p = buffer)
+            {
+                var local = new LibC.Iovec { Base = (IntPtr)p, Length = (UIntPtr)buffer.Length };
+                var remote = new LibC.Iovec { Base = (IntPtr)(long)address, Length = (UIntPtr)buffer.Length };
+                long n = (long)LibC.process_vm_readv(Id, &local, (UIntPtr)1, &remote, (UIntPtr)1, UIntPtr.Zero);
+                if (n == buffer.Length) return (int)n;
+                int errno = Marshal.GetLastWin32Error();
+                if (n < 0 && errno == LibC.EPERM) throw ProcFs.Denied(Id);
+                if (n < 0 && errno == LibC.ESRCH) throw ProcFs.Gone(Id);
+                // Pages without PROT_READ are still readable through /proc/PID/mem.
+                int fd = MemFd();
+                long m = (long)LibC.pread(fd, p, (UIntPtr)buffer.Length, (long)address);
+                return (int)Math.Max(Math.Max(n, m), 0);
+            }
+        }
+
+        public void Write(ulong address, byte[] data)
+        {
+            int fd = MemFd();
+            fixed (byte* p = data)
+            {
+                long n = (long)LibC.pwrite(fd, p, (UIntPtr)data.Length, (long)address);
+                if (n != data.Length)
+                {
+                    int errno = Marshal.GetLastWin32Error();
+                    throw new HotpatchException(HotpatchErrorKind.WriteFailed,
+                        "Writing " + data.Length + " bytes at 0x" + address.ToString("x") + " in process " + Id + " failed: " + LibC.StrError(errno) + ".") { ProcessId = Id };
+                }
+            }
+        }
+
+        private int MemFd()
+        {
+            if (_memFd >= 0) return _memFd;
+            int fd = LibC.open("/proc/" + Id + "/mem", LibC.O_RDWR | LibC.O_CLOEXEC);
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == LibC.ENOENT || errno == LibC.ESRCH) throw ProcFs.Gone(Id);
+                throw ProcFs.Denied(Id);
+            }
+            return _memFd = fd;
+        }
+
+        public IReadOnlyList<MemoryRegion> GetRegions()
+        {
+            var list = new List<MemoryRegion>();
+            foreach (var m in ProcFs.ReadMaps(Id))
+                list.Add(new MemoryRegion
+                {
+                    Start = m.Start, End = m.End, Readable = m.R, Writable = m.W, Executable = m.X,
+                    IsAnonymousPrivate = m.Private && m.Inode == 0 && m.Path.Length == 0,
+                    Path = m.Path,
+                });
+            return list;
+        }
+
+        private const int PROT_READ = 1, PROT_EXEC = 4;
+        private const int MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_FIXED_NOREPLACE = 0x100000;
+        private const int SYS_mmap = 9, SYS_munmap = 11;
+
+        public bool TryAllocateAt(ulong address, int size, IFrozenProcess? frozen)
+        {
+            // r-x only: we write through /proc/PID/mem, so the cave never needs to be writable.
+            long r = InjectSyscall(frozen, SYS_mmap, address, (ulong)size, PROT_READ | PROT_EXEC,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, ulong.MaxValue, 0);
+            if (r == -LibC.EEXIST) return false;
+            if (r < 0 && r > -4096)
+                throw new HotpatchException(HotpatchErrorKind.NoCaveSpace,
+                    "mmap of " + size + " bytes at 0x" + address.ToString("x") + " in process " + Id + " failed: " + LibC.StrError((int)-r) + ".") { ProcessId = Id };
+            if ((ulong)r != address)
+            {
+                // A kernel without MAP_FIXED_NOREPLACE treats the address as a hint: give the mapping back.
+                InjectSyscall(frozen, SYS_munmap, (ulong)r, (ulong)size, 0, 0, 0, 0);
+                return false;
+            }
+            return true;
+        }
+
+        public void Free(ulong address, int size, IFrozenProcess? frozen)
+        {
+            long r = InjectSyscall(frozen, SYS_munmap, address, (ulong)size, 0, 0, 0, 0);
+            if (r < 0)
+                throw new HotpatchException(HotpatchErrorKind.Internal,
+                    "munmap at 0x" + address.ToString("x") + " in process " + Id + " failed: " + LibC.StrError((int)-r) + ".") { ProcessId = Id };
+        }
+
+        /// <summary>Runs one system call in a stopped thread of the target and puts the thread back exactly.</summary>
+        private long InjectSyscall(IFrozenProcess? frozen, long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
+        {
+            ulong gadget = SyscallGadget();
+            if (frozen is LinuxFrozenProcess f) return f.Inject(gadget, nr, a0, a1, a2, a3, a4, a5);
+            // Stop a single thread only: the rest of the process keeps running while we allocate.
+            using var one = LinuxFrozenProcess.Stop(this, TimeSpan.FromSeconds(5), singleThread: true);
+            return one.Inject(gadget, nr, a0, a1, a2, a3, a4, a5);
+        }
+
+        /// <summary>Any `syscall` instruction (0f 05) in an executable file mapping, found before anything is stopped.</summary>
+        internal ulong SyscallGadget()
+        {
+            if (_syscallGadget.HasValue) return _syscallGadget.Value;
+            var maps = ProcFs.ReadMaps(Id);
+            // libc first: it always holds syscall instructions; the vdso as a last resort.
+            maps.Sort((a, b) => Rank(a).CompareTo(Rank(b)));
+            foreach (var m in maps)
+            {
+                if (!m.X || m.Path.Length == 0 || m.Path == "[vsyscall]") continue;
+                ulong len = Math.Min(m.End - m.Start, 4UL << 20);
+                var buf = new byte[len];
+                int n = TryRead(m.Start, buf);
+                for (int i = 0; i + 1 < n; i++)
+                    if (buf[i] == 0x0f && buf[i + 1] == 0x05) { _syscallGadget = m.Start + (ulong)i; return _syscallGadget.Value; }
+            }
+            throw new HotpatchException(HotpatchErrorKind.Internal, "No syscall instruction found in process " + Id + "'s code.") { ProcessId = Id };
+        }
+
+        private static int Rank(ProcFs.MapsLine m) => m.Path.Contains("/libc.so") || m.Path.Contains("/libc-") ? 0 : m.Path.StartsWith("/", StringComparison.Ordinal) ? 1 : 2;
+
+        // ---- modules ----
+
+        public IReadOnlyList<LoadedModule> GetModules()
+        {
+            var byKey = new Dictionary<string, LoadedModule>(StringComparer.Ordinal);
+            var order = new List<LoadedModule>();
+            foreach (var m in ProcFs.ReadMaps(Id))
+            {
+                if (m.Inode == 0 || !m.Path.StartsWith("/", StringComparison.Ordinal)) continue;
+                string key = m.Dev + ":" + m.Inode;
+                if (!byKey.TryGetValue(key, out var mod))
+                {
+                    string path = m.Path.EndsWith(" (deleted)", StringComparison.Ordinal) ? m.Path.Substring(0, m.Path.Length - 10) : m.Path;
+                    mod = new LoadedModule { Name = System.IO.Path.GetFileName(path), Path = path, Base = m.Start, End = m.End, Key = key };
+                    byKey[key] = mod;
+                    order.Add(mod);
+                }
+                if (m.Offset == 0 && (mod.Base > m.Start || mod.BaseMapping == null))
+                {
+                    mod.Base = m.Start;
+                    mod.BaseMapping = m.Start.ToString("x") + "-" + m.End.ToString("x");
+                }
+                if (m.Start < mod.Base && mod.BaseMapping == null) mod.Base = m.Start;
+                if (m.End > mod.End) mod.End = m.End;
+            }
+            foreach (var mod in order)
+            {
+                // map_files reaches the mapped file itself, even when it was replaced on disk or lives in another mount namespace.
+                string viaMapFiles = "/proc/" + Id + "/map_files/" + mod.BaseMapping;
+                mod.ReadablePath = mod.BaseMapping != null && File.Exists(viaMapFiles) ? viaMapFiles : "/proc/" + Id + "/root" + mod.Path;
+            }
+            return order;
+        }
+
+        public IModuleImage OpenImage(LoadedModule module) =>
+            ModuleCache.GetOrAdd("elf|" + module.Key, () => ElfImage.Load(module.ReadablePath));
+
+        public string ComputeSha256(LoadedModule module) =>
+            ModuleCache.GetOrAdd("sha|" + module.Key, () =>
+            {
+                using var sha = SHA256.Create();
+                using var f = File.OpenRead(module.ReadablePath);
+                return Hex.Lower(sha.ComputeHash(f));
+            });
+
+        // ---- threads ----
+
+        public IFrozenProcess Freeze(TimeSpan timeout) => LinuxFrozenProcess.Stop(this, timeout, singleThread: false);
+    }
+}
