@@ -1,0 +1,402 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Runtime.InteropServices;
+using System.Threading;
+using HotpatchTools.Engine.Format;
+using HotpatchTools.Engine.Platform;
+
+namespace HotpatchTools.Engine.Patching
+{
+    /// <summary>
+    /// Installs, lists and removes micropatches in live processes. Every method runs synchronously on the
+    /// calling thread (ptrace ties a stopped thread to the OS thread that stopped it).
+    /// </summary>
+    public sealed class HotpatchEngine
+    {
+        private readonly IProcessPlatform _platform;
+        private readonly EngineOptions _options;
+
+        public HotpatchEngine(IProcessPlatform? platform = null, EngineOptions? options = null)
+        {
+            _platform = platform ?? CurrentPlatform();
+            _options = options ?? new EngineOptions();
+        }
+
+        public IProcessPlatform Platform => _platform;
+
+        public static IProcessPlatform CurrentPlatform()
+        {
+            if (RuntimeInformation.IsOSPlatform(OSPlatform.Linux) && RuntimeInformation.ProcessArchitecture == Architecture.X64)
+                return new Platform.Linux.LinuxPlatform();
+            throw new HotpatchException(HotpatchErrorKind.PlatformNotSupported,
+                "HotpatchTools supports Linux x64 here; this is " + RuntimeInformation.OSDescription + " (" + RuntimeInformation.ProcessArchitecture + ").");
+        }
+
+        private void Log(string message) => _options.Log?.Invoke(message);
+
+        // ---- discovery ----
+
+        /// <summary>One status per process that has the patch's module loaded (or per given process).</summary>
+        public IEnumerable<TargetStatus> Scan(Micropatch patch, IReadOnlyCollection<int>? processIds = null, Action<int, int>? progress = null)
+        {
+            var pids = processIds ?? (IReadOnlyCollection<int>)_platform.ListProcesses().Select(p => p.Id).ToList();
+            int done = 0;
+            foreach (int pid in pids)
+            {
+                progress?.Invoke(done++, pids.Count);
+                TargetStatus? status;
+                try { status = Inspect(patch, pid, includeNotLoaded: processIds != null); }
+                catch (HotpatchException e) when (processIds == null && (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound)) { continue; }
+                if (status != null) yield return status;
+            }
+        }
+
+        public TargetStatus? Inspect(Micropatch patch, int pid, bool includeNotLoaded = true)
+        {
+            // In a machine-wide sweep a process we cannot read may or may not have the module: say so in
+            // the log, not as a result, or every protected process would look like a failed target.
+            TargetStatus? Denied(HotpatchException e, string name)
+            {
+                if (includeNotLoaded)
+                    return new TargetStatus { ProcessId = pid, ProcessName = name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module, State = TargetState.AccessDenied, Reason = e.Message };
+                Log("skipped process " + pid + ": " + e.Message);
+                return null;
+            }
+
+            ITargetProcess target;
+            try { target = _platform.Open(pid); }
+            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied) { return Denied(e, ""); }
+            using (target)
+            {
+                var status = new TargetStatus { ProcessId = pid, ProcessName = target.Name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module };
+                LoadedModule? module;
+                try { module = PatchPlanner.FindModule(target, patch.Target); }
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied) { return Denied(e, target.Name); }
+                if (module == null)
+                {
+                    if (!includeNotLoaded) return null;
+                    status.State = TargetState.NotLoaded;
+                    status.Reason = "Module " + patch.Target.Module + " is not loaded.";
+                    return status;
+                }
+                status.Module = module.Name;
+                status.ModulePath = module.Path;
+                status.ModuleBase = module.Base;
+
+                var mine = FindCaves(target).Where(c => SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
+                if (mine.Count > 0)
+                {
+                    var p = Describe(target, mine[0]);
+                    status.State = p.State == "Installed" ? TargetState.Patched : TargetState.Inconsistent;
+                    status.Reason = p.State == "Installed"
+                        ? "Installed " + p.InstalledUtc.ToString("u") + ", cave at 0x" + p.CaveAddress.ToString("x") + (p.FileSha256 == patch.FileSha256 ? "." : "; from a different version of the file (SHA-256 " + p.FileSha256 + ").")
+                        : "A cave of this patch is present but not every site holds its jump.";
+                    return status;
+                }
+                try
+                {
+                    var plan = PatchPlanner.Plan(patch, target, _platform.OsName);
+                    status.State = TargetState.Vulnerable;
+                    status.Reason = "Every check passed at " + string.Join(", ", plan.Sites.Select(s => "0x" + s.Address.ToString("x"))) + ".";
+                }
+                catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited && e.Kind != HotpatchErrorKind.Internal)
+                {
+                    status.State = e.Kind switch
+                    {
+                        HotpatchErrorKind.IdentityMismatch or HotpatchErrorKind.ExpectMismatch or HotpatchErrorKind.ModuleNotLoaded => TargetState.Mismatch,
+                        HotpatchErrorKind.AccessDenied => TargetState.AccessDenied,
+                        _ => TargetState.Unsupported,
+                    };
+                    status.Reason = e.Message + (e.Kind == HotpatchErrorKind.ExpectMismatch ? OwnerHint(target) : "");
+                }
+                return status;
+            }
+        }
+
+        private string OwnerHint(ITargetProcess target)
+        {
+            var others = FindCaves(target).Where(c => c.Header.State == CaveState.Installed).Select(c => c.Header.PatchId).ToList();
+            return others.Count == 0 ? "" : " (installed in this process: " + string.Join(", ", others) + ")";
+        }
+
+        // ---- installed state, read from the process ----
+
+        internal sealed class FoundCave
+        {
+            public CaveHeader Header = null!;
+            public byte[] HeaderBytes = null!;
+            public ulong Address;
+        }
+
+        internal static List<FoundCave> FindCaves(ITargetProcess target)
+        {
+            var found = new List<FoundCave>();
+            foreach (var r in target.Memory.GetRegions())
+            {
+                if (!r.IsAnonymousPrivate || !r.Executable) continue;
+                // Adjacent caves (or a cave after foreign code) may share one merged region: walk it from both ends.
+                ulong pos = r.Start, end = r.End;
+                FoundCave? c;
+                while (pos < end && (c = ReadCaveAt(target, pos)) != null)
+                {
+                    found.Add(c);
+                    pos += c.Header.CaveSize;
+                }
+                var tail = new byte[CaveHeader.TrailerLength];
+                while (end - pos >= 4096 && target.Memory.TryRead(end - CaveHeader.TrailerLength, tail) == tail.Length
+                       && CaveHeader.PeekTrailer(tail) is uint size && end - size >= pos && (c = ReadCaveAt(target, end - size)) != null)
+                {
+                    found.Add(c);
+                    end -= size;
+                }
+            }
+            return found;
+        }
+
+        private static FoundCave? ReadCaveAt(ITargetProcess target, ulong address)
+        {
+            var head = new byte[16];
+            if (target.Memory.TryRead(address, head) != 16 || CaveHeader.PeekLength(head) is not uint len) return null;
+            var bytes = new byte[len];
+            if (target.Memory.TryRead(address, bytes) != len) return null;
+            var h = CaveHeader.TryParse(bytes);
+            return h == null || h.CaveSize < 4096 || h.CaveSize % 4096 != 0 ? null : new FoundCave { Header = h, HeaderBytes = bytes, Address = address };
+        }
+
+        private static InstalledPatch Describe(ITargetProcess target, FoundCave c)
+        {
+            var sites = c.Header.Sites.Select(s =>
+            {
+                var cur = new byte[s.Written.Length];
+                target.Memory.TryRead(s.Address, cur);
+                return new SiteRecord { Address = s.Address, Mode = s.Mode.ToString(), Original = s.Original, Written = s.Written, Current = cur };
+            }).ToList();
+            string state = c.Header.State == CaveState.Retired ? "Retired"
+                : sites.All(s => s.Current.SequenceEqual(s.Written)) ? "Installed" : "Inconsistent";
+            return new InstalledPatch
+            {
+                ProcessId = target.Id, ProcessName = target.Name, PatchId = c.Header.PatchId, FileSha256 = Hex.Lower(c.Header.FileSha256),
+                Module = c.Header.Module, InstalledUtc = new DateTime(1970, 1, 1, 0, 0, 0, DateTimeKind.Utc).AddMilliseconds(c.Header.InstalledUnixMs),
+                CaveAddress = c.Address, CaveSize = (int)c.Header.CaveSize, State = state, Sites = sites,
+            };
+        }
+
+        public IReadOnlyList<InstalledPatch> GetInstalled(int pid)
+        {
+            using var target = _platform.Open(pid);
+            return FindCaves(target).Select(c => Describe(target, c)).ToList();
+        }
+
+        // ---- install ----
+
+        public InstallResult Install(Micropatch patch, int pid)
+        {
+            using var target = _platform.Open(pid);
+            var existing = FindCaves(target).FirstOrDefault(c => SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed);
+            if (existing != null)
+                throw new HotpatchException(HotpatchErrorKind.AlreadyInstalled,
+                    "Patch " + patch.Id + " is already installed in process " + pid + " (" + target.Name + "), cave at 0x" + existing.Address.ToString("x") + ".") { ProcessId = pid };
+
+            var plan = PatchPlanner.Plan(patch, target, _platform.OsName);
+            foreach (var s in plan.Sites)
+                Log(s.Patchlet.Name + ": site 0x" + s.Address.ToString("x") + ", " + s.SpanLength + " bytes (" + Hex.Spaced(s.Original) + ")");
+
+            int size = CaveBuilder.EstimateSize(plan);
+            var cave = AllocateCave(target, plan, size);
+            Log("cave: " + size + " bytes at 0x" + cave.Address.ToString("x"));
+            try
+            {
+                return Commit(target, plan, cave);
+            }
+            catch
+            {
+                try { target.Memory.Free(cave.Address, cave.Size, null); }
+                catch (HotpatchException) { /* the process is gone or the original error says more */ }
+                throw;
+            }
+        }
+
+        private BuiltCave AllocateCave(ITargetProcess target, PatchPlan plan, int size)
+        {
+            var now = DateTime.UtcNow;
+            var candidates = CaveBuilder.CandidateAddresses(target.Memory.GetRegions(), plan.Module.Base, plan.Module.End, size, plan.Bitness).Take(16);
+            foreach (var address in candidates)
+            {
+                // Encoded before allocating: nothing is computed while the target is stopped.
+                var built = CaveBuilder.Build(plan, address, size, now);
+                if (target.Memory.TryAllocateAt(address, size, null)) return built;
+                Log("cave address 0x" + address.ToString("x") + " was taken meanwhile; trying the next hole");
+            }
+            throw new HotpatchException(HotpatchErrorKind.NoCaveSpace,
+                "No free memory within 2 GB of module " + plan.Module.Name + " in process " + target.Id + " for a " + size + "-byte cave.") { ProcessId = target.Id };
+        }
+
+        private InstallResult Commit(ITargetProcess target, PatchPlan plan, BuiltCave cave)
+        {
+            var clock = Stopwatch.StartNew();
+            for (int attempt = 1; ; attempt++)
+            {
+                ThreadSnapshot? blocker = null;
+                SitePlan? blocked = null;
+                using (var frozen = target.Threads.Freeze(_options.StopTimeout))
+                {
+                    var freeze = Stopwatch.StartNew();
+                    foreach (var s in plan.Sites)
+                    {
+                        var now = new byte[s.Patchlet.Expect.Length];
+                        target.Memory.Read(s.Address, now);
+                        if (!now.SequenceEqual(s.Patchlet.Expect))
+                            throw new HotpatchException(HotpatchErrorKind.ExpectMismatch,
+                                s.Patchlet.Name + ": the bytes at 0x" + s.Address.ToString("x") + " changed to " + Hex.Spaced(now) + " while installing; nothing was written.") { ProcessId = target.Id, Patchlet = s.Patchlet.Name };
+                    }
+                    foreach (var t in frozen.Threads)
+                        foreach (var s in plan.Sites)
+                            if (s.Contains(t.ResumeIp) || s.Contains(t.Ip)) { blocker = t; blocked = s; }
+                    if (blocker == null)
+                    {
+                        WriteVerified(target, cave.Address, cave.Image);
+                        var written = new List<int>();
+                        try
+                        {
+                            for (int i = 0; i < plan.Sites.Count; i++)
+                            {
+                                written.Add(i);
+                                WriteVerified(target, plan.Sites[i].Address, cave.Header.Sites[i].Written);
+                            }
+                        }
+                        catch
+                        {
+                            for (int k = written.Count - 1; k >= 0; k--)
+                            {
+                                var s = plan.Sites[written[k]];
+                                try { target.Memory.Write(s.Address, s.Original); } catch (HotpatchException) { }
+                            }
+                            throw;
+                        }
+                        freeze.Stop();
+                        Log("installed " + plan.Patch.Id + " in process " + target.Id + ": " + frozen.Threads.Count + " threads stopped for " + freeze.Elapsed.TotalMilliseconds.ToString("0.000") + " ms, attempt " + attempt);
+                        var found = new FoundCave { Address = cave.Address, Header = cave.Header, HeaderBytes = cave.Header.Serialize() };
+                        return new InstallResult { Patch = Describe(target, found), FreezeTime = freeze.Elapsed, Attempts = attempt, ThreadCount = frozen.Threads.Count };
+                    }
+                }
+                if (clock.Elapsed > _options.ThreadWait)
+                    throw new HotpatchException(HotpatchErrorKind.ThreadInSpan,
+                        blocked!.Patchlet.Name + ": thread " + blocker.Id + " stayed at 0x" + blocker.ResumeIp.ToString("x") + ", inside the bytes to overwrite at 0x" + blocked.Address.ToString("x") +
+                        ", for " + _options.ThreadWait.TotalSeconds + " s; nothing was written.") { ProcessId = target.Id, Patchlet = blocked.Patchlet.Name };
+                Log("thread " + blocker.Id + " is inside the span at 0x" + blocker.ResumeIp.ToString("x") + "; retrying");
+                Thread.Sleep(Math.Min(5 * attempt, 50));
+            }
+        }
+
+        private static void WriteVerified(ITargetProcess target, ulong address, byte[] bytes)
+        {
+            target.Memory.Write(address, bytes);
+            var back = new byte[bytes.Length];
+            target.Memory.Read(address, back);
+            if (!back.SequenceEqual(bytes))
+                throw new HotpatchException(HotpatchErrorKind.WriteFailed, "Bytes written at 0x" + address.ToString("x") + " in process " + target.Id + " did not read back as written.") { ProcessId = target.Id };
+        }
+
+        // ---- uninstall ----
+
+        public UninstallResult Uninstall(int pid, string patchId)
+        {
+            using var target = _platform.Open(pid);
+            var all = FindCaves(target);
+            var caves = all.Where(c => SameId(c.Header.PatchId, patchId)).ToList();
+            var cave = caves.FirstOrDefault(c => c.Header.State == CaveState.Installed)
+                ?? throw new HotpatchException(HotpatchErrorKind.NotInstalled,
+                    "Patch " + patchId + " is not installed in process " + pid + " (" + target.Name + ")" + (caves.Count > 0 ? "; it was removed earlier and only its retired cave remains." : ".")) { ProcessId = pid };
+
+            var clock = Stopwatch.StartNew();
+            using var frozen = target.Threads.Freeze(_options.StopTimeout);
+            var toRestore = new List<CaveSite>();
+            foreach (var s in cave.Header.Sites)
+            {
+                var cur = new byte[s.Written.Length];
+                target.Memory.Read(s.Address, cur);
+                if (cur.SequenceEqual(s.Written)) toRestore.Add(s);
+                else if (!cur.SequenceEqual(s.Original))
+                    throw new HotpatchException(HotpatchErrorKind.SiteModified,
+                        "Site 0x" + s.Address.ToString("x") + " of patch " + patchId + " in process " + pid + " no longer holds the patch's bytes (it holds " + Hex.Spaced(cur) +
+                        "); something else changed it. Nothing was written.") { ProcessId = pid };
+            }
+            var restored = new List<CaveSite>();
+            try
+            {
+                foreach (var s in toRestore) { WriteVerified(target, s.Address, s.Original); restored.Add(s); }
+            }
+            catch
+            {
+                foreach (var s in restored) try { target.Memory.Write(s.Address, s.Written); } catch (HotpatchException) { }
+                throw;
+            }
+
+            var result = new UninstallResult();
+            string? busy = CaveInUse(target, frozen, cave);
+            if (busy == null)
+            {
+                target.Memory.Free(cave.Address, (int)cave.Header.CaveSize, frozen);
+                result.CaveFreed = true;
+                result.Message = "Original bytes restored; cave freed.";
+            }
+            else
+            {
+                target.Memory.Write(cave.Address, CaveHeader.WithState(cave.HeaderBytes, CaveState.Retired));
+                result.Message = "Original bytes restored; the cave at 0x" + cave.Address.ToString("x") + " is kept (retired) because " + busy + ".";
+            }
+            int collected = CollectRetired(target, frozen, all.Where(c => c.Header.State == CaveState.Retired));
+            if (collected > 0) Log("freed " + collected + " retired cave(s) no thread can reach any more");
+            result.FreezeTime = clock.Elapsed;
+            Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + frozen.Threads.Count + " threads stopped for " + clock.Elapsed.TotalMilliseconds.ToString("0.000") + " ms");
+            var described = Describe(target, cave);
+            described.State = "Removed";
+            result.Patch = described;
+            return result;
+        }
+
+        /// <summary>Retired caves are freed at a later uninstall, once no thread is in them or may return into them.</summary>
+        private static int CollectRetired(ITargetProcess target, IFrozenProcess frozen, IEnumerable<FoundCave> retired)
+        {
+            int n = 0;
+            foreach (var c in retired)
+                if (CaveInUse(target, frozen, c) == null)
+                {
+                    target.Memory.Free(c.Address, (int)c.Header.CaveSize, frozen);
+                    n++;
+                }
+            return n;
+        }
+
+        /// <summary>Why the cave cannot be freed now, or null: a thread is executing in it or may return into it.</summary>
+        private static string? CaveInUse(ITargetProcess target, IFrozenProcess frozen, FoundCave cave)
+        {
+            ulong lo = cave.Address, hi = cave.Address + cave.Header.CaveSize;
+            foreach (var t in frozen.Threads)
+                if ((t.Ip >= lo && t.Ip < hi) || (t.ResumeIp >= lo && t.ResumeIp < hi))
+                    return "thread " + t.Id + " is executing in it";
+            if ((cave.Header.Flags & CaveHeader.FlagContainsCalls) == 0) return null;
+            var regions = target.Memory.GetRegions();
+            foreach (var t in frozen.Threads)
+            {
+                var stack = regions.FirstOrDefault(r => t.StackPointer >= r.Start && t.StackPointer < r.End);
+                if (stack == null) return "thread " + t.Id + "'s stack could not be read";
+                // The used part of a stack lies between rsp and the top of its mapping.
+                ulong len = Math.Min(stack.End - (t.StackPointer & ~7UL), 8UL << 20);
+                var buf = new byte[len];
+                int n = target.Memory.TryRead(t.StackPointer & ~7UL, buf);
+                if (n < (int)len) return "thread " + t.Id + "'s stack could not be read";
+                for (int i = 0; i + 8 <= n; i += 8)
+                {
+                    ulong v = BitConverter.ToUInt64(buf, i);
+                    if (v >= lo && v < hi) return "thread " + t.Id + " may return into it (its stack holds 0x" + v.ToString("x") + ")";
+                }
+            }
+            return null;
+        }
+
+        private static bool SameId(string a, string b) => string.Equals(a, b, StringComparison.OrdinalIgnoreCase);
+    }
+}

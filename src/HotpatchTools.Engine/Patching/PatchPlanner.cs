@@ -1,0 +1,258 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using HotpatchTools.Engine.Assembly;
+using HotpatchTools.Engine.Format;
+using HotpatchTools.Engine.Modules;
+using HotpatchTools.Engine.Platform;
+using Iced.Intel;
+
+namespace HotpatchTools.Engine.Patching
+{
+    internal sealed class SitePlan
+    {
+        public Patchlet Patchlet = null!;
+        public ulong Address;
+        /// <summary>Bytes the engine overwrites: whole instructions covering the jump (insert) or all of expect (replace).</summary>
+        public int SpanLength;
+        public byte[] Original = new byte[0];
+        public List<Instruction> SpanInstructions = new List<Instruction>();
+        public AsmProgram Code = new AsmProgram(new Instruction[0]);
+        /// <summary>Replace mode: the bytes to write at the site, NOP-filled to SpanLength.</summary>
+        public byte[]? ReplaceBytes;
+        public ulong End => Address + (ulong)SpanLength;
+        public bool Contains(ulong ip) => ip > Address && ip < End;
+    }
+
+    internal sealed class PatchPlan
+    {
+        public Micropatch Patch = null!;
+        public LoadedModule Module = null!;
+        public IModuleImage Image = null!;
+        public int Bitness;
+        public List<SitePlan> Sites = new List<SitePlan>();
+    }
+
+    /// <summary>
+    /// Everything that can be decided before a single thread is stopped: the module, its identity, every
+    /// site's address and bytes, and every reason the spec gives to refuse. Reads the target; never writes.
+    /// </summary>
+    internal static class PatchPlanner
+    {
+        public const int JumpLength = 5;
+        private const int MaxFunctionScan = 1 << 20;
+
+        public static LoadedModule? FindModule(ITargetProcess target, MicropatchTarget t) =>
+            FindModule(target, t.Module, t.Os == TargetOs.Windows);
+
+        public static LoadedModule? FindModule(ITargetProcess target, string name, bool ignoreCase) =>
+            target.Modules.GetModules().FirstOrDefault(m => string.Equals(m.Name, name, ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal));
+
+        public static PatchPlan Plan(Micropatch patch, ITargetProcess target, string platformOs)
+        {
+            var t = patch.Target;
+            string wantOs = t.Os == TargetOs.Windows ? "windows" : "linux";
+            if (wantOs != platformOs)
+                throw new HotpatchException(HotpatchErrorKind.IdentityMismatch, "Patch " + patch.Id + " is for " + wantOs + "; this machine runs " + platformOs + ".") { ProcessId = target.Id };
+            int bitness = t.Arch == TargetArch.X64 ? 64 : 32;
+            if (bitness != target.Bitness)
+                throw new HotpatchException(HotpatchErrorKind.IdentityMismatch,
+                    "Patch " + patch.Id + " is for " + (bitness == 64 ? "x64" : "x86") + " processes; process " + target.Id + " (" + target.Name + ") is " + target.Bitness + "-bit.") { ProcessId = target.Id };
+
+            var module = FindModule(target, t)
+                ?? throw new HotpatchException(HotpatchErrorKind.ModuleNotLoaded, "Module " + t.Module + " is not loaded in process " + target.Id + " (" + target.Name + ").") { ProcessId = target.Id };
+            var image = target.Modules.OpenImage(module);
+            CheckIdentity(patch, target, module, image);
+
+            var plan = new PatchPlan { Patch = patch, Module = module, Image = image, Bitness = bitness };
+            foreach (var p in patch.Patchlets)
+            {
+                try { plan.Sites.Add(PlanSite(plan, p, target)); }
+                catch (HotpatchException e) when (e.Patchlet == null)
+                {
+                    e.Patchlet = p.Name;
+                    e.ProcessId ??= target.Id;
+                    throw;
+                }
+            }
+            for (int i = 0; i < plan.Sites.Count; i++)
+                for (int j = i + 1; j < plan.Sites.Count; j++)
+                {
+                    var a = plan.Sites[i]; var b = plan.Sites[j];
+                    if (a.Address < b.End && b.Address < a.End)
+                        throw Refuse(b.Patchlet, HotpatchErrorKind.UnsafeSite, "its span overlaps " + a.Patchlet.Name + ".", target);
+                }
+            // A branch in any patchlet's code into any overwritten span would land in the middle of our jump.
+            foreach (var s in plan.Sites)
+                foreach (var ins in s.Code.Instructions)
+                    if (IsDirectBranch(ins))
+                        foreach (var other in plan.Sites)
+                            if (other.Contains(ins.NearBranchTarget))
+                                throw Refuse(s.Patchlet, HotpatchErrorKind.UnsafeSite,
+                                    "its code branches to 0x" + ins.NearBranchTarget.ToString("x") + ", inside the bytes " + other.Patchlet.Name + " overwrites.", target);
+            return plan;
+        }
+
+        private static void CheckIdentity(Micropatch patch, ITargetProcess target, LoadedModule module, IModuleImage image)
+        {
+            var id = patch.Target.Identity;
+            void Mismatch(string field, string want, string have) => throw new HotpatchException(HotpatchErrorKind.IdentityMismatch,
+                "Module " + module.Path + " in process " + target.Id + " is not the build patch " + patch.Id + " was made for: " + field + " is " + have + ", the patch expects " + want + ".") { ProcessId = target.Id };
+            if (id.BuildId != null && !string.Equals(id.BuildId, image.BuildId, StringComparison.OrdinalIgnoreCase))
+                Mismatch("buildId", id.BuildId, image.BuildId ?? "(none)");
+            if (id.TimeDateStamp != null && id.TimeDateStamp != image.TimeDateStamp)
+                Mismatch("timeDateStamp", "0x" + id.TimeDateStamp.Value.ToString("X8"), image.TimeDateStamp == null ? "(none: not a PE module)" : "0x" + image.TimeDateStamp.Value.ToString("X8"));
+            if (id.SizeOfImage != null && id.SizeOfImage != image.SizeOfImage)
+                Mismatch("sizeOfImage", "0x" + id.SizeOfImage.Value.ToString("X"), image.SizeOfImage == null ? "(none: not a PE module)" : "0x" + image.SizeOfImage.Value.ToString("X"));
+            if (id.Sha256 != null)
+            {
+                string have = target.Modules.ComputeSha256(module);
+                if (!string.Equals(id.Sha256, have, StringComparison.OrdinalIgnoreCase)) Mismatch("sha256", id.Sha256, have);
+            }
+        }
+
+        public static ulong ResolveSite(PatchPlan plan, Patchlet p, ITargetProcess target)
+        {
+            var loc = p.Location;
+            ulong rva = loc.Offset;
+            if (loc.Symbol != null)
+            {
+                if (!plan.Image.TryResolveSymbol(loc.Symbol, out var symRva))
+                    throw Refuse(p, HotpatchErrorKind.IdentityMismatch, "module " + plan.Module.Name + " has no symbol '" + loc.Symbol + "'.", target);
+                rva = symRva + loc.Offset;
+            }
+            if (plan.Module.Base + rva >= plan.Module.End)
+                throw Refuse(p, HotpatchErrorKind.IdentityMismatch, "0x" + rva.ToString("x") + " lies outside module " + plan.Module.Name + ".", target);
+            return plan.Module.Base + rva;
+        }
+
+        private static SitePlan PlanSite(PatchPlan plan, Patchlet p, ITargetProcess target)
+        {
+            ulong site = ResolveSite(plan, p, target);
+            var actual = new byte[p.Expect.Length];
+            target.Memory.Read(site, actual);
+            if (!actual.SequenceEqual(p.Expect))
+                throw Refuse(p, HotpatchErrorKind.ExpectMismatch,
+                    "the bytes at 0x" + site.ToString("x") + " are " + Hex.Spaced(actual) + ", not the expected " + Hex.Spaced(p.Expect) + ".", target);
+
+            var sp = new SitePlan { Patchlet = p, Address = site };
+            // Decode from memory, not from expect: an expect that stops mid-instruction must be caught, not truncated.
+            var window = new byte[Math.Max(p.Expect.Length, JumpLength + 15)];
+            int got = target.Memory.TryRead(site, window);
+            var decoder = Decoder.Create(plan.Bitness, new ByteArrayCodeReader(window, 0, got), site);
+            if (p.Mode == PatchMode.Insert)
+            {
+                while (sp.SpanLength < JumpLength)
+                {
+                    decoder.Decode(out var ins);
+                    if (ins.IsInvalid)
+                        throw Refuse(p, HotpatchErrorKind.UnsafeSite, "the bytes at 0x" + ins.IP.ToString("x") + " do not decode as an x86 instruction.", target);
+                    sp.SpanInstructions.Add(ins);
+                    sp.SpanLength += ins.Length;
+                }
+                if (p.Expect.Length < sp.SpanLength)
+                    throw Refuse(p, HotpatchErrorKind.UnsafeSite,
+                        "expect covers " + p.Expect.Length + " bytes, but the jump overwrites whole instructions covering " + sp.SpanLength + " bytes; extend expect.", target);
+                CheckRelocatable(sp, target);
+            }
+            else
+            {
+                sp.SpanLength = p.Expect.Length;
+            }
+            sp.Original = actual.Take(sp.SpanLength).ToArray();
+
+            CheckFunction(plan, sp, target);
+
+            ulong resume = p.Mode == PatchMode.Insert ? site : sp.End;
+            sp.Code = IntelAssembler.Assemble(p.Code, plan.Bitness, resume, name => ResolveSymbol(plan, target, name),
+                new AsmSourceInfo { FirstLine = p.CodeLine, FirstColumn = p.CodeColumn });
+            if (p.Mode == PatchMode.Replace) sp.ReplaceBytes = EncodeReplace(plan, sp, target);
+            return sp;
+        }
+
+        public static ulong? ResolveSymbol(PatchPlan plan, ITargetProcess target, string name)
+        {
+            int bang = name.IndexOf('!');
+            if (bang < 0)
+                return plan.Image.TryResolveSymbol(name, out var rva) ? plan.Module.Base + rva : (ulong?)null;
+            var other = FindModule(target, name.Substring(0, bang), plan.Patch.Target.Os == TargetOs.Windows);
+            if (other == null) return null;
+            return target.Modules.OpenImage(other).TryResolveSymbol(name.Substring(bang + 1), out var r) ? other.Base + r : (ulong?)null;
+        }
+
+        private static void CheckRelocatable(SitePlan sp, ITargetProcess target)
+        {
+            foreach (var ins in sp.SpanInstructions)
+            {
+                var p = sp.Patchlet;
+                if (ins.FlowControl == FlowControl.XbeginXabortXend)
+                    throw Refuse(p, HotpatchErrorKind.UnsafeSite, "'" + ins + "' at 0x" + ins.IP.ToString("x") + " cannot be relocated faithfully.", target);
+                if ((ins.IsLoop || ins.IsLoopcc || ins.IsJcxShort) && !(ins.NearBranchTarget >= sp.Address && ins.NearBranchTarget < sp.End))
+                    throw Refuse(p, HotpatchErrorKind.UnsafeSite, "'" + ins + "' at 0x" + ins.IP.ToString("x") + " branches out of the span and has no near form to relocate to.", target);
+                if ((ins.FlowControl == FlowControl.Call || ins.FlowControl == FlowControl.IndirectCall) && ins.NextIP < sp.End)
+                    throw Refuse(p, HotpatchErrorKind.UnsafeSite,
+                        "the call at 0x" + ins.IP.ToString("x") + " returns to 0x" + ins.NextIP.ToString("x") + ", inside the overwritten bytes: a thread inside the callee would return into them.", target);
+            }
+        }
+
+        /// <summary>The site must sit on an instruction boundary of a known function, and nothing in that function may branch into the span.</summary>
+        private static void CheckFunction(PatchPlan plan, SitePlan sp, ITargetProcess target)
+        {
+            var p = sp.Patchlet;
+            ulong rva = sp.Address - plan.Module.Base;
+            if (!plan.Image.TryGetFunctionBounds(rva, out var startRva, out var endRva, out var fname))
+                throw Refuse(p, HotpatchErrorKind.UnsafeSite,
+                    "no function of " + plan.Module.Name + " is known to contain 0x" + sp.Address.ToString("x") + " (no symbol size or unwind entry), so branches into the span cannot be ruled out.", target);
+            ulong start = plan.Module.Base + startRva, end = plan.Module.Base + endRva;
+            string fn = (fname ?? "function") + " [0x" + start.ToString("x") + ", 0x" + end.ToString("x") + ")";
+            if (sp.End > end)
+                throw Refuse(p, HotpatchErrorKind.UnsafeSite, "the " + sp.SpanLength + " overwritten bytes run past the end of " + fn + ".", target);
+            if (end - start > MaxFunctionScan)
+                throw Refuse(p, HotpatchErrorKind.UnsafeSite, fn + " is too large to scan for branches into the span.", target);
+
+            var body = new byte[end - start];
+            target.Memory.Read(start, body);
+            var decoder = Decoder.Create(plan.Bitness, new ByteArrayCodeReader(body), start);
+            bool onBoundary = false;
+            while (decoder.IP < end)
+            {
+                decoder.Decode(out var ins);
+                if (ins.IP == sp.Address) onBoundary = true;
+                if (ins.IsInvalid) continue;
+                if (IsDirectBranch(ins) && sp.Contains(ins.NearBranchTarget))
+                    throw Refuse(p, HotpatchErrorKind.UnsafeSite,
+                        "'" + ins + "' at 0x" + ins.IP.ToString("x") + " in " + fn + " branches into the overwritten bytes at 0x" + ins.NearBranchTarget.ToString("x") + ".", target);
+            }
+            if (!onBoundary)
+                throw Refuse(p, HotpatchErrorKind.UnsafeSite, "0x" + sp.Address.ToString("x") + " is not on an instruction boundary of " + fn + ".", target);
+        }
+
+        public static bool IsDirectBranch(in Instruction ins) =>
+            ins.Op0Kind == OpKind.NearBranch64 || ins.Op0Kind == OpKind.NearBranch32 || ins.Op0Kind == OpKind.NearBranch16;
+
+        private static byte[] EncodeReplace(PatchPlan plan, SitePlan sp, ITargetProcess target)
+        {
+            var writer = new BytesWriter();
+            var block = new InstructionBlock(writer, sp.Code.Instructions.ToList(), sp.Address);
+            if (!BlockEncoder.TryEncode(plan.Bitness, block, out var err, out _, BlockEncoderOptions.None))
+                throw Refuse(sp.Patchlet, HotpatchErrorKind.AssemblyError, "its code cannot be encoded at 0x" + sp.Address.ToString("x") + ": " + err, target);
+            var bytes = writer.ToArray();
+            if (bytes.Length > sp.SpanLength)
+                throw Refuse(sp.Patchlet, HotpatchErrorKind.AssemblyError,
+                    "replace code takes " + bytes.Length + " bytes but expect covers only " + sp.SpanLength + ".", target);
+            var filled = Enumerable.Repeat((byte)0x90, sp.SpanLength).ToArray();
+            Array.Copy(bytes, filled, bytes.Length);
+            return filled;
+        }
+
+        public static HotpatchException Refuse(Patchlet p, HotpatchErrorKind kind, string why, ITargetProcess target) =>
+            new HotpatchException(kind, p.Name + ": " + why) { Patchlet = p.Name, ProcessId = target.Id };
+    }
+
+    internal sealed class BytesWriter : CodeWriter
+    {
+        private readonly List<byte> _bytes = new List<byte>();
+        public override void WriteByte(byte value) => _bytes.Add(value);
+        public byte[] ToArray() => _bytes.ToArray();
+    }
+}

@@ -1,0 +1,87 @@
+using System;
+using System.Collections.Generic;
+
+namespace HotpatchTools.Engine.Patching
+{
+    public enum TargetState
+    {
+        /// <summary>Module, identity and every expect match, and every safety check passes: the patch can be installed.</summary>
+        Vulnerable,
+        /// <summary>The patch is installed: its cave is present and every site holds its jump.</summary>
+        Patched,
+        /// <summary>Wrong build: identity or expect bytes differ. Never written.</summary>
+        Mismatch,
+        /// <summary>The module matches but a safety rule refuses the site (e.g. a branch into the span).</summary>
+        Unsupported,
+        /// <summary>A cave of this patch exists but the sites no longer hold its jumps.</summary>
+        Inconsistent,
+        /// <summary>The process does not have the module loaded.</summary>
+        NotLoaded,
+        AccessDenied,
+    }
+
+    public sealed class TargetStatus
+    {
+        public int ProcessId { get; set; }
+        public string ProcessName { get; set; } = "";
+        public string Module { get; set; } = "";
+        public string ModulePath { get; set; } = "";
+        public ulong ModuleBase { get; set; }
+        public string PatchId { get; set; } = "";
+        public string PatchTitle { get; set; } = "";
+        public string PatchPath { get; set; } = "";
+        public TargetState State { get; set; }
+        public string Reason { get; set; } = "";
+    }
+
+    public sealed class SiteRecord
+    {
+        public ulong Address { get; set; }
+        public string Mode { get; set; } = "";
+        public byte[] Original { get; set; } = new byte[0];
+        public byte[] Written { get; set; } = new byte[0];
+        /// <summary>What the site holds now, read from the process.</summary>
+        public byte[] Current { get; set; } = new byte[0];
+    }
+
+    public sealed class InstalledPatch
+    {
+        public int ProcessId { get; set; }
+        public string ProcessName { get; set; } = "";
+        public string PatchId { get; set; } = "";
+        public string FileSha256 { get; set; } = "";
+        public string Module { get; set; } = "";
+        public DateTime InstalledUtc { get; set; }
+        public ulong CaveAddress { get; set; }
+        public int CaveSize { get; set; }
+        /// <summary>Installed, Retired (removed, cave kept because a thread might still return into it) or Inconsistent (a site lost its jump).</summary>
+        public string State { get; set; } = "";
+        public IReadOnlyList<SiteRecord> Sites { get; set; } = new SiteRecord[0];
+    }
+
+    public sealed class InstallResult
+    {
+        public InstalledPatch Patch { get; set; } = new InstalledPatch();
+        public TimeSpan FreezeTime { get; set; }
+        public int Attempts { get; set; }
+        public int ThreadCount { get; set; }
+    }
+
+    public sealed class UninstallResult
+    {
+        public InstalledPatch Patch { get; set; } = new InstalledPatch();
+        public bool CaveFreed { get; set; }
+        public string Message { get; set; } = "";
+        public TimeSpan FreezeTime { get; set; }
+    }
+
+    public sealed class EngineOptions
+    {
+        /// <summary>How long install waits for every thread to leave the bytes it must overwrite.</summary>
+        public TimeSpan ThreadWait { get; set; } = TimeSpan.FromSeconds(2);
+        /// <summary>How long stopping all threads may take.</summary>
+        public TimeSpan StopTimeout { get; set; } = TimeSpan.FromSeconds(5);
+        /// <summary>Receives one line per thing the engine did (for -Verbose).</summary>
+        public Action<string>? Log { get; set; }
+    }
+}
