@@ -1,0 +1,131 @@
+using System;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Patching;
+using HotpatchTools.Tests.Support;
+using Xunit;
+
+namespace HotpatchTools.Tests
+{
+    /// <summary>Every refusal the spec lists, against a live target: a clear error, and not one byte changed.</summary>
+    public sealed class RefusalTests : IDisposable
+    {
+        private readonly TargetProcess _t = TargetProcess.Start();
+        private readonly HotpatchEngine _engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromMilliseconds(300) });
+
+        public void Dispose() => _t.Dispose();
+
+        private HotpatchException Refused(string function, int length, string yaml, HotpatchErrorKind kind, string messagePart, bool staticRefusal = true)
+        {
+            var before = _t.ReadSymbol(function, length + 16);
+            var e = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(yaml), _t.Pid));
+            Assert.Equal(kind, e.Kind);
+            Assert.Contains(messagePart, e.Message);
+            Assert.Equal(before, _t.ReadSymbol(function, length + 16));
+            Assert.Equal(0, _t.CaveCount());
+            Assert.True(_t.IsAlive);
+            Assert.DoesNotContain('t', _t.ThreadStates());
+            // A thread's position is transient; every other refusal is visible to discovery as well.
+            if (staticRefusal) Assert.NotEqual(TargetState.Vulnerable, _engine.Inspect(PatchFiles.Parse(yaml), _t.Pid)!.State);
+            return e;
+        }
+
+        private string Module => System.IO.Path.GetFileName(_t.ExePath);
+
+        private string Yaml(string at, byte[] expect, string code = "", string? identity = null) =>
+            PatchFiles.Yaml("T-REFUSE", Module, new[] { new PatchletSpec(at, expect, code) }, identity);
+
+        [Fact]
+        public void Install_refuses_when_expect_bytes_differ()
+        {
+            var e = Refused("triple", 6, Yaml("triple", new byte[] { 0x8d, 0x04, 0x7f, 0x83, 0xc0, 0x02 }), HotpatchErrorKind.ExpectMismatch, "83 c0 01");
+            Assert.Equal("patchlets[0] (at triple)", e.Patchlet);
+        }
+
+        [Fact]
+        public void Install_refuses_when_expect_is_shorter_than_the_overwritten_instructions()
+        {
+            Refused("triple", 6, Yaml("triple", _t.ReadSymbol("triple", 5)), HotpatchErrorKind.UnsafeSite, "covering 6 bytes");
+        }
+
+        [Fact]
+        public void Install_refuses_a_build_id_mismatch()
+        {
+            Refused("triple", 6, Yaml("triple", _t.ReadSymbol("triple", 6), identity: "buildId: 0123456789abcdef"), HotpatchErrorKind.IdentityMismatch, "buildId");
+        }
+
+        [Fact]
+        public void Install_refuses_a_sha256_mismatch()
+        {
+            Refused("triple", 6, Yaml("triple", _t.ReadSymbol("triple", 6), identity: "sha256: " + new string('0', 64)), HotpatchErrorKind.IdentityMismatch, "sha256");
+        }
+
+        [Fact]
+        public void Install_refuses_when_a_branch_in_the_function_targets_the_span()
+        {
+            Refused("branch_into", 7, Yaml("branch_into", _t.ReadSymbol("branch_into", 7)), HotpatchErrorKind.UnsafeSite, "branches into the overwritten bytes");
+        }
+
+        [Fact]
+        public void Install_refuses_when_code_branches_into_the_span()
+        {
+            var site = _t.Symbol("triple");
+            Refused("triple", 6, Yaml("triple", _t.ReadSymbol("triple", 6), "jmp 0x" + (site + 3).ToString("x")), HotpatchErrorKind.UnsafeSite, "inside the bytes");
+        }
+
+        [Fact]
+        public void Install_refuses_when_the_span_runs_past_the_end_of_the_function()
+        {
+            Refused("tiny", 6, Yaml("tiny", _t.ReadSymbol("tiny", 6)), HotpatchErrorKind.UnsafeSite, "run past the end of tiny");
+        }
+
+        [Fact]
+        public void Install_refuses_a_call_that_returns_into_the_span()
+        {
+            Refused("call_inside", 12, Yaml("call_inside+0x7", _t.Read(_t.Symbol("call_inside") + 7, 5)), HotpatchErrorKind.UnsafeSite, "returns to");
+        }
+
+        [Fact]
+        public void Install_refuses_a_loop_whose_target_leaves_the_copied_bytes()
+        {
+            Refused("loop_first", 5, Yaml("loop_first", _t.ReadSymbol("loop_first", 5)), HotpatchErrorKind.UnsafeSite, "no near form");
+        }
+
+        [Fact]
+        public void Install_refuses_a_site_that_is_not_an_instruction_boundary()
+        {
+            Refused("triple", 8, Yaml("triple+0x1", _t.Read(_t.Symbol("triple") + 1, 6)), HotpatchErrorKind.UnsafeSite, "instruction boundary");
+        }
+
+        [Fact]
+        public void Install_refuses_an_unknown_symbol()
+        {
+            Refused("triple", 6, Yaml("no_such_function", _t.ReadSymbol("triple", 6)), HotpatchErrorKind.IdentityMismatch, "no_such_function");
+        }
+
+        [Fact]
+        public void Install_refuses_after_a_bounded_wait_when_a_thread_stays_inside_the_span()
+        {
+            Assert.Equal("ok", _t.Send("park"));
+            var started = DateTime.UtcNow;
+            Refused("park_fn", 6, Yaml("park_fn", _t.ReadSymbol("park_fn", 6)), HotpatchErrorKind.ThreadInSpan, "nothing was written", staticRefusal: false);
+            Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(10));
+        }
+
+        [Fact]
+        public void Install_refuses_a_module_that_is_not_loaded()
+        {
+            var yaml = PatchFiles.Yaml("T-REFUSE", "libnothere.so", new[] { new PatchletSpec("f", new byte[] { 0x90, 0x90, 0x90, 0x90, 0x90 }) });
+            var e = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(yaml), _t.Pid));
+            Assert.Equal(HotpatchErrorKind.ModuleNotLoaded, e.Kind);
+            Assert.Equal(TargetState.NotLoaded, _engine.Inspect(PatchFiles.Parse(yaml), _t.Pid)!.State);
+        }
+
+        [Fact]
+        public void Install_on_a_missing_process_is_a_clear_error()
+        {
+            var yaml = Yaml("triple", _t.ReadSymbol("triple", 6));
+            var e = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(yaml), 0x3fffffff));
+            Assert.Equal(HotpatchErrorKind.ProcessNotFound, e.Kind);
+        }
+    }
+}

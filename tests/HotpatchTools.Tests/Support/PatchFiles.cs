@@ -1,0 +1,50 @@
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Text;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Format;
+
+namespace HotpatchTools.Tests.Support
+{
+    public sealed record PatchletSpec(string At, byte[] Expect, string Code = "", string Mode = "insert");
+
+    /// <summary>Writes micropatch files as a patch author would, for targets compiled by the tests.</summary>
+    public static class PatchFiles
+    {
+        public static string Yaml(string id, string module, IEnumerable<PatchletSpec> patchlets, string? identity = null)
+        {
+            var sb = new StringBuilder();
+            sb.Append("format: 1\nid: ").Append(id).Append("\ntitle: Test patch ").Append(id).Append('\n');
+            sb.Append("target:\n  os: linux\n  arch: x64\n  module: ").Append(module).Append('\n');
+            if (identity != null) sb.Append("  identity:\n    ").Append(identity).Append('\n');
+            sb.Append("patchlets:\n");
+            foreach (var p in patchlets)
+            {
+                sb.Append("  - at: ").Append(p.At).Append('\n');
+                sb.Append("    expect: ").Append(Hex.Spaced(p.Expect)).Append('\n');
+                sb.Append("    mode: ").Append(p.Mode).Append('\n');
+                if (p.Code.Length > 0)
+                {
+                    sb.Append("    code: |\n");
+                    foreach (var line in p.Code.Split('\n')) sb.Append("      ").Append(line).Append('\n');
+                }
+            }
+            return sb.ToString();
+        }
+
+        public static Micropatch Parse(string yaml, string name = "test.micropatch.yaml") =>
+            MicropatchParser.Parse(Encoding.UTF8.GetBytes(yaml), name);
+
+        public static Micropatch For(TargetProcess t, string id, params PatchletSpec[] patchlets) =>
+            Parse(Yaml(id, Path.GetFileName(t.ExePath), patchlets));
+
+        public static string WriteFile(string dir, string id, string yaml)
+        {
+            Directory.CreateDirectory(dir);
+            var path = Path.Combine(dir, id + ".micropatch.yaml");
+            File.WriteAllText(path, yaml);
+            return path;
+        }
+    }
+}
