@@ -1,0 +1,122 @@
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Format;
+using HotpatchTools.Engine.Patching;
+
+namespace HotpatchTools.Commands
+{
+    /// <summary>Installs a micropatch into running processes, all patchlets or none in each.</summary>
+    [Cmdlet(VerbsLifecycle.Install, "Micropatch", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
+    [OutputType(typeof(MicropatchResult))]
+    public sealed class InstallMicropatchCommand : HotpatchCommandBase
+    {
+        private readonly Dictionary<string, Micropatch?> _patches = new Dictionary<string, Micropatch?>();
+
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+        [Alias("FullName", "PSPath")]
+        [ValidateNotNullOrEmpty]
+        public string Path { get; set; } = "";
+
+        /// <summary>Only these processes; without it, every process where the patch can be installed.</summary>
+        [Parameter(ValueFromPipelineByPropertyName = true)]
+        [Alias("Id", "PID")]
+        [ValidateRange(1, int.MaxValue)]
+        public int[]? ProcessId { get; set; }
+
+        /// <summary>Accepted now; once signing is enforced, unsigned patch files will need it.</summary>
+        [Parameter]
+        public SwitchParameter AllowUnsigned { get; set; }
+
+        /// <summary>Install without asking for confirmation.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        [Parameter]
+        public SwitchParameter PassThru { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            var file = ResolvePaths(new[] { Path }, literal: false).FirstOrDefault();
+            if (file == null) return;
+            // Piped targets repeat the same file: parse it once per command.
+            if (!_patches.TryGetValue(file, out var patch)) _patches[file] = patch = LoadPatch(file);
+            if (patch == null) return;
+
+            if (ProcessId != null)
+            {
+                // Named processes: the engine's own refusal (ExpectMismatch, UnsafeSite, ...) is the error record.
+                foreach (int pid in ProcessId)
+                {
+                    string name, module = patch.Target.Module;
+                    try
+                    {
+                        using var process = Engine.Platform.Open(pid);
+                        name = process.Name;
+                    }
+                    catch (HotpatchException e) { WriteFailure(e, pid); continue; }
+                    InstallOne(patch, pid, name, module);
+                }
+                return;
+            }
+
+            const string activity = "Finding processes to patch";
+            var targets = Engine.Scan(patch, null, (done, total) => Progress(1, activity, done, total, patch.Id)).ToList();
+            CompleteProgress(1, activity);
+            if (targets.Count == 0)
+                WriteWarning("No running process has " + patch.Target.Module + " loaded; patch " + patch.Id + " was not installed anywhere.");
+            foreach (var t in targets)
+            {
+                string where = Describe(t.ProcessId, t.ProcessName, t.Module);
+                switch (t.State)
+                {
+                    case TargetState.Vulnerable:
+                        InstallOne(patch, t.ProcessId, t.ProcessName, t.Module);
+                        break;
+                    case TargetState.Patched:
+                        WriteVerbose(where + ": " + patch.Id + " is already installed.");
+                        break;
+                    case TargetState.Mismatch:
+                        // Another build of the module: not a target of this patch, and not news in a machine-wide run.
+                        WriteVerbose(where + ": " + t.Reason);
+                        break;
+                    default:
+                        WriteFailure(new HotpatchException(KindOf(t.State), where + ": " + t.Reason) { ProcessId = t.ProcessId }, t.ProcessId);
+                        break;
+                }
+            }
+        }
+
+        private void InstallOne(Micropatch patch, int pid, string processName, string module)
+        {
+            if (!ShouldWrite(Force, Describe(pid, processName, module), "Install micropatch " + patch.Id)) return;
+            try
+            {
+                var r = Engine.Install(patch, pid);
+                if (PassThru)
+                    WriteObject(new MicropatchResult
+                    {
+                        ProcessId = pid, ProcessName = processName, PatchId = patch.Id, Module = r.Patch.Module, Result = "Installed",
+                        Message = r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped.",
+                        FreezeMilliseconds = r.FreezeTime.TotalMilliseconds, CaveAddress = "0x" + r.Patch.CaveAddress.ToString("x"),
+                    });
+            }
+            catch (HotpatchException e)
+            {
+                WriteFailure(e, pid);
+            }
+        }
+
+        private static HotpatchErrorKind KindOf(TargetState s)
+        {
+            switch (s)
+            {
+                case TargetState.AccessDenied: return HotpatchErrorKind.AccessDenied;
+                case TargetState.Mismatch: return HotpatchErrorKind.IdentityMismatch;
+                case TargetState.Inconsistent: return HotpatchErrorKind.SiteModified;
+                default: return HotpatchErrorKind.UnsafeSite;
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+using System;
+using System.IO;
+using System.Linq;
+using HotpatchTools.Tests.Support;
+using Xunit;
+
+namespace HotpatchTools.Tests
+{
+    /// <summary>The module through a hosted runspace, against a live target.</summary>
+    public sealed class ModuleTests : IDisposable
+    {
+        private readonly TargetProcess _t = TargetProcess.Start();
+        private readonly ModuleShell _sh = new ModuleShell();
+        private readonly string _dir = Directory.CreateTempSubdirectory("hpt-module-").FullName;
+
+        public void Dispose()
+        {
+            _sh.Dispose();
+            _t.Dispose();
+            Directory.Delete(_dir, recursive: true);
+        }
+
+        private string WritePatch(string id, string code = "cmp edi, 100\njbe resume\nmov eax, -1\nret", byte[]? expect = null) =>
+            PatchFiles.WriteFile(_dir, id, PatchFiles.Yaml(id, Path.GetFileName(_t.ExePath),
+                new[] { new PatchletSpec("triple", expect ?? _t.ReadSymbol("triple", 6), code) }));
+
+        [Fact]
+        public void Import_exports_exactly_the_module_commands()
+        {
+            var names = _sh.Run("Get-Command -Module HotpatchTools | ForEach-Object Name").Select(o => o.ToString()).OrderBy(n => n).ToArray();
+            Assert.Equal(new[] { "Get-HotpatchTarget", "Get-Micropatch", "Install-Micropatch", "Remove-Micropatch", "Uninstall-Micropatch" }, names);
+            var alias = _sh.Run("(Get-Command Remove-Micropatch).ResolvedCommandName").Single().ToString();
+            Assert.Equal("Uninstall-Micropatch", alias);
+        }
+
+        [Fact]
+        public void Target_install_list_uninstall_through_the_pipeline()
+        {
+            var path = WritePatch("HP-PIPE-1");
+            var before = _t.ReadSymbol("triple", 6);
+
+            var target = _sh.Run("Get-HotpatchTarget -Path $args[0] -ProcessId $args[1]", path, _t.Pid).Single();
+            Assert.Equal("Vulnerable", target.Properties["State"].Value.ToString());
+            Assert.Equal(_t.Pid, (int)target.Properties["ProcessId"].Value);
+
+            var installed = _sh.Run("Get-HotpatchTarget -Path $args[0] -ProcessId $args[1] | Install-Micropatch -Force -PassThru", path, _t.Pid).Single();
+            Assert.Empty(_sh.Errors);
+            Assert.Equal("Installed", installed.Properties["Result"].Value);
+            Assert.Equal(-1, _t.Call("triple", 500));
+            Assert.Equal(16, _t.Call("triple", 5));
+
+            var listed = _sh.Run("Get-Micropatch -ProcessId $args[0]", _t.Pid).Single();
+            Assert.Equal("HP-PIPE-1", listed.Properties["PatchId"].Value);
+            Assert.Equal("Installed", listed.Properties["State"].Value);
+            Assert.Equal("Patched", _sh.Run("(Get-HotpatchTarget -Path $args[0] -ProcessId $args[1]).State.ToString()", path, _t.Pid).Single().ToString());
+
+            var removed = _sh.Run("Get-Micropatch -ProcessId $args[0] | Uninstall-Micropatch -Force -PassThru", _t.Pid).Single();
+            Assert.Empty(_sh.Errors);
+            Assert.Equal("Removed", removed.Properties["Result"].Value);
+            Assert.Equal(before, _t.ReadSymbol("triple", 6));
+            Assert.Equal(1501, _t.Call("triple", 500));
+            Assert.Empty(_sh.Run("Get-Micropatch -ProcessId $args[0]", _t.Pid));
+        }
+
+        [Fact]
+        public void Install_without_ProcessId_patches_every_process_with_the_module()
+        {
+            using var second = TargetProcess.Start();
+            var path = WritePatch("HP-ALL-1");
+            _sh.Run("Install-Micropatch -Path $args[0] -Force", path);
+            Assert.Empty(_sh.Errors);
+            Assert.Equal(-1, _t.Call("triple", 500));
+            Assert.Equal(-1, second.Call("triple", 500));
+
+            _sh.Run("Remove-Micropatch -PatchId HP-ALL-1 -Force");
+            Assert.Empty(_sh.Errors);
+            Assert.Equal(1501, _t.Call("triple", 500));
+            Assert.Equal(1501, second.Call("triple", 500));
+        }
+
+        [Fact]
+        public void WhatIf_writes_nothing()
+        {
+            var path = WritePatch("HP-WHATIF");
+            var before = _t.ReadSymbol("triple", 6);
+            _sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1] -WhatIf -Force", path, _t.Pid);
+            Assert.Empty(_sh.Errors);
+            Assert.Equal(before, _t.ReadSymbol("triple", 6));
+            Assert.Equal(0, _t.CaveCount());
+        }
+
+        [Fact]
+        public void A_refusal_is_an_error_record_with_a_stable_ErrorId_and_the_process_as_target()
+        {
+            var path = WritePatch("HP-BAD", expect: new byte[] { 0x8d, 0x04, 0x7f, 0x83, 0xc0, 0x09 });
+            var before = _t.ReadSymbol("triple", 6);
+            var output = _sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1] -Force -PassThru", path, _t.Pid);
+            Assert.Empty(output);
+            var error = Assert.Single(_sh.Errors);
+            Assert.StartsWith("ExpectMismatch", error.FullyQualifiedErrorId);
+            Assert.Equal(_t.Pid, error.TargetObject);
+            Assert.Contains("patchlets[0] (at triple)", error.Exception.Message);
+            Assert.Equal(before, _t.ReadSymbol("triple", 6));
+        }
+
+        [Fact]
+        public void A_missing_process_is_a_ProcessNotFound_error()
+        {
+            var path = WritePatch("HP-GONE");
+            _sh.Run("Install-Micropatch -Path $args[0] -ProcessId 1073741823 -Force", path);
+            Assert.StartsWith("ProcessNotFound", Assert.Single(_sh.Errors).FullyQualifiedErrorId);
+        }
+
+        [Fact]
+        public void A_malformed_file_is_an_error_naming_key_and_line()
+        {
+            var path = Path.Combine(_dir, "broken.micropatch.yaml");
+            File.WriteAllText(path, "format: 1\nid: X\ntitle: t\ntarget:\n  os: linux\n  arch: x64\n  module: m\n  colour: blue\npatchlets: []\n");
+            _sh.Run("Get-HotpatchTarget -Path $args[0]", path);
+            var error = Assert.Single(_sh.Errors);
+            Assert.StartsWith("InvalidPatchFile", error.FullyQualifiedErrorId);
+            Assert.Contains("target.colour", error.Exception.Message);
+            Assert.Contains("line 8", error.Exception.Message);
+        }
+
+        [Fact]
+        public void Uninstall_of_a_patch_not_installed_is_a_NotInstalled_error()
+        {
+            _sh.Run("Uninstall-Micropatch -PatchId NOTHERE -ProcessId $args[0] -Force", _t.Pid);
+            Assert.StartsWith("NotInstalled", Assert.Single(_sh.Errors).FullyQualifiedErrorId);
+        }
+    }
+}
