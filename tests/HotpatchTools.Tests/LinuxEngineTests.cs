@@ -127,6 +127,39 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void Install_on_a_process_traced_by_someone_else_is_Busy_and_writes_nothing()
+        {
+            var before = _t.ReadSymbol("triple", 6);
+            var patch = PatchFiles.For(_t, "T-BUSY", At("triple", 6));
+            using var holding = new System.Threading.ManualResetEventSlim();
+            using var release = new System.Threading.ManualResetEventSlim();
+            // Another tracer: a different OS thread holds every thread of the target stopped.
+            var tracer = new System.Threading.Thread(() =>
+            {
+                using var other = new HotpatchTools.Engine.Platform.Linux.LinuxPlatform().Open(_t.Pid);
+                using var frozen = other.Threads.Freeze(TimeSpan.FromSeconds(5));
+                holding.Set();
+                release.Wait();
+            });
+            tracer.Start();
+            holding.Wait();
+            try
+            {
+                var e = Assert.Throws<HotpatchException>(() => _engine.Install(patch, _t.Pid));
+                Assert.Equal(HotpatchErrorKind.Busy, e.Kind);
+                Assert.Contains("being traced", e.Message);
+            }
+            finally
+            {
+                release.Set();
+                tracer.Join();
+            }
+            Assert.Equal(before, _t.ReadSymbol("triple", 6));
+            Assert.Equal(0, _t.CaveCount());
+            Assert.Equal(16, _t.Call("triple", 5));
+        }
+
+        [Fact]
         public void Stress_200_install_uninstall_cycles_under_8_hammering_threads()
         {
             var patch = PatchFiles.For(_t, "T-STRESS",

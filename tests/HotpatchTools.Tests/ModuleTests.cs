@@ -65,16 +65,19 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Install_without_ProcessId_patches_every_process_with_the_module()
         {
-            using var second = TargetProcess.Start();
-            var path = WritePatch("HP-ALL-1");
+            using var first = TargetProcess.Start(NativeBuild.WideTarget);
+            using var second = TargetProcess.Start(NativeBuild.WideTarget);
+            var path = PatchFiles.WriteFile(_dir, "HP-ALL-1", PatchFiles.Yaml("HP-ALL-1", "widetarget",
+                new[] { new PatchletSpec("triple", first.ReadSymbol("triple", 6), "cmp edi, 100\njbe resume\nmov eax, -1\nret") }));
             _sh.Run("Install-Micropatch -Path $args[0] -Force", path);
             Assert.Empty(_sh.Errors);
-            Assert.Equal(-1, _t.Call("triple", 500));
+            Assert.Equal(-1, first.Call("triple", 500));
             Assert.Equal(-1, second.Call("triple", 500));
+            Assert.Equal(1501, _t.Call("triple", 500)); // another module: untouched
 
             _sh.Run("Remove-Micropatch -PatchId HP-ALL-1 -Force");
             Assert.Empty(_sh.Errors);
-            Assert.Equal(1501, _t.Call("triple", 500));
+            Assert.Equal(1501, first.Call("triple", 500));
             Assert.Equal(1501, second.Call("triple", 500));
         }
 

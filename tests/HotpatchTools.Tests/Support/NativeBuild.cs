@@ -17,6 +17,9 @@ namespace HotpatchTools.Tests.Support
 
         public static string Target => Build("target", "-O2 -pthread", "target.c", "sites.S");
 
+        /// <summary>The same target under another module name, for machine-wide tests: they must not reach other tests' targets.</summary>
+        public static string WideTarget => Build("widetarget", "-O2 -pthread", "target.c", "sites.S");
+
         public static string Build(string name, string flags, params string[] sources)
         {
             var paths = sources.Select(s => Path.Combine(NativeDir, s)).ToArray();

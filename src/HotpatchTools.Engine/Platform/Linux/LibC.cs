@@ -48,6 +48,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         [DllImport(Lib)]
         public static extern int getpid();
 
+
         [DllImport(Lib)]
         public static extern uint geteuid();
 

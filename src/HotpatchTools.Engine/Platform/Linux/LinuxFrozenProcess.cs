@@ -26,9 +26,14 @@ namespace HotpatchTools.Engine.Platform.Linux
         private readonly List<Tracee> _tracees = new List<Tracee>();
         private readonly int _ownerThread = Environment.CurrentManagedThreadId;
         private List<ThreadSnapshot> _snapshots = new List<ThreadSnapshot>();
+        private readonly IDisposable? _reapGuard;
         private bool _disposed;
 
-        private LinuxFrozenProcess(LinuxTargetProcess proc) { _proc = proc; }
+        private LinuxFrozenProcess(LinuxTargetProcess proc)
+        {
+            _proc = proc;
+            _reapGuard = ChildReapGuard.EnterIfChild(proc.Id);
+        }
 
         public IReadOnlyList<ThreadSnapshot> Threads => _snapshots;
 
@@ -53,8 +58,10 @@ namespace HotpatchTools.Engine.Platform.Linux
                     if (seen.Add(tid)) fresh.Add(tid);
                 if (singleThread && fresh.Count > 0)
                 {
-                    // The leader may be a zombie whose threads live on; any live thread can run an injected call.
-                    int pick = fresh.Contains(Pid) && ProcFs.TaskState(Pid, Pid) != 'Z' ? Pid : fresh.Find(t => ProcFs.TaskState(Pid, t) != 'Z');
+                    // Any live thread can run an injected call; a non-leader is best (see Inject), and the
+                    // leader may be a zombie whose threads live on.
+                    int pick = fresh.Find(t => t != Pid && ProcFs.TaskState(Pid, t) != 'Z');
+                    if (pick == 0 && ProcFs.TaskState(Pid, Pid) != 'Z' && fresh.Contains(Pid)) pick = Pid;
                     fresh = pick != 0 ? new List<int> { pick } : new List<int>();
                 }
                 if (fresh.Count == 0) break;
@@ -112,7 +119,7 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         /// <summary>
         /// Polls rather than blocks: a thread stuck in uninterruptible sleep must not hang us, and when the
-        /// target is our own child the runtime's SIGCHLD handler may consume the stop notification.
+        /// target is our own child the runtime's SIGCHLD handler may reap the stop notification first.
         /// </summary>
         private void WaitForStop(Tracee t, Stopwatch clock, TimeSpan timeout)
         {
@@ -134,16 +141,28 @@ namespace HotpatchTools.Engine.Platform.Linux
                 {
                     int errno = Marshal.GetLastWin32Error();
                     if (errno == LibC.EINTR) continue;
-                    char state = ProcFs.TaskState(Pid, t.Tid);
-                    if (state == '\0') { _tracees.Remove(t); return; }
-                    if (state == 't') return; // stopped; someone else reaped the notification
+                    if (ProcFs.TaskState(Pid, t.Tid) == '\0') { _tracees.Remove(t); return; }
                 }
+                if (spins % 64 == 63 && StoppedButReapedElsewhere(t.Tid)) return;
                 if (clock.Elapsed > timeout)
                     throw new HotpatchException(HotpatchErrorKind.Busy,
                         "Thread " + t.Tid + " of process " + Pid + " did not stop within " + timeout.TotalSeconds + " s (state " + ProcFs.TaskState(Pid, t.Tid) +
                         "); it may be in uninterruptible sleep. Nothing was written.") { ProcessId = Pid };
                 if (spins < 2000) Thread.Yield(); else Thread.Sleep(1);
             }
+        }
+
+        /// <summary>
+        /// True when the thread sits in a tracing stop whose notification never reached us: seen stopped, then
+        /// no status pending on a second look. Only a waiter in our own process (the runtime reaping its
+        /// children) can take it, and only for the thread-group leader.
+        /// </summary>
+        private bool StoppedButReapedElsewhere(int tid)
+        {
+            if (ProcFs.TaskState(Pid, tid) != 't') return false;
+            Thread.Sleep(1);
+            if (LibC.waitpid(tid, out _, LibC.WNOHANG | LibC.__WALL) != 0) return false;
+            return ProcFs.TaskState(Pid, tid) == 't';
         }
 
         private LibC.UserRegs GetRegs(int tid)
@@ -170,7 +189,8 @@ namespace HotpatchTools.Engine.Platform.Linux
         public long Inject(ulong gadget, long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
         {
             CheckOwner();
-            var t = _tracees.Find(x => x.PendingSignal == 0) ?? _tracees[0];
+            // A non-leader thread first: the runtime's waitpid(pid) on its own children can only take the leader's stops.
+            var t = _tracees.Find(x => x.PendingSignal == 0 && x.Tid != Pid) ?? _tracees.Find(x => x.PendingSignal == 0) ?? _tracees[0];
             var saved = t.Regs;
             var regs = saved;
             regs.rax = (ulong)nr;
@@ -209,6 +229,8 @@ namespace HotpatchTools.Engine.Platform.Linux
                 if (r == tid) return status;
                 if (r < 0 && Marshal.GetLastWin32Error() != LibC.EINTR)
                     throw ProcFs.Gone(Pid);
+                // The caller checks where the thread stopped, so a reaped-elsewhere stop reads as a trap.
+                if (spins % 64 == 63 && StoppedButReapedElsewhere(tid)) return (LibC.SIGTRAP << 8) | 0x7f;
                 if (clock.Elapsed > TimeSpan.FromSeconds(5))
                     throw new HotpatchException(HotpatchErrorKind.Internal, "Thread " + tid + " did not stop after a single step.") { ProcessId = Pid };
                 if (spins < 2000) Thread.Yield(); else Thread.Sleep(1);
@@ -228,6 +250,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             foreach (var t in _tracees)
                 LibC.ptrace(LibC.PTRACE_DETACH, t.Tid, IntPtr.Zero, (IntPtr)t.PendingSignal);
             _tracees.Clear();
+            _reapGuard?.Dispose();
         }
     }
 }

@@ -1,0 +1,53 @@
+using System;
+using System.IO;
+using System.Reflection;
+using System.Threading;
+
+namespace HotpatchTools.Engine.Platform.Linux
+{
+    /// <summary>
+    /// When the target is a child of this process, the .NET runtime reaps it from its SIGCHLD handling
+    /// (ProcessWaitState.CheckChildren), and a waitpid there also returns ptrace stops: the runtime would take
+    /// our stop notification and record the child as exited, after which Process.Kill silently does nothing.
+    /// CheckChildren does all its reaping under a lock on its table of children; holding that lock while the
+    /// child's threads are held makes it wait until every stop is ours and consumed.
+    /// </summary>
+    internal static class ChildReapGuard
+    {
+        private static readonly object? RuntimeReapLock =
+            typeof(System.Diagnostics.Process).Assembly.GetType("System.Diagnostics.ProcessWaitState")
+                ?.GetField("s_childProcessWaitStates", BindingFlags.NonPublic | BindingFlags.Static)
+                ?.GetValue(null);
+
+        /// <summary>Null when the target is not our child. Must be disposed on the thread that entered.</summary>
+        public static IDisposable? EnterIfChild(int pid)
+        {
+            if (RuntimeReapLock == null || ParentPid(pid) != LibC.getpid()) return null;
+            Monitor.Enter(RuntimeReapLock);
+            return new Releaser();
+        }
+
+        private sealed class Releaser : IDisposable
+        {
+            private bool _done;
+
+            public void Dispose()
+            {
+                if (_done) return;
+                _done = true;
+                Monitor.Exit(RuntimeReapLock!);
+            }
+        }
+
+        internal static int ParentPid(int pid)
+        {
+            try
+            {
+                var stat = File.ReadAllText("/proc/" + pid + "/stat");
+                var fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
+                return int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (Exception e) when (e is IOException || e is FormatException || e is IndexOutOfRangeException) { return 0; }
+        }
+    }
+}
