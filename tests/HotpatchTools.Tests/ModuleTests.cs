@@ -21,7 +21,7 @@ namespace HotpatchTools.Tests
         }
 
         private string WritePatch(string id, string code = "cmp edi, 100\njbe resume\nmov eax, -1\nret", byte[]? expect = null) =>
-            PatchFiles.WriteFile(_dir, id, PatchFiles.Yaml(id, Path.GetFileName(_t.ExePath),
+            PatchFiles.WriteFile(_dir, id, PatchFiles.Yaml(id, _t.ModuleName,
                 new[] { new PatchletSpec("triple", expect ?? _t.ReadSymbol("triple", 6), code) }));
 
         [Fact]
@@ -67,7 +67,7 @@ namespace HotpatchTools.Tests
         {
             using var first = TargetProcess.Start(NativeBuild.WideTarget);
             using var second = TargetProcess.Start(NativeBuild.WideTarget);
-            var path = PatchFiles.WriteFile(_dir, "HP-ALL-1", PatchFiles.Yaml("HP-ALL-1", "widetarget",
+            var path = PatchFiles.WriteFile(_dir, "HP-ALL-1", PatchFiles.Yaml("HP-ALL-1", first.ModuleName,
                 new[] { new PatchletSpec("triple", first.ReadSymbol("triple", 6), "cmp edi, 100\njbe resume\nmov eax, -1\nret") }));
             _sh.Run("Install-Micropatch -Path $args[0] -Force", path);
             Assert.Empty(_sh.Errors);

@@ -14,7 +14,7 @@ namespace HotpatchTools.Tests
 
         public void Dispose() => _t.Dispose();
 
-        private HotpatchException Refused(string function, int length, string yaml, HotpatchErrorKind kind, string messagePart, bool staticRefusal = true)
+        internal HotpatchException Refused(string function, int length, string yaml, HotpatchErrorKind kind, string messagePart, bool staticRefusal = true)
         {
             var before = _t.ReadSymbol(function, length + 16);
             var e = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(yaml), _t.Pid));
@@ -29,7 +29,7 @@ namespace HotpatchTools.Tests
             return e;
         }
 
-        private string Module => System.IO.Path.GetFileName(_t.ExePath);
+        private string Module => _t.ModuleName;
 
         private string Yaml(string at, byte[] expect, string code = "", string? identity = null) =>
             PatchFiles.Yaml("T-REFUSE", Module, new[] { new PatchletSpec(at, expect, code) }, identity);
@@ -48,9 +48,10 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void Install_refuses_a_build_id_mismatch()
+        public void Install_refuses_an_identity_mismatch()
         {
-            Refused("triple", 6, Yaml("triple", _t.ReadSymbol("triple", 6), identity: "buildId: 0123456789abcdef"), HotpatchErrorKind.IdentityMismatch, "buildId");
+            var (line, field) = TestPlatform.WrongIdentity;
+            Refused("triple", 6, Yaml("triple", _t.ReadSymbol("triple", 6), identity: line), HotpatchErrorKind.IdentityMismatch, field);
         }
 
         [Fact]
@@ -103,11 +104,11 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void Install_refuses_after_a_bounded_wait_when_a_thread_stays_inside_the_span()
+        public void Install_refuses_after_a_bounded_wait_when_a_thread_spins_inside_the_span()
         {
-            Assert.Equal("ok", _t.Send("park"));
+            Assert.Equal("ok", _t.Send("park spin"));
             var started = DateTime.UtcNow;
-            Refused("park_fn", 6, Yaml("park_fn", _t.ReadSymbol("park_fn", 6)), HotpatchErrorKind.ThreadInSpan, "nothing was written", staticRefusal: false);
+            Refused("spin_fn", 5, Yaml("spin_fn", _t.ReadSymbol("spin_fn", 5)), HotpatchErrorKind.ThreadInSpan, "nothing was written", staticRefusal: false);
             Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(10));
         }
 

@@ -1,5 +1,12 @@
-# Functions with exactly known bytes, one per engine case. Each has .type/.size so the
-# engine knows its bounds, as it would from a real library's symbol table.
+# Functions with exactly known bytes, one per engine case. Each declares its bounds the way
+# a real module does: .type/.size (ELF symbol sizes) or .seh_proc (a PE x64 .pdata entry).
+#if defined(_WIN32)
+#define FUNC(name) .globl name; .def name; .scl 2; .type 32; .endef; .seh_proc name; name: .seh_endprologue
+#define ENDFUNC(name) .seh_endproc
+#else
+#define FUNC(name) .globl name; .type name, @function; name:
+#define ENDFUNC(name) .size name, .-name
+#endif
         .intel_syntax noprefix
         .text
 
@@ -9,95 +16,87 @@ g_value: .long 40
         .text
 
 # int rip_first(int x) { return g_value + x; }  -- the first instruction is RIP-relative.
-        .globl rip_first
-        .type rip_first, @function
-rip_first:
+        FUNC(rip_first)
         mov eax, dword ptr [rip + g_value]     # 8b 05 rel32 (6 bytes)
         add eax, edi
         ret
-        .size rip_first, .-rip_first
+        ENDFUNC(rip_first)
 
 # int short_jcc(int x) { return x == 0 ? 2 : x + 1; }  -- a short jcc inside the span.
-        .globl short_jcc
-        .type short_jcc, @function
-short_jcc:
+        FUNC(short_jcc)
         test edi, edi                          # 85 ff
         je 1f                                  # 74 xx
         lea eax, [rdi + 1]                     # 8d 47 01
         ret
 1:      mov eax, 2
         ret
-        .size short_jcc, .-short_jcc
+        ENDFUNC(short_jcc)
 
 # int triple(int x) { return 3 * x + 1; }  -- the stress and demo-style site.
-        .globl triple
-        .type triple, @function
-triple:
+        FUNC(triple)
         lea eax, [rdi + rdi*2]                 # 8d 04 7f
         add eax, 1                             # 83 c0 01
         ret
-        .size triple, .-triple
+        ENDFUNC(triple)
 
 # int branch_into(int x)  -- a later jump lands on byte 2, inside any 5-byte span.
-        .globl branch_into
-        .type branch_into, @function
-branch_into:
+        FUNC(branch_into)
         xor eax, eax                           # 31 c0
 2:      add eax, edi                           # 01 f8   <- target of the jne below
         add eax, 1                             # 83 c0 01
         cmp eax, 100
         jl 2b
         ret
-        .size branch_into, .-branch_into
+        ENDFUNC(branch_into)
 
 # int call_inside(int x)  -- `call rax` returns into the middle of any span that covers it.
-        .globl call_inside
-        .type call_inside, @function
-call_inside:
+        FUNC(call_inside)
         lea rax, [rip + ret_x]                 # 48 8d 05 rel32
         call rax                               # ff d0
         nop
         nop
         nop
         ret
-        .size call_inside, .-call_inside
+        ENDFUNC(call_inside)
 
-        .globl ret_x
-        .type ret_x, @function
-ret_x:
+        FUNC(ret_x)
         mov eax, edi
         ret
-        .size ret_x, .-ret_x
+        ENDFUNC(ret_x)
 
 # int tiny(void)  -- shorter than a jump: the span would run past its end.
-        .globl tiny
-        .type tiny, @function
-tiny:
+        FUNC(tiny)
         xor eax, eax
         ret
-        .size tiny, .-tiny
+        ENDFUNC(tiny)
 
 # void park_fn(void)  -- blocks in pause(); its resume point (the syscall) lies inside the span.
-        .globl park_fn
-        .type park_fn, @function
-park_fn:
+        FUNC(park_fn)
         xor eax, eax                           # 31 c0
         mov al, 34                             # b0 22   (SYS_pause)
         syscall                                # 0f 05
         ret
-        .size park_fn, .-park_fn
+        ENDFUNC(park_fn)
 
 # int loop_first(int x)  -- LOOP's target is the span's end: outside the copied bytes, and
 # LOOP has no near form to relocate to.
-        .globl loop_first
-        .type loop_first, @function
-loop_first:
+        FUNC(loop_first)
         loop 5f                                # e2 03
         nop
         nop
         nop
 5:      mov eax, edi
         ret
-        .size loop_first, .-loop_first
+        ENDFUNC(loop_first)
 
+# void spin_fn(void)  -- spins inside its own first bytes (the jump back lands on the span's first
+# byte, which is allowed): a thread that stays inside the span, on any OS.
+        FUNC(spin_fn)
+6:      nop                                    # 90
+        pause                                  # f3 90
+        jmp 6b                                 # eb fb: back to byte 0
+        ENDFUNC(spin_fn)
+
+#if !defined(_WIN32)
         .section .note.GNU-stack,"",@progbits
+#endif

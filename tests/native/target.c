@@ -2,15 +2,32 @@
  * patch a live process and see its behaviour from outside. Protocol: one command a line
  * on stdin, one answer a line on stdout. */
 #define _GNU_SOURCE
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(_WIN32)
+#include <windows.h>
+typedef HANDLE thread_t;
+static void start_thread(thread_t *t, void *(*fn)(void *), void *arg) { *t = CreateThread(NULL, 0, (LPTHREAD_START_ROUTINE)(void *)fn, arg, 0, NULL); }
+static void join_thread(thread_t t) { WaitForSingleObject(t, INFINITE); CloseHandle(t); }
+static void sleep_ms(int ms) { Sleep(ms); }
+static int my_pid(void) { return (int)GetCurrentProcessId(); }
+#else
+#include <pthread.h>
 #include <unistd.h>
+typedef pthread_t thread_t;
+static void start_thread(thread_t *t, void *(*fn)(void *), void *arg) { pthread_create(t, NULL, fn, arg); }
+static void join_thread(thread_t t) { pthread_join(t, NULL); }
+static void sleep_ms(int ms) { usleep(ms * 1000); }
+static int my_pid(void) { return getpid(); }
+#endif
 
-int rip_first(int), short_jcc(int), triple(int), branch_into(int), call_inside(int), tiny(void), loop_first(int);
-void park_fn(void);
+/* sites.S is written once for the System V calling convention (argument in edi); on Windows
+ * the harness calls it that way too, so every patch and expected byte is the same on both. */
+#define SITE __attribute__((sysv_abi))
+SITE int rip_first(int), short_jcc(int), triple(int), branch_into(int), call_inside(int), tiny(void), loop_first(int);
+SITE void park_fn(void), spin_fn(void);
 
 static int call_by_name(const char *fn, int x, int *ok) {
     *ok = 1;
@@ -25,16 +42,18 @@ static int call_by_name(const char *fn, int x, int *ok) {
     return 0;
 }
 
-static atomic_long calls, errors;
+/* long long: a plain long is 32 bits on Windows and would wrap under load. */
+static atomic_llong calls, errors;
 static atomic_int stop_flag;
-static pthread_t hammers[64];
+static thread_t hammers[64];
 static int hammer_count;
 
 /* Every hammer thread checks each result against the function's original meaning. */
 static void *hammer(void *arg) {
-    unsigned seed = (unsigned)(long)arg;
+    unsigned seed = (unsigned)(size_t)arg;
     while (!atomic_load(&stop_flag)) {
-        int x = (int)(rand_r(&seed) % 1000);
+        seed = seed * 1103515245u + 12345u;
+        int x = (int)((seed >> 8) % 1000);
         if (triple(x) != 3 * x + 1) atomic_fetch_add(&errors, 1);
         if (short_jcc(x) != (x == 0 ? 2 : x + 1)) atomic_fetch_add(&errors, 1);
         if (rip_first(x) != 40 + x) atomic_fetch_add(&errors, 1);
@@ -45,12 +64,14 @@ static void *hammer(void *arg) {
 
 static void *park(void *arg) { (void)arg; for (;;) park_fn(); return NULL; }
 
-static void *sleeper(void *arg) { (void)arg; for (;;) usleep(1000); return NULL; }
+static void *spin(void *arg) { (void)arg; spin_fn(); return NULL; }
+
+static void *sleeper(void *arg) { (void)arg; for (;;) sleep_ms(1); return NULL; }
 
 int main(void) {
     char line[256], fn[64];
     setvbuf(stdout, NULL, _IOLBF, 0);
-    printf("ready %d\n", getpid());
+    printf("ready %d\n", my_pid());
     while (fgets(line, sizeof line, stdin)) {
         int x = 0, n = 0, ok;
         if (sscanf(line, "call %63s %d", fn, &x) >= 1 && !strncmp(line, "call", 4)) {
@@ -58,21 +79,23 @@ int main(void) {
             if (ok) printf("%d\n", r); else printf("unknown %s\n", fn);
         } else if (sscanf(line, "hammer %d", &n) == 1) {
             atomic_store(&stop_flag, 0);
-            for (int i = 0; i < n && hammer_count < 64; i++) pthread_create(&hammers[hammer_count++], NULL, hammer, (void *)(long)(i + 1));
+            for (int i = 0; i < n && hammer_count < 64; i++) start_thread(&hammers[hammer_count++], hammer, (void *)(size_t)(i + 1));
             printf("ok\n");
         } else if (!strncmp(line, "calm", 4)) {
             atomic_store(&stop_flag, 1);
-            while (hammer_count > 0) pthread_join(hammers[--hammer_count], NULL);
+            while (hammer_count > 0) join_thread(hammers[--hammer_count]);
             printf("ok\n");
         } else if (sscanf(line, "sleepers %d", &n) == 1) {
-            for (int i = 0; i < n; i++) { pthread_t t; pthread_create(&t, NULL, sleeper, NULL); }
+            for (int i = 0; i < n; i++) { thread_t t; start_thread(&t, sleeper, NULL); }
             printf("ok\n");
         } else if (!strncmp(line, "park", 4)) {
-            pthread_t t; pthread_create(&t, NULL, park, NULL);
-            usleep(20000);
+            /* A thread that stays inside a span: blocked in a syscall (Linux) or spinning (any OS). */
+            thread_t t;
+            start_thread(&t, strstr(line, "spin") ? spin : park, NULL);
+            sleep_ms(20);
             printf("ok\n");
         } else if (!strncmp(line, "stats", 5)) {
-            printf("%ld %ld\n", atomic_load(&calls), atomic_load(&errors));
+            printf("%lld %lld\n", (long long)atomic_load(&calls), (long long)atomic_load(&errors));
         } else if (!strncmp(line, "quit", 4)) {
             atomic_store(&stop_flag, 1);
             printf("bye\n");

@@ -467,7 +467,7 @@ namespace HotpatchTools.Engine.Modules
 
             public ulong Length { get; }
 
-            public ModuleFormatException Invalid(string reason) => new ModuleFormatException(source, reason);
+            public ModuleFormatException Invalid(string reason) => new ModuleFormatException(ModuleFormat.Elf, source, reason);
 
             public byte[] ReadSection(Section section, string what) =>
                 section.Type == ShtNobits ? new byte[0] : Read(section.Offset, section.Size, what);

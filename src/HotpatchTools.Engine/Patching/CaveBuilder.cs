@@ -98,7 +98,7 @@ namespace HotpatchTools.Engine.Patching
         /// Free, page-aligned addresses from which a cave of `size` reaches every byte of the module with rel32,
         /// nearest first. A free page is left on each side so the kernel does not merge the cave into a neighbour.
         /// </summary>
-        public static IEnumerable<ulong> CandidateAddresses(IReadOnlyList<Platform.MemoryRegion> regions, ulong moduleBase, ulong moduleEnd, int size, int bitness)
+        public static IEnumerable<ulong> CandidateAddresses(IReadOnlyList<Platform.MemoryRegion> regions, ulong moduleBase, ulong moduleEnd, int size, int bitness, int granularity = PageSize)
         {
             const ulong Reach = 0x7FF0_0000; // 2 GB less a margin for rel32 rounding
             ulong lowest = 0x10000, highest = bitness == 64 ? 0x7FFF_FFFF_0000UL : 0x7FFF_0000UL;
@@ -109,13 +109,14 @@ namespace HotpatchTools.Engine.Patching
             ulong prevEnd = lowest;
             for (int i = 0; i <= sorted.Count; i++)
             {
+                ulong align = (ulong)granularity;
                 ulong holeStart = Math.Max(prevEnd + PageSize, lo), holeEnd = Math.Min((i < sorted.Count ? sorted[i].Start : highest) - PageSize, hi);
-                holeStart = (holeStart + PageSize - 1) & ~(ulong)(PageSize - 1);
+                holeStart = (holeStart + align - 1) & ~(align - 1);
                 if (holeEnd > holeStart && holeEnd - holeStart >= (ulong)size)
                 {
                     // The end of a hole below the module, or the start of one above it: as close as possible.
-                    if (holeEnd <= moduleBase) candidates.Add((holeEnd - (ulong)size) & ~(ulong)(PageSize - 1));
-                    else candidates.Add(holeStart);
+                    ulong below = (holeEnd - (ulong)size) & ~(align - 1);
+                    candidates.Add(holeEnd <= moduleBase && below >= holeStart ? below : holeStart);
                 }
                 if (i < sorted.Count) prevEnd = Math.Max(prevEnd, sorted[i].End);
             }

@@ -28,10 +28,12 @@ namespace HotpatchTools.Engine.Patching
 
         public static IProcessPlatform CurrentPlatform()
         {
+            if (RuntimeInformation.IsOSPlatform(OSPlatform.Windows))
+                return new Platform.Windows.WindowsPlatform();
             if (RuntimeInformation.IsOSPlatform(OSPlatform.Linux) && RuntimeInformation.ProcessArchitecture == Architecture.X64)
                 return new Platform.Linux.LinuxPlatform();
             throw new HotpatchException(HotpatchErrorKind.PlatformNotSupported,
-                "HotpatchTools supports Linux x64 here; this is " + RuntimeInformation.OSDescription + " (" + RuntimeInformation.ProcessArchitecture + ").");
+                "HotpatchTools supports Windows and Linux x64; this is " + RuntimeInformation.OSDescription + " (" + RuntimeInformation.ProcessArchitecture + ").");
         }
 
         private void Log(string message) => _options.Log?.Invoke(message);
@@ -221,7 +223,7 @@ namespace HotpatchTools.Engine.Patching
         private BuiltCave AllocateCave(ITargetProcess target, PatchPlan plan, int size)
         {
             var now = DateTime.UtcNow;
-            var candidates = CaveBuilder.CandidateAddresses(target.Memory.GetRegions(), plan.Module.Base, plan.Module.End, size, plan.Bitness).Take(16);
+            var candidates = CaveBuilder.CandidateAddresses(target.Memory.GetRegions(), plan.Module.Base, plan.Module.End, size, plan.Bitness, target.Memory.AllocationGranularity).Take(16);
             foreach (var address in candidates)
             {
                 // Encoded before allocating: nothing is computed while the target is stopped.

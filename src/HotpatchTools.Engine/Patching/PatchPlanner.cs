@@ -175,9 +175,19 @@ namespace HotpatchTools.Engine.Patching
             int bang = name.IndexOf('!');
             if (bang < 0)
                 return plan.Image.TryResolveSymbol(name, out var rva) ? plan.Module.Base + rva : (ulong?)null;
-            var other = FindModule(target, name.Substring(0, bang), plan.Patch.Target.Os == TargetOs.Windows);
-            if (other == null) return null;
-            return target.Modules.OpenImage(other).TryResolveSymbol(name.Substring(bang + 1), out var r) ? other.Base + r : (ulong?)null;
+            return ResolveIn(target, name.Substring(0, bang), name.Substring(bang + 1), plan.Patch.Target.Os == TargetOs.Windows, depth: 0);
+        }
+
+        /// <summary>A symbol of a module loaded in the target; PE export forwarders are followed to the module that implements them.</summary>
+        private static ulong? ResolveIn(ITargetProcess target, string moduleName, string symbol, bool ignoreCase, int depth)
+        {
+            var module = FindModule(target, moduleName, ignoreCase);
+            if (module == null || depth > 4) return null;
+            var image = target.Modules.OpenImage(module);
+            if (image.TryResolveSymbol(symbol, out var rva)) return module.Base + rva;
+            if (image is PeImage pe && pe.TryGetForwarder(symbol, out var toModule, out var toSymbol))
+                return ResolveIn(target, toModule, toSymbol, ignoreCase, depth + 1);
+            return null;
         }
 
         private static void CheckRelocatable(SitePlan sp, ITargetProcess target)

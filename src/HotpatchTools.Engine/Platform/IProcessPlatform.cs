@@ -71,6 +71,9 @@ namespace HotpatchTools.Engine.Platform
 
     public interface IProcessMemory
     {
+        /// <summary>Alignment of allocations: the page size on Linux, 64 KB on Windows.</summary>
+        int AllocationGranularity { get; }
+
         /// <summary>Reads exactly buffer.Length bytes or throws.</summary>
         void Read(ulong address, byte[] buffer);
         /// <summary>Reads what is readable; returns the count.</summary>

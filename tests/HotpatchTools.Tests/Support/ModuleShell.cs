@@ -14,7 +14,11 @@ namespace HotpatchTools.Tests.Support
 
         public ModuleShell()
         {
-            _runspace = RunspaceFactory.CreateRunspace(InitialSessionState.CreateDefault2());
+            var iss = InitialSessionState.CreateDefault2();
+            // Windows' default policy refuses the module's .psm1, as it would for an admin who had not set
+            // RemoteSigned; Intune and ConfigMgr run scripts with Bypass. Linux has no policy (setting one throws).
+            if (OperatingSystem.IsWindows()) iss.ExecutionPolicy = Microsoft.PowerShell.ExecutionPolicy.Bypass;
+            _runspace = RunspaceFactory.CreateRunspace(iss);
             _runspace.Open();
             Run("Import-Module -Name $args[0] -ErrorAction Stop", ManifestPath);
         }
@@ -23,6 +27,9 @@ namespace HotpatchTools.Tests.Support
         {
             get
             {
+                // The Wine test program runs from its publish folder, away from the checkout.
+                var fromEnv = Environment.GetEnvironmentVariable("HOTPATCH_REPO");
+                if (!string.IsNullOrEmpty(fromEnv)) return fromEnv;
                 for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
                     if (File.Exists(Path.Combine(d.FullName, "HotpatchTools.psd1"))) return d.FullName;
                 throw new InvalidOperationException("HotpatchTools.psd1 not found above " + AppContext.BaseDirectory);

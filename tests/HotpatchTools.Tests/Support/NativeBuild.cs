@@ -4,21 +4,30 @@ using System.IO;
 using System.Linq;
 using System.Security.Cryptography;
 using System.Text;
-using System.Threading;
 
 namespace HotpatchTools.Tests.Support
 {
-    /// <summary>Compiles the native test targets with gcc, once per source content.</summary>
+    /// <summary>
+    /// The native test targets. On Linux they are compiled here with gcc, once per source content; under
+    /// Wine they were built beforehand with mingw (tests/wine/run.sh) into HOTPATCH_NATIVE_DIR.
+    /// </summary>
     public static class NativeBuild
     {
         private static readonly object Gate = new object();
 
         public static string NativeDir => Path.Combine(AppContext.BaseDirectory, "native");
 
-        public static string Target => Build("target", "-O2 -pthread", "target.c", "sites.S");
+        public static string Target => TestPlatform.IsWindows ? Prebuilt("target.exe") : Build("target", "-O2 -pthread", "target.c", "sites.S");
 
         /// <summary>The same target under another module name, for machine-wide tests: they must not reach other tests' targets.</summary>
-        public static string WideTarget => Build("widetarget", "-O2 -pthread", "target.c", "sites.S");
+        public static string WideTarget => TestPlatform.IsWindows ? Prebuilt("widetarget.exe") : Build("widetarget", "-O2 -pthread", "target.c", "sites.S");
+
+        private static string Prebuilt(string name)
+        {
+            var dir = Environment.GetEnvironmentVariable("HOTPATCH_NATIVE_DIR") ?? throw new InvalidOperationException("HOTPATCH_NATIVE_DIR is not set (tests/wine/run.sh sets it).");
+            var path = Path.Combine(dir, name);
+            return File.Exists(path) ? path : throw new FileNotFoundException("prebuilt target missing", path);
+        }
 
         public static string Build(string name, string flags, params string[] sources)
         {
@@ -34,9 +43,21 @@ namespace HotpatchTools.Tests.Support
                 Directory.CreateDirectory(dir);
                 var tmp = exe + ".tmp" + Environment.ProcessId;
                 Run("gcc", flags.Split(' ').Concat(new[] { "-o", tmp }).Concat(paths).ToArray());
+                File.WriteAllText(exe + ".syms", Run("nm", "--defined-only", tmp));
                 File.Move(tmp, exe, overwrite: true);
                 return exe;
             }
+        }
+
+        /// <summary>Symbol RVAs from the nm listing beside the target (an oracle independent of the engine's readers).</summary>
+        public static ulong SymbolRva(string exe, string name)
+        {
+            var lines = File.ReadAllLines(exe + ".syms");
+            ulong Value(string symbol) =>
+                lines.Select(l => l.Split(' ')).Where(f => f.Length == 3 && f[2] == symbol).Select(f => Convert.ToUInt64(f[0], 16)).FirstOrDefault();
+            ulong value = Value(name);
+            if (value == 0) throw new InvalidOperationException("no symbol " + name + " in " + exe + ".syms");
+            return value - Value("__ImageBase"); // PE listings are VAs; ELF (PIE) listings are already RVAs
         }
 
         public static string Run(string file, params string[] args)

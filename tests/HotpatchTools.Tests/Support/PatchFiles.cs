@@ -16,7 +16,7 @@ namespace HotpatchTools.Tests.Support
         {
             var sb = new StringBuilder();
             sb.Append("format: 1\nid: ").Append(id).Append("\ntitle: Test patch ").Append(id).Append('\n');
-            sb.Append("target:\n  os: linux\n  arch: x64\n  module: ").Append(module).Append('\n');
+            sb.Append("target:\n  os: ").Append(TestPlatform.Os).Append("\n  arch: x64\n  module: ").Append(module).Append('\n');
             if (identity != null) sb.Append("  identity:\n    ").Append(identity).Append('\n');
             sb.Append("patchlets:\n");
             foreach (var p in patchlets)
@@ -37,7 +37,7 @@ namespace HotpatchTools.Tests.Support
             MicropatchParser.Parse(Encoding.UTF8.GetBytes(yaml), name);
 
         public static Micropatch For(TargetProcess t, string id, params PatchletSpec[] patchlets) =>
-            Parse(Yaml(id, Path.GetFileName(t.ExePath), patchlets));
+            Parse(Yaml(id, t.ModuleName, patchlets));
 
         public static string WriteFile(string dir, string id, string yaml)
         {

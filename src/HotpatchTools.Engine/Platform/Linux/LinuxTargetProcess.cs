@@ -25,6 +25,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         public IProcessMemory Memory => this;
         public IModuleEnumerator Modules => this;
         public IThreadController Threads => this;
+        public int AllocationGranularity => 4096;
 
         public void Dispose()
         {

@@ -1,0 +1,104 @@
+using System;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace HotpatchTools.Engine.Platform.Windows
+{
+    /// <summary>The Win32 calls the Windows backend needs (all of them implemented by Wine as well).</summary>
+    internal static class Win32
+    {
+        public const uint PROCESS_VM_OPERATION = 0x0008, PROCESS_VM_READ = 0x0010, PROCESS_VM_WRITE = 0x0020, PROCESS_QUERY_INFORMATION = 0x0400;
+        public const uint THREAD_SUSPEND_RESUME = 0x0002, THREAD_GET_CONTEXT = 0x0008, THREAD_QUERY_INFORMATION = 0x0040;
+        public const uint TH32CS_SNAPPROCESS = 0x2, TH32CS_SNAPTHREAD = 0x4;
+        public const uint MEM_COMMIT = 0x1000, MEM_RESERVE = 0x2000, MEM_RELEASE = 0x8000, MEM_FREE = 0x10000, MEM_PRIVATE = 0x20000;
+        public const uint PAGE_EXECUTE = 0x10, PAGE_EXECUTE_READ = 0x20, PAGE_EXECUTE_READWRITE = 0x40, PAGE_EXECUTE_WRITECOPY = 0x80;
+        public const uint PAGE_READONLY = 0x02, PAGE_READWRITE = 0x04, PAGE_WRITECOPY = 0x08, PAGE_GUARD = 0x100, PAGE_NOACCESS = 0x01;
+        public const int LIST_MODULES_ALL = 3;
+        public const int ERROR_ACCESS_DENIED = 5, ERROR_INVALID_PARAMETER = 87, ERROR_PARTIAL_COPY = 299, ERROR_INVALID_ADDRESS = 487;
+        public const uint CONTEXT_AMD64_CONTROL = 0x00100001, WOW64_CONTEXT_CONTROL = 0x00010001;
+        public const int ContextSize = 1232, ContextFlagsOffset = 0x30, ContextRspOffset = 0x98, ContextRipOffset = 0xF8;
+        public const int Wow64ContextSize = 716, Wow64EipOffset = 0xB8, Wow64EspOffset = 0xC4;
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct MEMORY_BASIC_INFORMATION
+        {
+            public IntPtr BaseAddress, AllocationBase;
+            public uint AllocationProtect;
+            public IntPtr RegionSize;
+            public uint State, Protect, Type;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct MODULEINFO
+        {
+            public IntPtr lpBaseOfDll;
+            public uint SizeOfImage;
+            public IntPtr EntryPoint;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct THREADENTRY32
+        {
+            public uint dwSize, cntUsage, th32ThreadID, th32OwnerProcessID;
+            public int tpBasePri, tpDeltaPri;
+            public uint dwFlags;
+        }
+
+        [StructLayout(LayoutKind.Sequential, CharSet = CharSet.Unicode)]
+        public struct PROCESSENTRY32W
+        {
+            public uint dwSize, cntUsage, th32ProcessID;
+            public IntPtr th32DefaultHeapID;
+            public uint th32ModuleID, cntThreads, th32ParentProcessID;
+            public int pcPriClassBase;
+            public uint dwFlags;
+            [MarshalAs(UnmanagedType.ByValTStr, SizeConst = 260)] public string szExeFile;
+        }
+
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern IntPtr OpenProcess(uint access, bool inherit, int pid);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool CloseHandle(IntPtr h);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool IsWow64Process(IntPtr h, out bool wow64);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool ReadProcessMemory(IntPtr h, IntPtr address, byte[] buffer, IntPtr size, out IntPtr read);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool WriteProcessMemory(IntPtr h, IntPtr address, byte[] buffer, IntPtr size, out IntPtr written);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool VirtualProtectEx(IntPtr h, IntPtr address, IntPtr size, uint protect, out uint old);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern IntPtr VirtualQueryEx(IntPtr h, IntPtr address, out MEMORY_BASIC_INFORMATION info, IntPtr length);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern IntPtr VirtualAllocEx(IntPtr h, IntPtr address, IntPtr size, uint type, uint protect);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool VirtualFreeEx(IntPtr h, IntPtr address, IntPtr size, uint type);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool FlushInstructionCache(IntPtr h, IntPtr address, IntPtr size);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern IntPtr CreateToolhelp32Snapshot(uint flags, int pid);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool Thread32First(IntPtr snap, ref THREADENTRY32 e);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool Thread32Next(IntPtr snap, ref THREADENTRY32 e);
+        [DllImport("kernel32.dll", SetLastError = true, CharSet = CharSet.Unicode)] public static extern bool Process32FirstW(IntPtr snap, ref PROCESSENTRY32W e);
+        [DllImport("kernel32.dll", SetLastError = true, CharSet = CharSet.Unicode)] public static extern bool Process32NextW(IntPtr snap, ref PROCESSENTRY32W e);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern IntPtr OpenThread(uint access, bool inherit, int tid);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern uint SuspendThread(IntPtr h);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern uint ResumeThread(IntPtr h);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool GetThreadContext(IntPtr h, IntPtr context);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool Wow64GetThreadContext(IntPtr h, IntPtr context);
+        [DllImport("kernel32.dll")] public static extern int GetCurrentProcessId();
+        [DllImport("kernel32.dll")] public static extern IntPtr GetCurrentProcess();
+        [DllImport("psapi.dll", SetLastError = true)] public static extern bool EnumProcessModulesEx(IntPtr h, [Out] IntPtr[] modules, int cb, out int needed, int filter);
+        [DllImport("psapi.dll", SetLastError = true, CharSet = CharSet.Unicode)] public static extern int GetModuleBaseNameW(IntPtr h, IntPtr module, StringBuilder name, int size);
+        [DllImport("psapi.dll", SetLastError = true, CharSet = CharSet.Unicode)] public static extern int GetModuleFileNameExW(IntPtr h, IntPtr module, StringBuilder name, int size);
+        [DllImport("psapi.dll", SetLastError = true)] public static extern bool GetModuleInformation(IntPtr h, IntPtr module, out MODULEINFO info, int size);
+
+        [DllImport("advapi32.dll", SetLastError = true)] public static extern bool OpenProcessToken(IntPtr process, uint access, out IntPtr token);
+        [DllImport("advapi32.dll", SetLastError = true, CharSet = CharSet.Unicode)] public static extern bool LookupPrivilegeValueW(string? system, string name, out long luid);
+        [DllImport("advapi32.dll", SetLastError = true)] public static extern bool AdjustTokenPrivileges(IntPtr token, bool disableAll, ref TOKEN_PRIVILEGES state, int length, IntPtr prev, IntPtr returned);
+
+        [StructLayout(LayoutKind.Sequential, Pack = 4)]
+        public struct TOKEN_PRIVILEGES
+        {
+            public uint PrivilegeCount;
+            public long Luid;
+            public uint Attributes;
+        }
+
+        public static bool IsExecutable(uint protect) => (protect & (PAGE_EXECUTE | PAGE_EXECUTE_READ | PAGE_EXECUTE_READWRITE | PAGE_EXECUTE_WRITECOPY)) != 0;
+
+        public static bool IsReadable(uint protect) =>
+            (protect & (PAGE_READONLY | PAGE_READWRITE | PAGE_WRITECOPY | PAGE_EXECUTE_READ | PAGE_EXECUTE_READWRITE | PAGE_EXECUTE_WRITECOPY)) != 0 && (protect & PAGE_GUARD) == 0;
+
+        public static string Message(int error) => new System.ComponentModel.Win32Exception(error).Message + " (error " + error + ")";
+    }
+}

@@ -1,0 +1,79 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+
+namespace HotpatchTools.Engine.Platform.Windows
+{
+    public sealed class WindowsPlatform : IProcessPlatform
+    {
+        private static bool _debugPrivilegeTried;
+
+        public string OsName => "windows";
+
+        public IReadOnlyList<ProcessInfo> ListProcesses()
+        {
+            var list = new List<ProcessInfo>();
+            IntPtr snap = Win32.CreateToolhelp32Snapshot(Win32.TH32CS_SNAPPROCESS, 0);
+            if (snap == new IntPtr(-1)) return list;
+            try
+            {
+                var e = new Win32.PROCESSENTRY32W { dwSize = (uint)Marshal.SizeOf<Win32.PROCESSENTRY32W>() };
+                for (bool ok = Win32.Process32FirstW(snap, ref e); ok; ok = Win32.Process32NextW(snap, ref e))
+                    if (e.th32ProcessID != 0) list.Add(new ProcessInfo((int)e.th32ProcessID, e.szExeFile));
+            }
+            finally { Win32.CloseHandle(snap); }
+            list.Sort((a, b) => a.Id.CompareTo(b.Id));
+            return list;
+        }
+
+        public ITargetProcess Open(int processId)
+        {
+            if (processId == Win32.GetCurrentProcessId())
+                throw new HotpatchException(HotpatchErrorKind.AccessDenied, "Process " + processId + " is this PowerShell process itself; it cannot patch itself.") { ProcessId = processId };
+            EnableDebugPrivilege();
+            // Reading needs no more than this; write rights are asked for only when something is written.
+            IntPtr h = Win32.OpenProcess(Win32.PROCESS_QUERY_INFORMATION | Win32.PROCESS_VM_READ, false, processId);
+            if (h == IntPtr.Zero)
+            {
+                int err = Marshal.GetLastWin32Error();
+                if (err == Win32.ERROR_INVALID_PARAMETER)
+                    throw new HotpatchException(HotpatchErrorKind.ProcessNotFound, "No process with id " + processId + " is running.") { ProcessId = processId };
+                throw Denied(processId, err);
+            }
+            var target = new WindowsTargetProcess(processId, h, NameOf(processId));
+            if (target.Bitness == 64 && IntPtr.Size == 4)
+            {
+                target.Dispose();
+                throw new HotpatchException(HotpatchErrorKind.PlatformNotSupported,
+                    "This is a 32-bit PowerShell; it cannot patch 64-bit process " + processId + ". Run 64-bit PowerShell (for Intune scripts: set 'Run script in 64-bit PowerShell' to Yes).") { ProcessId = processId };
+            }
+            return target;
+        }
+
+        internal static HotpatchException Denied(int pid, int err) =>
+            new HotpatchException(HotpatchErrorKind.AccessDenied,
+                "Access to process " + pid + " was denied (" + Win32.Message(err) + "). Run PowerShell elevated (as Administrator or SYSTEM); protected processes (PPL) cannot be patched.") { ProcessId = pid };
+
+        private string NameOf(int pid)
+        {
+            foreach (var p in ListProcesses()) if (p.Id == pid) return p.Name;
+            return "?";
+        }
+
+        /// <summary>Administrators hold SeDebugPrivilege disabled; enabling it reaches services of other users.</summary>
+        private static void EnableDebugPrivilege()
+        {
+            if (_debugPrivilegeTried) return;
+            _debugPrivilegeTried = true;
+            const uint TOKEN_ADJUST_PRIVILEGES = 0x20, TOKEN_QUERY = 0x8, SE_PRIVILEGE_ENABLED = 0x2;
+            if (!Win32.OpenProcessToken(Win32.GetCurrentProcess(), TOKEN_ADJUST_PRIVILEGES | TOKEN_QUERY, out var token)) return;
+            try
+            {
+                if (!Win32.LookupPrivilegeValueW(null, "SeDebugPrivilege", out long luid)) return;
+                var tp = new Win32.TOKEN_PRIVILEGES { PrivilegeCount = 1, Luid = luid, Attributes = SE_PRIVILEGE_ENABLED };
+                Win32.AdjustTokenPrivileges(token, false, ref tp, 0, IntPtr.Zero, IntPtr.Zero);
+            }
+            finally { Win32.CloseHandle(token); }
+        }
+    }
+}

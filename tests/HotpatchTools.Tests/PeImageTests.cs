@@ -1,0 +1,776 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text.RegularExpressions;
+using System.Threading.Tasks;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Modules;
+using Xunit;
+
+namespace HotpatchTools.Tests
+{
+    /// <summary>Small PE files cross-compiled with MinGW once for all tests of <see cref="PeImageTests"/>.</summary>
+    public sealed class PeSamples : IDisposable
+    {
+        public const string Gcc64 = "x86_64-w64-mingw32-gcc", Gcc32 = "i686-w64-mingw32-gcc";
+        public const string Prefix64 = "x86_64-w64-mingw32-", Prefix32 = "i686-w64-mingw32-";
+
+        private const string LibSource = @"
+int counter = 5;
+int add(int a, int b) { return a + b + counter; }
+static __attribute__((noinline)) int triple(int x) { return x * 3 + counter; }
+int use(int x) { return triple(x) + 1; }
+";
+
+        // Ordinals with gaps, a data export, an export by ordinal only, and the three kinds of forwarder.
+        private const string LibDef = @"EXPORTS
+use @2
+add @5
+counter @6 DATA
+Forwarded = kernel32.GetTickCount @7
+hidden = add @9 NONAME
+ByOrdinal = ""ntdll.#12"" @10
+ApiSet = ""api-ms-win-core-sysinfo-l1-1-0.dll.GetTickCount"" @11
+";
+
+        private const string ExeSource = @"
+#include <stdio.h>
+volatile int sink;
+int counter = 5;
+__declspec(dllexport) int add(int a, int b) { return a + b + counter; }
+static __attribute__((noinline)) int triple(int x) { sink = x; return x * 3 + counter; }
+__declspec(dllexport) int use(int x) { return triple(x) + 1; }
+__declspec(dllexport) int shadow(int x) { return x + 11; }
+int call_twin(int x);
+__attribute__((noinline)) int under(int x) { sink = x; return x - 1; }
+__attribute__((noinline)) int _under(int x) { sink = x; return x + 1; }
+int main(void) { printf(""%d\n"", use(3) + add(1, 2) + call_twin(4) + under(1) + _under(2)); return 0; }
+";
+
+        // shadow is file-local here and exported in the other file, to check which one resolves.
+        private const string TwinSource = @"
+static __attribute__((noinline)) int shadow(int x) { return x - 7; }
+int call_twin(int x) { return shadow(x) * 2; }
+";
+
+        public PeSamples()
+        {
+            Dir = Directory.CreateTempSubdirectory("peimage-").FullName;
+            string lib = Write("lib.c", LibSource), def = Write("lib.def", LibDef);
+            string exe = Write("exe.c", ExeSource), twin = Write("twin.c", TwinSource);
+
+            Dll64 = Compile(Gcc64, "lib64.dll", "-O1", "-shared", lib, def);
+            Exe64 = Compile(Gcc64, "exe64.exe", "-O1", exe, twin);
+            Dll32 = Compile(Gcc32, "lib32.dll", "-O1", "-shared", lib, def);
+            Exe32 = Compile(Gcc32, "exe32.exe", "-O1", exe, twin);
+            Stripped32 = Compile(Gcc32, "stripped32.exe", "-O1", "-s", exe, twin);
+        }
+
+        public string Dir { get; }
+        public string Dll64 { get; }
+        public string Exe64 { get; }
+        public string Dll32 { get; }
+        public string Exe32 { get; }
+        public string Stripped32 { get; }
+
+        private string Write(string name, string text)
+        {
+            var path = Path.Combine(Dir, name);
+            File.WriteAllText(path, text);
+            return path;
+        }
+
+        private string Compile(string compiler, string output, params string[] args)
+        {
+            var path = Path.Combine(Dir, output);
+            PeTools.Run(compiler, args.Concat(new[] { "-o", path }).ToArray());
+            return path;
+        }
+
+        public void Dispose() => Directory.Delete(Dir, true);
+    }
+
+    /// <summary>The independent view of a PE file: binutils' objdump and nm, and the header fields read by hand.</summary>
+    internal static class PeTools
+    {
+        private static readonly Dictionary<string, string> Packages = new Dictionary<string, string>
+        {
+            [PeSamples.Prefix64] = "gcc-mingw-w64-x86-64-win32",
+            [PeSamples.Prefix32] = "gcc-mingw-w64-i686-win32",
+        };
+
+        /// <summary>A missing cross toolchain fails the tests with the package to install, rather than skipping them.</summary>
+        public static string Run(string file, params string[] args)
+        {
+            bool onPath = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':')
+                .Any(d => d.Length > 0 && File.Exists(Path.Combine(d, file)));
+            if (!onPath)
+            {
+                var package = Packages.FirstOrDefault(p => file.StartsWith(p.Key)).Value ?? "binutils";
+                throw new InvalidOperationException(file + " is not installed: install Debian's " + package
+                    + " (apt-get install -y --no-install-recommends " + package + ")");
+            }
+            var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            // objdump prints the COFF time stamp with ctime(), in local time.
+            psi.Environment["TZ"] = "UTC";
+            using var p = Process.Start(psi)!;
+            var stdout = p.StandardOutput.ReadToEndAsync();
+            var stderr = p.StandardError.ReadToEndAsync();
+            if (!p.WaitForExit(120_000)) { p.Kill(); throw new TimeoutException(file + " " + string.Join(" ", args)); }
+            if (p.ExitCode != 0) throw new InvalidOperationException(file + " " + string.Join(" ", args) + " failed:\n" + stderr.Result);
+            return stdout.Result;
+        }
+
+        public static string Prefix(string path) => Header(path).Machine == PeImage.MachineAmd64 ? PeSamples.Prefix64 : PeSamples.Prefix32;
+
+        public static string Objdump(string path, params string[] args) =>
+            Run(Prefix(path) + "objdump", args.Concat(new[] { path }).ToArray());
+
+        private static string PrivateHeaderField(string path, string field) =>
+            Regex.Match(Objdump(path, "-p"), "^" + Regex.Escape(field) + @"\t+(.+)$", RegexOptions.Multiline).Groups[1].Value.Trim();
+
+        public static ulong ImageBase(string path) => Convert.ToUInt64(PrivateHeaderField(path, "ImageBase"), 16);
+        public static uint SizeOfImage(string path) => Convert.ToUInt32(PrivateHeaderField(path, "SizeOfImage"), 16);
+
+        public static uint TimeDateStamp(string path)
+        {
+            var fields = PrivateHeaderField(path, "Time/Date").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            var time = DateTime.ParseExact(string.Join(" ", fields), "ddd MMM d HH:mm:ss yyyy", CultureInfo.InvariantCulture,
+                DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal);
+            return (uint)new DateTimeOffset(time, TimeSpan.Zero).ToUnixTimeSeconds();
+        }
+
+        /// <summary>objdump's export table: each entry as (name or null, biased ordinal, RVA, forwarder or null).</summary>
+        public static HashSet<(string?, uint, uint, string?)> Exports(string path)
+        {
+            var text = Objdump(path, "-p");
+            uint ordinalBase = uint.Parse(Regex.Match(text, @"Export Address Table -- Ordinal Base (\d+)").Groups[1].Value);
+            var table = text.Substring(text.IndexOf("Export Address Table -- Ordinal Base", StringComparison.Ordinal));
+            var addresses = new Dictionary<uint, (uint Rva, string? Forwarder)>();
+            foreach (Match m in Regex.Matches(table, @"^\t\[\s*(\d+)\] \+base\[\s*\d+\] ([0-9a-f]+) (Export RVA|Forwarder RVA -- (\S+))$", RegexOptions.Multiline))
+                addresses[uint.Parse(m.Groups[1].Value)] = (Convert.ToUInt32(m.Groups[2].Value, 16), m.Groups[4].Success ? m.Groups[4].Value : null);
+            var names = table.Substring(table.IndexOf("[Ordinal/Name Pointer] Table", StringComparison.Ordinal));
+            names = names.Substring(0, names.IndexOf("\n\n", StringComparison.Ordinal));
+            var result = new HashSet<(string?, uint, uint, string?)>();
+            var named = new HashSet<uint>();
+            foreach (Match m in Regex.Matches(names, @"^\t\[\s*(\d+)\] (\S+)$", RegexOptions.Multiline))
+            {
+                uint index = uint.Parse(m.Groups[1].Value);
+                named.Add(index);
+                result.Add((m.Groups[2].Value, ordinalBase + index, addresses[index].Rva, addresses[index].Forwarder));
+            }
+            foreach (var a in addresses.Where(a => !named.Contains(a.Key)))
+                result.Add((null, ordinalBase + a.Key, a.Value.Rva, a.Value.Forwarder));
+            return result;
+        }
+
+        /// <summary>objdump's interpretation of .pdata, as RVAs.</summary>
+        public static List<(uint Begin, uint End)> FunctionTable(string path)
+        {
+            ulong imageBase = ImageBase(path);
+            var text = Objdump(path, "-p");
+            var table = text.Substring(text.IndexOf("The Function Table", StringComparison.Ordinal));
+            return Regex.Matches(table, @"^ [0-9a-f]+:\t([0-9a-f]+) ([0-9a-f]+) [0-9a-f]+$", RegexOptions.Multiline)
+                .Select(m => ((uint)(Convert.ToUInt64(m.Groups[1].Value, 16) - imageBase), (uint)(Convert.ToUInt64(m.Groups[2].Value, 16) - imageBase)))
+                .ToList();
+        }
+
+        /// <summary>nm's value of a symbol defined once with that name (or of the one with the given type letter), as an RVA.</summary>
+        public static uint NmRva(string path, string name, char? type = null)
+        {
+            var matches = Run(Prefix(path) + "nm", "--defined-only", path).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                .Where(f => f.Length == 3 && f[2] == name && (type == null || f[1][0] == type))
+                .ToList();
+            Assert.True(matches.Count == 1, "nm has " + matches.Count + " symbols " + name + " in " + path);
+            return (uint)(Convert.ToUInt64(matches[0][0], 16) - ImageBase(path));
+        }
+
+        /// <summary>Where the disassembly's next label after a symbol's starts, as an RVA: the end of that symbol's code.</summary>
+        public static uint NextLabelAfter(string path, string symbol)
+        {
+            var labels = Regex.Matches(Objdump(path, "-d", "--section=.text"), @"^([0-9a-f]+) <(.+)>:$", RegexOptions.Multiline)
+                .Select(m => (Address: Convert.ToUInt64(m.Groups[1].Value, 16), Name: m.Groups[2].Value)).ToList();
+            int i = labels.FindIndex(l => l.Name == symbol);
+            Assert.True(i >= 0 && i + 1 < labels.Count, symbol + " is not followed by another label in the disassembly of " + path);
+            return (uint)(labels[i + 1].Address - ImageBase(path));
+        }
+
+        public readonly struct SectionInfo
+        {
+            public SectionInfo(uint virtualSize, uint virtualAddress, uint rawSize, uint rawPointer)
+            {
+                VirtualSize = virtualSize;
+                VirtualAddress = virtualAddress;
+                RawSize = rawSize;
+                RawPointer = rawPointer;
+            }
+
+            public uint VirtualSize { get; }
+            public uint VirtualAddress { get; }
+            public uint RawSize { get; }
+            public uint RawPointer { get; }
+        }
+
+        public sealed class HeaderInfo
+        {
+            public ushort Machine;
+            public uint SizeOfImage, SizeOfHeaders, SymbolTable, SymbolCount;
+            public int CoffHeader, OptionalHeader, DataDirectories;
+            public List<SectionInfo> Sections = new List<SectionInfo>();
+
+            public uint FileOffset(uint rva)
+            {
+                foreach (var s in Sections)
+                    if (rva >= s.VirtualAddress && rva < s.VirtualAddress + Math.Min(s.VirtualSize, s.RawSize))
+                        return rva - s.VirtualAddress + s.RawPointer;
+                throw new ArgumentException("RVA 0x" + rva.ToString("x") + " has no file data");
+            }
+
+            public uint Directory(byte[] file, int index) => BitConverter.ToUInt32(file, DataDirectories + 8 * index);
+        }
+
+        public static HeaderInfo Header(string path) => Header(File.ReadAllBytes(path));
+
+        public static HeaderInfo Header(byte[] file)
+        {
+            int pe = BitConverter.ToInt32(file, 0x3c);
+            var h = new HeaderInfo { CoffHeader = pe + 4, OptionalHeader = pe + 24 };
+            h.Machine = BitConverter.ToUInt16(file, h.CoffHeader);
+            int sections = BitConverter.ToUInt16(file, h.CoffHeader + 2);
+            h.SymbolTable = BitConverter.ToUInt32(file, h.CoffHeader + 8);
+            h.SymbolCount = BitConverter.ToUInt32(file, h.CoffHeader + 12);
+            int optionalSize = BitConverter.ToUInt16(file, h.CoffHeader + 16);
+            h.SizeOfImage = BitConverter.ToUInt32(file, h.OptionalHeader + 56);
+            h.SizeOfHeaders = BitConverter.ToUInt32(file, h.OptionalHeader + 60);
+            h.DataDirectories = h.OptionalHeader + (BitConverter.ToUInt16(file, h.OptionalHeader) == 0x20b ? 112 : 96);
+            for (int i = 0; i < sections; i++)
+            {
+                int s = h.OptionalHeader + optionalSize + 40 * i;
+                h.Sections.Add(new SectionInfo(BitConverter.ToUInt32(file, s + 8), BitConverter.ToUInt32(file, s + 12),
+                    BitConverter.ToUInt32(file, s + 16), BitConverter.ToUInt32(file, s + 20)));
+            }
+            return h;
+        }
+
+        /// <summary>What the Windows loader maps: the headers, then each section's file data at its RVA, zero-filled to SizeOfImage.</summary>
+        public static byte[] LoadedLayout(byte[] file)
+        {
+            var h = Header(file);
+            var image = new byte[h.SizeOfImage];
+            Array.Copy(file, image, h.SizeOfHeaders);
+            foreach (var s in h.Sections)
+                Array.Copy(file, s.RawPointer, image, s.VirtualAddress, Math.Min(s.VirtualSize, s.RawSize));
+            return image;
+        }
+    }
+
+    public class PeImageTests : IClassFixture<PeSamples>
+    {
+        private const string Kernel32Path = "/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/kernel32.dll";
+        private readonly PeSamples samples;
+
+        public PeImageTests(PeSamples samples) => this.samples = samples;
+
+        private static HashSet<(string?, uint, uint, string?)> ExportSet(PeImage image) =>
+            image.Exports.Select(e => (e.Name, e.Ordinal, e.Rva, e.Forwarder)).ToHashSet();
+
+        private static void AssertBounds(PeImage image, uint rva, uint start, uint end, string? name)
+        {
+            Assert.True(image.TryGetFunctionBounds(rva, out ulong s, out ulong e, out string? n), "no bounds at 0x" + rva.ToString("x"));
+            Assert.Equal((start, end, name), ((uint)s, (uint)e, n));
+        }
+
+        [Fact]
+        public void Pe32PlusIdentity()
+        {
+            foreach (var path in new[] { samples.Dll64, samples.Exe64 })
+            {
+                var image = PeImage.Load(path);
+                Assert.Equal(ModuleFormat.Pe, image.Format);
+                Assert.Equal(64, image.Bitness);
+                Assert.Equal(PeImage.MachineAmd64, image.Machine);
+                Assert.Null(image.BuildId);
+                Assert.Equal(PeTools.TimeDateStamp(path), image.TimeDateStamp);
+                Assert.Equal(PeTools.SizeOfImage(path), image.SizeOfImage);
+            }
+        }
+
+        [Fact]
+        public void Pe32Identity()
+        {
+            foreach (var path in new[] { samples.Dll32, samples.Exe32, samples.Stripped32 })
+            {
+                var image = PeImage.Load(path);
+                Assert.Equal(32, image.Bitness);
+                Assert.Equal(PeImage.MachineI386, image.Machine);
+                Assert.Null(image.BuildId);
+                Assert.Equal(PeTools.TimeDateStamp(path), image.TimeDateStamp);
+                Assert.Equal(PeTools.SizeOfImage(path), image.SizeOfImage);
+            }
+        }
+
+        [Fact]
+        public void ExportsMatchObjdump()
+        {
+            foreach (var path in new[] { samples.Dll64, samples.Dll32, samples.Exe64, samples.Exe32, samples.Stripped32 })
+            {
+                var image = PeImage.Load(path);
+                Assert.Equal(PeTools.Exports(path).OrderBy(e => e), ExportSet(image).OrderBy(e => e));
+                Assert.Equal(image.Exports.OrderBy(e => e.Ordinal).ThenBy(e => e.Name, StringComparer.Ordinal), image.Exports);
+            }
+        }
+
+        [Fact]
+        public void ExportsResolveToNmValues()
+        {
+            foreach (var (path, decoration) in new[] { (samples.Dll64, ""), (samples.Dll32, "_") })
+            {
+                var image = PeImage.Load(path);
+                foreach (var name in new[] { "add", "use", "counter" })
+                {
+                    Assert.True(image.TryResolveSymbol(name, out ulong rva), name);
+                    Assert.Equal(PeTools.NmRva(path, decoration + name), rva);
+                }
+                Assert.False(image.TryResolveSymbol("no_such_symbol", out _));
+                Assert.False(image.TryResolveSymbol("", out _));
+
+                var add = image.Exports.Single(e => e.Name == "add");
+                Assert.Equal(5u, add.Ordinal);
+                Assert.False(add.IsForwarder);
+                Assert.Null(add.Forwarder);
+            }
+        }
+
+        [Fact]
+        public void ExportByOrdinalOnly()
+        {
+            var image = PeImage.Load(samples.Dll64);
+            var hidden = Assert.Single(image.Exports, e => e.Ordinal == 9);
+            Assert.Null(hidden.Name);
+            Assert.False(image.TryResolveSymbol("hidden", out _));
+            Assert.True(image.TryResolveSymbol("#9", out ulong rva));
+            Assert.Equal(PeTools.NmRva(samples.Dll64, "add"), rva);
+            Assert.True(image.TryResolveSymbol("#5", out ulong add));
+            Assert.Equal(rva, add);
+            Assert.False(image.TryResolveSymbol("#3", out _));
+            Assert.False(image.TryResolveSymbol("#", out _));
+            Assert.False(image.TryResolveSymbol("#-5", out _));
+        }
+
+        [Fact]
+        public void Forwarders()
+        {
+            foreach (var path in new[] { samples.Dll64, samples.Dll32 })
+            {
+                var image = PeImage.Load(path);
+                var expected = new[]
+                {
+                    ("Forwarded", "kernel32.GetTickCount", "kernel32.dll", "GetTickCount"),
+                    ("ByOrdinal", "ntdll.#12", "ntdll.dll", "#12"),
+                    ("ApiSet", "api-ms-win-core-sysinfo-l1-1-0.dll.GetTickCount", "api-ms-win-core-sysinfo-l1-1-0.dll", "GetTickCount"),
+                };
+                foreach (var (name, forwarder, module, symbol) in expected)
+                {
+                    Assert.False(image.TryResolveSymbol(name, out _), name);
+                    Assert.True(image.TryGetForwarder(name, out string targetModule, out string targetSymbol), name);
+                    Assert.Equal((module, symbol), (targetModule, targetSymbol));
+                    var export = image.Exports.Single(e => e.Name == name);
+                    Assert.True(export.IsForwarder);
+                    Assert.Equal(forwarder, export.Forwarder);
+                }
+                Assert.True(image.TryGetForwarder("#7", out string byOrdinal, out _));
+                Assert.Equal("kernel32.dll", byOrdinal);
+                Assert.False(image.TryGetForwarder("add", out _, out _));
+                Assert.False(image.TryGetForwarder("no_such_symbol", out _, out _));
+                Assert.Equal(3, image.Exports.Count(e => e.IsForwarder));
+            }
+        }
+
+        [Fact]
+        public void PdataBoundsMatchObjdump()
+        {
+            foreach (var path in new[] { samples.Dll64, samples.Exe64 })
+            {
+                var image = PeImage.Load(path);
+                var table = PeTools.FunctionTable(path);
+                Assert.NotEmpty(table);
+                foreach (var (begin, end) in table)
+                {
+                    Assert.True(image.TryGetFunctionBounds(begin, out ulong start, out ulong stop, out _));
+                    Assert.Equal((begin, end), ((uint)start, (uint)stop));
+                    Assert.True(image.TryGetFunctionBounds(end - 1, out start, out _, out _));
+                    Assert.Equal(begin, start);
+                }
+
+                uint add = PeTools.NmRva(path, "add");
+                var entry = table.Single(t => t.Begin == add);
+                AssertBounds(image, add, add, entry.End, "add");
+                AssertBounds(image, entry.End - 1, add, entry.End, "add");
+                uint triple = PeTools.NmRva(path, "triple");
+                AssertBounds(image, triple + 1, triple, table.Single(t => t.Begin == triple).End, "triple");
+
+                Assert.False(image.TryGetFunctionBounds(0, out _, out _, out _));
+                Assert.False(image.TryGetFunctionBounds(PeTools.NmRva(path, "counter"), out _, out _, out _));
+                Assert.False(image.TryGetFunctionBounds(ulong.MaxValue, out _, out _, out _));
+                Assert.False(image.TryGetFunctionBounds((ulong)uint.MaxValue + 0x1000 + add, out _, out _, out _));
+            }
+        }
+
+        [Fact]
+        public void Pe32BoundsComeFromTheCoffSymbolTable()
+        {
+            var path = samples.Exe32;
+            Assert.NotEqual(0u, PeTools.Header(path).SymbolCount);
+            var image = PeImage.Load(path);
+            foreach (var name in new[] { "triple", "add", "use", "main", "under" })
+            {
+                uint start = PeTools.NmRva(path, "_" + name, name == "triple" ? 't' : 'T');
+                uint end = PeTools.NextLabelAfter(path, "_" + name);
+                Assert.True(end > start);
+                AssertBounds(image, start, start, end, name);
+                AssertBounds(image, end - 1, start, end, name);
+            }
+
+            // Past the last function of .text is the end of .text's data, not a function.
+            Assert.False(image.TryGetFunctionBounds(PeTools.NmRva(path, "_counter"), out _, out _, out _));
+            Assert.False(image.TryGetFunctionBounds(0, out _, out _, out _));
+            var text = PeTools.Header(path).Sections[0];
+            Assert.True(image.TryGetFunctionBounds(text.VirtualAddress + text.VirtualSize - 1, out _, out ulong last, out _));
+            Assert.Equal(text.VirtualAddress + text.VirtualSize, last);
+            Assert.False(image.TryGetFunctionBounds(text.VirtualAddress + text.VirtualSize, out _, out _, out _));
+        }
+
+        [Fact]
+        public void Pe32DllBoundsNameTheExport()
+        {
+            var image = PeImage.Load(samples.Dll32);
+            uint add = PeTools.NmRva(samples.Dll32, "_add");
+            AssertBounds(image, add + 2, add, PeTools.NextLabelAfter(samples.Dll32, "_add"), "add");
+        }
+
+        [Fact]
+        public void CoffSymbolsResolveAfterExports()
+        {
+            var image = PeImage.Load(samples.Exe32);
+            uint triple = PeTools.NmRva(samples.Exe32, "_triple");
+            Assert.True(image.TryResolveSymbol("triple", out ulong rva));
+            Assert.Equal(triple, rva);
+            Assert.True(image.TryResolveSymbol("_triple", out rva));
+            Assert.Equal(triple, rva);
+            Assert.True(image.TryResolveSymbol("counter", out rva));
+            Assert.Equal(PeTools.NmRva(samples.Exe32, "_counter"), rva);
+
+            // The exported shadow, not the file-local one of the same name, whichever way it is asked for.
+            uint shadow = PeTools.NmRva(samples.Exe32, "_shadow", 'T');
+            Assert.NotEqual(shadow, PeTools.NmRva(samples.Exe32, "_shadow", 't'));
+            Assert.True(image.TryResolveSymbol("shadow", out rva));
+            Assert.Equal(shadow, rva);
+            Assert.True(image.TryResolveSymbol("_shadow", out rva));
+            Assert.Equal(shadow, rva);
+
+            // C's under is _under in COFF and C's _under is __under: an exact COFF name wins over an undecorated one.
+            uint under = PeTools.NmRva(samples.Exe32, "_under"), underscored = PeTools.NmRva(samples.Exe32, "__under");
+            Assert.True(image.TryResolveSymbol("under", out rva));
+            Assert.Equal(under, rva);
+            Assert.True(image.TryResolveSymbol("_under", out rva));
+            Assert.Equal(under, rva);
+            Assert.True(image.TryResolveSymbol("__under", out rva));
+            Assert.Equal(underscored, rva);
+
+            var x64 = PeImage.Load(samples.Exe64);
+            Assert.True(x64.TryResolveSymbol("triple", out rva));
+            Assert.Equal(PeTools.NmRva(samples.Exe64, "triple"), rva);
+            Assert.False(x64.TryResolveSymbol("_triple", out _));
+        }
+
+        [Fact]
+        public void StrippedPe32HasExportsButNoBounds()
+        {
+            Assert.Equal(0u, PeTools.Header(samples.Stripped32).SymbolCount);
+            var image = PeImage.Load(samples.Stripped32);
+            var full = PeImage.Load(samples.Exe32);
+            Assert.Equal(ExportSet(full), ExportSet(image));
+            Assert.True(image.TryResolveSymbol("add", out ulong add));
+            Assert.True(full.TryResolveSymbol("add", out ulong fullAdd));
+            Assert.Equal(fullAdd, add);
+            Assert.False(image.TryResolveSymbol("triple", out _));
+            Assert.False(image.TryResolveSymbol("main", out _));
+            Assert.False(image.TryGetFunctionBounds(add, out _, out _, out _));
+        }
+
+        [Fact]
+        public void LoadedLayoutGivesTheSameExportsAndBounds()
+        {
+            foreach (var path in new[] { samples.Dll64, samples.Exe64 })
+            {
+                var file = PeImage.Load(path);
+                var loadedBytes = PeTools.LoadedLayout(File.ReadAllBytes(path));
+                var loaded = PeImage.FromLoadedImage(loadedBytes, Path.GetFileName(path));
+                Assert.Equal(file.TimeDateStamp, loaded.TimeDateStamp);
+                Assert.Equal(file.SizeOfImage, loaded.SizeOfImage);
+                Assert.Equal(file.Bitness, loaded.Bitness);
+                Assert.Equal(ExportSet(file), ExportSet(loaded));
+                foreach (var e in file.Exports.Where(e => e.Name != null))
+                {
+                    Assert.Equal(file.TryResolveSymbol(e.Name!, out ulong a), loaded.TryResolveSymbol(e.Name!, out ulong b));
+                    Assert.Equal(a, b);
+                    Assert.Equal(file.TryGetForwarder(e.Name!, out var fm, out var fs), loaded.TryGetForwarder(e.Name!, out var lm, out var ls));
+                    Assert.Equal((fm, fs), (lm, ls));
+                }
+                foreach (var (begin, end) in PeTools.FunctionTable(path))
+                {
+                    Assert.True(loaded.TryGetFunctionBounds(begin, out ulong start, out ulong stop, out _));
+                    Assert.Equal((begin, end), ((uint)start, (uint)stop));
+                }
+                uint add = PeTools.NmRva(path, "add");
+                Assert.True(loaded.TryGetFunctionBounds(add, out _, out _, out string? name));
+                Assert.Equal("add", name);
+                // Only exports come from a loaded image: the COFF symbol table is not mapped.
+                Assert.False(loaded.TryResolveSymbol("triple", out _));
+            }
+        }
+
+        [Fact]
+        public void LoadedPe32HasExportsButNoSymbols()
+        {
+            var file = PeImage.Load(samples.Dll32);
+            var loaded = PeImage.FromLoadedImage(PeTools.LoadedLayout(File.ReadAllBytes(samples.Dll32)), "lib32.dll");
+            Assert.Equal(32, loaded.Bitness);
+            Assert.Equal(ExportSet(file), ExportSet(loaded));
+            Assert.True(loaded.TryResolveSymbol("use", out ulong use));
+            Assert.Equal(PeTools.NmRva(samples.Dll32, "_use"), use);
+            Assert.False(loaded.TryResolveSymbol("triple", out _));
+            Assert.False(loaded.TryGetFunctionBounds(use, out _, out _, out _));
+        }
+
+        [Fact]
+        public void LoadedImageShorterThanSizeOfImageIsRefused()
+        {
+            var loaded = PeTools.LoadedLayout(File.ReadAllBytes(samples.Dll64));
+            var e = Assert.Throws<ModuleFormatException>(() => PeImage.FromLoadedImage(loaded.Take(loaded.Length - 0x1000).ToArray(), "short.dll"));
+            Assert.Contains("SizeOfImage", e.Reason);
+        }
+
+        [Fact]
+        public void ParseOfBytesEqualsLoadOfTheFile()
+        {
+            foreach (var path in new[] { samples.Dll64, samples.Exe32 })
+            {
+                var loaded = PeImage.Load(path);
+                var parsed = PeImage.Parse(File.ReadAllBytes(path), Path.GetFileName(path));
+                Assert.Equal(loaded.TimeDateStamp, parsed.TimeDateStamp);
+                Assert.Equal(ExportSet(loaded), ExportSet(parsed));
+                uint triple = PeTools.NmRva(path, loaded.Bitness == 32 ? "_triple" : "triple");
+                Assert.True(parsed.TryGetFunctionBounds(triple, out ulong a, out ulong b, out string? n));
+                Assert.True(loaded.TryGetFunctionBounds(triple, out ulong c, out ulong d, out string? m));
+                Assert.Equal((a, b, n), (c, d, m));
+            }
+        }
+
+        [Fact]
+        public void WineKernel32()
+        {
+            Assert.True(File.Exists(Kernel32Path), Kernel32Path + " is missing: install Debian's libwine (apt-get install -y libwine)");
+            var image = PeImage.Load(Kernel32Path);
+            Assert.Equal(64, image.Bitness);
+            Assert.Equal(PeTools.TimeDateStamp(Kernel32Path), image.TimeDateStamp);
+            Assert.Equal(PeTools.SizeOfImage(Kernel32Path), image.SizeOfImage);
+
+            var expected = PeTools.Exports(Kernel32Path);
+            Assert.Equal(expected.OrderBy(e => e), ExportSet(image).OrderBy(e => e));
+
+            var getpid = expected.Single(e => e.Item1 == "GetCurrentProcessId");
+            Assert.Null(getpid.Item4);
+            Assert.True(image.TryResolveSymbol("GetCurrentProcessId", out ulong rva));
+            Assert.Equal(getpid.Item3, rva);
+            var entry = PeTools.FunctionTable(Kernel32Path).Single(t => t.Begin == rva);
+            AssertBounds(image, (uint)rva, entry.Begin, entry.End, "GetCurrentProcessId");
+
+            var forwarded = expected.Where(e => e.Item4 != null).ToList();
+            Assert.NotEmpty(forwarded);
+            Assert.Equal(forwarded.Count, image.Exports.Count(e => e.IsForwarder));
+            foreach (var f in forwarded)
+            {
+                Assert.False(image.TryResolveSymbol(f.Item1!, out _), f.Item1);
+                Assert.True(image.TryGetForwarder(f.Item1!, out string module, out string symbol));
+                int dot = f.Item4!.LastIndexOf('.');
+                Assert.Equal(f.Item4.Substring(0, dot) + ".dll", module);
+                Assert.Equal(f.Item4.Substring(dot + 1), symbol);
+            }
+
+            var loaded = PeImage.FromLoadedImage(PeTools.LoadedLayout(File.ReadAllBytes(Kernel32Path)), "kernel32.dll");
+            Assert.Equal(ExportSet(image), ExportSet(loaded));
+            AssertBounds(loaded, (uint)rva + 1, entry.Begin, entry.End, "GetCurrentProcessId");
+        }
+
+        [Fact]
+        public void LoadOfAMissingFileIsNotAFormatError()
+        {
+            var path = Path.Combine(samples.Dir, "missing.dll");
+            var e = Assert.Throws<HotpatchException>(() => PeImage.Load(path));
+            Assert.IsNotType<ModuleFormatException>(e);
+            Assert.Equal(HotpatchErrorKind.ModuleNotLoaded, e.Kind);
+            Assert.Equal(path + ": file not found", e.Message);
+        }
+
+        [Fact]
+        public void MalformedFilesAreFormatErrors()
+        {
+            var good = File.ReadAllBytes(samples.Dll64);
+            var h = PeTools.Header(good);
+
+            void Refused(byte[] bytes, string reason)
+            {
+                var e = Assert.Throws<ModuleFormatException>(() => PeImage.Parse(bytes, "bad.dll"));
+                Assert.Equal(HotpatchErrorKind.Internal, e.Kind);
+                Assert.Equal("bad.dll", e.Source);
+                Assert.StartsWith("bad.dll: ", e.Message);
+                Assert.Contains(reason, e.Reason);
+            }
+
+            byte[] With(Action<byte[]> edit)
+            {
+                var copy = (byte[])good.Clone();
+                edit(copy);
+                return copy;
+            }
+
+            void Put(byte[] b, int at, uint value) => BitConverter.GetBytes(value).CopyTo(b, at);
+
+            Refused(new byte[0], "too short");
+            Refused(System.Text.Encoding.ASCII.GetBytes("MZ not really a PE file"), "");
+            Refused(good.Take(0x100).ToArray(), "");
+            Refused(With(b => b[h.CoffHeader - 4] = (byte)'X'), "");
+            Refused(With(b => b[0] = (byte)'X'), "bad magic (expected MZ)");
+            Refused(With(b => { b[h.CoffHeader] = 0x4c; b[h.CoffHeader + 1] = 0x01; }), "machine 0x14c");
+            Refused(With(b => b[h.CoffHeader + 16] = 0xf8), "SizeOfOptionalHeader");
+            Refused(good.Take(good.Length - 0x1000).ToArray(), "outside the file");
+            Refused(With(b => Put(b, h.OptionalHeader + 56, 0x1000)), "SizeOfImage");
+
+            uint exportDirectory = h.Directory(good, 0);
+            int export = (int)h.FileOffset(exportDirectory);
+            Refused(With(b => Put(b, h.DataDirectories, 0x7ff00000)), "export directory");
+            Refused(With(b => Put(b, export + 20, 0x10000000)), "export address table");
+            Refused(With(b => Put(b, export + 24, 0x1000000)), "export name table");
+            uint ordinals = BitConverter.ToUInt32(good, export + 36);
+            Refused(With(b => { b[h.FileOffset(ordinals)] = 0xff; b[h.FileOffset(ordinals) + 1] = 0xff; }), "ordinal index");
+            var forwarder = PeImage.Load(samples.Dll64).Exports.Single(e => e.Name == "Forwarded");
+            Refused(With(b => b[h.FileOffset(forwarder.Rva) + "kernel32".Length] = (byte)'_'), "not MODULE.SYMBOL");
+
+            int pdata = (int)h.FileOffset(h.Directory(good, 3));
+            Refused(With(b => Put(b, pdata + 4, BitConverter.ToUInt32(good, pdata) - 1)), "exception directory entry 0");
+            Refused(With(b => Put(b, pdata + 12, 0)), "out of order");
+
+            Refused(With(b => Put(b, h.CoffHeader + 8, (uint)good.Length - 17)), "COFF symbol table");
+            Refused(With(b => Put(b, h.CoffHeader + 12, h.SymbolCount + 1000)), "COFF");
+        }
+
+        [Fact]
+        public async Task RandomMutationsGiveAnImageOrAFormatError()
+        {
+            var dll64 = File.ReadAllBytes(samples.Dll64);
+            var inputs = new (byte[] Bytes, bool Loaded, int[] Hot)[]
+            {
+                (dll64, false, HotOffsets(dll64, loaded: false)),
+                (File.ReadAllBytes(samples.Exe32), false, HotOffsets(File.ReadAllBytes(samples.Exe32), loaded: false)),
+                (PeTools.LoadedLayout(dll64), true, HotOffsets(dll64, loaded: true)),
+            };
+            var rng = new Random(4243);
+            int parsed = 0, refused = 0;
+            var work = Task.Run(() =>
+            {
+                for (int iteration = 0; iteration < 2000; iteration++)
+                {
+                    var input = inputs[iteration % inputs.Length];
+                    var bytes = Mutate(input.Bytes, input.Hot, rng);
+                    try
+                    {
+                        var image = input.Loaded ? PeImage.FromLoadedImage(bytes, "fuzz.dll") : PeImage.Parse(bytes, "fuzz.dll");
+                        foreach (var e in image.Exports)
+                        {
+                            if (e.Name == null) continue;
+                            image.TryResolveSymbol(e.Name, out _);
+                            image.TryGetForwarder(e.Name, out _, out _);
+                            image.TryGetFunctionBounds(e.Rva, out _, out _, out _);
+                        }
+                        parsed++;
+                    }
+                    catch (ModuleFormatException)
+                    {
+                        refused++;
+                    }
+                    catch (Exception e)
+                    {
+                        var path = Path.Combine(Path.GetTempPath(), "pe-fuzz-failure-" + iteration + ".bin");
+                        File.WriteAllBytes(path, bytes);
+                        Assert.Fail("iteration " + iteration + " (input saved as " + path + ", loaded layout: " + input.Loaded + "): " + e);
+                    }
+                }
+            });
+            await work.WaitAsync(TimeSpan.FromSeconds(120));
+            Assert.True(parsed > 100 && refused > 100, $"parsed {parsed}, refused {refused}");
+        }
+
+        /// <summary>Where a wrong byte changes what the reader does: headers, export tables, .pdata, COFF symbols.</summary>
+        private static int[] HotOffsets(byte[] file, bool loaded)
+        {
+            var h = PeTools.Header(file);
+            int At(uint rva) => loaded ? (int)rva : (int)h.FileOffset(rva);
+            var hot = new List<int>();
+            hot.AddRange(Enumerable.Range(0, (int)h.SizeOfHeaders));
+            uint exportDirectory = h.Directory(file, 0);
+            int export = (int)h.FileOffset(exportDirectory);
+            hot.AddRange(Enumerable.Range(At(exportDirectory), 40));
+            foreach (int field in new[] { 28, 32, 36 })
+                hot.AddRange(Enumerable.Range(At(BitConverter.ToUInt32(file, export + field)), 32));
+            if (h.Machine == PeImage.MachineAmd64)
+                hot.AddRange(Enumerable.Range(At(h.Directory(file, 3)), 240));
+            if (!loaded && h.SymbolCount > 0)
+                hot.AddRange(Enumerable.Range((int)h.SymbolTable, Math.Min(18 * 400, file.Length - (int)h.SymbolTable)));
+            return hot.ToArray();
+        }
+
+        private static byte[] Mutate(byte[] original, int[] hot, Random rng)
+        {
+            var bytes = (byte[])original.Clone();
+            int length = bytes.Length;
+            int edits = 1 + rng.Next(4);
+            for (int e = 0; e < edits; e++)
+            {
+                int at = rng.Next(3) == 0 ? rng.Next(length) : hot[rng.Next(hot.Length)];
+                if (at >= length) continue;
+                switch (rng.Next(5))
+                {
+                    case 0:
+                        bytes[at] ^= (byte)(1 << rng.Next(8));
+                        break;
+                    case 1 when at + 4 <= length:
+                    {
+                        uint value = rng.Next(4) switch
+                        {
+                            0 => uint.MaxValue,
+                            1 => (uint)rng.Next(),
+                            2 => (uint)rng.Next(0x100),
+                            _ => 0x7fffffffu >> rng.Next(31),
+                        };
+                        BitConverter.GetBytes(value).CopyTo(bytes, at);
+                        break;
+                    }
+                    case 2 when rng.Next(4) == 0:
+                        length = rng.Next(length + 1);
+                        break;
+                    default:
+                        bytes[at] = (byte)rng.Next(256);
+                        break;
+                }
+                if (length == 0) break;
+            }
+            return bytes.Take(length).ToArray();
+        }
+    }
+}

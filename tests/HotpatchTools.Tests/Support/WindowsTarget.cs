@@ -1,0 +1,89 @@
+using System;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace HotpatchTools.Tests.Support
+{
+    /// <summary>A mingw-built target under Wine, read through the Win32 API directly.</summary>
+    public sealed class WindowsTarget : TargetProcess
+    {
+        private readonly Process _process;
+        private readonly IntPtr _handle;
+
+        public WindowsTarget(string exe) : base(exe)
+        {
+            var psi = new ProcessStartInfo(exe) { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
+            _process = Process.Start(psi)!;
+            Attach(_process.StandardInput, _process.StandardOutput);
+            var line = ReadLine() ?? throw new InvalidOperationException("target did not start");
+            if (!line.StartsWith("ready ")) throw new InvalidOperationException("target said '" + line + "'");
+            Pid = _process.Id;
+            _handle = OpenProcess(0x0410 /* QUERY_INFORMATION | VM_READ */, false, Pid);
+        }
+
+        public override bool IsAlive => !_process.HasExited;
+
+        /// <summary>The first module psapi lists is the executable. (Process.MainModule hung under Wine inside xunit v3.)</summary>
+        public override ulong ModuleBase()
+        {
+            var modules = new IntPtr[1];
+            if (!EnumProcessModulesEx(_handle, modules, IntPtr.Size, out _, 3))
+                throw new InvalidOperationException("EnumProcessModulesEx failed: " + Marshal.GetLastWin32Error());
+            return (ulong)(long)modules[0];
+        }
+
+        public override byte[] Read(ulong address, int count)
+        {
+            var buf = new byte[count];
+            if (!ReadProcessMemory(_handle, (IntPtr)(long)address, buf, (IntPtr)count, out var read) || (int)read != count)
+                throw new InvalidOperationException("ReadProcessMemory at 0x" + address.ToString("x") + " failed: " + Marshal.GetLastWin32Error());
+            return buf;
+        }
+
+        public override int CaveCount()
+        {
+            int count = 0;
+            ulong address = 0x10000;
+            while (address < 0x7FFF_FFFF_0000UL && VirtualQueryEx(_handle, (IntPtr)(long)address, out var mbi, (IntPtr)Marshal.SizeOf<MemoryInfo>()) != IntPtr.Zero)
+            {
+                bool privateExec = mbi.State == 0x1000 && mbi.Type == 0x20000 && (mbi.Protect & 0xF0) != 0;
+                if (privateExec)
+                {
+                    var head = new byte[8];
+                    if (ReadProcessMemory(_handle, mbi.BaseAddress, head, (IntPtr)8, out _) && head.AsSpan().SequenceEqual(CaveMagic)) count++;
+                }
+                ulong next = (ulong)(long)mbi.BaseAddress + (ulong)(long)mbi.RegionSize;
+                if (next <= address) break;
+                address = next;
+            }
+            return count;
+        }
+
+        public override void Kill()
+        {
+            try { if (!_process.HasExited) _process.Kill(); } catch (InvalidOperationException) { }
+        }
+
+        public override void Dispose()
+        {
+            base.Dispose();
+            CloseHandle(_handle);
+            _process.Dispose();
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        private struct MemoryInfo
+        {
+            public IntPtr BaseAddress, AllocationBase;
+            public uint AllocationProtect;
+            public IntPtr RegionSize;
+            public uint State, Protect, Type;
+        }
+
+        [DllImport("kernel32.dll", SetLastError = true)] private static extern IntPtr OpenProcess(uint access, bool inherit, int pid);
+        [DllImport("kernel32.dll", SetLastError = true)] private static extern bool CloseHandle(IntPtr h);
+        [DllImport("kernel32.dll", SetLastError = true)] private static extern bool ReadProcessMemory(IntPtr h, IntPtr address, byte[] buffer, IntPtr size, out IntPtr read);
+        [DllImport("psapi.dll", SetLastError = true)] private static extern bool EnumProcessModulesEx(IntPtr h, [Out] IntPtr[] modules, int cb, out int needed, int filter);
+        [DllImport("kernel32.dll", SetLastError = true)] private static extern IntPtr VirtualQueryEx(IntPtr h, IntPtr address, out MemoryInfo info, IntPtr length);
+    }
+}
