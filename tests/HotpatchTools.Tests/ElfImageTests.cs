@@ -81,17 +81,7 @@ int main(void) { printf(""%d\n"", helper(3)); return 0; }
 
     internal static class ElfTools
     {
-        public static string Run(string file, params string[] args)
-        {
-            var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in args) psi.ArgumentList.Add(a);
-            using var p = Process.Start(psi)!;
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            if (!p.WaitForExit(120_000)) { p.Kill(); throw new TimeoutException(file + " " + string.Join(" ", args)); }
-            if (p.ExitCode != 0) throw new InvalidOperationException(file + " " + string.Join(" ", args) + " failed:\n" + stderr.Result);
-            return stdout.Result;
-        }
+        public static string Run(string file, params string[] args) => Support.NativeBuild.Run(file, args);
 
         public static string ReadElfBuildId(string path) =>
             Regex.Match(Run("readelf", "-n", path), @"Build ID: ([0-9a-f]+)").Groups[1].Value;

@@ -62,36 +62,7 @@ namespace HotpatchTools.Engine.Modules
 
         public static ElfImage Load(string path)
         {
-            if (path == null) throw new ArgumentNullException(nameof(path));
-            FileStream stream;
-            try
-            {
-                stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            }
-            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
-            {
-                throw new HotpatchException(HotpatchErrorKind.ModuleNotLoaded, path + ": file not found", e);
-            }
-            catch (Exception e) when (e is UnauthorizedAccessException || e is SecurityException)
-            {
-                throw new HotpatchException(HotpatchErrorKind.AccessDenied, path + ": access denied", e);
-            }
-            catch (Exception e) when (e is IOException || e is ArgumentException || e is NotSupportedException)
-            {
-                throw new HotpatchException(HotpatchErrorKind.Internal, path + ": cannot open the file: " + e.Message, e);
-            }
-
-            using (stream)
-            {
-                try
-                {
-                    return Read(stream, path);
-                }
-                catch (IOException e)
-                {
-                    throw new HotpatchException(HotpatchErrorKind.Internal, path + ": cannot read the file: " + e.Message, e);
-                }
-            }
+            return ModuleFile.Read(path, stream => Read(stream, path));
         }
 
         public static ElfImage Parse(byte[] data, string sourceName)
