@@ -106,6 +106,33 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void At_accepts_a_module_relative_offset()
+        {
+            ulong rva = _t.Symbol("triple") - _t.ModuleBase();
+            var patch = PatchFiles.For(_t, "T-RVA", new PatchletSpec("0x" + rva.ToString("x"), _t.ReadSymbol("triple", 6), "mov eax, 9\nret"));
+            _engine.Install(patch, _t.Pid);
+            Assert.Equal(9, _t.Call("triple", 5));
+            _engine.Uninstall(_t.Pid, "T-RVA");
+            Assert.Equal(16, _t.Call("triple", 5));
+        }
+
+        [Fact]
+        public void Uninstall_refuses_when_something_else_changed_a_patched_site()
+        {
+            _engine.Install(PatchFiles.For(_t, "T-MOD", At("triple", 6)), _t.Pid);
+            var site = _t.Symbol("triple");
+            var foreign = new byte[] { 0x90, 0x90, 0x90, 0x90, 0x90, 0x90 };
+            using (var other = _engine.Platform.Open(_t.Pid)) other.Memory.Write(site, foreign);
+            var caves = _t.CaveCount();
+
+            var e = Assert.Throws<HotpatchException>(() => _engine.Uninstall(_t.Pid, "T-MOD"));
+            Assert.Equal(HotpatchErrorKind.SiteModified, e.Kind);
+            Assert.Equal(foreign, _t.ReadSymbol("triple", 6));
+            Assert.Equal(caves, _t.CaveCount());
+            Assert.Equal("Inconsistent", Assert.Single(_engine.GetInstalled(_t.Pid)).State);
+        }
+
+        [Fact]
         public void Uninstall_of_a_patch_that_is_not_installed_is_a_clear_error()
         {
             var e = Assert.Throws<HotpatchException>(() => _engine.Uninstall(_t.Pid, "NOPE"));

@@ -107,6 +107,32 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void A_named_process_that_cannot_be_patched_is_refused_before_any_confirmation()
+        {
+            // No -Force and no host UI: a prompt would fail with HostFunctionNotImplemented. The refusal must come first.
+            var path = PatchFiles.WriteFile(_dir, "HP-ELSEWHERE", PatchFiles.Yaml("HP-ELSEWHERE", "libnothere.so",
+                new[] { new PatchletSpec("f", new byte[] { 0x90, 0x90, 0x90, 0x90, 0x90 }) }));
+            _sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1]", path, _t.Pid);
+            var error = Assert.Single(_sh.Errors);
+            Assert.StartsWith("ModuleNotLoaded", error.FullyQualifiedErrorId);
+            Assert.Equal(_t.Pid, error.TargetObject);
+        }
+
+        [Fact]
+        public void Uninstall_WhatIf_leaves_the_patch_installed()
+        {
+            var path = WritePatch("HP-UNWHATIF");
+            _sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1] -Force", path, _t.Pid);
+            var patched = _t.ReadSymbol("triple", 6);
+            _sh.Run("Uninstall-Micropatch -PatchId HP-UNWHATIF -ProcessId $args[0] -WhatIf -Force", _t.Pid);
+            Assert.Empty(_sh.Errors);
+            Assert.Equal(patched, _t.ReadSymbol("triple", 6));
+            Assert.Equal(-1, _t.Call("triple", 500));
+            _sh.Run("Uninstall-Micropatch -PatchId HP-UNWHATIF -ProcessId $args[0] -Force", _t.Pid);
+            Assert.Equal(1501, _t.Call("triple", 500));
+        }
+
+        [Fact]
         public void A_missing_process_is_a_ProcessNotFound_error()
         {
             var path = WritePatch("HP-GONE");

@@ -62,7 +62,7 @@ namespace HotpatchTools.Engine.Patching
             TargetStatus? Denied(HotpatchException e, string name)
             {
                 if (includeNotLoaded)
-                    return new TargetStatus { ProcessId = pid, ProcessName = name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module, State = TargetState.AccessDenied, Reason = e.Message };
+                    return new TargetStatus { ProcessId = pid, ProcessName = name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module, State = TargetState.AccessDenied, Reason = e.Message, ErrorKind = e.Kind };
                 Log("skipped process " + pid + ": " + e.Message);
                 return null;
             }
@@ -80,7 +80,8 @@ namespace HotpatchTools.Engine.Patching
                 {
                     if (!includeNotLoaded) return null;
                     status.State = TargetState.NotLoaded;
-                    status.Reason = "Module " + patch.Target.Module + " is not loaded.";
+                    status.Reason = "Module " + patch.Target.Module + " is not loaded in process " + pid + " (" + target.Name + ").";
+                    status.ErrorKind = HotpatchErrorKind.ModuleNotLoaded;
                     return status;
                 }
                 status.Module = module.Name;
@@ -92,6 +93,7 @@ namespace HotpatchTools.Engine.Patching
                 {
                     var p = Describe(target, mine[0]);
                     status.State = p.State == "Installed" ? TargetState.Patched : TargetState.Inconsistent;
+                    status.ErrorKind = p.State == "Installed" ? HotpatchErrorKind.AlreadyInstalled : HotpatchErrorKind.SiteModified;
                     status.Reason = p.State == "Installed"
                         ? "Installed " + p.InstalledUtc.ToString("u") + ", cave at 0x" + p.CaveAddress.ToString("x") + (p.FileSha256 == patch.FileSha256 ? "." : "; from a different version of the file (SHA-256 " + p.FileSha256 + ").")
                         : "A cave of this patch is present but not every site holds its jump.";
@@ -112,6 +114,7 @@ namespace HotpatchTools.Engine.Patching
                         _ => TargetState.Unsupported,
                     };
                     status.Reason = e.Message + (e.Kind == HotpatchErrorKind.ExpectMismatch ? OwnerHint(target) : "");
+                    status.ErrorKind = e.Kind;
                 }
                 return status;
             }

@@ -32,6 +32,8 @@ namespace HotpatchTools.Engine.Patching
         public string PatchPath { get; set; } = "";
         public TargetState State { get; set; }
         public string Reason { get; set; } = "";
+        /// <summary>What installing into this target now would fail with; null when it is Vulnerable.</summary>
+        public HotpatchErrorKind? ErrorKind { get; set; }
     }
 
     public sealed class SiteRecord

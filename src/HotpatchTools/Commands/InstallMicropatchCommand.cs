@@ -46,17 +46,14 @@ namespace HotpatchTools.Commands
 
             if (ProcessId != null)
             {
-                // Named processes: the engine's own refusal (ExpectMismatch, UnsafeSite, ...) is the error record.
+                // Named processes: each is checked first, so only an installable one is offered for
+                // confirmation; any other gets the engine's own refusal (ExpectMismatch, UnsafeSite, ...).
                 foreach (int pid in ProcessId)
                 {
-                    string name, module = patch.Target.Module;
-                    try
-                    {
-                        using var process = Engine.Platform.Open(pid);
-                        name = process.Name;
-                    }
+                    TargetStatus? status;
+                    try { status = Engine.Inspect(patch, pid); }
                     catch (HotpatchException e) { WriteFailure(e, pid); continue; }
-                    InstallOne(patch, pid, name, module);
+                    if (status != null) Handle(patch, status, named: true);
                 }
                 return;
             }
@@ -66,26 +63,24 @@ namespace HotpatchTools.Commands
             CompleteProgress(1, activity);
             if (targets.Count == 0)
                 WriteWarning("No running process has " + patch.Target.Module + " loaded; patch " + patch.Id + " was not installed anywhere.");
-            foreach (var t in targets)
+            foreach (var t in targets) Handle(patch, t, named: false);
+        }
+
+        private void Handle(Micropatch patch, TargetStatus t, bool named)
+        {
+            string where = Describe(t.ProcessId, t.ProcessName, t.Module);
+            if (t.State == TargetState.Vulnerable)
             {
-                string where = Describe(t.ProcessId, t.ProcessName, t.Module);
-                switch (t.State)
-                {
-                    case TargetState.Vulnerable:
-                        InstallOne(patch, t.ProcessId, t.ProcessName, t.Module);
-                        break;
-                    case TargetState.Patched:
-                        WriteVerbose(where + ": " + patch.Id + " is already installed.");
-                        break;
-                    case TargetState.Mismatch:
-                        // Another build of the module: not a target of this patch, and not news in a machine-wide run.
-                        WriteVerbose(where + ": " + t.Reason);
-                        break;
-                    default:
-                        WriteFailure(new HotpatchException(KindOf(t.State), where + ": " + t.Reason) { ProcessId = t.ProcessId }, t.ProcessId);
-                        break;
-                }
+                InstallOne(patch, t.ProcessId, t.ProcessName, t.Module);
+                return;
             }
+            // In a machine-wide run, a process already patched or of another build is not news.
+            if (!named && (t.State == TargetState.Patched || t.State == TargetState.Mismatch))
+            {
+                WriteVerbose(where + ": " + t.Reason);
+                return;
+            }
+            WriteFailure(new HotpatchException(t.ErrorKind ?? HotpatchErrorKind.UnsafeSite, where + ": " + t.Reason) { ProcessId = t.ProcessId }, t.ProcessId);
         }
 
         private void InstallOne(Micropatch patch, int pid, string processName, string module)
@@ -105,17 +100,6 @@ namespace HotpatchTools.Commands
             catch (HotpatchException e)
             {
                 WriteFailure(e, pid);
-            }
-        }
-
-        private static HotpatchErrorKind KindOf(TargetState s)
-        {
-            switch (s)
-            {
-                case TargetState.AccessDenied: return HotpatchErrorKind.AccessDenied;
-                case TargetState.Mismatch: return HotpatchErrorKind.IdentityMismatch;
-                case TargetState.Inconsistent: return HotpatchErrorKind.SiteModified;
-                default: return HotpatchErrorKind.UnsafeSite;
             }
         }
     }
