@@ -384,18 +384,22 @@ namespace HotpatchTools.Engine.Patching
                     return "thread " + t.Id + " is executing in it";
             if ((cave.Header.Flags & CaveHeader.FlagContainsCalls) == 0) return null;
             var regions = target.Memory.GetRegions();
+            // A 32-bit stack holds 4-byte return addresses at 4-byte alignment: read in 8-byte slots, each would be
+            // paired with its neighbour and missed.
+            int slot = target.Bitness / 8;
             foreach (var t in frozen.Threads)
             {
                 var stack = regions.FirstOrDefault(r => t.StackPointer >= r.Start && t.StackPointer < r.End);
                 if (stack == null) return "thread " + t.Id + "'s stack could not be read";
                 // The used part of a stack lies between rsp and the top of its mapping.
-                ulong len = Math.Min(stack.End - (t.StackPointer & ~7UL), 8UL << 20);
+                ulong sp = t.StackPointer & ~(ulong)(slot - 1);
+                ulong len = Math.Min(stack.End - sp, 8UL << 20);
                 var buf = new byte[len];
-                int n = target.Memory.TryRead(t.StackPointer & ~7UL, buf);
+                int n = target.Memory.TryRead(sp, buf);
                 if (n < (int)len) return "thread " + t.Id + "'s stack could not be read";
-                for (int i = 0; i + 8 <= n; i += 8)
+                for (int i = 0; i + slot <= n; i += slot)
                 {
-                    ulong v = BitConverter.ToUInt64(buf, i);
+                    ulong v = slot == 8 ? BitConverter.ToUInt64(buf, i) : BitConverter.ToUInt32(buf, i);
                     if (v >= lo && v < hi) return "thread " + t.Id + " may return into it (its stack holds 0x" + v.ToString("x") + ")";
                 }
             }
