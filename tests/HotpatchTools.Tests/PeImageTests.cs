@@ -629,7 +629,7 @@ int call_twin(int x) { return shadow(x) * 2; }
                 var e = Assert.Throws<ModuleFormatException>(() => PeImage.Parse(bytes, "bad.dll"));
                 Assert.Equal(HotpatchErrorKind.Internal, e.Kind);
                 Assert.Equal("bad.dll", e.Source);
-                Assert.StartsWith("bad.dll: ", e.Message);
+                Assert.StartsWith("bad.dll: not a valid PE file: ", e.Message);
                 Assert.Contains(reason, e.Reason);
             }
 

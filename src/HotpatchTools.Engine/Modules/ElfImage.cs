@@ -443,21 +443,8 @@ namespace HotpatchTools.Engine.Modules
             public byte[] ReadSection(Section section, string what) =>
                 section.Type == ShtNobits ? new byte[0] : Read(section.Offset, section.Size, what);
 
-            public byte[] Read(ulong offset, ulong count, string what)
-            {
-                if (offset > Length || count > Length - offset) throw Invalid(what + " lies outside the file");
-                if (count > int.MaxValue) throw Invalid(what + " is too large");
-                var buffer = new byte[count];
-                stream.Position = (long)offset;
-                int done = 0;
-                while (done < buffer.Length)
-                {
-                    int n = stream.Read(buffer, done, buffer.Length - done);
-                    if (n == 0) throw Invalid(what + " is truncated");
-                    done += n;
-                }
-                return buffer;
-            }
+            public byte[] Read(ulong offset, ulong count, string what) =>
+                ModuleFile.ReadExact(stream, Length, offset, count, what, Invalid);
         }
     }
 }

@@ -7,6 +7,26 @@ namespace HotpatchTools.Engine.Modules
     /// <summary>Opens a module file for a reader and turns every I/O failure into an error that names the file and the cause.</summary>
     internal static class ModuleFile
     {
+        /// <summary>
+        /// Exactly `count` bytes at `offset`, checked against the file's length before anything is allocated,
+        /// so a corrupt header cannot make a reader ask for more than the file holds.
+        /// </summary>
+        public static byte[] ReadExact(Stream stream, ulong length, ulong offset, ulong count, string what, Func<string, ModuleFormatException> invalid)
+        {
+            if (offset > length || count > length - offset) throw invalid(what + " lies outside the file");
+            if (count > int.MaxValue) throw invalid(what + " is too large");
+            var buffer = new byte[count];
+            stream.Position = (long)offset;
+            int done = 0;
+            while (done < buffer.Length)
+            {
+                int n = stream.Read(buffer, done, buffer.Length - done);
+                if (n == 0) throw invalid(what + " is truncated");
+                done += n;
+            }
+            return buffer;
+        }
+
         public static T Read<T>(string path, Func<FileStream, T> read)
         {
             if (path == null) throw new ArgumentNullException(nameof(path));

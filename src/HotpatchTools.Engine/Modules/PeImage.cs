@@ -580,20 +580,8 @@ namespace HotpatchTools.Engine.Modules
                 return block;
             }
 
-            public byte[] ReadFile(ulong offset, ulong count, string what)
-            {
-                if (offset > Length || count > Length - offset) throw Invalid(what + " lies outside the file");
-                var buffer = new byte[count];
-                stream.Position = (long)offset;
-                int done = 0;
-                while (done < buffer.Length)
-                {
-                    int n = stream.Read(buffer, done, buffer.Length - done);
-                    if (n == 0) throw Invalid(what + " is truncated");
-                    done += n;
-                }
-                return buffer;
-            }
+            public byte[] ReadFile(ulong offset, ulong count, string what) =>
+                ModuleFile.ReadExact(stream, Length, offset, count, what, Invalid);
         }
     }
 }
