@@ -12,6 +12,7 @@
     FunctionsToExport    = @()
     VariablesToExport    = @()
     AliasesToExport      = @('Remove-Micropatch')
+    FormatsToProcess     = @('HotpatchTools.format.ps1xml')
     PrivateData          = @{
         PSData = @{
             Tags       = @('Hotpatch', 'Micropatch', 'Security', 'Patching', 'PSEdition_Desktop', 'PSEdition_Core', 'Windows', 'Linux')

@@ -1,5 +1,6 @@
-# Loads the binary module. A packaged module keeps its assemblies in bin/ beside this file; a source
-# checkout uses the newest build of src/HotpatchTools (Release or Debug), so `dotnet build` is enough.
+# Loads the binary module. A packaged module keeps HotpatchTools.dll in bin/ beside this file and the engine
+# with its third-party assemblies in bin/Dependencies; a source checkout uses the newest build of
+# src/HotpatchTools (Release or Debug), so `dotnet build` is enough.
 # Only core cmdlets and .NET calls here: the module must load in any host, even one without the
 # Management and Utility modules.
 $candidates = @(
@@ -18,5 +19,8 @@ foreach ($candidate in $candidates) {
 if ($null -eq $assembly) {
     throw "HotpatchTools is not built: none of $($candidates -join ', ') exists. Run 'dotnet build -c Release' in $PSScriptRoot."
 }
+# PowerShell lists the module's public types, some of which need the engine, before it runs the module's
+# initializer: the resolver that finds the engine must be in place first.
+[System.Reflection.Assembly]::LoadFrom($assembly).GetType('HotpatchTools.ModuleInitAndCleanup', $true)::RegisterResolver()
 Import-Module -Name $assembly -ErrorAction Stop
 Export-ModuleMember -Cmdlet 'Get-HotpatchTarget', 'Install-Micropatch', 'Uninstall-Micropatch', 'Get-Micropatch' -Alias 'Remove-Micropatch'

@@ -133,6 +133,15 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void Get_HotpatchTarget_reports_a_missing_process_and_goes_on_with_the_next()
+        {
+            var path = WritePatch("HP-GONE-TOO");
+            var results = _sh.Run("Get-HotpatchTarget -Path $args[0] -ProcessId 1073741823, $args[1]", path, _t.Pid);
+            Assert.StartsWith("ProcessNotFound", Assert.Single(_sh.Errors).FullyQualifiedErrorId);
+            Assert.Equal(_t.Pid, (int)Assert.Single(results).Properties["ProcessId"].Value);
+        }
+
+        [Fact]
         public void A_missing_process_is_a_ProcessNotFound_error()
         {
             var path = WritePatch("HP-GONE");

@@ -1,5 +1,6 @@
 using System.Linq;
 using System.Management.Automation;
+using HotpatchTools.Completion;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Patching;
 
@@ -16,6 +17,7 @@ namespace HotpatchTools.Commands
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [SupportsWildcards]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(MicropatchPathCompleter))]
         public string[] Path { get; set; } = new string[0];
 
         [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
@@ -27,6 +29,7 @@ namespace HotpatchTools.Commands
         [Parameter(ValueFromPipelineByPropertyName = true)]
         [Alias("Id", "PID")]
         [ValidateRange(1, int.MaxValue)]
+        [ArgumentCompleter(typeof(ProcessIdCompleter))]
         public int[]? ProcessId { get; set; }
 
         protected override void ProcessRecord()
@@ -36,13 +39,24 @@ namespace HotpatchTools.Commands
             {
                 var patch = LoadPatch(file);
                 if (patch == null) continue;
-                const string activity = "Scanning processes";
-                foreach (var status in Engine.Scan(patch, ProcessId, (done, total) => Progress(1, activity, done, total, patch.Id)))
+                if (ProcessId != null)
                 {
-                    if (ProcessId != null && status.State == TargetState.AccessDenied)
-                        WriteFailure(new HotpatchException(HotpatchErrorKind.AccessDenied, status.Reason) { ProcessId = status.ProcessId }, status.ProcessId);
-                    WriteObject(HotpatchTarget.From(status));
+                    // Each named process answers for itself: one that is gone is an error record, not the end of the command.
+                    foreach (int pid in ProcessId)
+                    {
+                        TargetStatus? status;
+                        try { status = Engine.Inspect(patch, pid); }
+                        catch (HotpatchException e) { WriteFailure(e, pid); continue; }
+                        if (status == null) continue;
+                        if (status.State == TargetState.AccessDenied)
+                            WriteFailure(new HotpatchException(HotpatchErrorKind.AccessDenied, status.Reason) { ProcessId = pid }, pid);
+                        WriteObject(HotpatchTarget.From(status));
+                    }
+                    continue;
                 }
+                const string activity = "Scanning processes";
+                foreach (var status in Engine.Scan(patch, null, (done, total) => Progress(1, activity, done, total, patch.Id)))
+                    WriteObject(HotpatchTarget.From(status));
                 CompleteProgress(1, activity);
             }
         }

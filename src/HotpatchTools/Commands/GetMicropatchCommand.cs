@@ -1,5 +1,6 @@
 using System.Linq;
 using System.Management.Automation;
+using HotpatchTools.Completion;
 using HotpatchTools.Engine;
 
 namespace HotpatchTools.Commands
@@ -12,11 +13,13 @@ namespace HotpatchTools.Commands
         [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
         [Alias("Id", "PID")]
         [ValidateRange(1, int.MaxValue)]
+        [ArgumentCompleter(typeof(ProcessIdCompleter))]
         public int[]? ProcessId { get; set; }
 
         /// <summary>Only these patch ids (wildcards allowed).</summary>
         [Parameter(ValueFromPipelineByPropertyName = true)]
         [SupportsWildcards]
+        [ArgumentCompleter(typeof(PatchIdCompleter))]
         public string[]? PatchId { get; set; }
 
         protected override void ProcessRecord()

@@ -1,6 +1,7 @@
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
+using HotpatchTools.Completion;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Patching;
@@ -17,12 +18,14 @@ namespace HotpatchTools.Commands
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
         [Alias("FullName", "PSPath")]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(MicropatchPathCompleter))]
         public string Path { get; set; } = "";
 
         /// <summary>Only these processes; without it, every process where the patch can be installed.</summary>
         [Parameter(ValueFromPipelineByPropertyName = true)]
         [Alias("Id", "PID")]
         [ValidateRange(1, int.MaxValue)]
+        [ArgumentCompleter(typeof(ProcessIdCompleter))]
         public int[]? ProcessId { get; set; }
 
         /// <summary>Accepted now; once signing is enforced, unsigned patch files will need it.</summary>

@@ -1,6 +1,7 @@
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
+using HotpatchTools.Completion;
 using HotpatchTools.Engine;
 
 namespace HotpatchTools.Commands
@@ -13,12 +14,14 @@ namespace HotpatchTools.Commands
     {
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(PatchIdCompleter))]
         public string[] PatchId { get; set; } = new string[0];
 
         /// <summary>Only these processes; without it, every process where the patch is installed.</summary>
         [Parameter(ValueFromPipelineByPropertyName = true)]
         [Alias("Id", "PID")]
         [ValidateRange(1, int.MaxValue)]
+        [ArgumentCompleter(typeof(ProcessIdCompleter))]
         public int[]? ProcessId { get; set; }
 
         [Parameter]

@@ -1,0 +1,196 @@
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Management.Automation;
+using System.Management.Automation.Language;
+using System.Reflection;
+using System.Xml.Linq;
+using HotpatchTools.Tests.Support;
+using Xunit;
+
+namespace HotpatchTools.Tests
+{
+    /// <summary>The conventions of well-built modules (shared/guides/style.md), checked on the module as imported.</summary>
+    public sealed class ConventionsTests : IDisposable
+    {
+        private static readonly string[] ReadOnlyVerbs = { VerbsCommon.Get, VerbsDiagnostic.Test, VerbsCommon.Find, VerbsCommon.Search, VerbsDiagnostic.Resolve, VerbsDiagnostic.Measure, VerbsCommon.Show };
+
+        private readonly ModuleShell _sh = new ModuleShell();
+        private readonly string _dir = Directory.CreateTempSubdirectory("hpt-conventions-").FullName;
+
+        public void Dispose()
+        {
+            _sh.Dispose();
+            Directory.Delete(_dir, recursive: true);
+        }
+
+        private CmdletInfo[] Cmdlets() =>
+            _sh.Run("Get-Command -Module HotpatchTools -CommandType Cmdlet").Select(o => (CmdletInfo)o.BaseObject).ToArray();
+
+        private static Hashtable Manifest()
+        {
+            var ast = Parser.ParseFile(ModuleShell.ManifestPath, out _, out var errors);
+            Assert.Empty(errors);
+            return (Hashtable)((HashtableAst)ast.Find(a => a is HashtableAst, searchNestedScriptBlocks: false)!).SafeGetValue();
+        }
+
+        private static string[] Strings(object? value) => value is object[] items ? items.Cast<string>().ToArray() : new[] { (string)value! };
+
+        private static XDocument Views() => XDocument.Load(Path.Combine(ModuleShell.RepoRoot, "HotpatchTools.format.ps1xml"));
+
+        [Fact]
+        public void Exported_cmdlets_use_approved_verbs()
+        {
+            var approved = new[] { typeof(VerbsCommon), typeof(VerbsCommunications), typeof(VerbsData), typeof(VerbsDiagnostic), typeof(VerbsLifecycle), typeof(VerbsOther), typeof(VerbsSecurity) }
+                .SelectMany(t => t.GetFields(BindingFlags.Public | BindingFlags.Static)).Select(f => (string)f.GetValue(null)!).ToHashSet();
+            var cmdlets = Cmdlets();
+            Assert.NotEmpty(cmdlets);
+            Assert.All(cmdlets, c => Assert.Contains(c.Verb, approved));
+        }
+
+        [Fact]
+        public void State_changing_cmdlets_confirm_with_high_impact_and_offer_Force_and_PassThru()
+        {
+            var changing = Cmdlets().Where(c => !ReadOnlyVerbs.Contains(c.Verb)).ToArray();
+            Assert.Equal(new[] { "Install-Micropatch", "Uninstall-Micropatch" }, changing.Select(c => c.Name).OrderBy(n => n));
+            foreach (var c in changing)
+            {
+                var metadata = new CommandMetadata(c);
+                Assert.True(metadata.SupportsShouldProcess, c.Name + " does not support ShouldProcess");
+                Assert.Equal(ConfirmImpact.High, metadata.ConfirmImpact);
+                Assert.Contains("Force", c.Parameters.Keys);
+                Assert.Contains("PassThru", c.Parameters.Keys);
+            }
+        }
+
+        [Fact]
+        public void Every_cmdlet_declares_its_output_type()
+        {
+            Assert.All(Cmdlets(), c => Assert.True(c.OutputType.Count > 0, c.Name + " has no [OutputType]"));
+        }
+
+        [Fact]
+        public void No_parameter_takes_a_ScriptBlock()
+        {
+            // A script block argument would let a constrained (JEA) operator run arbitrary code through us.
+            foreach (var c in Cmdlets())
+                foreach (var p in c.Parameters.Values)
+                    Assert.False(typeof(ScriptBlock).IsAssignableFrom(p.ParameterType.IsArray ? p.ParameterType.GetElementType() : p.ParameterType),
+                        c.Name + " -" + p.Name + " takes a ScriptBlock");
+        }
+
+        [Fact]
+        public void Manifest_exports_exactly_the_module_cmdlets_for_Desktop_and_Core_from_PowerShell_5_1()
+        {
+            var manifest = Manifest();
+            var listed = Strings(manifest["CmdletsToExport"]);
+            Assert.DoesNotContain(listed, n => WildcardPattern.ContainsWildcardCharacters(n));
+            Assert.Equal(Cmdlets().Select(c => c.Name).OrderBy(n => n), listed.OrderBy(n => n));
+            Assert.Equal(new[] { "Core", "Desktop" }, Strings(manifest["CompatiblePSEditions"]).OrderBy(e => e));
+            Assert.Equal("5.1", manifest["PowerShellVersion"]);
+            Assert.Equal(new[] { "HotpatchTools.format.ps1xml" }, Strings(manifest["FormatsToProcess"]));
+            var formats = _sh.Run("(Get-Module HotpatchTools).ExportedFormatFiles").Select(o => o.ToString()).ToArray();
+            Assert.Equal(new[] { Path.Combine(ModuleShell.RepoRoot, "HotpatchTools.format.ps1xml") }, formats);
+        }
+
+        [Fact]
+        public void Each_output_type_and_its_Deserialized_twin_share_a_table_view_that_fits_80_columns()
+        {
+            // PowerShell reports a format file it cannot load as an error of the import, and imports anyway.
+            Assert.Empty(_sh.Errors);
+            var outputTypes = Cmdlets().SelectMany(c => c.OutputType).Select(t => t.Name).Distinct().ToArray();
+            Assert.NotEmpty(outputTypes);
+            var views = Views().Descendants("View").ToArray();
+            foreach (var type in outputTypes)
+            {
+                var view = Assert.Single(views, v => v.Element("ViewSelectedBy")!.Elements("TypeName").Any(t => t.Value == type));
+                Assert.Equal(new[] { type, "Deserialized." + type }, view.Element("ViewSelectedBy")!.Elements("TypeName").Select(t => t.Value));
+                var table = view.Element("TableControl");
+                Assert.NotNull(table);
+
+                var widths = table!.Descendants("TableColumnHeader").Select(h => int.Parse(h.Element("Width")?.Value ?? "0")).ToArray();
+                Assert.DoesNotContain(0, widths); // an unsized column takes whatever the console has left
+                // Format-Table puts one space between columns.
+                Assert.True(widths.Sum() + widths.Length - 1 <= 80, type + " needs " + (widths.Sum() + widths.Length - 1) + " columns");
+
+                var shown = table.Descendants("TableColumnItem").Select(i => i.Element("PropertyName")!.Value).ToArray();
+                Assert.Equal(widths.Length, shown.Length);
+                var properties = _sh.Run("[type]$args[0] | ForEach-Object { $_.GetProperties() } | ForEach-Object Name", type).Select(o => o.ToString()).ToArray();
+                Assert.All(shown, p => Assert.Contains(p, properties));
+            }
+        }
+
+        [Fact]
+        public void ProcessId_PatchId_and_Path_parameters_complete_their_values()
+        {
+            var completed = new[] { "ProcessId", "PatchId", "Path" };
+            var parameters = Cmdlets().SelectMany(c => c.Parameters.Values.Where(p => completed.Contains(p.Name)).Select(p => (Cmdlet: c.Name, Parameter: p))).ToArray();
+            Assert.Equal(8, parameters.Length);
+            Assert.All(parameters, p => Assert.True(p.Parameter.Attributes.OfType<ArgumentCompleterAttribute>().Any(), p.Cmdlet + " -" + p.Parameter.Name + " has no completer"));
+        }
+
+        private CompletionResult[] Complete(string input) =>
+            _sh.Run("[System.Management.Automation.CommandCompletion]::CompleteInput($args[0], $args[0].Length, $null).CompletionMatches", input)
+                .Select(o => (CompletionResult)o.BaseObject).ToArray();
+
+        [Fact]
+        public void ProcessId_completion_offers_running_processes_by_id_prefix_with_their_names()
+        {
+            using var target = TargetProcess.Start();
+            var pid = target.Pid.ToString();
+            var results = Complete("Get-Micropatch -ProcessId " + pid[..^1]);
+            Assert.All(results, r => Assert.StartsWith(pid[..^1], r.CompletionText));
+            var mine = Assert.Single(results, r => r.CompletionText == pid);
+            // Linux keeps 15 characters of a process name.
+            var name = target.ModuleName.Length > 15 ? target.ModuleName[..15] : target.ModuleName;
+            Assert.Equal(name, mine.ToolTip);
+            Assert.Contains(name, mine.ListItemText);
+        }
+
+        [Fact]
+        public void PatchId_completion_offers_ids_installed_in_the_named_process_and_ids_of_patch_files_in_the_current_folder()
+        {
+            using var target = TargetProcess.Start();
+            var installed = PatchFiles.WriteFile(Path.Combine(_dir, "elsewhere"), "HP-COMPL-1", PatchFiles.Yaml("HP-COMPL-1", target.ModuleName,
+                new[] { new PatchletSpec("triple", target.ReadSymbol("triple", 6), "cmp edi, 100\njbe resume\nmov eax, -1\nret") }));
+            _sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1] -Force", installed, target.Pid);
+            Assert.Empty(_sh.Errors);
+            PatchFiles.WriteFile(_dir, "HP-COMPL-2", PatchFiles.Yaml("HP-COMPL-2", target.ModuleName, new[] { new PatchletSpec("triple", target.ReadSymbol("triple", 6)) }));
+            File.WriteAllText(Path.Combine(_dir, "broken.micropatch.yaml"), "id: [");
+            _sh.Run("$null = $ExecutionContext.SessionState.Path.SetLocation($args[0])", _dir);
+
+            try
+            {
+                // With -ProcessId bound only that process is read; a machine-wide sweep stops at a time budget.
+                var results = Complete("Uninstall-Micropatch -ProcessId " + target.Pid + " -PatchId hp-compl");
+                Assert.Equal(new[] { "HP-COMPL-1", "HP-COMPL-2" }, results.Select(r => r.CompletionText));
+                Assert.Contains("installed in 1 process", results[0].ToolTip);
+                Assert.Contains("HP-COMPL-2.micropatch.yaml", results[1].ToolTip);
+                Assert.Equal(new[] { "HP-COMPL-1" }, Complete("Get-Micropatch -ProcessId " + target.Pid + " -PatchId HP-COMPL-1").Select(r => r.CompletionText));
+            }
+            finally
+            {
+                _sh.Run("Uninstall-Micropatch -PatchId HP-COMPL-1 -ProcessId $args[0] -Force", target.Pid);
+            }
+        }
+
+        [Fact]
+        public void Path_completion_offers_patch_files_and_folders_relative_to_the_current_folder()
+        {
+            var yaml = PatchFiles.Yaml("HP-PATH-1", "libexample.so", new[] { new PatchletSpec("f", new byte[] { 0x90, 0x90, 0x90, 0x90, 0x90 }) });
+            PatchFiles.WriteFile(_dir, "HP-PATH-1", yaml);
+            File.WriteAllText(Path.Combine(_dir, "HP-notes.txt"), "not a patch");
+            Directory.CreateDirectory(Path.Combine(_dir, "hp-archive"));
+            File.WriteAllText(Path.Combine(_dir, "hp-archive", "old [v1].micropatch.yaml"), yaml);
+            _sh.Run("$null = $ExecutionContext.SessionState.Path.SetLocation($args[0])", _dir);
+
+            Assert.Equal(new[] { "hp-archive", "HP-PATH-1.micropatch.yaml" }, Complete("Install-Micropatch -Path hp").Select(r => r.CompletionText));
+            // Quoted for the space, wildcard characters escaped because -Path takes wildcards.
+            var nested = Assert.Single(Complete("Get-HotpatchTarget -Path hp-archive/"));
+            Assert.Equal("'hp-archive/old `[v1`].micropatch.yaml'", nested.CompletionText);
+            Assert.Equal("HP-PATH-1", _sh.Run("(Get-HotpatchTarget -Path " + nested.CompletionText + " -ProcessId $args[0]).PatchId", Environment.ProcessId).Single().ToString());
+        }
+    }
+}

@@ -1,0 +1,232 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Text.RegularExpressions;
+using System.Xml.Linq;
+using HotpatchTools.Tests.Support;
+using Xunit;
+
+namespace HotpatchTools.Tests
+{
+    /// <summary>
+    /// The module as the Package target lays it out, copied into a folder on PSModulePath and imported by name.
+    /// </summary>
+    public sealed class PackagingTests : IClassFixture<PackagingTests.PackagedModule>
+    {
+        private readonly PackagedModule _package;
+
+        public PackagingTests(PackagedModule package) { _package = package; }
+
+        /// <summary>$(Version) of Directory.Build.props: the one version number of the build.</summary>
+        private static string MsBuildVersion =>
+            XDocument.Load(Path.Combine(ModuleShell.RepoRoot, "Directory.Build.props")).Descendants("Version").Single().Value;
+
+        private static string ManifestVersion(string psd1) =>
+            Regex.Match(File.ReadAllText(psd1), @"\bModuleVersion\s*=\s*'([^']*)'").Groups[1].Value;
+
+        private static string BuildOutput => Path.Combine(ModuleShell.RepoRoot, "src", "HotpatchTools", "bin", "Release", "netstandard2.0");
+
+        private static string[] RelativeFiles(string folder) =>
+            Directory.Exists(folder)
+                ? Directory.GetFiles(folder, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(folder, f).Replace('\\', '/')).OrderBy(f => f, StringComparer.Ordinal).ToArray()
+                : new string[0];
+
+        [Fact]
+        public void Package_holds_manifest_loader_views_the_module_and_its_dependencies_in_their_own_folder()
+        {
+            var files = RelativeFiles(_package.ModuleFolder);
+            Assert.Contains("HotpatchTools.psd1", files);
+            Assert.Contains("HotpatchTools.psm1", files);
+            Assert.Contains("HotpatchTools.format.ps1xml", files);
+            // The only assembly outside bin/Dependencies is the module itself.
+            Assert.Equal(new[] { "bin/HotpatchTools.dll" }, files.Where(f => f.EndsWith(".dll") && !f.StartsWith("bin/Dependencies/")));
+            var dependencies = files.Where(f => f.StartsWith("bin/Dependencies/")).Select(Path.GetFileName).ToArray();
+            foreach (var expected in new[] { "HotpatchTools.Engine.dll", "Iced.dll", "YamlDotNet.dll", "System.Reflection.Metadata.dll",
+                                             "System.Collections.Immutable.dll", "System.Memory.dll", "System.Buffers.dll", "System.Runtime.CompilerServices.Unsafe.dll" })
+                Assert.Contains(expected, dependencies);
+            // Everything the build placed beside the module ships, except PowerShellStandard's reference assembly:
+            // the host brings the real System.Management.Automation.
+            var built = Directory.GetFiles(BuildOutput, "*.dll").Select(Path.GetFileName)
+                .Where(f => f != "HotpatchTools.dll" && f != "System.Management.Automation.dll");
+            Assert.Equal(built.OrderBy(f => f), dependencies.OrderBy(f => f));
+        }
+
+        [Fact]
+        public void Packaged_manifest_is_stamped_with_the_msbuild_version_and_otherwise_unchanged()
+        {
+            var packaged = Path.Combine(_package.ModuleFolder, "HotpatchTools.psd1");
+            Assert.Equal(MsBuildVersion, Path.GetFileName(_package.ModuleFolder));
+            Assert.Equal(MsBuildVersion, ManifestVersion(packaged));
+            var repoLines = File.ReadAllLines(ModuleShell.ManifestPath);
+            var packagedLines = File.ReadAllLines(packaged);
+            Assert.Equal(repoLines.Length, packagedLines.Length);
+            Assert.Equal(repoLines.Where(l => !l.TrimStart().StartsWith("ModuleVersion")), packagedLines.Where(l => !l.TrimStart().StartsWith("ModuleVersion")));
+        }
+
+        [Fact]
+        public void Repository_manifest_version_agrees_with_Directory_Build_props()
+        {
+            Assert.Equal(MsBuildVersion, ManifestVersion(ModuleShell.ManifestPath));
+        }
+
+        [Fact]
+        public void Package_carries_the_cmdlet_help_of_the_build_output_beside_the_module_assembly()
+        {
+            Assert.Equal(RelativeFiles(Path.Combine(BuildOutput, "en-US")), RelativeFiles(Path.Combine(_package.ModuleFolder, "bin", "en-US")));
+        }
+
+        /// <summary>
+        /// Runs in a PowerShell process of its own: this test process already has HotpatchTools.Engine loaded from
+        /// its output folder (it references the engine), and other tests import the module from the source build.
+        /// </summary>
+        [Fact]
+        public void Imported_by_name_from_PSModulePath_the_module_loads_its_engine_from_bin_Dependencies_in_its_own_context()
+        {
+            var patch = PatchFiles.WriteFile(_package.Root, "HP-PKG-1", PatchFiles.Yaml("HP-PKG-1", "hpt-package-test.so",
+                new[] { new PatchletSpec("f", new byte[] { 0x90, 0x90, 0x90, 0x90, 0x90 }) }));
+            const string script = @"
+$env:PSModulePath = $args[0] + [System.IO.Path]::PathSeparator + $env:PSModulePath
+foreach ($pass in 'first import', 'import after Remove-Module') {
+    Import-Module HotpatchTools -ErrorAction Stop
+    $module = Get-Module HotpatchTools
+    'ModuleBase=' + $module.ModuleBase
+    'Commands=' + ((Get-Command -Module HotpatchTools | ForEach-Object Name) -join ',')
+    'FormatFiles=' + ($module.ExportedFormatFiles -join ',')
+    # Reading the patch file takes the engine and its YamlDotNet.
+    'State=' + (Get-HotpatchTarget -Path $args[1] -ProcessId $args[2]).State
+    'Synopsis=' + (Get-Help Install-Micropatch).Synopsis
+    Remove-Module HotpatchTools
+}
+foreach ($a in [System.AppDomain]::CurrentDomain.GetAssemblies()) {
+    if ($a.GetName().Name -in 'HotpatchTools', 'HotpatchTools.Engine', 'YamlDotNet') {
+        'Assembly=' + $a.GetName().Name + '|' + $a.Location + '|' + [System.Runtime.Loader.AssemblyLoadContext]::GetLoadContext($a).Name
+    }
+}";
+            var lines = _package.RunInPowerShell(script, _package.ModulesPath, patch, Environment.ProcessId.ToString());
+            string[] Values(string key) => lines.Where(l => l.StartsWith(key + "=")).Select(l => l[(key.Length + 1)..]).ToArray();
+
+            Assert.Equal(new[] { _package.ModuleFolder, _package.ModuleFolder }, Values("ModuleBase"));
+            foreach (var commands in Values("Commands"))
+                Assert.Equal(new[] { "Get-HotpatchTarget", "Get-Micropatch", "Install-Micropatch", "Remove-Micropatch", "Uninstall-Micropatch" },
+                    commands.Split(',').OrderBy(c => c, StringComparer.Ordinal));
+            Assert.All(Values("FormatFiles"), f => Assert.Equal(Path.Combine(_package.ModuleFolder, "HotpatchTools.format.ps1xml"), f));
+            Assert.Equal(new[] { "NotLoaded", "NotLoaded" }, Values("State"));
+            var help = Path.Combine(_package.ModuleFolder, "bin", "en-US", "HotpatchTools.dll-Help.xml");
+            if (File.Exists(help)) // Get-Help finds the packaged help rather than falling back to the syntax
+                Assert.All(Values("Synopsis"), s => Assert.Contains("<maml:para>" + s + "</maml:para>", File.ReadAllText(help)));
+
+            // Each loaded once, the second import included: name, location, load context.
+            var loaded = Values("Assembly").Select(a => a.Split('|')).ToArray();
+            string[] Loaded(string name) => Assert.Single(loaded, a => a[0] == name);
+            var dependencies = Path.Combine(_package.ModuleFolder, "bin", "Dependencies");
+            Assert.Equal(Path.Combine(_package.ModuleFolder, "bin", "HotpatchTools.dll"), Loaded("HotpatchTools")[1]);
+            Assert.Equal(new[] { "HotpatchTools.Engine", Path.Combine(dependencies, "HotpatchTools.Engine.dll"), "HotpatchTools" }, Loaded("HotpatchTools.Engine"));
+            Assert.Equal(new[] { "YamlDotNet", Path.Combine(dependencies, "YamlDotNet.dll"), "HotpatchTools" }, Loaded("YamlDotNet"));
+        }
+
+        /// <summary>
+        /// Builds the package once for the class into a temporary folder, installs it into a modules folder, and
+        /// builds a minimal PowerShell host (System.Management.Automation only, like ModuleShell) to import it in.
+        /// </summary>
+        public sealed class PackagedModule : IDisposable
+        {
+            public string Root { get; } = Directory.CreateTempSubdirectory("hpt-package-").FullName;
+            public string ModulesPath => Path.Combine(Root, "Modules");
+            public string ModuleFolder => Path.Combine(ModulesPath, "HotpatchTools", MsBuildVersion);
+            private string HostDll => Path.Combine(Root, "host", "out", "host.dll");
+
+            public PackagedModule()
+            {
+                var output = Path.Combine(Root, "package");
+                Dotnet("build", Path.Combine(ModuleShell.RepoRoot, "src", "HotpatchTools"), "-c", "Release", "-t:Package", "-p:PackageOutput=" + output);
+                CopyTree(Path.Combine(output, "HotpatchTools"), Path.Combine(ModulesPath, "HotpatchTools"));
+
+                var host = Path.Combine(Root, "host");
+                Directory.CreateDirectory(host);
+                File.WriteAllText(Path.Combine(host, "host.csproj"), HostProject);
+                File.WriteAllText(Path.Combine(host, "Program.cs"), HostProgram);
+                Dotnet("build", host, "-c", "Release", "-o", Path.Combine(host, "out"));
+            }
+
+            public void Dispose() => Directory.Delete(Root, recursive: true);
+
+            /// <summary>Runs a script ($args = args) in a fresh runspace of a new process; returns its output lines, fails on any error.</summary>
+            public string[] RunInPowerShell(string script, params string[] args)
+            {
+                var file = Path.Combine(Root, "script-" + Guid.NewGuid().ToString("n") + ".ps1");
+                File.WriteAllText(file, script);
+                var (exit, stdout, stderr) = Run("dotnet", new[] { HostDll, file }.Concat(args).ToArray());
+                Assert.True(exit == 0, "the script failed (" + exit + "):\n" + stderr + "\n" + stdout);
+                return stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToArray();
+            }
+
+            private static void Dotnet(params string[] args)
+            {
+                // No build servers left behind by a test run.
+                var (exit, stdout, stderr) = Run("dotnet", args.Concat(new[] { "-nologo", "-v:q", "-nodeReuse:false", "-p:UseSharedCompilation=false" }).ToArray());
+                if (exit != 0) throw new InvalidOperationException("dotnet " + string.Join(" ", args) + " failed (" + exit + "):\n" + stdout + stderr);
+            }
+
+            private static (int Exit, string Stdout, string Stderr) Run(string file, string[] args)
+            {
+                var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+                foreach (var a in args) psi.ArgumentList.Add(a);
+                using var p = Process.Start(psi)!;
+                var stdout = p.StandardOutput.ReadToEndAsync();
+                var stderr = p.StandardError.ReadToEndAsync();
+                if (!p.WaitForExit(300_000)) { p.Kill(entireProcessTree: true); throw new TimeoutException(file + " " + string.Join(" ", args)); }
+                return (p.ExitCode, stdout.Result, stderr.Result);
+            }
+
+            private static void CopyTree(string from, string to)
+            {
+                foreach (var dir in Directory.GetDirectories(from, "*", SearchOption.AllDirectories))
+                    Directory.CreateDirectory(Path.Combine(to, Path.GetRelativePath(from, dir)));
+                Directory.CreateDirectory(to);
+                foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
+                    File.Copy(file, Path.Combine(to, Path.GetRelativePath(from, file)));
+            }
+
+            // NuGetAudit off: the packages are in the local cache and the audit would go to the network.
+            private const string HostProject = @"<Project Sdk=""Microsoft.NET.Sdk"">
+  <PropertyGroup>
+    <OutputType>Exe</OutputType>
+    <TargetFramework>net10.0</TargetFramework>
+    <NuGetAudit>false</NuGetAudit>
+  </PropertyGroup>
+  <ItemGroup>
+    <PackageReference Include=""System.Management.Automation"" Version=""7.6.9"" />
+  </ItemGroup>
+</Project>
+";
+
+            private const string HostProgram = @"using System;
+using System.IO;
+using System.Management.Automation;
+using System.Management.Automation.Runspaces;
+
+var iss = InitialSessionState.CreateDefault2();
+if (OperatingSystem.IsWindows()) iss.ExecutionPolicy = Microsoft.PowerShell.ExecutionPolicy.Bypass;
+using var runspace = RunspaceFactory.CreateRunspace(iss);
+runspace.Open();
+using var ps = PowerShell.Create();
+ps.Runspace = runspace;
+ps.AddScript(File.ReadAllText(args[0]));
+foreach (var a in args[1..]) ps.AddArgument(a);
+try
+{
+    foreach (var o in ps.Invoke()) Console.WriteLine(o);
+}
+catch (RuntimeException e)
+{
+    Console.Error.WriteLine(e);
+    return 2;
+}
+foreach (var e in ps.Streams.Error) Console.Error.WriteLine(e.Exception);
+return ps.HadErrors ? 1 : 0;
+";
+        }
+    }
+}
