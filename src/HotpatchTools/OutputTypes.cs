@@ -6,6 +6,19 @@ using HotpatchTools.Engine.Patching;
 namespace HotpatchTools
 {
     // Flat snapshots of primitives and enums: they keep their meaning after remoting serialization.
+    // They use no engine type, so listing the module's types needs nothing but this assembly.
+
+    /// <summary>Where a process stands with respect to one patch file (see Get-HotpatchTarget).</summary>
+    public enum TargetState
+    {
+        Vulnerable,
+        Patched,
+        Mismatch,
+        Unsupported,
+        Inconsistent,
+        NotLoaded,
+        AccessDenied,
+    }
 
     /// <summary>Get-HotpatchTarget: one process against one patch file.</summary>
     public sealed class HotpatchTarget
@@ -25,7 +38,7 @@ namespace HotpatchTools
         internal static HotpatchTarget From(TargetStatus s) => new HotpatchTarget
         {
             ProcessId = s.ProcessId, ProcessName = s.ProcessName, PatchId = s.PatchId, Title = s.PatchTitle, Module = s.Module,
-            ModulePath = s.ModulePath, State = s.State, Reason = s.Reason, Path = s.PatchPath,
+            ModulePath = s.ModulePath, State = (TargetState)Enum.Parse(typeof(TargetState), s.State.ToString()), Reason = s.Reason, Path = s.PatchPath,
         };
     }
 

@@ -48,7 +48,7 @@ namespace HotpatchTools.Commands
                         try { status = Engine.Inspect(patch, pid); }
                         catch (HotpatchException e) { WriteFailure(e, pid); continue; }
                         if (status == null) continue;
-                        if (status.State == TargetState.AccessDenied)
+                        if (status.State == HotpatchTools.Engine.Patching.TargetState.AccessDenied)
                             WriteFailure(new HotpatchException(HotpatchErrorKind.AccessDenied, status.Reason) { ProcessId = pid }, pid);
                         WriteObject(HotpatchTarget.From(status));
                     }

@@ -72,13 +72,13 @@ namespace HotpatchTools.Commands
         private void Handle(Micropatch patch, TargetStatus t, bool named)
         {
             string where = Describe(t.ProcessId, t.ProcessName, t.Module);
-            if (t.State == TargetState.Vulnerable)
+            if (t.State == HotpatchTools.Engine.Patching.TargetState.Vulnerable)
             {
                 InstallOne(patch, t.ProcessId, t.ProcessName, t.Module);
                 return;
             }
             // In a machine-wide run, a process already patched or of another build is not news.
-            if (!named && (t.State == TargetState.Patched || t.State == TargetState.Mismatch))
+            if (!named && (t.State == HotpatchTools.Engine.Patching.TargetState.Patched || t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch))
             {
                 WriteVerbose(where + ": " + t.Reason);
                 return;
