@@ -19,8 +19,5 @@ foreach ($candidate in $candidates) {
 if ($null -eq $assembly) {
     throw "HotpatchTools is not built: none of $($candidates -join ', ') exists. Run 'dotnet build -c Release' in $PSScriptRoot."
 }
-# PowerShell lists the module's public types, some of which need the engine, before it runs the module's
-# initializer: the resolver that finds the engine must be in place first.
-[System.Reflection.Assembly]::LoadFrom($assembly).GetType('HotpatchTools.ModuleInitAndCleanup', $true)::RegisterResolver()
 Import-Module -Name $assembly -ErrorAction Stop
 Export-ModuleMember -Cmdlet 'Get-HotpatchTarget', 'Install-Micropatch', 'Uninstall-Micropatch', 'Get-Micropatch' -Alias 'Remove-Micropatch'

@@ -21,12 +21,8 @@ namespace HotpatchTools
         private static int s_imports;
         private static bool s_registered;
 
-        /// <summary>
-        /// Installs the resolver ahead of Import-Module. HotpatchTools.psm1 calls it because PowerShell lists the
-        /// module's public types, whose layout needs the engine (HotpatchTarget.State is the engine's TargetState),
-        /// before it runs <see cref="OnImport"/>.
-        /// </summary>
-        public static void RegisterResolver()
+        // Public types of this assembly name no engine type, so PowerShell can list them before OnImport runs.
+        private static void RegisterResolver()
         {
             lock (s_lock)
             {
