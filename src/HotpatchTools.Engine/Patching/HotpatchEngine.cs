@@ -316,63 +316,60 @@ namespace HotpatchTools.Engine.Patching
                     "Patch " + patchId + " is not installed in process " + pid + " (" + target.Name + ")" + (caves.Count > 0 ? "; it was removed earlier and only its retired cave remains." : ".")) { ProcessId = pid };
 
             var clock = Stopwatch.StartNew();
-            using var frozen = target.Threads.Freeze(_options.StopTimeout);
-            var toRestore = new List<CaveSite>();
-            foreach (var s in cave.Header.Sites)
-            {
-                var cur = new byte[s.Written.Length];
-                target.Memory.Read(s.Address, cur);
-                if (cur.SequenceEqual(s.Written)) toRestore.Add(s);
-                else if (!cur.SequenceEqual(s.Original))
-                    throw new HotpatchException(HotpatchErrorKind.SiteModified,
-                        "Site 0x" + s.Address.ToString("x") + " of patch " + patchId + " in process " + pid + " no longer holds the patch's bytes (it holds " + Hex.Spaced(cur) +
-                        "); something else changed it. Nothing was written.") { ProcessId = pid };
-            }
-            var restored = new List<CaveSite>();
-            try
-            {
-                foreach (var s in toRestore) { WriteVerified(target, s.Address, s.Original); restored.Add(s); }
-            }
-            catch
-            {
-                foreach (var s in restored) try { target.Memory.Write(s.Address, s.Written); } catch (HotpatchException) { }
-                throw;
-            }
-
             var result = new UninstallResult();
-            string? busy = CaveInUse(target, frozen, cave);
-            if (busy == null)
+            // Decided while every thread is stopped, done after they run again: once the sites hold their original
+            // bytes and no thread is in a cave or may return into it, nothing can reach that cave any more, so
+            // unmapping it need not hold the whole process still.
+            var toFree = new List<FoundCave>();
+            int threads;
+            using (var frozen = target.Threads.Freeze(_options.StopTimeout))
             {
-                target.Memory.Free(cave.Address, (int)cave.Header.CaveSize, frozen);
-                result.CaveFreed = true;
-                result.Message = "Original bytes restored; cave freed.";
+                threads = frozen.Threads.Count;
+                var toRestore = new List<CaveSite>();
+                foreach (var s in cave.Header.Sites)
+                {
+                    var cur = new byte[s.Written.Length];
+                    target.Memory.Read(s.Address, cur);
+                    if (cur.SequenceEqual(s.Written)) toRestore.Add(s);
+                    else if (!cur.SequenceEqual(s.Original))
+                        throw new HotpatchException(HotpatchErrorKind.SiteModified,
+                            "Site 0x" + s.Address.ToString("x") + " of patch " + patchId + " in process " + pid + " no longer holds the patch's bytes (it holds " + Hex.Spaced(cur) +
+                            "); something else changed it. Nothing was written.") { ProcessId = pid };
+                }
+                var restored = new List<CaveSite>();
+                try
+                {
+                    foreach (var s in toRestore) { WriteVerified(target, s.Address, s.Original); restored.Add(s); }
+                }
+                catch
+                {
+                    foreach (var s in restored) try { target.Memory.Write(s.Address, s.Written); } catch (HotpatchException) { }
+                    throw;
+                }
+
+                string? busy = CaveInUse(target, frozen, cave);
+                if (busy == null)
+                {
+                    toFree.Add(cave);
+                    result.CaveFreed = true;
+                    result.Message = "Original bytes restored; cave freed.";
+                }
+                else
+                {
+                    target.Memory.Write(cave.Address, CaveHeader.WithState(cave.HeaderBytes, CaveState.Retired));
+                    result.Message = "Original bytes restored; the cave at 0x" + cave.Address.ToString("x") + " is kept (retired) because " + busy + ".";
+                }
+                // Caves retired by earlier uninstalls are freed once no thread is in them or may return into them.
+                toFree.AddRange(all.Where(c => c.Header.State == CaveState.Retired && CaveInUse(target, frozen, c) == null));
+                result.FreezeTime = clock.Elapsed;
             }
-            else
-            {
-                target.Memory.Write(cave.Address, CaveHeader.WithState(cave.HeaderBytes, CaveState.Retired));
-                result.Message = "Original bytes restored; the cave at 0x" + cave.Address.ToString("x") + " is kept (retired) because " + busy + ".";
-            }
-            int collected = CollectRetired(target, frozen, all.Where(c => c.Header.State == CaveState.Retired));
-            if (collected > 0) Log("freed " + collected + " retired cave(s) no thread can reach any more");
-            result.FreezeTime = clock.Elapsed;
-            Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + frozen.Threads.Count + " threads stopped for " + clock.Elapsed.TotalMilliseconds.ToString("0.000") + " ms");
+            foreach (var c in toFree) target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
+            if (toFree.Count > (result.CaveFreed ? 1 : 0)) Log("freed " + (toFree.Count - (result.CaveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");
+            Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + threads + " threads stopped for " + result.FreezeTime.TotalMilliseconds.ToString("0.000") + " ms");
             var described = Describe(target, cave);
             described.State = "Removed";
             result.Patch = described;
             return result;
-        }
-
-        /// <summary>Retired caves are freed at a later uninstall, once no thread is in them or may return into them.</summary>
-        private static int CollectRetired(ITargetProcess target, IFrozenProcess frozen, IEnumerable<FoundCave> retired)
-        {
-            int n = 0;
-            foreach (var c in retired)
-                if (CaveInUse(target, frozen, c) == null)
-                {
-                    target.Memory.Free(c.Address, (int)c.Header.CaveSize, frozen);
-                    n++;
-                }
-            return n;
         }
 
         /// <summary>Why the cave cannot be freed now, or null: a thread is executing in it or may return into it.</summary>
