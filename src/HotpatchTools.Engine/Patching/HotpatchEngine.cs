@@ -311,6 +311,8 @@ namespace HotpatchTools.Engine.Patching
             using var target = _platform.Open(pid);
             var all = FindCaves(target);
             var caves = all.Where(c => SameId(c.Header.PatchId, patchId)).ToList();
+            // A process being torn down has no mappings left: that, not a missing patch, is the news.
+            if (caves.Count == 0 && target.Memory.GetRegions().Count == 0) throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " has exited.") { ProcessId = pid };
             var cave = caves.FirstOrDefault(c => c.Header.State == CaveState.Installed)
                 ?? throw new HotpatchException(HotpatchErrorKind.NotInstalled,
                     "Patch " + patchId + " is not installed in process " + pid + " (" + target.Name + ")" + (caves.Count > 0 ? "; it was removed earlier and only its retired cave remains." : ".")) { ProcessId = pid };

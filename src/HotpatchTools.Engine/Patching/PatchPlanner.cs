@@ -59,7 +59,11 @@ namespace HotpatchTools.Engine.Patching
                 throw new HotpatchException(HotpatchErrorKind.IdentityMismatch,
                     "Patch " + patch.Id + " is for " + (bitness == 64 ? "x64" : "x86") + " processes; process " + target.Id + " (" + target.Name + ") is " + target.Bitness + "-bit.") { ProcessId = target.Id };
 
-            var module = FindModule(target, t)
+            var module = FindModule(target, t);
+            // A process being torn down has no mappings left: it exited, it did not unload the module.
+            if (module == null && target.Memory.GetRegions().Count == 0)
+                throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + target.Id + " has exited.") { ProcessId = target.Id };
+            module = module
                 ?? throw new HotpatchException(HotpatchErrorKind.ModuleNotLoaded, "Module " + t.Module + " is not loaded in process " + target.Id + " (" + target.Name + ").") { ProcessId = target.Id };
             var image = target.Modules.OpenImage(module);
             CheckIdentity(patch, target, module, image);

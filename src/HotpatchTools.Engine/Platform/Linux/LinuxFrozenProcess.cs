@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.Linq;
 using System.Runtime.InteropServices;
 using System.Threading;
 
@@ -16,6 +17,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             public int Tid;
             public int PendingSignal;
+            public bool Stopped;
             public LibC.UserRegs Regs;
         }
 
@@ -39,12 +41,39 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         private int Pid => _proc.Id;
 
+        /// <summary>How long to keep trying while another tracer (most often another installer, briefly) holds a thread.</summary>
+        private static readonly TimeSpan TracedWait = TimeSpan.FromSeconds(1);
+
         public static LinuxFrozenProcess Stop(LinuxTargetProcess proc, TimeSpan timeout, bool singleThread)
         {
-            var f = new LinuxFrozenProcess(proc);
-            try { f.StopThreads(timeout, singleThread); }
-            catch { f.Dispose(); throw; }
-            return f;
+            var clock = Stopwatch.StartNew();
+            var backoff = new Random();
+            while (true)
+            {
+                var f = new LinuxFrozenProcess(proc);
+                try
+                {
+                    f.StopThreads(timeout, singleThread);
+                    return f;
+                }
+                catch (TracedElsewhereException e)
+                {
+                    // Let go of everything first: two installers each holding some threads would wait on each other.
+                    f.Dispose();
+                    if (clock.Elapsed >= TracedWait) throw new HotpatchException(HotpatchErrorKind.Busy, e.Message) { ProcessId = e.ProcessId };
+                    Thread.Sleep(backoff.Next(1, 8));
+                }
+                catch
+                {
+                    f.Dispose();
+                    throw;
+                }
+            }
+        }
+
+        private sealed class TracedElsewhereException : HotpatchException
+        {
+            public TracedElsewhereException(string message) : base(HotpatchErrorKind.Busy, message) { }
         }
 
         private void StopThreads(TimeSpan timeout, bool singleThread)
@@ -72,7 +101,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                     var t = Seize(tid);
                     if (t != null) { _tracees.Add(t); batch.Add(t); }
                 }
-                foreach (var t in batch) WaitForStop(t, deadline, timeout);
+                foreach (var t in batch) { WaitForStop(t, deadline, timeout); t.Stopped = true; }
                 // Re-list: threads created while we were stopping the others must be stopped too.
                 if (singleThread && _tracees.Count > 0) break;
             }
@@ -97,11 +126,15 @@ namespace HotpatchTools.Engine.Platform.Linux
                 if (errno == LibC.ESRCH) return null; // exited meanwhile
                 if (errno == LibC.EPERM)
                 {
-                    int tracer = ProcFs.TracerPid(Pid);
-                    if (tracer != 0)
-                        throw new HotpatchException(HotpatchErrorKind.Busy,
-                            "Process " + Pid + " is busy: it is being traced by process " + tracer + " (" + (ProcFs.TryReadComm(tracer) ?? "?") +
-                            "), a debugger or another installer. Try again when it has detached.") { ProcessId = Pid };
+                    // The thread that refused, not the leader: another installer may hold just one thread.
+                    int tracer = ProcFs.TracerPid(Pid, tid);
+                    // An exiting task refuses to be traced with the same EPERM: a dying process is not a permission problem.
+                    if (ProcFs.TaskState(Pid, tid) is '\0' or 'Z' or 'X' || ProcFs.TaskState(Pid, Pid) is '\0' or 'Z' or 'X') throw ProcFs.Gone(Pid);
+                    // Root may trace anything live, so its EPERM means another tracer, even one that let go before we looked.
+                    if (tracer != 0 || LibC.geteuid() == 0)
+                        throw new TracedElsewhereException(
+                            "Process " + Pid + " is busy: it is being traced by " + (tracer != 0 ? "process " + tracer + " (" + (ProcFs.TryReadComm(tracer) ?? "?") + ")" : "another tracer") +
+                            ", a debugger or another installer. Try again when it has detached.") { ProcessId = Pid };
                     throw ProcFs.Denied(Pid);
                 }
                 throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_SEIZE of thread " + tid + " failed: " + LibC.StrError(errno) + ".") { ProcessId = Pid };
@@ -144,6 +177,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                     if (ProcFs.TaskState(Pid, t.Tid) == '\0') { _tracees.Remove(t); return; }
                 }
                 if (spins % 64 == 63 && StoppedButReapedElsewhere(t.Tid)) return;
+                if (spins % 64 == 63 && ProcFs.TaskState(Pid, t.Tid) is '\0' or 'Z' or 'X') { _tracees.Remove(t); return; } // died meanwhile
                 if (clock.Elapsed > timeout)
                     throw new HotpatchException(HotpatchErrorKind.Busy,
                         "Thread " + t.Tid + " of process " + Pid + " did not stop within " + timeout.TotalSeconds + " s (state " + ProcFs.TaskState(Pid, t.Tid) +
@@ -170,8 +204,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             var regs = new LibC.UserRegs();
             unsafe
             {
-                if (LibC.ptrace(LibC.PTRACE_GETREGS, tid, IntPtr.Zero, (IntPtr)(&regs)) < 0)
-                    throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_GETREGS of thread " + tid + " failed: " + LibC.StrError(Marshal.GetLastWin32Error()) + ".") { ProcessId = Pid };
+                if (LibC.ptrace(LibC.PTRACE_GETREGS, tid, IntPtr.Zero, (IntPtr)(&regs)) < 0) throw RegsError("PTRACE_GETREGS", tid);
             }
             return regs;
         }
@@ -180,9 +213,19 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             unsafe
             {
-                if (LibC.ptrace(LibC.PTRACE_SETREGS, tid, IntPtr.Zero, (IntPtr)(&regs)) < 0)
-                    throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_SETREGS of thread " + tid + " failed: " + LibC.StrError(Marshal.GetLastWin32Error()) + ".") { ProcessId = Pid };
+                if (LibC.ptrace(LibC.PTRACE_SETREGS, tid, IntPtr.Zero, (IntPtr)(&regs)) < 0) throw RegsError("PTRACE_SETREGS", tid);
             }
+        }
+
+        /// <summary>ESRCH here means the thread (or the whole process) died while stopped: a kill, not an engine fault.</summary>
+        private HotpatchException RegsError(string call, int tid)
+        {
+            int errno = Marshal.GetLastWin32Error();
+            if (errno == LibC.ESRCH)
+                return ProcFs.TaskState(Pid, Pid) is '\0' or 'Z' or 'X'
+                    ? ProcFs.Gone(Pid)
+                    : new HotpatchException(HotpatchErrorKind.ProcessExited, "Thread " + tid + " of process " + Pid + " exited while it was stopped; nothing was written.") { ProcessId = Pid };
+            return new HotpatchException(HotpatchErrorKind.Internal, call + " of thread " + tid + " failed: " + LibC.StrError(errno) + ".") { ProcessId = Pid };
         }
 
         /// <summary>Executes one system call in a stopped thread through a `syscall` gadget, then restores its registers exactly.</summary>
@@ -247,8 +290,17 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             if (_disposed) return;
             _disposed = true;
-            foreach (var t in _tracees)
+            foreach (var t in _tracees.ToArray())
+            {
+                // PTRACE_DETACH only works on a stopped tracee: one seized but not yet waited for (a later thread
+                // failed first) must reach its stop, or it would stay traced by this thread and lock out everyone.
+                if (!t.Stopped)
+                {
+                    try { WaitForStop(t, Stopwatch.StartNew(), TimeSpan.FromSeconds(2)); }
+                    catch (HotpatchException) { }
+                }
                 LibC.ptrace(LibC.PTRACE_DETACH, t.Tid, IntPtr.Zero, (IntPtr)t.PendingSignal);
+            }
             _tracees.Clear();
             _reapGuard?.Dispose();
         }

@@ -113,12 +113,12 @@ namespace HotpatchTools.Engine.Platform.Linux
             catch (IOException) { return '\0'; }
         }
 
-        /// <summary>TracerPid from /proc/PID/status; 0 when not traced.</summary>
-        public static int TracerPid(int pid)
+        /// <summary>TracerPid of one thread from /proc/PID/task/TID/status; 0 when not traced.</summary>
+        public static int TracerPid(int pid, int tid)
         {
             try
             {
-                foreach (var line in File.ReadAllLines("/proc/" + pid + "/status"))
+                foreach (var line in File.ReadAllLines("/proc/" + pid + "/task/" + tid + "/status"))
                     if (line.StartsWith("TracerPid:", StringComparison.Ordinal))
                         return int.Parse(line.Substring(10).Trim(), CultureInfo.InvariantCulture);
             }

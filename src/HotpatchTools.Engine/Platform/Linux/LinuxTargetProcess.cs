@@ -172,6 +172,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                 for (int i = 0; i + 1 < n; i++)
                     if (buf[i] == 0x0f && buf[i + 1] == 0x05) { _syscallGadget = m.Start + (ulong)i; return _syscallGadget.Value; }
             }
+            if (ProcFs.TaskState(Id, Id) is '\0' or 'Z' or 'X') throw ProcFs.Gone(Id);
             throw new HotpatchException(HotpatchErrorKind.Internal, "No syscall instruction found in process " + Id + "'s code.") { ProcessId = Id };
         }
 
