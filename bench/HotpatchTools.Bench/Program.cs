@@ -88,7 +88,7 @@ namespace HotpatchTools.Bench
             {
                 Engine.Install(Empty, t.Pid); Engine.Uninstall(t.Pid, Empty.Id);
                 Engine.Install(Patchlet, t.Pid); Engine.Uninstall(t.Pid, Patchlet.Id);
-                Engine.Scan(Empty, null).ToList();
+                Engine.Scan(Empty).ToList();
             }
         }
 
@@ -180,7 +180,7 @@ namespace HotpatchTools.Bench
                 {
                     if (level > have) { extra.AddRange(SpawnSleepers(level - have)); have = level; }
                     Thread.Sleep(200);
-                    FloorRead(); Engine.Scan(Empty, null).ToList();
+                    FloorRead(); Engine.Scan(Empty).ToList();
                     var floor = new List<double>();
                     var scan = new List<double>();
                     int found = 0, procs = 0;
@@ -190,7 +190,7 @@ namespace HotpatchTools.Bench
                         procs = FloorRead();
                         floor.Add(sw.Elapsed.TotalMilliseconds);
                         sw.Restart();
-                        found = Engine.Scan(Empty, null).Count();
+                        found = Engine.Scan(Empty).Count();
                         scan.Add(sw.Elapsed.TotalMilliseconds);
                     }
                     double f = Median(floor), s = Median(scan);

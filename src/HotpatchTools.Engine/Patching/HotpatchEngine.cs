@@ -40,17 +40,20 @@ namespace HotpatchTools.Engine.Patching
 
         // ---- discovery ----
 
-        /// <summary>One status per process that has the patch's module loaded (or per given process).</summary>
-        public IEnumerable<TargetStatus> Scan(Micropatch patch, IReadOnlyCollection<int>? processIds = null, Action<int, int>? progress = null)
+        /// <summary>
+        /// One status per running process that has the patch's module loaded. Named processes go through
+        /// <see cref="Inspect"/>, which reports each one, module or not.
+        /// </summary>
+        public IEnumerable<TargetStatus> Scan(Micropatch patch, Action<int, int>? progress = null)
         {
-            var pids = processIds ?? (IReadOnlyCollection<int>)_platform.ListProcesses().Select(p => p.Id).ToList();
-            int done = 0;
-            foreach (int pid in pids)
+            var pids = _platform.ListProcesses();
+            for (int i = 0; i < pids.Count; i++)
             {
-                progress?.Invoke(done++, pids.Count);
+                progress?.Invoke(i, pids.Count);
                 TargetStatus? status;
-                try { status = Inspect(patch, pid, includeNotLoaded: processIds != null); }
-                catch (HotpatchException e) when (processIds == null && (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound)) { continue; }
+                // A process that exits while the machine is swept is simply no longer a target.
+                try { status = Inspect(patch, pids[i].Id, includeNotLoaded: false); }
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound) { continue; }
                 if (status != null) yield return status;
             }
         }

@@ -55,7 +55,7 @@ namespace HotpatchTools.Commands
                     continue;
                 }
                 const string activity = "Scanning processes";
-                foreach (var status in Engine.Scan(patch, null, (done, total) => Progress(1, activity, done, total, patch.Id)))
+                foreach (var status in Engine.Scan(patch, (done, total) => Progress(1, activity, done, total, patch.Id)))
                     WriteObject(HotpatchTarget.From(status));
                 CompleteProgress(1, activity);
             }

@@ -62,7 +62,7 @@ namespace HotpatchTools.Commands
             }
 
             const string activity = "Finding processes to patch";
-            var targets = Engine.Scan(patch, null, (done, total) => Progress(1, activity, done, total, patch.Id)).ToList();
+            var targets = Engine.Scan(patch, (done, total) => Progress(1, activity, done, total, patch.Id)).ToList();
             CompleteProgress(1, activity);
             if (targets.Count == 0)
                 WriteWarning("No running process has " + patch.Target.Module + " loaded; patch " + patch.Id + " was not installed anywhere.");
