@@ -68,6 +68,44 @@ static void *spin(void *arg) { (void)arg; spin_fn(); return NULL; }
 
 static void *sleeper(void *arg) { (void)arg; for (;;) sleep_ms(1); return NULL; }
 
+#if !defined(_WIN32)
+/* Threads whose state an injected system call must leave exactly as it was: one blocked in read() (the call
+ * must be restarted, never fail), one spinning with a pattern in its AVX registers (upper halves included). */
+static int pipe_fds[2];
+static atomic_llong pokes;
+
+static void *pipewait(void *arg) {
+    (void)arg;
+    for (;;) {
+        char c;
+        if (read(pipe_fds[0], &c, 1) == 1) atomic_fetch_add(&pokes, 1);
+        else atomic_fetch_add(&errors, 1);
+    }
+    return NULL;
+}
+
+static void *vecspin(void *arg) {
+    (void)arg;
+    static const unsigned long long pattern[4] = { 0x1122334455667788ULL, 0x99aabbccddeeff00ULL, 0x0123456789abcdefULL, 0xfedcba9876543210ULL };
+    for (;;) {
+        int mask;
+        __asm__ volatile(
+            "vmovdqu (%1), %%ymm8\n"
+            "mov $50000000, %%ecx\n"
+            "1: vpcmpeqq (%1), %%ymm8, %%ymm9\n"
+            "vpmovmskb %%ymm9, %0\n"
+            "cmp $-1, %0\n"
+            "jne 2f\n"
+            "dec %%ecx\n"
+            "jnz 1b\n"
+            "2: vzeroupper\n"
+            : "=&r"(mask) : "r"(pattern) : "ecx", "xmm8", "xmm9", "cc", "memory");
+        if (mask != -1) atomic_fetch_add(&errors, 1);
+    }
+    return NULL;
+}
+#endif
+
 int main(void) {
     char line[256], fn[64];
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -94,6 +132,21 @@ int main(void) {
             start_thread(&t, strstr(line, "spin") ? spin : park, NULL);
             sleep_ms(20);
             printf("ok\n");
+#if !defined(_WIN32)
+        } else if (!strncmp(line, "pipewait", 8)) {
+            thread_t t;
+            if (pipe(pipe_fds) == 0) start_thread(&t, pipewait, NULL);
+            printf("ok\n");
+        } else if (!strncmp(line, "poke", 4)) {
+            long long before = atomic_load(&pokes);
+            if (write(pipe_fds[1], "x", 1) != 1) atomic_fetch_add(&errors, 1);
+            for (int i = 0; i < 1000 && atomic_load(&pokes) == before; i++) sleep_ms(1);
+            printf("%lld\n", (long long)atomic_load(&pokes));
+        } else if (!strncmp(line, "vecspin", 7)) {
+            thread_t t;
+            start_thread(&t, vecspin, NULL);
+            printf("ok\n");
+#endif
         } else if (!strncmp(line, "stats", 5)) {
             printf("%lld %lld\n", (long long)atomic_load(&calls), (long long)atomic_load(&errors));
         } else if (!strncmp(line, "quit", 4)) {

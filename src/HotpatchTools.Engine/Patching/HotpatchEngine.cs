@@ -213,6 +213,7 @@ namespace HotpatchTools.Engine.Patching
 
             int size = CaveBuilder.EstimateSize(plan);
             var cave = AllocateCave(target, plan, size);
+            FailPoint.Hit("install.after-allocate");
             Log("cave: " + size + " bytes at 0x" + cave.Address.ToString("x"));
             try
             {
@@ -265,6 +266,7 @@ namespace HotpatchTools.Engine.Patching
                     if (blocker == null)
                     {
                         WriteVerified(target, cave.Address, cave.Image);
+                        FailPoint.Hit("install.after-cave");
                         var written = new List<int>();
                         try
                         {
@@ -272,6 +274,7 @@ namespace HotpatchTools.Engine.Patching
                             {
                                 written.Add(i);
                                 WriteVerified(target, plan.Sites[i].Address, cave.Header.Sites[i].Written);
+                                FailPoint.Hit("install.after-site-" + (i + 1));
                             }
                         }
                         catch
@@ -344,7 +347,12 @@ namespace HotpatchTools.Engine.Patching
                 var restored = new List<CaveSite>();
                 try
                 {
-                    foreach (var s in toRestore) { WriteVerified(target, s.Address, s.Original); restored.Add(s); }
+                    foreach (var s in toRestore)
+                    {
+                        WriteVerified(target, s.Address, s.Original);
+                        restored.Add(s);
+                        FailPoint.Hit("uninstall.after-site-" + restored.Count);
+                    }
                 }
                 catch
                 {
@@ -368,6 +376,7 @@ namespace HotpatchTools.Engine.Patching
                 toFree.AddRange(all.Where(c => c.Header.State == CaveState.Retired && CaveInUse(target, frozen, c) == null));
                 result.FreezeTime = clock.Elapsed;
             }
+            FailPoint.Hit("uninstall.before-free");
             foreach (var c in toFree) target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
             if (toFree.Count > (result.CaveFreed ? 1 : 0)) Log("freed " + (toFree.Count - (result.CaveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");
             Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + threads + " threads stopped for " + result.FreezeTime.TotalMilliseconds.ToString("0.000") + " ms");

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
@@ -55,7 +56,10 @@ namespace HotpatchTools.Tests.Support
         }
 
         /// <summary>Starts the host; stdout is redirected, the caller reads it.</summary>
-        public static Process Start(string prefix, params string[] args)
+        public static Process Start(string prefix, params string[] args) => Start(null, prefix, args);
+
+        /// <summary>Starts the host with extra environment variables (a failpoint, for one).</summary>
+        public static Process Start(IDictionary<string, string>? environment, string prefix, params string[] args)
         {
             var psi = new ProcessStartInfo(prefix.Length == 0 ? "dotnet" : prefix.Split(' ')[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             if (prefix.Length > 0)
@@ -68,6 +72,7 @@ namespace HotpatchTools.Tests.Support
             // Unprivileged runs have no writable home: keep the runtime from looking for one.
             psi.Environment["DOTNET_CLI_HOME"] = Path.GetTempPath();
             psi.Environment["DOTNET_NOLOGO"] = "1";
+            if (environment != null) foreach (var kv in environment) psi.Environment[kv.Key] = kv.Value;
             return Process.Start(psi)!;
         }
 

@@ -10,16 +10,20 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         public const long PTRACE_GETREGS = 12;
         public const long PTRACE_SETREGS = 13;
-        public const long PTRACE_SINGLESTEP = 9;
+        public const long PTRACE_SYSCALL = 24;
+        public const int PTRACE_O_TRACESYSGOOD = 1;
         public const long PTRACE_DETACH = 17;
         public const long PTRACE_SEIZE = 0x4206;
         public const long PTRACE_INTERRUPT = 0x4207;
         public const int PTRACE_EVENT_STOP = 128;
+        public const long PTRACE_GETREGSET = 0x4204;
+        public const long PTRACE_GETSIGMASK = 0x420a;
+        public const int NT_PRFPREG = 2, NT_X86_XSTATE = 0x202;
 
         public const int WNOHANG = 1;
         public const int __WALL = 0x40000000;
 
-        public const int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, ECHILD = 10, EAGAIN = 11, EACCES = 13, EFAULT = 14, EEXIST = 17;
+        public const int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, ECHILD = 10, EAGAIN = 11, EACCES = 13, EFAULT = 14, EEXIST = 17, ENOSYS = 38;
         public const int SIGTRAP = 5, SIGSTOP = 19;
 
         public const int O_RDONLY = 0, O_RDWR = 2, O_CLOEXEC = 0x80000;

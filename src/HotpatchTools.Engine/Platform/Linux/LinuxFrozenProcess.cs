@@ -120,7 +120,7 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         private Tracee? Seize(int tid)
         {
-            if (LibC.ptrace(LibC.PTRACE_SEIZE, tid, IntPtr.Zero, IntPtr.Zero) < 0)
+            if (LibC.ptrace(LibC.PTRACE_SEIZE, tid, IntPtr.Zero, (IntPtr)LibC.PTRACE_O_TRACESYSGOOD) < 0)
             {
                 int errno = Marshal.GetLastWin32Error();
                 if (errno == LibC.ESRCH) return null; // exited meanwhile
@@ -228,8 +228,15 @@ namespace HotpatchTools.Engine.Platform.Linux
             return new HotpatchException(HotpatchErrorKind.Internal, call + " of thread " + tid + " failed: " + LibC.StrError(errno) + ".") { ProcessId = Pid };
         }
 
-        /// <summary>Executes one system call in a stopped thread through a `syscall` gadget, then restores its registers exactly.</summary>
-        public long Inject(ulong gadget, long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
+        /// <summary>
+        /// Executes one system call in a stopped thread through a `syscall` gadget, then restores its registers exactly.
+        /// While the thread's registers are ours, we may die (SIGKILL) and the kernel would let the thread run on from
+        /// the gadget with them. So, when the target has a `syscall; ret` gadget and a signal restorer, the thread's
+        /// whole state goes first into a signal frame below its stack's red zone, and the gadget's `ret` leads into
+        /// rt_sigreturn: left alone, the thread finishes the call, restores itself from the frame and runs on
+        /// exactly where it was. Normally we stop it right after the `syscall` and put its registers back ourselves.
+        /// </summary>
+        public long Inject(LinuxTargetProcess.InjectionGadgets gadgets, long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
         {
             CheckOwner();
             // A non-leader thread first: the runtime's waitpid(pid) on its own children can only take the leader's stops.
@@ -239,21 +246,35 @@ namespace HotpatchTools.Engine.Platform.Linux
             regs.rax = (ulong)nr;
             regs.orig_rax = ulong.MaxValue; // not in a syscall: no restart logic may touch rip
             regs.rdi = a0; regs.rsi = a1; regs.rdx = a2; regs.r10 = a3; regs.r8 = a4; regs.r9 = a5;
-            regs.rip = gadget;
+            regs.rip = gadgets.Syscall;
+            if (gadgets.SafetyNet) regs.rsp = WriteSignalFrame(t, gadgets.Restorer);
+            FailPoint.Hit("inject.before-setregs");
             try
             {
                 SetRegs(t.Tid, regs);
-                for (int attempt = 0; attempt < 4; attempt++)
+                FailPoint.Hit("inject.after-setregs");
+                // Syscall stops, not a single step: a tracer that dies leaves the trap flag of a single step set, and
+                // the untraced thread would take a fatal SIGTRAP; syscall tracing ends with the tracer.
+                for (int stop = 0; stop < 8; stop++)
                 {
-                    if (LibC.ptrace(LibC.PTRACE_SINGLESTEP, t.Tid, IntPtr.Zero, IntPtr.Zero) < 0)
-                        throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_SINGLESTEP failed: " + LibC.StrError(Marshal.GetLastWin32Error()) + ".") { ProcessId = Pid };
+                    if (LibC.ptrace(LibC.PTRACE_SYSCALL, t.Tid, IntPtr.Zero, IntPtr.Zero) < 0)
+                        throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_SYSCALL failed: " + LibC.StrError(Marshal.GetLastWin32Error()) + ".") { ProcessId = Pid };
                     var status = BlockingWait(t.Tid);
                     if (!LibC.WIFSTOPPED(status)) { _tracees.Remove(t); throw ProcFs.Gone(Pid); }
-                    var after = GetRegs(t.Tid);
-                    if (after.rip == gadget + 2) return (long)after.rax;
-                    // Another signal arrived before the step: keep it for detach and step again.
                     int sig = LibC.WSTOPSIG(status);
-                    if (sig != LibC.SIGTRAP && t.PendingSignal == 0) t.PendingSignal = sig;
+                    if (sig == SyscallStop)
+                    {
+                        var after = GetRegs(t.Tid);
+                        // The entry stop shows -ENOSYS in rax; mmap and munmap never return it.
+                        if (after.rip == gadgets.Syscall + 2 && (long)after.rax != -LibC.ENOSYS)
+                        {
+                            FailPoint.Hit("inject.after-syscall");
+                            return (long)after.rax;
+                        }
+                        continue;
+                    }
+                    // Another signal arrived first: keep it for detach and go on.
+                    if (LibC.PtraceEvent(status) == 0 && sig != LibC.SIGTRAP && t.PendingSignal == 0) t.PendingSignal = sig;
                 }
                 throw new HotpatchException(HotpatchErrorKind.Internal, "The injected system call did not complete in thread " + t.Tid + ".") { ProcessId = Pid };
             }
@@ -262,6 +283,106 @@ namespace HotpatchTools.Engine.Platform.Linux
                 if (_tracees.Contains(t)) SetRegs(t.Tid, saved);
             }
         }
+
+        // -ERESTART_RESTARTBLOCK asks for restart_syscall rather than the original call.
+        private const long ERESTART_RESTARTBLOCK = -516, NR_restart_syscall = 219;
+        private const ulong UC_FP_XSTATE = 1, UC_SIGCONTEXT_SS = 2, UC_STRICT_RESTORE_SS = 4;
+        private const uint FP_XSTATE_MAGIC1 = 0x46505853, FP_XSTATE_MAGIC2 = 0x46505845;
+
+        /// <summary>
+        /// Writes an x86-64 rt_sigframe (restorer address, ucontext, siginfo, xsave area) holding the thread's current
+        /// state below its red zone and returns the frame's address, which becomes rsp for the injected call.
+        /// </summary>
+        private ulong WriteSignalFrame(Tracee t, ulong restorer)
+        {
+            var r = t.Regs;
+            ulong rip = r.rip, rax = r.rax;
+            // The kernel would restart an interrupted call when the thread resumes; rt_sigreturn does not, so the
+            // frame asks for the restart itself (and restart_syscall, after a sigreturn, reports EINTR, as after any signal).
+            if ((long)r.orig_rax >= 0 && RestartCodes.Contains((long)r.rax))
+            {
+                rip -= 2;
+                rax = (long)r.rax == ERESTART_RESTARTBLOCK ? (ulong)NR_restart_syscall : r.orig_rax;
+            }
+
+            byte[] fp = ReadFpState(t.Tid, out bool xsave);
+            const int ucOffset = 8, mcOffset = ucOffset + 40, maskOffset = mcOffset + 256, infoOffset = maskOffset + 8, infoEnd = infoOffset + 128;
+            int fpOffset = (infoEnd + 63) & ~63;
+            int size = fpOffset + fp.Length + 4;
+            ulong frame = (r.rsp - 128 - (ulong)size) & ~63UL;
+            var b = new byte[size];
+            void U64(int at, ulong v) => BitConverter.GetBytes(v).CopyTo(b, at);
+
+            U64(0, restorer);
+            U64(ucOffset, UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS);
+            // uc_stack: an invalid mode makes rt_sigreturn's sigaltstack step fail quietly, leaving the thread's alternate stack as it is.
+            BitConverter.GetBytes(3).CopyTo(b, ucOffset + 24);
+            ulong[] gp = { r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, rax, r.rcx, r.rsp, rip, r.eflags };
+            for (int i = 0; i < gp.Length; i++) U64(mcOffset + 8 * i, gp[i]);
+            BitConverter.GetBytes((ushort)r.cs).CopyTo(b, mcOffset + 144);
+            BitConverter.GetBytes((ushort)r.ss).CopyTo(b, mcOffset + 150);
+            U64(mcOffset + 184, frame + (ulong)fpOffset);
+            U64(maskOffset, ReadSigMask(t.Tid));
+            fp.CopyTo(b, fpOffset);
+            if (xsave) BitConverter.GetBytes(FP_XSTATE_MAGIC2).CopyTo(b, fpOffset + fp.Length);
+
+            _proc.Write(frame, b);
+            return frame;
+        }
+
+        /// <summary>
+        /// The thread's FPU/SSE/AVX state in the signal-frame layout: the XSAVE area ptrace gives, described the way
+        /// the kernel describes it in a signal frame, or the legacy FXSAVE area when XSAVE is not available.
+        /// </summary>
+        private byte[] ReadFpState(int tid, out bool xsave)
+        {
+            var buf = new byte[16384];
+            unsafe
+            {
+                fixed (byte* p = buf)
+                {
+                    var iov = new LibC.Iovec { Base = (IntPtr)p, Length = (UIntPtr)buf.Length };
+                    if (LibC.ptrace(LibC.PTRACE_GETREGSET, tid, (IntPtr)LibC.NT_X86_XSTATE, (IntPtr)(&iov)) == 0)
+                    {
+                        int len = (int)iov.Length;
+                        if (len >= 576)
+                        {
+                            // ptrace keeps XCR0 in the software-reserved bytes; a signal frame keeps its own description there.
+                            ulong xcr0 = BitConverter.ToUInt64(buf, 464);
+                            Array.Clear(buf, 464, 48);
+                            BitConverter.GetBytes(FP_XSTATE_MAGIC1).CopyTo(buf, 464);
+                            BitConverter.GetBytes((uint)len + 4).CopyTo(buf, 468);
+                            BitConverter.GetBytes(xcr0).CopyTo(buf, 472);
+                            BitConverter.GetBytes((uint)len).CopyTo(buf, 480);
+                            xsave = true;
+                            var x = new byte[len];
+                            Array.Copy(buf, x, len);
+                            return x;
+                        }
+                    }
+                    iov = new LibC.Iovec { Base = (IntPtr)p, Length = (UIntPtr)512 };
+                    if (LibC.ptrace(LibC.PTRACE_GETREGSET, tid, (IntPtr)LibC.NT_PRFPREG, (IntPtr)(&iov)) < 0) throw RegsError("PTRACE_GETREGSET", tid);
+                }
+            }
+            xsave = false;
+            var fx = new byte[512];
+            Array.Copy(buf, fx, 512);
+            Array.Clear(fx, 464, 48); // no software bytes: the kernel restores it as a plain FXSAVE frame
+            return fx;
+        }
+
+        private ulong ReadSigMask(int tid)
+        {
+            ulong mask = 0;
+            unsafe
+            {
+                if (LibC.ptrace(LibC.PTRACE_GETSIGMASK, tid, (IntPtr)8, (IntPtr)(&mask)) < 0) throw RegsError("PTRACE_GETSIGMASK", tid);
+            }
+            return mask;
+        }
+
+        // PTRACE_O_TRACESYSGOOD marks syscall stops with bit 7, apart from a real SIGTRAP.
+        private const int SyscallStop = LibC.SIGTRAP | 0x80;
 
         private int BlockingWait(int tid)
         {
@@ -272,10 +393,10 @@ namespace HotpatchTools.Engine.Platform.Linux
                 if (r == tid) return status;
                 if (r < 0 && Marshal.GetLastWin32Error() != LibC.EINTR)
                     throw ProcFs.Gone(Pid);
-                // The caller checks where the thread stopped, so a reaped-elsewhere stop reads as a trap.
-                if (spins % 64 == 63 && StoppedButReapedElsewhere(tid)) return (LibC.SIGTRAP << 8) | 0x7f;
+                // The caller checks where the thread stopped, so a reaped-elsewhere stop reads as a syscall stop.
+                if (spins % 64 == 63 && StoppedButReapedElsewhere(tid)) return (SyscallStop << 8) | 0x7f;
                 if (clock.Elapsed > TimeSpan.FromSeconds(5))
-                    throw new HotpatchException(HotpatchErrorKind.Internal, "Thread " + tid + " did not stop after a single step.") { ProcessId = Pid };
+                    throw new HotpatchException(HotpatchErrorKind.Internal, "Thread " + tid + " did not stop in the injected system call.") { ProcessId = Pid };
                 if (spins < 2000) Thread.Yield(); else Thread.Sleep(1);
             }
         }

@@ -10,7 +10,7 @@ namespace HotpatchTools.Engine.Platform.Linux
     internal sealed unsafe class LinuxTargetProcess : ITargetProcess, IProcessMemory, IModuleEnumerator, IThreadController
     {
         private int _memFd = -1;
-        private ulong? _syscallGadget;
+        private InjectionGadgets? _gadgets;
 
         public LinuxTargetProcess(int pid, string name)
         {
@@ -149,31 +149,67 @@ namespace HotpatchTools.Engine.Platform.Linux
         /// <summary>Runs one system call in a stopped thread of the target and puts the thread back exactly.</summary>
         private long InjectSyscall(IFrozenProcess? frozen, long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
         {
-            ulong gadget = SyscallGadget();
-            if (frozen is LinuxFrozenProcess f) return f.Inject(gadget, nr, a0, a1, a2, a3, a4, a5);
+            var gadgets = Gadgets();
+            if (frozen is LinuxFrozenProcess f) return f.Inject(gadgets, nr, a0, a1, a2, a3, a4, a5);
             // Stop a single thread only: the rest of the process keeps running while we allocate.
             using var one = LinuxFrozenProcess.Stop(this, TimeSpan.FromSeconds(5), singleThread: true);
-            return one.Inject(gadget, nr, a0, a1, a2, a3, a4, a5);
+            return one.Inject(gadgets, nr, a0, a1, a2, a3, a4, a5);
         }
 
-        /// <summary>Any `syscall` instruction (0f 05) in an executable file mapping, found before anything is stopped.</summary>
-        internal ulong SyscallGadget()
+        /// <summary>Code already in the target that an injected system call runs through (see LinuxFrozenProcess.Inject).</summary>
+        internal sealed class InjectionGadgets
         {
-            if (_syscallGadget.HasValue) return _syscallGadget.Value;
+            /// <summary>`syscall` (0f 05), followed by `ret` (c3) when SafetyNet is true.</summary>
+            public ulong Syscall;
+            /// <summary>A signal restorer: `mov rax, 15; syscall` (rt_sigreturn), or 0 when none was found.</summary>
+            public ulong Restorer;
+            public bool SafetyNet => Restorer != 0;
+        }
+
+        private static readonly byte[] SyscallRet = { 0x0f, 0x05, 0xc3 };
+        // glibc's and musl's __restore_rt, then the 5-byte form Go's runtime uses.
+        private static readonly byte[][] Restorers = { new byte[] { 0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05 }, new byte[] { 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05 } };
+
+        /// <summary>Found before anything is stopped, once per process object.</summary>
+        internal InjectionGadgets Gadgets()
+        {
+            if (_gadgets != null) return _gadgets;
             var maps = ProcFs.ReadMaps(Id);
-            // libc first: it always holds syscall instructions; the vdso as a last resort.
+            // libc first: it always holds syscall instructions and the signal restorer; the vdso as a last resort.
             maps.Sort((a, b) => Rank(a).CompareTo(Rank(b)));
+            ulong syscallRet = 0, anySyscall = 0, restorer = 0;
             foreach (var m in maps)
             {
                 if (!m.X || m.Path.Length == 0 || m.Path == "[vsyscall]") continue;
                 ulong len = Math.Min(m.End - m.Start, 4UL << 20);
                 var buf = new byte[len];
                 int n = TryRead(m.Start, buf);
-                for (int i = 0; i + 1 < n; i++)
-                    if (buf[i] == 0x0f && buf[i + 1] == 0x05) { _syscallGadget = m.Start + (ulong)i; return _syscallGadget.Value; }
+                if (syscallRet == 0 && IndexOf(buf, n, SyscallRet) is int i) syscallRet = m.Start + (ulong)i;
+                if (anySyscall == 0 && IndexOf(buf, n, SyscallRet, 2) is int j) anySyscall = m.Start + (ulong)j;
+                foreach (var pattern in Restorers)
+                    if (restorer == 0 && IndexOf(buf, n, pattern) is int k) restorer = m.Start + (ulong)k;
+                if (syscallRet != 0 && restorer != 0) break;
             }
-            if (ProcFs.TaskState(Id, Id) is '\0' or 'Z' or 'X') throw ProcFs.Gone(Id);
-            throw new HotpatchException(HotpatchErrorKind.Internal, "No syscall instruction found in process " + Id + "'s code.") { ProcessId = Id };
+            if (anySyscall == 0)
+            {
+                if (ProcFs.TaskState(Id, Id) is '\0' or 'Z' or 'X') throw ProcFs.Gone(Id);
+                throw new HotpatchException(HotpatchErrorKind.Internal, "No syscall instruction found in process " + Id + "'s code.") { ProcessId = Id };
+            }
+            return _gadgets = syscallRet != 0 && restorer != 0
+                ? new InjectionGadgets { Syscall = syscallRet, Restorer = restorer }
+                : new InjectionGadgets { Syscall = anySyscall };
+        }
+
+        private static int? IndexOf(byte[] buf, int n, byte[] pattern, int length = -1)
+        {
+            if (length < 0) length = pattern.Length;
+            for (int i = 0; i + length <= n; i++)
+            {
+                int k = 0;
+                while (k < length && buf[i + k] == pattern[k]) k++;
+                if (k == length) return i;
+            }
+            return null;
         }
 
         private static int Rank(ProcFs.MapsLine m) => m.Path.Contains("/libc.so") || m.Path.Contains("/libc-") ? 0 : m.Path.StartsWith("/", StringComparison.Ordinal) ? 1 : 2;
