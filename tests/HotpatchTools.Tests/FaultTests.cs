@@ -327,6 +327,63 @@ namespace HotpatchTools.Tests
             }
         }
 
+        public static TheoryData<string, string> TargetKillPoints() => new()
+        {
+            { "install", "inject.after-setregs" },
+            { "install", "inject.after-syscall" },
+            { "install", "install.after-allocate" },
+            { "install", "install.after-cave" },
+            { "install", "install.after-site-1" },
+            { "install", "install.after-site-2" },
+            { "uninstall", "uninstall.after-site-1" },
+            { "uninstall", "uninstall.after-site-2" },
+            { "uninstall", "uninstall.before-free" },
+        };
+
+        /// <summary>The installer is held at a named step while its target is SIGKILLed, then let go.</summary>
+        [Theory]
+        [MemberData(nameof(TargetKillPoints))]
+        public void A_target_killed_at_each_step_is_reported_as_exited_in_bounded_time(string mode, string failPoint)
+        {
+            using var t = TargetProcess.Start();
+            Assert.Equal("ok", t.Send("hammer 2"));
+            var dir = Directory.CreateTempSubdirectory("hpt-fault-die-").FullName;
+            try
+            {
+                var file = PatchFiles.WriteFile(dir, "T-DIE", TwoSitesYaml(t, "T-DIE"));
+                if (mode == "uninstall") new HotpatchEngine().Install(PatchFiles.Parse(File.ReadAllText(file)), t.Pid);
+                var environment = new Dictionary<string, string> { [FailPoint.Variable] = failPoint, [FailPoint.ResumeVariable] = "1" };
+                using var host = FaultHost.Start(environment, "", mode, file, t.Pid.ToString(CultureInfo.InvariantCulture));
+                try
+                {
+                    var reached = host.StandardOutput.ReadLineAsync();
+                    Assert.True(reached.Wait(TimeSpan.FromSeconds(90)), "the installer never reached " + failPoint);
+                    Assert.Equal("failpoint " + failPoint, reached.Result);
+                    t.Kill();
+                    var clock = Stopwatch.StartNew();
+                    host.StandardInput.WriteLine("go");
+                    host.StandardInput.Flush();
+                    var outcome = host.StandardOutput.ReadLineAsync();
+                    Assert.True(outcome.Wait(TimeSpan.FromSeconds(30)), "the installer hung after its target died at " + failPoint);
+                    Assert.True(host.WaitForExit(30_000), "the installer did not exit");
+                    // Nothing is left to do after the last write of an install or the restores of an uninstall, so
+                    // success is the truth there; anywhere else the death must be reported as such.
+                    bool lastStep = failPoint is "install.after-site-2" or "uninstall.before-free";
+                    string line = outcome.Result ?? "(no output)";
+                    if (lastStep && line is "installed" or "removed") return;
+                    Assert.True(line.StartsWith("error ProcessExited ", StringComparison.Ordinal) || line.StartsWith("error ProcessNotFound ", StringComparison.Ordinal),
+                        failPoint + ": " + line + " after " + clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture) + " s");
+                    Assert.Contains(t.Pid.ToString(CultureInfo.InvariantCulture), line);
+                    Assert.Equal(1, host.ExitCode);
+                }
+                finally
+                {
+                    if (!host.HasExited) host.Kill();
+                }
+            }
+            finally { Directory.Delete(dir, recursive: true); }
+        }
+
         // ---- 4. the module is unloaded between discovery and install ----
 
         [Fact]

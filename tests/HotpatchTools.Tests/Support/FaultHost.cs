@@ -61,7 +61,7 @@ namespace HotpatchTools.Tests.Support
         /// <summary>Starts the host with extra environment variables (a failpoint, for one).</summary>
         public static Process Start(IDictionary<string, string>? environment, string prefix, params string[] args)
         {
-            var psi = new ProcessStartInfo(prefix.Length == 0 ? "dotnet" : prefix.Split(' ')[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            var psi = new ProcessStartInfo(prefix.Length == 0 ? "dotnet" : prefix.Split(' ')[0]) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
             if (prefix.Length > 0)
             {
                 foreach (var a in prefix.Split(' ').Skip(1)) psi.ArgumentList.Add(a);

@@ -50,7 +50,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             int n = TryRead(address, buffer);
             if (n != buffer.Length)
             {
-                if (!Directory.Exists("/proc/" + Id)) throw ProcFs.Gone(Id);
+                if (Dying) throw ProcFs.Gone(Id);
                 throw new HotpatchException(HotpatchErrorKind.Internal,
                     "Could not read " + buffer.Length + " bytes at 0x" + address.ToString("x") + " in process " + Id + ".") { ProcessId = Id };
             }
@@ -75,6 +75,8 @@ namespace HotpatchTools.Engine.Platform.Linux
             }
         }
 
+        private bool Dying => ProcFs.TaskState(Id, Id) is '\0' or 'Z' or 'X' or 'x';
+
         public void Write(ulong address, byte[] data)
         {
             int fd = MemFd();
@@ -84,6 +86,9 @@ namespace HotpatchTools.Engine.Platform.Linux
                 if (n != data.Length)
                 {
                     int errno = Marshal.GetLastWin32Error();
+                    // A killed process keeps its /proc entry for a while (exiting, a zombie) but no address space: the
+                    // kernel then writes nothing and reports no error.
+                    if (n == 0 || Dying) throw ProcFs.Gone(Id);
                     throw new HotpatchException(HotpatchErrorKind.WriteFailed,
                         "Writing " + data.Length + " bytes at 0x" + address.ToString("x") + " in process " + Id + " failed: " + LibC.StrError(errno) + ".") { ProcessId = Id };
                 }
