@@ -1,9 +1,11 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Threading.Tasks;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Assembly;
 using Iced.Intel;
+using HotpatchTools.Tests.Support;
 using Xunit;
 
 namespace HotpatchTools.Tests
@@ -576,8 +578,11 @@ value:
             Assert.Contains("'movsq' is not valid in 32-bit code", Fails("movsq", 32).Detail);
         }
 
+        private const string Specials = "[]+-*:,x0\n;'";
+
         [Fact]
-        public void ArbitraryInput_OnlyEverFailsWithAsmException()
+        [Trait("Category", Fuzz.Category)]
+        public async Task ArbitraryInput_OnlyEverFailsWithAsmException()
         {
             string[] pool =
             {
@@ -588,19 +593,55 @@ value:
                 "byte", "ptr", "qword", "xmmword", "counter", "x", "libc.so.6!getpid", "'a'", "''", ";", "#", "!", "$",
                 ".", "\t", "fs:[0x28]", "[rip+counter]", "[rbx+rcx*8-8]", "dword ptr", "movsb", "movsq", "enter",
             };
-            var random = new Random(1234);
-            for (int n = 0; n < 5000; n++)
+            // Valid programs, then mutated byte by byte: near-misses reach deeper into the operand parser than random tokens.
+            string[] valid =
             {
-                var parts = Enumerable.Range(0, random.Next(1, 9)).Select(_ => pool[random.Next(pool.Length)]);
-                var code = string.Join(random.Next(3) == 0 ? "" : " ", parts);
+                "mov eax, [rip+counter]\nadd eax, 1\nmov [rip+counter], eax\njmp resume\ncounter: dd 0",
+                "cmp edi, 0x100\njbe ok\nmov eax, -22\nret\nok: jmp resume",
+                "push rbx\nlea rbx, [rdi+rsi*4-8]\ncall libc.so.6!getpid\npop rbx\nrep movsb\nlock cmpxchg [rbx], ecx",
+                "movsd xmm0, qword ptr [rsp+8]\nimul r8d, dword ptr fs:[0x28], 12\nloop x\nx: db 'ab', 0x90\ndq 0xffffffffffffffff",
+            };
+            var random = new Random(Fuzz.Seed(1234));
+            int cases = Fuzz.Cases(5000), assembled = 0, refused = 0;
+            await Fuzz.Run(cases, n =>
+            {
+                string code;
+                if (n % 2 == 0)
+                {
+                    var parts = Enumerable.Range(0, random.Next(1, 9)).Select(_ => pool[random.Next(pool.Length)]);
+                    code = string.Join(random.Next(3) == 0 ? "" : " ", parts);
+                }
+                else
+                {
+                    var chars = valid[random.Next(valid.Length)].ToCharArray().ToList();
+                    for (int e = 1 + random.Next(3); e > 0 && chars.Count > 0; e--)
+                    {
+                        int at = random.Next(chars.Count);
+                        switch (random.Next(4))
+                        {
+                            case 0: chars[at] = (char)random.Next(32, 127); break;
+                            case 1: chars.RemoveAt(at); break;
+                            case 2: chars.Insert(at, Specials[random.Next(Specials.Length)]); break;
+                            default: chars.InsertRange(at, pool[random.Next(pool.Length)]); break;
+                        }
+                    }
+                    code = new string(chars.ToArray());
+                }
                 try
                 {
                     IntelAssembler.Assemble(code, random.Next(2) == 0 ? 64 : 32, Site, Resolve);
+                    assembled++;
                 }
                 catch (AsmException)
                 {
+                    refused++;
                 }
-            }
+                catch (Exception e)
+                {
+                    Assert.Fail("case " + n + ": " + e + "\ninput:\n" + code);
+                }
+            });
+            Assert.True(assembled > 0 && refused > 0, $"assembled {assembled}, refused {refused}");
         }
     }
 }

@@ -7,6 +7,7 @@ using System.Text.RegularExpressions;
 using System.Threading.Tasks;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Modules;
+using HotpatchTools.Tests.Support;
 using Xunit;
 
 namespace HotpatchTools.Tests
@@ -364,14 +365,16 @@ int main(void) { printf(""%d\n"", helper(3)); return 0; }
         }
 
         [Fact]
+        [Trait("Category", Fuzz.Category)]
         public async Task RandomMutationsGiveAnImageOrAFormatError()
         {
             var original = File.ReadAllBytes(samples.SharedLibrary);
-            var rng = new Random(4242);
+            var rng = new Random(Fuzz.Seed(4242));
+            int cases = Fuzz.Cases(2000);
             int parsed = 0, refused = 0;
             var work = Task.Run(() =>
             {
-                for (int iteration = 0; iteration < 2000; iteration++)
+                for (int iteration = 0; iteration < cases; iteration++)
                 {
                     var bytes = Mutate(original, rng);
                     try
@@ -391,7 +394,7 @@ int main(void) { printf(""%d\n"", helper(3)); return 0; }
                     }
                 }
             });
-            await work.WaitAsync(TimeSpan.FromSeconds(120));
+            await work.WaitAsync(Fuzz.Budget(cases));
             Assert.True(parsed > 0 && refused > 0, $"parsed {parsed}, refused {refused}");
         }
 

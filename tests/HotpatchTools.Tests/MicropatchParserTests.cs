@@ -6,6 +6,7 @@ using System.Text;
 using System.Threading.Tasks;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Format;
+using HotpatchTools.Tests.Support;
 using Xunit;
 
 namespace HotpatchTools.Tests
@@ -448,16 +449,18 @@ patchlets:
         }
 
         [Fact]
+        [Trait("Category", Fuzz.Category)]
         public async Task RandomMutationsGiveAPatchOrAFormatError()
         {
             var original = Encoding.UTF8.GetBytes(SpecExample + "  - at: 0x1000\n    expect: 'c3'\n    mode: replace\n    code: \"ret\"\n");
             var specials = Encoding.ASCII.GetBytes(":-[]{}\"'|>&*!#%@`,?\t \n\r\\~0x");
-            var rng = new Random(20260101);
+            var rng = new Random(Fuzz.Seed(20260101));
+            int cases = Fuzz.Cases(2000);
             int parsed = 0, refused = 0;
 
             var work = Task.Run(() =>
             {
-                for (int iteration = 0; iteration < 2000; iteration++)
+                for (int iteration = 0; iteration < cases; iteration++)
                 {
                     var bytes = Mutate(original, rng, specials);
                     try
@@ -476,7 +479,7 @@ patchlets:
                     }
                 }
             });
-            await work.WaitAsync(TimeSpan.FromSeconds(120));
+            await work.WaitAsync(Fuzz.Budget(cases));
             Assert.True(parsed > 0 && refused > 0, $"parsed {parsed}, refused {refused}");
         }
 

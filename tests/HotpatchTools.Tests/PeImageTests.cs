@@ -8,6 +8,7 @@ using System.Text.RegularExpressions;
 using System.Threading.Tasks;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Modules;
+using HotpatchTools.Tests.Support;
 using Xunit;
 
 namespace HotpatchTools.Tests
@@ -671,6 +672,7 @@ int call_twin(int x) { return shadow(x) * 2; }
         }
 
         [Fact]
+        [Trait("Category", Fuzz.Category)]
         public async Task RandomMutationsGiveAnImageOrAFormatError()
         {
             var dll64 = File.ReadAllBytes(samples.Dll64);
@@ -680,11 +682,12 @@ int call_twin(int x) { return shadow(x) * 2; }
                 (File.ReadAllBytes(samples.Exe32), false, HotOffsets(File.ReadAllBytes(samples.Exe32), loaded: false)),
                 (PeTools.LoadedLayout(dll64), true, HotOffsets(dll64, loaded: true)),
             };
-            var rng = new Random(4243);
+            var rng = new Random(Fuzz.Seed(4243));
+            int cases = Fuzz.Cases(2000);
             int parsed = 0, refused = 0;
             var work = Task.Run(() =>
             {
-                for (int iteration = 0; iteration < 2000; iteration++)
+                for (int iteration = 0; iteration < cases; iteration++)
                 {
                     var input = inputs[iteration % inputs.Length];
                     var bytes = Mutate(input.Bytes, input.Hot, rng);
@@ -712,7 +715,7 @@ int call_twin(int x) { return shadow(x) * 2; }
                     }
                 }
             });
-            await work.WaitAsync(TimeSpan.FromSeconds(120));
+            await work.WaitAsync(Fuzz.Budget(cases));
             Assert.True(parsed > 100 && refused > 100, $"parsed {parsed}, refused {refused}");
         }
 

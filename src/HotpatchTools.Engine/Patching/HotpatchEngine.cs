@@ -46,7 +46,9 @@ namespace HotpatchTools.Engine.Patching
         /// </summary>
         public IEnumerable<TargetStatus> Scan(Micropatch patch, Action<int, int>? progress = null)
         {
-            var pids = _platform.ListProcesses();
+            var pids = _platform is IModuleProcessFilter filter
+                ? filter.ListProcessesWithModule(patch.Target.Module, patch.Target.Os == TargetOs.Windows)
+                : _platform.ListProcesses();
             for (int i = 0; i < pids.Count; i++)
             {
                 progress?.Invoke(i, pids.Count);
@@ -249,9 +251,13 @@ namespace HotpatchTools.Engine.Patching
             {
                 ThreadSnapshot? blocker = null;
                 SitePlan? blocked = null;
+                int threads = 0;
+                bool done = false;
+                // FreezeTime is the whole hold: from the first thread stopped to the last one released.
+                var freeze = Stopwatch.StartNew();
                 using (var frozen = target.Threads.Freeze(_options.StopTimeout))
                 {
-                    var freeze = Stopwatch.StartNew();
+                    threads = frozen.Threads.Count;
                     foreach (var s in plan.Sites)
                     {
                         var now = new byte[s.Patchlet.Expect.Length];
@@ -286,11 +292,15 @@ namespace HotpatchTools.Engine.Patching
                             }
                             throw;
                         }
-                        freeze.Stop();
-                        Log("installed " + plan.Patch.Id + " in process " + target.Id + ": " + frozen.Threads.Count + " threads stopped for " + freeze.Elapsed.TotalMilliseconds.ToString("0.000") + " ms, attempt " + attempt);
-                        var found = new FoundCave { Address = cave.Address, Header = cave.Header, HeaderBytes = cave.Header.Serialize() };
-                        return new InstallResult { Patch = Describe(target, found), FreezeTime = freeze.Elapsed, Attempts = attempt, ThreadCount = frozen.Threads.Count };
+                        done = true;
                     }
+                }
+                freeze.Stop();
+                if (done)
+                {
+                    Log("installed " + plan.Patch.Id + " in process " + target.Id + ": " + threads + " threads held for " + freeze.Elapsed.TotalMilliseconds.ToString("0.000") + " ms (stop, write, release), attempt " + attempt);
+                    var found = new FoundCave { Address = cave.Address, Header = cave.Header, HeaderBytes = cave.Header.Serialize() };
+                    return new InstallResult { Patch = Describe(target, found), FreezeTime = freeze.Elapsed, Attempts = attempt, ThreadCount = threads };
                 }
                 if (clock.Elapsed > _options.ThreadWait)
                     throw new HotpatchException(HotpatchErrorKind.ThreadInSpan,
@@ -374,12 +384,12 @@ namespace HotpatchTools.Engine.Patching
                 }
                 // Caves retired by earlier uninstalls are freed once no thread is in them or may return into them.
                 toFree.AddRange(all.Where(c => c.Header.State == CaveState.Retired && CaveInUse(target, frozen, c) == null));
-                result.FreezeTime = clock.Elapsed;
             }
+            result.FreezeTime = clock.Elapsed;
             FailPoint.Hit("uninstall.before-free");
             foreach (var c in toFree) target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
             if (toFree.Count > (result.CaveFreed ? 1 : 0)) Log("freed " + (toFree.Count - (result.CaveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");
-            Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + threads + " threads stopped for " + result.FreezeTime.TotalMilliseconds.ToString("0.000") + " ms");
+            Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + threads + " threads held for " + result.FreezeTime.TotalMilliseconds.ToString("0.000") + " ms (stop, restore, release)");
             var described = Describe(target, cave);
             described.State = "Removed";
             result.Patch = described;

@@ -57,6 +57,16 @@ namespace HotpatchTools.Engine.Platform
         ITargetProcess Open(int processId);
     }
 
+    /// <summary>
+    /// A platform that can tell, cheaply and without opening each process, which processes have a module
+    /// mapped: machine-wide discovery reads nothing else from the others.
+    /// </summary>
+    public interface IModuleProcessFilter
+    {
+        /// <summary>Processes that may have the module loaded (a superset: the engine checks each one).</summary>
+        IReadOnlyList<ProcessInfo> ListProcessesWithModule(string moduleName, bool ignoreCase);
+    }
+
     /// <summary>One open target process: one small interface per concern.</summary>
     public interface ITargetProcess : IDisposable
     {

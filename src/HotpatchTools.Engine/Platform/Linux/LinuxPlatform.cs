@@ -2,10 +2,11 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
+using System.Text;
 
 namespace HotpatchTools.Engine.Platform.Linux
 {
-    public sealed class LinuxPlatform : IProcessPlatform
+    public sealed class LinuxPlatform : IProcessPlatform, IModuleProcessFilter
     {
         public string OsName => "linux";
 
@@ -21,6 +22,55 @@ namespace HotpatchTools.Engine.Platform.Linux
             list.Sort((a, b) => a.Id.CompareTo(b.Id));
             return list;
         }
+
+        /// <summary>One read of each /proc/PID/maps and a byte search for "/NAME" ending a path; names only for matches.</summary>
+        public IReadOnlyList<ProcessInfo> ListProcessesWithModule(string moduleName, bool ignoreCase)
+        {
+            var list = new List<ProcessInfo>();
+            var needle = Encoding.UTF8.GetBytes("/" + moduleName);
+            var buffer = new byte[64 * 1024];
+            foreach (var dir in Directory.EnumerateDirectories("/proc"))
+            {
+                if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out int pid)) continue;
+                if (!MapsMention(dir + "/maps", needle, ignoreCase, ref buffer)) continue;
+                string? name = ProcFs.TryReadComm(pid);
+                if (name != null) list.Add(new ProcessInfo(pid, name));
+            }
+            list.Sort((a, b) => a.Id.CompareTo(b.Id));
+            return list;
+        }
+
+        private static readonly byte[] Deleted = Encoding.ASCII.GetBytes(" (deleted)\n");
+
+        private static bool MapsMention(string path, byte[] needle, bool ignoreCase, ref byte[] buffer)
+        {
+            int length = 0;
+            try
+            {
+                using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.None);
+                int n;
+                while ((n = f.Read(buffer, length, buffer.Length - length)) > 0)
+                {
+                    length += n;
+                    if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+                }
+            }
+            // Gone, or not ours to read: a process we cannot read is reported by Inspect when named, skipped in a sweep.
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { return false; }
+            for (int i = 0; i + needle.Length < length; i++)
+            {
+                int k = 0;
+                while (k < needle.Length && Same(buffer[i + k], needle[k], ignoreCase)) k++;
+                if (k < needle.Length) continue;
+                int end = i + k;
+                if (buffer[end] == (byte)'\n') return true;
+                if (end + Deleted.Length <= length && buffer.AsSpan(end, Deleted.Length).SequenceEqual(Deleted)) return true;
+            }
+            return false;
+        }
+
+        private static bool Same(byte a, byte b, bool ignoreCase) =>
+            a == b || (ignoreCase && a < 128 && b < 128 && char.ToLowerInvariant((char)a) == char.ToLowerInvariant((char)b));
 
         public ITargetProcess Open(int processId)
         {

@@ -244,23 +244,26 @@ namespace HotpatchTools.Engine.Platform.Linux
                 if (m.Start < mod.Base && mod.BaseMapping == null) mod.Base = m.Start;
                 if (m.End > mod.End) mod.End = m.End;
             }
-            foreach (var mod in order)
-            {
-                // map_files reaches the mapped file itself, even when it was replaced on disk or lives in another mount namespace.
-                string viaMapFiles = "/proc/" + Id + "/map_files/" + mod.BaseMapping;
-                mod.ReadablePath = mod.BaseMapping != null && File.Exists(viaMapFiles) ? viaMapFiles : "/proc/" + Id + "/root" + mod.Path;
-            }
             return order;
         }
 
+        /// <summary>Decided when a module is opened, not listed: a process maps dozens of files and a check costs a syscall each.</summary>
+        private string Readable(LoadedModule module)
+        {
+            if (module.ReadablePath.Length > 0) return module.ReadablePath;
+            // map_files reaches the mapped file itself, even when it was replaced on disk or lives in another mount namespace.
+            string viaMapFiles = "/proc/" + Id + "/map_files/" + module.BaseMapping;
+            return module.ReadablePath = module.BaseMapping != null && File.Exists(viaMapFiles) ? viaMapFiles : "/proc/" + Id + "/root" + module.Path;
+        }
+
         public IModuleImage OpenImage(LoadedModule module) =>
-            ModuleCache.GetOrAdd("elf|" + module.Key, () => ElfImage.Load(module.ReadablePath));
+            ModuleCache.GetOrAdd("elf|" + module.Key, () => ElfImage.Load(Readable(module)));
 
         public string ComputeSha256(LoadedModule module) =>
             ModuleCache.GetOrAdd("sha|" + module.Key, () =>
             {
                 using var sha = SHA256.Create();
-                using var f = File.OpenRead(module.ReadablePath);
+                using var f = File.OpenRead(Readable(module));
                 return Hex.Lower(sha.ComputeHash(f));
             });
 
