@@ -429,6 +429,49 @@ namespace HotpatchTools.Tests
         private static string[] MapsWithoutStack(TargetProcess t) =>
             File.ReadAllLines("/proc/" + t.Pid + "/maps").Where(l => !l.Contains("[stack]") && !l.Contains("[heap]")).ToArray();
 
+        // ---- a real debugger already holds the process ----
+
+        /// <summary>strace attaches to every thread the way debuggers do; while it is there we refuse, once it is gone we install.</summary>
+        [Fact]
+        public void A_process_traced_by_strace_is_Busy_naming_the_tracer_and_nothing_is_written()
+        {
+            using var t = TargetProcess.Start();
+            Assert.Equal("ok", t.Send("hammer 2"));
+            var originals = Originals(t);
+            var patch = TwoSites(t, "T-DEBUGGED");
+            var psi = new ProcessStartInfo("strace") { RedirectStandardError = true, RedirectStandardOutput = true };
+            foreach (var a in new[] { "-f", "-qq", "-e", "trace=none", "-o", "/dev/null", "-p", t.Pid.ToString(CultureInfo.InvariantCulture) }) psi.ArgumentList.Add(a);
+            using var strace = Process.Start(psi)!;
+            try
+            {
+                var clock = Stopwatch.StartNew();
+                while (!File.ReadAllLines("/proc/" + t.Pid + "/status").Any(l => l.StartsWith("TracerPid:", StringComparison.Ordinal) && !l.EndsWith("\t0", StringComparison.Ordinal)))
+                {
+                    Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "strace did not attach");
+                    Thread.Sleep(20);
+                }
+                var engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(1) });
+                var e = Assert.Throws<HotpatchException>(() => engine.Install(patch, t.Pid));
+                Assert.Equal(HotpatchErrorKind.Busy, e.Kind);
+                Assert.Contains("strace", e.Message);
+                Assert.Equal(t.Pid, e.ProcessId);
+                Assert.Equal(originals, Originals(t));
+                Assert.Equal(0, t.CaveCount());
+            }
+            finally
+            {
+                // SIGTERM: strace detaches from every thread before it exits.
+                Process.Start("kill", new[] { "-TERM", strace.Id.ToString(CultureInfo.InvariantCulture) })!.WaitForExit();
+                Assert.True(strace.WaitForExit(20_000), "strace did not exit");
+            }
+            AssertResponsive(t, "after strace detached");
+            var after = new HotpatchEngine();
+            after.Install(patch, t.Pid);
+            after.Uninstall(t.Pid, "T-DEBUGGED");
+            Assert.Equal(originals, Originals(t));
+            Assert.Equal(0, t.Stats().Errors);
+        }
+
         // ---- 5. no privilege ----
 
         [Fact]
