@@ -17,6 +17,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             public int Tid;
             public int PendingSignal;
+            public bool Interrupted;
             public bool Stopped;
             public LibC.UserRegs Regs;
         }
@@ -95,12 +96,17 @@ namespace HotpatchTools.Engine.Platform.Linux
                 }
                 if (fresh.Count == 0) break;
 
+                // Attaching is the slow part (tens of microseconds a thread, under the kernel's locks) and does not
+                // stop anything: attach to the whole batch first, then interrupt it in one quick pass, so no thread
+                // waits stopped while the others are being attached.
                 var batch = new List<Tracee>();
                 foreach (int tid in fresh)
                 {
                     var t = Seize(tid);
                     if (t != null) { _tracees.Add(t); batch.Add(t); }
                 }
+                foreach (var t in batch.ToArray())
+                    if (!Interrupt(t)) batch.Remove(t);
                 foreach (var t in batch) { WaitForStop(t, deadline, timeout); t.Stopped = true; }
                 // Re-list: threads created while we were stopping the others must be stopped too.
                 if (singleThread && _tracees.Count > 0) break;
@@ -139,15 +145,17 @@ namespace HotpatchTools.Engine.Platform.Linux
                 }
                 throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_SEIZE of thread " + tid + " failed: " + LibC.StrError(errno) + ".") { ProcessId = Pid };
             }
-            var t = new Tracee { Tid = tid };
-            if (LibC.ptrace(LibC.PTRACE_INTERRUPT, tid, IntPtr.Zero, IntPtr.Zero) < 0)
-            {
-                int errno = Marshal.GetLastWin32Error();
-                LibC.ptrace(LibC.PTRACE_DETACH, tid, IntPtr.Zero, IntPtr.Zero);
-                if (errno == LibC.ESRCH) return null;
-                throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_INTERRUPT of thread " + tid + " failed: " + LibC.StrError(errno) + ".") { ProcessId = Pid };
-            }
-            return t;
+            return new Tracee { Tid = tid };
+        }
+
+        /// <summary>False when the thread exited since it was attached (it is then forgotten).</summary>
+        private bool Interrupt(Tracee t)
+        {
+            t.Interrupted = true;
+            if (LibC.ptrace(LibC.PTRACE_INTERRUPT, t.Tid, IntPtr.Zero, IntPtr.Zero) == 0) return true;
+            int errno = Marshal.GetLastWin32Error();
+            if (errno == LibC.ESRCH) { _tracees.Remove(t); return false; }
+            throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_INTERRUPT of thread " + t.Tid + " failed: " + LibC.StrError(errno) + ".") { ProcessId = Pid };
         }
 
         /// <summary>
@@ -417,8 +425,12 @@ namespace HotpatchTools.Engine.Platform.Linux
                 // failed first) must reach its stop, or it would stay traced by this thread and lock out everyone.
                 if (!t.Stopped)
                 {
-                    try { WaitForStop(t, Stopwatch.StartNew(), TimeSpan.FromSeconds(2)); }
+                    try
+                    {
+                        if (t.Interrupted || Interrupt(t)) WaitForStop(t, Stopwatch.StartNew(), TimeSpan.FromSeconds(2));
+                    }
                     catch (HotpatchException) { }
+                    if (!_tracees.Contains(t)) continue; // exited meanwhile
                 }
                 LibC.ptrace(LibC.PTRACE_DETACH, t.Tid, IntPtr.Zero, (IntPtr)t.PendingSignal);
             }
