@@ -28,7 +28,7 @@ namespace HotpatchTools.Commands
         [ArgumentCompleter(typeof(ProcessIdCompleter))]
         public int[]? ProcessId { get; set; }
 
-        /// <summary>Accepted now; once signing is enforced, unsigned patch files will need it.</summary>
+        /// <summary>Installs a file that has no signature; tampered, badly signed and untrusted files are refused regardless.</summary>
         [Parameter]
         public SwitchParameter AllowUnsigned { get; set; }
 
@@ -39,12 +39,14 @@ namespace HotpatchTools.Commands
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
+        protected override void BeginProcessing() => RequireElevationAndAudit("Installing a micropatch");
+
         protected override void ProcessRecord()
         {
             var file = ResolvePaths(new[] { Path }, literal: false).FirstOrDefault();
             if (file == null) return;
-            // Piped targets repeat the same file: parse it once per command.
-            if (!_patches.TryGetValue(file, out var patch)) _patches[file] = patch = LoadPatch(file);
+            // Piped targets repeat the same file: check and parse it once per command.
+            if (!_patches.TryGetValue(file, out var patch)) _patches[file] = patch = LoadPatch(file, AllowUnsigned);
             if (patch == null) return;
 
             if (ProcessId != null)

@@ -30,6 +30,8 @@ namespace HotpatchTools.Commands
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
+        protected override void BeginProcessing() => RequireElevationAndAudit("Uninstalling a micropatch");
+
         protected override void ProcessRecord()
         {
             var targets = new List<(int Pid, string Name, string PatchId, string Module)>();
