@@ -9,7 +9,7 @@ namespace HotpatchTools.Tests.Support
     /// A minimal PowerShell host (System.Management.Automation only, like ModuleShell) in a process of its own,
     /// so a test can run the module as another user or from several processes at once. Built once per test run
     /// into a world-readable temporary folder. It runs a script file with the given arguments and prints one line
-    /// per output object, "error ERRORID MESSAGE" per error record, "terminating ERRORID MESSAGE" for a
+    /// per output object, "error ERRORID CATEGORY MESSAGE" per error record, "warning MESSAGE" per warning, "terminating ERRORID MESSAGE" for a
     /// terminating error; exit code 0, 1 (errors) or 2 (terminating).
     /// </summary>
     public static class PowerShellProcess
@@ -115,7 +115,7 @@ catch (RuntimeException e)
     Console.WriteLine(""terminating "" + e.ErrorRecord.FullyQualifiedErrorId.Split(',')[0] + "" "" + OneLine(e.Message));
     return 2;
 }
-foreach (var e in ps.Streams.Error) Console.WriteLine(""error "" + e.FullyQualifiedErrorId.Split(',')[0] + "" "" + OneLine(e.Exception.Message));
+foreach (var e in ps.Streams.Error) Console.WriteLine(""error "" + e.FullyQualifiedErrorId.Split(',')[0] + "" "" + e.CategoryInfo.Category + "" "" + OneLine(e.Exception.Message));
 foreach (var w in ps.Streams.Warning) Console.WriteLine(""warning "" + OneLine(w.Message));
 return ps.HadErrors ? 1 : 0;
 ";
