@@ -324,6 +324,8 @@ namespace HotpatchTools.Tests
                 Assert.Contains("writable by group or others", error.Exception.Message);
                 Assert.StartsWith("TrustStoreError", Install(path)!.FullyQualifiedErrorId);
                 Assert.Equal(1501, _t.Call("triple", 500));
+                var refused = Assert.Single(Audit(Id("LOOSE")));
+                Assert.Equal("Refused TrustStoreError", Prop(refused, "Result") + " " + Prop(refused, "ErrorId"));
             }
             finally { File.SetUnixFileMode(list, mode); }
             Assert.Equal("Valid", Prop(Signature(path), "Status"));

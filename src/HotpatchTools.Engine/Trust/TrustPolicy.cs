@@ -28,7 +28,23 @@ namespace HotpatchTools.Engine.Trust
         /// <summary>Reads, checks and parses a patch file; what is parsed is exactly what was verified.</summary>
         public static Micropatch Load(string path, bool allowUnsigned, TrustStore? store = null)
         {
-            var file = SignatureVerifier.Verify(path, store ?? TrustStore.Machine);
+            VerifiedFile file;
+            try { file = SignatureVerifier.Verify(path, store ?? TrustStore.Machine); }
+            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.TrustStoreError)
+            {
+                // A trust list nobody can rely on trusts nobody: a refusal like any other, audited as one.
+                var unknown = new PatchSignature { Path = path, SignaturePath = PatchSignature.SignatureFileFor(path), Status = SignatureStatus.UntrustedPublisher, StatusMessage = e.Message };
+                string? id = null;
+                try
+                {
+                    var bytes = MicropatchParser.ReadFile(path, out var fullPath);
+                    unknown.Path = fullPath;
+                    unknown.FileSha256 = SignatureVerifier.Sha256Hex(bytes);
+                    id = MicropatchParser.Parse(bytes, fullPath).Id;
+                }
+                catch (HotpatchException) { /* the untrusted list is the news */ }
+                throw new PatchRefusedException(e.Kind, "Refused " + unknown.Path + ": " + e.Message + " Nothing was installed.", unknown, id);
+            }
             var refusal = Refusal(file.Signature, allowUnsigned);
             if (refusal != null)
             {

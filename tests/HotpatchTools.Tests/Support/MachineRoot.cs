@@ -22,6 +22,13 @@ namespace HotpatchTools.Tests.Support
             {
                 existing = Directory.CreateTempSubdirectory("hpt-machine-").FullName;
                 Environment.SetEnvironmentVariable(MachinePaths.OverrideVariable, existing);
+                // The audit tests write tens of megabytes; a folder this run made goes with it.
+                var created = existing;
+                AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+                {
+                    try { Directory.Delete(created, recursive: true); }
+                    catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { }
+                };
             }
             Path = System.IO.Path.GetFullPath(existing);
         }
