@@ -102,6 +102,24 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void Targets_the_cmdlets_refuse_before_asking_the_engine_are_audited_too()
+        {
+            using var t = TargetProcess.Start();
+            var id = "HP-PRECHECK-" + _run;
+            var file = PatchFiles.WriteFile(_dir, id, PatchFiles.Yaml(id, t.ModuleName, new[] { new PatchletSpec("triple", new byte[] { 0x90, 0x90, 0x90, 0x90, 0x90, 0x90 }) }));
+            using var sh = new ModuleShell();
+            // Checked by Get-HotpatchTarget's inspection, refused before any confirmation: the engine never installs.
+            sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1], 1073741823 -AllowUnsigned -Force", file, t.Pid);
+            Assert.Equal(new[] { "ExpectMismatch", "ProcessNotFound" }, sh.Errors.Select(e => e.FullyQualifiedErrorId.Split(',')[0]));
+            sh.Run("Uninstall-Micropatch -PatchId $args[0] -ProcessId $args[1] -Force", id, t.Pid);
+            Assert.StartsWith("NotInstalled", Assert.Single(sh.Errors).FullyQualifiedErrorId);
+
+            var records = sh.Run("Get-MicropatchAuditLog -PatchId $args[0]", id)
+                .Select(r => r.Properties["Action"].Value + " " + r.Properties["Result"].Value + " " + r.Properties["ErrorId"].Value + " " + r.Properties["ProcessId"].Value).ToArray();
+            Assert.Equal(new[] { "Install Refused ExpectMismatch " + t.Pid, "Install Failed ProcessNotFound 1073741823", "Uninstall Refused NotInstalled " + t.Pid }, records);
+        }
+
+        [Fact]
         public void Each_record_also_goes_to_syslog_as_authpriv_tagged_hotpatchtools()
         {
             var socketPath = SystemLog.SyslogSocket;

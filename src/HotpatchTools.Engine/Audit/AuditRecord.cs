@@ -13,8 +13,11 @@ namespace HotpatchTools.Engine.Audit
         public DateTime TimeUtc { get; set; } = DateTime.UtcNow;
         public string User { get; set; } = CurrentUser();
         public string Host { get; set; } = Environment.MachineName;
-        /// <summary>The user of a remote (e.g. JEA) session, who may differ from the account the command runs as.</summary>
-        public string? ConnectedUser { get; set; }
+        /// <summary>
+        /// Who is behind the account the command runs as: the user of a remote (e.g. JEA) session, or on Linux the user
+        /// who ran sudo.
+        /// </summary>
+        public string? ConnectedUser { get; set; } = IsWindows ? null : NullIfEmpty(Environment.GetEnvironmentVariable("SUDO_USER"));
         public string Action { get; set; } = "";
         /// <summary>Installed, Removed, Refused (a check said no before anything was written) or Failed.</summary>
         public string Result { get; set; } = "";
@@ -31,6 +34,15 @@ namespace HotpatchTools.Engine.Audit
         public string? ErrorId { get; set; }
         public string? Error { get; set; }
 
+        /// <summary>Refused when a check said no before anything was written; Failed for anything else.</summary>
+        public static string ResultFor(HotpatchErrorKind? kind) =>
+            kind is HotpatchErrorKind.IdentityMismatch or HotpatchErrorKind.ExpectMismatch or HotpatchErrorKind.UnsafeSite
+                or HotpatchErrorKind.ThreadInSpan or HotpatchErrorKind.AlreadyInstalled or HotpatchErrorKind.NotInstalled or HotpatchErrorKind.SiteModified
+                or HotpatchErrorKind.ModuleNotLoaded or HotpatchErrorKind.InvalidPatchFile or HotpatchErrorKind.AssemblyError
+                or HotpatchErrorKind.NotSigned or HotpatchErrorKind.HashMismatch or HotpatchErrorKind.SignatureInvalid
+                or HotpatchErrorKind.UntrustedPublisher or HotpatchErrorKind.TrustStoreError or HotpatchErrorKind.NotElevated
+                ? ResultRefused : ResultFailed;
+
         public static string CurrentUser()
         {
             try
@@ -39,6 +51,8 @@ namespace HotpatchTools.Engine.Audit
             }
             catch (Exception e) when (e is InvalidOperationException || e is PlatformNotSupportedException) { return "uid " + Environment.GetEnvironmentVariable("USER"); }
         }
+
+        private static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
 
         private static bool IsWindows => System.Runtime.InteropServices.RuntimeInformation.IsOSPlatform(System.Runtime.InteropServices.OSPlatform.Windows);
 

@@ -224,14 +224,10 @@ namespace HotpatchTools.Engine.Patching
             }
         }
 
-        /// <summary>A refusal is a check that said no before anything was written; anything else is a failure.</summary>
         private static AuditRecord Failed(AuditRecord record, Exception e)
         {
             var kind = (e as HotpatchException)?.Kind;
-            bool refused = kind is HotpatchErrorKind.IdentityMismatch or HotpatchErrorKind.ExpectMismatch or HotpatchErrorKind.UnsafeSite
-                or HotpatchErrorKind.ThreadInSpan or HotpatchErrorKind.AlreadyInstalled or HotpatchErrorKind.NotInstalled or HotpatchErrorKind.SiteModified
-                or HotpatchErrorKind.ModuleNotLoaded or HotpatchErrorKind.InvalidPatchFile or HotpatchErrorKind.AssemblyError;
-            record.Result = refused ? AuditRecord.ResultRefused : AuditRecord.ResultFailed;
+            record.Result = AuditRecord.ResultFor(kind);
             record.ErrorId = kind?.ToString() ?? e.GetType().Name;
             record.Error = e.Message;
             return record;

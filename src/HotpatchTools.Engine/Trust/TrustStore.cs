@@ -140,7 +140,13 @@ namespace HotpatchTools.Engine.Trust
             var list = List();
             var thumb = signer.Thumbprint.ToUpperInvariant();
             var pinned = list.FirstOrDefault(p => p.Kind == TrustKind.Publisher && p.Thumbprint == thumb);
-            if (pinned != null) return pinned;
+            if (pinned != null)
+            {
+                // A thumbprint is SHA-1: where the certificate itself was trusted, the whole certificate must match.
+                if (pinned.CertificatePath.Length == 0) return pinned;
+                if (File.Exists(pinned.CertificatePath) && File.ReadAllBytes(pinned.CertificatePath).SequenceEqual(signer.RawData)) return pinned;
+                reason = "its thumbprint is trusted, but the certificate differs from the trusted copy " + pinned.CertificatePath;
+            }
             foreach (var root in list.Where(p => p.Kind == TrustKind.Root))
             {
                 if (root.CertificatePath.Length == 0 || !File.Exists(root.CertificatePath)) { reason = "the certificate of root " + root.Thumbprint + " is missing from " + Directory; continue; }
@@ -157,7 +163,7 @@ namespace HotpatchTools.Engine.Trust
                     if (extra != null) chain.ChainPolicy.ExtraStore.AddRange(extra);
                     chain.Build(signer);
                     var top = chain.ChainElements.Count > 0 ? chain.ChainElements[chain.ChainElements.Count - 1].Certificate : null;
-                    if (top == null || !string.Equals(top.Thumbprint, root.Thumbprint, StringComparison.OrdinalIgnoreCase)) continue;
+                    if (top == null || !top.RawData.SequenceEqual(rootCert.RawData)) continue;
                     var bad = chain.ChainStatus.Where(st => st.Status != X509ChainStatusFlags.NoError && st.Status != X509ChainStatusFlags.UntrustedRoot).ToList();
                     if (bad.Count == 0) return root;
                     reason = "its chain to root " + root.Subject + " is not valid: " + string.Join("; ", bad.Select(b => b.Status + " " + b.StatusInformation.Trim()));

@@ -136,11 +136,27 @@ namespace HotpatchTools.Commands
             }
         }
 
+        /// <summary>
+        /// Reports a target that the cmdlet refused before asking the engine to change it (the engine records its own
+        /// outcomes), and records the refusal.
+        /// </summary>
+        internal void WriteRefusal(HotpatchException e, int pid, string action, string patchId, Micropatch? patch = null, string? processName = null, string? module = null)
+        {
+            RecordAudit(new AuditRecord
+            {
+                Action = action, Result = AuditRecord.ResultFor(e.Kind), PatchId = patchId, ProcessId = pid, ProcessName = processName,
+                Module = module ?? patch?.Target.Module, FileSha256 = patch?.FileSha256, Path = patch?.SourceName, Signer = patch?.Signature?.Signer,
+                Thumbprint = patch?.Signature?.Thumbprint, SignatureStatus = patch?.Signature?.Status.ToString(), ErrorId = e.Kind.ToString(), Error = e.Message,
+            });
+            WriteFailure(e, pid);
+        }
+
         /// <summary>Appends to the machine's audit trail; a record that cannot be written is a warning, never a lost outcome.</summary>
         internal void RecordAudit(AuditRecord record)
         {
-            if (record.ConnectedUser == null && GetVariableValue("PSSenderInfo") is PSSenderInfo sender)
-                record.ConnectedUser = sender.UserInfo?.Identity?.Name;
+            // In a remote (JEA) session the account is a virtual one: the connected user is who acted.
+            if (GetVariableValue("PSSenderInfo") is PSSenderInfo sender && sender.UserInfo?.Identity?.Name is string remote)
+                record.ConnectedUser = remote;
             try { AuditTrail.Record(record); }
             catch (HotpatchException e) { WriteWarning(e.Message); }
         }

@@ -3,6 +3,7 @@ using System.Linq;
 using System.Management.Automation;
 using HotpatchTools.Completion;
 using HotpatchTools.Engine;
+using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Patching;
 
@@ -57,7 +58,7 @@ namespace HotpatchTools.Commands
                 {
                     TargetStatus? status;
                     try { status = Engine.Inspect(patch, pid); }
-                    catch (HotpatchException e) { WriteFailure(e, pid); continue; }
+                    catch (HotpatchException e) { WriteRefusal(e, pid, AuditRecord.ActionInstall, patch.Id, patch); continue; }
                     if (status != null) Handle(patch, status, named: true);
                 }
                 return;
@@ -85,7 +86,8 @@ namespace HotpatchTools.Commands
                 WriteVerbose(where + ": " + t.Reason);
                 return;
             }
-            WriteFailure(new HotpatchException(t.ErrorKind ?? HotpatchErrorKind.UnsafeSite, where + ": " + t.Reason) { ProcessId = t.ProcessId }, t.ProcessId);
+            WriteRefusal(new HotpatchException(t.ErrorKind ?? HotpatchErrorKind.UnsafeSite, where + ": " + t.Reason) { ProcessId = t.ProcessId }, t.ProcessId,
+                AuditRecord.ActionInstall, patch.Id, patch, t.ProcessName, t.Module);
         }
 
         private void InstallOne(Micropatch patch, int pid, string processName, string module)

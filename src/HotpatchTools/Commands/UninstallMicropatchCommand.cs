@@ -3,6 +3,7 @@ using System.Linq;
 using System.Management.Automation;
 using HotpatchTools.Completion;
 using HotpatchTools.Engine;
+using HotpatchTools.Engine.Audit;
 
 namespace HotpatchTools.Commands
 {
@@ -44,11 +45,12 @@ namespace HotpatchTools.Commands
                         {
                             var installed = Engine.GetInstalled(pid).FirstOrDefault(p => string.Equals(p.PatchId, id, System.StringComparison.OrdinalIgnoreCase) && p.State != "Retired");
                             if (installed == null)
-                                WriteFailure(new HotpatchException(HotpatchErrorKind.NotInstalled, "Patch " + id + " is not installed in process " + pid + ".") { ProcessId = pid }, pid);
+                                WriteRefusal(new HotpatchException(HotpatchErrorKind.NotInstalled, "Patch " + id + " is not installed in process " + pid + ".") { ProcessId = pid }, pid,
+                                    AuditRecord.ActionUninstall, id);
                             else
                                 targets.Add((pid, installed.ProcessName, installed.PatchId, installed.Module));
                         }
-                        catch (HotpatchException e) { WriteFailure(e, pid); }
+                        catch (HotpatchException e) { WriteRefusal(e, pid, AuditRecord.ActionUninstall, id); }
                     }
             }
             else
