@@ -155,6 +155,18 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void A_log_that_others_could_edit_gets_no_more_records()
+        {
+            var log = new AuditLog(Path.Combine(_dir, "loose.jsonl"));
+            log.Append(new AuditRecord { Action = "Install", Result = "Installed", PatchId = "HP-LOOSE-1" });
+            File.SetUnixFileMode(log.Path, File.GetUnixFileMode(log.Path) | UnixFileMode.OtherWrite);
+            var e = Assert.Throws<HotpatchException>(() => AuditTrail.Record(new AuditRecord { Action = "Install", Result = "Installed", PatchId = "HP-LOOSE-2" }, log));
+            Assert.Equal(HotpatchErrorKind.AuditFailed, e.Kind);
+            Assert.Contains("writable by group or others", e.Message);
+            Assert.Equal(new[] { "HP-LOOSE-1" }, log.Read(out _).Select(r => r.PatchId));
+        }
+
+        [Fact]
         public void A_record_is_one_line_whatever_its_fields_hold_and_reads_back_unchanged()
         {
             var nasty = "line1\nline2\r\t\"quoted\" back\\slash \u0001\u001f \u2028\u2029 \u0085 é 日本 \ud83d\ude00";

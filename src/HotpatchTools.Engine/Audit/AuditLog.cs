@@ -34,6 +34,9 @@ namespace HotpatchTools.Engine.Audit
         {
             var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path));
             if (!string.IsNullOrEmpty(dir)) SecureFiles.EnsureAdminDirectory(dir!);
+            // A log someone else could edit is no trail: refuse to add to it rather than lend it credibility.
+            var why = (string.IsNullOrEmpty(dir) ? null : SecureFiles.WhyNotAdminOnly(dir!)) ?? SecureFiles.WhyNotAdminOnly(Path);
+            if (why != null) throw new UnauthorizedAccessException("the audit log could have been changed by non-administrators: " + why);
             if (IsWindows) WriteWindows(bytes);
             else WriteUnix(bytes);
         }

@@ -39,13 +39,26 @@ namespace HotpatchTools.Engine.Machine
             finally { NativeMethods.LocalFree(sd); }
         }
 
+        // Administrators, SYSTEM, TrustedInstaller.
+        private static readonly string[] AdminOwners = { "S-1-5-32-544", "S-1-5-18", "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464" };
+
         /// <summary>
-        /// Why a file or folder that decides trust could have been changed by someone other than root, or null.
-        /// Windows relies on the ACL set at creation.
+        /// Why a file or folder that decides trust or holds the audit trail could have been changed by someone other
+        /// than an administrator, or null. Linux: owned by root and not writable by group or others. Windows: owned by
+        /// Administrators, SYSTEM or TrustedInstaller (or by this elevated user), so that a user who created the folder
+        /// under %ProgramData% before HotpatchTools did is caught; the DACL is the one set when it was created.
         /// </summary>
         public static string? WhyNotAdminOnly(string path)
         {
-            if (IsWindows) return null;
+            if (IsWindows)
+            {
+                if (!File.Exists(path) && !Directory.Exists(path)) return null;
+                var owner = NativeMethods.OwnerSid(path);
+                if (owner == null) return "the owner of " + path + " cannot be read";
+                if (Array.IndexOf(AdminOwners, owner) >= 0) return null;
+                if (Privilege.IsElevated() && owner == NativeMethods.CurrentUserSid()) return null;
+                return path + " is owned by " + owner + ", not by Administrators or SYSTEM";
+            }
             var st = NativeMethods.Stat(path);
             if (st == null) return null;
             if (st.Value.Uid != 0) return path + " is owned by uid " + st.Value.Uid + ", not root";
