@@ -136,6 +136,9 @@ namespace HotpatchTools.Tests
             Assert.DoesNotMatch(pattern, "/etc/shadow");
             Assert.DoesNotMatch(pattern, "/srv/patches/*.micropatch.yaml");
             Assert.DoesNotMatch(pattern, "/srv/patches/x.micropatch.yaml.sig");
+            Assert.DoesNotMatch(pattern, @"\\attacker\share\x.micropatch.yaml");
+            Assert.DoesNotMatch(pattern, "//attacker/share/x.micropatch.yaml");
+            Assert.DoesNotMatch(pattern, @"FileSystem::\\attacker\share\x.micropatch.yaml");
         }
 
         [Fact]
