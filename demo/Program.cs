@@ -1,14 +1,28 @@
 // The HotpatchTools demo: a vulnerable service is patched and unpatched live through the module's
-// cmdlets, in a real PowerShell runspace. It checks what it shows and exits 1 if the service did not
-// behave as the patch promises, so it doubles as a smoke test.
+// cmdlets, in a real PowerShell runspace, with a patch signed by a publisher the machine trusts. It
+// checks what it shows and exits 1 if the service did not behave as the patch promises, so it doubles
+// as a smoke test.
 using System.Diagnostics;
 using System.Management.Automation;
 using System.Management.Automation.Runspaces;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 
 var root = FindRepoRoot();
-var patchPath = Path.Combine(root, "demo", "HP-DEMO-0001.micropatch.yaml");
 var work = Directory.CreateTempSubdirectory("hotpatchtools-demo-").FullName;
 var exe = Path.Combine(work, "vulnsvc");
+// Signed in a copy, so the demo leaves no .sig in the repository.
+var patchPath = Path.Combine(work, "HP-DEMO-0001.micropatch.yaml");
+File.Copy(Path.Combine(root, "demo", "HP-DEMO-0001.micropatch.yaml"), patchPath);
+// The demo's certificate must not join the machine's real trusted publishers, nor its records the real audit
+// log: unless told otherwise, the machine-wide files live in the demo's folder for this run.
+const string machineRootVariable = "HOTPATCHTOOLS_MACHINE_ROOT";
+if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable(machineRootVariable)))
+    Environment.SetEnvironmentVariable(machineRootVariable, Path.Combine(work, "machine"));
+using var demoKey = RSA.Create(2048);
+var request = new CertificateRequest("CN=HotpatchTools Demo Publisher", demoKey, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(new OidCollection { new Oid("1.3.6.1.5.5.7.3.3") }, false));
+using var publisher = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
 
 Step("Building the vulnerable sample service (demo/vulnsvc.c) with gcc -O2");
 Run("gcc", "-O2 -o " + exe + " " + Path.Combine(root, "demo", "vulnsvc.c"));
@@ -36,10 +50,23 @@ try
     using var runspace = RunspaceFactory.CreateRunspace(InitialSessionState.CreateDefault2());
     runspace.Open();
     Ps(runspace, "Import-Module " + Path.Combine(root, "HotpatchTools.psd1"));
+    runspace.SessionStateProxy.SetVariable("cert", publisher);
+    Console.WriteLine("(trusted publishers and audit log of this run: " + Environment.GetEnvironmentVariable(machineRootVariable) + ")");
 
     Step("Which processes does the patch apply to, and in what state?");
     Show(Ps(runspace, "Get-HotpatchTarget -Path " + patchPath), "ProcessId", "ProcessName", "Module", "PatchId", "State");
     Expect(LeaksNow(), "before the patch, malicious requests leak the secret");
+
+    Step("Sign the patch with a code-signing certificate ($cert, made for the demo): a detached CMS signature beside the file");
+    Show(Ps(runspace, "Set-MicropatchSignature -Path " + patchPath + " -Certificate $cert -Force -PassThru"), "Status", "Signer", "Thumbprint", "SigningTime");
+
+    Step("Not a trusted publisher yet: the install is refused, nothing is written");
+    PsRefused(runspace, "Install-Micropatch -Path " + patchPath + " -ProcessId " + pid + " -Force", "UntrustedPublisher");
+    Expect(LeaksNow(), "the refused patch changed nothing: malicious requests still leak");
+
+    Step("An administrator trusts the publisher (machine-wide list, root only)");
+    Show(Ps(runspace, "Add-MicropatchTrustedPublisher -Certificate $cert -Force -PassThru"), "Kind", "Thumbprint", "Subject");
+    Show(Ps(runspace, "Get-MicropatchSignature -Path " + patchPath), "Status", "Trusted", "Signer");
 
     Step("Install the micropatch live (-Verbose shows what the engine does)");
     Show(Ps(runspace, "Install-Micropatch -Path " + patchPath + " -ProcessId " + pid + " -Force -PassThru -Verbose"), "ProcessId", "PatchId", "Result", "FreezeMilliseconds", "CaveAddress");
@@ -53,6 +80,11 @@ try
     Show(Ps(runspace, "Get-Micropatch -ProcessId " + pid + " | Uninstall-Micropatch -Force -PassThru"), "ProcessId", "PatchId", "Result", "Message");
     Thread.Sleep(1600);
     Expect(LeaksNow(), "after uninstall, the original (vulnerable) code runs again");
+
+    Step("The audit trail: every install, uninstall and refusal, with who, what and why");
+    var trail = Ps(runspace, "Get-MicropatchAuditLog -PatchId HP-DEMO-0001");
+    Show(trail, "Time", "User", "Action", "Result", "ProcessId", "ErrorId", "Signer");
+    Expect(trail.Select(r => r.Properties["Result"].Value + "").SequenceEqual(new[] { "Refused", "Installed", "Removed" }), "the audit log holds the refusal, the install and the uninstall");
 }
 finally
 {
@@ -76,6 +108,20 @@ void Expect(bool ok, string what)
     Console.WriteLine((ok ? "  ✔ " : "  ✘ ") + what);
     Console.ResetColor();
     if (!ok) failures++;
+}
+
+// A command that must be refused with this ErrorId: the refusal is the point, not a failure of the demo.
+void PsRefused(Runspace rs, string command, string errorId)
+{
+    Console.ForegroundColor = ConsoleColor.Yellow;
+    Console.WriteLine("PS> " + command.Replace(root + "/", "./"));
+    Console.ResetColor();
+    using var ps = PowerShell.Create();
+    ps.Runspace = rs;
+    ps.AddScript(command);
+    ps.Invoke();
+    foreach (var e in ps.Streams.Error) Console.WriteLine("ERROR: " + e);
+    Expect(ps.Streams.Error.Count == 1 && ps.Streams.Error[0].FullyQualifiedErrorId.StartsWith(errorId, StringComparison.Ordinal), "refused with " + errorId);
 }
 
 static void Step(string title)

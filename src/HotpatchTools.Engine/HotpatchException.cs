@@ -23,6 +23,20 @@ namespace HotpatchTools.Engine
         SiteModified,
         WriteFailed,
         Internal,
+        /// <summary>The patch file has no signature beside it and unsigned files were not allowed.</summary>
+        NotSigned,
+        /// <summary>The patch file's bytes differ from the bytes its signature covers.</summary>
+        HashMismatch,
+        /// <summary>The signature is malformed, does not verify, or its certificate may not sign code now.</summary>
+        SignatureInvalid,
+        /// <summary>The signature verifies but its signer is not on this machine's list of trusted publishers.</summary>
+        UntrustedPublisher,
+        /// <summary>The session is not root / an elevated Administrator.</summary>
+        NotElevated,
+        /// <summary>The machine's audit log cannot be written, so nothing that would need a record is done.</summary>
+        AuditFailed,
+        /// <summary>The trusted publisher list is unreadable, malformed, or writable by non-administrators.</summary>
+        TrustStoreError,
     }
 
     public class HotpatchException : Exception

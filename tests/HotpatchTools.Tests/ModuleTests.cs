@@ -27,8 +27,10 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Import_exports_exactly_the_module_commands()
         {
-            var names = _sh.Run("Get-Command -Module HotpatchTools | ForEach-Object Name").Select(o => o.ToString()).OrderBy(n => n).ToArray();
-            Assert.Equal(new[] { "Get-HotpatchTarget", "Get-Micropatch", "Install-Micropatch", "Remove-Micropatch", "Uninstall-Micropatch" }, names);
+            var names = _sh.Run("Get-Command -Module HotpatchTools | ForEach-Object Name").Select(o => o.ToString()).OrderBy(n => n, StringComparer.Ordinal).ToArray();
+            Assert.Equal(new[] { "Add-MicropatchTrustedPublisher", "Get-HotpatchTarget", "Get-Micropatch", "Get-MicropatchAuditLog", "Get-MicropatchSignature",
+                                 "Get-MicropatchTrustedPublisher", "Install-Micropatch", "Remove-Micropatch", "Remove-MicropatchTrustedPublisher",
+                                 "Set-MicropatchSignature", "Uninstall-Micropatch" }, names);
             var alias = _sh.Run("(Get-Command Remove-Micropatch).ResolvedCommandName").Single().ToString();
             Assert.Equal("Uninstall-Micropatch", alias);
         }
@@ -45,7 +47,7 @@ namespace HotpatchTools.Tests
             Assert.Equal("HotpatchTools.TargetState", target.Properties["State"].Value.GetType().FullName);
             Assert.Equal(_t.Pid, (int)target.Properties["ProcessId"].Value);
 
-            var installed = _sh.Run("Get-HotpatchTarget -Path $args[0] -ProcessId $args[1] | Install-Micropatch -Force -PassThru", path, _t.Pid).Single();
+            var installed = _sh.Run("Get-HotpatchTarget -Path $args[0] -ProcessId $args[1] | Install-Micropatch -AllowUnsigned -Force -PassThru", path, _t.Pid).Single();
             Assert.Empty(_sh.Errors);
             Assert.Equal("Installed", installed.Properties["Result"].Value);
             Assert.Equal(-1, _t.Call("triple", 500));
@@ -71,7 +73,7 @@ namespace HotpatchTools.Tests
             using var second = TargetProcess.Start(NativeBuild.WideTarget);
             var path = PatchFiles.WriteFile(_dir, "HP-ALL-1", PatchFiles.Yaml("HP-ALL-1", first.ModuleName,
                 new[] { new PatchletSpec("triple", first.ReadSymbol("triple", 6), "cmp edi, 100\njbe resume\nmov eax, -1\nret") }));
-            _sh.Run("Install-Micropatch -Path $args[0] -Force", path);
+            _sh.Run("Install-Micropatch -Path $args[0] -AllowUnsigned -Force", path);
             Assert.Empty(_sh.Errors);
             Assert.Equal(-1, first.Call("triple", 500));
             Assert.Equal(-1, second.Call("triple", 500));
@@ -88,7 +90,7 @@ namespace HotpatchTools.Tests
         {
             var path = WritePatch("HP-WHATIF");
             var before = _t.ReadSymbol("triple", 6);
-            _sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1] -WhatIf -Force", path, _t.Pid);
+            _sh.Run("Install-Micropatch -Path $args[0] -AllowUnsigned -ProcessId $args[1] -WhatIf -Force", path, _t.Pid);
             Assert.Empty(_sh.Errors);
             Assert.Equal(before, _t.ReadSymbol("triple", 6));
             Assert.Equal(0, _t.CaveCount());
@@ -99,7 +101,7 @@ namespace HotpatchTools.Tests
         {
             var path = WritePatch("HP-BAD", expect: new byte[] { 0x8d, 0x04, 0x7f, 0x83, 0xc0, 0x09 });
             var before = _t.ReadSymbol("triple", 6);
-            var output = _sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1] -Force -PassThru", path, _t.Pid);
+            var output = _sh.Run("Install-Micropatch -Path $args[0] -AllowUnsigned -ProcessId $args[1] -Force -PassThru", path, _t.Pid);
             Assert.Empty(output);
             var error = Assert.Single(_sh.Errors);
             Assert.StartsWith("ExpectMismatch", error.FullyQualifiedErrorId);
@@ -114,7 +116,7 @@ namespace HotpatchTools.Tests
             // No -Force and no host UI: a prompt would fail with HostFunctionNotImplemented. The refusal must come first.
             var path = PatchFiles.WriteFile(_dir, "HP-ELSEWHERE", PatchFiles.Yaml("HP-ELSEWHERE", "libnothere.so",
                 new[] { new PatchletSpec("f", new byte[] { 0x90, 0x90, 0x90, 0x90, 0x90 }) }));
-            _sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1]", path, _t.Pid);
+            _sh.Run("Install-Micropatch -Path $args[0] -AllowUnsigned -ProcessId $args[1]", path, _t.Pid);
             var error = Assert.Single(_sh.Errors);
             Assert.StartsWith("ModuleNotLoaded", error.FullyQualifiedErrorId);
             Assert.Equal(_t.Pid, error.TargetObject);
@@ -124,7 +126,7 @@ namespace HotpatchTools.Tests
         public void Uninstall_WhatIf_leaves_the_patch_installed()
         {
             var path = WritePatch("HP-UNWHATIF");
-            _sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1] -Force", path, _t.Pid);
+            _sh.Run("Install-Micropatch -Path $args[0] -AllowUnsigned -ProcessId $args[1] -Force", path, _t.Pid);
             var patched = _t.ReadSymbol("triple", 6);
             _sh.Run("Uninstall-Micropatch -PatchId HP-UNWHATIF -ProcessId $args[0] -WhatIf -Force", _t.Pid);
             Assert.Empty(_sh.Errors);
@@ -147,7 +149,7 @@ namespace HotpatchTools.Tests
         public void A_missing_process_is_a_ProcessNotFound_error()
         {
             var path = WritePatch("HP-GONE");
-            _sh.Run("Install-Micropatch -Path $args[0] -ProcessId 1073741823 -Force", path);
+            _sh.Run("Install-Micropatch -Path $args[0] -AllowUnsigned -ProcessId 1073741823 -Force", path);
             Assert.StartsWith("ProcessNotFound", Assert.Single(_sh.Errors).FullyQualifiedErrorId);
         }
 

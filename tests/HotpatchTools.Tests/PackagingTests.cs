@@ -40,10 +40,11 @@ namespace HotpatchTools.Tests
             Assert.Contains("HotpatchTools.psd1", files);
             Assert.Contains("HotpatchTools.psm1", files);
             Assert.Contains("HotpatchTools.format.ps1xml", files);
+            Assert.Equal(new[] { "RoleCapabilities/HotpatchAuditor.psrc", "RoleCapabilities/HotpatchOperator.psrc" }, files.Where(f => f.StartsWith("RoleCapabilities/")));
             // The only assembly outside bin/Dependencies is the module itself.
             Assert.Equal(new[] { "bin/HotpatchTools.dll" }, files.Where(f => f.EndsWith(".dll") && !f.StartsWith("bin/Dependencies/")));
             var dependencies = files.Where(f => f.StartsWith("bin/Dependencies/")).Select(Path.GetFileName).ToArray();
-            foreach (var expected in new[] { "HotpatchTools.Engine.dll", "Iced.dll", "YamlDotNet.dll", "System.Reflection.Metadata.dll",
+            foreach (var expected in new[] { "HotpatchTools.Engine.dll", "Iced.dll", "YamlDotNet.dll", "System.Reflection.Metadata.dll", "System.Security.Cryptography.Pkcs.dll", "System.Formats.Asn1.dll",
                                              "System.Collections.Immutable.dll", "System.Memory.dll", "System.Buffers.dll", "System.Runtime.CompilerServices.Unsafe.dll" })
                 Assert.Contains(expected, dependencies);
             // Everything the build placed beside the module ships, except PowerShellStandard's reference assembly:
@@ -97,10 +98,16 @@ foreach ($pass in 'first import', 'import after Remove-Module') {
     # Reading the patch file takes the engine and its YamlDotNet.
     'State=' + (Get-HotpatchTarget -Path $args[1] -ProcessId $args[2]).State
     'Synopsis=' + (Get-Help Install-Micropatch).Synopsis
+    # Signing and checking takes the CMS assemblies.
+    $key = [System.Security.Cryptography.RSA]::Create(2048)
+    $request = [System.Security.Cryptography.X509Certificates.CertificateRequest]::new('CN=Packaging Test', $key, [System.Security.Cryptography.HashAlgorithmName]::SHA256, [System.Security.Cryptography.RSASignaturePadding]::Pkcs1)
+    $cert = $request.CreateSelfSigned([DateTimeOffset]::UtcNow.AddMinutes(-5), [DateTimeOffset]::UtcNow.AddDays(1))
+    Set-MicropatchSignature -Path $args[1] -Certificate $cert -Force
+    'Signature=' + (Get-MicropatchSignature -Path $args[1]).Status
     Remove-Module HotpatchTools
 }
 foreach ($a in [System.AppDomain]::CurrentDomain.GetAssemblies()) {
-    if ($a.GetName().Name -in 'HotpatchTools', 'HotpatchTools.Engine', 'YamlDotNet') {
+    if ($a.GetName().Name -in 'HotpatchTools', 'HotpatchTools.Engine', 'YamlDotNet', 'System.Security.Cryptography.Pkcs') {
         'Assembly=' + $a.GetName().Name + '|' + $a.Location + '|' + [System.Runtime.Loader.AssemblyLoadContext]::GetLoadContext($a).Name
     }
 }";
@@ -109,10 +116,14 @@ foreach ($a in [System.AppDomain]::CurrentDomain.GetAssemblies()) {
 
             Assert.Equal(new[] { _package.ModuleFolder, _package.ModuleFolder }, Values("ModuleBase"));
             foreach (var commands in Values("Commands"))
-                Assert.Equal(new[] { "Get-HotpatchTarget", "Get-Micropatch", "Install-Micropatch", "Remove-Micropatch", "Uninstall-Micropatch" },
+                Assert.Equal(new[] { "Add-MicropatchTrustedPublisher", "Get-HotpatchTarget", "Get-Micropatch", "Get-MicropatchAuditLog", "Get-MicropatchSignature",
+                                     "Get-MicropatchTrustedPublisher", "Install-Micropatch", "Remove-Micropatch", "Remove-MicropatchTrustedPublisher",
+                                     "Set-MicropatchSignature", "Uninstall-Micropatch" },
                     commands.Split(',').OrderBy(c => c, StringComparer.Ordinal));
             Assert.All(Values("FormatFiles"), f => Assert.Equal(Path.Combine(_package.ModuleFolder, "HotpatchTools.format.ps1xml"), f));
             Assert.Equal(new[] { "NotLoaded", "NotLoaded" }, Values("State"));
+            // Intact and verified, but signed by nobody this machine trusts.
+            Assert.Equal(new[] { "UntrustedPublisher", "UntrustedPublisher" }, Values("Signature"));
             var help = Path.Combine(_package.ModuleFolder, "bin", "en-US", "HotpatchTools.dll-Help.xml");
             if (File.Exists(help)) // Get-Help finds the packaged help rather than falling back to the syntax
                 Assert.All(Values("Synopsis"), s => Assert.Contains("<maml:para>" + s + "</maml:para>", File.ReadAllText(help)));
@@ -124,6 +135,9 @@ foreach ($a in [System.AppDomain]::CurrentDomain.GetAssemblies()) {
             Assert.Equal(Path.Combine(_package.ModuleFolder, "bin", "HotpatchTools.dll"), Loaded("HotpatchTools")[1]);
             Assert.Equal(new[] { "HotpatchTools.Engine", Path.Combine(dependencies, "HotpatchTools.Engine.dll"), "HotpatchTools" }, Loaded("HotpatchTools.Engine"));
             Assert.Equal(new[] { "YamlDotNet", Path.Combine(dependencies, "YamlDotNet.dll"), "HotpatchTools" }, Loaded("YamlDotNet"));
+            // PowerShell 7 ships System.Security.Cryptography.Pkcs itself, and the host's copy wins, as for
+            // System.Management.Automation; Windows PowerShell has no copy and takes ours from bin/Dependencies. Either way, once.
+            Assert.EndsWith("System.Security.Cryptography.Pkcs.dll", Loaded("System.Security.Cryptography.Pkcs")[1]);
         }
 
         /// <summary>

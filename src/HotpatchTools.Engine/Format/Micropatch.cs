@@ -27,6 +27,12 @@ namespace HotpatchTools.Engine.Format
 
         /// <summary>Full path of the file, or the name given to Parse.</summary>
         public string SourceName { get; internal set; } = "";
+
+        /// <summary>
+        /// The signature checked when the file was loaded through <see cref="Trust.TrustPolicy"/>, so the audit
+        /// record of an install can name the signer; null when it was parsed without a trust check.
+        /// </summary>
+        public Trust.PatchSignature? Signature { get; internal set; }
     }
 
     public sealed class MicropatchTarget

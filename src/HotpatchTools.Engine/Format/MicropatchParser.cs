@@ -48,8 +48,14 @@ namespace HotpatchTools.Engine.Format
 
         public static Micropatch Load(string path)
         {
+            var bytes = ReadFile(path, out var fullPath);
+            return Parse(bytes, fullPath);
+        }
+
+        /// <summary>The exact bytes of a patch file, with the same errors as <see cref="Load"/>; signature checks hash these.</summary>
+        internal static byte[] ReadFile(string path, out string fullPath)
+        {
             if (path == null) throw new ArgumentNullException(nameof(path));
-            string fullPath;
             byte[] bytes;
             try
             {
@@ -80,7 +86,7 @@ namespace HotpatchTools.Engine.Format
             {
                 throw new HotpatchException(HotpatchErrorKind.InvalidPatchFile, path + ": cannot read the file: " + e.Message, e);
             }
-            return Parse(bytes, fullPath);
+            return bytes;
         }
 
         public static Micropatch Parse(byte[] fileBytes, string sourceName)

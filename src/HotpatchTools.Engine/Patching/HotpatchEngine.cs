@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.Linq;
 using System.Runtime.InteropServices;
 using System.Threading;
+using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Platform;
 
@@ -203,7 +204,48 @@ namespace HotpatchTools.Engine.Patching
 
         public InstallResult Install(Micropatch patch, int pid)
         {
+            var record = new AuditRecord
+            {
+                Action = AuditRecord.ActionInstall, PatchId = patch.Id, FileSha256 = patch.FileSha256, Path = patch.SourceName, ProcessId = pid,
+                Module = patch.Target.Module, Signer = patch.Signature?.Signer, Thumbprint = patch.Signature?.Thumbprint,
+                SignatureStatus = patch.Signature?.Status.ToString() ?? "NotChecked",
+            };
+            try
+            {
+                var result = InstallCore(patch, pid, record);
+                record.Result = AuditRecord.ResultInstalled;
+                record.ProcessName = result.Patch.ProcessName;
+                record.Module = result.Patch.Module;
+                Audit(record);
+                return result;
+            }
+            catch (Exception e)
+            {
+                Audit(Failed(record, e));
+                throw;
+            }
+        }
+
+        private static AuditRecord Failed(AuditRecord record, Exception e)
+        {
+            var kind = (e as HotpatchException)?.Kind;
+            record.Result = AuditRecord.ResultFor(kind);
+            record.ErrorId = kind?.ToString() ?? e.GetType().Name;
+            record.Error = e.Message;
+            return record;
+        }
+
+        private void Audit(AuditRecord record)
+        {
+            if (_options.Audit == null) return;
+            try { _options.Audit(record); }
+            catch (Exception e) { Log("audit record not written: " + e.Message); }
+        }
+
+        private InstallResult InstallCore(Micropatch patch, int pid, AuditRecord record)
+        {
             using var target = _platform.Open(pid);
+            record.ProcessName = target.Name;
             var existing = FindCaves(target).FirstOrDefault(c => SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed);
             if (existing != null)
                 throw new HotpatchException(HotpatchErrorKind.AlreadyInstalled,
@@ -324,7 +366,25 @@ namespace HotpatchTools.Engine.Patching
 
         public UninstallResult Uninstall(int pid, string patchId)
         {
+            var record = new AuditRecord { Action = AuditRecord.ActionUninstall, PatchId = patchId, ProcessId = pid };
+            try
+            {
+                var result = UninstallCore(pid, patchId, record);
+                record.Result = AuditRecord.ResultRemoved;
+                Audit(record);
+                return result;
+            }
+            catch (Exception e)
+            {
+                Audit(Failed(record, e));
+                throw;
+            }
+        }
+
+        private UninstallResult UninstallCore(int pid, string patchId, AuditRecord record)
+        {
             using var target = _platform.Open(pid);
+            record.ProcessName = target.Name;
             var all = FindCaves(target);
             var caves = all.Where(c => SameId(c.Header.PatchId, patchId)).ToList();
             // A process being torn down has no mappings left: that, not a missing patch, is the news.
@@ -332,6 +392,8 @@ namespace HotpatchTools.Engine.Patching
             var cave = caves.FirstOrDefault(c => c.Header.State == CaveState.Installed)
                 ?? throw new HotpatchException(HotpatchErrorKind.NotInstalled,
                     "Patch " + patchId + " is not installed in process " + pid + " (" + target.Name + ")" + (caves.Count > 0 ? "; it was removed earlier and only its retired cave remains." : ".")) { ProcessId = pid };
+            record.Module = cave.Header.Module;
+            record.FileSha256 = Hex.Lower(cave.Header.FileSha256);
 
             var clock = Stopwatch.StartNew();
             var result = new UninstallResult();

@@ -85,5 +85,10 @@ namespace HotpatchTools.Engine.Patching
         public TimeSpan StopTimeout { get; set; } = TimeSpan.FromSeconds(5);
         /// <summary>Receives one line per thing the engine did (for -Verbose).</summary>
         public Action<string>? Log { get; set; }
+        /// <summary>
+        /// Receives one record per Install and Uninstall outcome, success or failure, whoever called the engine.
+        /// Whatever it throws is logged and never replaces the outcome.
+        /// </summary>
+        public Action<Audit.AuditRecord>? Audit { get; set; }
     }
 }

@@ -37,7 +37,7 @@ namespace HotpatchTools.Commands
             bool literal = ParameterSetName == LiteralPathSet;
             foreach (var file in ResolvePaths(literal ? LiteralPath : Path, literal))
             {
-                var patch = LoadPatch(file);
+                var patch = ReadPatch(file);
                 if (patch == null) continue;
                 if (ProcessId != null)
                 {

@@ -1,8 +1,12 @@
 using System;
 using System.Collections.Generic;
 using System.Management.Automation;
+using System.Management.Automation.Remoting;
 using HotpatchTools.Engine;
+using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Format;
+using HotpatchTools.Engine.Machine;
+using HotpatchTools.Engine.Trust;
 using HotpatchTools.Engine.Patching;
 
 namespace HotpatchTools.Commands
@@ -20,7 +24,7 @@ namespace HotpatchTools.Commands
                 if (_engine != null) return _engine;
                 try
                 {
-                    return _engine = new HotpatchEngine(options: new EngineOptions { Log = WriteVerbose });
+                    return _engine = new HotpatchEngine(options: new EngineOptions { Log = WriteVerbose, Audit = RecordAudit });
                 }
                 catch (HotpatchException e)
                 {
@@ -53,6 +57,13 @@ namespace HotpatchTools.Commands
                 case HotpatchErrorKind.NoCaveSpace: return ErrorCategory.LimitsExceeded;
                 case HotpatchErrorKind.AlreadyInstalled: return ErrorCategory.ResourceExists;
                 case HotpatchErrorKind.WriteFailed: return ErrorCategory.WriteError;
+                case HotpatchErrorKind.NotSigned:
+                case HotpatchErrorKind.HashMismatch:
+                case HotpatchErrorKind.SignatureInvalid:
+                case HotpatchErrorKind.UntrustedPublisher: return ErrorCategory.SecurityError;
+                case HotpatchErrorKind.NotElevated: return ErrorCategory.PermissionDenied;
+                case HotpatchErrorKind.AuditFailed: return ErrorCategory.WriteError;
+                case HotpatchErrorKind.TrustStoreError: return ErrorCategory.InvalidData;
                 default: return ErrorCategory.NotSpecified;
             }
         }
@@ -63,7 +74,32 @@ namespace HotpatchTools.Commands
         /// <summary>Reports one failed target and lets the command go on with the next.</summary>
         internal void WriteFailure(HotpatchException e, object? target) => WriteError(ToErrorRecord(e, target));
 
-        internal Micropatch? LoadPatch(string path)
+        /// <summary>
+        /// Loads a patch file to install it: every install path goes through here, so every one gets the trust
+        /// policy (tampered, badly signed or untrusted files always refused; unsigned ones unless allowed) and each
+        /// refusal is audited and reported as an error record naming the file.
+        /// </summary>
+        internal Micropatch? LoadPatch(string path, bool allowUnsigned = false)
+        {
+            try
+            {
+                return TrustPolicy.Load(path, allowUnsigned);
+            }
+            catch (PatchRefusedException e)
+            {
+                RecordAudit(AuditRecord.ForRefusal(e));
+                WriteFailure(e, path);
+                return null;
+            }
+            catch (HotpatchException e)
+            {
+                WriteFailure(e, path);
+                return null;
+            }
+        }
+
+        /// <summary>Parses a patch file only to look at it (Get-HotpatchTarget): nothing is installed, so no trust check.</summary>
+        internal Micropatch? ReadPatch(string path)
         {
             try
             {
@@ -74,6 +110,55 @@ namespace HotpatchTools.Commands
                 WriteFailure(e, path);
                 return null;
             }
+        }
+
+        /// <summary>
+        /// For cmdlets that change processes or the machine's trust, before anything is touched: an elevated session
+        /// and a writable audit log, or a terminating error (the refusal itself still reaches the system log).
+        /// </summary>
+        internal void RequireElevationAndAudit(string action)
+        {
+            try
+            {
+                Privilege.Demand(action);
+                AuditLog.Machine.EnsureWritable();
+            }
+            catch (HotpatchException e)
+            {
+                if (e.Kind == HotpatchErrorKind.NotElevated)
+                    RecordAudit(new AuditRecord { Action = MyInvocation.MyCommand.Name, Result = AuditRecord.ResultRefused, ErrorId = e.Kind.ToString(), Error = e.Message });
+                ThrowTerminatingError(ToErrorRecord(e, null));
+            }
+            catch (Exception e) when (e is System.IO.IOException || e is UnauthorizedAccessException)
+            {
+                ThrowTerminatingError(ToErrorRecord(new HotpatchException(HotpatchErrorKind.AuditFailed,
+                    "The audit log " + AuditLog.Machine.Path + " cannot be written (" + e.Message + "); nothing is changed without a record.", e), null));
+            }
+        }
+
+        /// <summary>
+        /// Reports a target that the cmdlet refused before asking the engine to change it (the engine records its own
+        /// outcomes), and records the refusal.
+        /// </summary>
+        internal void WriteRefusal(HotpatchException e, int pid, string action, string patchId, Micropatch? patch = null, string? processName = null, string? module = null)
+        {
+            RecordAudit(new AuditRecord
+            {
+                Action = action, Result = AuditRecord.ResultFor(e.Kind), PatchId = patchId, ProcessId = pid, ProcessName = processName,
+                Module = module ?? patch?.Target.Module, FileSha256 = patch?.FileSha256, Path = patch?.SourceName, Signer = patch?.Signature?.Signer,
+                Thumbprint = patch?.Signature?.Thumbprint, SignatureStatus = patch?.Signature?.Status.ToString(), ErrorId = e.Kind.ToString(), Error = e.Message,
+            });
+            WriteFailure(e, pid);
+        }
+
+        /// <summary>Appends to the machine's audit trail; a record that cannot be written is a warning, never a lost outcome.</summary>
+        internal void RecordAudit(AuditRecord record)
+        {
+            // In a remote (JEA) session the account is a virtual one: the connected user is who acted.
+            if (GetVariableValue("PSSenderInfo") is PSSenderInfo sender && sender.UserInfo?.Identity?.Name is string remote)
+                record.ConnectedUser = remote;
+            try { AuditTrail.Record(record); }
+            catch (HotpatchException e) { WriteWarning(e.Message); }
         }
 
         /// <summary>Provider paths for -Path, wildcards expanded; a path that matches nothing is an error record.</summary>

@@ -3,6 +3,7 @@ using System.Linq;
 using System.Management.Automation;
 using HotpatchTools.Completion;
 using HotpatchTools.Engine;
+using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Patching;
 
@@ -28,7 +29,7 @@ namespace HotpatchTools.Commands
         [ArgumentCompleter(typeof(ProcessIdCompleter))]
         public int[]? ProcessId { get; set; }
 
-        /// <summary>Accepted now; once signing is enforced, unsigned patch files will need it.</summary>
+        /// <summary>Installs a file that has no signature; tampered, badly signed and untrusted files are refused regardless.</summary>
         [Parameter]
         public SwitchParameter AllowUnsigned { get; set; }
 
@@ -39,12 +40,14 @@ namespace HotpatchTools.Commands
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
+        protected override void BeginProcessing() => RequireElevationAndAudit("Installing a micropatch");
+
         protected override void ProcessRecord()
         {
             var file = ResolvePaths(new[] { Path }, literal: false).FirstOrDefault();
             if (file == null) return;
-            // Piped targets repeat the same file: parse it once per command.
-            if (!_patches.TryGetValue(file, out var patch)) _patches[file] = patch = LoadPatch(file);
+            // Piped targets repeat the same file: check and parse it once per command.
+            if (!_patches.TryGetValue(file, out var patch)) _patches[file] = patch = LoadPatch(file, AllowUnsigned);
             if (patch == null) return;
 
             if (ProcessId != null)
@@ -55,7 +58,7 @@ namespace HotpatchTools.Commands
                 {
                     TargetStatus? status;
                     try { status = Engine.Inspect(patch, pid); }
-                    catch (HotpatchException e) { WriteFailure(e, pid); continue; }
+                    catch (HotpatchException e) { WriteRefusal(e, pid, AuditRecord.ActionInstall, patch.Id, patch); continue; }
                     if (status != null) Handle(patch, status, named: true);
                 }
                 return;
@@ -83,7 +86,8 @@ namespace HotpatchTools.Commands
                 WriteVerbose(where + ": " + t.Reason);
                 return;
             }
-            WriteFailure(new HotpatchException(t.ErrorKind ?? HotpatchErrorKind.UnsafeSite, where + ": " + t.Reason) { ProcessId = t.ProcessId }, t.ProcessId);
+            WriteRefusal(new HotpatchException(t.ErrorKind ?? HotpatchErrorKind.UnsafeSite, where + ": " + t.Reason) { ProcessId = t.ProcessId }, t.ProcessId,
+                AuditRecord.ActionInstall, patch.Id, patch, t.ProcessName, t.Module);
         }
 
         private void InstallOne(Micropatch patch, int pid, string processName, string module)

@@ -3,6 +3,7 @@ using System.Linq;
 using System.Management.Automation;
 using HotpatchTools.Completion;
 using HotpatchTools.Engine;
+using HotpatchTools.Engine.Audit;
 
 namespace HotpatchTools.Commands
 {
@@ -30,6 +31,8 @@ namespace HotpatchTools.Commands
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
+        protected override void BeginProcessing() => RequireElevationAndAudit("Uninstalling a micropatch");
+
         protected override void ProcessRecord()
         {
             var targets = new List<(int Pid, string Name, string PatchId, string Module)>();
@@ -42,11 +45,12 @@ namespace HotpatchTools.Commands
                         {
                             var installed = Engine.GetInstalled(pid).FirstOrDefault(p => string.Equals(p.PatchId, id, System.StringComparison.OrdinalIgnoreCase) && p.State != "Retired");
                             if (installed == null)
-                                WriteFailure(new HotpatchException(HotpatchErrorKind.NotInstalled, "Patch " + id + " is not installed in process " + pid + ".") { ProcessId = pid }, pid);
+                                WriteRefusal(new HotpatchException(HotpatchErrorKind.NotInstalled, "Patch " + id + " is not installed in process " + pid + ".") { ProcessId = pid }, pid,
+                                    AuditRecord.ActionUninstall, id);
                             else
                                 targets.Add((pid, installed.ProcessName, installed.PatchId, installed.Module));
                         }
-                        catch (HotpatchException e) { WriteFailure(e, pid); }
+                        catch (HotpatchException e) { WriteRefusal(e, pid, AuditRecord.ActionUninstall, id); }
                     }
             }
             else

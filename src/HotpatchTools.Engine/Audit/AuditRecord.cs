@@ -1,0 +1,108 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+
+namespace HotpatchTools.Engine.Audit
+{
+    /// <summary>One install, uninstall or refusal, as one line of the machine's audit log.</summary>
+    public sealed class AuditRecord
+    {
+        public const string ActionInstall = "Install", ActionUninstall = "Uninstall";
+        public const string ResultInstalled = "Installed", ResultRemoved = "Removed", ResultRefused = "Refused", ResultFailed = "Failed";
+
+        public DateTime TimeUtc { get; set; } = DateTime.UtcNow;
+        public string User { get; set; } = CurrentUser();
+        public string Host { get; set; } = Environment.MachineName;
+        /// <summary>
+        /// Who is behind the account the command runs as: the user of a remote (e.g. JEA) session, or on Linux the user
+        /// who ran sudo.
+        /// </summary>
+        public string? ConnectedUser { get; set; } = IsWindows ? null : NullIfEmpty(Environment.GetEnvironmentVariable("SUDO_USER"));
+        public string Action { get; set; } = "";
+        /// <summary>Installed, Removed, Refused (a check said no before anything was written) or Failed.</summary>
+        public string Result { get; set; } = "";
+        public string? PatchId { get; set; }
+        public string? FileSha256 { get; set; }
+        public string? Path { get; set; }
+        public string? Signer { get; set; }
+        public string? Thumbprint { get; set; }
+        public string? SignatureStatus { get; set; }
+        public int? ProcessId { get; set; }
+        public string? ProcessName { get; set; }
+        public string? Module { get; set; }
+        /// <summary>The HotpatchErrorKind of a refusal or failure.</summary>
+        public string? ErrorId { get; set; }
+        public string? Error { get; set; }
+
+        /// <summary>Refused when a check said no before anything was written; Failed for anything else.</summary>
+        public static string ResultFor(HotpatchErrorKind? kind) =>
+            kind is HotpatchErrorKind.IdentityMismatch or HotpatchErrorKind.ExpectMismatch or HotpatchErrorKind.UnsafeSite
+                or HotpatchErrorKind.ThreadInSpan or HotpatchErrorKind.AlreadyInstalled or HotpatchErrorKind.NotInstalled or HotpatchErrorKind.SiteModified
+                or HotpatchErrorKind.ModuleNotLoaded or HotpatchErrorKind.InvalidPatchFile or HotpatchErrorKind.AssemblyError
+                or HotpatchErrorKind.NotSigned or HotpatchErrorKind.HashMismatch or HotpatchErrorKind.SignatureInvalid
+                or HotpatchErrorKind.UntrustedPublisher or HotpatchErrorKind.TrustStoreError or HotpatchErrorKind.NotElevated
+                ? ResultRefused : ResultFailed;
+
+        public static string CurrentUser()
+        {
+            try
+            {
+                return IsWindows ? Environment.UserDomainName + "\\" + Environment.UserName : Environment.UserName;
+            }
+            catch (Exception e) when (e is InvalidOperationException || e is PlatformNotSupportedException) { return "uid " + Environment.GetEnvironmentVariable("USER"); }
+        }
+
+        private static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
+
+        private static bool IsWindows => System.Runtime.InteropServices.RuntimeInformation.IsOSPlatform(System.Runtime.InteropServices.OSPlatform.Windows);
+
+        public IEnumerable<KeyValuePair<string, object?>> Fields()
+        {
+            KeyValuePair<string, object?> F(string k, object? v) => new KeyValuePair<string, object?>(k, v);
+            yield return F("time", TimeUtc.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+            yield return F("user", User);
+            yield return F("host", Host);
+            yield return F("connectedUser", ConnectedUser);
+            yield return F("action", Action);
+            yield return F("result", Result);
+            yield return F("patchId", PatchId);
+            yield return F("fileSha256", FileSha256);
+            yield return F("path", Path);
+            yield return F("signer", Signer);
+            yield return F("thumbprint", Thumbprint);
+            yield return F("signatureStatus", SignatureStatus);
+            yield return F("processId", ProcessId);
+            yield return F("processName", ProcessName);
+            yield return F("module", Module);
+            yield return F("errorId", ErrorId);
+            yield return F("error", Error);
+        }
+
+        public string ToJson() => JsonLine.Write(Fields());
+
+        /// <summary>A record read back from a log line, or null if the line is not one.</summary>
+        public static AuditRecord? FromJson(string line)
+        {
+            var o = JsonLine.Parse(line);
+            if (o == null || !o.TryGetValue("time", out var t) || !(t is string time)) return null;
+            if (!DateTime.TryParse(time, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var when)) return null;
+            string? S(string k) => o.TryGetValue(k, out var v) && v != null ? Convert.ToString(v, CultureInfo.InvariantCulture) : null;
+            return new AuditRecord
+            {
+                TimeUtc = DateTime.SpecifyKind(when, DateTimeKind.Utc), User = S("user") ?? "", Host = S("host") ?? "", ConnectedUser = S("connectedUser"),
+                Action = S("action") ?? "", Result = S("result") ?? "", PatchId = S("patchId"), FileSha256 = S("fileSha256"), Path = S("path"),
+                Signer = S("signer"), Thumbprint = S("thumbprint"), SignatureStatus = S("signatureStatus"),
+                ProcessId = o.TryGetValue("processId", out var p) && p is long pid ? (int?)pid : null,
+                ProcessName = S("processName"), Module = S("module"), ErrorId = S("errorId"), Error = S("error"),
+            };
+        }
+
+        /// <summary>The refusal of a patch file by the trust policy, before any process was looked at.</summary>
+        public static AuditRecord ForRefusal(Trust.PatchRefusedException e) => new AuditRecord
+        {
+            Action = ActionInstall, Result = ResultRefused, PatchId = e.PatchId, FileSha256 = e.Signature.FileSha256, Path = e.Signature.Path,
+            Signer = e.Signature.Signer, Thumbprint = e.Signature.Thumbprint, SignatureStatus = e.Signature.Status.ToString(),
+            ErrorId = e.Kind.ToString(), Error = e.Message,
+        };
+    }
+}

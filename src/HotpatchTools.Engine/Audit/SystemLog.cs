@@ -1,0 +1,76 @@
+using System;
+using System.IO;
+using System.Runtime.InteropServices;
+using System.Text;
+using HotpatchTools.Engine.Machine;
+
+namespace HotpatchTools.Engine.Audit
+{
+    /// <summary>
+    /// The copy of each audit record in the system's own log: syslog (facility authpriv, tag "hotpatchtools", which
+    /// journald collects too) on Linux, the Application event log (source "HotpatchTools") on Windows.
+    /// </summary>
+    public static class SystemLog
+    {
+        public const string Tag = "hotpatchtools";
+        public const string EventSource = "HotpatchTools";
+        public const int EventInstalled = 1000, EventRemoved = 1001, EventRefused = 1002, EventFailed = 1003;
+
+        private const int LogAuthPriv = 10 << 3, LogWarning = 4, LogNotice = 5;
+
+        private static bool IsWindows => RuntimeInformation.IsOSPlatform(OSPlatform.Windows);
+
+        /// <summary>
+        /// /dev/log, or, while HOTPATCHTOOLS_MACHINE_ROOT redirects the machine's files, syslog.sock in its log folder:
+        /// a test can listen there and a redirected run never writes the real system log.
+        /// </summary>
+        public static string SyslogSocket =>
+            string.IsNullOrEmpty(Environment.GetEnvironmentVariable(MachinePaths.OverrideVariable)) ? "/dev/log" : Path.Combine(MachinePaths.LogDirectory, "syslog.sock");
+
+        /// <summary>Sends the record; false when there is no system log to send it to (no syslog socket, no event log).</summary>
+        public static bool Send(AuditRecord record)
+        {
+            bool problem = record.Result == AuditRecord.ResultRefused || record.Result == AuditRecord.ResultFailed;
+            string json = record.ToJson();
+            if (IsWindows)
+            {
+                // A redirected (test) run keeps out of the machine's event log, as it keeps out of its files.
+                if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(MachinePaths.OverrideVariable))) return false;
+                int id = record.Result == AuditRecord.ResultInstalled ? EventInstalled : record.Result == AuditRecord.ResultRemoved ? EventRemoved
+                    : record.Result == AuditRecord.ResultRefused ? EventRefused : EventFailed;
+                return ReportEvent(problem ? (ushort)2 : (ushort)4, id, json);
+            }
+            return SendSyslog((problem ? LogWarning : LogNotice) | LogAuthPriv, json);
+        }
+
+        private static bool ReportEvent(ushort type, int id, string text)
+        {
+            var h = NativeMethods.RegisterEventSourceW(null, EventSource);
+            if (h == IntPtr.Zero) return false;
+            try { return NativeMethods.ReportEventW(h, type, 0, (uint)id, IntPtr.Zero, 1, 0, new[] { text }, IntPtr.Zero); }
+            finally { NativeMethods.DeregisterEventSource(h); }
+        }
+
+        private static unsafe bool SendSyslog(int priority, string message)
+        {
+            var socketPath = SyslogSocket;
+            var pathBytes = Encoding.UTF8.GetBytes(socketPath);
+            if (pathBytes.Length >= 108 || !File.Exists(socketPath)) return false;
+            // No openlog/syslog(3): those would change the host process's own syslog identity.
+            var bytes = Encoding.UTF8.GetBytes("<" + priority + ">" + Tag + "[" + System.Diagnostics.Process.GetCurrentProcess().Id + "]: " + message);
+            var addr = stackalloc byte[110];
+            addr[0] = NativeMethods.AF_UNIX;
+            addr[1] = 0;
+            for (int i = 0; i < pathBytes.Length; i++) addr[2 + i] = pathBytes[i];
+            addr[2 + pathBytes.Length] = 0;
+            int fd = NativeMethods.socket(NativeMethods.AF_UNIX, NativeMethods.SOCK_DGRAM | NativeMethods.SOCK_CLOEXEC, 0);
+            if (fd < 0) return false;
+            try
+            {
+                fixed (byte* p = bytes)
+                    return (long)NativeMethods.sendto(fd, p, (UIntPtr)bytes.Length, NativeMethods.MSG_NOSIGNAL, addr, 2 + pathBytes.Length + 1) == bytes.Length;
+            }
+            finally { NativeMethods.close(fd); }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Security.Cryptography;
+using System.Security.Cryptography.Pkcs;
+using System.Security.Cryptography.X509Certificates;
+using HotpatchTools.Engine.Format;
+
+namespace HotpatchTools.Engine.Trust
+{
+    /// <summary>A patch file's bytes as read once, and what its signature says about exactly those bytes.</summary>
+    public sealed class VerifiedFile
+    {
+        public string FullPath { get; set; } = "";
+        public byte[] Bytes { get; set; } = new byte[0];
+        public PatchSignature Signature { get; set; } = new PatchSignature();
+    }
+
+    /// <summary>
+    /// Checks the detached CMS signature beside a patch file. The file is read once and the bytes hashed are the
+    /// bytes returned, so a file swapped between the check and the parse cannot slip through.
+    /// </summary>
+    public static class SignatureVerifier
+    {
+        internal const string CodeSigningOid = "1.3.6.1.5.5.7.3.3";
+        private const int MaxSignatureBytes = 1 << 20;
+
+        private static readonly string[] StrongDigests = { "2.16.840.1.101.3.4.2.1", "2.16.840.1.101.3.4.2.2", "2.16.840.1.101.3.4.2.3" };
+
+        public static VerifiedFile Verify(string path, TrustStore? store)
+        {
+            var bytes = MicropatchParser.ReadFile(path, out var fullPath);
+            var s = new PatchSignature { Path = fullPath, SignaturePath = PatchSignature.SignatureFileFor(fullPath), FileSha256 = Sha256Hex(bytes) };
+            var result = new VerifiedFile { FullPath = fullPath, Bytes = bytes, Signature = s };
+            Check(s, bytes, store);
+            return result;
+        }
+
+        private static void Check(PatchSignature s, byte[] bytes, TrustStore? store)
+        {
+            void Set(SignatureStatus status, string message) { s.Status = status; s.StatusMessage = message; }
+
+            byte[] der;
+            try
+            {
+                var info = new FileInfo(s.SignaturePath);
+                if (!info.Exists) { Set(SignatureStatus.NotSigned, "No signature file " + s.SignaturePath + "."); return; }
+                if (info.Length > MaxSignatureBytes) { Set(SignatureStatus.InvalidSignature, s.SignaturePath + " is larger than " + MaxSignatureBytes + " bytes; it is no patch signature."); return; }
+                der = File.ReadAllBytes(s.SignaturePath);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                Set(SignatureStatus.InvalidSignature, "Cannot read " + s.SignaturePath + ": " + e.Message);
+                return;
+            }
+
+            var cms = new SignedCms(new ContentInfo(bytes), detached: true);
+            try { cms.Decode(der); }
+            catch (CryptographicException e) { Set(SignatureStatus.InvalidSignature, s.SignaturePath + " is not a CMS/PKCS#7 signature: " + e.Message); return; }
+            if (cms.SignerInfos.Count != 1) { Set(SignatureStatus.InvalidSignature, s.SignaturePath + " has " + cms.SignerInfos.Count + " signers; a patch signature has exactly one."); return; }
+
+            var signer = cms.SignerInfos[0];
+            var cert = signer.Certificate;
+            if (cert == null) { Set(SignatureStatus.InvalidSignature, s.SignaturePath + " does not carry the signer's certificate."); return; }
+            s.Certificate = cert;
+            s.Signer = cert.Subject;
+            s.Thumbprint = cert.Thumbprint.ToUpperInvariant();
+            s.NotAfterUtc = cert.NotAfter.ToUniversalTime();
+            foreach (var a in signer.SignedAttributes)
+                foreach (var v in a.Values)
+                    if (v is Pkcs9SigningTime t) s.SigningTimeUtc = t.SigningTime.ToUniversalTime();
+
+            string digestOid = signer.DigestAlgorithm.Value ?? "";
+            if (!StrongDigests.Contains(digestOid))
+            {
+                Set(SignatureStatus.InvalidSignature, "The signature uses the digest " + (signer.DigestAlgorithm.FriendlyName ?? digestOid) + "; SHA-256 or stronger is required.");
+                return;
+            }
+            var claimed = signer.SignedAttributes.Cast<CryptographicAttributeObject>().SelectMany(a => a.Values.Cast<AsnEncodedData>()).OfType<Pkcs9MessageDigest>().FirstOrDefault();
+            if (claimed == null) { Set(SignatureStatus.InvalidSignature, "The signature has no signed message digest; it does not bind the file's bytes."); return; }
+            var actual = Digest(digestOid, bytes);
+            if (!actual.SequenceEqual(claimed.MessageDigest))
+            {
+                Set(SignatureStatus.HashMismatch, "The file changed after it was signed: its SHA-256 is " + s.FileSha256 + ", and the signature by " + s.Signer + " covers other bytes.");
+                return;
+            }
+            try { signer.CheckSignature(verifySignatureOnly: true); }
+            catch (CryptographicException e) { Set(SignatureStatus.InvalidSignature, "The signature does not verify with the certificate of " + s.Signer + ": " + e.Message); return; }
+
+            var why = WhyNotCodeSigning(cert);
+            if (why != null) { Set(SignatureStatus.NotCodeSigning, "The certificate of " + s.Signer + " " + why + "."); return; }
+            var now = DateTime.UtcNow;
+            if (now < cert.NotBefore.ToUniversalTime() || now > cert.NotAfter.ToUniversalTime())
+            {
+                Set(SignatureStatus.CertificateExpired, "The certificate of " + s.Signer + " is valid from " + cert.NotBefore.ToUniversalTime().ToString("u") + " to " +
+                    cert.NotAfter.ToUniversalTime().ToString("u") + ", not now; re-sign the file with a current certificate.");
+                return;
+            }
+
+            if (store == null) { Set(SignatureStatus.UntrustedPublisher, "The signature is intact; no trust store was consulted."); return; }
+            var entry = store.Match(cert, cms.Certificates, out var reason);
+            if (entry == null)
+            {
+                Set(SignatureStatus.UntrustedPublisher, "The signature is intact, but its signer " + s.Signer + " (thumbprint " + s.Thumbprint + ") is not a trusted publisher on this machine" +
+                    (reason.Length > 0 ? " (" + reason + ")" : "") + ". An administrator trusts it with Add-MicropatchTrustedPublisher.");
+                return;
+            }
+            s.TrustedBy = entry.Thumbprint;
+            Set(SignatureStatus.Valid, "Signed by " + s.Signer + ", trusted " + (entry.Kind == TrustKind.Root ? "through the root " + entry.Subject : "as a publisher") + ".");
+        }
+
+        /// <summary>
+        /// RFC 5280: a certificate without an EKU extension may be used for any purpose; one with it must list code
+        /// signing. A key usage extension, when present, must allow digital signatures.
+        /// </summary>
+        internal static string? WhyNotCodeSigning(X509Certificate2 cert)
+        {
+            foreach (var ext in cert.Extensions)
+            {
+                if (ext is X509EnhancedKeyUsageExtension eku && !eku.EnhancedKeyUsages.Cast<Oid>().Any(o => o.Value == CodeSigningOid))
+                    return "has an extended key usage without code signing (" + CodeSigningOid + ")";
+                if (ext is X509KeyUsageExtension ku && (ku.KeyUsages & X509KeyUsageFlags.DigitalSignature) == 0)
+                    return "has a key usage without digital signature";
+            }
+            return null;
+        }
+
+        private static byte[] Digest(string oid, byte[] bytes)
+        {
+            using (HashAlgorithm h = oid == StrongDigests[1] ? SHA384.Create() : oid == StrongDigests[2] ? (HashAlgorithm)SHA512.Create() : SHA256.Create())
+                return h.ComputeHash(bytes);
+        }
+
+        internal static string Sha256Hex(byte[] bytes)
+        {
+            using (var sha = SHA256.Create()) return Hex.Lower(sha.ComputeHash(bytes));
+        }
+    }
+}

@@ -1,0 +1,29 @@
+using System.Management.Automation;
+using HotpatchTools.Completion;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Trust;
+
+namespace HotpatchTools.Commands
+{
+    /// <summary>Checks patch files' signatures against this machine's trusted publishers.</summary>
+    [Cmdlet(VerbsCommon.Get, "MicropatchSignature")]
+    [OutputType(typeof(MicropatchSignature))]
+    public sealed class GetMicropatchSignatureCommand : HotpatchCommandBase
+    {
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+        [Alias("FullName", "PSPath")]
+        [SupportsWildcards]
+        [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(MicropatchPathCompleter))]
+        public string[] Path { get; set; } = new string[0];
+
+        protected override void ProcessRecord()
+        {
+            foreach (var file in ResolvePaths(Path, literal: false))
+            {
+                try { WriteObject(MicropatchSignature.From(SignatureVerifier.Verify(file, TrustStore.Machine).Signature)); }
+                catch (HotpatchException e) { WriteFailure(e, file); }
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+using System.Linq;
+using System.Management.Automation;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Trust;
+
+namespace HotpatchTools.Commands
+{
+    /// <summary>The machine's trusted publishers of patch files.</summary>
+    [Cmdlet(VerbsCommon.Get, "MicropatchTrustedPublisher")]
+    [OutputType(typeof(MicropatchTrustedPublisher))]
+    public sealed class GetMicropatchTrustedPublisherCommand : HotpatchCommandBase
+    {
+        /// <summary>Only these thumbprints (wildcards allowed).</summary>
+        [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+        [SupportsWildcards]
+        public string[]? Thumbprint { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            var patterns = Thumbprint?.Select(p => new WildcardPattern(p, WildcardOptions.IgnoreCase)).ToList();
+            try
+            {
+                foreach (var p in TrustStore.Machine.List())
+                    if (patterns == null || patterns.Any(w => w.IsMatch(p.Thumbprint)))
+                        WriteObject(MicropatchTrustedPublisher.From(p));
+            }
+            catch (HotpatchException e) { ThrowTerminatingError(ToErrorRecord(e, TrustStore.Machine.ListFile)); }
+        }
+    }
+}

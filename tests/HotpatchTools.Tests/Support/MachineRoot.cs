@@ -1,0 +1,36 @@
+using System;
+using System.IO;
+using System.Runtime.CompilerServices;
+using HotpatchTools.Engine.Machine;
+
+namespace HotpatchTools.Tests.Support
+{
+    /// <summary>
+    /// Every test of this process keeps the machine-wide files (trust store, audit log, catalog) in a temporary
+    /// folder: the module's cmdlets would otherwise write /var/lib/hotpatchtools and /var/log/hotpatchtools.
+    /// Set before any test runs, so the module, the engine and child processes started by tests all see it.
+    /// </summary>
+    public static class MachineRoot
+    {
+        public static string Path { get; private set; } = "";
+
+        [ModuleInitializer]
+        internal static void Redirect()
+        {
+            var existing = Environment.GetEnvironmentVariable(MachinePaths.OverrideVariable);
+            if (string.IsNullOrEmpty(existing))
+            {
+                existing = Directory.CreateTempSubdirectory("hpt-machine-").FullName;
+                Environment.SetEnvironmentVariable(MachinePaths.OverrideVariable, existing);
+                // The audit tests write tens of megabytes; a folder this run made goes with it.
+                var created = existing;
+                AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+                {
+                    try { Directory.Delete(created, recursive: true); }
+                    catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { }
+                };
+            }
+            Path = System.IO.Path.GetFullPath(existing);
+        }
+    }
+}
