@@ -6,6 +6,7 @@ using System.IO;
 using System.Linq;
 using System.Text;
 using System.Threading;
+using System.Threading.Tasks;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Patching;
@@ -224,7 +225,7 @@ namespace HotpatchTools.Tests
         /// </summary>
         [Theory]
         [MemberData(nameof(KillPoints))]
-        public void An_installer_killed_at_each_step_leaves_the_target_running_and_every_site_whole(string mode, string failPoint, string firstThread)
+        public async Task An_installer_killed_at_each_step_leaves_the_target_running_and_every_site_whole(string mode, string failPoint, string firstThread)
         {
             using var t = TargetProcess.Start();
             Assert.Equal("ok", t.Send(firstThread));
@@ -241,11 +242,10 @@ namespace HotpatchTools.Tests
                 var patchedBefore = Originals(t);
 
                 var host = FaultHost.Start(new Dictionary<string, string> { [FailPoint.Variable] = failPoint }, "", mode, file, t.Pid.ToString(CultureInfo.InvariantCulture));
-                var reached = host.StandardOutput.ReadLineAsync();
                 try
                 {
-                    Assert.True(reached.Wait(TimeSpan.FromSeconds(90)), "the installer never reached " + failPoint);
-                    Assert.Equal("failpoint " + failPoint, reached.Result);
+                    var reached = await host.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(90));
+                    Assert.Equal("failpoint " + failPoint, reached);
                 }
                 finally
                 {
@@ -343,7 +343,7 @@ namespace HotpatchTools.Tests
         /// <summary>The installer is held at a named step while its target is SIGKILLed, then let go.</summary>
         [Theory]
         [MemberData(nameof(TargetKillPoints))]
-        public void A_target_killed_at_each_step_is_reported_as_exited_in_bounded_time(string mode, string failPoint)
+        public async Task A_target_killed_at_each_step_is_reported_as_exited_in_bounded_time(string mode, string failPoint)
         {
             using var t = TargetProcess.Start();
             Assert.Equal("ok", t.Send("hammer 2"));
@@ -356,20 +356,18 @@ namespace HotpatchTools.Tests
                 using var host = FaultHost.Start(environment, "", mode, file, t.Pid.ToString(CultureInfo.InvariantCulture));
                 try
                 {
-                    var reached = host.StandardOutput.ReadLineAsync();
-                    Assert.True(reached.Wait(TimeSpan.FromSeconds(90)), "the installer never reached " + failPoint);
-                    Assert.Equal("failpoint " + failPoint, reached.Result);
+                    var reached = await host.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(90));
+                    Assert.Equal("failpoint " + failPoint, reached);
                     t.Kill();
                     var clock = Stopwatch.StartNew();
                     host.StandardInput.WriteLine("go");
                     host.StandardInput.Flush();
-                    var outcome = host.StandardOutput.ReadLineAsync();
-                    Assert.True(outcome.Wait(TimeSpan.FromSeconds(30)), "the installer hung after its target died at " + failPoint);
+                    var outcome = await host.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
                     Assert.True(host.WaitForExit(30_000), "the installer did not exit");
                     // Nothing is left to do after the last write of an install or the restores of an uninstall, so
                     // success is the truth there; anywhere else the death must be reported as such.
                     bool lastStep = failPoint is "install.after-site-2" or "uninstall.before-free";
-                    string line = outcome.Result ?? "(no output)";
+                    string line = outcome ?? "(no output)";
                     if (lastStep && line is "installed" or "removed") return;
                     Assert.True(line.StartsWith("error ProcessExited ", StringComparison.Ordinal) || line.StartsWith("error ProcessNotFound ", StringComparison.Ordinal),
                         failPoint + ": " + line + " after " + clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture) + " s");

@@ -344,9 +344,10 @@ namespace HotpatchTools.Engine.Patching
                     var found = new FoundCave { Address = cave.Address, Header = cave.Header, HeaderBytes = cave.Header.Serialize() };
                     return new InstallResult { Patch = Describe(target, found), FreezeTime = freeze.Elapsed, Attempts = attempt, ThreadCount = threads };
                 }
+                if (blocker == null || blocked == null) throw new InvalidOperationException("no write and no blocking thread");
                 if (clock.Elapsed > _options.ThreadWait)
                     throw new HotpatchException(HotpatchErrorKind.ThreadInSpan,
-                        blocked!.Patchlet.Name + ": thread " + blocker.Id + " stayed at 0x" + blocker.ResumeIp.ToString("x") + ", inside the bytes to overwrite at 0x" + blocked.Address.ToString("x") +
+                        blocked.Patchlet.Name + ": thread " + blocker.Id + " stayed at 0x" + blocker.ResumeIp.ToString("x") + ", inside the bytes to overwrite at 0x" + blocked.Address.ToString("x") +
                         ", for " + _options.ThreadWait.TotalSeconds + " s; nothing was written.") { ProcessId = target.Id, Patchlet = blocked.Patchlet.Name };
                 Log("thread " + blocker.Id + " is inside the span at 0x" + blocker.ResumeIp.ToString("x") + "; retrying");
                 Thread.Sleep(Math.Min(5 * attempt, 50));
