@@ -42,6 +42,12 @@ param(
     [string] $ConfigurationName,
 
     [Parameter(ParameterSetName = 'HostName')]
+    [string] $UserName,
+
+    [Parameter(ParameterSetName = 'HostName')]
+    [int] $Port,
+
+    [Parameter(ParameterSetName = 'HostName')]
     [string] $KeyFilePath,
 
     # ssh options, e.g. @{ StrictHostKeyChecking = 'yes' } (PowerShell 7.3 and later).
@@ -117,24 +123,45 @@ if ($Action -in 'Install', 'Uninstall') {
     if ($targets.Count -eq 0) { return }
 }
 
-$invoke = @{
-    ScriptBlock   = $remote
-    ArgumentList  = $Action, $Module, $patchName, $patchBytes, $PatchId, $ProcessId
-    ThrottleLimit = $ThrottleLimit
-}
+# Sessions first, so a computer that cannot be reached is known by name: its error becomes one
+# ComputerUnreachable record with the computer name as target, and the others go on. (The SSH parameter
+# sets of New-PSSession and Invoke-Command have no -ThrottleLimit: sessions are opened in batches.)
+$sessions = @()
+$opened = @()
 switch ($PSCmdlet.ParameterSetName) {
-    'ComputerName' {
-        $invoke.ComputerName = $targets
-        if ($Credential) { $invoke.Credential = $Credential }
-        if ($ConfigurationName) { $invoke.ConfigurationName = $ConfigurationName }
+    'Session' { $sessions = @($targets) }
+    default {
+        $open = @{}
+        if ($PSCmdlet.ParameterSetName -eq 'ComputerName') {
+            if ($Credential) { $open.Credential = $Credential }
+            if ($ConfigurationName) { $open.ConfigurationName = $ConfigurationName }
+        } else {
+            if ($UserName) { $open.UserName = $UserName }
+            if ($Port) { $open.Port = $Port }
+            if ($KeyFilePath) { $open.KeyFilePath = $KeyFilePath }
+            if ($SSHOption) { $open.Options = $SSHOption }
+        }
+        for ($i = 0; $i -lt $targets.Count; $i += $ThrottleLimit) {
+            $batch = @($targets[$i..([Math]::Min($i + $ThrottleLimit, $targets.Count) - 1)])
+            if ($PSCmdlet.ParameterSetName -eq 'ComputerName') { $open.ComputerName = $batch } else { $open.HostName = $batch }
+            $failed = $null
+            $opened += @(New-PSSession @open -ErrorAction SilentlyContinue -ErrorVariable failed)
+            foreach ($e in $failed) {
+                $name = if ($e.TargetObject -is [System.Management.Automation.Runspaces.Runspace]) { $e.TargetObject.ConnectionInfo.ComputerName } else { [string]$e.TargetObject }
+                $record = [System.Management.Automation.ErrorRecord]::new($e.Exception, 'ComputerUnreachable', [System.Management.Automation.ErrorCategory]::ConnectionError, $name)
+                $record.ErrorDetails = [System.Management.Automation.ErrorDetails]::new("${name}: $($e.Exception.Message)")
+                $PSCmdlet.WriteError($record)
+            }
+        }
+        $sessions = $opened
     }
-    'HostName' {
-        $invoke.HostName = $targets
-        if ($KeyFilePath) { $invoke.KeyFilePath = $KeyFilePath }
-        if ($SSHOption) { $invoke.Options = $SSHOption }
-    }
-    'Session' { $invoke.Session = $targets }
 }
-# Invoke-Command goes on past a computer it cannot reach and writes an error record for it; each
-# computer's own errors come back as error records too. Nothing here stops the others.
-Invoke-Command @invoke
+if ($sessions.Count -eq 0) { return }
+try {
+    # Each computer's own errors (ExpectMismatch, ProcessNotFound, ...) come back as error records with
+    # their ErrorId and the computer in OriginInfo; none of them stops the other computers.
+    Invoke-Command -Session $sessions -ThrottleLimit $ThrottleLimit -ScriptBlock $remote -ArgumentList $Action, $Module, $patchName, $patchBytes, $PatchId, $ProcessId
+}
+finally {
+    if ($opened.Count -gt 0) { Remove-PSSession -Session $opened }
+}

@@ -1,5 +1,4 @@
 using System;
-using System.IO;
 using System.Management.Automation.Remoting;
 using System.Reflection;
 
@@ -56,8 +55,9 @@ namespace HotpatchTools.RemoteHost
 
         private static void RunStdio(bool combineErrOutStream)
         {
-            string home = Environment.GetEnvironmentVariable("HOME") is { Length: > 0 } h && Directory.Exists(h) ? h : Path.GetTempPath();
-            StdioRunMethod().Invoke(null, new object?[] { null, home, null, null, combineErrOutStream });
+            // No working directory: SMA would apply it with Set-Location, which is not among the core commands a
+            // host of SMA alone has, and the session would break. sshd already starts us in the user's home.
+            StdioRunMethod().Invoke(null, new object?[] { null, null, null, null, combineErrOutStream });
         }
     }
 }
