@@ -127,7 +127,7 @@ namespace HotpatchTools.Tests
         {
             var completed = new[] { "ProcessId", "PatchId", "Path" };
             var parameters = Cmdlets().SelectMany(c => c.Parameters.Values.Where(p => completed.Contains(p.Name)).Select(p => (Cmdlet: c.Name, Parameter: p))).ToArray();
-            Assert.Equal(8, parameters.Length);
+            Assert.Equal(12, parameters.Length);
             Assert.All(parameters, p => Assert.True(p.Parameter.Attributes.OfType<ArgumentCompleterAttribute>().Any(), p.Cmdlet + " -" + p.Parameter.Name + " has no completer"));
         }
 

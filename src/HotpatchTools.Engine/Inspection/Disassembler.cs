@@ -20,6 +20,14 @@ namespace HotpatchTools.Engine.Inspection
             return f;
         }
 
+        /// <summary>One instruction in the listing's syntax, e.g. "je 0x55a0b785f2e6".</summary>
+        public static string Text(in Instruction ins)
+        {
+            var output = new StringOutput();
+            NewFormatter().Format(ins, output);
+            return output.ToStringAndReset();
+        }
+
         /// <summary>
         /// Decodes code read from `address`: whole instructions until at least `minBytes` are covered and `minCount`
         /// instructions are listed, never past the bytes given. An undecodable byte is listed as "(bad)" and ends the listing.

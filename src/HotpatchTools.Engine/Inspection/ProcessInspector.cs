@@ -218,7 +218,7 @@ namespace HotpatchTools.Engine.Inspection
         {
             if (s.Patchlet.Mode == PatchMode.Replace)
                 return "Replace " + s.SpanLength + " bytes in place with the patch code (" + s.Code.Instructions.Count + " instruction(s)), NOP-filled.";
-            var moved = string.Join("; ", s.SpanInstructions.Select(i => i.ToString()));
+            var moved = string.Join("; ", s.SpanInstructions.Select(i => Disassembler.Text(i)));
             string notes = "";
             if (s.SpanInstructions.Any(i => i.IsIPRelativeMemoryOperand)) notes += " RIP-relative operands are re-encoded for the cave.";
             if (s.SpanInstructions.Any(i => PatchPlanner.IsDirectBranch(i))) notes += " Branches are re-targeted (short forms expanded).";

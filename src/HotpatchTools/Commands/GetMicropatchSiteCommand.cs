@@ -16,6 +16,7 @@ namespace HotpatchTools.Commands
 
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipelineByPropertyName = true)]
         [Alias("FullName", "PSPath")]
+        [SupportsWildcards]
         [ValidateNotNullOrEmpty]
         [ArgumentCompleter(typeof(MicropatchPathCompleter))]
         public string Path { get; set; } = "";
