@@ -195,6 +195,37 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void Inspection_through_the_session_shows_modules_and_the_disassembly_before_and_after_install()
+        {
+            var path = WritePatch("HP-REMOTE-SITE");
+            var module = Assert.Single(Remote("param($id, $n) Get-HotpatchModule -ProcessId $id -Name $n", _t.Pid, _t.ModuleName));
+            Assert.Empty(_sh.Errors);
+            Assert.Equal("Deserialized.HotpatchTools.HotpatchModule", module.TypeNames[0]);
+            Assert.Equal("0x" + _t.ModuleBase().ToString("x"), Prop(module, "BaseAddress"));
+            var table = _sh.Format("Invoke-Command -Session $global:s -ScriptBlock { param($id, $n) Get-HotpatchModule -ProcessId $id -Name $n } -ArgumentList $args[0], $args[1]", _t.Pid, _t.ModuleName);
+            Assert.Matches(@"\n\s*" + _t.Pid + @" " + _t.ModuleName + @"\s+0x[0-9a-f]+\s+\d+ buildId: [0-9a-f]+", table);
+
+            string[] Listing(PSObject site) =>
+                ((System.Collections.IEnumerable)((PSObject)Prop(site, "Disassembly")!).BaseObject).Cast<object>().Select(o => o.ToString()!).ToArray();
+            var before = Assert.Single(Remote("param($p, $id) Get-MicropatchSite -Path $p -ProcessId $id", path, _t.Pid));
+            Assert.Equal("Deserialized.HotpatchTools.MicropatchSite", before.TypeNames[0]);
+            Assert.Equal("Original", Prop(before, "State"));
+            Assert.EndsWith("  lea eax,[rdi+rdi*2]", Listing(before)[0]);
+
+            Remote("param($p, $id) Install-Micropatch -Path $p -ProcessId $id -Force", path, _t.Pid);
+            // The installed patch's objects pipe through the session into Get-MicropatchSite there.
+            var after = Assert.Single(_sh.RunClean(@"
+                Invoke-Command -Session $global:s -ScriptBlock { param($id) Get-Micropatch -ProcessId $id } -ArgumentList $args[0] |
+                    Invoke-Command -Session $global:s -ScriptBlock { $input | Get-MicropatchSite }", _t.Pid));
+            Assert.Equal("Patched", Prop(after, "State"));
+            var lines = Listing(after);
+            Assert.Matches("^0x[0-9a-f]+: e9 [0-9a-f ]+  jmp 0x[0-9a-f]+$", lines[0]);
+            Assert.Contains(lines, l => l.EndsWith("  cmp edi,0x64"));
+            Remote("param($id) Uninstall-Micropatch -PatchId HP-REMOTE-SITE -ProcessId $id -Force", _t.Pid);
+            Assert.Empty(_sh.Errors);
+        }
+
+        [Fact]
         public void The_fleet_script_runs_over_a_session_and_returns_the_cmdlets_objects()
         {
             var path = WritePatch("HP-REMOTE-FLEET");
