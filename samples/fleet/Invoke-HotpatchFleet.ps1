@@ -109,11 +109,12 @@ $remote = {
     }
 }
 
-$targets = switch ($PSCmdlet.ParameterSetName) {
+# Always an array: one computer name is a string, and indexing a string gives its characters.
+$targets = @(switch ($PSCmdlet.ParameterSetName) {
     'ComputerName' { $ComputerName }
     'HostName' { $HostName }
     'Session' { $Session }
-}
+})
 if ($Action -in 'Install', 'Uninstall') {
     $what = if ($Action -eq 'Install') { "Install micropatch $patchName" } else { "Uninstall micropatch $PatchId" }
     $targets = @(foreach ($t in $targets) {

@@ -119,16 +119,30 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void Get_MicropatchSite_gives_the_refusal_of_an_unsafe_site_and_still_shows_its_code()
+        public void Get_MicropatchSite_gives_the_refusal_of_an_unsafe_site_and_still_plans_and_shows_the_others()
         {
-            var path = WritePatch("HP-SITE-UNSAFE", at: "branch_into", expect: 7);
-            var s = _sh.Run("Get-MicropatchSite -Path $args[0] -ProcessId $args[1]", path, _t.Pid).Single();
+            var path = PatchFiles.WriteFile(_dir, "HP-SITE-UNSAFE", PatchFiles.Yaml("HP-SITE-UNSAFE", _t.ModuleName, new[]
+            {
+                new PatchletSpec("triple", _t.ReadSymbol("triple", 6), Code),
+                new PatchletSpec("branch_into", _t.ReadSymbol("branch_into", 7), Code),
+            }));
+            var sites = _sh.Run("Get-MicropatchSite -Path $args[0] -ProcessId $args[1]", path, _t.Pid);
             Assert.Empty(_sh.Errors);
-            Assert.Equal("UnsafeSite", s.Properties["Refusal"].Value);
-            Assert.StartsWith("Refused: ", s.Properties["Plan"].Value.ToString());
-            Assert.Contains("branches into the overwritten bytes", s.Properties["Plan"].Value.ToString());
-            Assert.Equal("Original", s.Properties["State"].Value);
-            Assert.Equal(new[] { "xor eax,eax", "add eax,edi", "add eax,1" }, Instructions(Lines(s)).Take(3));
+            Assert.Equal(2, sites.Count);
+
+            var unsafeSite = sites[1];
+            Assert.Equal("patchlets[1] (at branch_into)", unsafeSite.Properties["Patchlet"].Value);
+            Assert.Equal("UnsafeSite", unsafeSite.Properties["Refusal"].Value);
+            Assert.StartsWith("Refused: ", unsafeSite.Properties["Plan"].Value.ToString());
+            Assert.Contains("branches into the overwritten bytes", unsafeSite.Properties["Plan"].Value.ToString());
+            Assert.Equal("Original", unsafeSite.Properties["State"].Value);
+            Assert.Equal(new[] { "xor eax,eax", "add eax,edi", "add eax,1" }, Instructions(Lines(unsafeSite)).Take(3));
+
+            // The safe site is planned, and says that install (all or nothing) refuses the patch because of the other.
+            var safe = sites[0];
+            Assert.Equal("", safe.Properties["Refusal"].Value);
+            Assert.StartsWith("Jump to a cave over 6 bytes", safe.Properties["Plan"].Value.ToString());
+            Assert.Contains("Install refuses the patch as a whole: patchlets[1] (at branch_into)", safe.Properties["Plan"].Value.ToString());
         }
 
         [Fact]

@@ -148,18 +148,24 @@ namespace HotpatchTools.Engine.Inspection
                     continue;
                 }
                 d.State = ReadEquals(target, address, p.Expect) ? SiteState.Original : SiteState.Modified;
+                // Refusals of the patch as a whole (identity, platform) are every site's; otherwise each site is planned on its own.
+                HotpatchException? own = whole != null && whole.Patchlet == null ? whole : null;
+                if (site == null && own == null && cave == null)
+                {
+                    try { site = PatchPlanner.PlanSite(plan, p, target); }
+                    catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited && e.Kind != HotpatchErrorKind.AccessDenied) { own = e; }
+                }
                 if (site != null)
                 {
                     d.SpanLength = site.SpanLength;
                     d.Plan = Describe(site);
+                    // This site is fine, but install is all or nothing: say what stops it.
+                    if (whole != null) d.Plan += " Install refuses the patch as a whole: " + whole.Message;
                 }
                 else
                 {
-                    var e = whole != null && (whole.Patchlet == null || whole.Patchlet == p.Name) ? whole : null;
-                    d.Refusal = e?.Kind ?? (cave != null ? HotpatchErrorKind.SiteModified : HotpatchErrorKind.UnsafeSite);
-                    d.Plan = "Refused: " + (e?.Message ?? (cave != null
-                        ? "the patch's cave is present but this site does not hold its jump."
-                        : "another patchlet of this patch is refused: " + whole?.Message));
+                    d.Refusal = own?.Kind ?? HotpatchErrorKind.SiteModified;
+                    d.Plan = "Refused: " + (own?.Message ?? "the patch's cave is present but this site does not hold its jump.");
                 }
                 d.Disassembly = SiteListing(target, bitness, address, Math.Max(d.SpanLength, p.Expect.Length));
             }
