@@ -170,6 +170,14 @@ namespace HotpatchTools.Tests
             Assert.StartsWith("ExpectMismatch,", error.FullyQualifiedErrorId);
             Assert.Equal(SshEndpoint.Machines[1], error.OriginInfo.PSComputerName);
             Assert.Equal(t.Pid, Convert.ToInt32(error.TargetObject));
+
+            // The same through the fleet script, for one computer: its error passes through unchanged.
+            output = _sh.Run("& $args[0] -HostName $args[1] -Port $ssh.Port -UserName $ssh.UserName -KeyFilePath $ssh.KeyFilePath -SSHOption $ssh.Options -Module $args[2] -Action Install -PatchFile $args[3] -ProcessId $args[4] -Force",
+                FleetScript, SshEndpoint.Machines[0], ModuleShell.ManifestPath, path, t.Pid);
+            Assert.Empty(output);
+            error = Assert.IsAssignableFrom<System.Management.Automation.Runspaces.RemotingErrorRecord>(Assert.Single(_sh.Errors));
+            Assert.StartsWith("ExpectMismatch,", error.FullyQualifiedErrorId);
+            Assert.Equal(SshEndpoint.Machines[0], error.OriginInfo.PSComputerName);
             Assert.Equal(0, t.CaveCount());
         }
     }
