@@ -9,6 +9,7 @@ namespace HotpatchTools.RemoteHost
     /// tested over real PSRP where pwsh itself is not installed.
     ///   -pipe NAME   serve PSRP on the named pipe NAME (a Unix socket) until stdin closes
     ///   -sshs / -s   serve PSRP over stdin/stdout, as pwsh does for an sshd subsystem (-sshs) or a job (-s)
+    ///   -check       print the reflected server entry point and exit 0, or exit 1 when this SMA has none
     /// </summary>
     public static class Program
     {
@@ -23,6 +24,21 @@ namespace HotpatchTools.RemoteHost
                 // The test owns our lifetime through stdin: closing it (or dying) ends the server.
                 Console.In.ReadToEnd();
                 return 0;
+            }
+            if (args.Length == 1 && args[0] == "-check")
+            {
+                try
+                {
+                    var run = StdioRunMethod();
+                    Console.WriteLine(typeof(RemoteSessionNamedPipeServer).Assembly.GetName().Version + " " + run.DeclaringType!.FullName + "." + run.Name
+                        + "(" + string.Join(", ", Array.ConvertAll(run.GetParameters(), p => p.ParameterType.Name + " " + p.Name)) + ")");
+                    return 0;
+                }
+                catch (Exception e)
+                {
+                    Console.Error.WriteLine(e.Message);
+                    return 1;
+                }
             }
             foreach (var a in args)
             {

@@ -109,7 +109,7 @@ foreach ($a in [System.AppDomain]::CurrentDomain.GetAssemblies()) {
 
             Assert.Equal(new[] { _package.ModuleFolder, _package.ModuleFolder }, Values("ModuleBase"));
             foreach (var commands in Values("Commands"))
-                Assert.Equal(new[] { "Get-HotpatchTarget", "Get-Micropatch", "Install-Micropatch", "Remove-Micropatch", "Uninstall-Micropatch" },
+                Assert.Equal(new[] { "Get-HotpatchModule", "Get-HotpatchTarget", "Get-Micropatch", "Get-MicropatchSite", "Install-Micropatch", "Remove-Micropatch", "Uninstall-Micropatch" },
                     commands.Split(',').OrderBy(c => c, StringComparer.Ordinal));
             Assert.All(Values("FormatFiles"), f => Assert.Equal(Path.Combine(_package.ModuleFolder, "HotpatchTools.format.ps1xml"), f));
             Assert.Equal(new[] { "NotLoaded", "NotLoaded" }, Values("State"));
