@@ -9,14 +9,24 @@ set -euo pipefail
 cmd=${1:?start or stop}; dir=${2:?folder}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 
+# Stops the server of this folder and waits until it is gone: on exit sshd deletes its pid file, which would
+# otherwise race with the pid file of a server started next in the same folder.
+stop() {
+    [ -f "$dir/sshd.pid" ] || return 0
+    local pid
+    pid=$(cat "$dir/sshd.pid")
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+}
+
 if [ "$cmd" = stop ]; then
-    [ -f "$dir/sshd.pid" ] && kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true
+    stop
     exit 0
 fi
 
 mkdir -p "$dir" /run/sshd
 # Started again in the same folder: the previous server goes first.
-[ -f "$dir/sshd.pid" ] && kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true
+stop
 dir=$(cd "$dir" && pwd)
 host_dll="$repo/tests/HotpatchTools.RemoteHost/bin/Release/net10.0/HotpatchTools.RemoteHost.dll"
 dotnet_exe=$(readlink -f "$(command -v dotnet)")
