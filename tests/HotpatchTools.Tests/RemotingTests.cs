@@ -77,7 +77,8 @@ namespace HotpatchTools.Tests
             var target = Assert.Single(Remote("param($p, $id) Get-HotpatchTarget -Path $p -ProcessId $id", path, _t.Pid));
             Assert.Empty(_sh.Errors);
             Assert.Equal("Deserialized.HotpatchTools.HotpatchTarget", target.TypeNames[0]);
-            Assert.Equal("Vulnerable", Prop(target, "State")!.ToString());
+            // The module's enum arrives as its name: filters such as Where-Object State -eq Vulnerable keep working.
+            Assert.Equal("Vulnerable", Assert.IsType<string>(Prop(target, "State")));
             Assert.Equal(Environment.MachineName, Prop(target, "ComputerName"));
             Assert.Equal(_t.Pid, Convert.ToInt32(Prop(target, "ProcessId")));
 
@@ -238,6 +239,61 @@ namespace HotpatchTools.Tests
             Assert.Empty(_sh.Errors);
             Assert.Equal("Removed", Prop(Assert.Single(removed), "Result"));
             Assert.Equal(1501, _t.Call("triple", 500));
+        }
+    }
+
+    /// <summary>
+    /// Deployment without Copy-Item -ToSession (not available here): the module folder copied through a session to a
+    /// computer that does not have it loaded, and imported there by name from PSModulePath.
+    /// </summary>
+    public sealed class RemoteDeploymentTests : IDisposable
+    {
+        private readonly string _dir = Directory.CreateTempSubdirectory("hpt-deploy-").FullName;
+
+        public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+        private static void CopyTree(string from, string to)
+        {
+            foreach (var f in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
+            {
+                var target = Path.Combine(to, Path.GetRelativePath(from, f));
+                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                File.Copy(f, target);
+            }
+        }
+
+        [Fact]
+        public void The_module_folder_copied_through_a_session_imports_by_name_there_and_works()
+        {
+            // The module as this checkout lays it out: manifest, loader and views beside the build output the loader finds.
+            var stage = Path.Combine(_dir, "stage", "HotpatchTools");
+            foreach (var f in new[] { "HotpatchTools.psd1", "HotpatchTools.psm1", "HotpatchTools.format.ps1xml" })
+            {
+                Directory.CreateDirectory(stage);
+                File.Copy(Path.Combine(ModuleShell.RepoRoot, f), Path.Combine(stage, f));
+            }
+            var build = Path.Combine("src", "HotpatchTools", "bin", "Release", "netstandard2.0");
+            CopyTree(Path.Combine(ModuleShell.RepoRoot, build), Path.Combine(stage, build));
+            var modules = Path.Combine(_dir, "remote", "Modules");
+
+            using var t = TargetProcess.Start();
+            using var endpoint = new PipeEndpoint();
+            using var sh = new RemotingShell();
+            sh.RunClean("$global:s = New-PipeSession -PipeName $args[0]", endpoint.PipeName);
+            var copied = Assert.Single(sh.RunClean("& $args[0] -Session $s -Path $args[1] -Destination $args[2]",
+                Path.Combine(ModuleShell.RepoRoot, "samples", "fleet", "Copy-HotpatchModule.ps1"), stage, Path.Combine(modules, "HotpatchTools")));
+            Assert.Equal(Directory.GetFiles(stage, "*", SearchOption.AllDirectories).Length, Convert.ToInt32(copied.Properties["Files"].Value));
+
+            var result = sh.RunClean(@"Invoke-Command -Session $s -ScriptBlock {
+                    param($modules, $id, $name)
+                    $env:PSModulePath = $modules + [System.IO.Path]::PathSeparator + $env:PSModulePath
+                    Import-Module -Name HotpatchTools -ErrorAction Stop
+                    (Get-Module -Name HotpatchTools).ModuleBase
+                    Get-HotpatchModule -ProcessId $id -Name $name
+                } -ArgumentList $args[0], $args[1], $args[2]", modules, t.Pid, t.ModuleName);
+            Assert.Equal(Path.Combine(modules, "HotpatchTools"), result[0].BaseObject.ToString());
+            Assert.Equal("Deserialized.HotpatchTools.HotpatchModule", result[1].TypeNames[0]);
+            Assert.Equal(t.ExePath, result[1].Properties["Path"].Value);
         }
     }
 }
