@@ -10,7 +10,8 @@ namespace HotpatchTools.Tests
 {
     /// <summary>
     /// Interactive inspection (Get-HotpatchModule, Get-MicropatchSite) through the module, against a live target
-    /// whose addresses and build-id come from nm and readelf, not from the engine.
+    /// whose addresses and identity come from nm and the module file (readelf, or the PE header), not from the engine.
+    /// Runs on Linux and, with the mingw-built target, under Wine.
     /// </summary>
     public sealed class InspectionTests : IDisposable
     {
@@ -37,23 +38,34 @@ namespace HotpatchTools.Tests
         private static string[] Instructions(string[] lines) =>
             lines.Where(l => !l.StartsWith(";")).Select(l => l.Substring(l.IndexOf("  ", StringComparison.Ordinal) + 2)).ToArray();
 
+        /// <summary>The identity as the module file itself says it: readelf's build-id, or the PE header's fields.</summary>
+        private static string IdentityFromFile(string path)
+        {
+            if (!TestPlatform.IsWindows)
+                return "buildId: " + Regex.Match(NativeBuild.Run("readelf", "-n", path), @"Build ID: ([0-9a-f]+)").Groups[1].Value;
+            var pe = File.ReadAllBytes(path);
+            int header = BitConverter.ToInt32(pe, 0x3c);
+            uint stamp = BitConverter.ToUInt32(pe, header + 8);
+            uint size = BitConverter.ToUInt32(pe, header + 24 + 56);
+            return "timeDateStamp: 0x" + stamp.ToString("X8") + ", sizeOfImage: 0x" + size.ToString("X");
+        }
+
         [Fact]
-        public void Get_HotpatchModule_lists_a_targets_modules_with_base_size_and_build_id()
+        public void Get_HotpatchModule_lists_a_targets_modules_with_base_size_and_identity()
         {
             var all = _sh.Run("Get-HotpatchModule -ProcessId $args[0]", _t.Pid);
             Assert.Empty(_sh.Errors);
-            Assert.Contains(all, m => m.Properties["Name"].Value.ToString()!.StartsWith("libc.so"));
+            Assert.Contains(all, m => m.Properties["Name"].Value.ToString()!.StartsWith(TestPlatform.IsWindows ? "ntdll.dll" : "libc.so", StringComparison.OrdinalIgnoreCase));
 
             var mine = Assert.Single(_sh.Run("Get-HotpatchModule -ProcessId $args[0] -Name $args[1]", _t.Pid, _t.ModuleName.ToUpperInvariant()));
             Assert.Equal("HotpatchTools.HotpatchModule", mine.TypeNames[0]);
-            Assert.Equal(_t.ExePath, mine.Properties["Path"].Value);
+            Assert.Equal(_t.ExePath, mine.Properties["Path"].Value.ToString(), ignoreCase: TestPlatform.IsWindows);
             Assert.Equal(Hex(_t.ModuleBase()), mine.Properties["BaseAddress"].Value);
             Assert.True((long)mine.Properties["Size"].Value > 0x1000);
-            Assert.Equal("ELF", mine.Properties["Format"].Value);
-            var buildId = Regex.Match(NativeBuild.Run("readelf", "-n", _t.ExePath), @"Build ID: ([0-9a-f]+)").Groups[1].Value;
-            Assert.NotEmpty(buildId);
-            Assert.Equal(buildId, mine.Properties["BuildId"].Value);
-            Assert.Equal("buildId: " + buildId, mine.Properties["Identity"].Value);
+            Assert.Equal(TestPlatform.IsWindows ? "PE" : "ELF", mine.Properties["Format"].Value);
+            var identity = IdentityFromFile(_t.ExePath);
+            Assert.Matches(@"^(buildId: [0-9a-f]{16,}|timeDateStamp: 0x[0-9A-F]{8}, sizeOfImage: 0x[0-9A-F]+)$", identity);
+            Assert.Equal(identity, mine.Properties["Identity"].Value);
             Assert.Equal(_t.Pid, (int)mine.Properties["ProcessId"].Value);
             Assert.Equal(Environment.MachineName, mine.Properties["ComputerName"].Value);
         }
