@@ -227,6 +227,43 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void Every_output_type_arrives_flat_with_every_property_and_its_computer()
+        {
+            var path = WritePatch("HP-REMOTE-FLAT");
+            var objects = _sh.RunClean(@"
+                $p, $id, $n = $args
+                Invoke-Command -Session $global:s -ScriptBlock {
+                    param($p, $id, $n)
+                    Get-HotpatchTarget -Path $p -ProcessId $id
+                    Get-MicropatchSite -Path $p -ProcessId $id
+                    Get-HotpatchModule -ProcessId $id -Name $n
+                    Install-Micropatch -Path $p -ProcessId $id -Force -PassThru
+                    Get-Micropatch -ProcessId $id
+                    Uninstall-Micropatch -PatchId HP-REMOTE-FLAT -ProcessId $id -Force -PassThru
+                } -ArgumentList $p, $id, $n", path, _t.Pid, _t.ModuleName);
+            var byType = objects.GroupBy(o => o.TypeNames[0]).ToDictionary(g => g.Key, g => g.First());
+            var outputTypes = _sh.RunClean("Get-Command -Module HotpatchTools -CommandType Cmdlet | ForEach-Object { $_.OutputType } | ForEach-Object Type")
+                .Select(o => (Type)o.BaseObject).Distinct().ToArray();
+            Assert.NotEmpty(outputTypes);
+            foreach (var type in outputTypes)
+            {
+                Assert.True(byType.TryGetValue("Deserialized." + type.FullName, out var o), type.FullName + " did not come back through the session");
+                Assert.Equal(Environment.MachineName, o!.Properties["ComputerName"]?.Value);
+                Assert.False(string.IsNullOrEmpty(o.Properties["PSComputerName"]?.Value?.ToString()));
+                foreach (var property in type.GetProperties())
+                {
+                    var value = o.Properties[property.Name];
+                    Assert.True(value != null, type.Name + "." + property.Name + " was lost");
+                    // Flat: what arrives is the value itself (or a list of strings), not a property bag of a nested object.
+                    var arrived = value!.Value is PSObject wrapped ? wrapped.BaseObject : value.Value;
+                    Assert.True(arrived is string || arrived is int || arrived is long || arrived is double || arrived is bool || arrived is DateTime
+                        || (arrived is System.Collections.IList list && list.Cast<object>().All(i => (i is PSObject p ? p.BaseObject : i) is string)),
+                        type.Name + "." + property.Name + " arrived as " + arrived?.GetType().FullName);
+                }
+            }
+        }
+
+        [Fact]
         public void The_fleet_script_runs_over_a_session_and_returns_the_cmdlets_objects()
         {
             var path = WritePatch("HP-REMOTE-FLEET");
