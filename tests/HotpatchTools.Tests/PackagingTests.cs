@@ -116,9 +116,7 @@ foreach ($a in [System.AppDomain]::CurrentDomain.GetAssemblies()) {
 
             Assert.Equal(new[] { _package.ModuleFolder, _package.ModuleFolder }, Values("ModuleBase"));
             foreach (var commands in Values("Commands"))
-                Assert.Equal(new[] { "Add-MicropatchTrustedPublisher", "Get-HotpatchTarget", "Get-Micropatch", "Get-MicropatchAuditLog", "Get-MicropatchSignature",
-                                     "Get-MicropatchTrustedPublisher", "Install-Micropatch", "Remove-Micropatch", "Remove-MicropatchTrustedPublisher",
-                                     "Set-MicropatchSignature", "Uninstall-Micropatch" },
+                Assert.Equal(ModuleCommands.Exported,
                     commands.Split(',').OrderBy(c => c, StringComparer.Ordinal));
             Assert.All(Values("FormatFiles"), f => Assert.Equal(Path.Combine(_package.ModuleFolder, "HotpatchTools.format.ps1xml"), f));
             Assert.Equal(new[] { "NotLoaded", "NotLoaded" }, Values("State"));

@@ -130,7 +130,7 @@ namespace HotpatchTools.Engine.Patching
             return plan.Module.Base + rva;
         }
 
-        private static SitePlan PlanSite(PatchPlan plan, Patchlet p, ITargetProcess target)
+        internal static SitePlan PlanSite(PatchPlan plan, Patchlet p, ITargetProcess target)
         {
             ulong site = ResolveSite(plan, p, target);
             var actual = new byte[p.Expect.Length];

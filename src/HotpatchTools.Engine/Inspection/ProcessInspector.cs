@@ -1,0 +1,267 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using HotpatchTools.Engine.Format;
+using HotpatchTools.Engine.Modules;
+using HotpatchTools.Engine.Patching;
+using HotpatchTools.Engine.Platform;
+
+namespace HotpatchTools.Engine.Inspection
+{
+    /// <summary>A loaded module with the identity a patch file binds to.</summary>
+    public sealed class ModuleDescription
+    {
+        public int ProcessId { get; set; }
+        public string ProcessName { get; set; } = "";
+        public string Name { get; set; } = "";
+        public string Path { get; set; } = "";
+        public ulong Base { get; set; }
+        public ulong Size { get; set; }
+        /// <summary>ELF or PE; empty when the file could not be read.</summary>
+        public string Format { get; set; } = "";
+        public string? BuildId { get; set; }
+        public uint? TimeDateStamp { get; set; }
+        public uint? SizeOfImage { get; set; }
+        /// <summary>Why the file's identity is missing, if it is.</summary>
+        public string? Problem { get; set; }
+    }
+
+    public enum SiteState
+    {
+        /// <summary>The site holds the bytes the patch expects: nothing is installed there.</summary>
+        Original,
+        /// <summary>The site holds this patch's jump (or replacement) and the patch's cave is present.</summary>
+        Patched,
+        /// <summary>Neither: another build, another patch or something else changed the code.</summary>
+        Modified,
+    }
+
+    /// <summary>One patchlet's site in one process: where it lands, what is there now, what install would do.</summary>
+    public sealed class SiteDescription
+    {
+        public int ProcessId { get; set; }
+        public string ProcessName { get; set; } = "";
+        public string PatchId { get; set; } = "";
+        /// <summary>"patchlets[0] (at parse_record)" for a patch file; "sites[0]" for an installed patch read from its cave.</summary>
+        public string Patchlet { get; set; } = "";
+        public string Module { get; set; } = "";
+        public ulong Address { get; set; }
+        /// <summary>Containing function and offset, e.g. "parse_record+0x4"; empty when no function is known there.</summary>
+        public string Symbol { get; set; } = "";
+        public string Mode { get; set; } = "";
+        /// <summary>Bytes the patch overwrites (or overwrote) at the site; 0 when it could not be planned.</summary>
+        public int SpanLength { get; set; }
+        public SiteState State { get; set; }
+        /// <summary>What install does here, or why it would refuse.</summary>
+        public string Plan { get; set; } = "";
+        /// <summary>The refusal's kind when install would refuse this site; null when it would proceed (or it is installed).</summary>
+        public HotpatchErrorKind? Refusal { get; set; }
+        public ulong CaveAddress { get; set; }
+        /// <summary>The instructions at the site now, and when the site jumps into the patch's cave, the cave's code for it.</summary>
+        public IReadOnlyList<string> Disassembly { get; set; } = new string[0];
+    }
+
+    /// <summary>
+    /// Read-only views of a process for interactive use: its modules, and where a patch lands with the code there
+    /// before and after install. Never stops a thread and never writes.
+    /// </summary>
+    public sealed class ProcessInspector
+    {
+        /// <summary>Instructions listed after the span, so the listing shows where the jump back lands.</summary>
+        private const int ContextInstructions = 2;
+
+        private readonly IProcessPlatform _platform;
+
+        public ProcessInspector(IProcessPlatform platform) { _platform = platform; }
+
+        public IReadOnlyList<ModuleDescription> GetModules(int pid)
+        {
+            using var target = _platform.Open(pid);
+            var result = new List<ModuleDescription>();
+            foreach (var m in target.Modules.GetModules())
+            {
+                var d = new ModuleDescription { ProcessId = pid, ProcessName = target.Name, Name = m.Name, Path = m.Path, Base = m.Base, Size = m.End - m.Base };
+                try
+                {
+                    var image = target.Modules.OpenImage(m);
+                    d.Format = image.Format == ModuleFormat.Elf ? "ELF" : "PE";
+                    d.BuildId = image.BuildId;
+                    d.TimeDateStamp = image.TimeDateStamp;
+                    d.SizeOfImage = image.SizeOfImage;
+                }
+                // A module whose file is gone or unreadable is still loaded: list it without an identity.
+                catch (Exception e) when (e is HotpatchException || e is ModuleFormatException || e is System.IO.IOException || e is UnauthorizedAccessException)
+                {
+                    d.Problem = e.Message;
+                }
+                result.Add(d);
+            }
+            return result;
+        }
+
+        /// <summary>Every patchlet's site of a patch file in one process, whether or not it is installed.</summary>
+        public IReadOnlyList<SiteDescription> GetSites(Micropatch patch, int pid)
+        {
+            using var target = _platform.Open(pid);
+            var module = PatchPlanner.FindModule(target, patch.Target)
+                ?? throw new HotpatchException(HotpatchErrorKind.ModuleNotLoaded, "Module " + patch.Target.Module + " is not loaded in process " + pid + " (" + target.Name + ").") { ProcessId = pid };
+            var image = target.Modules.OpenImage(module);
+            int bitness = target.Bitness;
+            var plan = new PatchPlan { Patch = patch, Module = module, Image = image, Bitness = bitness };
+            var cave = HotpatchEngine.FindCaves(target).FirstOrDefault(c => string.Equals(c.Header.PatchId, patch.Id, StringComparison.OrdinalIgnoreCase) && c.Header.State == CaveState.Installed);
+
+            // The whole plan first: refusals that concern the patch as a whole (identity, overlaps) apply to every site.
+            PatchPlan? full = null;
+            HotpatchException? whole = null;
+            if (cave == null)
+            {
+                try { full = PatchPlanner.Plan(patch, target, _platform.OsName); }
+                catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited && e.Kind != HotpatchErrorKind.AccessDenied) { whole = e; }
+            }
+
+            var sites = new List<SiteDescription>();
+            foreach (var p in patch.Patchlets)
+            {
+                var d = new SiteDescription { ProcessId = pid, ProcessName = target.Name, PatchId = patch.Id, Patchlet = p.Name, Module = module.Name, Mode = p.Mode.ToString() };
+                sites.Add(d);
+                ulong address;
+                try { address = PatchPlanner.ResolveSite(plan, p, target); }
+                catch (HotpatchException e)
+                {
+                    d.State = SiteState.Modified;
+                    d.Refusal = e.Kind;
+                    d.Plan = "Refused: " + e.Message;
+                    continue;
+                }
+                d.Address = address;
+                d.Symbol = SymbolOf(image, module, address);
+                var installed = cave?.Header.Sites.FirstOrDefault(s => s.Address == address);
+                var site = full?.Sites.FirstOrDefault(s => s.Patchlet == p);
+                int span = installed?.Original.Length ?? 0;
+                if (installed != null && cave != null && ReadEquals(target, address, installed.Written))
+                {
+                    d.State = SiteState.Patched;
+                    d.SpanLength = span;
+                    d.CaveAddress = cave.Address;
+                    d.Plan = Installed(installed, cave.Address);
+                    d.Disassembly = PatchedListing(target, bitness, address, installed, cave.Address);
+                    continue;
+                }
+                d.State = ReadEquals(target, address, p.Expect) ? SiteState.Original : SiteState.Modified;
+                // Refusals of the patch as a whole (identity, platform) are every site's; otherwise each site is planned on its own.
+                HotpatchException? own = whole != null && whole.Patchlet == null ? whole : null;
+                if (site == null && own == null && cave == null)
+                {
+                    try { site = PatchPlanner.PlanSite(plan, p, target); }
+                    catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited && e.Kind != HotpatchErrorKind.AccessDenied) { own = e; }
+                }
+                if (site != null)
+                {
+                    d.SpanLength = site.SpanLength;
+                    d.Plan = Describe(site);
+                    // This site is fine, but install is all or nothing: say what stops it.
+                    if (whole != null) d.Plan += " Install refuses the patch as a whole: " + whole.Message;
+                }
+                else
+                {
+                    d.Refusal = own?.Kind ?? HotpatchErrorKind.SiteModified;
+                    d.Plan = "Refused: " + (own?.Message ?? "the patch's cave is present but this site does not hold its jump.");
+                }
+                d.Disassembly = SiteListing(target, bitness, address, Math.Max(d.SpanLength, p.Expect.Length));
+            }
+            return sites;
+        }
+
+        /// <summary>The sites of patches installed in a process, read from their caves: no patch file needed.</summary>
+        public IReadOnlyList<SiteDescription> GetInstalledSites(int pid, Func<string, bool> patchIdMatches)
+        {
+            using var target = _platform.Open(pid);
+            var sites = new List<SiteDescription>();
+            var modules = target.Modules.GetModules();
+            foreach (var cave in HotpatchEngine.FindCaves(target).Where(c => patchIdMatches(c.Header.PatchId)))
+            {
+                for (int i = 0; i < cave.Header.Sites.Count; i++)
+                {
+                    var s = cave.Header.Sites[i];
+                    var d = new SiteDescription
+                    {
+                        ProcessId = pid, ProcessName = target.Name, PatchId = cave.Header.PatchId, Patchlet = "sites[" + i + "]", Module = cave.Header.Module,
+                        Address = s.Address, Mode = s.Mode.ToString(), SpanLength = s.Original.Length, CaveAddress = cave.Address,
+                    };
+                    var module = modules.FirstOrDefault(m => s.Address >= m.Base && s.Address < m.End);
+                    if (module != null)
+                    {
+                        try { d.Symbol = SymbolOf(target.Modules.OpenImage(module), module, s.Address); }
+                        catch (Exception e) when (e is HotpatchException || e is ModuleFormatException || e is System.IO.IOException) { }
+                    }
+                    var now = new byte[s.Written.Length];
+                    int got = target.Memory.TryRead(s.Address, now);
+                    bool patched = got == now.Length && now.SequenceEqual(s.Written);
+                    d.State = patched && cave.Header.State == CaveState.Installed ? SiteState.Patched
+                        : got == now.Length && now.SequenceEqual(s.Original) ? SiteState.Original : SiteState.Modified;
+                    d.Plan = cave.Header.State == CaveState.Retired ? "Retired: original bytes restored; the cave is kept while a thread may return into it." : Installed(s, cave.Address);
+                    d.Disassembly = patched ? PatchedListing(target, target.Bitness, s.Address, s, cave.Address) : SiteListing(target, target.Bitness, s.Address, s.Original.Length);
+                    sites.Add(d);
+                }
+            }
+            return sites;
+        }
+
+        private static bool ReadEquals(ITargetProcess target, ulong address, byte[] expected)
+        {
+            var now = new byte[expected.Length];
+            return target.Memory.TryRead(address, now) == now.Length && now.SequenceEqual(expected);
+        }
+
+        private static string SymbolOf(IModuleImage image, LoadedModule module, ulong address)
+        {
+            if (!image.TryGetFunctionBounds(address - module.Base, out var start, out _, out var name) || name == null) return "";
+            ulong offset = address - module.Base - start;
+            return offset == 0 ? name : name + "+0x" + offset.ToString("x");
+        }
+
+        private static string Describe(SitePlan s)
+        {
+            if (s.Patchlet.Mode == PatchMode.Replace)
+                return "Replace " + s.SpanLength + " bytes in place with the patch code (" + s.Code.Instructions.Count + " instruction(s)), NOP-filled.";
+            var moved = string.Join("; ", s.SpanInstructions.Select(i => Disassembler.Text(i)));
+            string notes = "";
+            if (s.SpanInstructions.Any(i => i.IsIPRelativeMemoryOperand)) notes += " RIP-relative operands are re-encoded for the cave.";
+            if (s.SpanInstructions.Any(i => PatchPlanner.IsDirectBranch(i))) notes += " Branches are re-targeted (short forms expanded).";
+            return "Jump to a cave over " + s.SpanLength + " bytes; the cave runs the patch code (" + s.Code.Instructions.Count + " instruction(s)), then the "
+                + s.SpanInstructions.Count + " relocated instruction(s) (" + moved + "), then jumps back to 0x" + s.End.ToString("x") + "." + notes;
+        }
+
+        private static string Installed(CaveSite s, ulong cave) =>
+            "Installed: " + (s.Mode == PatchMode.Replace ? "replaced in place" : "jumps to the cave's code at 0x" + (cave + s.CodeOffset).ToString("x") + " (" + s.CodeLength + " bytes)")
+            + "; original " + Hex.Spaced(s.Original) + ".";
+
+        private static IReadOnlyList<string> SiteListing(ITargetProcess target, int bitness, ulong address, int span)
+        {
+            var bytes = new byte[span + 15 * (ContextInstructions + 1)];
+            int got = target.Memory.TryRead(address, bytes);
+            int spanCount = Disassembler.Lines(bytes, got, address, bitness, span).Count;
+            // A couple of instructions past the span: where the jump back lands.
+            return Disassembler.Lines(bytes, got, address, bitness, span, spanCount + ContextInstructions);
+        }
+
+        private static IReadOnlyList<string> PatchedListing(ITargetProcess target, int bitness, ulong address, CaveSite s, ulong cave)
+        {
+            var lines = new List<string>();
+            var site = new byte[s.Written.Length];
+            int got = target.Memory.TryRead(address, site);
+            lines.AddRange(Disassembler.Lines(site, got, address, bitness, 1));
+            if (s.Mode == PatchMode.Replace || s.CodeLength == 0)
+            {
+                if (got > 0) lines = Disassembler.Lines(site, got, address, bitness, got);
+                return lines;
+            }
+            ulong code = cave + s.CodeOffset;
+            lines.Add("; cave at 0x" + code.ToString("x") + ": patch code, relocated original instructions, jump back");
+            var body = new byte[s.CodeLength];
+            int n = target.Memory.TryRead(code, body);
+            lines.AddRange(Disassembler.Lines(body, n, code, bitness, n));
+            return lines;
+        }
+    }
+}

@@ -1,0 +1,71 @@
+using System.Linq;
+using System.Management.Automation;
+using HotpatchTools.Completion;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Inspection;
+
+namespace HotpatchTools.Commands
+{
+    /// <summary>Where each patchlet of a patch lands in a process, what install would do there, and the code there now.</summary>
+    [Cmdlet(VerbsCommon.Get, "MicropatchSite", DefaultParameterSetName = PathSet)]
+    [OutputType(typeof(MicropatchSite))]
+    public sealed class GetMicropatchSiteCommand : HotpatchCommandBase
+    {
+        private const string PathSet = "Path";
+        private const string PatchIdSet = "PatchId";
+
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("FullName", "PSPath")]
+        [SupportsWildcards]
+        [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(MicropatchPathCompleter))]
+        public string Path { get; set; } = "";
+
+        /// <summary>Installed patches, read from their caves: what Get-Micropatch lists.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = PatchIdSet, ValueFromPipelineByPropertyName = true)]
+        [SupportsWildcards]
+        [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(PatchIdCompleter))]
+        public string[] PatchId { get; set; } = new string[0];
+
+        [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
+        [Alias("Id", "PID")]
+        [ValidateRange(1, int.MaxValue)]
+        [ArgumentCompleter(typeof(ProcessIdCompleter))]
+        public int[] ProcessId { get; set; } = new int[0];
+
+        protected override void ProcessRecord()
+        {
+            var inspector = new ProcessInspector(Engine.Platform);
+            if (ParameterSetName == PatchIdSet)
+            {
+                var patterns = PatchId.Select(p => new WildcardPattern(p, WildcardOptions.IgnoreCase)).ToList();
+                foreach (int pid in ProcessId)
+                {
+                    try
+                    {
+                        var sites = inspector.GetInstalledSites(pid, id => patterns.Any(w => w.IsMatch(id)));
+                        if (sites.Count == 0)
+                            WriteFailure(new HotpatchException(HotpatchErrorKind.NotInstalled, "No patch " + string.Join(", ", PatchId) + " is installed in process " + pid + ".") { ProcessId = pid }, pid);
+                        foreach (var s in sites) WriteObject(MicropatchSite.From(s));
+                    }
+                    catch (HotpatchException e) { WriteFailure(e, pid); }
+                }
+                return;
+            }
+
+            var file = ResolvePaths(new[] { Path }, literal: false).FirstOrDefault();
+            if (file == null) return;
+            var patch = LoadPatch(file);
+            if (patch == null) return;
+            foreach (int pid in ProcessId)
+            {
+                try
+                {
+                    foreach (var s in inspector.GetSites(patch, pid)) WriteObject(MicropatchSite.From(s));
+                }
+                catch (HotpatchException e) { WriteFailure(e, pid); }
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+using System;
+using System.Linq;
+using HotpatchTools.Engine.Inspection;
+
+namespace HotpatchTools
+{
+    // Flat snapshots like those of OutputTypes.cs: strings, numbers and string[] only, so they mean the same after
+    // remoting serialization; addresses are hex strings, as admins read and paste them.
+
+    /// <summary>Get-HotpatchModule: a module loaded in a process, with the identity patch files bind to.</summary>
+    public sealed class HotpatchModule
+    {
+        public string ComputerName { get; set; } = Environment.MachineName;
+        public int ProcessId { get; set; }
+        public string ProcessName { get; set; } = "";
+        public string Name { get; set; } = "";
+        public string Path { get; set; } = "";
+        public string BaseAddress { get; set; } = "";
+        public long Size { get; set; }
+        /// <summary>ELF or PE; empty when the file could not be read.</summary>
+        public string Format { get; set; } = "";
+        public string BuildId { get; set; } = "";
+        public string TimeDateStamp { get; set; } = "";
+        public string SizeOfImage { get; set; } = "";
+        /// <summary>The identity as a patch file's target.identity writes it.</summary>
+        public string Identity { get; set; } = "";
+        /// <summary>Why the identity is missing (file gone or unreadable); empty otherwise.</summary>
+        public string Message { get; set; } = "";
+
+        internal static HotpatchModule From(ModuleDescription m)
+        {
+            var r = new HotpatchModule
+            {
+                ProcessId = m.ProcessId, ProcessName = m.ProcessName, Name = m.Name, Path = m.Path, BaseAddress = "0x" + m.Base.ToString("x"),
+                Size = (long)m.Size, Format = m.Format, BuildId = m.BuildId ?? "",
+                TimeDateStamp = m.TimeDateStamp == null ? "" : "0x" + m.TimeDateStamp.Value.ToString("X8"),
+                SizeOfImage = m.SizeOfImage == null ? "" : "0x" + m.SizeOfImage.Value.ToString("X"), Message = m.Problem ?? "",
+            };
+            r.Identity = r.BuildId.Length > 0 ? "buildId: " + r.BuildId
+                : r.TimeDateStamp.Length > 0 ? "timeDateStamp: " + r.TimeDateStamp + ", sizeOfImage: " + r.SizeOfImage : "";
+            return r;
+        }
+    }
+
+    /// <summary>Get-MicropatchSite: one patchlet's site in one process.</summary>
+    public sealed class MicropatchSite
+    {
+        public string ComputerName { get; set; } = Environment.MachineName;
+        public int ProcessId { get; set; }
+        public string ProcessName { get; set; } = "";
+        public string PatchId { get; set; } = "";
+        public string Patchlet { get; set; } = "";
+        public string Module { get; set; } = "";
+        public string Address { get; set; } = "";
+        public string Symbol { get; set; } = "";
+        /// <summary>Insert or Replace.</summary>
+        public string Mode { get; set; } = "";
+        public int SpanLength { get; set; }
+        /// <summary>Original, Patched or Modified.</summary>
+        public string State { get; set; } = "";
+        public string Plan { get; set; } = "";
+        /// <summary>The ErrorId install would fail with at this site; empty when it would proceed.</summary>
+        public string Refusal { get; set; } = "";
+        public string CaveAddress { get; set; } = "";
+        /// <summary>"0xADDRESS: bytes  instruction" lines: the site now, and the cave's code when the site jumps there.</summary>
+        public string[] Disassembly { get; set; } = new string[0];
+
+        internal static MicropatchSite From(SiteDescription s) => new MicropatchSite
+        {
+            ProcessId = s.ProcessId, ProcessName = s.ProcessName, PatchId = s.PatchId, Patchlet = s.Patchlet, Module = s.Module,
+            Address = s.Address == 0 ? "" : "0x" + s.Address.ToString("x"), Symbol = s.Symbol, Mode = s.Mode, SpanLength = s.SpanLength,
+            State = s.State.ToString(), Plan = s.Plan, Refusal = s.Refusal?.ToString() ?? "",
+            CaveAddress = s.CaveAddress == 0 ? "" : "0x" + s.CaveAddress.ToString("x"), Disassembly = s.Disassembly.ToArray(),
+        };
+    }
+}

@@ -1,0 +1,23 @@
+namespace HotpatchTools.Tests.Support
+{
+    /// <summary>Every command the module exports (cmdlets and the Remove-Micropatch alias), in ordinal order.</summary>
+    public static class ModuleCommands
+    {
+        public static readonly string[] Exported =
+        {
+            "Add-MicropatchTrustedPublisher",
+            "Get-HotpatchModule",
+            "Get-HotpatchTarget",
+            "Get-Micropatch",
+            "Get-MicropatchAuditLog",
+            "Get-MicropatchSignature",
+            "Get-MicropatchSite",
+            "Get-MicropatchTrustedPublisher",
+            "Install-Micropatch",
+            "Remove-Micropatch",
+            "Remove-MicropatchTrustedPublisher",
+            "Set-MicropatchSignature",
+            "Uninstall-Micropatch",
+        };
+    }
+}
