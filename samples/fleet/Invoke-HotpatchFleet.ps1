@@ -7,8 +7,9 @@ The fan-out pattern of about_HotpatchTools_Fleet as a script: Invoke-Command run
 HotpatchTools command on every computer in parallel (up to -ThrottleLimit at a time), and what comes
 back is what the cmdlets return, each object with ComputerName and PSComputerName.
 
-A patch file is read here and its bytes are sent with the command, so it need not be copied to the
-computers first. A computer that cannot be reached, or where the module cannot be imported, is an
+A patch file is read here and its bytes are sent with the command, with its detached signature
+(<file>.sig) when there is one, so neither need be copied to the computers first; each computer checks
+the signature against its own trusted publishers. A computer that cannot be reached, or where the module cannot be imported, is an
 error record whose target is the computer name; the others go on. Patch refusals on a computer arrive
 as the module's own error records (ErrorId ExpectMismatch, ProcessNotFound, ...).
 
@@ -73,6 +74,9 @@ param(
 
     [int] $ThrottleLimit = 32,
 
+    # Install a patch file that has no signature (each computer still refuses a bad or untrusted one).
+    [switch] $AllowUnsigned,
+
     # Install and uninstall without asking, once per computer.
     [switch] $Force
 )
@@ -82,15 +86,17 @@ if ($Action -eq 'Uninstall' -and -not $PatchId) { throw '-Action Uninstall needs
 
 $patchName = $null
 $patchBytes = $null
+$signatureBytes = $null
 if ($PatchFile) {
     $resolved = $PSCmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath($PatchFile)
     $patchName = [System.IO.Path]::GetFileName($resolved)
     $patchBytes = [System.IO.File]::ReadAllBytes($resolved)
+    if ([System.IO.File]::Exists("$resolved.sig")) { $signatureBytes = [System.IO.File]::ReadAllBytes("$resolved.sig") }
 }
 
 # Runs on each computer; only core cmdlets and .NET, so it works in a constrained host too.
 $remote = {
-    param($Action, $Module, $PatchName, $PatchBytes, $PatchId, $ProcessId)
+    param($Action, $Module, $PatchName, $PatchBytes, $PatchId, $ProcessId, $SignatureBytes, $AllowUnsigned)
     Import-Module -Name $Module -ErrorAction Stop
     $path = $null
     if ($PatchBytes) {
@@ -98,12 +104,15 @@ $remote = {
         $null = [System.IO.Directory]::CreateDirectory($dir)
         $path = [System.IO.Path]::Combine($dir, $PatchName)
         [System.IO.File]::WriteAllBytes($path, [byte[]]$PatchBytes)
+        # A signature left from an earlier run must not stand beside other bytes.
+        if ($SignatureBytes) { [System.IO.File]::WriteAllBytes("$path.sig", [byte[]]$SignatureBytes) }
+        elseif ([System.IO.File]::Exists("$path.sig")) { [System.IO.File]::Delete("$path.sig") }
     }
     $only = @{}
     if ($ProcessId) { $only.ProcessId = $ProcessId }
     switch ($Action) {
         'Test' { Get-HotpatchTarget -Path $path @only }
-        'Install' { Install-Micropatch -Path $path @only -Force -PassThru }
+        'Install' { Install-Micropatch -Path $path @only -AllowUnsigned:$AllowUnsigned -Force -PassThru }
         'List' { if ($PatchId) { Get-Micropatch -PatchId $PatchId @only } else { Get-Micropatch @only } }
         'Uninstall' { Uninstall-Micropatch -PatchId $PatchId @only -Force -PassThru }
     }
@@ -161,7 +170,7 @@ if ($sessions.Count -eq 0) { return }
 try {
     # Each computer's own errors (ExpectMismatch, ProcessNotFound, ...) come back as error records with
     # their ErrorId and the computer in OriginInfo; none of them stops the other computers.
-    Invoke-Command -Session $sessions -ThrottleLimit $ThrottleLimit -ScriptBlock $remote -ArgumentList $Action, $Module, $patchName, $patchBytes, $PatchId, $ProcessId
+    Invoke-Command -Session $sessions -ThrottleLimit $ThrottleLimit -ScriptBlock $remote -ArgumentList $Action, $Module, $patchName, $patchBytes, $PatchId, $ProcessId, $signatureBytes, $AllowUnsigned.IsPresent
 }
 finally {
     if ($opened.Count -gt 0) { Remove-PSSession -Session $opened }

@@ -100,7 +100,7 @@ namespace HotpatchTools.Tests
             Assert.Equal(original, _t.ReadSymbol("triple", 6));
             Assert.Equal(0, _t.CaveCount());
 
-            _sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1] -Force", path, _t.Pid);
+            _sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1] -AllowUnsigned -Force", path, _t.Pid);
             Assert.Empty(_sh.Errors);
             var after = _sh.Run("Get-MicropatchSite -Path $args[0] -ProcessId $args[1]", path, _t.Pid).Single();
             Assert.Empty(_sh.Errors);

@@ -82,7 +82,7 @@ namespace HotpatchTools.Tests
             Assert.Equal(Environment.MachineName, Prop(target, "ComputerName"));
             Assert.Equal(_t.Pid, Convert.ToInt32(Prop(target, "ProcessId")));
 
-            var installed = Assert.Single(Remote("param($p, $id) Install-Micropatch -Path $p -ProcessId $id -Force -PassThru", path, _t.Pid));
+            var installed = Assert.Single(Remote("param($p, $id) Install-Micropatch -Path $p -ProcessId $id -AllowUnsigned -Force -PassThru", path, _t.Pid));
             Assert.Empty(_sh.Errors);
             Assert.Equal("Deserialized.HotpatchTools.MicropatchResult", installed.TypeNames[0]);
             Assert.Equal("Installed", Prop(installed, "Result"));
@@ -134,7 +134,7 @@ namespace HotpatchTools.Tests
             Assert.DoesNotContain("PSComputerName", text);
             Assert.All(lines, l => Assert.True(l.Length <= 79, l));
 
-            Remote("param($p, $id) Install-Micropatch -Path $p -ProcessId $id -Force", path, _t.Pid);
+            Remote("param($p, $id) Install-Micropatch -Path $p -ProcessId $id -AllowUnsigned -Force", path, _t.Pid);
             var listed = _sh.Format("Invoke-Command -Session $global:s -ScriptBlock { param($id) Get-Micropatch -ProcessId $id } -ArgumentList $args[0]", _t.Pid);
             Assert.Matches(@"\n\s*" + _t.Pid + @" \S+\s+HP-REMOTE-FMT\s+Installed\s+\d{4}-\d\d-\d\d \d\d:\d\d\s+1\s*\n", listed);
             Remote("param($id) Uninstall-Micropatch -PatchId HP-REMOTE-FMT -ProcessId $id -Force", _t.Pid);
@@ -148,7 +148,7 @@ namespace HotpatchTools.Tests
             // Target objects from the remote computer, piped through the session into Install-Micropatch there.
             var installed = _sh.Run(@"
                 $targets = Invoke-Command -Session $global:s -ScriptBlock { param($p, $id) Get-HotpatchTarget -Path $p -ProcessId $id } -ArgumentList $args[0], $args[1]
-                $targets | Invoke-Command -Session $global:s -ScriptBlock { $input | Install-Micropatch -Force -PassThru }", path, _t.Pid);
+                $targets | Invoke-Command -Session $global:s -ScriptBlock { $input | Install-Micropatch -AllowUnsigned -Force -PassThru }", path, _t.Pid);
             Assert.Empty(_sh.Errors);
             Assert.Equal("Installed", Prop(Assert.Single(installed), "Result"));
             Assert.Equal(-1, _t.Call("triple", 500));
@@ -166,7 +166,7 @@ namespace HotpatchTools.Tests
         {
             var path = WritePatch("HP-REMOTE-BAD", expect: new byte[] { 0x8d, 0x04, 0x7f, 0x83, 0xc0, 0x09 });
             var before = _t.ReadSymbol("triple", 6);
-            var output = Remote("param($p, $id) Install-Micropatch -Path $p -ProcessId $id -Force -PassThru", path, _t.Pid);
+            var output = Remote("param($p, $id) Install-Micropatch -Path $p -ProcessId $id -AllowUnsigned -Force -PassThru", path, _t.Pid);
             Assert.Empty(output);
             var error = Assert.Single(_sh.Errors);
             Assert.StartsWith("ExpectMismatch,", error.FullyQualifiedErrorId);
@@ -213,7 +213,7 @@ namespace HotpatchTools.Tests
             Assert.Equal("Original", Prop(before, "State"));
             Assert.EndsWith("  lea eax,[rdi+rdi*2]", Listing(before)[0]);
 
-            Remote("param($p, $id) Install-Micropatch -Path $p -ProcessId $id -Force", path, _t.Pid);
+            Remote("param($p, $id) Install-Micropatch -Path $p -ProcessId $id -AllowUnsigned -Force", path, _t.Pid);
             // The installed patch's objects pipe through the session into Get-MicropatchSite there.
             var after = Assert.Single(_sh.RunClean(@"
                 Invoke-Command -Session $global:s -ScriptBlock { param($id) Get-Micropatch -ProcessId $id } -ArgumentList $args[0] |
@@ -230,17 +230,25 @@ namespace HotpatchTools.Tests
         public void Every_output_type_arrives_flat_with_every_property_and_its_computer()
         {
             var path = WritePatch("HP-REMOTE-FLAT");
+            var publisher = TestCertificates.SelfSigned("CN=HotpatchTools Flat Test " + Guid.NewGuid().ToString("n")[..8]);
+            var cer = Path.Combine(Path.GetDirectoryName(path)!, "flat-publisher.cer");
+            File.WriteAllBytes(cer, publisher.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Cert));
             var objects = _sh.RunClean(@"
-                $p, $id, $n = $args
+                $p, $id, $n, $cer, $thumb = $args
                 Invoke-Command -Session $global:s -ScriptBlock {
-                    param($p, $id, $n)
+                    param($p, $id, $n, $cer, $thumb)
                     Get-HotpatchTarget -Path $p -ProcessId $id
                     Get-MicropatchSite -Path $p -ProcessId $id
                     Get-HotpatchModule -ProcessId $id -Name $n
-                    Install-Micropatch -Path $p -ProcessId $id -Force -PassThru
+                    Install-Micropatch -Path $p -ProcessId $id -AllowUnsigned -Force -PassThru
                     Get-Micropatch -ProcessId $id
                     Uninstall-Micropatch -PatchId HP-REMOTE-FLAT -ProcessId $id -Force -PassThru
-                } -ArgumentList $p, $id, $n", path, _t.Pid, _t.ModuleName);
+                    Get-MicropatchSignature -Path $p
+                    Add-MicropatchTrustedPublisher -Path $cer -Force -PassThru
+                    Get-MicropatchTrustedPublisher
+                    Remove-MicropatchTrustedPublisher -Thumbprint $thumb -Force
+                    Get-MicropatchAuditLog -PatchId HP-REMOTE-FLAT -Last 1
+                } -ArgumentList $p, $id, $n, $cer, $thumb", path, _t.Pid, _t.ModuleName, cer, publisher.Thumbprint);
             var byType = objects.GroupBy(o => o.TypeNames[0]).ToDictionary(g => g.Key, g => g.First());
             var outputTypes = _sh.RunClean("Get-Command -Module HotpatchTools -CommandType Cmdlet | ForEach-Object { $_.OutputType } | ForEach-Object Type")
                 .Select(o => (Type)o.BaseObject).Distinct().ToArray();
@@ -256,7 +264,8 @@ namespace HotpatchTools.Tests
                     Assert.True(value != null, type.Name + "." + property.Name + " was lost");
                     // Flat: what arrives is the value itself (or a list of strings), not a property bag of a nested object.
                     var arrived = value!.Value is PSObject wrapped ? wrapped.BaseObject : value.Value;
-                    Assert.True(arrived is string || arrived is int || arrived is long || arrived is double || arrived is bool || arrived is DateTime
+                    // Absent values (an unsigned file has no signing time) arrive as null, which is flat too.
+                    Assert.True(arrived is null || arrived is string || arrived is int || arrived is long || arrived is double || arrived is bool || arrived is DateTime
                         || (arrived is System.Collections.IList list && list.Cast<object>().All(i => (i is PSObject p ? p.BaseObject : i) is string)),
                         type.Name + "." + property.Name + " arrived as " + arrived?.GetType().FullName);
                 }
@@ -268,7 +277,21 @@ namespace HotpatchTools.Tests
         {
             var path = WritePatch("HP-REMOTE-FLEET");
             var script = Path.Combine(ModuleShell.RepoRoot, "samples", "fleet", "Invoke-HotpatchFleet.ps1");
-            var installed = _sh.Run("& $args[0] -Session $global:s -Action Install -PatchFile $args[1] -ProcessId $args[2] -Module $args[3] -Force", script, path, _t.Pid, ModuleShell.ManifestPath);
+            const string install = "& $args[0] -Session $global:s -Action Install -PatchFile $args[1] -ProcessId $args[2] -Module $args[3] -Force";
+
+            // Unsigned: the far end refuses it, and says why.
+            Assert.Empty(_sh.Run(install, script, path, _t.Pid, ModuleShell.ManifestPath));
+            Assert.StartsWith("NotSigned,", Assert.Single(_sh.Errors).FullyQualifiedErrorId);
+
+            // Signed by a publisher the far end trusts: the signature travels with the file and is checked there.
+            var publisher = TestCertificates.SelfSigned("CN=HotpatchTools Fleet Test " + Guid.NewGuid().ToString("n")[..8]);
+            _sh.Run("Set-MicropatchSignature -Path $args[0] -Certificate $args[1] -Force", path, publisher);
+            Assert.Empty(_sh.Errors);
+            _sh.Run("Add-MicropatchTrustedPublisher -Certificate $args[0] -Force", publisher);
+            Assert.Empty(_sh.Errors);
+            System.Collections.ObjectModel.Collection<PSObject> installed;
+            try { installed = _sh.Run(install, script, path, _t.Pid, ModuleShell.ManifestPath); }
+            finally { _sh.Run("Remove-MicropatchTrustedPublisher -Thumbprint $args[0] -Force", publisher.Thumbprint); }
             Assert.Empty(_sh.Errors);
             Assert.Equal("Installed", Prop(Assert.Single(installed), "Result"));
             Assert.Equal(-1, _t.Call("triple", 500));

@@ -130,8 +130,8 @@ namespace HotpatchTools.Tests
             // Each machine patches its own target, both at once (as jobs).
             var installed = _sh.RunClean(@"
                 $jobs = @(
-                    Invoke-Command -Session $sessions[0] -ScriptBlock { param($p, $id) Install-Micropatch -Path $p -ProcessId $id -Force -PassThru } -ArgumentList $args[0], $args[1] -AsJob
-                    Invoke-Command -Session $sessions[1] -ScriptBlock { param($p, $id) Install-Micropatch -Path $p -ProcessId $id -Force -PassThru } -ArgumentList $args[0], $args[2] -AsJob
+                    Invoke-Command -Session $sessions[0] -ScriptBlock { param($p, $id) Install-Micropatch -Path $p -ProcessId $id -AllowUnsigned -Force -PassThru } -ArgumentList $args[0], $args[1] -AsJob
+                    Invoke-Command -Session $sessions[1] -ScriptBlock { param($p, $id) Install-Micropatch -Path $p -ProcessId $id -AllowUnsigned -Force -PassThru } -ArgumentList $args[0], $args[2] -AsJob
                 )
                 $jobs | Receive-Job -Wait -AutoRemoveJob", path, a.Pid, b.Pid);
             Assert.Equal(2, installed.Count);
@@ -163,7 +163,7 @@ namespace HotpatchTools.Tests
             using var t = TargetProcess.Start();
             var path = WritePatch(t, "HP-SSH-BAD", expect: new byte[] { 0x8d, 0x04, 0x7f, 0x83, 0xc0, 0x09 });
             var output = _sh.Run(@"Invoke-Command -HostName $args[0] @ssh -ScriptBlock {
-                    param($m, $p, $id) Import-Module -Name $m -ErrorAction Stop; Install-Micropatch -Path $p -ProcessId $id -Force -PassThru
+                    param($m, $p, $id) Import-Module -Name $m -ErrorAction Stop; Install-Micropatch -Path $p -ProcessId $id -AllowUnsigned -Force -PassThru
                 } -ArgumentList $args[1], $args[2], $args[3]", SshEndpoint.Machines[1], ModuleShell.ManifestPath, path, t.Pid);
             Assert.Empty(output);
             var error = Assert.IsAssignableFrom<System.Management.Automation.Runspaces.RemotingErrorRecord>(Assert.Single(_sh.Errors));

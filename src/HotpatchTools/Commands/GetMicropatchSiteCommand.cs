@@ -56,7 +56,8 @@ namespace HotpatchTools.Commands
 
             var file = ResolvePaths(new[] { Path }, literal: false).FirstOrDefault();
             if (file == null) return;
-            var patch = LoadPatch(file);
+            // Read-only, like Get-HotpatchTarget: showing where a patch would land checks no signature.
+            var patch = ReadPatch(file);
             if (patch == null) return;
             foreach (int pid in ProcessId)
             {
