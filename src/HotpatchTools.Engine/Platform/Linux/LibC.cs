@@ -56,6 +56,18 @@ namespace HotpatchTools.Engine.Platform.Linux
         [DllImport(Lib)]
         public static extern uint geteuid();
 
+        public const int SCHED_OTHER = 0, SCHED_FIFO = 1;
+
+        /// <summary>pid 0: the calling thread.</summary>
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int sched_setscheduler(int pid, int policy, ref int priority);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int sched_getscheduler(int pid);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int sched_getparam(int pid, out int priority);
+
         [StructLayout(LayoutKind.Sequential)]
         public struct Iovec
         {
