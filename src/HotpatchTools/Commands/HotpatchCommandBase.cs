@@ -63,7 +63,8 @@ namespace HotpatchTools.Commands
         /// <summary>Reports one failed target and lets the command go on with the next.</summary>
         internal void WriteFailure(HotpatchException e, object? target) => WriteError(ToErrorRecord(e, target));
 
-        internal Micropatch? LoadPatch(string path)
+        /// <param name="allowUnsigned">Catalog entries pass their own flag here; accepted now, checked once signing is enforced.</param>
+        internal Micropatch? LoadPatch(string path, bool allowUnsigned = false)
         {
             try
             {
