@@ -28,7 +28,8 @@ namespace HotpatchTools.Tests
         public void Import_exports_exactly_the_module_commands()
         {
             var names = _sh.Run("Get-Command -Module HotpatchTools | ForEach-Object Name").Select(o => o.ToString()).OrderBy(n => n).ToArray();
-            Assert.Equal(new[] { "Get-HotpatchTarget", "Get-Micropatch", "Install-Micropatch", "Remove-Micropatch", "Uninstall-Micropatch" }, names);
+            Assert.Equal(new[] { "Disable-Micropatch", "Enable-Micropatch", "Get-HotpatchTarget", "Get-Micropatch", "Get-MicropatchCatalog", "Install-Micropatch", "Register-Micropatch",
+                                 "Remove-Micropatch", "Sync-Micropatch", "Test-MicropatchCompliance", "Uninstall-Micropatch", "Unregister-Micropatch" }, names);
             var alias = _sh.Run("(Get-Command Remove-Micropatch).ResolvedCommandName").Single().ToString();
             Assert.Equal("Uninstall-Micropatch", alias);
         }

@@ -60,6 +60,8 @@ namespace HotpatchTools.Engine.Catalog
                 var name = Path.GetFileName(dir);
                 if (name.StartsWith(ScratchPrefix, StringComparison.Ordinal)) continue;
                 try { entries.Add(Read(dir)); }
+                // Renamed away (replaced or unregistered) after the folder was listed: it is simply not there any more.
+                catch (IOException) when (!System.IO.Directory.Exists(dir)) { }
                 catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is FormatException)
                 {
                     onBroken?.Invoke(name, e.Message);

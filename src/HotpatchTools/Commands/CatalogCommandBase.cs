@@ -62,6 +62,8 @@ namespace HotpatchTools.Commands
             }
             var patch = LoadPatch(entry.PatchPath, entry.AllowUnsigned);
             if (patch == null) return null;
+            // Re-registered (-Force) between reading the state and the file: the state read again names what was loaded.
+            if (patch.FileSha256 != entry.FileSha256 && Catalog.Find(entry.PatchId) is CatalogEntry now && now.FileSha256 == patch.FileSha256) entry = now;
             if (patch.FileSha256 != entry.FileSha256 || !string.Equals(patch.Id, entry.PatchId, StringComparison.OrdinalIgnoreCase))
             {
                 WriteError(new ErrorRecord(new HotpatchException(HotpatchErrorKind.InvalidPatchFile,
