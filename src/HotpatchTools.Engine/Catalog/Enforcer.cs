@@ -118,6 +118,7 @@ namespace HotpatchTools.Engine.Catalog
                 }
                 catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied)
                 {
+                    _log?.Invoke("cannot read the modules of process " + p.Id + " (" + p.Name + "): " + e.Message);
                     unreadable++;
                     continue;
                 }
