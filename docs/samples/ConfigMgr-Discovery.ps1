@@ -41,5 +41,6 @@ catch {
     $value = 'Error'
 }
 
-Write-Output $value
+# The value is the script's only output (a bare value: Write-Output lives in a module a minimal host may lack).
+$value
 exit 0

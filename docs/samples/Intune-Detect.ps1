@@ -47,5 +47,6 @@ catch {
 # One line, within Intune's 2048 characters.
 $line = ($line -replace '\s*[\r\n]+\s*', ' ').Trim()
 if ($line.Length -gt 2048) { $line = $line.Substring(0, 2045) + '...' }
-Write-Output $line
+# The line is the script's output (a bare value: Write-Output lives in a module a minimal host may lack).
+$line
 exit $exitCode
