@@ -112,6 +112,7 @@ namespace HotpatchTools.Tests
         [Theory]
         [InlineData("about_HotpatchTools", "Fixes vulnerable code in running processes without restarting them.")]
         [InlineData("about_Micropatch_Format", "Describes micropatch files, which HotpatchTools installs into processes.")]
+        [InlineData("about_HotpatchTools_Enforcement", "Keeps a computer patched: machine catalog, enforcement and compliance.")]
         public void About_topics_are_found_with_their_synopsis(string topic, string synopsis)
         {
             string text = string.Join("\n", Lines("Get-Help -Name $args[0]", topic));
