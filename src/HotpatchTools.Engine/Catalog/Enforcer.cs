@@ -66,6 +66,7 @@ namespace HotpatchTools.Engine.Catalog
         private readonly HotpatchEngine _engine;
         private readonly Action<string>? _log;
         private readonly Dictionary<int, Memo> _memos = new Dictionary<int, Memo>();
+        private readonly Dictionary<int, (string Quick, string PatchSet, View View)> _views = new Dictionary<int, (string, string, View)>();
         private readonly int _self = Process.GetCurrentProcess().Id;
         private DateTime _lastFullUtc = DateTime.MinValue;
 
@@ -104,18 +105,15 @@ namespace HotpatchTools.Engine.Catalog
             var seen = new HashSet<int>();
             var processes = _engine.Platform.ListProcesses();
             pass.ProcessCount = processes.Count;
+            string patchSet = string.Join(",", patches.Select(x => x.Id + "|" + x.FileSha256));
             int unreadable = 0, unchanged = 0;
 
             foreach (var p in processes)
             {
                 // ptrace cannot attach to its own process; the host's own modules are the one blind spot (documented).
                 if (p.Id == _self) continue;
-                IReadOnlyList<LoadedModule> modules;
-                try
-                {
-                    using var target = _engine.Platform.Open(p.Id);
-                    modules = target.Modules.GetModules();
-                }
+                View? view;
+                try { view = LookCached(p.Id, patches, patchSet, full); }
                 catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied)
                 {
                     _log?.Invoke("cannot read the modules of process " + p.Id + " (" + p.Name + "): " + e.Message);
@@ -123,14 +121,14 @@ namespace HotpatchTools.Engine.Catalog
                     continue;
                 }
                 catch (HotpatchException) { continue; } // exited meanwhile
+                if (view == null) continue;
                 seen.Add(p.Id);
 
-                var relevant = patches.Where(patch => modules.Any(m => ModuleMatches(m, patch))).ToList();
+                var relevant = view.Relevant;
                 if (relevant.Count == 0) { _memos.Remove(p.Id); continue; }
 
-                string fingerprint = Fingerprint(p.Id, modules);
-                if (!_memos.TryGetValue(p.Id, out var memo) || memo.Fingerprint != fingerprint)
-                    _memos[p.Id] = memo = new Memo { Fingerprint = fingerprint };
+                if (!_memos.TryGetValue(p.Id, out var memo) || memo.Fingerprint != view.Fingerprint)
+                    _memos[p.Id] = memo = new Memo { Fingerprint = view.Fingerprint };
 
                 foreach (var patch in relevant)
                 {
@@ -145,6 +143,7 @@ namespace HotpatchTools.Engine.Catalog
                 }
             }
             foreach (var gone in _memos.Keys.Where(k => !seen.Contains(k)).ToList()) _memos.Remove(gone);
+            foreach (var gone in _views.Keys.Where(k => !seen.Contains(k)).ToList()) _views.Remove(gone);
 
             pass.Results = results;
             pass.Changed = changed;
@@ -218,8 +217,8 @@ namespace HotpatchTools.Engine.Catalog
             !(r.ErrorKind == HotpatchErrorKind.Busy || r.ErrorKind == HotpatchErrorKind.ThreadInSpan || r.ErrorKind == HotpatchErrorKind.Internal ||
               r.ErrorKind == HotpatchErrorKind.WriteFailed || r.ErrorKind == HotpatchErrorKind.NoCaveSpace);
 
-        private static bool ModuleMatches(LoadedModule m, Micropatch patch) =>
-            string.Equals(m.Name, patch.Target.Module, patch.Target.Os == TargetOs.Windows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
+        private static bool ModuleMatches(string moduleName, Micropatch patch) =>
+            string.Equals(moduleName, patch.Target.Module, patch.Target.Os == TargetOs.Windows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
 
         private static EnforcementResult Result(Micropatch patch, TargetStatus s, EnforcementOutcome outcome, string reason, HotpatchErrorKind? kind) =>
             Result(patch, s.ProcessId, s.ProcessName, s.Module, outcome, reason, kind);
@@ -228,29 +227,102 @@ namespace HotpatchTools.Engine.Catalog
             new EnforcementResult { PatchId = patch.Id, ProcessId = pid, ProcessName = name, Module = module, Outcome = outcome, Reason = reason, ErrorKind = kind };
 
         /// <summary>
+        /// On Linux, the module list of a process is read again only when its start time or virtual size changed:
+        /// loading or unloading a library maps or unmaps memory, so it changes the size, and /proc/PID/stat is a
+        /// few hundred bytes where the maps of a large process are hundreds of kilobytes. A load that left the
+        /// size exactly as it was (another mapping freed in the same instant) is found by the next full pass.
+        /// </summary>
+        private View? LookCached(int pid, IReadOnlyList<Micropatch> patches, string patchSet, bool full)
+        {
+            if (!(_engine.Platform is Platform.Linux.LinuxPlatform)) return Look(pid, patches);
+            // Read before the maps: a library loaded in between changes the size again, and the next pass looks.
+            string? quick = StatFields(pid, 19, 20);
+            if (quick == null) return null;
+            if (!full && _views.TryGetValue(pid, out var cached) && cached.Quick == quick && cached.PatchSet == patchSet) return cached.View;
+            var view = LookLinux(pid, patches);
+            if (view != null) _views[pid] = (quick, patchSet, view);
+            return view;
+        }
+
+        private sealed class View
+        {
+            public List<Micropatch> Relevant = new List<Micropatch>();
+            public string Fingerprint = "";
+        }
+
+        /// <summary>
+        /// Which patches concern a process (their module is mapped) and its fingerprint; null when it exited.
+        /// On Linux one read of /proc/PID/maps, and for most processes a substring search of it: opening the
+        /// process and parsing its module list costs several times more, in every pass, for every process.
+        /// </summary>
+        private View? Look(int pid, IReadOnlyList<Micropatch> patches)
+        {
+            if (_engine.Platform is Platform.Linux.LinuxPlatform) return LookLinux(pid, patches);
+            IReadOnlyList<LoadedModule> modules;
+            using (var target = _engine.Platform.Open(pid)) modules = target.Modules.GetModules();
+            var view = new View { Relevant = patches.Where(patch => modules.Any(m => ModuleMatches(m.Name, patch))).ToList() };
+            if (view.Relevant.Count > 0) view.Fingerprint = Fingerprint(pid, modules.Select(m => m.Key + "=" + m.Base.ToString("x")));
+            return view;
+        }
+
+        private static View? LookLinux(int pid, IReadOnlyList<Micropatch> patches)
+        {
+            string text;
+            try { text = File.ReadAllText("/proc/" + pid + "/maps"); }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException) { return null; }
+            catch (UnauthorizedAccessException e) { throw Platform.Linux.ProcFs.Denied(pid, e); }
+            catch (IOException) when (!Directory.Exists("/proc/" + pid)) { return null; }
+
+            var view = new View();
+            // A mapped file's path is the last field; "/name\n" (or "/name (deleted)\n", a library replaced on disk
+            // while the process still runs the old one) only occurs where the module is mapped.
+            if (!patches.Any(patch => text.IndexOf("/" + patch.Target.Module + "\n", StringComparison.Ordinal) >= 0
+                                      || text.IndexOf("/" + patch.Target.Module + " (deleted)\n", StringComparison.Ordinal) >= 0))
+                return view;
+
+            var names = new HashSet<string>(StringComparer.Ordinal);
+            var mappings = new List<string>();
+            foreach (var line in text.Split('\n'))
+            {
+                // No field before the path contains a slash.
+                int slash = line.IndexOf(" /", StringComparison.Ordinal);
+                if (slash < 0) continue;
+                var path = line.Substring(slash + 1);
+                if (path.EndsWith(" (deleted)", StringComparison.Ordinal)) path = path.Substring(0, path.Length - 10);
+                names.Add(Path.GetFileName(path));
+                mappings.Add(line.Substring(0, line.IndexOf(' ')) + " " + path);
+            }
+            view.Relevant = patches.Where(patch => names.Any(n => ModuleMatches(n, patch))).ToList();
+            if (view.Relevant.Count > 0) view.Fingerprint = Fingerprint(pid, mappings);
+            return view;
+        }
+
+        /// <summary>
         /// What must change for a settled target to be looked at again: a new process under a reused id (start
         /// time, Linux) or a module loaded or unloaded (the mapped files, by device:inode on Linux and by
         /// path, time stamp and size on Windows).
         /// </summary>
-        internal static string Fingerprint(int pid, IReadOnlyList<LoadedModule> modules)
+        internal static string Fingerprint(int pid, IEnumerable<string> mappings)
         {
             var sb = new StringBuilder();
             sb.Append(StartTime(pid)).Append('|');
-            foreach (var k in modules.Select(m => m.Key + "=" + m.Base.ToString("x")).OrderBy(k => k, StringComparer.Ordinal)) sb.Append(k).Append(';');
+            foreach (var m in mappings.OrderBy(k => k, StringComparer.Ordinal)) sb.Append(m).Append(';');
             return sb.ToString();
         }
 
-        private static string StartTime(int pid)
+        private static string StartTime(int pid) => RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? "" : StatFields(pid, 19) ?? "";
+
+        /// <summary>
+        /// Fields of /proc/PID/stat, counted from the state (field 3) after the parenthesised command name, which
+        /// may hold spaces: 19 is the start time (field 22), 20 the virtual size (field 23). Null when the process is gone.
+        /// </summary>
+        private static string? StatFields(int pid, params int[] indexes)
         {
-            if (RuntimeInformation.IsOSPlatform(OSPlatform.Windows)) return "";
-            try
-            {
-                // Field 22 of /proc/PID/stat, counted after the parenthesised command name (which may hold spaces).
-                var stat = File.ReadAllText("/proc/" + pid + "/stat");
-                var fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
-                return fields.Length > 19 ? fields[19] : "";
-            }
-            catch (IOException) { return ""; }
+            string stat;
+            try { stat = File.ReadAllText("/proc/" + pid + "/stat"); }
+            catch (IOException) { return null; }
+            var fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
+            return string.Join(" ", indexes.Select(i => i < fields.Length ? fields[i] : ""));
         }
     }
 }

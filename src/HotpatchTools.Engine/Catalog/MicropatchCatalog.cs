@@ -59,12 +59,18 @@ namespace HotpatchTools.Engine.Catalog
             {
                 var name = Path.GetFileName(dir);
                 if (name.StartsWith(ScratchPrefix, StringComparison.Ordinal)) continue;
-                try { entries.Add(Read(dir)); }
-                // Renamed away (replaced or unregistered) after the folder was listed: it is simply not there any more.
-                catch (IOException) when (!System.IO.Directory.Exists(dir)) { }
-                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is FormatException)
+                for (int attempt = 1; ; attempt++)
                 {
-                    onBroken?.Invoke(name, e.Message);
+                    try { entries.Add(Read(dir)); break; }
+                    // Renamed away (unregistered, or replaced by -Force) after the folder was listed: gone, or back as
+                    // the new version, which the next attempt reads.
+                    catch (IOException) when (!System.IO.Directory.Exists(dir)) { break; }
+                    catch (IOException) when (attempt < 3) { }
+                    catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is FormatException)
+                    {
+                        onBroken?.Invoke(name, e.Message);
+                        break;
+                    }
                 }
             }
             entries.Sort((a, b) => string.Compare(a.PatchId, b.PatchId, StringComparison.OrdinalIgnoreCase));
@@ -136,7 +142,9 @@ namespace HotpatchTools.Engine.Catalog
             try
             {
                 CatalogSecurity.SetDirectoryMode(staging);
-                string fileName = patch.Id + PatchFileSuffix;
+                // The name carries the content's hash and a file is never rewritten in place: a reader that read the
+                // state finds exactly the file it names, or (replaced meanwhile) none, never another version's file.
+                string fileName = patch.Id + "-" + patch.FileSha256.Substring(0, 12) + PatchFileSuffix;
                 WriteFile(Path.Combine(staging, fileName), bytes);
                 if (sig != null) WriteFile(Path.Combine(staging, fileName + SignatureSuffix), sig);
                 var entry = new CatalogEntry

@@ -50,6 +50,17 @@ namespace HotpatchTools.Commands
         /// </summary>
         internal Micropatch? LoadCatalogPatch(CatalogEntry entry)
         {
+            // Replaced (-Force) or unregistered since the entry was listed: the entry as it is now, if any.
+            if (!System.IO.File.Exists(entry.PatchPath))
+            {
+                var now = Catalog.Find(entry.PatchId);
+                if (now == null)
+                {
+                    WriteError(new ErrorRecord(new ItemNotFoundException("Patch " + entry.PatchId + " was unregistered meanwhile."), "PatchNotRegistered", ErrorCategory.ObjectNotFound, entry.PatchId));
+                    return null;
+                }
+                entry = now;
+            }
             var dir = System.IO.Path.GetDirectoryName(entry.PatchPath)!;
             foreach (var path in new[] { Catalog.Directory, dir, entry.PatchPath, entry.SignaturePath })
             {
@@ -62,8 +73,6 @@ namespace HotpatchTools.Commands
             }
             var patch = LoadPatch(entry.PatchPath, entry.AllowUnsigned);
             if (patch == null) return null;
-            // Re-registered (-Force) between reading the state and the file: the state read again names what was loaded.
-            if (patch.FileSha256 != entry.FileSha256 && Catalog.Find(entry.PatchId) is CatalogEntry now && now.FileSha256 == patch.FileSha256) entry = now;
             if (patch.FileSha256 != entry.FileSha256 || !string.Equals(patch.Id, entry.PatchId, StringComparison.OrdinalIgnoreCase))
             {
                 WriteError(new ErrorRecord(new HotpatchException(HotpatchErrorKind.InvalidPatchFile,
