@@ -164,7 +164,14 @@ namespace HotpatchTools.Engine.Catalog
         {
             while (!cancel.IsCancellationRequested)
             {
-                onPass(Run(patches(), apply: true, confirm: confirm, incremental: true));
+                EnforcementPass? pass = null;
+                try { pass = Run(patches(), apply: true, confirm: confirm, incremental: true); }
+                // /proc or the catalog briefly unreadable must not end a watch that runs for months; the next pass retries.
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                {
+                    _log?.Invoke("enforcement pass failed, retrying after the interval: " + e.Message);
+                }
+                if (pass != null) onPass(pass);
                 if (cancel.WaitHandle.WaitOne(interval)) break;
             }
         }
@@ -175,6 +182,11 @@ namespace HotpatchTools.Engine.Catalog
             try { s = _engine.Inspect(patch, pid, includeNotLoaded: false); }
             catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound) { return null; }
             catch (HotpatchException e) { return Result(patch, pid, "", patch.Target.Module, EnforcementOutcome.Failed, e.Message, e.Kind); }
+            // A file the engine could not read (a module replaced or removed under it) fails this target, not the pass.
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                return Result(patch, pid, "", patch.Target.Module, EnforcementOutcome.Failed, e.Message, HotpatchErrorKind.Internal);
+            }
             // The module went away between listing and inspection, or the process turned unreadable.
             if (s == null) return null;
 

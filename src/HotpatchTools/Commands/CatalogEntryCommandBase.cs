@@ -44,31 +44,4 @@ namespace HotpatchTools.Commands
             }
         }
     }
-
-    /// <summary>Lets Sync-Micropatch apply a registered patch again.</summary>
-    [Cmdlet(VerbsLifecycle.Enable, "Micropatch", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-    [OutputType(typeof(MicropatchCatalogEntry))]
-    public sealed class EnableMicropatchCommand : CatalogEntryCommandBase
-    {
-        internal override string Action => "Enable micropatch";
-        internal override Engine.Catalog.CatalogEntry Change(string patchId) => Catalog.SetEnabled(patchId, true);
-    }
-
-    /// <summary>Keeps a registered patch but stops Sync-Micropatch from applying it; installed copies stay installed.</summary>
-    [Cmdlet(VerbsLifecycle.Disable, "Micropatch", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-    [OutputType(typeof(MicropatchCatalogEntry))]
-    public sealed class DisableMicropatchCommand : CatalogEntryCommandBase
-    {
-        internal override string Action => "Disable micropatch";
-        internal override Engine.Catalog.CatalogEntry Change(string patchId) => Catalog.SetEnabled(patchId, false);
-    }
-
-    /// <summary>Removes a patch from the catalog; installed copies stay installed (Uninstall-Micropatch removes them).</summary>
-    [Cmdlet(VerbsLifecycle.Unregister, "Micropatch", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-    [OutputType(typeof(MicropatchCatalogEntry))]
-    public sealed class UnregisterMicropatchCommand : CatalogEntryCommandBase
-    {
-        internal override string Action => "Unregister micropatch";
-        internal override Engine.Catalog.CatalogEntry Change(string patchId) => Catalog.Unregister(patchId);
-    }
 }
