@@ -174,6 +174,36 @@ namespace HotpatchTools.Tests.Workflows
         }
 
         [Fact]
+        public void A_modified_catalog_entry_is_an_error_the_others_are_still_enforced_and_the_machine_is_not_compliant()
+        {
+            var exe = WorkflowTargets.Exe("catm-broken");
+            using var t = TargetProcess.Start(exe);
+            Register("HP-CATM-GOOD", "catm-broken");
+            var other = Write("HP-CATM-EVIL", PatchFiles.Yaml("HP-CATM-EVIL", "catm-broken", new[] { new PatchletSpec("short_jcc", t.ReadSymbol("short_jcc", 7), "mov eax, 0\nret") }));
+            _sh.Run("Register-Micropatch -Path $args[0] -Force", other);
+            var copy = _sh.Run("(Get-MicropatchCatalog HP-CATM-EVIL).Path").Single().ToString();
+            // Someone with write access to the copy swaps its code: the registered hash no longer matches.
+            File.WriteAllText(copy, File.ReadAllText(copy).Replace("mov eax, 0", "mov eax, 9"));
+
+            var results = _sh.Run("Sync-Micropatch -PatchId HP-CATM-* -Force");
+            var error = Assert.Single(_sh.Errors);
+            Assert.StartsWith("CatalogEntryModified", error.FullyQualifiedErrorId);
+            Assert.Equal("HP-CATM-EVIL", error.TargetObject);
+            Assert.Equal(new[] { "HP-CATM-GOOD Applied" }, results.Select(o => Prop(o, "PatchId") + " " + Prop(o, "Result")));
+            Assert.Equal(-1, t.Call("triple", 500));
+            Assert.Equal(6, t.Call("short_jcc", 5)); // the swapped code never ran
+
+            // -PatchId narrows a pass to matching entries.
+            Assert.Empty(_sh.Run("Sync-Micropatch -PatchId HP-OTHER-* -Force"));
+            Assert.Contains("No enabled catalog patch matches HP-OTHER-*", Assert.Single(_sh.Warnings));
+
+            var report = _sh.Run("Test-MicropatchCompliance").Single();
+            Assert.Equal(false, Prop(report, "Compliant"));
+            Assert.Equal(1, Prop(report, "PatchCount"));
+            Assert.Contains("HP-CATM-EVIL cannot be loaded from the catalog.", (string[])Prop(report, "Details"));
+        }
+
+        [Fact]
         public void Sync_refuses_unattended_watching_without_Force_and_intervals_out_of_range()
         {
             _sh.Run("Sync-Micropatch -Watch");
