@@ -109,7 +109,8 @@ foreach ($a in [System.AppDomain]::CurrentDomain.GetAssemblies()) {
 
             Assert.Equal(new[] { _package.ModuleFolder, _package.ModuleFolder }, Values("ModuleBase"));
             foreach (var commands in Values("Commands"))
-                Assert.Equal(new[] { "Get-HotpatchTarget", "Get-Micropatch", "Install-Micropatch", "Remove-Micropatch", "Uninstall-Micropatch" },
+                Assert.Equal(new[] { "Disable-Micropatch", "Enable-Micropatch", "Get-HotpatchTarget", "Get-Micropatch", "Get-MicropatchCatalog", "Install-Micropatch",
+                                     "Register-Micropatch", "Remove-Micropatch", "Sync-Micropatch", "Test-MicropatchCompliance", "Uninstall-Micropatch", "Unregister-Micropatch" },
                     commands.Split(',').OrderBy(c => c, StringComparer.Ordinal));
             Assert.All(Values("FormatFiles"), f => Assert.Equal(Path.Combine(_package.ModuleFolder, "HotpatchTools.format.ps1xml"), f));
             Assert.Equal(new[] { "NotLoaded", "NotLoaded" }, Values("State"));

@@ -25,7 +25,7 @@ namespace HotpatchTools.Commands
         }
 
         /// <summary>Entries whose id matches any of the patterns (wildcards, ignoring case); every entry without patterns.</summary>
-        internal List<CatalogEntry> Select(string[]? patterns, Action<string, string>? onBroken = null)
+        internal List<CatalogEntry> SelectEntries(string[]? patterns, Action<string, string>? onBroken = null)
         {
             var all = Catalog.List(onBroken);
             if (patterns == null || patterns.Length == 0) return all.ToList();

@@ -16,7 +16,7 @@ namespace HotpatchTools.Commands
 
         protected override void ProcessRecord()
         {
-            var entries = Select(PatchId, (folder, why) => WriteWarning("Catalog folder " + folder + " is not a readable entry: " + why));
+            var entries = SelectEntries(PatchId, (folder, why) => WriteWarning("Catalog folder " + folder + " is not a readable entry: " + why));
             foreach (var e in entries) WriteObject(MicropatchCatalogEntry.From(e));
             // A literal id that matches nothing is an error, as Get-Item's is; a wildcard that matches nothing is not.
             if (PatchId != null)

@@ -97,7 +97,7 @@ namespace HotpatchTools.Commands
         private List<Micropatch> Patches(bool warnIfNone)
         {
             var patches = new List<Micropatch>();
-            var entries = Select(PatchId, (folder, why) => WriteWarning("Catalog folder " + folder + " is not a readable entry: " + why));
+            var entries = SelectEntries(PatchId, (folder, why) => WriteWarning("Catalog folder " + folder + " is not a readable entry: " + why));
             foreach (var e in entries.Where(e => e.Enabled))
             {
                 if (!_loaded.TryGetValue(e.PatchId, out var cached) || cached.Sha256 != e.FileSha256)

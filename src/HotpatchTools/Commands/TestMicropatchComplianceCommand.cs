@@ -28,7 +28,7 @@ namespace HotpatchTools.Commands
         {
             var problems = new List<string>();
             var patches = new List<Micropatch>();
-            var entries = Select(PatchId, (folder, why) => problems.Add("Catalog folder " + folder + " is unreadable: " + why));
+            var entries = SelectEntries(PatchId, (folder, why) => problems.Add("Catalog folder " + folder + " is unreadable: " + why));
             if (PatchId != null)
                 foreach (var id in PatchId.Where(i => !WildcardPattern.ContainsWildcardCharacters(i)))
                     if (!entries.Exists(e => string.Equals(e.PatchId, id, StringComparison.OrdinalIgnoreCase))) problems.Add(id + " is not registered in the catalog.");
