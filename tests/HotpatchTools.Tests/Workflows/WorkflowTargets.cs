@@ -18,6 +18,18 @@ namespace HotpatchTools.Tests.Workflows
         /// <summary>tests/native/target.c under its own name (at most 15 characters: Linux's comm).</summary>
         public static string Exe(string name) => NativeBuild.Build(name, "-O2 -pthread", "target.c", "sites.S");
 
+        /// <summary>
+        /// The enforcement target on either platform: built here on Linux, prebuilt by tests/wine/run.sh (a copy of
+        /// target.exe named enftarget.exe) under Wine.
+        /// </summary>
+        public static string PortableExe()
+        {
+            if (!TestPlatform.IsWindows) return Exe("enftarget");
+            var dir = Environment.GetEnvironmentVariable("HOTPATCH_NATIVE_DIR") ?? throw new InvalidOperationException("HOTPATCH_NATIVE_DIR is not set (tests/wine/run.sh sets it).");
+            var path = Path.Combine(dir, "enftarget.exe");
+            return File.Exists(path) ? path : throw new FileNotFoundException("prebuilt target missing", path);
+        }
+
         /// <summary>faulttarget.c, which dlopen()s a library when told to ("load PATH").</summary>
         public static string LateLoader(string name) => NativeBuild.Build(name, "-O2", "faulttarget.c");
 
