@@ -93,7 +93,9 @@ namespace HotpatchTools.Engine.Catalog
         /// <param name="apply">False: report only (Vulnerable), never write.</param>
         /// <param name="confirm">Asked before each install; false leaves the target Vulnerable.</param>
         /// <param name="incremental">Skip settled targets of processes whose fingerprint did not change.</param>
-        public EnforcementPass Run(IReadOnlyList<Micropatch> patches, bool apply = true, Func<TargetStatus, bool>? confirm = null, bool incremental = false)
+        /// <param name="cancel">Ends the pass between two processes (never inside an install); the pass then reports what it did.</param>
+        public EnforcementPass Run(IReadOnlyList<Micropatch> patches, bool apply = true, Func<TargetStatus, bool>? confirm = null, bool incremental = false,
+            CancellationToken cancel = default)
         {
             var clock = Stopwatch.StartNew();
             var now = DateTime.UtcNow;
@@ -110,6 +112,7 @@ namespace HotpatchTools.Engine.Catalog
 
             foreach (var p in processes)
             {
+                if (cancel.IsCancellationRequested) break;
                 // ptrace cannot attach to its own process; the host's own modules are the one blind spot (documented).
                 if (p.Id == _self) continue;
                 View? view;
@@ -165,7 +168,7 @@ namespace HotpatchTools.Engine.Catalog
             while (!cancel.IsCancellationRequested)
             {
                 EnforcementPass? pass = null;
-                try { pass = Run(patches(), apply: true, confirm: confirm, incremental: true); }
+                try { pass = Run(patches(), apply: true, confirm: confirm, incremental: true, cancel: cancel); }
                 // /proc or the catalog briefly unreadable must not end a watch that runs for months; the next pass retries.
                 catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
                 {

@@ -8,7 +8,8 @@ namespace HotpatchTools.Tests.Support
     /// <summary>
     /// Points every machine-wide path (catalog, trust, log) at a temp folder for the tests that need them. The
     /// override is an environment variable, so it is process-wide: every class that uses it belongs to this one
-    /// collection, whose tests never run at the same time. The real /var/lib and ProgramData are never written.
+    /// collection, which runs alone (no other class sees the override, and the watch delays measured in it are
+    /// not those of a machine busy with the rest of the suite). The real /var/lib and ProgramData are never written.
     /// </summary>
     public sealed class MachineRoot : IDisposable
     {
@@ -35,7 +36,7 @@ namespace HotpatchTools.Tests.Support
         }
     }
 
-    [CollectionDefinition(Name)]
+    [CollectionDefinition(Name, DisableParallelization = true)]
     public sealed class MachineStateCollection : ICollectionFixture<MachineRoot>
     {
         public const string Name = "Machine state";

@@ -13,6 +13,7 @@ using Xunit.Abstractions;
 namespace HotpatchTools.Tests.Workflows
 {
     /// <summary>The enforcer against live processes: one-shot passes, incremental passes, and the watch loop's delay.</summary>
+    [Collection(MachineStateCollection.Name)] // alone: the delays are measured, not those of a machine busy with other tests
     public sealed class EnforcerTests
     {
         private readonly ITestOutputHelper _out;
@@ -123,8 +124,11 @@ namespace HotpatchTools.Tests.Workflows
             var loaderExe = WorkflowTargets.LateLoader("enf-watch-late");
             var patches = new[] { WorkflowTargets.Guard("T-ENF-WATCH", "enf-watch"), WorkflowTargets.LibraryPatch("T-ENF-WLIB", "libenfwatch.so") };
             var interval = TimeSpan.FromSeconds(1);
-            var bound = TimeSpan.FromSeconds(6); // the documented worst case is interval + one pass; generous for a loaded 2-core machine
+            // A hang, not a measurement: the documented bound is checked against the passes that really ran, below.
+            var giveUp = TimeSpan.FromSeconds(30);
             var passes = new List<EnforcementPass>();
+            var passEnds = new List<(double End, double Length)>();
+            var since = Stopwatch.StartNew();
             using var firstPass = new ManualResetEventSlim();
             using var stop = new CancellationTokenSource();
             Exception? loopError = null;
@@ -132,7 +136,7 @@ namespace HotpatchTools.Tests.Workflows
             {
                 try
                 {
-                    new Enforcer(new HotpatchEngine()).Watch(() => patches, interval, p => { lock (passes) passes.Add(p); firstPass.Set(); }, stop.Token);
+                    new Enforcer(new HotpatchEngine()).Watch(() => patches, interval, p => { lock (passes) { passes.Add(p); passEnds.Add((since.Elapsed.TotalSeconds, p.Elapsed.TotalSeconds)); } firstPass.Set(); }, stop.Token);
                 }
                 catch (Exception e) { loopError = e; }
             }) { IsBackground = true };
@@ -143,6 +147,16 @@ namespace HotpatchTools.Tests.Workflows
             var rng = new Random(7);
             var processDelays = new List<double>();
             var moduleDelays = new List<double>();
+            var overBound = new List<string>();
+            // Documented: at most one interval plus one pass (the pass that just missed the process, the pause, the
+            // pass that patches it: interval + two pass lengths, plus polling slack), whatever the load.
+            void CheckBound(string what, double startedAt, double delay)
+            {
+                double longest;
+                lock (passes) longest = passEnds.Where(e => e.End >= startedAt && e.End - e.Length <= startedAt + delay).Select(e => e.Length).DefaultIfEmpty(0).Max();
+                double limit = interval.TotalSeconds + 2 * longest + 0.5;
+                if (delay > limit) overBound.Add(what + ": " + delay.ToString("0.00") + " s > " + limit.ToString("0.00") + " s");
+            }
             try
             {
                 for (int i = 0; i < 5; i++)
@@ -150,8 +164,10 @@ namespace HotpatchTools.Tests.Workflows
                     Thread.Sleep(rng.Next(0, 1000)); // land anywhere in the interval
                     var t = TargetProcess.Start(exe);
                     var clock = Stopwatch.StartNew(); // the process has printed "ready": it runs
+                    double startedAt = since.Elapsed.TotalSeconds;
                     targets.Add(t);
-                    processDelays.Add(WaitPatched(() => WorkflowTargets.SiteJumps(t, exe, "triple"), clock, bound, "process " + t.Pid));
+                    processDelays.Add(WaitPatched(() => WorkflowTargets.SiteJumps(t, exe, "triple"), clock, giveUp, "process " + t.Pid));
+                    CheckBound("process " + t.Pid, startedAt, processDelays[^1]);
                     Assert.Equal(-1, t.Call("triple", 500));
                 }
                 for (int i = 0; i < 5; i++)
@@ -161,7 +177,9 @@ namespace HotpatchTools.Tests.Workflows
                     Thread.Sleep(1500 + rng.Next(0, 1000)); // the process itself is settled before the library arrives
                     Assert.Equal("ok", t.Send("load " + lib));
                     var clock = Stopwatch.StartNew();
-                    moduleDelays.Add(WaitPatched(() => WorkflowTargets.SiteJumps(t, lib, "lib_triple"), clock, bound, "library in " + t.Pid));
+                    double startedAt = since.Elapsed.TotalSeconds;
+                    moduleDelays.Add(WaitPatched(() => WorkflowTargets.SiteJumps(t, lib, "lib_triple"), clock, giveUp, "library in " + t.Pid));
+                    CheckBound("library in " + t.Pid, startedAt, moduleDelays[^1]);
                     Assert.Equal("7", t.Send("call 5"));
                 }
             }
@@ -184,7 +202,7 @@ namespace HotpatchTools.Tests.Workflows
             _out.WriteLine(Describe("new process -> patched", processDelays));
             _out.WriteLine(Describe("late dlopen -> patched", moduleDelays));
             _out.WriteLine("incremental pass: median " + passMs[passMs.Length / 2].ToString("0.0") + " ms, max " + passMs[^1].ToString("0.0") + " ms over " + passMs.Length + " passes of " + counts.Min() + "-" + counts.Max() + " processes");
-            Assert.All(processDelays.Concat(moduleDelays), d => Assert.InRange(d, 0, bound.TotalSeconds));
+            Assert.Empty(overBound);
         }
 
         private static double WaitPatched(Func<bool> patched, Stopwatch clock, TimeSpan bound, string what)
