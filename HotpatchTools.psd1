@@ -8,7 +8,9 @@
     Description          = 'Apply, list and remove micropatches in running processes without restarting them: module identity and original bytes verified, trampolines built with Iced, every thread out of the way before a byte changes.'
     PowerShellVersion    = '5.1'
     CompatiblePSEditions = @('Desktop', 'Core')
-    CmdletsToExport      = @('Get-HotpatchTarget', 'Install-Micropatch', 'Uninstall-Micropatch', 'Get-Micropatch', 'Get-HotpatchModule', 'Get-MicropatchSite', 'Set-MicropatchSignature', 'Get-MicropatchSignature', 'Add-MicropatchTrustedPublisher', 'Get-MicropatchTrustedPublisher', 'Remove-MicropatchTrustedPublisher', 'Get-MicropatchAuditLog')
+    CmdletsToExport      = @('Get-HotpatchTarget', 'Install-Micropatch', 'Uninstall-Micropatch', 'Get-Micropatch', 'Get-HotpatchModule', 'Get-MicropatchSite',
+                             'Register-Micropatch', 'Get-MicropatchCatalog', 'Enable-Micropatch', 'Disable-Micropatch', 'Unregister-Micropatch', 'Sync-Micropatch', 'Test-MicropatchCompliance',
+                             'Set-MicropatchSignature', 'Get-MicropatchSignature', 'Add-MicropatchTrustedPublisher', 'Get-MicropatchTrustedPublisher', 'Remove-MicropatchTrustedPublisher', 'Get-MicropatchAuditLog')
     FunctionsToExport    = @()
     VariablesToExport    = @()
     AliasesToExport      = @('Remove-Micropatch')

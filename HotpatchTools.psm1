@@ -20,4 +20,6 @@ if ($null -eq $assembly) {
     throw "HotpatchTools is not built: none of $($candidates -join ', ') exists. Run 'dotnet build -c Release' in $PSScriptRoot."
 }
 Import-Module -Name $assembly -ErrorAction Stop
-Export-ModuleMember -Cmdlet 'Get-HotpatchTarget', 'Install-Micropatch', 'Uninstall-Micropatch', 'Get-Micropatch', 'Get-HotpatchModule', 'Get-MicropatchSite', 'Set-MicropatchSignature', 'Get-MicropatchSignature', 'Add-MicropatchTrustedPublisher', 'Get-MicropatchTrustedPublisher', 'Remove-MicropatchTrustedPublisher', 'Get-MicropatchAuditLog' -Alias 'Remove-Micropatch'
+Export-ModuleMember -Cmdlet 'Get-HotpatchTarget', 'Install-Micropatch', 'Uninstall-Micropatch', 'Get-Micropatch', 'Get-HotpatchModule', 'Get-MicropatchSite',
+    'Register-Micropatch', 'Get-MicropatchCatalog', 'Enable-Micropatch', 'Disable-Micropatch', 'Unregister-Micropatch', 'Sync-Micropatch', 'Test-MicropatchCompliance',
+    'Set-MicropatchSignature', 'Get-MicropatchSignature', 'Add-MicropatchTrustedPublisher', 'Get-MicropatchTrustedPublisher', 'Remove-MicropatchTrustedPublisher', 'Get-MicropatchAuditLog' -Alias 'Remove-Micropatch'

@@ -19,8 +19,10 @@ mkdir -p "$out/native"
 # The same sources as the Linux targets; exports stand in for ELF symbols, .pdata for symbol sizes.
 x86_64-w64-mingw32-gcc -O2 -Wl,--export-all-symbols -o "$out/native/target.exe" tests/native/target.c tests/native/sites.S || { echo "Wine suite: 0 passed, 1 failed"; exit 1; }
 cp "$out/native/target.exe" "$out/native/widetarget.exe"
+# And under a third name for the enforcement tests, which sweep every process that has their module.
+cp "$out/native/target.exe" "$out/native/enftarget.exe"
 # Symbol listings for the tests' oracle; mingw's nm omits __ImageBase, so it is added from the PE header.
-for exe in target.exe widetarget.exe; do
+for exe in target.exe widetarget.exe enftarget.exe; do
     x86_64-w64-mingw32-nm --defined-only "$out/native/$exe" > "$out/native/$exe.syms"
     x86_64-w64-mingw32-objdump -p "$out/native/$exe" | awk '/^ImageBase/ { print $2 " A __ImageBase" }' >> "$out/native/$exe.syms"
 done

@@ -10,17 +10,29 @@ using HotpatchTools.Engine.Patching;
 namespace HotpatchTools.Commands
 {
     /// <summary>Installs a micropatch into running processes, all patchlets or none in each.</summary>
-    [Cmdlet(VerbsLifecycle.Install, "Micropatch", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
+    [Cmdlet(VerbsLifecycle.Install, "Micropatch", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = PathSet)]
     [OutputType(typeof(MicropatchResult))]
-    public sealed class InstallMicropatchCommand : HotpatchCommandBase
+    public sealed class InstallMicropatchCommand : CatalogCommandBase
     {
+        private const string PathSet = "Path";
+        private const string CatalogSet = "Catalog";
+
         private readonly Dictionary<string, Micropatch?> _patches = new Dictionary<string, Micropatch?>();
 
-        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = PathSet)]
         [Alias("FullName", "PSPath")]
         [ValidateNotNullOrEmpty]
         [ArgumentCompleter(typeof(MicropatchPathCompleter))]
         public string Path { get; set; } = "";
+
+        /// <summary>
+        /// Catalogued patches by id (exact, ignoring case): what a JEA operator is allowed instead of -Path. Not bound
+        /// from the pipeline, because Get-HotpatchTarget's objects carry both a PatchId and a Path.
+        /// </summary>
+        [Parameter(Mandatory = true, ParameterSetName = CatalogSet)]
+        [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(CatalogPatchIdCompleter))]
+        public string[] PatchId { get; set; } = new string[0];
 
         /// <summary>Only these processes; without it, every process where the patch can be installed.</summary>
         [Parameter(ValueFromPipelineByPropertyName = true)]
@@ -30,7 +42,7 @@ namespace HotpatchTools.Commands
         public int[]? ProcessId { get; set; }
 
         /// <summary>Installs a file that has no signature; tampered, badly signed and untrusted files are refused regardless.</summary>
-        [Parameter]
+        [Parameter(ParameterSetName = PathSet)]
         public SwitchParameter AllowUnsigned { get; set; }
 
         /// <summary>Install without asking for confirmation.</summary>
@@ -44,11 +56,34 @@ namespace HotpatchTools.Commands
 
         protected override void ProcessRecord()
         {
+            if (ParameterSetName == CatalogSet)
+            {
+                foreach (var id in PatchId)
+                {
+                    var entry = FindEntry(id);
+                    if (entry == null) continue;
+                    // Disabling is how an admin withdraws a patch; an operator's install by id must not bypass it.
+                    if (!entry.Enabled)
+                    {
+                        WriteError(new ErrorRecord(new System.InvalidOperationException("Patch " + entry.PatchId + " is disabled in the catalog; Enable-Micropatch it first."),
+                            "PatchDisabled", ErrorCategory.InvalidOperation, entry.PatchId));
+                        continue;
+                    }
+                    var fromCatalog = LoadCatalogPatch(entry);
+                    if (fromCatalog != null) InstallPatch(fromCatalog);
+                }
+                return;
+            }
             var file = ResolvePaths(new[] { Path }, literal: false).FirstOrDefault();
             if (file == null) return;
             // Piped targets repeat the same file: check and parse it once per command.
             if (!_patches.TryGetValue(file, out var patch)) _patches[file] = patch = LoadPatch(file, AllowUnsigned);
             if (patch == null) return;
+            InstallPatch(patch);
+        }
+
+        private void InstallPatch(Micropatch patch)
+        {
 
             if (ProcessId != null)
             {

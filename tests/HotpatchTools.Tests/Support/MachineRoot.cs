@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Runtime.CompilerServices;
 using HotpatchTools.Engine.Machine;
+using Xunit;
 
 namespace HotpatchTools.Tests.Support
 {
@@ -32,5 +33,30 @@ namespace HotpatchTools.Tests.Support
             }
             Path = System.IO.Path.GetFullPath(existing);
         }
+    }
+
+    /// <summary>
+    /// The fixture of the tests that use the machine catalog. The override itself is process-wide (see
+    /// <see cref="MachineRoot"/>); these classes share one collection that runs alone, so no other class sees a
+    /// catalog change halfway, and the watch delays measured in it are not those of a machine busy with the rest
+    /// of the suite.
+    /// </summary>
+    public sealed class MachineState
+    {
+        public string Path => MachineRoot.Path;
+
+        /// <summary>An empty catalog for the next test.</summary>
+        public void Reset()
+        {
+            Assert.Equal(Path, System.IO.Path.GetFullPath(Environment.GetEnvironmentVariable(MachinePaths.OverrideVariable)!));
+            Assert.StartsWith(Path, MachinePaths.CatalogDirectory);
+            if (Directory.Exists(MachinePaths.CatalogDirectory)) Directory.Delete(MachinePaths.CatalogDirectory, recursive: true);
+        }
+    }
+
+    [CollectionDefinition(Name, DisableParallelization = true)]
+    public sealed class MachineStateCollection : ICollectionFixture<MachineState>
+    {
+        public const string Name = "Machine state";
     }
 }

@@ -6,18 +6,25 @@ namespace HotpatchTools.Tests.Support
         public static readonly string[] Exported =
         {
             "Add-MicropatchTrustedPublisher",
+            "Disable-Micropatch",
+            "Enable-Micropatch",
             "Get-HotpatchModule",
             "Get-HotpatchTarget",
             "Get-Micropatch",
             "Get-MicropatchAuditLog",
+            "Get-MicropatchCatalog",
             "Get-MicropatchSignature",
             "Get-MicropatchSite",
             "Get-MicropatchTrustedPublisher",
             "Install-Micropatch",
+            "Register-Micropatch",
             "Remove-Micropatch",
             "Remove-MicropatchTrustedPublisher",
             "Set-MicropatchSignature",
+            "Sync-Micropatch",
+            "Test-MicropatchCompliance",
             "Uninstall-Micropatch",
+            "Unregister-Micropatch",
         };
     }
 }

@@ -1,0 +1,343 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+using HotpatchTools.Engine.Format;
+using HotpatchTools.Engine.Patching;
+using HotpatchTools.Engine.Platform;
+
+namespace HotpatchTools.Engine.Catalog
+{
+    public enum EnforcementOutcome
+    {
+        /// <summary>Installed by this pass.</summary>
+        Applied,
+        /// <summary>Already installed (by an earlier pass, another session or another enforcer).</summary>
+        AlreadyPatched,
+        /// <summary>Could be installed, but was not: a report-only pass, -WhatIf or a declined confirmation.</summary>
+        Vulnerable,
+        /// <summary>Another build of the module: identity or expected bytes differ. Never written.</summary>
+        Mismatch,
+        /// <summary>Refused or failed; Reason and ErrorKind say why.</summary>
+        Failed,
+    }
+
+    /// <summary>One patch in one process, as one enforcement pass found or left it.</summary>
+    public sealed class EnforcementResult
+    {
+        public string PatchId { get; set; } = "";
+        public int ProcessId { get; set; }
+        public string ProcessName { get; set; } = "";
+        public string Module { get; set; } = "";
+        public EnforcementOutcome Outcome { get; set; }
+        public string Reason { get; set; } = "";
+        public HotpatchErrorKind? ErrorKind { get; set; }
+        public DateTime TimestampUtc { get; set; } = DateTime.UtcNow;
+    }
+
+    public sealed class EnforcementPass
+    {
+        /// <summary>Every target this pass inspected (in an incremental pass, not the unchanged ones).</summary>
+        public IReadOnlyList<EnforcementResult> Results { get; internal set; } = new EnforcementResult[0];
+        /// <summary>The results whose outcome differs from the one this enforcer last saw for that process and patch.</summary>
+        public IReadOnlyList<EnforcementResult> Changed { get; internal set; } = new EnforcementResult[0];
+        public int ProcessCount { get; internal set; }
+        /// <summary>Processes whose module list could not be read (not elevated, or protected).</summary>
+        public int Unreadable { get; internal set; }
+        /// <summary>Process-and-patch pairs skipped because nothing about the process changed since they were settled.</summary>
+        public int Unchanged { get; internal set; }
+        public bool Full { get; internal set; }
+        public TimeSpan Elapsed { get; internal set; }
+    }
+
+    /// <summary>
+    /// Brings running processes in line with a set of patches: every process that has a patch's module loaded
+    /// gets the patch, if it can. Idempotent: what is installed is read from each process, never remembered.
+    /// Between passes it remembers one cheap fingerprint per process (start time and the set of mapped module
+    /// files), so a watching loop inspects only processes that are new or loaded or unloaded a module.
+    /// </summary>
+    public sealed class Enforcer
+    {
+        private readonly HotpatchEngine _engine;
+        private readonly Action<string>? _log;
+        private readonly Dictionary<int, Memo> _memos = new Dictionary<int, Memo>();
+        private readonly Dictionary<int, (string Quick, string PatchSet, View View)> _views = new Dictionary<int, (string, string, View)>();
+        private readonly int _self = Process.GetCurrentProcess().Id;
+        private DateTime _lastFullUtc = DateTime.MinValue;
+
+        private sealed class Memo
+        {
+            public string Fingerprint = "";
+            public readonly Dictionary<string, EnforcementResult> Last = new Dictionary<string, EnforcementResult>(StringComparer.Ordinal);
+            public readonly HashSet<string> Settled = new HashSet<string>(StringComparer.Ordinal);
+        }
+
+        public Enforcer(HotpatchEngine engine, Action<string>? log = null)
+        {
+            _engine = engine;
+            _log = log;
+        }
+
+        /// <summary>
+        /// How often an incremental pass still inspects every target, so that a patch removed by hand or a target
+        /// that became installable is noticed although its process did not change.
+        /// </summary>
+        public TimeSpan FullRecheckInterval { get; set; } = TimeSpan.FromSeconds(60);
+
+        /// <summary>One pass over every running process.</summary>
+        /// <param name="apply">False: report only (Vulnerable), never write.</param>
+        /// <param name="confirm">Asked before each install; false leaves the target Vulnerable.</param>
+        /// <param name="incremental">Skip settled targets of processes whose fingerprint did not change.</param>
+        /// <param name="cancel">Ends the pass between two processes (never inside an install); the pass then reports what it did.</param>
+        public EnforcementPass Run(IReadOnlyList<Micropatch> patches, bool apply = true, Func<TargetStatus, bool>? confirm = null, bool incremental = false,
+            CancellationToken cancel = default)
+        {
+            var clock = Stopwatch.StartNew();
+            var now = DateTime.UtcNow;
+            bool full = !incremental || now - _lastFullUtc >= FullRecheckInterval;
+            if (full) _lastFullUtc = now;
+            var pass = new EnforcementPass { Full = full };
+            var results = new List<EnforcementResult>();
+            var changed = new List<EnforcementResult>();
+            var seen = new HashSet<int>();
+            var processes = _engine.Platform.ListProcesses();
+            pass.ProcessCount = processes.Count;
+            string patchSet = string.Join(",", patches.Select(x => x.Id + "|" + x.FileSha256));
+            int unreadable = 0, unchanged = 0;
+
+            foreach (var p in processes)
+            {
+                if (cancel.IsCancellationRequested) break;
+                // ptrace cannot attach to its own process; the host's own modules are the one blind spot (documented).
+                if (p.Id == _self) continue;
+                View? view;
+                try { view = LookCached(p.Id, patches, patchSet, full); }
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied)
+                {
+                    _log?.Invoke("cannot read the modules of process " + p.Id + " (" + p.Name + "): " + e.Message);
+                    unreadable++;
+                    continue;
+                }
+                catch (HotpatchException) { continue; } // exited meanwhile
+                if (view == null) continue;
+                seen.Add(p.Id);
+
+                var relevant = view.Relevant;
+                if (relevant.Count == 0) { _memos.Remove(p.Id); continue; }
+
+                if (!_memos.TryGetValue(p.Id, out var memo) || memo.Fingerprint != view.Fingerprint)
+                    _memos[p.Id] = memo = new Memo { Fingerprint = view.Fingerprint };
+
+                foreach (var patch in relevant)
+                {
+                    string key = patch.Id + "|" + patch.FileSha256;
+                    if (!full && memo.Settled.Contains(key)) { unchanged++; continue; }
+                    var r = Enforce(patch, p.Id, apply, confirm);
+                    if (r == null) continue;
+                    results.Add(r);
+                    if (!memo.Last.TryGetValue(key, out var last) || last.Outcome != r.Outcome) changed.Add(r);
+                    memo.Last[key] = r;
+                    if (IsSettled(r)) memo.Settled.Add(key); else memo.Settled.Remove(key);
+                }
+            }
+            foreach (var gone in _memos.Keys.Where(k => !seen.Contains(k)).ToList()) _memos.Remove(gone);
+            foreach (var gone in _views.Keys.Where(k => !seen.Contains(k)).ToList()) _views.Remove(gone);
+
+            pass.Results = results;
+            pass.Changed = changed;
+            pass.Unreadable = unreadable;
+            pass.Unchanged = unchanged;
+            pass.Elapsed = clock.Elapsed;
+            _log?.Invoke("enforcement pass (" + (full ? "full" : "incremental") + "): " + processes.Count + " processes, " + results.Count + " inspected, " +
+                         unchanged + " unchanged, " + unreadable + " unreadable, " + clock.Elapsed.TotalMilliseconds.ToString("0.0", CultureInfo.InvariantCulture) + " ms");
+            return pass;
+        }
+
+        /// <summary>
+        /// Runs passes until cancelled: the first one full, then incremental ones every interval. patches is asked
+        /// before every pass, so catalog changes take effect without a restart. Runs on the calling thread.
+        /// </summary>
+        public void Watch(Func<IReadOnlyList<Micropatch>> patches, TimeSpan interval, Action<EnforcementPass> onPass, CancellationToken cancel,
+            Func<TargetStatus, bool>? confirm = null)
+        {
+            while (!cancel.IsCancellationRequested)
+            {
+                EnforcementPass? pass = null;
+                try { pass = Run(patches(), apply: true, confirm: confirm, incremental: true, cancel: cancel); }
+                // /proc or the catalog briefly unreadable must not end a watch that runs for months; the next pass retries.
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                {
+                    _log?.Invoke("enforcement pass failed, retrying after the interval: " + e.Message);
+                }
+                if (pass != null) onPass(pass);
+                if (cancel.WaitHandle.WaitOne(interval)) break;
+            }
+        }
+
+        private EnforcementResult? Enforce(Micropatch patch, int pid, bool apply, Func<TargetStatus, bool>? confirm)
+        {
+            TargetStatus? s;
+            try { s = _engine.Inspect(patch, pid, includeNotLoaded: false); }
+            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound) { return null; }
+            catch (HotpatchException e) { return Result(patch, pid, "", patch.Target.Module, EnforcementOutcome.Failed, e.Message, e.Kind); }
+            // A file the engine could not read (a module replaced or removed under it) fails this target, not the pass.
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                return Result(patch, pid, "", patch.Target.Module, EnforcementOutcome.Failed, e.Message, HotpatchErrorKind.Internal);
+            }
+            // The module went away between listing and inspection, or the process turned unreadable.
+            if (s == null) return null;
+
+            switch (s.State)
+            {
+                case TargetState.Patched:
+                    return Result(patch, s, EnforcementOutcome.AlreadyPatched, s.Reason, null);
+                case TargetState.Mismatch:
+                    return Result(patch, s, EnforcementOutcome.Mismatch, s.Reason, s.ErrorKind);
+                case TargetState.Vulnerable:
+                    if (!apply) return Result(patch, s, EnforcementOutcome.Vulnerable, "Not patched: " + s.Reason, null);
+                    if (confirm != null && !confirm(s)) return Result(patch, s, EnforcementOutcome.Vulnerable, "Not patched (-WhatIf or not confirmed).", null);
+                    try
+                    {
+                        var r = _engine.Install(patch, pid);
+                        return Result(patch, s, EnforcementOutcome.Applied,
+                            r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped for " + r.FreezeTime.TotalMilliseconds.ToString("0.00", CultureInfo.InvariantCulture) + " ms.", null);
+                    }
+                    catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AlreadyInstalled)
+                    {
+                        // Another enforcer or an admin got there first: the goal is met.
+                        return Result(patch, s, EnforcementOutcome.AlreadyPatched, e.Message, null);
+                    }
+                    catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound || e.Kind == HotpatchErrorKind.ModuleNotLoaded)
+                    {
+                        return null;
+                    }
+                    catch (HotpatchException e)
+                    {
+                        return Result(patch, s, EnforcementOutcome.Failed, e.Message, e.Kind);
+                    }
+                default:
+                    return Result(patch, s, EnforcementOutcome.Failed, s.State + ": " + s.Reason, s.ErrorKind);
+            }
+        }
+
+        // A failure that may pass by itself is tried again on the next pass even when the process did not change.
+        private static bool IsSettled(EnforcementResult r) =>
+            r.Outcome != EnforcementOutcome.Failed ||
+            !(r.ErrorKind == HotpatchErrorKind.Busy || r.ErrorKind == HotpatchErrorKind.ThreadInSpan || r.ErrorKind == HotpatchErrorKind.Internal ||
+              r.ErrorKind == HotpatchErrorKind.WriteFailed || r.ErrorKind == HotpatchErrorKind.NoCaveSpace);
+
+        private static bool ModuleMatches(string moduleName, Micropatch patch) =>
+            string.Equals(moduleName, patch.Target.Module, patch.Target.Os == TargetOs.Windows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
+
+        private static EnforcementResult Result(Micropatch patch, TargetStatus s, EnforcementOutcome outcome, string reason, HotpatchErrorKind? kind) =>
+            Result(patch, s.ProcessId, s.ProcessName, s.Module, outcome, reason, kind);
+
+        private static EnforcementResult Result(Micropatch patch, int pid, string name, string module, EnforcementOutcome outcome, string reason, HotpatchErrorKind? kind) =>
+            new EnforcementResult { PatchId = patch.Id, ProcessId = pid, ProcessName = name, Module = module, Outcome = outcome, Reason = reason, ErrorKind = kind };
+
+        /// <summary>
+        /// On Linux, the module list of a process is read again only when its start time or virtual size changed:
+        /// loading or unloading a library maps or unmaps memory, so it changes the size, and /proc/PID/stat is a
+        /// few hundred bytes where the maps of a large process are hundreds of kilobytes. A load that left the
+        /// size exactly as it was (another mapping freed in the same instant) is found by the next full pass.
+        /// </summary>
+        private View? LookCached(int pid, IReadOnlyList<Micropatch> patches, string patchSet, bool full)
+        {
+            if (!(_engine.Platform is Platform.Linux.LinuxPlatform)) return Look(pid, patches);
+            // Read before the maps: a library loaded in between changes the size again, and the next pass looks.
+            string? quick = StatFields(pid, 19, 20);
+            if (quick == null) return null;
+            if (!full && _views.TryGetValue(pid, out var cached) && cached.Quick == quick && cached.PatchSet == patchSet) return cached.View;
+            var view = LookLinux(pid, patches);
+            if (view != null) _views[pid] = (quick, patchSet, view);
+            return view;
+        }
+
+        private sealed class View
+        {
+            public List<Micropatch> Relevant = new List<Micropatch>();
+            public string Fingerprint = "";
+        }
+
+        /// <summary>
+        /// Which patches concern a process (their module is mapped) and its fingerprint; null when it exited.
+        /// On Linux one read of /proc/PID/maps, and for most processes a substring search of it: opening the
+        /// process and parsing its module list costs several times more, in every pass, for every process.
+        /// </summary>
+        private View? Look(int pid, IReadOnlyList<Micropatch> patches)
+        {
+            if (_engine.Platform is Platform.Linux.LinuxPlatform) return LookLinux(pid, patches);
+            IReadOnlyList<LoadedModule> modules;
+            using (var target = _engine.Platform.Open(pid)) modules = target.Modules.GetModules();
+            var view = new View { Relevant = patches.Where(patch => modules.Any(m => ModuleMatches(m.Name, patch))).ToList() };
+            if (view.Relevant.Count > 0) view.Fingerprint = Fingerprint(pid, modules.Select(m => m.Key + "=" + m.Base.ToString("x")));
+            return view;
+        }
+
+        private static View? LookLinux(int pid, IReadOnlyList<Micropatch> patches)
+        {
+            string text;
+            try { text = File.ReadAllText("/proc/" + pid + "/maps"); }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException) { return null; }
+            catch (UnauthorizedAccessException e) { throw Platform.Linux.ProcFs.Denied(pid, e); }
+            catch (IOException) when (!Directory.Exists("/proc/" + pid)) { return null; }
+
+            var view = new View();
+            // A mapped file's path is the last field; "/name\n" (or "/name (deleted)\n", a library replaced on disk
+            // while the process still runs the old one) only occurs where the module is mapped.
+            if (!patches.Any(patch => text.IndexOf("/" + patch.Target.Module + "\n", StringComparison.Ordinal) >= 0
+                                      || text.IndexOf("/" + patch.Target.Module + " (deleted)\n", StringComparison.Ordinal) >= 0))
+                return view;
+
+            var names = new HashSet<string>(StringComparer.Ordinal);
+            var mappings = new List<string>();
+            foreach (var line in text.Split('\n'))
+            {
+                // No field before the path contains a slash.
+                int slash = line.IndexOf(" /", StringComparison.Ordinal);
+                if (slash < 0) continue;
+                var path = line.Substring(slash + 1);
+                if (path.EndsWith(" (deleted)", StringComparison.Ordinal)) path = path.Substring(0, path.Length - 10);
+                names.Add(Path.GetFileName(path));
+                mappings.Add(line.Substring(0, line.IndexOf(' ')) + " " + path);
+            }
+            view.Relevant = patches.Where(patch => names.Any(n => ModuleMatches(n, patch))).ToList();
+            if (view.Relevant.Count > 0) view.Fingerprint = Fingerprint(pid, mappings);
+            return view;
+        }
+
+        /// <summary>
+        /// What must change for a settled target to be looked at again: a new process under a reused id (start
+        /// time, Linux) or a module loaded or unloaded (the mapped files, by device:inode on Linux and by
+        /// path, time stamp and size on Windows).
+        /// </summary>
+        internal static string Fingerprint(int pid, IEnumerable<string> mappings)
+        {
+            var sb = new StringBuilder();
+            sb.Append(StartTime(pid)).Append('|');
+            foreach (var m in mappings.OrderBy(k => k, StringComparer.Ordinal)) sb.Append(m).Append(';');
+            return sb.ToString();
+        }
+
+        private static string StartTime(int pid) => RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? "" : StatFields(pid, 19) ?? "";
+
+        /// <summary>
+        /// Fields of /proc/PID/stat, counted from the state (field 3) after the parenthesised command name, which
+        /// may hold spaces: 19 is the start time (field 22), 20 the virtual size (field 23). Null when the process is gone.
+        /// </summary>
+        private static string? StatFields(int pid, params int[] indexes)
+        {
+            string stat;
+            try { stat = File.ReadAllText("/proc/" + pid + "/stat"); }
+            catch (IOException) { return null; }
+            var fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
+            return string.Join(" ", indexes.Select(i => i < fields.Length ? fields[i] : ""));
+        }
+    }
+}

@@ -1,0 +1,87 @@
+using System;
+using HotpatchTools.Engine.Catalog;
+
+namespace HotpatchTools
+{
+    // Flat snapshots for the catalog, enforcement and compliance cmdlets (see OutputTypes.cs for why flat).
+
+    /// <summary>Get-MicropatchCatalog and -PassThru of the catalog cmdlets: one registered patch.</summary>
+    public sealed class MicropatchCatalogEntry
+    {
+        public string ComputerName { get; set; } = Environment.MachineName;
+        public string PatchId { get; set; } = "";
+        public string Title { get; set; } = "";
+        public string Module { get; set; } = "";
+        public bool Enabled { get; set; }
+        public bool AllowUnsigned { get; set; }
+        public string FileSha256 { get; set; } = "";
+        public DateTime RegisteredTime { get; set; }
+        /// <summary>The catalog's copy of the patch file.</summary>
+        public string Path { get; set; } = "";
+        /// <summary>True when a detached signature (.sig) was registered with the file.</summary>
+        public bool HasSignature { get; set; }
+        /// <summary>Where the file was registered from.</summary>
+        public string SourcePath { get; set; } = "";
+
+        internal static MicropatchCatalogEntry From(CatalogEntry e) => new MicropatchCatalogEntry
+        {
+            PatchId = e.PatchId, Title = e.Title, Module = e.Module, Enabled = e.Enabled, AllowUnsigned = e.AllowUnsigned, FileSha256 = e.FileSha256,
+            RegisteredTime = e.RegisteredUtc.ToLocalTime(), Path = e.PatchPath, HasSignature = e.SignaturePath != null, SourcePath = e.SourcePath,
+        };
+    }
+
+    /// <summary>What Sync-Micropatch found or did for one patch in one process.</summary>
+    public enum SyncResult
+    {
+        Applied,
+        AlreadyPatched,
+        Vulnerable,
+        Mismatch,
+        Failed,
+    }
+
+    /// <summary>Sync-Micropatch: one patch in one process.</summary>
+    public sealed class MicropatchSyncResult
+    {
+        public string ComputerName { get; set; } = Environment.MachineName;
+        public string PatchId { get; set; } = "";
+        public int ProcessId { get; set; }
+        public string ProcessName { get; set; } = "";
+        public string Module { get; set; } = "";
+        public SyncResult Result { get; set; }
+        public string Reason { get; set; } = "";
+        /// <summary>For Failed and Mismatch: the stable name of the failure (ExpectMismatch, UnsafeSite, ...); else empty.</summary>
+        public string ErrorId { get; set; } = "";
+        public DateTime Timestamp { get; set; }
+
+        internal static MicropatchSyncResult From(EnforcementResult r) => new MicropatchSyncResult
+        {
+            PatchId = r.PatchId, ProcessId = r.ProcessId, ProcessName = r.ProcessName, Module = r.Module,
+            Result = (SyncResult)Enum.Parse(typeof(SyncResult), r.Outcome.ToString()), Reason = r.Reason,
+            ErrorId = r.ErrorKind?.ToString() ?? "", Timestamp = r.TimestampUtc.ToLocalTime(),
+        };
+    }
+
+    /// <summary>Test-MicropatchCompliance: is this machine protected by its catalog?</summary>
+    public sealed class MicropatchCompliance
+    {
+        public string ComputerName { get; set; } = Environment.MachineName;
+        public bool Compliant { get; set; }
+        /// <summary>Enabled catalog patches that were checked.</summary>
+        public int PatchCount { get; set; }
+        /// <summary>Process-and-patch pairs where the patch is installed.</summary>
+        public int Patched { get; set; }
+        /// <summary>Pairs where the patch could be installed but is not.</summary>
+        public int Vulnerable { get; set; }
+        /// <summary>Pairs where the patch cannot be installed (a safety rule, an inconsistent site, an error).</summary>
+        public int Failed { get; set; }
+        /// <summary>Pairs of another build of the module: the patch does not apply; not counted against the machine.</summary>
+        public int Mismatch { get; set; }
+        /// <summary>Processes whose modules could not be read.</summary>
+        public int Unreadable { get; set; }
+        public bool Elevated { get; set; }
+        /// <summary>Why the machine is not compliant (one line each), then notes.</summary>
+        public string[] Details { get; set; } = new string[0];
+        public DateTime Timestamp { get; set; } = DateTime.Now;
+    }
+}

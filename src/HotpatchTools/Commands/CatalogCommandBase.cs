@@ -1,0 +1,86 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Catalog;
+using HotpatchTools.Engine.Format;
+
+namespace HotpatchTools.Commands
+{
+    /// <summary>What the cmdlets that read or change the machine catalog share.</summary>
+    public abstract class CatalogCommandBase : HotpatchCommandBase
+    {
+        private MicropatchCatalog? _catalog;
+
+        /// <summary>Where MachinePaths says, read when first used so a test's override (set before the command) applies.</summary>
+        internal MicropatchCatalog Catalog => _catalog ??= new MicropatchCatalog();
+
+        /// <summary>Catalog writes and enforcement need root or an elevated administrator; anything less is refused up front.</summary>
+        internal void RequireElevation(string what)
+        {
+            if (CatalogSecurity.IsElevated()) return;
+            ThrowTerminatingError(new ErrorRecord(new UnauthorizedAccessException(what + " needs administrator rights. " + CatalogSecurity.ElevationHint),
+                "NotElevated", ErrorCategory.PermissionDenied, null));
+        }
+
+        /// <summary>Entries whose id matches any of the patterns (wildcards, ignoring case); every entry without patterns.</summary>
+        internal List<CatalogEntry> SelectEntries(string[]? patterns, Action<string, string>? onBroken = null)
+        {
+            var all = Catalog.List(onBroken);
+            if (patterns == null || patterns.Length == 0) return all.ToList();
+            var wildcards = patterns.Select(p => new WildcardPattern(p, WildcardOptions.IgnoreCase)).ToList();
+            return all.Where(e => wildcards.Any(w => w.IsMatch(e.PatchId))).ToList();
+        }
+
+        /// <summary>Exactly one entry by id (no wildcards: the id names one patch), or an error record and null.</summary>
+        internal CatalogEntry? FindEntry(string patchId)
+        {
+            var entry = Catalog.Find(patchId);
+            if (entry == null)
+                WriteError(new ErrorRecord(new ItemNotFoundException("Patch " + patchId + " is not registered in the catalog (" + Catalog.Directory + ")."),
+                    "PatchNotRegistered", ErrorCategory.ObjectNotFound, patchId));
+            return entry;
+        }
+
+        /// <summary>
+        /// The one place a catalog entry becomes a patch: its files must be writable only by administrators, the
+        /// copy must still be the file that was registered, and it is loaded like any patch file, with the
+        /// entry's AllowUnsigned. A problem is an error record (target: the patch id) and null.
+        /// </summary>
+        internal Micropatch? LoadCatalogPatch(CatalogEntry entry)
+        {
+            // Replaced (-Force) or unregistered since the entry was listed: the entry as it is now, if any.
+            if (!System.IO.File.Exists(entry.PatchPath))
+            {
+                var now = Catalog.Find(entry.PatchId);
+                if (now == null)
+                {
+                    WriteError(new ErrorRecord(new ItemNotFoundException("Patch " + entry.PatchId + " was unregistered meanwhile."), "PatchNotRegistered", ErrorCategory.ObjectNotFound, entry.PatchId));
+                    return null;
+                }
+                entry = now;
+            }
+            var dir = System.IO.Path.GetDirectoryName(entry.PatchPath)!;
+            foreach (var path in new[] { Catalog.Directory, dir, entry.PatchPath, entry.SignaturePath })
+            {
+                if (path == null) continue;
+                var why = CatalogSecurity.Untrusted(path);
+                if (why == null) continue;
+                WriteError(new ErrorRecord(new HotpatchException(HotpatchErrorKind.InvalidPatchFile, "Catalog entry " + entry.PatchId + " is not used: " + why + "."),
+                    "CatalogEntryUntrusted", ErrorCategory.SecurityError, entry.PatchId));
+                return null;
+            }
+            var patch = LoadPatch(entry.PatchPath, entry.AllowUnsigned);
+            if (patch == null) return null;
+            if (patch.FileSha256 != entry.FileSha256 || !string.Equals(patch.Id, entry.PatchId, StringComparison.OrdinalIgnoreCase))
+            {
+                WriteError(new ErrorRecord(new HotpatchException(HotpatchErrorKind.InvalidPatchFile,
+                    "Catalog entry " + entry.PatchId + " is not used: its file was changed after registration (SHA-256 " + patch.FileSha256 + ", registered " + entry.FileSha256 + ")."),
+                    "CatalogEntryModified", ErrorCategory.SecurityError, entry.PatchId));
+                return null;
+            }
+            return patch;
+        }
+    }
+}
