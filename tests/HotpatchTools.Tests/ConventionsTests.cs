@@ -133,7 +133,7 @@ namespace HotpatchTools.Tests
             var anyFile = new[] { ("Add-MicropatchTrustedPublisher", "Path"), ("Get-MicropatchAuditLog", "Path") };
             var parameters = Cmdlets().SelectMany(c => c.Parameters.Values.Where(p => completed.Contains(p.Name)).Select(p => (Cmdlet: c.Name, Parameter: p)))
                 .Where(p => !anyFile.Contains((p.Cmdlet, p.Parameter.Name))).ToArray();
-            Assert.Equal(16, parameters.Length);
+            Assert.Equal(25, parameters.Length);
             Assert.All(parameters, p => Assert.True(p.Parameter.Attributes.OfType<ArgumentCompleterAttribute>().Any(), p.Cmdlet + " -" + p.Parameter.Name + " has no completer"));
         }
 

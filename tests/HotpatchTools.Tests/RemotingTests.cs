@@ -248,10 +248,16 @@ namespace HotpatchTools.Tests
                     Get-MicropatchTrustedPublisher
                     Remove-MicropatchTrustedPublisher -Thumbprint $thumb -Force
                     Get-MicropatchAuditLog -PatchId HP-REMOTE-FLAT -Last 1
+                    # The catalog's types; -WhatIf, because a sync would patch every process of this module, other tests' too.
+                    Register-Micropatch -Path $p -AllowUnsigned -Force -PassThru
+                    Get-MicropatchCatalog -PatchId HP-REMOTE-FLAT
+                    Sync-Micropatch -PatchId HP-REMOTE-FLAT -WhatIf
+                    Test-MicropatchCompliance -PatchId HP-REMOTE-FLAT
+                    Unregister-Micropatch -PatchId HP-REMOTE-FLAT -Force
                 } -ArgumentList $p, $id, $n, $cer, $thumb", path, _t.Pid, _t.ModuleName, cer, publisher.Thumbprint);
             var byType = objects.GroupBy(o => o.TypeNames[0]).ToDictionary(g => g.Key, g => g.First());
             var outputTypes = _sh.RunClean("Get-Command -Module HotpatchTools -CommandType Cmdlet | ForEach-Object { $_.OutputType } | ForEach-Object Type")
-                .Select(o => (Type)o.BaseObject).Distinct().ToArray();
+                .Select(o => (Type)o.BaseObject).Where(t => t.Namespace == "HotpatchTools").Distinct().ToArray(); // not the [bool] of -Quiet
             Assert.NotEmpty(outputTypes);
             foreach (var type in outputTypes)
             {

@@ -9,10 +9,11 @@ namespace HotpatchTools.Commands
     /// <summary>Which running processes a micropatch applies to, and in what state each is.</summary>
     [Cmdlet(VerbsCommon.Get, "HotpatchTarget", DefaultParameterSetName = PathSet)]
     [OutputType(typeof(HotpatchTarget))]
-    public sealed class GetHotpatchTargetCommand : HotpatchCommandBase
+    public sealed class GetHotpatchTargetCommand : CatalogCommandBase
     {
         private const string PathSet = "Path";
         private const string LiteralPathSet = "LiteralPath";
+        private const string CatalogSet = "Catalog";
 
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [SupportsWildcards]
@@ -25,6 +26,12 @@ namespace HotpatchTools.Commands
         [ValidateNotNullOrEmpty]
         public string[] LiteralPath { get; set; } = new string[0];
 
+        /// <summary>Patches of the machine catalog, by id (what a JEA operator, who may not name files, uses).</summary>
+        [Parameter(Mandatory = true, ParameterSetName = CatalogSet)]
+        [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(CatalogPatchIdCompleter))]
+        public string[] PatchId { get; set; } = new string[0];
+
         /// <summary>Only these processes; without it, every process that has the patch's module loaded.</summary>
         [Parameter(ValueFromPipelineByPropertyName = true)]
         [Alias("Id", "PID")]
@@ -34,31 +41,45 @@ namespace HotpatchTools.Commands
 
         protected override void ProcessRecord()
         {
+            if (ParameterSetName == CatalogSet)
+            {
+                foreach (var id in PatchId)
+                {
+                    var entry = FindEntry(id);
+                    var patch = entry == null ? null : LoadCatalogPatch(entry);
+                    if (patch != null) Report(patch);
+                }
+                return;
+            }
             bool literal = ParameterSetName == LiteralPathSet;
             foreach (var file in ResolvePaths(literal ? LiteralPath : Path, literal))
             {
                 var patch = ReadPatch(file);
-                if (patch == null) continue;
-                if (ProcessId != null)
-                {
-                    // Each named process answers for itself: one that is gone is an error record, not the end of the command.
-                    foreach (int pid in ProcessId)
-                    {
-                        TargetStatus? status;
-                        try { status = Engine.Inspect(patch, pid); }
-                        catch (HotpatchException e) { WriteFailure(e, pid); continue; }
-                        if (status == null) continue;
-                        if (status.State == HotpatchTools.Engine.Patching.TargetState.AccessDenied)
-                            WriteFailure(new HotpatchException(HotpatchErrorKind.AccessDenied, status.Reason) { ProcessId = pid }, pid);
-                        WriteObject(HotpatchTarget.From(status));
-                    }
-                    continue;
-                }
-                const string activity = "Scanning processes";
-                foreach (var status in Engine.Scan(patch, (done, total) => Progress(1, activity, done, total, patch.Id)))
-                    WriteObject(HotpatchTarget.From(status));
-                CompleteProgress(1, activity);
+                if (patch != null) Report(patch);
             }
+        }
+
+        private void Report(HotpatchTools.Engine.Format.Micropatch patch)
+        {
+            if (ProcessId != null)
+            {
+                // Each named process answers for itself: one that is gone is an error record, not the end of the command.
+                foreach (int pid in ProcessId)
+                {
+                    TargetStatus? status;
+                    try { status = Engine.Inspect(patch, pid); }
+                    catch (HotpatchException e) { WriteFailure(e, pid); continue; }
+                    if (status == null) continue;
+                    if (status.State == HotpatchTools.Engine.Patching.TargetState.AccessDenied)
+                        WriteFailure(new HotpatchException(HotpatchErrorKind.AccessDenied, status.Reason) { ProcessId = pid }, pid);
+                    WriteObject(HotpatchTarget.From(status));
+                }
+                return;
+            }
+            const string activity = "Scanning processes";
+            foreach (var status in Engine.Scan(patch, (done, total) => Progress(1, activity, done, total, patch.Id)))
+                WriteObject(HotpatchTarget.From(status));
+            CompleteProgress(1, activity);
         }
     }
 }

@@ -39,7 +39,7 @@ namespace HotpatchTools.Tests.Workflows
         private string Register(string id, string module)
         {
             var path = Write(id, WorkflowTargets.GuardYaml(id, module));
-            _sh.Run("Register-Micropatch -Path $args[0] -Force", path);
+            _sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -Force", path);
             Assert.Empty(_sh.Errors);
             return path;
         }
@@ -50,7 +50,7 @@ namespace HotpatchTools.Tests.Workflows
         public void Catalog_cmdlets_register_list_disable_enable_and_unregister_by_id()
         {
             var path = Write("HP-CATM-1", WorkflowTargets.GuardYaml("HP-CATM-1", "catm-nothing"));
-            var entry = _sh.Run("Register-Micropatch -Path $args[0] -Force -PassThru", path).Single();
+            var entry = _sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -Force -PassThru", path).Single();
             Assert.Empty(_sh.Errors);
             Assert.Equal("HotpatchTools.MicropatchCatalogEntry", entry.TypeNames[0]);
             Assert.Equal("HP-CATM-1", Prop(entry, "PatchId"));
@@ -71,13 +71,13 @@ namespace HotpatchTools.Tests.Workflows
             Assert.Equal("True", _sh.Run("(Get-MicropatchCatalog HP-CATM-1).Enabled").Single().ToString());
 
             // Registering the same file again changes nothing; another file under the same id needs -Force.
-            _sh.Run("Register-Micropatch -Path $args[0] -Confirm:$false", path);
+            _sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -Confirm:$false", path);
             Assert.Empty(_sh.Errors);
             var other = Write("HP-CATM-1", PatchFiles.Yaml("HP-CATM-1", "catm-nothing", new[] { new PatchletSpec("triple", WorkflowTargets.TripleBytes) }), "v2");
-            _sh.Run("Register-Micropatch -Path $args[0] -Confirm:$false", other);
+            _sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -Confirm:$false", other);
             Assert.StartsWith("AlreadyInstalled", Assert.Single(_sh.Errors).FullyQualifiedErrorId);
             Assert.Equal(Prop(entry, "FileSha256"), _sh.Run("(Get-MicropatchCatalog HP-CATM-1).FileSha256").Single().ToString());
-            _sh.Run("Register-Micropatch -Path $args[0] -WhatIf -Force", other);
+            _sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -WhatIf -Force", other);
             Assert.Equal(Prop(entry, "FileSha256"), _sh.Run("(Get-MicropatchCatalog HP-CATM-1).FileSha256").Single().ToString());
 
             _sh.Run("Get-MicropatchCatalog -PatchId HP-NOPE");
@@ -180,7 +180,7 @@ namespace HotpatchTools.Tests.Workflows
             using var t = TargetProcess.Start(exe);
             Register("HP-CATM-GOOD", "catm-broken");
             var other = Write("HP-CATM-EVIL", PatchFiles.Yaml("HP-CATM-EVIL", "catm-broken", new[] { new PatchletSpec("short_jcc", t.ReadSymbol("short_jcc", 7), "mov eax, 0\nret") }));
-            _sh.Run("Register-Micropatch -Path $args[0] -Force", other);
+            _sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -Force", other);
             var copy = _sh.Run("(Get-MicropatchCatalog HP-CATM-EVIL).Path").Single().ToString();
             // Someone with write access to the copy swaps its code: the registered hash no longer matches.
             File.WriteAllText(copy, File.ReadAllText(copy).Replace("mov eax, 0", "mov eax, 9"));
@@ -225,7 +225,7 @@ namespace HotpatchTools.Tests.Workflows
             var lib = WorkflowTargets.Library("libcatmwatch.so");
             Register("HP-CATM-WATCH", "catm-watch");
             var libPatch = Write("HP-CATM-WLIB", WorkflowTargets.LibraryYaml("HP-CATM-WLIB", "libcatmwatch.so"));
-            _sh.Run("Register-Micropatch -Path $args[0] -Force", libPatch);
+            _sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -Force", libPatch);
             Assert.Empty(_sh.Errors);
 
             var iss = InitialSessionState.CreateDefault2();

@@ -37,7 +37,7 @@ namespace HotpatchTools.Tests.Workflows
             var before = t.ReadSymbol("triple", 6);
             var path = PatchFiles.WriteFile(_dir, "HP-PORT-1", WorkflowTargets.GuardYaml("HP-PORT-1", t.ModuleName));
 
-            var entry = _sh.Run("Register-Micropatch -Path $args[0] -Force -PassThru", path).Single();
+            var entry = _sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -Force -PassThru", path).Single();
             Assert.Empty(_sh.Errors);
             Assert.True(File.Exists((string)Prop(entry, "Path")));
             Assert.Equal(false, Prop(_sh.Run("Disable-Micropatch HP-PORT-1 -Force -PassThru").Single(), "Enabled"));

@@ -49,7 +49,7 @@ namespace HotpatchTools.Tests.Workflows
         {
             var t = TargetProcess.Start(WorkflowTargets.Exe(exeName));
             var path = PatchFiles.WriteFile(_dir, id, WorkflowTargets.GuardYaml(id, exeName));
-            _sh.Run("Register-Micropatch -Path $args[0] -Force", path);
+            _sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -Force", path);
             Assert.Empty(_sh.Errors);
             return t;
         }
@@ -83,7 +83,7 @@ namespace HotpatchTools.Tests.Workflows
             using var t = TargetProcess.Start(WorkflowTargets.Exe("intune-bad"));
             var path = PatchFiles.WriteFile(_dir, "HP-INTUNE-BAD", PatchFiles.Yaml("HP-INTUNE-BAD", "intune-bad",
                 new[] { new PatchletSpec("branch_into", t.ReadSymbol("branch_into", 8)) }));
-            _sh.Run("Register-Micropatch -Path $args[0] -Force", path);
+            _sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -Force", path);
             Assert.Empty(_sh.Errors);
 
             var remediation = RunSample("Intune-Remediate.ps1");
