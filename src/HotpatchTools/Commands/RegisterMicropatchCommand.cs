@@ -15,7 +15,7 @@ namespace HotpatchTools.Commands
         [ArgumentCompleter(typeof(MicropatchPathCompleter))]
         public string Path { get; set; } = "";
 
-        /// <summary>Recorded in the entry; enforcement loads the file with it once signing is enforced.</summary>
+        /// <summary>Accepts an unsigned file, and records that every later use of the entry may load it unsigned.</summary>
         [Parameter]
         public SwitchParameter AllowUnsigned { get; set; }
 
