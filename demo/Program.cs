@@ -32,7 +32,8 @@ var lines = new List<string>();
 var relay = new Thread(() =>
 {
     string? line;
-    while ((line = service.Output.ReadLine()) != null)
+    var early = new Queue<string>(service.Early);
+    while ((line = early.Count > 0 ? early.Dequeue() : service.Output.ReadLine()) != null)
     {
         lock (lines) lines.Add(line);
         Console.ForegroundColor = line.Contains("API-KEY") ? ConsoleColor.Red : ConsoleColor.DarkGray;
@@ -174,15 +175,19 @@ static void Run(string file, string args)
 }
 
 // Started through a shell that exits at once: the service is not our child, as a real service would not be.
-static (int Pid, StreamReader Output, Action Kill) StartDetached(string path)
+static (int Pid, StreamReader Output, List<string> Early, Action Kill) StartDetached(string path)
 {
     var psi = new ProcessStartInfo("/bin/sh") { RedirectStandardOutput = true, RedirectStandardInput = true };
     psi.ArgumentList.Add("-c");
     psi.ArgumentList.Add("\"$0\" </dev/null & echo \"$!\"");
     psi.ArgumentList.Add(path);
     var sh = Process.Start(psi)!;
-    int pid = int.Parse(sh.StandardOutput.ReadLine()!);
-    return (pid, sh.StandardOutput, () => { try { Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { } });
+    // The service shares the pipe and may speak before the shell has echoed its pid.
+    var early = new List<string>();
+    string first;
+    while (!int.TryParse(first = sh.StandardOutput.ReadLine() ?? throw new InvalidOperationException("the service did not start"), out _)) early.Add(first);
+    int pid = int.Parse(first);
+    return (pid, sh.StandardOutput, early, () => { try { Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { } });
 }
 
 static string FindRepoRoot()
