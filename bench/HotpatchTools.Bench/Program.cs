@@ -182,8 +182,8 @@ namespace HotpatchTools.Bench
                 }
             }
             double u = Median(plain), e = Median(empty), c = Median(code);
-            Rows.Add(new[] { "Call overhead", $"empty insert detour (median of {rounds})", $"{u:F2} ns/call", $"{e:F2} ns/call", $"{e / u:F3}× (+{e - u:F2} ns)", "≤ 1.10×", e / u <= 1.10 ? "yes" : "NO" });
-            Rows.Add(new[] { "", "patchlet of 4 instructions", $"{u:F2} ns/call", $"{c:F2} ns/call", $"{c / u:F3}× (+{c - u:F2} ns)", "", "" });
+            Rows.Add(new[] { "Call overhead", $"empty insert detour (median of {rounds})", $"{u:F2} ns/call", $"{e:F2} ns/call", $"{e / u:F3}× ({e - u:+0.00;-0.00} ns)", "≤ 1.10×", e / u <= 1.10 ? "yes" : "NO" });
+            Rows.Add(new[] { "", "patchlet of 4 instructions", $"{u:F2} ns/call", $"{c:F2} ns/call", $"{c / u:F3}× ({c - u:+0.00;-0.00} ns)", "", "" });
         }
 
         // ---------- 3. discovery ----------
