@@ -44,13 +44,15 @@ namespace HotpatchTools.Tests
                 Attempt 'uninstall' { Uninstall-Micropatch -PatchId $id -ProcessId $target -Force -ErrorAction SilentlyContinue }
                 Attempt 'trust' { Add-MicropatchTrustedPublisher -Thumbprint ('A' * 40) -Force -ErrorAction SilentlyContinue }
                 Attempt 'distrust' { Remove-MicropatchTrustedPublisher -Thumbprint ('A' * 40) -Force -ErrorAction SilentlyContinue }
+                Attempt 'register' { Register-Micropatch -Path $file -AllowUnsigned -Force -ErrorAction SilentlyContinue }
+                Attempt 'sync' { Sync-Micropatch -Force -ErrorAction SilentlyContinue }
                 # Reading needs no elevation.
                 'signature ' + (Get-MicropatchSignature -Path $file -ErrorAction SilentlyContinue).Status";
             try
             {
                 var (exit, lines, stderr) = PowerShellProcess.Run("setpriv --reuid=65534 --regid=65534 --clear-groups", script, file, t.Pid.ToString(CultureInfo.InvariantCulture), id);
                 var outcome = string.Join("\n", lines) + "\n" + stderr;
-                foreach (var name in new[] { "install", "uninstall", "trust", "distrust" })
+                foreach (var name in new[] { "install", "uninstall", "trust", "distrust", "register", "sync" })
                 {
                     var line = Assert.Single(lines, l => l.StartsWith(name + " ", StringComparison.Ordinal));
                     Assert.True(line.StartsWith(name + " stopped NotElevated PermissionDenied ", StringComparison.Ordinal), outcome);

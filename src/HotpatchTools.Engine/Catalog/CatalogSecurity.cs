@@ -12,12 +12,6 @@ namespace HotpatchTools.Engine.Catalog
     {
         private static bool IsWindows => RuntimeInformation.IsOSPlatform(OSPlatform.Windows);
 
-        /// <summary>Root on Linux; an elevated administrator (or SYSTEM) on Windows.</summary>
-        public static bool IsElevated() => IsWindows ? WindowsElevated() : geteuid() == 0;
-
-        public static string ElevationHint => IsWindows
-            ? "Run PowerShell as Administrator (elevated), or as SYSTEM."
-            : "Run as root (sudo).";
 
         /// <summary>Creates the folder if needed; on Windows with an explicit ACL, because ProgramData lets every user create files.</summary>
         internal static void EnsureDirectory(string dir)
@@ -53,7 +47,6 @@ namespace HotpatchTools.Engine.Catalog
 
         // ---- Linux ----
 
-        [DllImport("libc", SetLastError = true)] private static extern uint geteuid();
         [DllImport("libc", SetLastError = true)] private static extern int chmod([MarshalAs(UnmanagedType.LPStr)] string path, uint mode);
         [DllImport("libc", EntryPoint = "stat", SetLastError = true)] private static extern int stat_([MarshalAs(UnmanagedType.LPStr)] string path, byte[] buf);
         [DllImport("libc", EntryPoint = "__xstat", SetLastError = true)] private static extern int xstat(int version, [MarshalAs(UnmanagedType.LPStr)] string path, byte[] buf);
@@ -79,26 +72,13 @@ namespace HotpatchTools.Engine.Catalog
 
         // ---- Windows ----
 
-        private const uint TOKEN_QUERY = 0x0008;
-        private const int TokenElevation = 20;
         private const uint DACL_SECURITY_INFORMATION = 0x4;
 
-        [DllImport("kernel32.dll")] private static extern IntPtr GetCurrentProcess();
-        [DllImport("kernel32.dll", SetLastError = true)] private static extern bool CloseHandle(IntPtr h);
         [DllImport("kernel32.dll")] private static extern IntPtr LocalFree(IntPtr h);
-        [DllImport("advapi32.dll", SetLastError = true)] private static extern bool OpenProcessToken(IntPtr process, uint access, out IntPtr token);
-        [DllImport("advapi32.dll", SetLastError = true)] private static extern bool GetTokenInformation(IntPtr token, int cls, out int info, int length, out int returned);
         [DllImport("advapi32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
         private static extern bool ConvertStringSecurityDescriptorToSecurityDescriptorW(string sddl, uint revision, out IntPtr descriptor, IntPtr size);
         [DllImport("advapi32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
         private static extern bool SetFileSecurityW(string path, uint info, IntPtr descriptor);
-
-        private static bool WindowsElevated()
-        {
-            if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, out var token)) return false;
-            try { return GetTokenInformation(token, TokenElevation, out int elevated, 4, out _) && elevated != 0; }
-            finally { CloseHandle(token); }
-        }
 
         // SYSTEM and Administrators full control, Users read and execute; "P" cuts off inheritance from ProgramData
         // (it grants Users the right to create files and folders). Entries created later inherit these ACEs.

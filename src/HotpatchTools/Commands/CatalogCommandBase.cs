@@ -16,13 +16,11 @@ namespace HotpatchTools.Commands
         /// <summary>Where MachinePaths says, read when first used so a test's override (set before the command) applies.</summary>
         internal MicropatchCatalog Catalog => _catalog ??= new MicropatchCatalog();
 
-        /// <summary>Catalog writes and enforcement need root or an elevated administrator; anything less is refused up front.</summary>
-        internal void RequireElevation(string what)
-        {
-            if (CatalogSecurity.IsElevated()) return;
-            ThrowTerminatingError(new ErrorRecord(new UnauthorizedAccessException(what + " needs administrator rights. " + CatalogSecurity.ElevationHint),
-                "NotElevated", ErrorCategory.PermissionDenied, null));
-        }
+        /// <summary>
+        /// Catalog writes and enforcement need what installing needs: root or an elevated administrator, and an
+        /// audit log that takes records. Anything less is a terminating NotElevated (or AuditFailed) up front.
+        /// </summary>
+        internal void RequireElevation(string what) => RequireElevationAndAudit(what);
 
         /// <summary>Entries whose id matches any of the patterns (wildcards, ignoring case); every entry without patterns.</summary>
         internal List<CatalogEntry> SelectEntries(string[]? patterns, Action<string, string>? onBroken = null)

@@ -41,7 +41,7 @@ namespace HotpatchTools.Commands
 
             // Report only: a question must not change anything, so nothing is installed and nothing is asked.
             var pass = new Enforcer(Engine, WriteDebug).Run(patches, apply: false);
-            bool elevated = CatalogSecurity.IsElevated();
+            bool elevated = HotpatchTools.Engine.Machine.Privilege.IsElevated();
             var report = Compliance.Assess(patches.Count, pass, problems, elevated);
             foreach (var r in pass.Results) WriteVerbose(r.PatchId + " in pid " + r.ProcessId + " (" + r.ProcessName + "): " + r.Outcome + ": " + r.Reason);
             if (Quiet)
