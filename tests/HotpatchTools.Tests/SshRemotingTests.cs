@@ -96,7 +96,7 @@ namespace HotpatchTools.Tests
             });
 
             // Install through one machine only: the two names reach the same processes.
-            var installed = _sh.Run(fleet + "-Action Install -PatchFile $args[3] -ProcessId $args[4] -Force", FleetScript, new[] { SshEndpoint.Machines[0], SshEndpoint.Unreachable }, ModuleShell.ManifestPath, path, t.Pid);
+            var installed = _sh.Run(fleet + "-Action Install -PatchFile $args[3] -ProcessId $args[4] -AllowUnsigned -Force", FleetScript, new[] { SshEndpoint.Machines[0], SshEndpoint.Unreachable }, ModuleShell.ManifestPath, path, t.Pid);
             AssertUnreachableReported(_sh.Errors, "ComputerUnreachable");
             Assert.Equal("Installed", Assert.Single(installed).Properties["Result"].Value);
             Assert.Equal(-1, t.Call("triple", 500));
@@ -172,7 +172,7 @@ namespace HotpatchTools.Tests
             Assert.Equal(t.Pid, Convert.ToInt32(error.TargetObject));
 
             // The same through the fleet script, for one computer: its error passes through unchanged.
-            output = _sh.Run("& $args[0] -HostName $args[1] -Port $ssh.Port -UserName $ssh.UserName -KeyFilePath $ssh.KeyFilePath -SSHOption $ssh.Options -Module $args[2] -Action Install -PatchFile $args[3] -ProcessId $args[4] -Force",
+            output = _sh.Run("& $args[0] -HostName $args[1] -Port $ssh.Port -UserName $ssh.UserName -KeyFilePath $ssh.KeyFilePath -SSHOption $ssh.Options -Module $args[2] -Action Install -PatchFile $args[3] -ProcessId $args[4] -AllowUnsigned -Force",
                 FleetScript, SshEndpoint.Machines[0], ModuleShell.ManifestPath, path, t.Pid);
             Assert.Empty(output);
             error = Assert.IsAssignableFrom<System.Management.Automation.Runspaces.RemotingErrorRecord>(Assert.Single(_sh.Errors));

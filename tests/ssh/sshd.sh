@@ -52,6 +52,8 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 LogLevel ERROR
+# The far side is another "machine": its trust store, catalog and audit log live in this run's folder.
+SetEnv HOTPATCHTOOLS_MACHINE_ROOT=$dir/machine
 Subsystem powershell $dotnet_exe $host_dll -sshs -NoLogo
 CONFIG
 
