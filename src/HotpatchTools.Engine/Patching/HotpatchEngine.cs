@@ -338,6 +338,9 @@ namespace HotpatchTools.Engine.Patching
                     }
                 }
                 freeze.Stop();
+                if (done && target.HasExited)
+                    throw new HotpatchException(HotpatchErrorKind.ProcessExited,
+                        "Process " + target.Id + " was killed while patch " + plan.Patch.Id + " was being installed; it will not run the patch.") { ProcessId = target.Id };
                 if (done)
                 {
                     Log("installed " + plan.Patch.Id + " in process " + target.Id + ": " + threads + " threads held for " + freeze.Elapsed.TotalMilliseconds.ToString("0.000") + " ms (stop, write, release), attempt " + attempt);
@@ -449,6 +452,8 @@ namespace HotpatchTools.Engine.Patching
                 toFree.AddRange(all.Where(c => c.Header.State == CaveState.Retired && CaveInUse(target, frozen, c) == null));
             }
             result.FreezeTime = clock.Elapsed;
+            if (target.HasExited)
+                throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " was killed while patch " + patchId + " was being removed.") { ProcessId = pid };
             FailPoint.Hit("uninstall.before-free");
             foreach (var c in toFree) target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
             if (toFree.Count > (result.CaveFreed ? 1 : 0)) Log("freed " + (toFree.Count - (result.CaveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");

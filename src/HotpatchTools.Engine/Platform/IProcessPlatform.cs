@@ -74,6 +74,11 @@ namespace HotpatchTools.Engine.Platform
         string Name { get; }
         /// <summary>64 or 32.</summary>
         int Bitness { get; }
+        /// <summary>
+        /// True once the process is exiting or gone, a kill still pending included: its memory may take writes for
+        /// a moment longer, so a write that worked does not prove the patch is in a process that will run it.
+        /// </summary>
+        bool HasExited { get; }
         IProcessMemory Memory { get; }
         IModuleEnumerator Modules { get; }
         IThreadController Threads { get; }

@@ -152,6 +152,19 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         /// <summary>The one-letter state from /proc/PID/task/TID/stat, or '\0' when the thread is gone.</summary>
+        /// <summary>SIGKILL sent to the process but not yet acted on (its threads may still be in a tracing stop).</summary>
+        public static bool KillPending(int pid)
+        {
+            try
+            {
+                foreach (var line in File.ReadLines("/proc/" + pid + "/status"))
+                    if (line.StartsWith("ShdPnd:", StringComparison.Ordinal))
+                        return ulong.TryParse(line.Substring(7).Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong set) && (set & (1UL << 8)) != 0;
+            }
+            catch (IOException) { return true; }
+            return false;
+        }
+
         public static char TaskState(int pid, int tid)
         {
             try

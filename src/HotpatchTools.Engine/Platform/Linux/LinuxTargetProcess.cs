@@ -22,6 +22,8 @@ namespace HotpatchTools.Engine.Platform.Linux
         public int Id { get; }
         public string Name { get; }
         public int Bitness { get; }
+
+        public bool HasExited => Dying || ProcFs.KillPending(Id);
         public IProcessMemory Memory => this;
         public IModuleEnumerator Modules => this;
         public IThreadController Threads => this;
@@ -197,7 +199,8 @@ namespace HotpatchTools.Engine.Platform.Linux
             }
             if (anySyscall == 0)
             {
-                if (ProcFs.TaskState(Id, Id) is '\0' or 'Z' or 'X') throw ProcFs.Gone(Id);
+                // A process being torn down has no mappings left well before it is a zombie.
+                if (maps.Count == 0 || Dying) throw ProcFs.Gone(Id);
                 throw new HotpatchException(HotpatchErrorKind.Internal, "No syscall instruction found in process " + Id + "'s code.") { ProcessId = Id };
             }
             return _gadgets = syscallRet != 0 && restorer != 0

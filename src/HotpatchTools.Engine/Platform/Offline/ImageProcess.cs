@@ -74,6 +74,8 @@ namespace HotpatchTools.Engine.Platform.Offline
         /// <summary>The module's: 32 for PE32 and ELFCLASS32, 64 for PE32+ and ELFCLASS64.</summary>
         public int Bitness { get; }
 
+        public bool HasExited => false;
+
         /// <summary>The parsed module file, as <see cref="IModuleEnumerator.OpenImage"/> returns it.</summary>
         public IModuleImage Image { get; }
 

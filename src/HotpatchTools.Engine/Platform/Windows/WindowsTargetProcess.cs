@@ -25,6 +25,8 @@ namespace HotpatchTools.Engine.Platform.Windows
         public int Id { get; }
         public string Name { get; }
         public int Bitness { get; }
+
+        public bool HasExited => Win32.GetExitCodeProcess(_handle, out uint code) && code != Win32.STILL_ACTIVE;
         public IProcessMemory Memory => this;
         public IModuleEnumerator Modules => this;
         public IThreadController Threads => this;
