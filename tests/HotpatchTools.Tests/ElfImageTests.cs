@@ -372,29 +372,25 @@ int main(void) { printf(""%d\n"", helper(3)); return 0; }
             var rng = new Random(Fuzz.Seed(4242));
             int cases = Fuzz.Cases(2000);
             int parsed = 0, refused = 0;
-            var work = Task.Run(() =>
+            await Fuzz.Run(cases, iteration =>
             {
-                for (int iteration = 0; iteration < cases; iteration++)
+                var bytes = Mutate(original, rng);
+                try
                 {
-                    var bytes = Mutate(original, rng);
-                    try
-                    {
-                        ElfImage.Parse(bytes, "fuzz.so");
-                        parsed++;
-                    }
-                    catch (ModuleFormatException)
-                    {
-                        refused++;
-                    }
-                    catch (Exception e)
-                    {
-                        var path = Path.Combine(Path.GetTempPath(), "elf-fuzz-failure-" + iteration + ".so");
-                        File.WriteAllBytes(path, bytes);
-                        Assert.Fail("iteration " + iteration + " (input saved as " + path + "): " + e);
-                    }
+                    ElfImage.Parse(bytes, "fuzz.so");
+                    parsed++;
+                }
+                catch (ModuleFormatException)
+                {
+                    refused++;
+                }
+                catch (Exception e)
+                {
+                    var path = Path.Combine(Path.GetTempPath(), "elf-fuzz-failure-" + iteration + ".so");
+                    File.WriteAllBytes(path, bytes);
+                    Assert.Fail("iteration " + iteration + " (input saved as " + path + "): " + e);
                 }
             });
-            await work.WaitAsync(Fuzz.Budget(cases));
             Assert.True(parsed > 0 && refused > 0, $"parsed {parsed}, refused {refused}");
         }
 

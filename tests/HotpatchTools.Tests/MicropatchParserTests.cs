@@ -458,28 +458,24 @@ patchlets:
             int cases = Fuzz.Cases(2000);
             int parsed = 0, refused = 0;
 
-            var work = Task.Run(() =>
+            await Fuzz.Run(cases, iteration =>
             {
-                for (int iteration = 0; iteration < cases; iteration++)
+                var bytes = Mutate(original, rng, specials);
+                try
                 {
-                    var bytes = Mutate(original, rng, specials);
-                    try
-                    {
-                        MicropatchParser.Parse(bytes, "fuzz");
-                        parsed++;
-                    }
-                    catch (MicropatchFormatException e)
-                    {
-                        Assert.True(e.Line >= 1 && e.Column >= 1, e.Message);
-                        refused++;
-                    }
-                    catch (Exception e)
-                    {
-                        Assert.Fail("iteration " + iteration + ": " + e + "\ninput:\n" + Encoding.UTF8.GetString(bytes));
-                    }
+                    MicropatchParser.Parse(bytes, "fuzz");
+                    parsed++;
+                }
+                catch (MicropatchFormatException e)
+                {
+                    Assert.True(e.Line >= 1 && e.Column >= 1, e.Message);
+                    refused++;
+                }
+                catch (Exception e)
+                {
+                    Assert.Fail("iteration " + iteration + ": " + e + "\ninput:\n" + Encoding.UTF8.GetString(bytes));
                 }
             });
-            await work.WaitAsync(Fuzz.Budget(cases));
             Assert.True(parsed > 0 && refused > 0, $"parsed {parsed}, refused {refused}");
         }
 

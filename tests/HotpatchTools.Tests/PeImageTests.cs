@@ -685,37 +685,33 @@ int call_twin(int x) { return shadow(x) * 2; }
             var rng = new Random(Fuzz.Seed(4243));
             int cases = Fuzz.Cases(2000);
             int parsed = 0, refused = 0;
-            var work = Task.Run(() =>
+            await Fuzz.Run(cases, iteration =>
             {
-                for (int iteration = 0; iteration < cases; iteration++)
+                var input = inputs[iteration % inputs.Length];
+                var bytes = Mutate(input.Bytes, input.Hot, rng);
+                try
                 {
-                    var input = inputs[iteration % inputs.Length];
-                    var bytes = Mutate(input.Bytes, input.Hot, rng);
-                    try
+                    var image = input.Loaded ? PeImage.FromLoadedImage(bytes, "fuzz.dll") : PeImage.Parse(bytes, "fuzz.dll");
+                    foreach (var e in image.Exports)
                     {
-                        var image = input.Loaded ? PeImage.FromLoadedImage(bytes, "fuzz.dll") : PeImage.Parse(bytes, "fuzz.dll");
-                        foreach (var e in image.Exports)
-                        {
-                            if (e.Name == null) continue;
-                            image.TryResolveSymbol(e.Name, out _);
-                            image.TryGetForwarder(e.Name, out _, out _);
-                            image.TryGetFunctionBounds(e.Rva, out _, out _, out _);
-                        }
-                        parsed++;
+                        if (e.Name == null) continue;
+                        image.TryResolveSymbol(e.Name, out _);
+                        image.TryGetForwarder(e.Name, out _, out _);
+                        image.TryGetFunctionBounds(e.Rva, out _, out _, out _);
                     }
-                    catch (ModuleFormatException)
-                    {
-                        refused++;
-                    }
-                    catch (Exception e)
-                    {
-                        var path = Path.Combine(Path.GetTempPath(), "pe-fuzz-failure-" + iteration + ".bin");
-                        File.WriteAllBytes(path, bytes);
-                        Assert.Fail("iteration " + iteration + " (input saved as " + path + ", loaded layout: " + input.Loaded + "): " + e);
-                    }
+                    parsed++;
+                }
+                catch (ModuleFormatException)
+                {
+                    refused++;
+                }
+                catch (Exception e)
+                {
+                    var path = Path.Combine(Path.GetTempPath(), "pe-fuzz-failure-" + iteration + ".bin");
+                    File.WriteAllBytes(path, bytes);
+                    Assert.Fail("iteration " + iteration + " (input saved as " + path + ", loaded layout: " + input.Loaded + "): " + e);
                 }
             });
-            await work.WaitAsync(Fuzz.Budget(cases));
             Assert.True(parsed > 100 && refused > 100, $"parsed {parsed}, refused {refused}");
         }
 
