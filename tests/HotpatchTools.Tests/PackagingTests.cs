@@ -87,8 +87,9 @@ namespace HotpatchTools.Tests
         {
             var patch = PatchFiles.WriteFile(_package.Root, "HP-PKG-1", PatchFiles.Yaml("HP-PKG-1", "hpt-package-test.so",
                 new[] { new PatchletSpec("f", new byte[] { 0x90, 0x90, 0x90, 0x90, 0x90 }) }));
+            // $args[0] is the repository manifest (PowerShellProcess passes it); this script imports the package by name instead.
             const string script = @"
-$env:PSModulePath = $args[0] + [System.IO.Path]::PathSeparator + $env:PSModulePath
+$env:PSModulePath = $args[1] + [System.IO.Path]::PathSeparator + $env:PSModulePath
 foreach ($pass in 'first import', 'import after Remove-Module') {
     Import-Module HotpatchTools -ErrorAction Stop
     $module = Get-Module HotpatchTools
@@ -96,14 +97,14 @@ foreach ($pass in 'first import', 'import after Remove-Module') {
     'Commands=' + ((Get-Command -Module HotpatchTools | ForEach-Object Name) -join ',')
     'FormatFiles=' + ($module.ExportedFormatFiles -join ',')
     # Reading the patch file takes the engine and its YamlDotNet.
-    'State=' + (Get-HotpatchTarget -Path $args[1] -ProcessId $args[2]).State
+    'State=' + (Get-HotpatchTarget -Path $args[2] -ProcessId $args[3]).State
     'Synopsis=' + (Get-Help Install-Micropatch).Synopsis
     # Signing and checking takes the CMS assemblies.
     $key = [System.Security.Cryptography.RSA]::Create(2048)
     $request = [System.Security.Cryptography.X509Certificates.CertificateRequest]::new('CN=Packaging Test', $key, [System.Security.Cryptography.HashAlgorithmName]::SHA256, [System.Security.Cryptography.RSASignaturePadding]::Pkcs1)
     $cert = $request.CreateSelfSigned([DateTimeOffset]::UtcNow.AddMinutes(-5), [DateTimeOffset]::UtcNow.AddDays(1))
-    Set-MicropatchSignature -Path $args[1] -Certificate $cert -Force
-    'Signature=' + (Get-MicropatchSignature -Path $args[1]).Status
+    Set-MicropatchSignature -Path $args[2] -Certificate $cert -Force
+    'Signature=' + (Get-MicropatchSignature -Path $args[2]).Status
     Remove-Module HotpatchTools
 }
 foreach ($a in [System.AppDomain]::CurrentDomain.GetAssemblies()) {
@@ -111,7 +112,8 @@ foreach ($a in [System.AppDomain]::CurrentDomain.GetAssemblies()) {
         'Assembly=' + $a.GetName().Name + '|' + $a.Location + '|' + [System.Runtime.Loader.AssemblyLoadContext]::GetLoadContext($a).Name
     }
 }";
-            var lines = _package.RunInPowerShell(script, _package.ModulesPath, patch, Environment.ProcessId.ToString());
+            var (exit, lines, stderr) = PowerShellProcess.Run("", script, _package.ModulesPath, patch, Environment.ProcessId.ToString());
+            Assert.True(exit == 0, "the script failed (" + exit + "):\n" + stderr + "\n" + string.Join("\n", lines));
             string[] Values(string key) => lines.Where(l => l.StartsWith(key + "=")).Select(l => l[(key.Length + 1)..]).ToArray();
 
             Assert.Equal(new[] { _package.ModuleFolder, _package.ModuleFolder }, Values("ModuleBase"));
@@ -139,40 +141,22 @@ foreach ($a in [System.AppDomain]::CurrentDomain.GetAssemblies()) {
         }
 
         /// <summary>
-        /// Builds the package once for the class into a temporary folder, installs it into a modules folder, and
-        /// builds a minimal PowerShell host (System.Management.Automation only, like ModuleShell) to import it in.
+        /// Builds the package once for the class into a temporary folder and installs it into a modules folder.
         /// </summary>
         public sealed class PackagedModule : IDisposable
         {
             public string Root { get; } = Directory.CreateTempSubdirectory("hpt-package-").FullName;
             public string ModulesPath => Path.Combine(Root, "Modules");
             public string ModuleFolder => Path.Combine(ModulesPath, "HotpatchTools", MsBuildVersion);
-            private string HostDll => Path.Combine(Root, "host", "out", "host.dll");
 
             public PackagedModule()
             {
                 var output = Path.Combine(Root, "package");
                 Dotnet("build", Path.Combine(ModuleShell.RepoRoot, "src", "HotpatchTools"), "-c", "Release", "-t:Package", "-p:PackageOutput=" + output);
                 CopyTree(Path.Combine(output, "HotpatchTools"), Path.Combine(ModulesPath, "HotpatchTools"));
-
-                var host = Path.Combine(Root, "host");
-                Directory.CreateDirectory(host);
-                File.WriteAllText(Path.Combine(host, "host.csproj"), HostProject);
-                File.WriteAllText(Path.Combine(host, "Program.cs"), HostProgram);
-                Dotnet("build", host, "-c", "Release", "-o", Path.Combine(host, "out"));
             }
 
             public void Dispose() => Directory.Delete(Root, recursive: true);
-
-            /// <summary>Runs a script ($args = args) in a fresh runspace of a new process; returns its output lines, fails on any error.</summary>
-            public string[] RunInPowerShell(string script, params string[] args)
-            {
-                var file = Path.Combine(Root, "script-" + Guid.NewGuid().ToString("n") + ".ps1");
-                File.WriteAllText(file, script);
-                var (exit, stdout, stderr) = Run("dotnet", new[] { HostDll, file }.Concat(args).ToArray());
-                Assert.True(exit == 0, "the script failed (" + exit + "):\n" + stderr + "\n" + stdout);
-                return stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToArray();
-            }
 
             private static void Dotnet(params string[] args)
             {
@@ -200,45 +184,6 @@ foreach ($a in [System.AppDomain]::CurrentDomain.GetAssemblies()) {
                 foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
                     File.Copy(file, Path.Combine(to, Path.GetRelativePath(from, file)));
             }
-
-            // NuGetAudit off: the packages are in the local cache and the audit would go to the network.
-            private const string HostProject = @"<Project Sdk=""Microsoft.NET.Sdk"">
-  <PropertyGroup>
-    <OutputType>Exe</OutputType>
-    <TargetFramework>net10.0</TargetFramework>
-    <NuGetAudit>false</NuGetAudit>
-  </PropertyGroup>
-  <ItemGroup>
-    <PackageReference Include=""System.Management.Automation"" Version=""7.6.9"" />
-  </ItemGroup>
-</Project>
-";
-
-            private const string HostProgram = @"using System;
-using System.IO;
-using System.Management.Automation;
-using System.Management.Automation.Runspaces;
-
-var iss = InitialSessionState.CreateDefault2();
-if (OperatingSystem.IsWindows()) iss.ExecutionPolicy = Microsoft.PowerShell.ExecutionPolicy.Bypass;
-using var runspace = RunspaceFactory.CreateRunspace(iss);
-runspace.Open();
-using var ps = PowerShell.Create();
-ps.Runspace = runspace;
-ps.AddScript(File.ReadAllText(args[0]));
-foreach (var a in args[1..]) ps.AddArgument(a);
-try
-{
-    foreach (var o in ps.Invoke()) Console.WriteLine(o);
-}
-catch (RuntimeException e)
-{
-    Console.Error.WriteLine(e);
-    return 2;
-}
-foreach (var e in ps.Streams.Error) Console.Error.WriteLine(e.Exception);
-return ps.HadErrors ? 1 : 0;
-";
         }
     }
 }
