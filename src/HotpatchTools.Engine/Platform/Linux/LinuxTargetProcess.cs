@@ -177,7 +177,17 @@ namespace HotpatchTools.Engine.Platform.Linux
         // glibc's and musl's __restore_rt, then the 5-byte form Go's runtime uses.
         private static readonly byte[][] Restorers = { new byte[] { 0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05 }, new byte[] { 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05 } };
 
-        /// <summary>Found before anything is stopped, once per process object.</summary>
+        /// <summary>Where the gadget patterns start within one executable file mapping; -1: not there.</summary>
+        private sealed class MappingGadgets
+        {
+            public int SyscallRet = -1, AnySyscall = -1, Restorer = -1, RestorerPattern = -1;
+        }
+
+        /// <summary>
+        /// Found before anything is stopped, once per process object. Where they lie in a file mapping is cached per
+        /// file (every install opens the process anew, and libc's text is megabytes to search), and checked against
+        /// the bytes really there before it is used.
+        /// </summary>
         internal InjectionGadgets Gadgets()
         {
             if (_gadgets != null) return _gadgets;
@@ -188,13 +198,14 @@ namespace HotpatchTools.Engine.Platform.Linux
             foreach (var m in maps)
             {
                 if (!m.X || m.Path.Length == 0 || m.Path == "[vsyscall]") continue;
-                ulong len = Math.Min(m.End - m.Start, 4UL << 20);
-                var buf = new byte[len];
-                int n = TryRead(m.Start, buf);
-                if (syscallRet == 0 && IndexOf(buf, n, SyscallRet) is int i) syscallRet = m.Start + (ulong)i;
-                if (anySyscall == 0 && IndexOf(buf, n, SyscallRet, 2) is int j) anySyscall = m.Start + (ulong)j;
-                foreach (var pattern in Restorers)
-                    if (restorer == 0 && IndexOf(buf, n, pattern) is int k) restorer = m.Start + (ulong)k;
+                var found = m.Inode != 0
+                    ? ModuleCache.GetOrAdd("gadgets|" + m.Dev + ":" + m.Inode + "|" + m.Offset + "|" + (m.End - m.Start), () => ScanMapping(m))
+                    : ScanMapping(m);
+                // Replaced under the same inode, or written to in this process: search what is really there.
+                if (!Holds(m, found)) found = ScanMapping(m);
+                if (syscallRet == 0 && found.SyscallRet >= 0) syscallRet = m.Start + (ulong)found.SyscallRet;
+                if (anySyscall == 0 && found.AnySyscall >= 0) anySyscall = m.Start + (ulong)found.AnySyscall;
+                if (restorer == 0 && found.Restorer >= 0) restorer = m.Start + (ulong)found.Restorer;
                 if (syscallRet != 0 && restorer != 0) break;
             }
             if (anySyscall == 0)
@@ -206,6 +217,32 @@ namespace HotpatchTools.Engine.Platform.Linux
             return _gadgets = syscallRet != 0 && restorer != 0
                 ? new InjectionGadgets { Syscall = syscallRet, Restorer = restorer }
                 : new InjectionGadgets { Syscall = anySyscall };
+        }
+
+        private MappingGadgets ScanMapping(ProcFs.MapsLine m)
+        {
+            var buf = new byte[Math.Min(m.End - m.Start, 4UL << 20)];
+            int n = TryRead(m.Start, buf);
+            var found = new MappingGadgets
+            {
+                SyscallRet = IndexOf(buf, n, SyscallRet) ?? -1,
+                AnySyscall = IndexOf(buf, n, SyscallRet, 2) ?? -1,
+            };
+            for (int r = 0; r < Restorers.Length && found.Restorer < 0; r++)
+                if (IndexOf(buf, n, Restorers[r]) is int k) { found.Restorer = k; found.RestorerPattern = r; }
+            return found;
+        }
+
+        private bool Holds(ProcFs.MapsLine m, MappingGadgets g)
+        {
+            bool At(int offset, byte[] pattern, int length)
+            {
+                if (offset < 0) return true;
+                var now = new byte[length];
+                return TryRead(m.Start + (ulong)offset, now) == length && IndexOf(now, length, pattern, length) == 0;
+            }
+            return At(g.SyscallRet, SyscallRet, SyscallRet.Length) && At(g.AnySyscall, SyscallRet, 2)
+                && (g.Restorer < 0 || At(g.Restorer, Restorers[g.RestorerPattern], Restorers[g.RestorerPattern].Length));
         }
 
         private static int? IndexOf(byte[] buf, int n, byte[] pattern, int length = -1)
