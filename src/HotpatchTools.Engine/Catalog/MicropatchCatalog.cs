@@ -136,12 +136,11 @@ namespace HotpatchTools.Engine.Catalog
                     "Patch " + patch.Id + " is already registered with different content (SHA-256 " + existing.FileSha256 + "); use -Force to replace it.");
             }
 
-            CatalogSecurity.EnsureDirectory(Directory);
+            SecureFiles.EnsureAdminDirectory(Directory);
             var staging = Path.Combine(Directory, ScratchPrefix + "new-" + Guid.NewGuid().ToString("N"));
-            System.IO.Directory.CreateDirectory(staging);
             try
             {
-                CatalogSecurity.SetDirectoryMode(staging);
+                SecureFiles.EnsureAdminDirectory(staging);
                 // The name carries the content's hash and a file is never rewritten in place: a reader that read the
                 // state finds exactly the file it names, or (replaced meanwhile) none, never another version's file.
                 string fileName = patch.Id + "-" + patch.FileSha256.Substring(0, 12) + PatchFileSuffix;
@@ -216,7 +215,7 @@ namespace HotpatchTools.Engine.Catalog
                 f.Write(bytes, 0, bytes.Length);
                 f.Flush(true);
             }
-            CatalogSecurity.SetFileMode(path);
+            SecureFiles.MakeAdminFile(path);
         }
 
         private static byte[] Serialize(CatalogEntry e, string fileName)

@@ -18,13 +18,19 @@ namespace HotpatchTools.Engine.Machine
             if (Directory.Exists(dir)) return;
             Directory.CreateDirectory(dir);
             if (IsWindows) SetWindowsAcl(dir);
-            else NativeMethods.chmod(dir, Convert.ToInt32("755", 8));
+            else Chmod(dir, "755");
         }
 
         public static void MakeAdminFile(string path)
         {
             if (IsWindows) SetWindowsAcl(path);
-            else NativeMethods.chmod(path, Convert.ToInt32("644", 8));
+            else Chmod(path, "644");
+        }
+
+        private static void Chmod(string path, string octal)
+        {
+            if (NativeMethods.chmod(path, Convert.ToInt32(octal, 8)) != 0)
+                throw new IOException("chmod " + octal + " " + path + " failed (errno " + Marshal.GetLastWin32Error() + ")");
         }
 
         private static void SetWindowsAcl(string path)
