@@ -177,6 +177,9 @@ namespace HotpatchTools.Tests
 
                     // A fresh engine can always clean up what the dead one left.
                     var fresh = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) });
+                    // The dead installer's last injected call (an munmap, say) may still be finishing in a target thread:
+                    // a freeze waits for it, so what is listed next is what stays.
+                    using (var settled = fresh.Platform.Open(t.Pid)) settled.Threads.Freeze(TimeSpan.FromSeconds(5)).Dispose();
                     var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-KILL" && p.State != "Retired").ToList();
                     Assert.True(left.Count <= 1, context + ": " + left.Count + " installed caves");
                     if (left.Count == 1)
@@ -273,6 +276,7 @@ namespace HotpatchTools.Tests
                     Assert.Equal(patchedBefore, Originals(t));
 
                 var fresh = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) });
+                using (var settled = fresh.Platform.Open(t.Pid)) settled.Threads.Freeze(TimeSpan.FromSeconds(5)).Dispose();
                 var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-STEP" && p.State != "Retired").ToList();
                 Assert.True(left.Count <= 1, context + ": " + left.Count + " installed caves");
                 if (failPoint is "install.after-site-1" or "uninstall.after-site-1")

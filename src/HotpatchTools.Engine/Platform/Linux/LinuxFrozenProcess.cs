@@ -125,6 +125,25 @@ namespace HotpatchTools.Engine.Platform.Linux
                 snaps.Add(new ThreadSnapshot { Id = t.Tid, Ip = ip, ResumeIp = restarting ? ip - 2 : ip, StackPointer = t.Regs.rsp });
             }
             _snapshots = snaps;
+            if (_tracees.Find(InLeftoverInjection) is Tracee leftover)
+                throw new TracedElsewhereException(
+                    "Thread " + leftover.Tid + " of process " + Pid + " is still running a system call injected by an installer that was killed; try again when it has finished.") { ProcessId = Pid };
+        }
+
+        /// <summary>
+        /// A thread that a killed installer left in an injected call (its frame's restorer on top of its stack, at the
+        /// gadget or in the restorer): it finishes by itself in a moment. Using it now would save the injected registers
+        /// as its own, and its pending munmap could later unmap a cave mapped meanwhile at the same address.
+        /// </summary>
+        private bool InLeftoverInjection(Tracee t)
+        {
+            var g = _proc.KnownGadgets;
+            if (g == null || !g.SafetyNet) return false;
+            ulong rip = t.Regs.rip;
+            if (rip >= g.Restorer && rip <= g.Restorer + 9) return true;
+            if (rip != g.Syscall && rip != g.Syscall + 2) return false;
+            var top = new byte[8];
+            return _proc.TryRead(t.Regs.rsp, top) == 8 && BitConverter.ToUInt64(top, 0) == g.Restorer;
         }
 
         private Tracee? Seize(int tid)

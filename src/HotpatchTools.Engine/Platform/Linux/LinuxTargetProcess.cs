@@ -309,6 +309,14 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         // ---- threads ----
 
-        public IFrozenProcess Freeze(TimeSpan timeout) => LinuxFrozenProcess.Stop(this, timeout, singleThread: false);
+        public IFrozenProcess Freeze(TimeSpan timeout)
+        {
+            // Known before anything stops, so the freeze can tell a thread still finishing a killed installer's call.
+            try { Gadgets(); }
+            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.Internal) { }
+            return LinuxFrozenProcess.Stop(this, timeout, singleThread: false);
+        }
+
+        internal InjectionGadgets? KnownGadgets => _gadgets;
     }
 }
