@@ -18,6 +18,7 @@ namespace HotpatchTools
         Inconsistent,
         NotLoaded,
         AccessDenied,
+        Superseded,
     }
 
     /// <summary>Get-HotpatchTarget: one process against one patch file.</summary>

@@ -25,6 +25,8 @@ namespace HotpatchTools.Engine.Catalog
         Mismatch,
         /// <summary>Refused or failed; Reason and ErrorKind say why.</summary>
         Failed,
+        /// <summary>Not installed because a patch that supersedes it is installed in the process.</summary>
+        Superseded,
     }
 
     /// <summary>One patch in one process, as one enforcement pass found or left it.</summary>
@@ -133,13 +135,24 @@ namespace HotpatchTools.Engine.Catalog
                 if (!_memos.TryGetValue(p.Id, out var memo) || memo.Fingerprint != view.Fingerprint)
                     _memos[p.Id] = memo = new Memo { Fingerprint = view.Fingerprint };
 
-                foreach (var patch in relevant)
+                // Successors first: a patch whose successor holds in this process is never installed there.
+                var held = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+                foreach (var patch in SuccessorsFirst(relevant))
                 {
                     string key = patch.Id + "|" + patch.FileSha256;
-                    if (!full && memo.Settled.Contains(key)) { unchanged++; continue; }
-                    var r = Enforce(patch, p.Id, apply, confirm);
+                    var successor = Successors(patch, relevant).FirstOrDefault(x => held.Contains(x.Id));
+                    if (!full && memo.Settled.Contains(key))
+                    {
+                        unchanged++;
+                        if (memo.Last.TryGetValue(key, out var settled) && Holds(settled)) held.Add(patch.Id);
+                        continue;
+                    }
+                    var r = successor != null
+                        ? Result(patch, p.Id, p.Name, patch.Target.Module, EnforcementOutcome.Superseded, "Superseded by " + successor.Id + ", which holds in this process.", null)
+                        : Enforce(patch, p.Id, apply, confirm);
                     if (r == null) continue;
                     results.Add(r);
+                    if (Holds(r)) held.Add(patch.Id);
                     if (!memo.Last.TryGetValue(key, out var last) || last.Outcome != r.Outcome) changed.Add(r);
                     memo.Last[key] = r;
                     if (IsSettled(r)) memo.Settled.Add(key); else memo.Settled.Remove(key);
@@ -197,6 +210,8 @@ namespace HotpatchTools.Engine.Catalog
             {
                 case TargetState.Patched:
                     return Result(patch, s, EnforcementOutcome.AlreadyPatched, s.Reason, null);
+                case TargetState.Superseded:
+                    return Result(patch, s, EnforcementOutcome.Superseded, s.Reason, null);
                 case TargetState.Mismatch:
                     return Result(patch, s, EnforcementOutcome.Mismatch, s.Reason, s.ErrorKind);
                 case TargetState.Vulnerable:
@@ -206,7 +221,8 @@ namespace HotpatchTools.Engine.Catalog
                     {
                         var r = _engine.Install(patch, pid);
                         return Result(patch, s, EnforcementOutcome.Applied,
-                            r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped for " + r.FreezeTime.TotalMilliseconds.ToString("0.00", CultureInfo.InvariantCulture) + " ms.", null);
+                            r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped for " + r.FreezeTime.TotalMilliseconds.ToString("0.00", CultureInfo.InvariantCulture) + " ms."
+                            + (r.Replaced.Count > 0 ? " Replaced " + string.Join(", ", r.Replaced) + "." : ""), null);
                     }
                     catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AlreadyInstalled)
                     {
@@ -225,6 +241,29 @@ namespace HotpatchTools.Engine.Catalog
                     return Result(patch, s, EnforcementOutcome.Failed, s.State + ": " + s.Reason, s.ErrorKind);
             }
         }
+
+        private static bool Holds(EnforcementResult r) =>
+            r.Outcome == EnforcementOutcome.Applied || r.Outcome == EnforcementOutcome.AlreadyPatched || r.Outcome == EnforcementOutcome.Superseded;
+
+        /// <summary>The patches of the set that replace this one, directly or through a chain (C supersedes B supersedes A).</summary>
+        private static List<Micropatch> Successors(Micropatch patch, IReadOnlyList<Micropatch> set) =>
+            set.Where(other => !ReferenceEquals(other, patch) && Replaces(other, patch.Id, set, new HashSet<string>(StringComparer.OrdinalIgnoreCase))).ToList();
+
+        private static bool Replaces(Micropatch successor, string id, IReadOnlyList<Micropatch> set, HashSet<string> visited)
+        {
+            if (!visited.Add(successor.Id)) return false; // a cycle in the files' supersedes lists
+            foreach (var old in successor.Supersedes)
+            {
+                if (string.Equals(old, id, StringComparison.OrdinalIgnoreCase)) return true;
+                var next = set.FirstOrDefault(x => string.Equals(x.Id, old, StringComparison.OrdinalIgnoreCase));
+                if (next != null && Replaces(next, id, set, visited)) return true;
+            }
+            return false;
+        }
+
+        private static IEnumerable<Micropatch> SuccessorsFirst(IReadOnlyList<Micropatch> set) =>
+            set.Select((p, i) => (Patch: p, Index: i, Replaced: set.Count(o => !ReferenceEquals(o, p) && Replaces(p, o.Id, set, new HashSet<string>(StringComparer.OrdinalIgnoreCase)))))
+                .OrderByDescending(x => x.Replaced).ThenBy(x => x.Index).Select(x => x.Patch);
 
         // A failure that may pass by itself is tried again on the next pass even when the process did not change.
         private static bool IsSettled(EnforcementResult r) =>

@@ -116,7 +116,8 @@ namespace HotpatchTools.Commands
                 return;
             }
             // In a machine-wide run, a process already patched or of another build is not news.
-            if (!named && (t.State == HotpatchTools.Engine.Patching.TargetState.Patched || t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch))
+            if (!named && (t.State == HotpatchTools.Engine.Patching.TargetState.Patched || t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch
+                           || t.State == HotpatchTools.Engine.Patching.TargetState.Superseded))
             {
                 WriteVerbose(where + ": " + t.Reason);
                 return;
@@ -135,7 +136,8 @@ namespace HotpatchTools.Commands
                     WriteObject(new MicropatchResult
                     {
                         ProcessId = pid, ProcessName = processName, PatchId = patch.Id, Module = r.Patch.Module, Result = "Installed",
-                        Message = r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped.",
+                        Message = r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped."
+                            + (r.Replaced.Count > 0 ? " Replaced " + string.Join(", ", r.Replaced) + "." : ""),
                         FreezeMilliseconds = r.FreezeTime.TotalMilliseconds, CaveAddress = "0x" + r.Patch.CaveAddress.ToString("x"),
                     });
             }
