@@ -86,7 +86,7 @@ namespace HotpatchTools.Engine.Authoring
 
         public static MicropatchDraft Draft(DraftRequest request)
         {
-            var process = new ImageProcess(request.ModulePath);
+            var process = new ImageProcess(request.ModulePath, request.ModuleName);
             var image = process.Image;
             var module = process.Module;
             string moduleName = string.IsNullOrEmpty(request.ModuleName) ? process.Name : request.ModuleName!;
