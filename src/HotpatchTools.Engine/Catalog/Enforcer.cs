@@ -46,7 +46,7 @@ namespace HotpatchTools.Engine.Catalog
     {
         /// <summary>Every target this pass inspected (in an incremental pass, not the unchanged ones).</summary>
         public IReadOnlyList<EnforcementResult> Results { get; internal set; } = new EnforcementResult[0];
-        /// <summary>The results whose outcome differs from the one this enforcer last saw for that process and patch.</summary>
+        /// <summary>The results whose outcome differs from the one this enforcer last saw for that process and patch (Applied, then AlreadyPatched, is no change).</summary>
         public IReadOnlyList<EnforcementResult> Changed { get; internal set; } = new EnforcementResult[0];
         public int ProcessCount { get; internal set; }
         /// <summary>Processes whose module list could not be read (not elevated, or protected).</summary>
@@ -151,8 +151,14 @@ namespace HotpatchTools.Engine.Catalog
             var relevant = view.Relevant;
             if (relevant.Count == 0) { _memos.Remove(p.Id); return 0; }
 
-            if (!_memos.TryGetValue(p.Id, out var memo) || memo.Fingerprint != view.Fingerprint)
+            if (!_memos.TryGetValue(p.Id, out var memo) || (memo.Fingerprint != view.Fingerprint && !SameProcess(memo.Fingerprint, view.Fingerprint)))
                 _memos[p.Id] = memo = new Memo { Fingerprint = view.Fingerprint };
+            else if (memo.Fingerprint != view.Fingerprint)
+            {
+                // The same process mapped or unmapped a module: look again, but what it was is still what it was.
+                memo.Fingerprint = view.Fingerprint;
+                memo.Settled.Clear();
+            }
 
             int unchanged = 0;
             // Successors first: a patch whose successor holds in this process is never installed there.
@@ -173,7 +179,7 @@ namespace HotpatchTools.Engine.Catalog
                 if (r == null) continue;
                 results.Add(r);
                 if (Holds(r)) held.Add(patch.Id);
-                if (!memo.Last.TryGetValue(key, out var last) || last.Outcome != r.Outcome) changed.Add(r);
+                if (!memo.Last.TryGetValue(key, out var last) || Patched(last.Outcome) != Patched(r.Outcome) || (!Patched(r.Outcome) && last.Outcome != r.Outcome)) changed.Add(r);
                 memo.Last[key] = r;
                 if (IsSettled(r)) memo.Settled.Add(key); else memo.Settled.Remove(key);
             }
@@ -383,6 +389,16 @@ namespace HotpatchTools.Engine.Catalog
                 default:
                     return Result(patch, s, EnforcementOutcome.Failed, s.State + ": " + s.Reason, s.ErrorKind);
             }
+        }
+
+        /// <summary>Applied and then AlreadyPatched is one state, not news.</summary>
+        private static bool Patched(EnforcementOutcome o) => o == EnforcementOutcome.Applied || o == EnforcementOutcome.AlreadyPatched;
+
+        /// <summary>Fingerprints of one process (same start time) before and after a module change; never on a platform without start times.</summary>
+        private static bool SameProcess(string a, string b)
+        {
+            int i = a.IndexOf('|'), j = b.IndexOf('|');
+            return i > 0 && i == j && string.CompareOrdinal(a, 0, b, 0, i) == 0;
         }
 
         private static bool Holds(EnforcementResult r) =>
