@@ -20,6 +20,8 @@ namespace HotpatchTools.Engine.Inspection
         /// <summary>ELF or PE; empty when the file could not be read.</summary>
         public string Format { get; set; } = "";
         public string? BuildId { get; set; }
+        /// <summary>ELF DT_SONAME (libz.so.1 for libz.so.1.2.13): a patch's target.module may name it.</summary>
+        public string? Soname { get; set; }
         public uint? TimeDateStamp { get; set; }
         public uint? SizeOfImage { get; set; }
         /// <summary>Why the file's identity is missing, if it is.</summary>
@@ -86,6 +88,7 @@ namespace HotpatchTools.Engine.Inspection
                     var image = target.Modules.OpenImage(m);
                     d.Format = image.Format == ModuleFormat.Elf ? "ELF" : "PE";
                     d.BuildId = image.BuildId;
+                    d.Soname = (image as ElfImage)?.Soname;
                     d.TimeDateStamp = image.TimeDateStamp;
                     d.SizeOfImage = image.SizeOfImage;
                 }

@@ -45,8 +45,35 @@ namespace HotpatchTools.Engine.Patching
         public static LoadedModule? FindModule(ITargetProcess target, MicropatchTarget t) =>
             FindModule(target, t.Module, t.Os == TargetOs.Windows);
 
-        public static LoadedModule? FindModule(ITargetProcess target, string name, bool ignoreCase) =>
-            target.Modules.GetModules().FirstOrDefault(m => string.Equals(m.Name, name, ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal));
+        /// <summary>
+        /// The module loaded under this file name; on Linux (case-sensitive names) failing that, the one whose
+        /// DT_SONAME it is (libz.so.1 for libz.so.1.2.13, as ldd shows it). Only files whose name begins like the
+        /// wanted one (up to its first '.') are opened for their SONAME, so a name that matches nothing costs no parse.
+        /// </summary>
+        public static LoadedModule? FindModule(ITargetProcess target, string name, bool ignoreCase)
+        {
+            var modules = target.Modules.GetModules();
+            var byFile = modules.FirstOrDefault(m => string.Equals(m.Name, name, ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal));
+            if (byFile != null || ignoreCase) return byFile;
+            string stem = SonameStem(name);
+            foreach (var m in modules)
+            {
+                if (!m.Name.StartsWith(stem, StringComparison.Ordinal)) continue;
+                IModuleImage image;
+                try { image = target.Modules.OpenImage(m); }
+                // Not an ELF file we can read (a data file mapped by name): it has no SONAME to match.
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.Internal || e.Kind == HotpatchErrorKind.AccessDenied || e.Kind == HotpatchErrorKind.ModuleNotLoaded) { continue; }
+                if (image is ElfImage elf && elf.Soname == name) return m;
+            }
+            return null;
+        }
+
+        /// <summary>What a file name and its SONAME share in practice: libc.so.6 and libc-2.31.so both begin "libc".</summary>
+        internal static string SonameStem(string name)
+        {
+            int cut = name.IndexOfAny(new[] { '.', '-' });
+            return cut > 0 ? name.Substring(0, cut) : name;
+        }
 
         public static PatchPlan Plan(Micropatch patch, ITargetProcess target, string platformOs)
         {
