@@ -208,6 +208,12 @@ namespace HotpatchTools.Engine.Modules
             return best >= 0;
         }
 
+        /// <summary>The .eh_frame FDE ranges, sorted by start.</summary>
+        public IEnumerable<(ulong Start, ulong End)> FdeRanges()
+        {
+            for (int i = 0; i < fdeStarts.Length; i++) yield return (fdeStarts[i], fdeEnds[i]);
+        }
+
         /// <summary>Every function range the file describes: symbols with a size, then .eh_frame FDEs.</summary>
         public IEnumerable<(ulong Start, ulong End)> FunctionRanges()
         {
