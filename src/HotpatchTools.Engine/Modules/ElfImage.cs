@@ -159,6 +159,14 @@ namespace HotpatchTools.Engine.Modules
             return false;
         }
 
+        /// <summary>The symbol a name resolves to (as <see cref="TryResolveSymbol"/> picks it), with its size.</summary>
+        public bool TryGetSymbol(string name, out ElfSymbol symbol)
+        {
+            bool found = name != null && byName.TryGetValue(name, out int i);
+            symbol = found ? symbols[byName[name!]] : default;
+            return found;
+        }
+
         public bool TryGetFunctionBounds(ulong rva, out ulong startRva, out ulong endRva, out string? name)
         {
             int lo = 0, hi = functions.Length;
