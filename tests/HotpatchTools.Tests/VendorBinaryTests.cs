@@ -118,5 +118,42 @@ for line in sys.stdin:
             Assert.True(_py.IsAlive);
             Assert.Equal(0, _py.CaveCount());
         }
+
+        internal const string Libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+
+        [Fact]
+        public void Glibcs_static_int_malloc_is_named_through_libc6_dbg_and_survives_install_cycles_under_load()
+        {
+            var stripped = ElfImage.Load(Libc);
+            Assert.False(stripped.TryResolveSymbol("_int_malloc", out _), "libc.so.6 itself does not name _int_malloc");
+            var image = DebugFiles.Attach(stripped, Libc);
+            Assert.True(image.DebugFile != null, "needs Debian's libc6-dbg (apt-get install libc6-dbg): no debug file for build-id " + stripped.BuildId);
+            Assert.StartsWith("/usr/lib/debug/.build-id/", image.DebugFile);
+            Assert.True(image.TryResolveSymbol("_int_malloc", out var rva));
+            Assert.True(image.TryGetFunctionBounds(rva, out var start, out var end, out var name));
+            Assert.Equal(("_int_malloc", rva), (name, start));
+            Assert.True(end - start > 1000);
+
+            // test rsi, rsi; js ...: 9 bytes, the js relocated into the cave.
+            var expect = FileBytes(Libc, rva, 9);
+            var yaml = PatchFiles.Yaml("V-INT-MALLOC", "libc.so.6", new[] { new PatchletSpec("_int_malloc", expect) }, "buildId: " + stripped.BuildId);
+            var patch = PatchFiles.Parse(yaml);
+            var first = Stats();
+            for (int cycle = 0; cycle < 20; cycle++)
+            {
+                _engine.Install(patch, _py.Pid);
+                var during = Stats();
+                Thread.Sleep(60);
+                Assert.True(Stats().Ok > during.Ok, "python stopped decompressing (and allocating) with the detour installed, cycle " + cycle);
+                _engine.Uninstall(_py.Pid, "V-INT-MALLOC");
+            }
+            Thread.Sleep(100);
+            var last = Stats();
+            Assert.Equal(0, last.Bad);
+            Assert.True(last.Ok > first.Ok);
+            Assert.Equal("907060870", _py.Send("crc"));
+            Assert.True(_py.IsAlive);
+            Assert.Equal(0, _py.CaveCount());
+        }
     }
 }
