@@ -49,6 +49,33 @@ int main(int argc, char **argv)
 }
 ";
 
+        // hot's cold part lies apart, with an FDE of its own and no symbol once stripped, and jumps back to `back`:
+        // inside the 5 bytes an insert at hot overwrites. hot itself has no branch there.
+        private const string ColdAsm = @"
+    .intel_syntax noprefix
+    .text
+    .globl hot
+    .type hot, @function
+hot:
+    .cfi_startproc
+    mov eax, edi
+back:
+    add eax, 1
+    test eax, eax
+    js hot_cold
+    ret
+    .cfi_endproc
+    .size hot, .-hot
+
+    .section .text.unlikely, ""ax"", @progbits
+hot_cold:
+    .cfi_startproc
+    xor eax, eax
+    jmp back
+    .cfi_endproc
+    .section .note.GNU-stack, """", @progbits
+";
+
         public OwnLibraries()
         {
             Dir = Directory.CreateTempSubdirectory("ownlibs-").FullName;
@@ -74,6 +101,10 @@ int main(int argc, char **argv)
             Directory.CreateDirectory(Path.Combine(DebugRoot, ".build-id", id[..2]));
             NativeBuild.Run("objcopy", "--only-keep-debug", ByIdFull, Path.Combine(DebugRoot, ".build-id", id[..2], id[2..] + ".debug"));
 
+            ColdFull = Build("libcold.full.so", Write("cold.S", ColdAsm), "-nostdlib");
+            Cold = Path.Combine(Dir, "libcold.so");
+            NativeBuild.Run("strip", "-o", Cold, ColdFull);
+
             NoFdeFull = Build("libnofde.full.so", lib, "-fno-asynchronous-unwind-tables", "-fno-unwind-tables");
             NoFde = Path.Combine(Dir, "libnofde.so");
             NativeBuild.Run("strip", "-o", NoFde, NoFdeFull);
@@ -88,6 +119,8 @@ int main(int argc, char **argv)
         public string ById { get; }
         public string DebugRoot { get; }
         public string NoFdeFull { get; }
+        public string ColdFull { get; }
+        public string Cold { get; }
         public string NoFde { get; }
 
         private string Write(string name, string text)
@@ -274,6 +307,25 @@ int main(int argc, char **argv)
             Assert.Equal("2000", host.Send("twice 4"));
             _engine.Uninstall(host.Pid, "N-DECL");
             Assert.Equal("52", host.Send("twice 4"));
+            Assert.Equal(0, host.CaveCount());
+        }
+
+        [Fact]
+        public void A_cold_part_elsewhere_in_the_module_that_jumps_into_the_span_is_refused()
+        {
+            var hot = OwnLibraries.Symbol(_libs.ColdFull, "hot");
+            var fdes = ElfImage.Load(_libs.Cold).FdeRanges().ToList();
+            Assert.Contains(fdes, f => f.Start == hot.Rva);
+            Assert.True(fdes.Count >= 2, "hot and its cold part each have an FDE");
+            var expect = OwnLibraries.Expect(_libs.Cold, hot.Rva, 5);
+            using var host = Host(_libs.Cold);
+            Assert.Equal("5", host.Send("hot 4"));
+            Assert.Equal("1", host.Send("hot -9")); // through the cold part and back
+            var e = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(Yaml("K-COLD", "libcold.so", "hot", expect, "")), host.Pid));
+            Assert.Equal(HotpatchErrorKind.UnsafeSite, e.Kind);
+            Assert.Contains("outside hot", e.Message);
+            Assert.Contains("targets 0x" + (ModuleBase(host.Pid, "libcold.so") + hot.Rva + 2).ToString("x"), e.Message);
+            Assert.Equal(expect, host.Read(ModuleBase(host.Pid, "libcold.so") + hot.Rva, expect.Length));
             Assert.Equal(0, host.CaveCount());
         }
 

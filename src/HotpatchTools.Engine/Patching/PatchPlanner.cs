@@ -308,6 +308,13 @@ namespace HotpatchTools.Engine.Patching
             }
             if (!onBoundary)
                 throw Refuse(p, HotpatchErrorKind.UnsafeSite, "0x" + sp.Address.ToString("x") + " is not on an instruction boundary of " + fn + ".", target);
+
+            // Any other function of the module (a .cold part jumping back, a tail call into the middle).
+            var branches = ModuleBranches.For(plan, target);
+            if (branches.TryFindInto(sp.Address - plan.Module.Base, sp.End - plan.Module.Base, out var fromRva, out var toRva))
+                throw Refuse(p, HotpatchErrorKind.UnsafeSite,
+                    "a branch at 0x" + (plan.Module.Base + fromRva).ToString("x") + " (module offset 0x" + fromRva.ToString("x") + ", outside " + fn
+                    + ") targets 0x" + (plan.Module.Base + toRva).ToString("x") + ", inside the overwritten bytes.", target);
         }
 
         /// <summary>The patchlet's `function`, in the process's addresses: a symbol with its size, or { start, end }.</summary>
