@@ -278,6 +278,30 @@ patchlets:
         }
 
         [Fact]
+        public void FunctionIsASymbolOrAStartEndRange()
+        {
+            var symbol = Parse(Edit("    expect: 8b 47 08 48 63 d0\n", "    expect: 8b 47 08 48 63 d0\n    function: parse_record\n")).Patchlets[0].Function!;
+            Assert.Equal(("parse_record", (SiteLocation?)null), (symbol.Symbol, symbol.Start));
+            var range = Parse(Edit("    expect: 8b 47 08 48 63 d0\n", "    expect: 8b 47 08 48 63 d0\n    function: { start: parse_record, end: 0x1240 }\n")).Patchlets[0].Function!;
+            Assert.Null(range.Symbol);
+            Assert.Equal(("parse_record", 0UL, (string?)null, 0x1240UL), (range.Start!.Symbol, range.Start.Offset, range.End!.Symbol, range.End.Offset));
+            Assert.Null(Parse(Minimal).Patchlets[0].Function);
+        }
+
+        [Theory]
+        [InlineData("    function: { start: 0x10 }\n", "patchlets[0].function.end")]
+        [InlineData("    function: { start: 0x10, end: 0x20, size: 16 }\n", "patchlets[0].function.size")]
+        [InlineData("    function: parse_record+0x4\n", "patchlets[0].function")]
+        [InlineData("    function: 0x1200\n", "patchlets[0].function")]
+        [InlineData("    function: [parse_record]\n", "patchlets[0].function")]
+        [InlineData("    function: { start: libc.so.6!getpid, end: 0x20 }\n", "patchlets[0].function.start")]
+        public void FunctionErrorsNameTheKey(string line, string key)
+        {
+            var e = Fails(Edit("    expect: 8b 47 08 48 63 d0\n", "    expect: 8b 47 08 48 63 d0\n" + line));
+            Assert.Equal(key, e.Key);
+        }
+
+        [Fact]
         public void CrLfLineEndingsGiveTheSameModel()
         {
             var patch = Parse(Minimal.Replace("\n", "\r\n"));

@@ -338,7 +338,8 @@ namespace HotpatchTools.Engine.Format
             private static readonly string[] RootKeys = { "format", "id", "title", "description", "references", "severity", "supersedes", "target", "patchlets" };
             private static readonly string[] TargetKeys = { "os", "arch", "module", "identity" };
             private static readonly string[] IdentityKeys = { "buildId", "timeDateStamp", "sizeOfImage", "sha256" };
-            private static readonly string[] PatchletKeys = { "at", "expect", "mode", "code" };
+            private static readonly string[] PatchletKeys = { "at", "expect", "function", "mode", "code" };
+            private static readonly string[] FunctionKeys = { "start", "end" };
 
             private readonly string source;
             private readonly string text;
@@ -479,6 +480,9 @@ namespace HotpatchTools.Engine.Format
 
                 patchlet.Expect = HexBytes(Required(keys, node, path, "expect"), path + ".expect");
 
+                if (keys.TryGetValue("function", out var function))
+                    patchlet.Function = ReadFunction(function, path + ".function");
+
                 patchlet.Mode = keys.TryGetValue("mode", out var mode)
                     ? Choice(mode, path + ".mode", new[] { "insert", "replace" }, new[] { PatchMode.Insert, PatchMode.Replace })
                     : PatchMode.Insert;
@@ -494,6 +498,27 @@ namespace HotpatchTools.Engine.Format
                     patchlet.CodeColumn = Clamp(node.Start.Column);
                 }
                 return patchlet;
+            }
+
+            /// <summary>`function: symbol` (a symbol with a size) or `function: { start: location, end: location }`.</summary>
+            private DeclaredFunction ReadFunction(YamlNode node, string path)
+            {
+                if (node is YamlMappingNode map)
+                {
+                    var keys = Fields(map, path, FunctionKeys);
+                    var start = Required(keys, map, path, "start");
+                    var end = Required(keys, map, path, "end");
+                    return new DeclaredFunction
+                    {
+                        Start = ParseLocation(start, Text(start, path + ".start"), path + ".start"),
+                        End = ParseLocation(end, Text(end, path + ".end"), path + ".end"),
+                    };
+                }
+                string text = Text(node, path);
+                var symbol = ParseLocation(node, text, path);
+                if (symbol.Symbol == null || symbol.Offset != 0)
+                    throw Error(path, node, "'" + text + "': write a symbol that has a size, or { start: <location>, end: <location> }");
+                return new DeclaredFunction { Symbol = symbol.Symbol };
             }
 
             private SiteLocation ParseLocation(YamlNode node, string at, string key)

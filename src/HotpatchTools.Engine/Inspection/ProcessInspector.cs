@@ -20,6 +20,8 @@ namespace HotpatchTools.Engine.Inspection
         /// <summary>ELF or PE; empty when the file could not be read.</summary>
         public string Format { get; set; } = "";
         public string? BuildId { get; set; }
+        /// <summary>ELF DT_SONAME (libz.so.1 for libz.so.1.2.13): a patch's target.module may name it.</summary>
+        public string? Soname { get; set; }
         public uint? TimeDateStamp { get; set; }
         public uint? SizeOfImage { get; set; }
         /// <summary>Why the file's identity is missing, if it is.</summary>
@@ -86,6 +88,7 @@ namespace HotpatchTools.Engine.Inspection
                     var image = target.Modules.OpenImage(m);
                     d.Format = image.Format == ModuleFormat.Elf ? "ELF" : "PE";
                     d.BuildId = image.BuildId;
+                    d.Soname = (image as ElfImage)?.Soname;
                     d.TimeDateStamp = image.TimeDateStamp;
                     d.SizeOfImage = image.SizeOfImage;
                 }
@@ -135,16 +138,19 @@ namespace HotpatchTools.Engine.Inspection
                 }
                 d.Address = address;
                 d.Symbol = SymbolOf(image, module, address);
-                var installed = cave?.Header.Sites.FirstOrDefault(s => s.Address == address);
+                // An insert at an endbr writes its jump after it (and the cave records that address).
+                var head = new byte[4];
+                ulong jumpAt = target.Memory.TryRead(address, head) == 4 && p.Mode == PatchMode.Insert ? address + (ulong)PatchPlanner.EndbrLength(head) : address;
+                var installed = cave?.Header.Sites.FirstOrDefault(s => s.Address == jumpAt);
                 var site = full?.Sites.FirstOrDefault(s => s.Patchlet == p);
                 int span = installed?.Original.Length ?? 0;
-                if (installed != null && cave != null && ReadEquals(target, address, installed.Written))
+                if (installed != null && cave != null && ReadEquals(target, jumpAt, installed.Written))
                 {
                     d.State = SiteState.Patched;
                     d.SpanLength = span;
                     d.CaveAddress = cave.Address;
-                    d.Plan = Installed(installed, cave.Address);
-                    d.Disassembly = PatchedListing(target, bitness, address, installed, cave.Address);
+                    d.Plan = (jumpAt != address ? KeepsEndbr(head, address) : "") + Installed(installed, cave.Address);
+                    d.Disassembly = PatchedListing(target, bitness, jumpAt, installed, cave.Address);
                     continue;
                 }
                 d.State = ReadEquals(target, address, p.Expect) ? SiteState.Original : SiteState.Modified;
@@ -225,12 +231,16 @@ namespace HotpatchTools.Engine.Inspection
             if (s.Patchlet.Mode == PatchMode.Replace)
                 return "Replace " + s.SpanLength + " bytes in place with the patch code (" + s.Code.Instructions.Count + " instruction(s)), NOP-filled.";
             var moved = string.Join("; ", s.SpanInstructions.Select(i => Disassembler.Text(i)));
+            string endbr = s.EndbrLength > 0 ? "Keeps the endbr at 0x" + (s.Address - (ulong)s.EndbrLength).ToString("x") + " (indirect-branch tracking) and jumps from 0x" + s.Address.ToString("x") + ". " : "";
             string notes = "";
             if (s.SpanInstructions.Any(i => i.IsIPRelativeMemoryOperand)) notes += " RIP-relative operands are re-encoded for the cave.";
             if (s.SpanInstructions.Any(i => PatchPlanner.IsDirectBranch(i))) notes += " Branches are re-targeted (short forms expanded).";
-            return "Jump to a cave over " + s.SpanLength + " bytes; the cave runs the patch code (" + s.Code.Instructions.Count + " instruction(s)), then the "
+            return endbr + "Jump to a cave over " + s.SpanLength + " bytes; the cave runs the patch code (" + s.Code.Instructions.Count + " instruction(s)), then the "
                 + s.SpanInstructions.Count + " relocated instruction(s) (" + moved + "), then jumps back to 0x" + s.End.ToString("x") + "." + notes;
         }
+
+        private static string KeepsEndbr(byte[] head, ulong address) =>
+            "Keeps the " + (head[3] == 0xfa ? "endbr64" : "endbr32") + " at 0x" + address.ToString("x") + " (indirect-branch tracking). ";
 
         private static string Installed(CaveSite s, ulong cave) =>
             "Installed: " + (s.Mode == PatchMode.Replace ? "replaced in place" : "jumps to the cave's code at 0x" + (cave + s.CodeOffset).ToString("x") + " (" + s.CodeLength + " bytes)")

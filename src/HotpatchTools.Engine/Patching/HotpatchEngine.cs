@@ -358,10 +358,10 @@ namespace HotpatchTools.Engine.Patching
                     foreach (var s in plan.Sites)
                     {
                         var now = new byte[s.Patchlet.Expect.Length];
-                        view.Memory.Read(s.Address, now);
+                        view.Memory.Read(s.At, now);
                         if (!now.SequenceEqual(s.Patchlet.Expect))
                             throw new HotpatchException(HotpatchErrorKind.ExpectMismatch,
-                                s.Patchlet.Name + ": the bytes at 0x" + s.Address.ToString("x") + " changed to " + Hex.Spaced(now) + " while installing; nothing was written.") { ProcessId = target.Id, Patchlet = s.Patchlet.Name };
+                                s.Patchlet.Name + ": the bytes at 0x" + s.At.ToString("x") + " changed to " + Hex.Spaced(now) + " while installing; nothing was written.") { ProcessId = target.Id, Patchlet = s.Patchlet.Name };
                     }
                     foreach (var t in frozen.Threads)
                         foreach (var s in plan.Sites)

@@ -297,7 +297,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         public IModuleImage OpenImage(LoadedModule module) =>
-            ModuleCache.GetOrAdd("elf|" + module.Key, () => ElfImage.Load(Readable(module)));
+            ModuleCache.GetOrAdd("elf|" + module.Key + "|" + DebugFiles.CacheKey(), () => DebugFiles.Attach(ElfImage.Load(Readable(module)), module.Path));
 
         public string ComputeSha256(LoadedModule module) =>
             ModuleCache.GetOrAdd("sha|" + module.Key, () =>
