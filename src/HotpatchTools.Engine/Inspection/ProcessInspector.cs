@@ -69,6 +69,7 @@ namespace HotpatchTools.Engine.Inspection
     {
         /// <summary>Instructions listed after the span, so the listing shows where the jump back lands.</summary>
         private const int ContextInstructions = 2;
+        private const uint MaxListedCodeBytes = 64 << 10;
 
         private readonly IProcessPlatform _platform;
 
@@ -258,7 +259,8 @@ namespace HotpatchTools.Engine.Inspection
             }
             ulong code = cave + s.CodeOffset;
             lines.Add("; cave at 0x" + code.ToString("x") + ": patch code, relocated original instructions, jump back");
-            var body = new byte[s.CodeLength];
+            // The header was checked against its cave, but the length is still the target's word: list a bounded amount.
+            var body = new byte[Math.Min(s.CodeLength, MaxListedCodeBytes)];
             int n = target.Memory.TryRead(code, body);
             lines.AddRange(Disassembler.Lines(body, n, code, bitness, n));
             return lines;

@@ -50,18 +50,36 @@ namespace HotpatchTools.Engine.Patching
             var pids = _platform is IModuleProcessFilter filter
                 ? filter.ListProcessesWithModule(patch.Target.Module, patch.Target.Os == TargetOs.Windows)
                 : _platform.ListProcesses();
+            var denied = new List<string>();
             for (int i = 0; i < pids.Count; i++)
             {
                 progress?.Invoke(i, pids.Count);
                 TargetStatus? status;
                 // A process that exits while the machine is swept is simply no longer a target.
-                try { status = Inspect(patch, pids[i].Id, includeNotLoaded: false); }
+                try { status = Inspect(patch, pids[i].Id, includeNotLoaded: false, denied: denied); }
                 catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound) { continue; }
+                // One hostile process must not end (or hide the rest of) a sweep.
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.SuspiciousProcess) { Warn(e.Message); continue; }
                 if (status != null) yield return status;
             }
+            WarnUnreadable(denied);
         }
 
-        public TargetStatus? Inspect(Micropatch patch, int pid, bool includeNotLoaded = true)
+        private void Warn(string message)
+        {
+            if (_options.Warn != null) _options.Warn(message); else Log(message);
+        }
+
+        /// <summary>One warning with the count of processes a sweep could not read; their names go to the log (-Verbose).</summary>
+        public void WarnUnreadable(IReadOnlyCollection<string> processes)
+        {
+            if (processes.Count == 0) return;
+            Log("could not read: " + string.Join(", ", processes));
+            Warn(processes.Count + " process(es) could not be read (not elevated, or protected); this sweep does not cover them.");
+        }
+
+        /// <param name="denied">In a sweep, collects "pid (name)" of each process that could not be read instead of a log line.</param>
+        public TargetStatus? Inspect(Micropatch patch, int pid, bool includeNotLoaded = true, ICollection<string>? denied = null)
         {
             // In a machine-wide sweep a process we cannot read may or may not have the module: say so in
             // the log, not as a result, or every protected process would look like a failed target.
@@ -69,7 +87,8 @@ namespace HotpatchTools.Engine.Patching
             {
                 if (includeNotLoaded)
                     return new TargetStatus { ProcessId = pid, ProcessName = name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module, State = TargetState.AccessDenied, Reason = e.Message, ErrorKind = e.Kind };
-                Log("skipped process " + pid + ": " + e.Message);
+                if (denied != null) denied.Add(pid + (name.Length > 0 ? " (" + name + ")" : ""));
+                else Log("skipped process " + pid + ": " + e.Message);
                 return null;
             }
 
@@ -141,39 +160,83 @@ namespace HotpatchTools.Engine.Patching
             public ulong Address;
         }
 
+        /// <summary>
+        /// What one process may cost a reader of its caves. No install makes more than a few caves per process, and
+        /// real headers are a few hundred bytes; a process over any of these is forging headers (to make a sweep run
+        /// as root allocate without end) and is reported instead of read further.
+        /// </summary>
+        internal const int MaxCavesPerProcess = 256;
+        internal const int MaxRejectedHeadersPerProcess = 16;
+        internal const long MaxHeaderBytesPerProcess = 4L << 20;
+
+        private sealed class CaveReader
+        {
+            private readonly ITargetProcess _target;
+            private int _rejected;
+            private long _bytes;
+            private readonly byte[] _head = new byte[CaveHeader.FixedLength];
+            private readonly byte[] _tail = new byte[CaveHeader.TrailerLength];
+
+            public CaveReader(ITargetProcess target) { _target = target; }
+
+            /// <summary>The cave at `address` that fits before `regionEnd`, or null; throws SuspiciousProcess when over budget.</summary>
+            public FoundCave? At(ulong address, ulong regionEnd)
+            {
+                if (_target.Memory.TryRead(address, _head) != _head.Length || !CaveHeader.HasMagic(_head)) return null;
+                if (CaveHeader.PeekFixed(_head, address, regionEnd) is not (uint len, uint size)) return Reject(address);
+                if (_target.Memory.TryRead(address + size - CaveHeader.TrailerLength, _tail) != _tail.Length || CaveHeader.PeekTrailer(_tail) != size) return Reject(address);
+                _bytes += len;
+                if (_bytes > MaxHeaderBytesPerProcess) throw Suspicious("its cave headers add up to more than " + (MaxHeaderBytesPerProcess >> 20) + " MiB");
+                var bytes = new byte[len];
+                if (_target.Memory.TryRead(address, bytes) != len) return null;
+                var h = CaveHeader.TryParse(bytes);
+                return h == null ? Reject(address) : new FoundCave { Header = h, HeaderBytes = bytes, Address = address };
+            }
+
+            /// <summary>The cave size a trailer ending at `end` states, or null.</summary>
+            public uint? TrailerBefore(ulong end) =>
+                _target.Memory.TryRead(end - CaveHeader.TrailerLength, _tail) == _tail.Length ? CaveHeader.PeekTrailer(_tail) : null;
+
+            private FoundCave? Reject(ulong address)
+            {
+                // One torn read while another session writes a cave is possible; many are not.
+                if (++_rejected > MaxRejectedHeadersPerProcess)
+                    throw Suspicious("more than " + MaxRejectedHeadersPerProcess + " of its memory regions begin like a cave header that does not hold together (the last at 0x" + address.ToString("x") + ")");
+                return null;
+            }
+
+            public HotpatchException Suspicious(string why) =>
+                new HotpatchException(HotpatchErrorKind.SuspiciousProcess,
+                    "Process " + _target.Id + " (" + _target.Name + ") looks like it forges patch caves: " + why + ". Its caves were not read further; nothing was written to it.") { ProcessId = _target.Id };
+        }
+
         internal static List<FoundCave> FindCaves(ITargetProcess target)
         {
             var found = new List<FoundCave>();
+            var reader = new CaveReader(target);
+            void Add(FoundCave c)
+            {
+                if (found.Count == MaxCavesPerProcess) throw reader.Suspicious("it holds more than " + MaxCavesPerProcess + " caves");
+                found.Add(c);
+            }
             foreach (var r in target.Memory.GetRegions())
             {
                 if (!r.IsAnonymousPrivate || !r.Executable) continue;
                 // Adjacent caves (or a cave after foreign code) may share one merged region: walk it from both ends.
                 ulong pos = r.Start, end = r.End;
                 FoundCave? c;
-                while (pos < end && (c = ReadCaveAt(target, pos)) != null)
+                while (pos < end && (c = reader.At(pos, end)) != null)
                 {
-                    found.Add(c);
+                    Add(c);
                     pos += c.Header.CaveSize;
                 }
-                var tail = new byte[CaveHeader.TrailerLength];
-                while (end - pos >= 4096 && target.Memory.TryRead(end - CaveHeader.TrailerLength, tail) == tail.Length
-                       && CaveHeader.PeekTrailer(tail) is uint size && end - size >= pos && (c = ReadCaveAt(target, end - size)) != null)
+                while (end - pos >= 4096 && reader.TrailerBefore(end) is uint size && end - pos >= size && (c = reader.At(end - size, end)) != null)
                 {
-                    found.Add(c);
+                    Add(c);
                     end -= size;
                 }
             }
             return found;
-        }
-
-        private static FoundCave? ReadCaveAt(ITargetProcess target, ulong address)
-        {
-            var head = new byte[16];
-            if (target.Memory.TryRead(address, head) != 16 || CaveHeader.PeekLength(head) is not uint len) return null;
-            var bytes = new byte[len];
-            if (target.Memory.TryRead(address, bytes) != len) return null;
-            var h = CaveHeader.TryParse(bytes);
-            return h == null || h.CaveSize < 4096 || h.CaveSize % 4096 != 0 ? null : new FoundCave { Header = h, HeaderBytes = bytes, Address = address };
         }
 
         private static InstalledPatch Describe(ITargetProcess target, FoundCave c)

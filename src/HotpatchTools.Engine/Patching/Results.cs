@@ -86,6 +86,11 @@ namespace HotpatchTools.Engine.Patching
         /// <summary>Receives one line per thing the engine did (for -Verbose).</summary>
         public Action<string>? Log { get; set; }
         /// <summary>
+        /// Receives what a machine-wide sweep must not keep quiet about: processes it skipped as suspicious and how
+        /// many it could not read, so that a sweep that missed processes never looks complete (for warnings).
+        /// </summary>
+        public Action<string>? Warn { get; set; }
+        /// <summary>
         /// Receives one record per Install and Uninstall outcome, success or failure, whoever called the engine.
         /// Whatever it throws is logged and never replaces the outcome.
         /// </summary>
