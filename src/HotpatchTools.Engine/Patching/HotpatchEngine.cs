@@ -319,6 +319,8 @@ namespace HotpatchTools.Engine.Patching
                 Log(s.Patchlet.Name + ": site 0x" + s.Address.ToString("x") + ", " + s.SpanLength + " bytes (" + Hex.Spaced(s.Original) + ")");
 
             int size = CaveBuilder.EstimateSize(plan);
+            if (size > CaveHeader.MaxCaveSize)
+                throw new HotpatchException(HotpatchErrorKind.NoCaveSpace, "Patch " + patch.Id + " needs a " + size + "-byte cave; at most " + CaveHeader.MaxCaveSize + " bytes are read back as a cave.") { ProcessId = pid };
             var cave = AllocateCave(target, plan, size);
             FailPoint.Hit("install.after-allocate");
             Log("cave: " + size + " bytes at 0x" + cave.Address.ToString("x"));
