@@ -8,9 +8,9 @@ namespace HotpatchTools.Engine.Machine
     {
         private const string LibC = "libc.so.6";
 
-        public const int O_WRONLY = 1, O_CREAT = 0x40, O_APPEND = 0x400, O_CLOEXEC = 0x80000;
-        public const int LOCK_EX = 2, LOCK_UN = 8;
-        public const int EINTR = 4, EACCES = 13, EPERM = 1, ENOENT = 2;
+        public const int O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_APPEND = 0x400, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000;
+        public const int LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
+        public const int EINTR = 4, EACCES = 13, EPERM = 1, ENOENT = 2, EWOULDBLOCK = 11;
         public const int AF_UNIX = 1, SOCK_DGRAM = 2, SOCK_CLOEXEC = 0x80000, MSG_NOSIGNAL = 0x4000;
 
         [DllImport(LibC)] public static extern uint geteuid();

@@ -308,6 +308,7 @@ namespace HotpatchTools.Engine.Patching
         private InstallResult InstallCore(Micropatch patch, int pid, AuditRecord record)
         {
             using var target = _platform.Open(pid);
+            using var writer = Machine.TargetLock.Acquire(pid, _options.LockWait);
             record.ProcessName = target.Name;
             var existing = FindCaves(target).FirstOrDefault(c => SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed);
             if (existing != null)
@@ -453,6 +454,7 @@ namespace HotpatchTools.Engine.Patching
         private UninstallResult UninstallCore(int pid, string patchId, AuditRecord record)
         {
             using var target = _platform.Open(pid);
+            using var writer = Machine.TargetLock.Acquire(pid, _options.LockWait);
             record.ProcessName = target.Name;
             var all = FindCaves(target);
             var caves = all.Where(c => SameId(c.Header.PatchId, patchId)).ToList();
@@ -520,13 +522,27 @@ namespace HotpatchTools.Engine.Patching
             if (target.HasExited)
                 throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " was killed while patch " + patchId + " was being removed.") { ProcessId = pid };
             FailPoint.Hit("uninstall.before-free");
-            foreach (var c in toFree) target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
+            foreach (var c in toFree)
+            {
+                // Every writer holds the lock, so the cave is still the one decided on; a writer that does not (an
+                // older version, another tool) could have freed it and mapped another there: unmap only what is ours.
+                if (!StillHolds(target, c)) { Log("cave at 0x" + c.Address.ToString("x") + " changed since it was read; not freed"); continue; }
+                target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
+            }
             if (toFree.Count > (result.CaveFreed ? 1 : 0)) Log("freed " + (toFree.Count - (result.CaveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");
             Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + threads + " threads held for " + result.FreezeTime.TotalMilliseconds.ToString("0.000") + " ms (stop, restore, release)");
             var described = Describe(target, cave);
             described.State = "Removed";
             result.Patch = described;
             return result;
+        }
+
+        /// <summary>The cave's header is still there as read (or as this uninstall retired it).</summary>
+        private static bool StillHolds(ITargetProcess target, FoundCave c)
+        {
+            var now = new byte[c.HeaderBytes.Length];
+            if (target.Memory.TryRead(c.Address, now) != now.Length) return false;
+            return now.SequenceEqual(c.HeaderBytes) || now.SequenceEqual(CaveHeader.WithState(c.HeaderBytes, CaveState.Retired));
         }
 
         /// <summary>Why the cave cannot be freed now, or null: a thread is executing in it or may return into it.</summary>

@@ -81,6 +81,8 @@ namespace HotpatchTools.Engine.Patching
     {
         /// <summary>How long install waits for every thread to leave the bytes it must overwrite.</summary>
         public TimeSpan ThreadWait { get; set; } = TimeSpan.FromSeconds(2);
+        /// <summary>How long install and uninstall wait for another session's write to the same process to finish.</summary>
+        public TimeSpan LockWait { get; set; } = TimeSpan.FromSeconds(30);
         /// <summary>How long stopping all threads may take.</summary>
         public TimeSpan StopTimeout { get; set; } = TimeSpan.FromSeconds(5);
         /// <summary>Receives one line per thing the engine did (for -Verbose).</summary>
