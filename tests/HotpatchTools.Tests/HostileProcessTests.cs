@@ -128,3 +128,39 @@ namespace HotpatchTools.Tests
         }
     }
 }
+
+namespace HotpatchTools.Tests
+{
+    /// <summary>A sweep that could not read some processes says so, so that it never looks complete when it is not.</summary>
+    public sealed class UnreadableProcessTests
+    {
+        [Fact]
+        public void Sweeps_by_an_unprivileged_user_warn_with_the_count_of_processes_they_could_not_read()
+        {
+            Assert.True(Engine.Platform.Linux.LibC.geteuid() == 0, "this test runs as root (it runs the module as an unprivileged user)");
+            using var t = TargetProcess.Start(); // root's: nobody cannot read it
+            var file = Path.Combine(PowerShellProcess.Folder, "HP-UNREAD-" + Guid.NewGuid().ToString("n")[..8] + ".micropatch.yaml");
+            File.WriteAllText(file, PatchFiles.Yaml(Path.GetFileName(file).Split('.')[0], t.ModuleName, new[] { new PatchletSpec("triple", t.ReadSymbol("triple", 6)) }));
+            File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            const string script = @"
+                Import-Module -Name $args[0] -ErrorAction Stop
+                Get-Micropatch | Out-Null
+                'targets ' + @(Get-HotpatchTarget -Path $args[1]).Count
+                $v = Get-Micropatch -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
+                foreach ($r in $v) { 'verbose ' + $r.Message }";
+            try
+            {
+                var (exit, lines, stderr) = PowerShellProcess.Run("setpriv --reuid=65534 --regid=65534 --clear-groups", script, file);
+                var outcome = string.Join("\n", lines) + "\n" + stderr;
+                // Get-Micropatch twice and Get-HotpatchTarget once: root's processes (the target among them) were not read.
+                var warnings = lines.Where(l => l.StartsWith("warning ", StringComparison.Ordinal) && l.Contains("process(es) could not be read")).ToList();
+                Assert.True(warnings.Count == 3, outcome);
+                Assert.All(warnings, w => Assert.True(int.Parse(w.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) > 0, w));
+                Assert.Contains("targets 0", lines);
+                // Which ones, under -Verbose.
+                Assert.Contains(lines, l => l.StartsWith("verbose could not read: ", StringComparison.Ordinal) && l.Contains(t.Pid + " ("));
+            }
+            finally { File.Delete(file); }
+        }
+    }
+}

@@ -30,7 +30,12 @@ namespace HotpatchTools.Engine.Machine
         public static TargetLock Acquire(int pid, TimeSpan timeout)
         {
             string dir = Directory;
-            SecureFiles.EnsureAdminDirectory(dir);
+            try { SecureFiles.EnsureAdminDirectory(dir); }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw new HotpatchException(HotpatchErrorKind.AccessDenied,
+                    "Cannot write to process " + pid + ": its writer's lock in " + dir + " cannot be created (" + e.Message + "); run as root or an elevated Administrator.", e) { ProcessId = pid };
+            }
             // A folder another user could write would let them hold (or swap) every process's lock.
             if (!IsWindows && SecureFiles.WhyNotAdminOnly(dir) is string why)
                 throw new HotpatchException(HotpatchErrorKind.AccessDenied, "The lock folder cannot be trusted: " + why + ".") { ProcessId = pid };
@@ -59,7 +64,7 @@ namespace HotpatchTools.Engine.Machine
                 _fd = NativeMethods.open(path, NativeMethods.O_RDWR | NativeMethods.O_CREAT | NativeMethods.O_CLOEXEC | NativeMethods.O_NOFOLLOW, Convert.ToInt32("600", 8));
                 if (_fd < 0)
                     throw new HotpatchException(HotpatchErrorKind.AccessDenied,
-                        "Cannot open the lock file " + path + " (errno " + Marshal.GetLastWin32Error() + ").") { ProcessId = pid };
+                        "Cannot write to process " + pid + ": its writer's lock " + path + " cannot be opened (errno " + Marshal.GetLastWin32Error() + "); run as root.") { ProcessId = pid };
             }
             if (NativeMethods.flock(_fd, NativeMethods.LOCK_EX | NativeMethods.LOCK_NB) == 0) return true;
             int errno = Marshal.GetLastWin32Error();
@@ -75,6 +80,10 @@ namespace HotpatchTools.Engine.Machine
                 return true;
             }
             catch (IOException) { return false; }
+            catch (UnauthorizedAccessException e)
+            {
+                throw new HotpatchException(HotpatchErrorKind.AccessDenied, "Cannot open the writer's lock " + path + ": " + e.Message + "; run as an elevated Administrator.", e);
+            }
         }
 
         /// <summary>Start time of a process, so that a lock never outlives its process's identity; "0" when unknown.</summary>

@@ -65,6 +65,8 @@ namespace HotpatchTools.Engine.Patching
             WarnUnreadable(denied);
         }
 
+        internal static readonly int Self = Process.GetCurrentProcess().Id;
+
         private void Warn(string message)
         {
             if (_options.Warn != null) _options.Warn(message); else Log(message);
@@ -87,7 +89,8 @@ namespace HotpatchTools.Engine.Patching
             {
                 if (includeNotLoaded)
                     return new TargetStatus { ProcessId = pid, ProcessName = name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module, State = TargetState.AccessDenied, Reason = e.Message, ErrorKind = e.Kind };
-                if (denied != null) denied.Add(pid + (name.Length > 0 ? " (" + name + ")" : ""));
+                // This process itself is the one documented blind spot (ptrace cannot attach to itself), not a gap.
+                if (denied != null) { if (pid != Self) denied.Add(pid + (name.Length > 0 ? " (" + name + ")" : "")); }
                 else Log("skipped process " + pid + ": " + e.Message);
                 return null;
             }

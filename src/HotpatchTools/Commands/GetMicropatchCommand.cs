@@ -30,6 +30,8 @@ namespace HotpatchTools.Commands
             var names = new System.Collections.Generic.Dictionary<int, string>();
             foreach (var p in all ?? new HotpatchTools.Engine.Platform.ProcessInfo[0]) names[p.Id] = p.Name;
             var denied = new System.Collections.Generic.List<string>();
+            // This process itself cannot be opened (ptrace); that is the documented blind spot, not a gap in the sweep.
+            int self = System.Diagnostics.Process.GetCurrentProcess().Id;
             const string activity = "Reading installed micropatches";
             for (int i = 0; i < pids.Length; i++)
             {
@@ -46,7 +48,7 @@ namespace HotpatchTools.Commands
                     // process that could not be read or was not read (forged caves) is: the sweep is incomplete.
                     if (ProcessId != null) WriteFailure(e, pids[i]);
                     else if (e.Kind == HotpatchErrorKind.SuspiciousProcess) WriteWarning(e.Message);
-                    else if (e.Kind == HotpatchErrorKind.AccessDenied) denied.Add(pids[i] + " (" + (names.TryGetValue(pids[i], out var n) ? n : "") + ")");
+                    else if (e.Kind == HotpatchErrorKind.AccessDenied && pids[i] != self) denied.Add(pids[i] + " (" + (names.TryGetValue(pids[i], out var n) ? n : "") + ")");
                 }
             }
             if (ProcessId == null)
