@@ -106,6 +106,21 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void A_header_saying_Installed_over_the_original_bytes_does_not_make_the_process_patched()
+        {
+            Forge("installed"); // a cave of FORGED-STATE whose only site "was written" with the bytes that are there now
+            var installed = Assert.Single(_engine.GetInstalled(_t.Pid));
+            Assert.Equal("FORGED-STATE", installed.PatchId);
+            Assert.Equal("Inconsistent", installed.State);
+            var patch = PatchFiles.Parse(PatchFiles.Yaml("FORGED-STATE", _t.ModuleName, new[] { new PatchletSpec("forged_site", _t.ReadSymbol("forged_site", ForgedSiteSpan)) }));
+            var status = _engine.Inspect(patch, _t.Pid)!;
+            Assert.NotEqual(TargetState.Patched, status.State);
+            using var sh = new ModuleShell();
+            var site = Assert.Single(sh.Run("Get-MicropatchSite -PatchId FORGED-STATE -ProcessId $args[0]", _t.Pid));
+            Assert.NotEqual("Patched", site.Properties["State"].Value.ToString());
+        }
+
+        [Fact]
         public void Get_MicropatchSite_does_not_trust_a_recorded_code_length()
         {
             Forge("codelen"); // one cave whose site claims 2^31 bytes of code

@@ -139,7 +139,7 @@ namespace HotpatchTools.Engine.Inspection
                 var installed = cave?.Header.Sites.FirstOrDefault(s => s.Address == address);
                 var site = full?.Sites.FirstOrDefault(s => s.Patchlet == p);
                 int span = installed?.Original.Length ?? 0;
-                if (installed != null && cave != null && ReadEquals(target, address, installed.Written))
+                if (installed != null && cave != null && ReadHoldsOurs(target, cave.Address, installed))
                 {
                     d.State = SiteState.Patched;
                     d.SpanLength = span;
@@ -197,7 +197,7 @@ namespace HotpatchTools.Engine.Inspection
                     }
                     var now = new byte[s.Written.Length];
                     int got = target.Memory.TryRead(s.Address, now);
-                    bool patched = got == now.Length && now.SequenceEqual(s.Written);
+                    bool patched = got == now.Length && HotpatchEngine.HoldsOurs(cave.Address, s, now);
                     d.State = patched && cave.Header.State == CaveState.Installed ? SiteState.Patched
                         : got == now.Length && now.SequenceEqual(s.Original) ? SiteState.Original : SiteState.Modified;
                     d.Plan = cave.Header.State == CaveState.Retired ? "Retired: original bytes restored; the cave is kept while a thread may return into it." : Installed(s, cave.Address);
@@ -206,6 +206,12 @@ namespace HotpatchTools.Engine.Inspection
                 }
             }
             return sites;
+        }
+
+        private static bool ReadHoldsOurs(ITargetProcess target, ulong cave, CaveSite s)
+        {
+            var now = new byte[s.Written.Length];
+            return target.Memory.TryRead(s.Address, now) == now.Length && HotpatchEngine.HoldsOurs(cave, s, now);
         }
 
         private static bool ReadEquals(ITargetProcess target, ulong address, byte[] expected)

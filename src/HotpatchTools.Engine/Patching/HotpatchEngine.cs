@@ -242,6 +242,20 @@ namespace HotpatchTools.Engine.Patching
             return found;
         }
 
+        /// <summary>
+        /// Whether a site holds what this very cave wrote there: the header is the target's word, so its "written" bytes
+        /// count only when they are not the original ones and, for an insert site, are the jump into this cave's code
+        /// for that site. A header saying Installed over vulnerable bytes does not make a process patched.
+        /// </summary>
+        internal static bool HoldsOurs(ulong caveAddress, CaveSite s, byte[] current)
+        {
+            if (!current.SequenceEqual(s.Written) || s.Written.SequenceEqual(s.Original)) return false;
+            if (s.Mode == PatchMode.Replace) return true;
+            if (s.CodeLength == 0 || s.Written.Length < 5 || s.Written[0] != 0xE9) return false;
+            long rel = BitConverter.ToInt32(s.Written, 1);
+            return unchecked(s.Address + 5 + (ulong)rel) == caveAddress + s.CodeOffset;
+        }
+
         private static InstalledPatch Describe(ITargetProcess target, FoundCave c)
         {
             var sites = c.Header.Sites.Select(s =>
@@ -251,7 +265,7 @@ namespace HotpatchTools.Engine.Patching
                 return new SiteRecord { Address = s.Address, Mode = s.Mode.ToString(), Original = s.Original, Written = s.Written, Current = cur };
             }).ToList();
             string state = c.Header.State == CaveState.Retired ? "Retired"
-                : sites.All(s => s.Current.SequenceEqual(s.Written)) ? "Installed" : "Inconsistent";
+                : c.Header.Sites.Select((s, i) => HoldsOurs(c.Address, s, sites[i].Current)).All(x => x) ? "Installed" : "Inconsistent";
             return new InstalledPatch
             {
                 ProcessId = target.Id, ProcessName = target.Name, PatchId = c.Header.PatchId, FileSha256 = Hex.Lower(c.Header.FileSha256),
