@@ -121,6 +121,28 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void A_huge_sparse_file_mapped_under_a_module_name_is_not_hashed()
+        {
+            var dir = Directory.CreateTempSubdirectory("hpt-sparse-").FullName;
+            try
+            {
+                // A real ELF file made 2 GiB larger than any module by a hole: nothing to read, minutes to hash.
+                var name = "libsparse" + _t.Pid + ".so";
+                var path = Path.Combine(dir, name);
+                File.Copy(Forger, path);
+                using (var f = new FileStream(path, FileMode.Open, FileAccess.Write)) f.SetLength((2L << 30) + 4096);
+                Assert.Equal("ok", _t.Send("map " + path));
+                var patch = PatchFiles.Parse(PatchFiles.Yaml("T-SPARSE", name, new[] { new PatchletSpec("0x1000", new byte[] { 0x90 }) }, identity: "sha256: " + new string('0', 64)));
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                var status = _engine.Inspect(patch, _t.Pid)!;
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), "inspecting took " + clock.Elapsed);
+                Assert.Equal(TargetState.Mismatch, status.State);
+                Assert.Contains("larger than any module", status.Reason);
+            }
+            finally { Directory.Delete(dir, recursive: true); }
+        }
+
+        [Fact]
         public void Get_MicropatchSite_does_not_trust_a_recorded_code_length()
         {
             Forge("codelen"); // one cave whose site claims 2^31 bytes of code

@@ -4,10 +4,12 @@
  *   forge many N       N adjacent pages, each a complete and consistent one-page cave
  *   forge codelen      one cave whose site (at forged_site, holding its bytes) claims 2^31 bytes of code
  *   forge installed    one cave saying Installed for a site that still holds its original bytes
+ *   map PATH           maps the first megabyte of a file read-only (a "module" under the file's name)
  * Each answers "ok"; "call forged_site X" answers forged_site(X). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -125,6 +127,13 @@ int main(void) {
     while (fgets(line, sizeof line, stdin)) {
         int r = -1;
         if (sscanf(line, "call forged_site %d", &x) == 1) { printf("%d\n", forged_site(x)); continue; }
+        if (!strncmp(line, "map ", 4)) {
+            line[strcspn(line, "\n")] = 0;
+            int fd = open(line + 4, O_RDONLY | O_CLOEXEC);
+            void *m = fd < 0 ? MAP_FAILED : mmap(NULL, 1u << 20, PROT_READ, MAP_PRIVATE, fd, 0);
+            printf(m == MAP_FAILED ? "failed\n" : "ok\n");
+            continue;
+        }
         if (sscanf(line, "forge %31s %d", what, &n) < 1) { printf("unknown\n"); continue; }
         if (!strcmp(what, "bighdr")) r = forge_bighdr(n);
         else if (!strcmp(what, "many")) r = forge_many(n);
