@@ -40,6 +40,12 @@ namespace HotpatchTools.Engine.Format
 
         /// <summary>Micropatches are a few hundred bytes; the cap keeps a wrong or hostile path from exhausting memory.</summary>
         internal const int MaxFileBytes = 1 << 20;
+        /// <summary>Sites per patch: each is recorded in the cave header, which a reader bounds (CaveHeader.MaxHeaderLength).</summary>
+        public const int MaxPatchlets = 64;
+        /// <summary>Bytes of `expect` (and so of a `replace` span): recorded twice per site in the cave header.</summary>
+        public const int MaxExpectBytes = 1024;
+        /// <summary>`at` offsets: RVAs are 32-bit, and a larger offset could only wrap an address around.</summary>
+        public const ulong MaxOffset = uint.MaxValue;
 
         /// <summary>
         /// The format nests three levels deep. YamlDotNet's representation model recurses once per level and a
@@ -418,6 +424,8 @@ namespace HotpatchTools.Engine.Format
                 var patchlets = Sequence(Required(keys, root, "", "patchlets"), "patchlets");
                 if (patchlets.Children.Count == 0)
                     throw Error("patchlets", patchlets, "at least one patchlet is required");
+                if (patchlets.Children.Count > MaxPatchlets)
+                    throw Error("patchlets", patchlets, "at most " + MaxPatchlets + " patchlets are allowed (the cave header records each site)");
                 var result = new List<Patchlet>();
                 for (int i = 0; i < patchlets.Children.Count; i++)
                     result.Add(ReadPatchlet(Mapping(patchlets.Children[i], "patchlets[" + i + "]"), i));
@@ -439,6 +447,7 @@ namespace HotpatchTools.Engine.Format
                 var module = Required(keys, node, "target", "module");
                 target.Module = Text(module, "target.module");
                 if (target.Module.Trim().Length == 0) throw Error("target.module", module, "the module name must not be empty");
+                if (Encoding.UTF8.GetByteCount(target.Module) > 255) throw Error("target.module", module, "a file name is at most 255 bytes");
                 if (target.Module.IndexOf('/') >= 0 || target.Module.IndexOf('\\') >= 0)
                     throw Error("target.module", module, "the module is a file name, not a path");
 
@@ -478,7 +487,11 @@ namespace HotpatchTools.Engine.Format
                 patchlet.At = Text(at, path + ".at");
                 patchlet.Location = ParseLocation(at, patchlet.At, path + ".at");
 
-                patchlet.Expect = HexBytes(Required(keys, node, path, "expect"), path + ".expect");
+                var expect = Required(keys, node, path, "expect");
+                patchlet.Expect = HexBytes(expect, path + ".expect");
+                // What is overwritten is recorded in the target's cave header; refuse here what could not be recorded there.
+                if (patchlet.Expect.Length > MaxExpectBytes)
+                    throw Error(path + ".expect", expect, "at most " + MaxExpectBytes + " bytes are allowed, found " + patchlet.Expect.Length);
 
                 if (keys.TryGetValue("function", out var function))
                     patchlet.Function = ReadFunction(function, path + ".function");
@@ -534,6 +547,7 @@ namespace HotpatchTools.Engine.Format
                 {
                     if (!TryParseNumber(at, out value))
                         throw Error(key, node, "'" + at + "' is not a valid offset (decimal, or hex with 0x) and a symbol cannot start with a digit");
+                    if (value > MaxOffset) throw Error(key, node, "'" + at + "': offsets within a module fit in 32 bits");
                     return new SiteLocation { Offset = value };
                 }
 
@@ -544,6 +558,7 @@ namespace HotpatchTools.Engine.Format
                 value = 0;
                 if (plus >= 0 && !TryParseNumber(at.Substring(plus + 1), out value))
                     throw Error(key, node, "'" + at + "': the offset after '+' must be a number (decimal, or hex with 0x)");
+                if (value > MaxOffset) throw Error(key, node, "'" + at + "': offsets within a module fit in 32 bits");
                 return new SiteLocation { Symbol = symbol, Offset = value };
             }
 

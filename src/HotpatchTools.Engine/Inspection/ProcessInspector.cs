@@ -71,6 +71,7 @@ namespace HotpatchTools.Engine.Inspection
     {
         /// <summary>Instructions listed after the span, so the listing shows where the jump back lands.</summary>
         private const int ContextInstructions = 2;
+        private const uint MaxListedCodeBytes = 64 << 10;
 
         private readonly IProcessPlatform _platform;
 
@@ -144,7 +145,7 @@ namespace HotpatchTools.Engine.Inspection
                 var installed = cave?.Header.Sites.FirstOrDefault(s => s.Address == jumpAt);
                 var site = full?.Sites.FirstOrDefault(s => s.Patchlet == p);
                 int span = installed?.Original.Length ?? 0;
-                if (installed != null && cave != null && ReadEquals(target, jumpAt, installed.Written))
+                if (installed != null && cave != null && ReadHoldsOurs(target, cave.Address, installed))
                 {
                     d.State = SiteState.Patched;
                     d.SpanLength = span;
@@ -202,7 +203,7 @@ namespace HotpatchTools.Engine.Inspection
                     }
                     var now = new byte[s.Written.Length];
                     int got = target.Memory.TryRead(s.Address, now);
-                    bool patched = got == now.Length && now.SequenceEqual(s.Written);
+                    bool patched = got == now.Length && HotpatchEngine.HoldsOurs(cave.Address, s, now);
                     d.State = patched && cave.Header.State == CaveState.Installed ? SiteState.Patched
                         : got == now.Length && now.SequenceEqual(s.Original) ? SiteState.Original : SiteState.Modified;
                     d.Plan = cave.Header.State == CaveState.Retired ? "Retired: original bytes restored; the cave is kept while a thread may return into it." : Installed(s, cave.Address);
@@ -211,6 +212,12 @@ namespace HotpatchTools.Engine.Inspection
                 }
             }
             return sites;
+        }
+
+        private static bool ReadHoldsOurs(ITargetProcess target, ulong cave, CaveSite s)
+        {
+            var now = new byte[s.Written.Length];
+            return target.Memory.TryRead(s.Address, now) == now.Length && HotpatchEngine.HoldsOurs(cave, s, now);
         }
 
         private static bool ReadEquals(ITargetProcess target, ulong address, byte[] expected)
@@ -268,7 +275,8 @@ namespace HotpatchTools.Engine.Inspection
             }
             ulong code = cave + s.CodeOffset;
             lines.Add("; cave at 0x" + code.ToString("x") + ": patch code, relocated original instructions, jump back");
-            var body = new byte[s.CodeLength];
+            // The header was checked against its cave, but the length is still the target's word: list a bounded amount.
+            var body = new byte[Math.Min(s.CodeLength, MaxListedCodeBytes)];
             int n = target.Memory.TryRead(code, body);
             lines.AddRange(Disassembler.Lines(body, n, code, bitness, n));
             return lines;

@@ -156,9 +156,12 @@ namespace HotpatchTools.Engine.Patching
             {
                 if (!plan.Image.TryResolveSymbol(loc.Symbol, out var symRva))
                     throw Refuse(p, HotpatchErrorKind.IdentityMismatch, "module " + plan.Module.Name + " has no symbol '" + loc.Symbol + "'.", target);
+                // Checked: an offset near 2^64 would wrap around to an address inside the module.
+                if (loc.Offset > ulong.MaxValue - symRva)
+                    throw Refuse(p, HotpatchErrorKind.IdentityMismatch, loc.Symbol + "+0x" + loc.Offset.ToString("x") + " lies outside module " + plan.Module.Name + ".", target);
                 rva = symRva + loc.Offset;
             }
-            if (plan.Module.Base + rva >= plan.Module.End)
+            if (rva >= plan.Module.End - plan.Module.Base)
                 throw Refuse(p, HotpatchErrorKind.IdentityMismatch, "0x" + rva.ToString("x") + " lies outside module " + plan.Module.Name + ".", target);
             return plan.Module.Base + rva;
         }
@@ -229,9 +232,15 @@ namespace HotpatchTools.Engine.Patching
         {
             int bang = name.IndexOf('!');
             if (bang < 0)
-                return plan.Image.TryResolveSymbol(name, out var rva) ? plan.Module.Base + rva : (ulong?)null;
+                return plan.Image.TryResolveSymbol(name, out var rva) ? AddressOf(plan.Module, rva) : null;
             return ResolveIn(target, name.Substring(0, bang), name.Substring(bang + 1), plan.Patch.Target.Os == TargetOs.Windows, depth: 0);
         }
+
+        /// <summary>
+        /// The address of a symbol value read from a module file (which may lie), or null when it would wrap around the
+        /// address space. Not limited to the module's file mappings: data symbols (.bss) lie past them.
+        /// </summary>
+        private static ulong? AddressOf(LoadedModule module, ulong rva) => rva > ulong.MaxValue - module.Base ? null : module.Base + rva;
 
         /// <summary>A symbol of a module loaded in the target; PE export forwarders are followed to the module that implements them.</summary>
         private static ulong? ResolveIn(ITargetProcess target, string moduleName, string symbol, bool ignoreCase, int depth)
@@ -239,7 +248,7 @@ namespace HotpatchTools.Engine.Patching
             var module = FindModule(target, moduleName, ignoreCase);
             if (module == null || depth > 4) return null;
             var image = target.Modules.OpenImage(module);
-            if (image.TryResolveSymbol(symbol, out var rva)) return module.Base + rva;
+            if (image.TryResolveSymbol(symbol, out var rva)) return AddressOf(module, rva);
             if (image is PeImage pe && pe.TryGetForwarder(symbol, out var toModule, out var toSymbol))
                 return ResolveIn(target, toModule, toSymbol, ignoreCase, depth + 1);
             return null;

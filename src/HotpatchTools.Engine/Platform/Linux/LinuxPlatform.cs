@@ -60,8 +60,9 @@ namespace HotpatchTools.Engine.Platform.Linux
                     if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
                 }
             }
-            // Gone, or not ours to read: a process we cannot read is reported by Inspect when named, skipped in a sweep.
-            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { return false; }
+            // Not ours to read: it may have the module, so it is a candidate, and Inspect reports it (a sweep counts it).
+            catch (UnauthorizedAccessException) { return true; }
+            catch (IOException) { return false; }
             for (int i = 0; i + needle.Length < length; i++)
             {
                 int k = 0;
