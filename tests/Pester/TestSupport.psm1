@@ -90,3 +90,34 @@ function New-TestDirectory {
 }
 
 Export-ModuleMember -Function Get-RepoRoot, Get-ManifestPath, Get-TestTargetPath, Start-TestTarget, Invoke-TestTarget, Stop-TestTarget, New-TestPatch, New-TestDirectory
+
+# This pwsh as a command line for a child process: the tool-installed pwsh is pwsh.dll run by dotnet.
+function Get-PwshCommand {
+    $exe = [Environment]::ProcessPath
+    if ([System.IO.Path]::GetFileNameWithoutExtension($exe) -eq 'dotnet') { @($exe, (Join-Path $PSHOME 'pwsh.dll')) } else { @($exe) }
+}
+
+# Runs a script file in a child pwsh with extra environment variables; returns its output lines, throws on a
+# non-zero exit with what it printed.
+function Invoke-ChildPwsh {
+    param([Parameter(Mandatory)] [string] $File, [hashtable] $Environment = @{}, [string[]] $ArgumentList = @(), [int] $TimeoutSeconds = 300)
+    $cmd = @(Get-PwshCommand)
+    $psi = [System.Diagnostics.ProcessStartInfo]::new($cmd[0])
+    foreach ($a in @($cmd | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-File', $File) + $ArgumentList) { $psi.ArgumentList.Add($a) }
+    foreach ($k in $Environment.Keys) { $psi.Environment[$k] = $Environment[$k] }
+    $psi.RedirectStandardOutput = $true
+    $psi.RedirectStandardError = $true
+    $psi.UseShellExecute = $false
+    # Anything the child leaves in its current folder stays beside its script, not in the checkout.
+    $psi.WorkingDirectory = Split-Path -Parent $File
+    $p = [System.Diagnostics.Process]::Start($psi)
+    $err = $p.StandardError.ReadToEndAsync()
+    $out = $p.StandardOutput.ReadToEndAsync()
+    if (-not $p.WaitForExit($TimeoutSeconds * 1000)) { $p.Kill($true); throw "$File did not finish in $TimeoutSeconds s" }
+    $p.WaitForExit()
+    $text = $out.Result + $err.Result
+    if ($p.ExitCode -ne 0) { throw "$File exited with $($p.ExitCode):`n$text" }
+    $text -split "`r?`n" | Where-Object { $_ -ne '' }
+}
+
+Export-ModuleMember -Function Get-PwshCommand, Invoke-ChildPwsh
