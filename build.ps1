@@ -62,7 +62,14 @@ try {
             $config.TestResult.Enabled = $true
             $config.TestResult.OutputFormat = 'JUnitXml'
             $config.TestResult.OutputPath = Join-Path $ResultsDirectory 'pester.xml'
-            $run = Invoke-Pester -Configuration $config
+            # The suite's trust store, catalog and audit log: a folder of this run's, never the machine's.
+            $machineRoot = $env:HOTPATCHTOOLS_MACHINE_ROOT
+            $env:HOTPATCHTOOLS_MACHINE_ROOT = (New-Item -ItemType Directory -Force -Path (Join-Path ([System.IO.Path]::GetTempPath()) "hpt-pester-machine-$PID")).FullName
+            try { $run = Invoke-Pester -Configuration $config }
+            finally {
+                Remove-Item -Recurse -Force $env:HOTPATCHTOOLS_MACHINE_ROOT -ErrorAction SilentlyContinue
+                $env:HOTPATCHTOOLS_MACHINE_ROOT = $machineRoot
+            }
             $failed = $run.FailedCount + $run.FailedBlocksCount + $run.FailedContainersCount
             Write-Host "Pester: $($run.PassedCount) passed, $failed failed"
             if ($failed -gt 0 -or $run.PassedCount -eq 0) { $failures += 'Pester' }
