@@ -155,8 +155,14 @@ namespace HotpatchTools.Engine.Patching
                     sp.SpanLength += ins.Length;
                 }
                 if (p.Expect.Length < sp.SpanLength)
+                {
+                    // A function too small for the jump is refused whatever expect says: saying "extend expect" would
+                    // only lead the author to the next refusal.
+                    if (plan.Image.TryGetFunctionBounds(site - plan.Module.Base, out _, out var endRva, out var fname) && plan.Module.Base + endRva < site + (ulong)sp.SpanLength)
+                        throw Refuse(p, HotpatchErrorKind.UnsafeSite, TooSmall(fname, plan.Module.Base + endRva - site, sp.SpanLength), target);
                     throw Refuse(p, HotpatchErrorKind.UnsafeSite,
                         "expect covers " + p.Expect.Length + " bytes, but the jump overwrites whole instructions covering " + sp.SpanLength + " bytes; extend expect.", target);
+                }
                 CheckRelocatable(sp, target);
             }
             else
@@ -209,6 +215,10 @@ namespace HotpatchTools.Engine.Patching
             }
         }
 
+        private static string TooSmall(string? fn, ulong left, int span) =>
+            "the " + span + " overwritten bytes run past the end of " + (fn ?? "the function") + ": only " + left + " byte(s) from the site to its end, too few for the "
+            + JumpLength + "-byte jump, so it cannot be patched in place at this site; patch an earlier site or its callers instead.";
+
         /// <summary>The site must sit on an instruction boundary of a known function, and nothing in that function may branch into the span.</summary>
         private static void CheckFunction(PatchPlan plan, SitePlan sp, ITargetProcess target)
         {
@@ -220,7 +230,7 @@ namespace HotpatchTools.Engine.Patching
             ulong start = plan.Module.Base + startRva, end = plan.Module.Base + endRva;
             string fn = (fname ?? "function") + " [0x" + start.ToString("x") + ", 0x" + end.ToString("x") + ")";
             if (sp.End > end)
-                throw Refuse(p, HotpatchErrorKind.UnsafeSite, "the " + sp.SpanLength + " overwritten bytes run past the end of " + fn + ".", target);
+                throw Refuse(p, HotpatchErrorKind.UnsafeSite, TooSmall(fn, end - sp.Address, sp.SpanLength), target);
             if (end - start > MaxFunctionScan)
                 throw Refuse(p, HotpatchErrorKind.UnsafeSite, fn + " is too large to scan for branches into the span.", target);
 

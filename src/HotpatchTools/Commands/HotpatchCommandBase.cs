@@ -203,7 +203,17 @@ namespace HotpatchTools.Commands
                     WriteError(new ErrorRecord(e, "PatchFileNotFound", ErrorCategory.ObjectNotFound, p));
                     continue;
                 }
-                foreach (var r in resolved) yield return r;
+                foreach (var r in resolved)
+                {
+                    // Opening a folder as a file fails with "access denied", which sends an admin after permissions.
+                    if (System.IO.Directory.Exists(r))
+                    {
+                        WriteError(OnThisComputer(new ErrorRecord(new System.IO.IOException(r + " is a folder, not a micropatch file; name the files, for example "
+                            + System.IO.Path.Combine(p, "*" + HotpatchTools.Completion.MicropatchPathCompleter.Extension) + "."), "PatchFileIsFolder", ErrorCategory.InvalidArgument, p)));
+                        continue;
+                    }
+                    yield return r;
+                }
             }
         }
 
@@ -213,7 +223,20 @@ namespace HotpatchTools.Commands
         internal bool ShouldWrite(bool force, string target, string action)
         {
             if (force && !WhatIfRequested()) return true;
-            return ShouldProcess(target, action);
+            try
+            {
+                return ShouldProcess(target, action);
+            }
+            // An unattended run (a scheduled task, pwsh -NonInteractive, a remote script) cannot answer the prompt; the
+            // host's own message ("PowerShell is in NonInteractive mode") does not say what to do about it.
+            catch (Exception e) when (e is PSInvalidOperationException || e is System.Management.Automation.Host.HostException)
+            {
+                ThrowTerminatingError(OnThisComputer(new ErrorRecord(new PSInvalidOperationException(
+                    action + " on " + target + " needs confirmation, and this session cannot ask for it (" + e.Message.TrimEnd('.') + "). "
+                    + "Add -Force (or -Confirm:$false) to run it unattended; -WhatIf shows what it would do.", e),
+                    "ConfirmationNotPossible", ErrorCategory.InvalidOperation, target)));
+                return false;
+            }
         }
 
         private bool WhatIfRequested()

@@ -1,0 +1,147 @@
+# What a new user meets in a real session (issue 15's list): paths and wildcards, silent no-ops, misleading
+# messages, unattended runs, progress. Each against live targets.
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
+    Import-Module (Get-ManifestPath) -Force
+    $script:dir = New-TestDirectory 'hpt-pester-session'
+    # Module names of this file's own, so machine-wide installs reach only these targets.
+    $script:a = Start-TestTarget -Name 'pstsessa'
+    $script:b = Start-TestTarget -Name 'pstsessb'
+    $script:c1 = Start-TestTarget -Name 'pstsessc'
+    $script:c2 = Start-TestTarget -Name 'pstsessc'
+}
+
+AfterAll {
+    foreach ($t in $a, $b, $c1, $c2) { Get-Micropatch -ProcessId $t.Id -ErrorAction SilentlyContinue | Uninstall-Micropatch -Force -ErrorAction SilentlyContinue }
+    Stop-TestTarget
+    Remove-Item -Recurse -Force $dir -ErrorAction SilentlyContinue
+}
+
+Describe 'Install-Micropatch -Path and -LiteralPath' {
+    BeforeAll {
+        $script:wild = Join-Path $dir 'wild'
+        $null = New-TestPatch -Directory $wild -Id 'HP-WILD-A' -Module 'pstsessa'
+        $null = New-TestPatch -Directory $wild -Id 'HP-WILD-B' -Module 'pstsessb'
+    }
+    AfterEach {
+        foreach ($t in $a, $b) { Get-Micropatch -ProcessId $t.Id | Uninstall-Micropatch -Force }
+    }
+
+    It 'a wildcard installs every matching file' {
+        $r = Install-Micropatch -Path (Join-Path $wild 'HP-WILD-*.micropatch.yaml') -AllowUnsigned -Force -PassThru
+        ($r.PatchId | Sort-Object) | Should -Be @('HP-WILD-A', 'HP-WILD-B')
+        Invoke-TestTarget $a | Should -Be -1
+        Invoke-TestTarget $b | Should -Be -1
+    }
+
+    It 'several paths install each' {
+        $r = Install-Micropatch -Path (Join-Path $wild 'HP-WILD-A.micropatch.yaml'), (Join-Path $wild 'HP-WILD-B.micropatch.yaml') -AllowUnsigned -Force -PassThru
+        ($r.PatchId | Sort-Object) | Should -Be @('HP-WILD-A', 'HP-WILD-B')
+    }
+
+    It '-LiteralPath takes a name with wildcard characters as it is' {
+        $odd = Join-Path $dir 'odd[1]'
+        $file = New-TestPatch -Directory $odd -Id 'HP-WILD-A'
+        $file = Join-Path $odd 'HP-WILD-A[x].micropatch.yaml'
+        Move-Item -LiteralPath (Join-Path $odd 'HP-WILD-A.micropatch.yaml') -Destination $file
+        (Get-Content -LiteralPath $file -Raw) -replace 'module: psttarget', 'module: pstsessa' | Set-Content -LiteralPath $file -NoNewline
+        $r = Install-Micropatch -LiteralPath $file -ProcessId $a.Id -AllowUnsigned -Force -PassThru
+        $r.Result | Should -Be 'Installed'
+    }
+
+    It 'a folder given as -Path is named as a folder, not "access denied"' {
+        Install-Micropatch -Path $wild -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
+        $e.Count | Should -Be 1
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'PatchFileIsFolder*'
+        "$($e[0])" | Should -Match 'is a folder'
+        "$($e[0])" | Should -Not -Match 'denied'
+    }
+}
+
+Describe 'No silent no-ops' {
+    It 'a machine-wide install where every process is another build is an error with counts, and $? is false' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'other') -Id 'HP-OTHER-BUILD' -Module 'pstsessc' -Expect 'ff ff ff ff ff ff'
+        Install-Micropatch -Path $file -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
+        $ok = $?
+        $ok | Should -BeFalse
+        $e.Count | Should -Be 1
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'NothingInstalled*'
+        "$($e[0])" | Should -Match 'of the 2 process\(es\) that load pstsessc, installed in 0, already installed in 0, not matching \(another build\) in 2'
+    }
+
+    It 'a typo''d symbol is not silent either' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'typo') -Id 'HP-TYPO' -Module 'pstsessc' -At 'tripel'
+        Install-Micropatch -Path $file -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue -WarningVariable w -WarningAction SilentlyContinue
+        ($e.Count + $w.Count) | Should -BeGreaterThan 0
+        (($e | ForEach-Object { "$_" }) + @($w | ForEach-Object Message)) -join "`n" | Should -Match 'tripel'
+    }
+
+    It 'some processes of another build give a warning with the counts' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'some') -Id 'HP-SOME' -Module 'pstsessc'
+        # One of the two already holds another patch at the same site: its bytes are no longer the expected ones.
+        $null = Install-Micropatch -Path (New-TestPatch -Directory (Join-Path $dir 'first') -Id 'HP-FIRST' -Module 'pstsessc') -ProcessId $c1.Id -AllowUnsigned -Force
+        $r = Install-Micropatch -Path $file -AllowUnsigned -Force -PassThru -WarningVariable w -WarningAction SilentlyContinue
+        $r.ProcessId | Should -Be $c2.Id
+        $w.Count | Should -Be 1
+        $w[0].Message | Should -Match 'installed in 1, already installed in 0, not matching \(another build\) in 1'
+        Get-Micropatch -ProcessId $c1.Id, $c2.Id | Uninstall-Micropatch -Force
+    }
+
+    It 'installing twice says it was already installed, as an error, not like a success' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'twice') -Id 'HP-TWICE' -Module 'pstsessa'
+        $null = Install-Micropatch -Path $file -ProcessId $a.Id -AllowUnsigned -Force
+        Install-Micropatch -Path $file -ProcessId $a.Id -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'AlreadyInstalled*'
+        "$($e[0])" | Should -Match 'already installed there, nothing was changed'
+        Uninstall-Micropatch -PatchId HP-TWICE -ProcessId $a.Id -Force
+    }
+}
+
+Describe 'Messages that say what to do' {
+    It 'an assembler typo is one error naming the file, not a state of each process' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'asm') -Id 'HP-ASM' -Module 'pstsessc' -Code "cmp edi, 100`njbe resume`nmvo eax, -1`nret"
+        Install-Micropatch -Path $file -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
+        $asm = @($e | Where-Object { $_.FullyQualifiedErrorId -like 'AssemblyError*' })
+        $asm.Count | Should -Be 1
+        $asm[0].TargetObject | Should -Be $file
+        "$($asm[0])" | Should -Match 'does not assemble'
+    }
+
+    It 'a function too small for the jump is not told to extend expect' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'tiny') -Id 'HP-TINY' -Module 'pstsessa' -At 'tiny' -Expect '31 c0 c3' -Code 'ret'
+        Install-Micropatch -Path $file -ProcessId $a.Id -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
+        "$($e[0])" | Should -Not -Match 'extend expect'
+        "$($e[0])" | Should -Match 'too few for the 5-byte jump'
+    }
+
+    It 'an unattended run without -Force says to use -Force' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'unattended') -Id 'HP-UNATTENDED' -Module 'pstsessa'
+        $script = Join-Path $dir 'unattended.ps1'
+        @'
+param($Manifest, $File, $TargetId)
+Import-Module $Manifest
+try { Install-Micropatch -Path $File -ProcessId $TargetId -AllowUnsigned -ErrorAction Stop; 'went on' }
+catch { 'stopped ' + $_.FullyQualifiedErrorId + ' ' + $_.Exception.Message }
+'@ | Set-Content $script
+        $out = Invoke-ChildPwsh -File $script -ArgumentList (Get-ManifestPath), $file, $a.Id -Environment @{ HOTPATCHTOOLS_MACHINE_ROOT = $env:HOTPATCHTOOLS_MACHINE_ROOT }
+        ($out -join "`n") | Should -Match 'stopped ConfirmationNotPossible'
+        ($out -join "`n") | Should -Match '-Force'
+        Invoke-TestTarget $a | Should -Be 1501
+    }
+}
+
+Describe 'Progress' {
+    It 'a machine-wide install reports progress while it installs, not only while it searches' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'progress') -Id 'HP-PROGRESS' -Module 'pstsessc'
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript('param($m, $f) Import-Module $m; Install-Micropatch -Path $f -AllowUnsigned -Force').AddArgument((Get-ManifestPath)).AddArgument($file).Invoke()
+            $activities = $ps.Streams.Progress | ForEach-Object Activity | Sort-Object -Unique
+            $activities | Should -Contain 'Installing micropatches'
+        }
+        finally { $ps.Dispose() }
+        Invoke-TestTarget $c1 | Should -Be -1
+        Invoke-TestTarget $c2 | Should -Be -1
+        Get-Micropatch -ProcessId $c1.Id, $c2.Id | Uninstall-Micropatch -Force
+    }
+}
