@@ -58,6 +58,19 @@ Describe 'Install-Micropatch -Path and -LiteralPath' {
     }
 }
 
+Describe 'Patch files' {
+    It 'code: | followed by only blank or whitespace lines is an empty block: the patch only detours' {
+        # New-TestPatch indents every code line: an empty line becomes a line of spaces, then one with fewer.
+        $file = New-TestPatch -Directory (Join-Path $dir 'empty') -Id 'HP-EMPTY-CODE' -Module 'pstsessa' -Code "`n  `n"
+        (Get-Content $file -Raw) | Should -Match "code: \|\n      \n"
+        $r = Install-Micropatch -Path $file -ProcessId $a.Id -AllowUnsigned -Force -PassThru
+        $r.Result | Should -Be 'Installed'
+        Invoke-TestTarget $a | Should -Be 1501
+        (Get-MicropatchSite -Path $file -ProcessId $a.Id).State | Should -Be 'Patched'
+        Uninstall-Micropatch -PatchId HP-EMPTY-CODE -ProcessId $a.Id -Force
+    }
+}
+
 Describe 'No silent no-ops' {
     It 'a machine-wide install where every process is another build is an error with counts, and $? is false' {
         $file = New-TestPatch -Directory (Join-Path $dir 'other') -Id 'HP-OTHER-BUILD' -Module 'pstsessc' -Expect 'ff ff ff ff ff ff'
@@ -98,6 +111,14 @@ Describe 'No silent no-ops' {
 }
 
 Describe 'Messages that say what to do' {
+    It 'as root, a process the kernel protects does not say "run as root"' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'pid1') -Id 'HP-PID1'
+        $row = Get-HotpatchTarget -Path $file -ProcessId 1 -ErrorAction SilentlyContinue
+        if ((id -u) -ne '0' -or $row.State -ne 'AccessDenied') { Set-ItResult -Skipped -Because 'pid 1 is readable here, or this is not root' ; return }
+        $row.Reason | Should -Not -Match 'run as root'
+        $row.Reason | Should -Match 'even to root'
+    }
+
     It 'an assembler typo is one error naming the file, not a state of each process' {
         $file = New-TestPatch -Directory (Join-Path $dir 'asm') -Id 'HP-ASM' -Module 'pstsessc' -Code "cmp edi, 100`njbe resume`nmvo eax, -1`nret"
         Install-Micropatch -Path $file -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
