@@ -116,6 +116,44 @@ Describe 'SSH remoting with pwsh -sshs' -Skip:(-not $canRun) {
         $text | Should -Match 'far patch HP-PESTER-SSH'
     }
 
+    It 'the README''s Linux signing recipe and fleet snippet, as written, install a signed patch over SSH' {
+        $readme = Get-Content -Raw (Join-Path (Get-RepoRoot) 'README.md')
+        $recipe = [regex]::Match($readme, "On Linux there is no ``Cert:``[\s\S]*?``````sh\n([\s\S]*?)``````\s*``````powershell\n([\s\S]*?)``````")
+        $recipe.Success | Should -BeTrue -Because 'the README has the Linux signing recipe'
+        $snippet = [regex]::Match($readme, "``````powershell\n(\`$sessions = New-PSSession[\s\S]*?)``````").Groups[1].Value
+        $snippet | Should -Match 'Invoke-Command -Session \$sessions'
+
+        $work = Join-Path $dir 'readme'
+        $null = New-Item -ItemType Directory -Force $work
+        $fleetTarget = Start-TestTarget -Name 'pstssh'
+        $null = New-TestPatch -Directory $work -Id 'HP-2026-0001' -Module 'pstssh'
+        Push-Location $work
+        try {
+            bash -c ($recipe.Groups[1].Value -replace '\\\n', ' ') 2>&1 | Out-Null
+            $LASTEXITCODE | Should -Be 0
+            # The recipe's PowerShell lines: sign here; the publisher is trusted on the far side, as the comment says.
+            $sign = ($recipe.Groups[2].Value -split "`n")[0]
+            Invoke-Expression $sign
+            (Get-MicropatchSignature -Path ./HP-2026-0001.micropatch.yaml).Signer | Should -Match 'CN=Patch Team'
+            $cer = [System.IO.File]::ReadAllBytes((Join-Path $work 'team.cer'))
+            Invoke-Command -Session $session {
+                param($cer)
+                $path = Join-Path ([System.IO.Path]::GetTempPath()) "team-$PID.cer"
+                [System.IO.File]::WriteAllBytes($path, $cer)
+                Add-MicropatchTrustedPublisher -Path $path -Force
+            } -ArgumentList (, $cer)
+
+            $sessions = @($session)
+            $lines = $snippet -split "`n" | Where-Object { $_ -notmatch '^\$sessions = ' }
+            $text = Invoke-Expression ($lines -join "`n") | Out-String -Width 120
+            $text | Should -Match 'HP-2026-0001\s+Installed'
+            $failed | Should -BeNullOrEmpty
+            Invoke-TestTarget $fleetTarget | Should -Be -1
+            Invoke-Command -Session $session { param($id) Uninstall-Micropatch -PatchId HP-2026-0001 -ProcessId $id -Force } -ArgumentList $fleetTarget.Id
+        }
+        finally { Pop-Location; Stop-TestTarget $fleetTarget }
+    }
+
     It 'Invoke-Command uninstalls it again' {
         $removed = Invoke-Command -Session $session { param($id) Uninstall-Micropatch -PatchId HP-PESTER-SSH -ProcessId $id -Force -PassThru } -ArgumentList $target.Id
         $removed.Result | Should -Be 'Removed'
