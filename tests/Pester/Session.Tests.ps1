@@ -151,6 +151,34 @@ catch { 'stopped ' + $_.FullyQualifiedErrorId + ' ' + $_.Exception.Message }
     }
 }
 
+Describe 'Uninstall-Micropatch' {
+    It '-PatchId takes wildcards' {
+        $null = Install-Micropatch -Path (New-TestPatch -Directory (Join-Path $dir 'uwild') -Id 'HP-UWILD-1' -Module 'pstsessa') -ProcessId $a.Id -AllowUnsigned -Force
+        $r = Uninstall-Micropatch -PatchId 'HP-UWILD-*' -ProcessId $a.Id -Force -PassThru
+        $r.PatchId | Should -Be 'HP-UWILD-1'
+        Invoke-TestTarget $a | Should -Be 1501
+    }
+
+    It 'callers still inside the patch code in many processes give one summary warning, details under -Verbose' {
+        # The patch code waits forever (pause in a loop): a thread that called triple stays inside the cave.
+        $d1 = Start-TestTarget -Name 'pstsessd'
+        $d2 = Start-TestTarget -Name 'pstsessd'
+        try {
+            $file = New-TestPatch -Directory (Join-Path $dir 'stale') -Id 'HP-STALE' -Module 'pstsessd' -Code "again:`nmov eax, 34`nsyscall`njmp again"
+            $installed = Install-Micropatch -Path $file -AllowUnsigned -Force -PassThru
+            $installed.Count | Should -Be 2
+            foreach ($d in $d1, $d2) { $d.StandardInput.WriteLine('hammer 1'); $d.StandardInput.Flush(); $d.StandardOutput.ReadLine() | Should -Be 'ok' }
+            Start-Sleep -Milliseconds 200
+            $r = Uninstall-Micropatch -PatchId HP-STALE -Force -PassThru -WarningVariable w -WarningAction SilentlyContinue -Verbose 4>&1 | Where-Object { $_ -isnot [System.Management.Automation.VerboseRecord] -or $_.Message -like 'pid *' }
+            @($r | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Count | Should -Be 2
+            @($r | Where-Object { $_ -isnot [System.Management.Automation.VerboseRecord] }).Result | Should -Be @('Removed', 'Removed')
+            $w.Count | Should -Be 1
+            $w[0].Message | Should -Match '^2 process\(es\) may still have a thread returning into the patch'
+        }
+        finally { Stop-TestTarget $d1, $d2 }
+    }
+}
+
 Describe 'Progress' {
     It 'a machine-wide install reports progress while it installs, not only while it searches' {
         $file = New-TestPatch -Directory (Join-Path $dir 'progress') -Id 'HP-PROGRESS' -Module 'pstsessc'
