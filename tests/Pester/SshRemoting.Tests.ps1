@@ -154,6 +154,16 @@ Describe 'SSH remoting with pwsh -sshs' -Skip:(-not $canRun) {
         finally { Pop-Location; Stop-TestTarget $fleetTarget }
     }
 
+    It 'the fleet script gives one error per computer it cannot reach, in the caller''s -ErrorVariable' {
+        $fleet = Join-Path (Get-RepoRoot) 'samples/fleet/Invoke-HotpatchFleet.ps1'
+        $listed = & $fleet -HostName 127.0.0.1, '127.0.0.1:1' -UserName root -KeyFilePath $key -Port $port -SSHOption $sshOptions -Action List -Module (Join-Path $package "HotpatchTools.psd1") `
+            -ErrorVariable fleetErrors -ErrorAction SilentlyContinue
+        $fleetErrors.Count | Should -Be 1 -Because ($fleetErrors | ForEach-Object { "$($_.FullyQualifiedErrorId) $($_.TargetObject): $_" } | Out-String)
+        $fleetErrors[0].FullyQualifiedErrorId | Should -BeLike 'ComputerUnreachable*'
+        $fleetErrors[0].TargetObject | Should -Be '127.0.0.1'
+        @($listed | Where-Object PatchId -eq 'HP-PESTER-SSH').Count | Should -Be 1
+    }
+
     It 'Invoke-Command uninstalls it again' {
         $removed = Invoke-Command -Session $session { param($id) Uninstall-Micropatch -PatchId HP-PESTER-SSH -ProcessId $id -Force -PassThru } -ArgumentList $target.Id
         $removed.Result | Should -Be 'Removed'
