@@ -21,5 +21,5 @@ if ($null -eq $assembly) {
 }
 Import-Module -Name $assembly -ErrorAction Stop
 Export-ModuleMember -Cmdlet 'Get-HotpatchTarget', 'Install-Micropatch', 'Uninstall-Micropatch', 'Get-Micropatch', 'Get-HotpatchModule', 'Get-MicropatchSite',
-    'Register-Micropatch', 'Get-MicropatchCatalog', 'Enable-Micropatch', 'Disable-Micropatch', 'Unregister-Micropatch', 'Sync-Micropatch', 'Test-MicropatchCompliance',
+    'Register-Micropatch', 'Get-MicropatchCatalog', 'Enable-Micropatch', 'Disable-Micropatch', 'Unregister-Micropatch', 'Sync-Micropatch', 'Test-MicropatchCompliance', 'New-Micropatch', 'Test-Micropatch',
     'Set-MicropatchSignature', 'Get-MicropatchSignature', 'Add-MicropatchTrustedPublisher', 'Get-MicropatchTrustedPublisher', 'Remove-MicropatchTrustedPublisher', 'Get-MicropatchAuditLog' -Alias 'Remove-Micropatch'

@@ -45,6 +45,7 @@ namespace HotpatchTools.Bench
                 if (Wanted("Call overhead")) Section("Call overhead", () => CallOverhead(quick));
                 if (Wanted("Discovery")) Section("Discovery", () => Discovery(quick));
                 if (Wanted("Import")) Section("Import", () => Import(quick));
+                if (Wanted("Watch")) Section("Watch", () => Watch(quick));
             }
             finally
             {
@@ -293,6 +294,77 @@ namespace HotpatchTools.Bench
         {
             var s = v.OrderBy(x => x).ToList();
             return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
+        }
+
+        // ---------- watch: new processes patched, idle cost ----------
+
+        /// <summary>
+        /// Sync-Micropatch -Watch's engine side: the time from starting a process with the module until its site holds
+        /// the jump, and the watch's CPU while nothing happens; polling every second (the baseline) against process
+        /// events with a one-minute pass interval, so that only an event can explain a fast patch.
+        /// </summary>
+        private static void Watch(bool quick)
+        {
+            int n = quick ? 5 : 20;
+            var idle = TimeSpan.FromSeconds(quick ? 2 : 5);
+            ulong rva = ulong.Parse(Run("nm", "--defined-only", _exe).Split('\n').First(l => l.EndsWith(" T work_fn")).Split(' ')[0], NumberStyles.HexNumber);
+            var rng = new Random(11);
+            var results = new Dictionary<bool, (List<double> Delays, double IdlePercent)>();
+            foreach (bool events in new[] { false, true })
+            {
+                using var stop = new CancellationTokenSource();
+                using var firstPass = new ManualResetEventSlim();
+                var enforcer = new HotpatchTools.Engine.Catalog.Enforcer(Engine) { UseEvents = events };
+                var loop = new Thread(() => enforcer.Watch(() => new[] { Empty }, TimeSpan.FromSeconds(events ? 60 : 1), _ => firstPass.Set(), stop.Token)) { IsBackground = true };
+                loop.Start();
+                firstPass.Wait(TimeSpan.FromSeconds(30));
+                var delays = new List<double>();
+                for (int i = 0; i < n; i++)
+                {
+                    Thread.Sleep(rng.Next(0, 1000)); // anywhere in the polling interval
+                    var clock = Stopwatch.StartNew();
+                    using var t = new Target(_exe, 0);
+                    while (!SiteJumps(t.Pid, rva))
+                    {
+                        if (clock.Elapsed > TimeSpan.FromSeconds(10)) throw new TimeoutException("process " + t.Pid + " not patched in 10 s");
+                        Thread.Sleep(1);
+                    }
+                    delays.Add(clock.Elapsed.TotalMilliseconds);
+                }
+                Thread.Sleep(500);
+                var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+                var wall = Stopwatch.StartNew();
+                Thread.Sleep(idle);
+                double percent = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMilliseconds / wall.Elapsed.TotalMilliseconds * 100;
+                stop.Cancel();
+                loop.Join();
+                results[events] = (delays, percent);
+            }
+            var (poll, ev) = (results[false], results[true]);
+            double p50 = Median(ev.Delays), p95 = Percentile(ev.Delays, 0.95);
+            Rows.Add(new[] { "Watch", $"New process → patched, median ({n} starts)", $"{Median(poll.Delays):F0} ms (poll 1 s)", $"{p50:F1} ms (events)", $"{p50 / Median(poll.Delays):F3}×", "≤ 50 ms", p50 <= 50 ? "yes" : "NO" });
+            Rows.Add(new[] { "", "New process → patched, p95", $"{Percentile(poll.Delays, 0.95):F0} ms", $"{p95:F1} ms", $"{p95 / Percentile(poll.Delays, 0.95):F3}×", "≤ 200 ms", p95 <= 200 ? "yes" : "NO" });
+            Rows.Add(new[] { "", "Watch idle CPU (% of a core)", $"{poll.IdlePercent:F2} % (poll 1 s)", $"{ev.IdlePercent:F2} % (events)", "", "≤ 0.5 %", ev.IdlePercent <= 0.5 ? "yes" : "NO" });
+        }
+
+        private static bool SiteJumps(int pid, ulong rva)
+        {
+            try
+            {
+                var maps = File.ReadAllLines($"/proc/{pid}/maps").Where(l => l.EndsWith("/benchtarget")).ToList();
+                if (maps.Count == 0) return false;
+                ulong start = maps.Min(l => ulong.Parse(l[..l.IndexOf('-')], NumberStyles.HexNumber));
+                using var mem = new FileStream($"/proc/{pid}/mem", FileMode.Open, FileAccess.Read);
+                mem.Seek((long)(start + rva), SeekOrigin.Begin);
+                return mem.ReadByte() == 0xE9;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+        }
+
+        private static double Percentile(List<double> values, double q)
+        {
+            var sorted = values.OrderBy(x => x).ToArray();
+            return sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
         }
 
         private static void PrintTable()

@@ -38,6 +38,8 @@ namespace HotpatchTools
         Vulnerable,
         Mismatch,
         Failed,
+        /// <summary>A patch that supersedes this one holds in the process; this one is not installed there.</summary>
+        Superseded,
     }
 
     /// <summary>Sync-Micropatch: one patch in one process.</summary>

@@ -19,6 +19,7 @@ namespace HotpatchTools
         Inconsistent,
         NotLoaded,
         AccessDenied,
+        Superseded,
     }
 
     /// <summary>Get-HotpatchTarget: one process against one patch file.</summary>

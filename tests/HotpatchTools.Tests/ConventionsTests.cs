@@ -53,9 +53,13 @@ namespace HotpatchTools.Tests
         [Fact]
         public void State_changing_cmdlets_confirm_with_high_impact_and_offer_Force_and_PassThru()
         {
-            var changing = Cmdlets().Where(c => !ReadOnlyVerbs.Contains(c.Verb)).ToArray();
+            // New-Micropatch writes a new file, as New-Item does: it confirms at the default (medium) impact.
+            var changing = Cmdlets().Where(c => !ReadOnlyVerbs.Contains(c.Verb) && c.Name != "New-Micropatch").ToArray();
             Assert.Equal(new[] { "Add-MicropatchTrustedPublisher", "Disable-Micropatch", "Enable-Micropatch", "Install-Micropatch", "Register-Micropatch", "Remove-MicropatchTrustedPublisher", "Set-MicropatchSignature", "Sync-Micropatch", "Uninstall-Micropatch", "Unregister-Micropatch" },
                 changing.Select(c => c.Name).OrderBy(n => n, StringComparer.Ordinal));
+            var newFile = Cmdlets().Single(c => c.Name == "New-Micropatch");
+            Assert.True(new CommandMetadata(newFile).SupportsShouldProcess);
+            Assert.Contains("Force", newFile.Parameters.Keys);
             foreach (var c in changing)
             {
                 var metadata = new CommandMetadata(c);
@@ -133,7 +137,7 @@ namespace HotpatchTools.Tests
             var anyFile = new[] { ("Add-MicropatchTrustedPublisher", "Path"), ("Get-MicropatchAuditLog", "Path") };
             var parameters = Cmdlets().SelectMany(c => c.Parameters.Values.Where(p => completed.Contains(p.Name)).Select(p => (Cmdlet: c.Name, Parameter: p)))
                 .Where(p => !anyFile.Contains((p.Cmdlet, p.Parameter.Name))).ToArray();
-            Assert.Equal(25, parameters.Length);
+            Assert.Equal(27, parameters.Length);
             Assert.All(parameters, p => Assert.True(p.Parameter.Attributes.OfType<ArgumentCompleterAttribute>().Any(), p.Cmdlet + " -" + p.Parameter.Name + " has no completer"));
         }
 

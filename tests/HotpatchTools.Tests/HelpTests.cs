@@ -115,6 +115,7 @@ namespace HotpatchTools.Tests
         [InlineData("about_HotpatchTools_Trust", "Explains signed micropatches, trusted publishers, the audit log and JEA.")]
         [InlineData("about_HotpatchTools_Fleet", "Describes fleet patching with HotpatchTools over PowerShell remoting.")]
         [InlineData("about_HotpatchTools_Enforcement", "Keeps a computer patched: machine catalog, enforcement and compliance.")]
+        [InlineData("about_Micropatch_Authoring", "Writes an emergency micropatch, from a vulnerable function to a signed file.")]
         public void About_topics_are_found_with_their_synopsis(string topic, string synopsis)
         {
             string text = string.Join("\n", Lines("Get-Help -Name $args[0]", topic));

@@ -62,6 +62,18 @@ static void *hammer(void *arg) {
     return NULL;
 }
 
+/* Patch upgrades: each call of rip_first(-1) is counted by the answer it got (39 original, 7 and 9 the two
+ * patch versions of the tests, anything else), so a swap between versions shows whether a call saw neither. */
+static atomic_llong tally[4];
+static void *tallier(void *arg) {
+    (void)arg;
+    while (!atomic_load(&stop_flag)) {
+        int r = rip_first(-1);
+        atomic_fetch_add(&tally[r == 39 ? 0 : r == 7 ? 1 : r == 9 ? 2 : 3], 1);
+    }
+    return NULL;
+}
+
 static void *park(void *arg) { (void)arg; for (;;) park_fn(); return NULL; }
 
 static void *spin(void *arg) { (void)arg; spin_fn(); return NULL; }
@@ -119,6 +131,13 @@ int main(void) {
             atomic_store(&stop_flag, 0);
             for (int i = 0; i < n && hammer_count < 64; i++) start_thread(&hammers[hammer_count++], hammer, (void *)(size_t)(i + 1));
             printf("ok\n");
+        } else if (sscanf(line, "tally %d", &n) == 1) {
+            atomic_store(&stop_flag, 0);
+            for (int i = 0; i < 4; i++) atomic_store(&tally[i], 0);
+            for (int i = 0; i < n && hammer_count < 64; i++) start_thread(&hammers[hammer_count++], tallier, NULL);
+            printf("ok\n");
+        } else if (!strncmp(line, "counts", 6)) {
+            printf("%lld %lld %lld %lld\n", (long long)atomic_load(&tally[0]), (long long)atomic_load(&tally[1]), (long long)atomic_load(&tally[2]), (long long)atomic_load(&tally[3]));
         } else if (!strncmp(line, "calm", 4)) {
             atomic_store(&stop_flag, 1);
             while (hammer_count > 0) join_thread(hammers[--hammer_count]);

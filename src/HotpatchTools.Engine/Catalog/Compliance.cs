@@ -29,7 +29,7 @@ namespace HotpatchTools.Engine.Catalog
             var r = new ComplianceReport
             {
                 Patches = patchCount,
-                Patched = pass.Results.Count(x => x.Outcome == EnforcementOutcome.AlreadyPatched || x.Outcome == EnforcementOutcome.Applied),
+                Patched = pass.Results.Count(x => x.Outcome == EnforcementOutcome.AlreadyPatched || x.Outcome == EnforcementOutcome.Applied || x.Outcome == EnforcementOutcome.Superseded),
                 Vulnerable = pass.Results.Count(x => x.Outcome == EnforcementOutcome.Vulnerable),
                 Failed = pass.Results.Count(x => x.Outcome == EnforcementOutcome.Failed),
                 Mismatch = pass.Results.Count(x => x.Outcome == EnforcementOutcome.Mismatch),

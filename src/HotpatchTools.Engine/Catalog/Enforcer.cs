@@ -25,6 +25,8 @@ namespace HotpatchTools.Engine.Catalog
         Mismatch,
         /// <summary>Refused or failed; Reason and ErrorKind say why.</summary>
         Failed,
+        /// <summary>Not installed because a patch that supersedes it is installed in the process.</summary>
+        Superseded,
     }
 
     /// <summary>One patch in one process, as one enforcement pass found or left it.</summary>
@@ -44,7 +46,7 @@ namespace HotpatchTools.Engine.Catalog
     {
         /// <summary>Every target this pass inspected (in an incremental pass, not the unchanged ones).</summary>
         public IReadOnlyList<EnforcementResult> Results { get; internal set; } = new EnforcementResult[0];
-        /// <summary>The results whose outcome differs from the one this enforcer last saw for that process and patch.</summary>
+        /// <summary>The results whose outcome differs from the one this enforcer last saw for that process and patch (Applied, then AlreadyPatched, is no change).</summary>
         public IReadOnlyList<EnforcementResult> Changed { get; internal set; } = new EnforcementResult[0];
         public int ProcessCount { get; internal set; }
         /// <summary>Processes whose module list could not be read (not elevated, or protected).</summary>
@@ -127,23 +129,7 @@ namespace HotpatchTools.Engine.Catalog
                 if (view == null) continue;
                 seen.Add(p.Id);
 
-                var relevant = view.Relevant;
-                if (relevant.Count == 0) { _memos.Remove(p.Id); continue; }
-
-                if (!_memos.TryGetValue(p.Id, out var memo) || memo.Fingerprint != view.Fingerprint)
-                    _memos[p.Id] = memo = new Memo { Fingerprint = view.Fingerprint };
-
-                foreach (var patch in relevant)
-                {
-                    string key = patch.Id + "|" + patch.FileSha256;
-                    if (!full && memo.Settled.Contains(key)) { unchanged++; continue; }
-                    var r = Enforce(patch, p.Id, apply, confirm);
-                    if (r == null) continue;
-                    results.Add(r);
-                    if (!memo.Last.TryGetValue(key, out var last) || last.Outcome != r.Outcome) changed.Add(r);
-                    memo.Last[key] = r;
-                    if (IsSettled(r)) memo.Settled.Add(key); else memo.Settled.Remove(key);
-                }
+                unchanged += EnforceIn(p, view, full, apply, confirm, results, changed);
             }
             foreach (var gone in _memos.Keys.Where(k => !seen.Contains(k)).ToList()) _memos.Remove(gone);
             foreach (var gone in _views.Keys.Where(k => !seen.Contains(k)).ToList()) _views.Remove(gone);
@@ -158,24 +144,200 @@ namespace HotpatchTools.Engine.Catalog
             return pass;
         }
 
+        /// <summary>The relevant patches in one process, successors first; returns how many were skipped as settled.</summary>
+        private int EnforceIn(ProcessInfo p, View view, bool full, bool apply, Func<TargetStatus, bool>? confirm,
+            List<EnforcementResult> results, List<EnforcementResult> changed)
+        {
+            var relevant = view.Relevant;
+            if (relevant.Count == 0) { _memos.Remove(p.Id); return 0; }
+
+            if (!_memos.TryGetValue(p.Id, out var memo) || (memo.Fingerprint != view.Fingerprint && !SameProcess(memo.Fingerprint, view.Fingerprint)))
+                _memos[p.Id] = memo = new Memo { Fingerprint = view.Fingerprint };
+            else if (memo.Fingerprint != view.Fingerprint)
+            {
+                // The same process mapped or unmapped a module: look again, but what it was is still what it was.
+                memo.Fingerprint = view.Fingerprint;
+                memo.Settled.Clear();
+            }
+
+            int unchanged = 0;
+            // Successors first: a patch whose successor holds in this process is never installed there.
+            var held = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            foreach (var patch in SuccessorsFirst(relevant))
+            {
+                string key = patch.Id + "|" + patch.FileSha256;
+                var successor = Successors(patch, relevant).FirstOrDefault(x => held.Contains(x.Id));
+                if (!full && memo.Settled.Contains(key))
+                {
+                    unchanged++;
+                    if (memo.Last.TryGetValue(key, out var settled) && Holds(settled)) held.Add(patch.Id);
+                    continue;
+                }
+                var r = successor != null
+                    ? Result(patch, p.Id, p.Name, patch.Target.Module, EnforcementOutcome.Superseded, "Superseded by " + successor.Id + ", which holds in this process.", null)
+                    : Enforce(patch, p.Id, apply, confirm);
+                if (r == null) continue;
+                results.Add(r);
+                if (Holds(r)) held.Add(patch.Id);
+                if (!memo.Last.TryGetValue(key, out var last) || Patched(last.Outcome) != Patched(r.Outcome) || (!Patched(r.Outcome) && last.Outcome != r.Outcome)) changed.Add(r);
+                memo.Last[key] = r;
+                if (IsSettled(r)) memo.Settled.Add(key); else memo.Settled.Remove(key);
+            }
+            return unchanged;
+        }
+
+        /// <summary>Use the platform's process events where it has them (the default); false: poll only.</summary>
+        public bool UseEvents { get; set; } = true;
+
         /// <summary>
         /// Runs passes until cancelled: the first one full, then incremental ones every interval. patches is asked
         /// before every pass, so catalog changes take effect without a restart. Runs on the calling thread.
+        /// Where the platform reports process events (<see cref="IProcessEvents"/>), a process that starts a program
+        /// or opens a module file of a patch is looked at within milliseconds, between the passes; the passes stay,
+        /// for what the events do not cover (a module at a path nobody watched, a patch removed by hand).
         /// </summary>
         public void Watch(Func<IReadOnlyList<Micropatch>> patches, TimeSpan interval, Action<EnforcementPass> onPass, CancellationToken cancel,
             Func<TargetStatus, bool>? confirm = null)
         {
+            using var events = UseEvents ? (_engine.Platform as IProcessEventPlatform)?.OpenEvents(_log) : null;
+            _log?.Invoke(events == null ? "watch: no process events here; polling every " + interval.TotalSeconds + " s" : "watch: process events from " + events.Description);
+            IReadOnlyList<Micropatch> current = new Micropatch[0];
+            var followUps = new FollowUps();
+            var nextPass = DateTime.MinValue;
             while (!cancel.IsCancellationRequested)
             {
-                EnforcementPass? pass = null;
-                try { pass = Run(patches(), apply: true, confirm: confirm, incremental: true, cancel: cancel); }
-                // /proc or the catalog briefly unreadable must not end a watch that runs for months; the next pass retries.
-                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                if (DateTime.UtcNow >= nextPass)
                 {
-                    _log?.Invoke("enforcement pass failed, retrying after the interval: " + e.Message);
+                    EnforcementPass? pass = null;
+                    try
+                    {
+                        current = patches();
+                        pass = Run(current, apply: true, confirm: confirm, incremental: true, cancel: cancel);
+                        events?.WatchFiles(ModuleFiles(current));
+                    }
+                    // /proc or the catalog briefly unreadable must not end a watch that runs for months; the next pass retries.
+                    catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                    {
+                        _log?.Invoke("enforcement pass failed, retrying after the interval: " + e.Message);
+                    }
+                    if (pass != null) onPass(pass);
+                    nextPass = DateTime.UtcNow + interval;
                 }
-                if (pass != null) onPass(pass);
-                if (cancel.WaitHandle.WaitOne(interval)) break;
+                if (events == null)
+                {
+                    if (cancel.WaitHandle.WaitOne(interval)) break;
+                    continue;
+                }
+
+                var now = DateTime.UtcNow;
+                var until = followUps.NextDue is DateTime due && due < nextPass ? due : nextPass;
+                try
+                {
+                    foreach (var e in events.Wait(until > now ? until - now : TimeSpan.Zero, cancel)) followUps.Add(e, DateTime.UtcNow);
+                }
+                catch (IOException e)
+                {
+                    _log?.Invoke("watch: process events failed, polling from now on: " + e.Message);
+                    events.Dispose();
+                    WatchByPolling();
+                    return;
+                }
+                var pids = followUps.TakeDue(DateTime.UtcNow);
+                if (pids.Count == 0 || current.Count == 0) continue;
+                var followUp = RunFor(pids, current, confirm);
+                if (followUp.Results.Count > 0) onPass(followUp);
+            }
+
+            void WatchByPolling()
+            {
+                while (!cancel.IsCancellationRequested)
+                {
+                    if (cancel.WaitHandle.WaitOne(interval)) break;
+                    EnforcementPass? pass = null;
+                    try { pass = Run(patches(), apply: true, confirm: confirm, incremental: true, cancel: cancel); }
+                    catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                    {
+                        _log?.Invoke("enforcement pass failed, retrying after the interval: " + e.Message);
+                    }
+                    if (pass != null) onPass(pass);
+                }
+            }
+        }
+
+        /// <summary>A pass over the processes that events named: those whose modules changed are inspected again.</summary>
+        private EnforcementPass RunFor(IReadOnlyList<int> pids, IReadOnlyList<Micropatch> patches, Func<TargetStatus, bool>? confirm)
+        {
+            var clock = Stopwatch.StartNew();
+            var results = new List<EnforcementResult>();
+            var changed = new List<EnforcementResult>();
+            int unchanged = 0;
+            foreach (int pid in pids)
+            {
+                View? view;
+                try { view = Look(pid, patches); }
+                catch (HotpatchException) { continue; } // gone, or not ours to read: the passes report those
+                if (view == null) continue;
+                unchanged += EnforceIn(new ProcessInfo(pid, ""), view, full: false, apply: true, confirm, results, changed);
+            }
+            _log?.Invoke("event follow-up: " + pids.Count + " process(es), " + results.Count + " inspected, " + clock.Elapsed.TotalMilliseconds.ToString("0.0", CultureInfo.InvariantCulture) + " ms");
+            return new EnforcementPass { Results = results, Changed = changed, ProcessCount = pids.Count, Unchanged = unchanged, Elapsed = clock.Elapsed };
+        }
+
+        /// <summary>
+        /// The module files to watch for opens: every file a pass saw mapped under a patch's module name, and the
+        /// name in the system's library folders (a link there, such as a SONAME, leads the mark to the library).
+        /// </summary>
+        private IEnumerable<string> ModuleFiles(IReadOnlyList<Micropatch> patches)
+        {
+            foreach (var path in _seenModulePaths) yield return path;
+            foreach (var patch in patches)
+                foreach (var dir in LibraryFolders)
+                {
+                    var candidate = Path.Combine(dir, patch.Target.Module);
+                    if (File.Exists(candidate)) yield return candidate;
+                }
+        }
+
+        private static readonly string[] LibraryFolders =
+            { "/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu" };
+
+        private readonly HashSet<string> _seenModulePaths = new HashSet<string>(StringComparer.Ordinal);
+
+        /// <summary>
+        /// When to look again at a process an event named: at once, then a few times more, because the event comes
+        /// before the mapping it announces (exec before the loader maps the libraries, open before mmap).
+        /// </summary>
+        private sealed class FollowUps
+        {
+            private static readonly int[] AfterStart = { 0, 10, 100 };
+            private static readonly int[] AfterOpen = { 1, 3, 10, 30, 100, 300 };
+            /// <summary>Bounded like the event source's own queue: beyond it, the next pass is the follow-up.</summary>
+            private const int MaxTracked = 4096;
+            private readonly Dictionary<int, (DateTime Since, int[] Schedule, int Next)> _tracked = new Dictionary<int, (DateTime, int[], int)>();
+
+            public void Add(ProcessEvent e, DateTime now)
+            {
+                var schedule = e.Kind == ProcessEventKind.OpenedModule ? AfterOpen : AfterStart;
+                if (_tracked.TryGetValue(e.ProcessId, out var had) && had.Schedule == schedule) return;
+                if (_tracked.Count >= MaxTracked && !_tracked.ContainsKey(e.ProcessId)) return;
+                _tracked[e.ProcessId] = (now, schedule, 0);
+            }
+
+            public DateTime? NextDue =>
+                _tracked.Count == 0 ? (DateTime?)null : _tracked.Values.Min(t => t.Since.AddMilliseconds(t.Schedule[t.Next]));
+
+            public List<int> TakeDue(DateTime now)
+            {
+                var due = new List<int>();
+                foreach (var pid in _tracked.Keys.ToList())
+                {
+                    var t = _tracked[pid];
+                    if (t.Since.AddMilliseconds(t.Schedule[t.Next]) > now) continue;
+                    due.Add(pid);
+                    if (t.Next + 1 < t.Schedule.Length) _tracked[pid] = (t.Since, t.Schedule, t.Next + 1);
+                    else _tracked.Remove(pid);
+                }
+                return due;
             }
         }
 
@@ -197,6 +359,8 @@ namespace HotpatchTools.Engine.Catalog
             {
                 case TargetState.Patched:
                     return Result(patch, s, EnforcementOutcome.AlreadyPatched, s.Reason, null);
+                case TargetState.Superseded:
+                    return Result(patch, s, EnforcementOutcome.Superseded, s.Reason, null);
                 case TargetState.Mismatch:
                     return Result(patch, s, EnforcementOutcome.Mismatch, s.Reason, s.ErrorKind);
                 case TargetState.Vulnerable:
@@ -206,7 +370,8 @@ namespace HotpatchTools.Engine.Catalog
                     {
                         var r = _engine.Install(patch, pid);
                         return Result(patch, s, EnforcementOutcome.Applied,
-                            r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped for " + r.FreezeTime.TotalMilliseconds.ToString("0.00", CultureInfo.InvariantCulture) + " ms.", null);
+                            r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped for " + r.FreezeTime.TotalMilliseconds.ToString("0.00", CultureInfo.InvariantCulture) + " ms."
+                            + (r.Replaced.Count > 0 ? " Replaced " + string.Join(", ", r.Replaced) + "." : ""), null);
                     }
                     catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AlreadyInstalled)
                     {
@@ -225,6 +390,39 @@ namespace HotpatchTools.Engine.Catalog
                     return Result(patch, s, EnforcementOutcome.Failed, s.State + ": " + s.Reason, s.ErrorKind);
             }
         }
+
+        /// <summary>Applied and then AlreadyPatched is one state, not news.</summary>
+        private static bool Patched(EnforcementOutcome o) => o == EnforcementOutcome.Applied || o == EnforcementOutcome.AlreadyPatched;
+
+        /// <summary>Fingerprints of one process (same start time) before and after a module change; never on a platform without start times.</summary>
+        private static bool SameProcess(string a, string b)
+        {
+            int i = a.IndexOf('|'), j = b.IndexOf('|');
+            return i > 0 && i == j && string.CompareOrdinal(a, 0, b, 0, i) == 0;
+        }
+
+        private static bool Holds(EnforcementResult r) =>
+            r.Outcome == EnforcementOutcome.Applied || r.Outcome == EnforcementOutcome.AlreadyPatched || r.Outcome == EnforcementOutcome.Superseded;
+
+        /// <summary>The patches of the set that replace this one, directly or through a chain (C supersedes B supersedes A).</summary>
+        private static List<Micropatch> Successors(Micropatch patch, IReadOnlyList<Micropatch> set) =>
+            set.Where(other => !ReferenceEquals(other, patch) && Replaces(other, patch.Id, set, new HashSet<string>(StringComparer.OrdinalIgnoreCase))).ToList();
+
+        private static bool Replaces(Micropatch successor, string id, IReadOnlyList<Micropatch> set, HashSet<string> visited)
+        {
+            if (!visited.Add(successor.Id)) return false; // a cycle in the files' supersedes lists
+            foreach (var old in successor.Supersedes)
+            {
+                if (string.Equals(old, id, StringComparison.OrdinalIgnoreCase)) return true;
+                var next = set.FirstOrDefault(x => string.Equals(x.Id, old, StringComparison.OrdinalIgnoreCase));
+                if (next != null && Replaces(next, id, set, visited)) return true;
+            }
+            return false;
+        }
+
+        private static IEnumerable<Micropatch> SuccessorsFirst(IReadOnlyList<Micropatch> set) =>
+            set.Select((p, i) => (Patch: p, Index: i, Replaced: set.Count(o => !ReferenceEquals(o, p) && Replaces(p, o.Id, set, new HashSet<string>(StringComparer.OrdinalIgnoreCase)))))
+                .OrderByDescending(x => x.Replaced).ThenBy(x => x.Index).Select(x => x.Patch);
 
         // A failure that may pass by itself is tried again on the next pass even when the process did not change.
         private static bool IsSettled(EnforcementResult r) =>
@@ -280,7 +478,7 @@ namespace HotpatchTools.Engine.Catalog
             return view;
         }
 
-        private static View? LookLinux(int pid, IReadOnlyList<Micropatch> patches)
+        private View? LookLinux(int pid, IReadOnlyList<Micropatch> patches)
         {
             string text;
             try { text = File.ReadAllText("/proc/" + pid + "/maps"); }
@@ -308,7 +506,16 @@ namespace HotpatchTools.Engine.Catalog
                 mappings.Add(line.Substring(0, line.IndexOf(' ')) + " " + path);
             }
             view.Relevant = patches.Where(patch => names.Any(n => ModuleMatches(n, patch))).ToList();
-            if (view.Relevant.Count > 0) view.Fingerprint = Fingerprint(pid, mappings);
+            if (view.Relevant.Count > 0)
+            {
+                view.Fingerprint = Fingerprint(pid, mappings);
+                // Where these modules live on this machine: the watch marks those files for opens.
+                foreach (var m in mappings)
+                {
+                    var path = m.Substring(m.IndexOf(' ') + 1);
+                    if (_seenModulePaths.Count < 1024 && view.Relevant.Any(patch => ModuleMatches(Path.GetFileName(path), patch))) _seenModulePaths.Add(path);
+                }
+            }
             return view;
         }
 

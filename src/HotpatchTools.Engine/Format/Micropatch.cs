@@ -16,6 +16,8 @@ namespace HotpatchTools.Engine.Format
         public string? Description { get; internal set; }
         public IReadOnlyList<string> References { get; internal set; } = new string[0];
         public Severity? Severity { get; internal set; }
+        /// <summary>Ids of the patches this one replaces: installing it removes them under the same freeze.</summary>
+        public IReadOnlyList<string> Supersedes { get; internal set; } = new string[0];
         public MicropatchTarget Target { get; internal set; } = new MicropatchTarget();
         public IReadOnlyList<Patchlet> Patchlets { get; internal set; } = new Patchlet[0];
 

@@ -32,6 +32,9 @@ namespace HotpatchTools.Engine.Format
     /// </summary>
     public static class MicropatchParser
     {
+        /// <summary>Superseded ids one patch may list: one install replaces them all under a single freeze.</summary>
+        internal const int MaxSupersedes = 16;
+
         /// <summary>Key reported for problems that concern the file as a whole rather than one key.</summary>
         internal const string DocumentKey = "(document)";
 
@@ -366,7 +369,7 @@ namespace HotpatchTools.Engine.Format
         /// <summary>The schema walk over one checked document.</summary>
         private sealed class FileReader
         {
-            private static readonly string[] RootKeys = { "format", "id", "title", "description", "references", "severity", "target", "patchlets" };
+            private static readonly string[] RootKeys = { "format", "id", "title", "description", "references", "severity", "supersedes", "target", "patchlets" };
             private static readonly string[] TargetKeys = { "os", "arch", "module", "identity" };
             private static readonly string[] IdentityKeys = { "buildId", "timeDateStamp", "sizeOfImage", "sha256" };
             private static readonly string[] PatchletKeys = { "at", "expect", "mode", "code" };
@@ -424,6 +427,24 @@ namespace HotpatchTools.Engine.Format
                 if (keys.TryGetValue("severity", out var severity))
                     patch.Severity = Choice(severity, "severity", new[] { "low", "medium", "high", "critical" },
                         new[] { Severity.Low, Severity.Medium, Severity.High, Severity.Critical });
+
+                if (keys.TryGetValue("supersedes", out var supersedes))
+                {
+                    var ids = new List<string>();
+                    int i = 0;
+                    foreach (var item in Sequence(supersedes, "supersedes").Children)
+                    {
+                        string path = "supersedes[" + i++ + "]";
+                        string old = Text(item, path);
+                        if (!IsValidId(old)) throw Error(path, item, "'" + old + "' is not a valid patch id");
+                        if (string.Equals(old, patch.Id, StringComparison.OrdinalIgnoreCase)) throw Error(path, item, "a patch cannot supersede itself");
+                        if (ids.Exists(x => string.Equals(x, old, StringComparison.OrdinalIgnoreCase))) throw Error(path, item, "'" + old + "' is listed twice");
+                        // One replacement touches every cave it names under one freeze: keep that bounded.
+                        if (ids.Count == MaxSupersedes) throw Error(path, item, "at most " + MaxSupersedes + " superseded patches");
+                        ids.Add(old);
+                    }
+                    patch.Supersedes = ids.ToArray();
+                }
 
                 patch.Target = ReadTarget(Mapping(Required(keys, root, "", "target"), "target"));
 

@@ -23,7 +23,7 @@ namespace HotpatchTools.Engine.Patching
         public static int EstimateSize(PatchPlan plan)
         {
             int code = plan.Sites.Sum(s => (s.Code.Instructions.Count + s.SpanInstructions.Count + 1) * 32 + 64);
-            int header = 128 + plan.Sites.Sum(s => 32 + 2 * s.SpanLength);
+            int header = 128 + plan.Sites.Sum(s => 32 + 2 * s.SpanLength) + 1 + plan.Patch.Supersedes.Sum(id => 1 + System.Text.Encoding.UTF8.GetByteCount(id));
             return RoundUp(header + code + CaveHeader.TrailerLength, PageSize);
         }
 
@@ -36,6 +36,7 @@ namespace HotpatchTools.Engine.Patching
                 FileSha256 = plan.Patch.FileSha256Bytes,
                 PatchId = plan.Patch.Id,
                 Module = plan.Module.Name,
+                Supersedes = plan.Patch.Supersedes.ToList(),
             };
             foreach (var s in plan.Sites)
                 header.Sites.Add(new CaveSite { Address = s.Address, Mode = s.Patchlet.Mode, Original = s.Original, Written = new byte[s.SpanLength] });

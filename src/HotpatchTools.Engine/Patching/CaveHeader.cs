@@ -37,6 +37,8 @@ namespace HotpatchTools.Engine.Patching
         public string PatchId = "";
         public string Module = "";
         public List<CaveSite> Sites = new List<CaveSite>();
+        /// <summary>Ids of the patches this one replaced (the file's `supersedes`), so any session sees them as superseded here.</summary>
+        public List<string> Supersedes = new List<string>();
 
         public byte[] Serialize()
         {
@@ -62,6 +64,12 @@ namespace HotpatchTools.Engine.Patching
                 w.Write(s.Written);
                 w.Write(s.CodeOffset);
                 w.Write(s.CodeLength);
+            }
+            // Optional, after the sites: a header without it (written before `supersedes` existed) still reads.
+            if (Supersedes.Count > 0)
+            {
+                w.Write((byte)Supersedes.Count);
+                foreach (var id in Supersedes) WriteString(w, id);
             }
             var bytes = ms.ToArray();
             HeaderLength = (uint)bytes.Length;
@@ -136,6 +144,12 @@ namespace HotpatchTools.Engine.Patching
                     s.CodeOffset = r.ReadUInt32();
                     s.CodeLength = r.ReadUInt32();
                     h.Sites.Add(s);
+                }
+                if (r.BaseStream.Position < len)
+                {
+                    int count = r.ReadByte();
+                    if (count > Format.MicropatchParser.MaxSupersedes) return null;
+                    for (int i = 0; i < count; i++) h.Supersedes.Add(ReadString(r));
                 }
                 return h;
             }

@@ -94,7 +94,8 @@ namespace HotpatchTools.Engine.Patching
                 status.ModulePath = module.Path;
                 status.ModuleBase = module.Base;
 
-                var mine = FindCaves(target).Where(c => SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
+                var caves = FindCaves(target);
+                var mine = caves.Where(c => SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
                 if (mine.Count > 0)
                 {
                     var p = Describe(target, mine[0]);
@@ -105,11 +106,22 @@ namespace HotpatchTools.Engine.Patching
                         : "A cave of this patch is present but not every site holds its jump.";
                     return status;
                 }
+                var successor = Successor(caves, patch.Id);
+                if (successor != null)
+                {
+                    status.State = TargetState.Superseded;
+                    status.ErrorKind = HotpatchErrorKind.AlreadyInstalled;
+                    status.Reason = "Superseded by " + successor.Header.PatchId + ", installed " + Describe(target, successor).InstalledUtc.ToString("u") + ".";
+                    return status;
+                }
+                var replaced = Replaced(caves, patch);
                 try
                 {
-                    var plan = PatchPlanner.Plan(patch, target, _platform.OsName);
+                    var view = replaced.Count == 0 ? target : new SupersededView(target, replaced.SelectMany(c => c.Header.Sites));
+                    var plan = PatchPlanner.Plan(patch, view, _platform.OsName);
                     status.State = TargetState.Vulnerable;
-                    status.Reason = "Every check passed at " + string.Join(", ", plan.Sites.Select(s => "0x" + s.Address.ToString("x"))) + ".";
+                    status.Reason = "Every check passed at " + string.Join(", ", plan.Sites.Select(s => "0x" + s.Address.ToString("x"))) + "."
+                        + (replaced.Count > 0 ? " Installing replaces " + string.Join(", ", replaced.Select(c => c.Header.PatchId)) + "." : "");
                 }
                 catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited && e.Kind != HotpatchErrorKind.Internal)
                 {
@@ -246,22 +258,33 @@ namespace HotpatchTools.Engine.Patching
         {
             using var target = _platform.Open(pid);
             record.ProcessName = target.Name;
-            var existing = FindCaves(target).FirstOrDefault(c => SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed);
+            var caves = FindCaves(target);
+            var existing = caves.FirstOrDefault(c => SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed);
             if (existing != null)
                 throw new HotpatchException(HotpatchErrorKind.AlreadyInstalled,
                     "Patch " + patch.Id + " is already installed in process " + pid + " (" + target.Name + "), cave at 0x" + existing.Address.ToString("x") + ".") { ProcessId = pid };
+            var successor = Successor(caves, patch.Id);
+            if (successor != null)
+                throw new HotpatchException(HotpatchErrorKind.AlreadyInstalled,
+                    "Patch " + patch.Id + " is superseded by " + successor.Header.PatchId + ", installed in process " + pid + " (" + target.Name + ").") { ProcessId = pid };
 
-            var plan = PatchPlanner.Plan(patch, target, _platform.OsName);
+            // The patches this one replaces: it is planned against the code as it was before them.
+            var replaced = Replaced(caves, patch);
+            var view = replaced.Count == 0 ? target : new SupersededView(target, replaced.SelectMany(c => c.Header.Sites));
+            var plan = PatchPlanner.Plan(patch, view, _platform.OsName);
             foreach (var s in plan.Sites)
                 Log(s.Patchlet.Name + ": site 0x" + s.Address.ToString("x") + ", " + s.SpanLength + " bytes (" + Hex.Spaced(s.Original) + ")");
+            if (replaced.Count > 0) Log("replaces " + string.Join(", ", replaced.Select(c => c.Header.PatchId)) + " under the same freeze");
 
             int size = CaveBuilder.EstimateSize(plan);
             var cave = AllocateCave(target, plan, size);
             FailPoint.Hit("install.after-allocate");
             Log("cave: " + size + " bytes at 0x" + cave.Address.ToString("x"));
+            InstallResult result;
+            var toFree = new List<FoundCave>();
             try
             {
-                return Commit(target, plan, cave);
+                result = Commit(target, view, plan, cave, replaced, toFree);
             }
             catch
             {
@@ -269,7 +292,28 @@ namespace HotpatchTools.Engine.Patching
                 catch (HotpatchException) { /* the process is gone or the original error says more */ }
                 throw;
             }
+            // As in an uninstall: once no site jumps into a replaced cave and no thread is in it or may return into it, nothing reaches it.
+            foreach (var c in toFree)
+            {
+                try { target.Memory.Free(c.Address, (int)c.Header.CaveSize, null); }
+                catch (HotpatchException e) { Log("replaced cave at 0x" + c.Address.ToString("x") + " not freed: " + e.Message); }
+            }
+            foreach (var c in replaced)
+                Audit(new AuditRecord
+                {
+                    Action = AuditRecord.ActionUninstall, Result = AuditRecord.ResultRemoved, PatchId = c.Header.PatchId, ProcessId = pid, ProcessName = target.Name,
+                    Module = c.Header.Module, FileSha256 = Hex.Lower(c.Header.FileSha256), Error = "Superseded by " + patch.Id + ".",
+                });
+            return result;
         }
+
+        /// <summary>An installed patch that lists this id in its `supersedes`.</summary>
+        private static FoundCave? Successor(IEnumerable<FoundCave> caves, string patchId) =>
+            caves.FirstOrDefault(c => c.Header.State == CaveState.Installed && c.Header.Supersedes.Any(id => SameId(id, patchId)));
+
+        private static List<FoundCave> Replaced(IEnumerable<FoundCave> caves, Micropatch patch) =>
+            patch.Supersedes.Count == 0 ? new List<FoundCave>()
+                : caves.Where(c => c.Header.State == CaveState.Installed && patch.Supersedes.Any(id => SameId(id, c.Header.PatchId))).ToList();
 
         private BuiltCave AllocateCave(ITargetProcess target, PatchPlan plan, int size)
         {
@@ -286,7 +330,7 @@ namespace HotpatchTools.Engine.Patching
                 "No free memory within 2 GB of module " + plan.Module.Name + " in process " + target.Id + " for a " + size + "-byte cave.") { ProcessId = target.Id };
         }
 
-        private InstallResult Commit(ITargetProcess target, PatchPlan plan, BuiltCave cave)
+        private InstallResult Commit(ITargetProcess target, ITargetProcess view, PatchPlan plan, BuiltCave cave, List<FoundCave> replaced, List<FoundCave> toFree)
         {
             var clock = Stopwatch.StartNew();
             for (int attempt = 1; ; attempt++)
@@ -300,10 +344,21 @@ namespace HotpatchTools.Engine.Patching
                 using (var frozen = target.Threads.Freeze(_options.StopTimeout))
                 {
                     threads = frozen.Threads.Count;
+                    // A replaced patch whose site something else changed cannot be removed: then nothing is written.
+                    foreach (var c in replaced)
+                        foreach (var site in c.Header.Sites)
+                        {
+                            var now = new byte[site.Written.Length];
+                            target.Memory.Read(site.Address, now);
+                            if (!now.SequenceEqual(site.Written))
+                                throw new HotpatchException(HotpatchErrorKind.SiteModified,
+                                    "Site 0x" + site.Address.ToString("x") + " of patch " + c.Header.PatchId + ", which " + plan.Patch.Id + " supersedes, no longer holds that patch's bytes (it holds " +
+                                    Hex.Spaced(now) + "); nothing was written and " + c.Header.PatchId + " stays installed.") { ProcessId = target.Id };
+                        }
                     foreach (var s in plan.Sites)
                     {
                         var now = new byte[s.Patchlet.Expect.Length];
-                        target.Memory.Read(s.Address, now);
+                        view.Memory.Read(s.Address, now);
                         if (!now.SequenceEqual(s.Patchlet.Expect))
                             throw new HotpatchException(HotpatchErrorKind.ExpectMismatch,
                                 s.Patchlet.Name + ": the bytes at 0x" + s.Address.ToString("x") + " changed to " + Hex.Spaced(now) + " while installing; nothing was written.") { ProcessId = target.Id, Patchlet = s.Patchlet.Name };
@@ -313,11 +368,18 @@ namespace HotpatchTools.Engine.Patching
                             if (s.Contains(t.ResumeIp) || s.Contains(t.Ip)) { blocker = t; blocked = s; }
                     if (blocker == null)
                     {
-                        WriteVerified(target, cave.Address, cave.Image);
-                        FailPoint.Hit("install.after-cave");
+                        // Old patches out first, so that a site both patches use holds the original bytes before the new jump.
+                        var restored = new List<CaveSite>();
                         var written = new List<int>();
                         try
                         {
+                            foreach (var site in replaced.SelectMany(c => c.Header.Sites))
+                            {
+                                restored.Add(site);
+                                WriteVerified(target, site.Address, site.Original);
+                            }
+                            WriteVerified(target, cave.Address, cave.Image);
+                            FailPoint.Hit("install.after-cave");
                             for (int i = 0; i < plan.Sites.Count; i++)
                             {
                                 written.Add(i);
@@ -332,7 +394,14 @@ namespace HotpatchTools.Engine.Patching
                                 var s = plan.Sites[written[k]];
                                 try { target.Memory.Write(s.Address, s.Original); } catch (HotpatchException) { }
                             }
+                            for (int k = restored.Count - 1; k >= 0; k--)
+                                try { target.Memory.Write(restored[k].Address, restored[k].Written); } catch (HotpatchException) { }
                             throw;
+                        }
+                        foreach (var c in replaced)
+                        {
+                            if (CaveInUse(target, frozen, c) == null) toFree.Add(c);
+                            else target.Memory.Write(c.Address, CaveHeader.WithState(c.HeaderBytes, CaveState.Retired));
                         }
                         done = true;
                     }
@@ -345,7 +414,11 @@ namespace HotpatchTools.Engine.Patching
                 {
                     Log("installed " + plan.Patch.Id + " in process " + target.Id + ": " + threads + " threads held for " + freeze.Elapsed.TotalMilliseconds.ToString("0.000") + " ms (stop, write, release), attempt " + attempt);
                     var found = new FoundCave { Address = cave.Address, Header = cave.Header, HeaderBytes = cave.Header.Serialize() };
-                    return new InstallResult { Patch = Describe(target, found), FreezeTime = freeze.Elapsed, Attempts = attempt, ThreadCount = threads };
+                    return new InstallResult
+                    {
+                        Patch = Describe(target, found), FreezeTime = freeze.Elapsed, Attempts = attempt, ThreadCount = threads,
+                        Replaced = replaced.Select(c => c.Header.PatchId).ToList(),
+                    };
                 }
                 if (blocker == null || blocked == null) throw new InvalidOperationException("no write and no blocking thread");
                 if (clock.Elapsed > _options.ThreadWait)

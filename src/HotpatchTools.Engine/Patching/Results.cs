@@ -18,6 +18,8 @@ namespace HotpatchTools.Engine.Patching
         /// <summary>The process does not have the module loaded.</summary>
         NotLoaded,
         AccessDenied,
+        /// <summary>A patch that supersedes this one is installed: nothing to do.</summary>
+        Superseded,
     }
 
     public sealed class TargetStatus
@@ -67,6 +69,8 @@ namespace HotpatchTools.Engine.Patching
         public TimeSpan FreezeTime { get; set; }
         public int Attempts { get; set; }
         public int ThreadCount { get; set; }
+        /// <summary>Ids of the patches this install removed because the new one supersedes them.</summary>
+        public IReadOnlyList<string> Replaced { get; set; } = new string[0];
     }
 
     public sealed class UninstallResult

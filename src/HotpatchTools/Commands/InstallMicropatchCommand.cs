@@ -105,7 +105,7 @@ namespace HotpatchTools.Commands
         private sealed class Summary
         {
             public Micropatch Patch = null!;
-            public int Installed, AlreadyPatched, OtherBuild, Refused, Declined;
+            public int Installed, AlreadyPatched, Superseded, OtherBuild, Refused, Declined;
             public bool MachineWide;
             public string? FirstMismatch;
         }
@@ -124,13 +124,13 @@ namespace HotpatchTools.Commands
         private void Summarize(Summary s)
         {
             if (!s.MachineWide) return;
-            int seen = s.Installed + s.AlreadyPatched + s.OtherBuild + s.Refused + s.Declined;
+            int seen = s.Installed + s.AlreadyPatched + s.Superseded + s.OtherBuild + s.Refused + s.Declined;
             if (seen == 0) return; // "no process has the module loaded" was already said
             string counts = "of the " + seen + " process(es) that load " + s.Patch.Target.Module + ", installed in " + s.Installed
-                + ", already installed in " + s.AlreadyPatched + ", not matching (another build) in " + s.OtherBuild
+                + ", already installed in " + s.AlreadyPatched + (s.Superseded > 0 ? ", superseded by a newer patch in " + s.Superseded : "") + ", not matching (another build) in " + s.OtherBuild
                 + ", refused in " + s.Refused + (s.Declined > 0 ? ", not confirmed in " + s.Declined : "")
                 + (s.FirstMismatch != null ? "; not matching: " + s.FirstMismatch.TrimEnd('.') : "");
-            if (s.Installed == 0 && s.AlreadyPatched == 0 && s.Declined == 0 && s.Refused == 0)
+            if (s.Installed == 0 && s.AlreadyPatched == 0 && s.Superseded == 0 && s.Declined == 0 && s.Refused == 0)
             {
                 // Every process is another build (or the patch names a symbol none has): nothing could be done at all.
                 WriteError(OnThisComputer(new ErrorRecord(new HotpatchException(HotpatchErrorKind.ExpectMismatch,
@@ -203,9 +203,10 @@ namespace HotpatchTools.Commands
                 return;
             }
             if (t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch) { summary.OtherBuild++; summary.FirstMismatch ??= where + ": " + t.Reason; }
+            else if (t.State == HotpatchTools.Engine.Patching.TargetState.Superseded) summary.Superseded++;
             else summary.Refused++;
-            // In a machine-wide run, a process of another build is counted in the summary and named under -Verbose.
-            if (!named && t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch)
+            // In a machine-wide run, a process of another build (or where a successor holds) is counted in the summary and named under -Verbose.
+            if (!named && (t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch || t.State == HotpatchTools.Engine.Patching.TargetState.Superseded))
             {
                 WriteVerbose(where + ": " + t.Reason);
                 return;
@@ -225,7 +226,8 @@ namespace HotpatchTools.Commands
                     WriteObject(new MicropatchResult
                     {
                         ProcessId = pid, ProcessName = processName, PatchId = patch.Id, Module = r.Patch.Module, Result = "Installed",
-                        Message = r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped.",
+                        Message = r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped."
+                            + (r.Replaced.Count > 0 ? " Replaced " + string.Join(", ", r.Replaced) + "." : ""),
                         FreezeMilliseconds = r.FreezeTime.TotalMilliseconds, CaveAddress = "0x" + r.Patch.CaveAddress.ToString("x"),
                     });
             }

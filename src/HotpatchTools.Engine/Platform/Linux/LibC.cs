@@ -49,6 +49,42 @@ namespace HotpatchTools.Engine.Platform.Linux
         [DllImport(Lib, SetLastError = true)]
         public static extern int close(int fd);
 
+        // Process events (the watch): the proc connector and fanotify.
+        public const int AF_NETLINK = 16, SOCK_DGRAM = 2, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000, NETLINK_CONNECTOR = 11;
+        public const int FAN_CLASS_NOTIF = 0, FAN_CLOEXEC = 1, FAN_NONBLOCK = 2, FAN_MARK_ADD = 1;
+        public const ulong FAN_OPEN = 0x20;
+        public const int AT_FDCWD = -100;
+        public const short POLLIN = 1;
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct PollFd
+        {
+            public int Fd;
+            public short Events;
+            public short Revents;
+        }
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int socket(int domain, int type, int protocol);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int bind(int fd, byte* addr, int addrlen);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern IntPtr send(int fd, byte* buf, UIntPtr len, int flags);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern IntPtr read(int fd, byte* buf, UIntPtr count);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int poll(PollFd* fds, UIntPtr nfds, int timeout);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int fanotify_init(uint flags, uint eventFlags);
+
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int fanotify_mark(int fd, uint flags, ulong mask, int dirfd, [MarshalAs(UnmanagedType.LPStr)] string path);
+
         [DllImport(Lib)]
         public static extern int getpid();
 

@@ -6,9 +6,11 @@ using System.Text;
 
 namespace HotpatchTools.Engine.Platform.Linux
 {
-    public sealed class LinuxPlatform : IProcessPlatform, IModuleProcessFilter
+    public sealed class LinuxPlatform : IProcessPlatform, IModuleProcessFilter, IProcessEventPlatform
     {
         public string OsName => "linux";
+
+        public IProcessEvents? OpenEvents(Action<string>? log) => LinuxProcessEvents.TryOpen(log);
 
         public IReadOnlyList<ProcessInfo> ListProcesses()
         {

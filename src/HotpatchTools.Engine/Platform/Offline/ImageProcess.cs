@@ -37,12 +37,14 @@ namespace HotpatchTools.Engine.Platform.Offline
         private readonly ThreadController _threads;
 
         /// <summary>Reads and maps the file now; later changes to the file are not seen.</summary>
-        public ImageProcess(string path)
+        /// <param name="path">The module file.</param>
+        /// <param name="moduleName">The module's name, where the path does not end in it (a file reached through /proc/PID/map_files).</param>
+        public ImageProcess(string path, string? moduleName = null)
         {
             if (path == null) throw new ArgumentNullException(nameof(path));
             string fullPath = System.IO.Path.GetFullPath(path);
             var file = ModuleFile.Read(fullPath, ReadAll);
-            Name = System.IO.Path.GetFileName(fullPath);
+            Name = moduleName ?? System.IO.Path.GetFileName(fullPath);
             bool isPe = file.Length >= 2 && file[0] == 'M' && file[1] == 'Z';
             bool isElf = file.Length >= 4 && file[0] == 0x7f && file[1] == 'E' && file[2] == 'L' && file[3] == 'F';
             if (!isPe && !isElf)

@@ -9,9 +9,11 @@ namespace HotpatchTools.Engine.Platform.Offline
     /// </summary>
     public sealed class OfflinePlatform : IProcessPlatform
     {
-        public OfflinePlatform(string modulePath)
+        public OfflinePlatform(string modulePath) : this(new ImageProcess(modulePath)) { }
+
+        public OfflinePlatform(ImageProcess process)
         {
-            Process = new ImageProcess(modulePath);
+            Process = process;
         }
 
         public ImageProcess Process { get; }

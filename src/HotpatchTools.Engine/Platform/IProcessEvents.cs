@@ -1,0 +1,49 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace HotpatchTools.Engine.Platform
+{
+    /// <summary>
+    /// Tells a watching enforcer, as it happens, which processes may have new code: a program started, or a
+    /// watched module file opened (the loader or dlopen opens it right before mapping it). Polling stays the
+    /// fallback: an event source may miss what it was not told to watch.
+    /// </summary>
+    public interface IProcessEvents : IDisposable
+    {
+        /// <summary>What the events come from, for the log (for example "proc connector, fanotify on 3 files").</summary>
+        string Description { get; }
+
+        /// <summary>Report the processes that open these files (module files of the patches being enforced).</summary>
+        void WatchFiles(IEnumerable<string> paths);
+
+        /// <summary>Waits until an event arrives or the timeout passes; then returns every process reported so far (none on timeout).</summary>
+        IReadOnlyCollection<ProcessEvent> Wait(TimeSpan timeout, CancellationToken cancel);
+    }
+
+    public enum ProcessEventKind
+    {
+        /// <summary>The process started a new program (exec): its main executable is mapped, its libraries follow.</summary>
+        Started,
+        /// <summary>The process opened a watched module file: its mapping follows within moments.</summary>
+        OpenedModule,
+    }
+
+    public readonly struct ProcessEvent
+    {
+        public ProcessEvent(int processId, ProcessEventKind kind)
+        {
+            ProcessId = processId;
+            Kind = kind;
+        }
+
+        public int ProcessId { get; }
+        public ProcessEventKind Kind { get; }
+    }
+
+    /// <summary>A platform that can report process events; null from <see cref="OpenEvents"/> where they are unavailable (then the watch polls).</summary>
+    public interface IProcessEventPlatform
+    {
+        IProcessEvents? OpenEvents(Action<string>? log);
+    }
+}
