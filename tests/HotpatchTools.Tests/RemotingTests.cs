@@ -236,10 +236,11 @@ namespace HotpatchTools.Tests
             var cer = Path.Combine(Path.GetDirectoryName(path)!, "flat-publisher.cer");
             File.WriteAllBytes(cer, publisher.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Cert));
             var objects = _sh.RunClean(@"
-                $p, $id, $n, $cer, $thumb = $args
+                $p, $id, $n, $cer, $thumb, $exe = $args
                 Invoke-Command -Session $global:s -ScriptBlock {
-                    param($p, $id, $n, $cer, $thumb)
+                    param($p, $id, $n, $cer, $thumb, $exe)
                     Get-HotpatchTarget -Path $p -ProcessId $id
+                    Test-Micropatch -Path $p -ModulePath $exe
                     Get-MicropatchSite -Path $p -ProcessId $id
                     Get-HotpatchModule -ProcessId $id -Name $n
                     Install-Micropatch -Path $p -ProcessId $id -AllowUnsigned -Force -PassThru
@@ -256,7 +257,7 @@ namespace HotpatchTools.Tests
                     Sync-Micropatch -PatchId HP-REMOTE-FLAT -WhatIf
                     Test-MicropatchCompliance -PatchId HP-REMOTE-FLAT
                     Unregister-Micropatch -PatchId HP-REMOTE-FLAT -Force
-                } -ArgumentList $p, $id, $n, $cer, $thumb", path, _t.Pid, _t.ModuleName, cer, publisher.Thumbprint);
+                } -ArgumentList $p, $id, $n, $cer, $thumb, $exe", path, _t.Pid, _t.ModuleName, cer, publisher.Thumbprint, _t.ExePath);
             var byType = objects.GroupBy(o => o.TypeNames[0]).ToDictionary(g => g.Key, g => g.First());
             var outputTypes = _sh.RunClean("Get-Command -Module HotpatchTools -CommandType Cmdlet | ForEach-Object { $_.OutputType } | ForEach-Object Type")
                 .Select(o => (Type)o.BaseObject).Where(t => t.Namespace == "HotpatchTools").Distinct().ToArray(); // not the [bool] of -Quiet

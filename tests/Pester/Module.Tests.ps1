@@ -28,11 +28,12 @@ BeforeAll {
     $script:entry = Register-Micropatch -Path $catalogPatch -AllowUnsigned -Force -PassThru
     $script:sync = Sync-Micropatch -Force | Where-Object ProcessId -eq $target.Id | Select-Object -First 1
     $script:compliance = Test-MicropatchCompliance
+    $script:offline = Test-Micropatch -Path $patch -ModulePath (Get-TestTargetPath) | Select-Object -First 1
     $script:outputs = [ordered]@{
         HotpatchTarget = $targetRow; MicropatchResult = $install; MicropatchInfo = $info; MicropatchSite = $site
         HotpatchModule = $hmodule; MicropatchAuditRecord = $audit; MicropatchSignature = $signature
         MicropatchTrustedPublisher = $publisher; MicropatchCatalogEntry = $entry; MicropatchSyncResult = $sync
-        MicropatchCompliance = $compliance
+        MicropatchCompliance = $compliance; MicropatchTestResult = $offline
     }
 }
 
@@ -46,9 +47,15 @@ AfterAll {
 
 Describe 'Every output type' {
     It 'was produced for <_>' -ForEach @('HotpatchTarget', 'MicropatchResult', 'MicropatchInfo', 'MicropatchSite', 'HotpatchModule', 'MicropatchAuditRecord',
-        'MicropatchSignature', 'MicropatchTrustedPublisher', 'MicropatchCatalogEntry', 'MicropatchSyncResult', 'MicropatchCompliance') {
+        'MicropatchSignature', 'MicropatchTrustedPublisher', 'MicropatchCatalogEntry', 'MicropatchSyncResult', 'MicropatchCompliance', 'MicropatchTestResult') {
         $outputs[$_] | Should -Not -BeNullOrEmpty
         $outputs[$_].PSObject.TypeNames[0] | Should -Be "HotpatchTools.$_"
+    }
+
+    It 'the list above is every output type of the module''s cmdlets' {
+        $declared = Get-Command -Module HotpatchTools -CommandType Cmdlet | ForEach-Object OutputType | ForEach-Object Name |
+            Where-Object { $_ -like 'HotpatchTools.*' } | ForEach-Object { $_ -replace '^HotpatchTools\.' } | Sort-Object -Unique
+        $declared | Should -Be ($outputs.Keys | Sort-Object)
     }
 
     It 'the install worked on the live target' {
@@ -60,7 +67,7 @@ Describe 'Every output type' {
 
 Describe 'Table views' {
     It '<_> fits in 80 columns and shows its key columns' -ForEach @('HotpatchTarget', 'MicropatchResult', 'MicropatchInfo', 'MicropatchSite', 'HotpatchModule', 'MicropatchAuditRecord',
-        'MicropatchSignature', 'MicropatchTrustedPublisher', 'MicropatchCatalogEntry', 'MicropatchSyncResult', 'MicropatchCompliance') {
+        'MicropatchSignature', 'MicropatchTrustedPublisher', 'MicropatchCatalogEntry', 'MicropatchSyncResult', 'MicropatchCompliance', 'MicropatchTestResult') {
         $text = $outputs[$_] | Format-Table | Out-String -Width 80
         $lines = $text -split "`n" | ForEach-Object TrimEnd | Where-Object { $_ }
         $lines.Count | Should -BeGreaterOrEqual 3 -Because 'a header, its rule and a row'
@@ -95,7 +102,7 @@ Describe 'Table views' {
 
 Describe 'Serialization' {
     It 'ConvertTo-Json of <_> round-trips its properties' -ForEach @('HotpatchTarget', 'MicropatchResult', 'MicropatchInfo', 'MicropatchSite', 'HotpatchModule', 'MicropatchAuditRecord',
-        'MicropatchSignature', 'MicropatchTrustedPublisher', 'MicropatchCatalogEntry', 'MicropatchSyncResult', 'MicropatchCompliance') {
+        'MicropatchSignature', 'MicropatchTrustedPublisher', 'MicropatchCatalogEntry', 'MicropatchSyncResult', 'MicropatchCompliance', 'MicropatchTestResult') {
         $object = $outputs[$_]
         $json = $object | ConvertTo-Json -Depth 3 -WarningAction Stop
         $back = $json | ConvertFrom-Json
@@ -112,7 +119,7 @@ Describe 'Serialization' {
     }
 
     It 'Export-Csv of <_> writes no .NET type names' -ForEach @('HotpatchTarget', 'MicropatchResult', 'MicropatchInfo', 'MicropatchSite', 'HotpatchModule', 'MicropatchAuditRecord',
-        'MicropatchSignature', 'MicropatchTrustedPublisher', 'MicropatchCatalogEntry', 'MicropatchSyncResult', 'MicropatchCompliance') {
+        'MicropatchSignature', 'MicropatchTrustedPublisher', 'MicropatchCatalogEntry', 'MicropatchSyncResult', 'MicropatchCompliance', 'MicropatchTestResult') {
         $csv = Join-Path $dir "$_.csv"
         $outputs[$_] | Export-Csv -Path $csv -NoTypeInformation
         $text = Get-Content -Raw $csv

@@ -188,7 +188,7 @@ namespace HotpatchTools.Commands
         }
 
         /// <summary>Provider paths for -Path, wildcards expanded; a path that matches nothing is an error record.</summary>
-        internal IEnumerable<string> ResolvePaths(IEnumerable<string> paths, bool literal)
+        internal IEnumerable<string> ResolvePaths(IEnumerable<string> paths, bool literal, bool foldersAllowed = false)
         {
             foreach (var p in paths)
             {
@@ -206,7 +206,7 @@ namespace HotpatchTools.Commands
                 foreach (var r in resolved)
                 {
                     // Opening a folder as a file fails with "access denied", which sends an admin after permissions.
-                    if (System.IO.Directory.Exists(r))
+                    if (!foldersAllowed && System.IO.Directory.Exists(r))
                     {
                         WriteError(OnThisComputer(new ErrorRecord(new System.IO.IOException(r + " is a folder, not a micropatch file; name the files, for example "
                             + System.IO.Path.Combine(p, "*" + HotpatchTools.Completion.MicropatchPathCompleter.Extension) + "."), "PatchFileIsFolder", ErrorCategory.InvalidArgument, p)));
