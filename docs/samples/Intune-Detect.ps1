@@ -4,7 +4,8 @@
 
 .DESCRIPTION
     Exits 0 when every enabled catalog patch is installed in every running process it applies to, and 1
-    otherwise (Intune then runs Intune-Remediate.ps1). Writes one line of at most 2048 characters, which
+    otherwise (Intune then runs Intune-Remediate.ps1). An empty catalog exits 1 too: a device where no patch
+    was ever registered enforces nothing, and must not show as protected. Writes one line of at most 2048 characters, which
     Intune shows in the "Pre-remediation detection output" column.
 
     Set "Run script in 64-bit PowerShell" to Yes and "Run this script using the logged-on credentials" to No
@@ -31,7 +32,10 @@ try {
     else {
         Import-Module -Name $Module -ErrorAction Stop
         $c = Test-MicropatchCompliance -ErrorAction SilentlyContinue
-        if ($c.Compliant) {
+        if ($c.PatchCount -eq 0) {
+            $line = 'NOT COMPLIANT: the catalog is empty, nothing is enforced on this device; deploy the patch files and Register-Micropatch them.'
+        }
+        elseif ($c.Compliant) {
             $exitCode = 0
             $line = "COMPLIANT: $($c.PatchCount) patch(es) enforced, $($c.Patched) process(es) patched, $($c.Mismatch) of another build."
         }

@@ -154,8 +154,14 @@ switch ($PSCmdlet.ParameterSetName) {
         for ($i = 0; $i -lt $targets.Count; $i += $ThrottleLimit) {
             $batch = @($targets[$i..([Math]::Min($i + $ThrottleLimit, $targets.Count) - 1)])
             if ($PSCmdlet.ParameterSetName -eq 'ComputerName') { $open.ComputerName = $batch } else { $open.HostName = $batch }
-            $failed = $null
-            $opened += @(New-PSSession @open -ErrorAction SilentlyContinue -ErrorVariable failed)
+            # A nested pipeline, so New-PSSession's own error does not also reach the caller's -ErrorVariable: one
+            # record per computer that cannot be reached, not two.
+            $nested = [powershell]::Create([System.Management.Automation.RunspaceMode]::CurrentRunspace)
+            try {
+                $opened += @($nested.AddCommand('New-PSSession').AddParameters($open).AddParameter('ErrorAction', 'Continue').Invoke())
+                $failed = @($nested.Streams.Error)
+            }
+            finally { $nested.Dispose() }
             foreach ($e in $failed) {
                 $name = if ($e.TargetObject -is [System.Management.Automation.Runspaces.Runspace]) { $e.TargetObject.ConnectionInfo.ComputerName } else { [string]$e.TargetObject }
                 $record = [System.Management.Automation.ErrorRecord]::new($e.Exception, 'ComputerUnreachable', [System.Management.Automation.ErrorCategory]::ConnectionError, $name)

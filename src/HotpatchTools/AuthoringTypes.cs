@@ -17,13 +17,13 @@ namespace HotpatchTools
         /// <summary>The refusal's ErrorId (the same as Install-Micropatch's); empty when it applies.</summary>
         public string ErrorId { get; set; } = "";
         /// <summary>Each site and its cave's code as the engine would build it: patch code, relocated instructions, jump back.</summary>
-        public string[] Listing { get; set; } = new string[0];
+        public FlatStringList Listing { get; set; } = new FlatStringList();
         public string PatchPath { get; set; } = "";
 
         internal static MicropatchTestResult From(OfflineCheckResult r, string patchPath) => new MicropatchTestResult
         {
             PatchId = r.PatchId, Result = r.State.ToString(), ModulePath = r.ModulePath, Reason = r.Reason,
-            ErrorId = r.ErrorKind?.ToString() ?? "", Listing = r.Listing.ToArray(), PatchPath = patchPath,
+            ErrorId = r.ErrorKind?.ToString() ?? "", Listing = new FlatStringList(r.Listing.ToArray()), PatchPath = patchPath,
         };
     }
 }

@@ -50,7 +50,8 @@ namespace HotpatchTools
         public int ProcessId { get; set; }
         public string ProcessName { get; set; } = "";
         public string Module { get; set; } = "";
-        public SyncResult Result { get; set; }
+        /// <summary>A <see cref="SyncResult"/> name.</summary>
+        public string Result { get; set; } = "";
         public string Reason { get; set; } = "";
         /// <summary>For Failed and Mismatch: the stable name of the failure (ExpectMismatch, UnsafeSite, ...); else empty.</summary>
         public string ErrorId { get; set; } = "";
@@ -59,7 +60,7 @@ namespace HotpatchTools
         internal static MicropatchSyncResult From(EnforcementResult r) => new MicropatchSyncResult
         {
             PatchId = r.PatchId, ProcessId = r.ProcessId, ProcessName = r.ProcessName, Module = r.Module,
-            Result = (SyncResult)Enum.Parse(typeof(SyncResult), r.Outcome.ToString()), Reason = r.Reason,
+            Result = ((SyncResult)Enum.Parse(typeof(SyncResult), r.Outcome.ToString())).ToString(), Reason = r.Reason,
             ErrorId = r.ErrorKind?.ToString() ?? "", Timestamp = r.TimestampUtc.ToLocalTime(),
         };
     }
@@ -83,7 +84,7 @@ namespace HotpatchTools
         public int Unreadable { get; set; }
         public bool Elevated { get; set; }
         /// <summary>Why the machine is not compliant (one line each), then notes.</summary>
-        public string[] Details { get; set; } = new string[0];
+        public FlatStringList Details { get; set; } = new FlatStringList();
         public DateTime Timestamp { get; set; } = DateTime.Now;
     }
 }

@@ -65,14 +65,14 @@ namespace HotpatchTools
         public string Refusal { get; set; } = "";
         public string CaveAddress { get; set; } = "";
         /// <summary>"0xADDRESS: bytes  instruction" lines: the site now, and the cave's code when the site jumps there.</summary>
-        public string[] Disassembly { get; set; } = new string[0];
+        public FlatStringList Disassembly { get; set; } = new FlatStringList();
 
         internal static MicropatchSite From(SiteDescription s) => new MicropatchSite
         {
             ProcessId = s.ProcessId, ProcessName = s.ProcessName, PatchId = s.PatchId, Patchlet = s.Patchlet, Module = s.Module,
             Address = s.Address == 0 ? "" : "0x" + s.Address.ToString("x"), Symbol = s.Symbol, Mode = s.Mode, SpanLength = s.SpanLength,
             State = s.State.ToString(), Plan = s.Plan, Refusal = s.Refusal?.ToString() ?? "",
-            CaveAddress = s.CaveAddress == 0 ? "" : "0x" + s.CaveAddress.ToString("x"), Disassembly = s.Disassembly.ToArray(),
+            CaveAddress = s.CaveAddress == 0 ? "" : "0x" + s.CaveAddress.ToString("x"), Disassembly = new FlatStringList(s.Disassembly.ToArray()),
         };
     }
 }

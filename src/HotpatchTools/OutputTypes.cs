@@ -5,10 +5,11 @@ using HotpatchTools.Engine.Patching;
 
 namespace HotpatchTools
 {
-    // Flat snapshots of primitives and enums: they keep their meaning after remoting serialization.
+    // Flat snapshots of primitives: they keep their meaning after remoting serialization. States are strings
+    // (a name of the enum documenting them), so ConvertTo-Json and Export-Csv write names, not numbers.
     // They use no engine type, so listing the module's types needs nothing but this assembly.
 
-    /// <summary>Where a process stands with respect to one patch file (see Get-HotpatchTarget).</summary>
+    /// <summary>Where a process stands with respect to one patch file (see Get-HotpatchTarget): the values of HotpatchTarget.State.</summary>
     public enum TargetState
     {
         Vulnerable,
@@ -31,7 +32,8 @@ namespace HotpatchTools
         public string Title { get; set; } = "";
         public string Module { get; set; } = "";
         public string ModulePath { get; set; } = "";
-        public TargetState State { get; set; }
+        /// <summary>A <see cref="TargetState"/> name.</summary>
+        public string State { get; set; } = "";
         public string Reason { get; set; } = "";
         /// <summary>The patch file, so the object pipes into Install-Micropatch.</summary>
         public string Path { get; set; } = "";
@@ -39,7 +41,7 @@ namespace HotpatchTools
         internal static HotpatchTarget From(TargetStatus s) => new HotpatchTarget
         {
             ProcessId = s.ProcessId, ProcessName = s.ProcessName, PatchId = s.PatchId, Title = s.PatchTitle, Module = s.Module,
-            ModulePath = s.ModulePath, State = (TargetState)Enum.Parse(typeof(TargetState), s.State.ToString()), Reason = s.Reason, Path = s.PatchPath,
+            ModulePath = s.ModulePath, State = ((TargetState)Enum.Parse(typeof(TargetState), s.State.ToString())).ToString(), Reason = s.Reason, Path = s.PatchPath,
         };
     }
 
@@ -58,14 +60,14 @@ namespace HotpatchTools
         public string CaveAddress { get; set; } = "";
         public int SiteCount { get; set; }
         /// <summary>One line per site: "0xADDR: now (original)".</summary>
-        public string[] Sites { get; set; } = new string[0];
+        public FlatStringList Sites { get; set; } = new FlatStringList();
 
         internal static MicropatchInfo From(InstalledPatch p) => new MicropatchInfo
         {
             ProcessId = p.ProcessId, ProcessName = p.ProcessName, PatchId = p.PatchId, Module = p.Module, State = p.State,
             InstalledTime = p.InstalledUtc.ToLocalTime(), FileSha256 = p.FileSha256, CaveAddress = "0x" + p.CaveAddress.ToString("x"),
             SiteCount = p.Sites.Count,
-            Sites = p.Sites.Select(s => "0x" + s.Address.ToString("x") + ": " + Hex.Spaced(s.Current) + " (original " + Hex.Spaced(s.Original) + ")").ToArray(),
+            Sites = new FlatStringList(p.Sites.Select(s => "0x" + s.Address.ToString("x") + ": " + Hex.Spaced(s.Current) + " (original " + Hex.Spaced(s.Original) + ")").ToArray()),
         };
     }
 

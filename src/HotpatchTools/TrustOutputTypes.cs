@@ -4,7 +4,7 @@ using HotpatchTools.Engine.Trust;
 
 namespace HotpatchTools
 {
-    // Flat snapshots, like OutputTypes.cs: strings, numbers, dates and the module's own enums only.
+    // Flat snapshots, like OutputTypes.cs: strings, numbers and dates only (statuses as names of the module's enums).
 
     /// <summary>What a patch file's signature says (see Get-MicropatchSignature).</summary>
     public enum MicropatchSignatureStatus
@@ -23,7 +23,8 @@ namespace HotpatchTools
     {
         public string ComputerName { get; set; } = Environment.MachineName;
         public string Path { get; set; } = "";
-        public MicropatchSignatureStatus Status { get; set; }
+        /// <summary>A <see cref="MicropatchSignatureStatus"/> name.</summary>
+        public string Status { get; set; } = "";
         /// <summary>True only when Status is Valid: intact, and signed by a publisher this machine trusts.</summary>
         public bool Trusted { get; set; }
         public string StatusMessage { get; set; } = "";
@@ -38,7 +39,7 @@ namespace HotpatchTools
 
         internal static MicropatchSignature From(PatchSignature s) => new MicropatchSignature
         {
-            Path = s.Path, Status = (MicropatchSignatureStatus)Enum.Parse(typeof(MicropatchSignatureStatus), s.Status.ToString()), Trusted = s.Trusted,
+            Path = s.Path, Status = ((MicropatchSignatureStatus)Enum.Parse(typeof(MicropatchSignatureStatus), s.Status.ToString())).ToString(), Trusted = s.Trusted,
             StatusMessage = s.StatusMessage, Signer = s.Signer ?? "", Thumbprint = s.Thumbprint ?? "", SigningTime = s.SigningTimeUtc?.ToLocalTime(),
             NotAfter = s.NotAfterUtc?.ToLocalTime(), TrustedBy = s.TrustedBy ?? "", FileSha256 = s.FileSha256, SignaturePath = s.SignaturePath,
         };

@@ -79,7 +79,7 @@ namespace HotpatchTools.Tests
             var check = Assert.Single(_sh.Run("Test-Micropatch -Path $args[0] -ModulePath $args[1]", path, t.ExePath));
             Assert.Empty(_sh.Errors);
             Assert.Equal(("HP-AUTHOR-1", "Applies", ""), ((string)check.Properties["PatchId"].Value, (string)check.Properties["Result"].Value, (string)check.Properties["ErrorId"].Value));
-            var listing = (string[])check.Properties["Listing"].Value;
+            var listing = ((System.Collections.Generic.IEnumerable<string>)check.Properties["Listing"].Value).ToArray();
             Assert.Contains(listing, l => l.Contains("jmp"));
 
             // The author writes the fix into the skeleton; the file then installs and changes behaviour live.

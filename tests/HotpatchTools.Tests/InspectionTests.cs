@@ -32,7 +32,7 @@ namespace HotpatchTools.Tests
 
         private static string Hex(ulong v) => "0x" + v.ToString("x");
 
-        private static string[] Lines(PSObject site) => ((string[])site.Properties["Disassembly"].Value);
+        private static string[] Lines(PSObject site) => ((System.Collections.Generic.IEnumerable<string>)site.Properties["Disassembly"].Value).ToArray();
 
         /// <summary>Mnemonics and operands of a listing, without the address and byte columns.</summary>
         private static string[] Instructions(string[] lines) =>

@@ -131,6 +131,24 @@ patchlets:
             Assert.Equal("", p.Code);
         }
 
+        [Theory]
+        [InlineData("    code: |\n      \n    \n")]          // the first blank line deeper than the next: YamlDotNet refused it
+        [InlineData("    code: |\n\n      \n")]
+        [InlineData("    code: |-   # nothing yet\n        \n")]
+        [InlineData("    code: |\r\n      \r\n")]
+        public void A_literal_block_of_only_blank_lines_is_empty_code(string block)
+        {
+            var patch = Parse(Minimal.Replace("    code: |\n      cmp esi, 64\n      jbe resume\n", block));
+            Assert.Equal("", Assert.Single(patch.Patchlets).Code);
+        }
+
+        [Fact]
+        public void A_literal_block_with_code_after_blank_lines_keeps_it()
+        {
+            var patch = Parse(Minimal.Replace("    code: |\n      cmp esi, 64\n", "    code: |\n\n      cmp esi, 64\n"));
+            Assert.Contains("cmp esi, 64", Assert.Single(patch.Patchlets).Code);
+        }
+
         [Fact]
         public void LoadReadsTheFileAndNamesItByFullPath()
         {

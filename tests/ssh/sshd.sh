@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The SSH tier's server: Debian's sshd on 127.0.0.1 only, in a folder of its own, with tests/HotpatchTools.RemoteHost
-# as the "powershell" subsystem, as pwsh is on a real computer.
-#   sshd.sh start DIR   generate keys and config in DIR, start sshd, print the variables the tests read:
+# (or a real pwsh) as the "powershell" subsystem, as pwsh is on a real computer.
+#   sshd.sh start DIR [PWSH]
+#                       generate keys and config in DIR, start sshd, print the variables the tests read:
 #                       HOTPATCHTOOLS_SSH_PORT=...  HOTPATCHTOOLS_SSH_KEY=...
+#                       PWSH: the subsystem is `PWSH -sshs` instead of the host; a pwsh.dll (the tool-installed
+#                       pwsh of .config/dotnet-tools.json, $PSHOME/pwsh.dll) runs with this machine's dotnet.
 #   sshd.sh stop DIR    stop the sshd started in DIR
 # Needs root (the tests log in as root to patch processes), openssh-server and a Release build of the host.
 set -euo pipefail
-cmd=${1:?start or stop}; dir=${2:?folder}
+cmd=${1:?start or stop}; dir=${2:?folder}; pwsh=${3:-}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 
 # Stops the server of this folder and waits until it is gone: on exit sshd deletes its pid file, which would
@@ -30,6 +33,11 @@ stop
 dir=$(cd "$dir" && pwd)
 host_dll="$repo/tests/HotpatchTools.RemoteHost/bin/Release/net10.0/HotpatchTools.RemoteHost.dll"
 dotnet_exe=$(readlink -f "$(command -v dotnet)")
+case "$pwsh" in
+    "") subsystem="$dotnet_exe $host_dll -sshs -NoLogo" ;;
+    *.dll) subsystem="$dotnet_exe $pwsh -sshs -NoLogo -NoProfile" ;;
+    *) subsystem="$pwsh -sshs -NoLogo -NoProfile" ;;
+esac
 rm -f "$dir/host_key" "$dir/host_key.pub" "$dir/client_key" "$dir/client_key.pub"
 ssh-keygen -q -t ed25519 -N '' -f "$dir/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
@@ -54,7 +62,7 @@ StrictModes no
 LogLevel ERROR
 # The far side is another "machine": its trust store, catalog and audit log live in this run's folder.
 SetEnv HOTPATCHTOOLS_MACHINE_ROOT=$dir/machine
-Subsystem powershell $dotnet_exe $host_dll -sshs -NoLogo
+Subsystem powershell $subsystem
 CONFIG
 
 /usr/sbin/sshd -t -f "$dir/sshd_config"

@@ -141,13 +141,16 @@ public static class MamlWriter
         var examples = new List<XElement>();
         foreach (var e in MarkdownPage.Split(body, 3).Skip(1))
         {
-            var code = e.Body.OfType<Code>().Select(c => c.Text).ToList();
-            if (code.Count == 0) throw Error(page, "example '" + e.Title + "' has no code block");
+            // Only the PowerShell blocks are the example's code (what a reader copies and runs); a plain block is
+            // sample output and goes to the remarks, where it is shown as it is and never mistaken for a command.
+            bool IsCommand(Block b) => b is Code c && c.Language == "powershell";
+            var code = e.Body.Where(IsCommand).Cast<Code>().Select(c => c.Text).ToList();
+            if (code.Count == 0) throw Error(page, "example '" + e.Title + "' has no powershell code block");
             examples.Add(new XElement(Command + "example",
                 // Get-Help prints the title as it is; the rule of dashes is how every MAML file sets it apart.
                 new XElement(Maml + "title", "-------------------------- " + e.Title + " --------------------------"),
                 new XElement(Dev + "code", string.Join("\n\n", code)),
-                new XElement(Dev + "remarks", Paras(e.Body.Where(b => b is not Code)))));
+                new XElement(Dev + "remarks", Paras(e.Body.Where(b => !IsCommand(b))))));
         }
         if (examples.Count == 0) throw Error(page, "EXAMPLES has no '### Example' section");
         return examples;

@@ -109,7 +109,7 @@ namespace HotpatchTools.Engine.Format
             using (var sha = SHA256.Create()) hash = sha.ComputeHash(fileBytes);
 
             string text = Decode(fileBytes, sourceName);
-            YamlMappingNode root = LoadRoot(text, sourceName);
+            YamlMappingNode root = LoadRoot(BlankOnlyBlocksEmptied(text), sourceName);
             var patch = new FileReader(sourceName, text).ReadPatch(root);
             patch.FileSha256Bytes = hash;
             patch.FileSha256 = ToHex(hash);
@@ -135,6 +135,40 @@ namespace HotpatchTools.Engine.Format
                 }
                 throw new MicropatchFormatException(source, DocumentKey, line, column, "the file is not valid UTF-8");
             }
+        }
+
+        /// <summary>
+        /// A block scalar holding only blank lines (`code: |` then whitespace) is valid YAML, an empty string, but
+        /// YamlDotNet refuses one whose first blank line has more spaces than it expects ("found extra spaces in first
+        /// line"). Such lines are made empty here, line for line, so positions in later errors stay right. Lines of
+        /// any block with content are left as they are.
+        /// </summary>
+        internal static string BlankOnlyBlocksEmptied(string text)
+        {
+            var lines = text.Split('\n');
+            bool changed = false;
+            for (int i = 0; i < lines.Length; i++)
+            {
+                string header = lines[i].TrimEnd('\r');
+                int hash = header.IndexOf(" #", StringComparison.Ordinal);
+                string code = (hash >= 0 ? header.Substring(0, hash) : header).TrimEnd();
+                int indicator = code.LastIndexOf(": ", StringComparison.Ordinal);
+                if (indicator < 0) continue;
+                string tail = code.Substring(indicator + 2).Trim();
+                if (tail.Length == 0 || (tail[0] != '|' && tail[0] != '>') || tail.Substring(1).TrimStart('-', '+', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9').Length != 0) continue;
+                int j = i + 1;
+                while (j < lines.Length && lines[j].Trim(' ', '\t', '\r').Length == 0) j++;
+                // Content follows if the next non-blank line is indented deeper than the key's line.
+                int keyIndent = 0;
+                while (keyIndent < header.Length && (header[keyIndent] == ' ' || header[keyIndent] == '-')) keyIndent++;
+                int nextIndent = 0;
+                if (j < lines.Length) while (nextIndent < lines[j].Length && lines[j][nextIndent] == ' ') nextIndent++;
+                if (j < lines.Length && nextIndent >= keyIndent) continue;
+                for (int k = i + 1; k < j; k++)
+                    if (lines[k].Trim('\r').Length > 0) { lines[k] = lines[k].EndsWith("\r", StringComparison.Ordinal) ? "\r" : ""; changed = true; }
+                i = j - 1;
+            }
+            return changed ? string.Join("\n", lines) : text;
         }
 
         private static YamlMappingNode LoadRoot(string text, string source)

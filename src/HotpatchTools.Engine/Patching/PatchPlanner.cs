@@ -195,9 +195,15 @@ namespace HotpatchTools.Engine.Patching
                     sp.SpanLength += ins.Length;
                 }
                 if (p.Expect.Length < endbr + sp.SpanLength)
+                {
+                    // A function too small for the jump is refused whatever expect says: saying "extend expect" would
+                    // only lead the author to the next refusal.
+                    if (plan.Image.TryGetFunctionBounds(sp.Address - plan.Module.Base, out _, out var endRva, out var fname) && plan.Module.Base + endRva < sp.Address + (ulong)sp.SpanLength)
+                        throw Refuse(p, HotpatchErrorKind.UnsafeSite, TooSmall(fname, plan.Module.Base + endRva - sp.Address, sp.SpanLength), target);
                     throw Refuse(p, HotpatchErrorKind.UnsafeSite,
                         "expect covers " + p.Expect.Length + " bytes, but the jump overwrites whole instructions covering " + (endbr + sp.SpanLength) + " bytes"
                         + (endbr > 0 ? " (after the " + endbr + "-byte endbr it keeps)" : "") + "; extend expect.", target);
+                }
                 CheckRelocatable(sp, target);
             }
             else
@@ -269,6 +275,10 @@ namespace HotpatchTools.Engine.Patching
             }
         }
 
+        private static string TooSmall(string? fn, ulong left, int span) =>
+            "the " + span + " overwritten bytes run past the end of " + (fn ?? "the function") + ": only " + left + " byte(s) from the site to its end, too few for the "
+            + JumpLength + "-byte jump, so it cannot be patched in place at this site; patch an earlier site or its callers instead.";
+
         /// <summary>The site must sit on an instruction boundary of a known function, and nothing in that function may branch into the span.</summary>
         private static void CheckFunction(PatchPlan plan, SitePlan sp, ITargetProcess target)
         {
@@ -298,7 +308,7 @@ namespace HotpatchTools.Engine.Patching
                     + ") does not contain the overwritten bytes [0x" + sp.At.ToString("x") + ", 0x" + sp.End.ToString("x") + ").", target);
             string fn = (fname ?? "function") + " [0x" + start.ToString("x") + ", 0x" + end.ToString("x") + ")";
             if (sp.End > end)
-                throw Refuse(p, HotpatchErrorKind.UnsafeSite, "the " + sp.SpanLength + " overwritten bytes run past the end of " + fn + ".", target);
+                throw Refuse(p, HotpatchErrorKind.UnsafeSite, TooSmall(fn, end - sp.Address, sp.SpanLength), target);
             if (end - start > MaxFunctionScan)
                 throw Refuse(p, HotpatchErrorKind.UnsafeSite, fn + " is too large to scan for branches into the span.", target);
 

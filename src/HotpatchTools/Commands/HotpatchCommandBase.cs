@@ -28,7 +28,7 @@ namespace HotpatchTools.Commands
                 }
                 catch (HotpatchException e)
                 {
-                    ThrowTerminatingError(ToErrorRecord(e, null));
+                    ThrowFailure(e, null);
                     throw;
                 }
             }
@@ -73,7 +73,22 @@ namespace HotpatchTools.Commands
             new ErrorRecord(e, ErrorId(e.Kind), Category(e.Kind), target);
 
         /// <summary>Reports one failed target and lets the command go on with the next.</summary>
-        internal void WriteFailure(HotpatchException e, object? target) => WriteError(ToErrorRecord(e, target));
+        internal void WriteFailure(HotpatchException e, object? target) => WriteError(OnThisComputer(ToErrorRecord(e, target)));
+
+        /// <summary>
+        /// In a remote session the message names this computer: a fleet's errors are read side by side (often as
+        /// text, where OriginInfo is not shown), and one that does not say where it happened cannot be acted on.
+        /// </summary>
+        internal ErrorRecord OnThisComputer(ErrorRecord record)
+        {
+            if (!string.Equals(Host?.Name, "ServerRemoteHost", StringComparison.Ordinal)) return record;
+            string message = record.ErrorDetails?.Message ?? record.Exception?.Message ?? "";
+            if (message.Length > 0) record.ErrorDetails = new ErrorDetails(message + " (on " + Environment.MachineName + ")");
+            return record;
+        }
+
+        /// <summary>Stops the command with a terminating error, naming this computer in a remote session.</summary>
+        internal void ThrowFailure(HotpatchException e, object? target) => ThrowTerminatingError(OnThisComputer(ToErrorRecord(e, target)));
 
         /// <summary>
         /// Loads a patch file to install it: every install path goes through here, so every one gets the trust
@@ -128,12 +143,12 @@ namespace HotpatchTools.Commands
             {
                 if (e.Kind == HotpatchErrorKind.NotElevated)
                     RecordAudit(new AuditRecord { Action = MyInvocation.MyCommand.Name, Result = AuditRecord.ResultRefused, ErrorId = e.Kind.ToString(), Error = e.Message });
-                ThrowTerminatingError(ToErrorRecord(e, null));
+                ThrowFailure(e, null);
             }
             catch (Exception e) when (e is System.IO.IOException || e is UnauthorizedAccessException)
             {
-                ThrowTerminatingError(ToErrorRecord(new HotpatchException(HotpatchErrorKind.AuditFailed,
-                    "The audit log " + AuditLog.Machine.Path + " cannot be written (" + e.Message + "); nothing is changed without a record.", e), null));
+                ThrowFailure(new HotpatchException(HotpatchErrorKind.AuditFailed,
+                    "The audit log " + AuditLog.Machine.Path + " cannot be written (" + e.Message + "); nothing is changed without a record.", e), null);
             }
         }
 
@@ -156,14 +171,25 @@ namespace HotpatchTools.Commands
         internal void RecordAudit(AuditRecord record)
         {
             // In a remote (JEA) session the account is a virtual one: the connected user is who acted.
-            if (GetVariableValue("PSSenderInfo") is PSSenderInfo sender && sender.UserInfo?.Identity?.Name is string remote)
+            if (GetVariableValue("PSSenderInfo") is PSSenderInfo sender && sender.UserInfo?.Identity?.Name is string remote && remote.Length > 0)
                 record.ConnectedUser = remote;
+            // Over SSH (pwsh -sshs, or a shell in an SSH login) PSRP knows no user: sshd says who connected and from where.
+            else if (SshClient() is string ssh)
+                record.ConnectedUser = Environment.UserName + " via SSH from " + ssh;
             try { AuditTrail.Record(record); }
             catch (HotpatchException e) { WriteWarning(e.Message); }
         }
 
+        /// <summary>"ADDRESS port PORT" of the SSH client this process serves, from sshd's environment; null outside SSH.</summary>
+        private static string? SshClient()
+        {
+            var fields = (Environment.GetEnvironmentVariable("SSH_CONNECTION") ?? Environment.GetEnvironmentVariable("SSH_CLIENT") ?? "")
+                .Split(new[] { ' ' }, StringSplitOptions.RemoveEmptyEntries);
+            return fields.Length >= 2 ? fields[0] + " port " + fields[1] : null;
+        }
+
         /// <summary>Provider paths for -Path, wildcards expanded; a path that matches nothing is an error record.</summary>
-        internal IEnumerable<string> ResolvePaths(IEnumerable<string> paths, bool literal)
+        internal IEnumerable<string> ResolvePaths(IEnumerable<string> paths, bool literal, bool foldersAllowed = false)
         {
             foreach (var p in paths)
             {
@@ -178,7 +204,17 @@ namespace HotpatchTools.Commands
                     WriteError(new ErrorRecord(e, "PatchFileNotFound", ErrorCategory.ObjectNotFound, p));
                     continue;
                 }
-                foreach (var r in resolved) yield return r;
+                foreach (var r in resolved)
+                {
+                    // Opening a folder as a file fails with "access denied", which sends an admin after permissions.
+                    if (!foldersAllowed && System.IO.Directory.Exists(r))
+                    {
+                        WriteError(OnThisComputer(new ErrorRecord(new System.IO.IOException(r + " is a folder, not a micropatch file; name the files, for example "
+                            + System.IO.Path.Combine(p, "*" + HotpatchTools.Completion.MicropatchPathCompleter.Extension) + "."), "PatchFileIsFolder", ErrorCategory.InvalidArgument, p)));
+                        continue;
+                    }
+                    yield return r;
+                }
             }
         }
 
@@ -188,7 +224,20 @@ namespace HotpatchTools.Commands
         internal bool ShouldWrite(bool force, string target, string action)
         {
             if (force && !WhatIfRequested()) return true;
-            return ShouldProcess(target, action);
+            try
+            {
+                return ShouldProcess(target, action);
+            }
+            // An unattended run (a scheduled task, pwsh -NonInteractive, a remote script) cannot answer the prompt; the
+            // host's own message ("PowerShell is in NonInteractive mode") does not say what to do about it.
+            catch (Exception e) when (e is PSInvalidOperationException || e is System.Management.Automation.Host.HostException)
+            {
+                ThrowTerminatingError(OnThisComputer(new ErrorRecord(new PSInvalidOperationException(
+                    action + " on " + target + " needs confirmation, and this session cannot ask for it (" + e.Message.TrimEnd('.') + "). "
+                    + "Add -Force (or -Confirm:$false) to run it unattended; -WhatIf shows what it would do.", e),
+                    "ConfirmationNotPossible", ErrorCategory.InvalidOperation, target)));
+                return false;
+            }
         }
 
         private bool WhatIfRequested()

@@ -15,15 +15,23 @@ namespace HotpatchTools.Commands
     public sealed class InstallMicropatchCommand : CatalogCommandBase
     {
         private const string PathSet = "Path";
+        private const string LiteralPathSet = "LiteralPath";
         private const string CatalogSet = "Catalog";
 
         private readonly Dictionary<string, Micropatch?> _patches = new Dictionary<string, Micropatch?>();
 
+        /// <summary>Patch files; wildcards take every match, and several paths may be given.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = PathSet)]
-        [Alias("FullName", "PSPath")]
+        [SupportsWildcards]
         [ValidateNotNullOrEmpty]
         [ArgumentCompleter(typeof(MicropatchPathCompleter))]
-        public string Path { get; set; } = "";
+        public string[] Path { get; set; } = new string[0];
+
+        /// <summary>Patch files named exactly, wildcard characters included.</summary>
+        [Parameter(Mandatory = true, ValueFromPipelineByPropertyName = true, ParameterSetName = LiteralPathSet)]
+        [Alias("PSPath", "FullName")]
+        [ValidateNotNullOrEmpty]
+        public string[] LiteralPath { get; set; } = new string[0];
 
         /// <summary>
         /// Catalogued patches by id (exact, ignoring case): what a JEA operator is allowed instead of -Path. Not bound
@@ -43,6 +51,7 @@ namespace HotpatchTools.Commands
 
         /// <summary>Installs a file that has no signature; tampered, badly signed and untrusted files are refused regardless.</summary>
         [Parameter(ParameterSetName = PathSet)]
+        [Parameter(ParameterSetName = LiteralPathSet)]
         public SwitchParameter AllowUnsigned { get; set; }
 
         /// <summary>Install without asking for confirmation.</summary>
@@ -74,12 +83,65 @@ namespace HotpatchTools.Commands
                 }
                 return;
             }
-            var file = ResolvePaths(new[] { Path }, literal: false).FirstOrDefault();
-            if (file == null) return;
-            // Piped targets repeat the same file: check and parse it once per command.
-            if (!_patches.TryGetValue(file, out var patch)) _patches[file] = patch = LoadPatch(file, AllowUnsigned);
-            if (patch == null) return;
-            InstallPatch(patch);
+            bool literal = ParameterSetName == LiteralPathSet;
+            foreach (var file in ResolvePaths(literal ? LiteralPath : Path, literal))
+            {
+                // Piped targets repeat the same file: check and parse it once per command.
+                if (!_patches.TryGetValue(file, out var patch)) _patches[file] = patch = LoadPatch(file, AllowUnsigned);
+                if (patch != null) InstallPatch(patch);
+            }
+        }
+
+        protected override void EndProcessing()
+        {
+            CompleteProgress(2, InstallActivity);
+            // Piped targets arrive one by one: the machine-wide summary of a patch is only known here.
+            foreach (var s in _summaries.Values) Summarize(s);
+        }
+
+        private const string InstallActivity = "Installing micropatches";
+
+        /// <summary>What happened to one patch in one command, so that nothing happens without a word.</summary>
+        private sealed class Summary
+        {
+            public Micropatch Patch = null!;
+            public int Installed, AlreadyPatched, Superseded, OtherBuild, Refused, Declined;
+            public bool MachineWide;
+            public string? FirstMismatch;
+        }
+
+        private readonly Dictionary<string, Summary> _summaries = new Dictionary<string, Summary>(System.StringComparer.OrdinalIgnoreCase);
+        private readonly HashSet<string> _badFiles = new HashSet<string>(System.StringComparer.Ordinal);
+        private int _done;
+
+        private Summary SummaryOf(Micropatch patch)
+        {
+            string key = patch.Id + "\n" + patch.FileSha256;
+            if (!_summaries.TryGetValue(key, out var s)) _summaries[key] = s = new Summary { Patch = patch };
+            return s;
+        }
+
+        private void Summarize(Summary s)
+        {
+            if (!s.MachineWide) return;
+            int seen = s.Installed + s.AlreadyPatched + s.Superseded + s.OtherBuild + s.Refused + s.Declined;
+            if (seen == 0) return; // "no process has the module loaded" was already said
+            string counts = "of the " + seen + " process(es) that load " + s.Patch.Target.Module + ", installed in " + s.Installed
+                + ", already installed in " + s.AlreadyPatched + (s.Superseded > 0 ? ", superseded by a newer patch in " + s.Superseded : "") + ", not matching (another build) in " + s.OtherBuild
+                + ", refused in " + s.Refused + (s.Declined > 0 ? ", not confirmed in " + s.Declined : "")
+                + (s.FirstMismatch != null ? "; not matching: " + s.FirstMismatch.TrimEnd('.') : "");
+            if (s.Installed == 0 && s.AlreadyPatched == 0 && s.Superseded == 0 && s.Declined == 0 && s.Refused == 0)
+            {
+                // Every process is another build (or the patch names a symbol none has): nothing could be done at all.
+                WriteError(OnThisComputer(new ErrorRecord(new HotpatchException(HotpatchErrorKind.ExpectMismatch,
+                        "Patch " + s.Patch.Id + " was not installed anywhere: " + counts + " (-Verbose shows why for each)."),
+                    "NothingInstalled", ErrorCategory.ObjectNotFound, s.Patch.SourceName)));
+            }
+            else if (s.OtherBuild > 0 || s.Refused > 0 || s.Installed == 0)
+            {
+                WriteWarning("Patch " + s.Patch.Id + ": " + counts + ".");
+            }
+            else WriteVerbose("Patch " + s.Patch.Id + ": " + counts + ".");
         }
 
         private void InstallPatch(Micropatch patch)
@@ -103,21 +165,48 @@ namespace HotpatchTools.Commands
             var targets = Engine.Scan(patch, (done, total) => Progress(1, activity, done, total, patch.Id)).ToList();
             CompleteProgress(1, activity);
             if (targets.Count == 0)
-                WriteWarning("No running process has " + patch.Target.Module + " loaded; patch " + patch.Id + " was not installed anywhere.");
-            foreach (var t in targets) Handle(patch, t, named: false);
+                WriteWarning("No running process has " + patch.Target.Module + " loaded; patch " + patch.Id + " was not installed anywhere."
+                    + (Engine.Platform.OsName == "linux" && !HotpatchTools.Engine.Machine.Privilege.IsElevated() ? " Processes of other users cannot be read from this session." : ""));
+            SummaryOf(patch).MachineWide = true;
+            _done = 0;
+            foreach (var t in targets)
+            {
+                if (_badFiles.Contains(patch.SourceName)) break;
+                Progress(2, InstallActivity, _done++, targets.Count, patch.Id + ": " + Describe(t.ProcessId, t.ProcessName, t.Module));
+                Handle(patch, t, named: false);
+            }
         }
 
         private void Handle(Micropatch patch, TargetStatus t, bool named)
         {
             string where = Describe(t.ProcessId, t.ProcessName, t.Module);
+            var summary = SummaryOf(patch);
             if (t.State == HotpatchTools.Engine.Patching.TargetState.Vulnerable)
             {
-                InstallOne(patch, t.ProcessId, t.ProcessName, t.Module);
+                InstallOne(patch, t.ProcessId, t.ProcessName, t.Module, summary);
                 return;
             }
-            // In a machine-wide run, a process already patched or of another build is not news.
-            if (!named && (t.State == HotpatchTools.Engine.Patching.TargetState.Patched || t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch
-                           || t.State == HotpatchTools.Engine.Patching.TargetState.Superseded))
+            // An assembler error is the file's fault, the same in every process: one error naming the file.
+            if (t.ErrorKind == HotpatchErrorKind.AssemblyError)
+            {
+                if (_badFiles.Add(patch.SourceName))
+                    WriteFailure(new HotpatchException(HotpatchErrorKind.AssemblyError, "Patch file " + patch.SourceName + " does not assemble: " + t.Reason), patch.SourceName);
+                return;
+            }
+            if (t.State == HotpatchTools.Engine.Patching.TargetState.Patched)
+            {
+                summary.AlreadyPatched++;
+                // In a machine-wide run a process already patched is counted; named, it is told plainly, not as a success.
+                if (!named) { WriteVerbose(where + ": already installed. " + t.Reason); return; }
+                WriteRefusal(new HotpatchException(HotpatchErrorKind.AlreadyInstalled, where + ": patch " + patch.Id + " is already installed there, nothing was changed (" + t.Reason.TrimEnd('.') + ").") { ProcessId = t.ProcessId },
+                    t.ProcessId, AuditRecord.ActionInstall, patch.Id, patch, t.ProcessName, t.Module);
+                return;
+            }
+            if (t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch) { summary.OtherBuild++; summary.FirstMismatch ??= where + ": " + t.Reason; }
+            else if (t.State == HotpatchTools.Engine.Patching.TargetState.Superseded) summary.Superseded++;
+            else summary.Refused++;
+            // In a machine-wide run, a process of another build (or where a successor holds) is counted in the summary and named under -Verbose.
+            if (!named && (t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch || t.State == HotpatchTools.Engine.Patching.TargetState.Superseded))
             {
                 WriteVerbose(where + ": " + t.Reason);
                 return;
@@ -126,12 +215,13 @@ namespace HotpatchTools.Commands
                 AuditRecord.ActionInstall, patch.Id, patch, t.ProcessName, t.Module);
         }
 
-        private void InstallOne(Micropatch patch, int pid, string processName, string module)
+        private void InstallOne(Micropatch patch, int pid, string processName, string module, Summary summary)
         {
-            if (!ShouldWrite(Force, Describe(pid, processName, module), "Install micropatch " + patch.Id)) return;
+            if (!ShouldWrite(Force, Describe(pid, processName, module), "Install micropatch " + patch.Id)) { summary.Declined++; return; }
             try
             {
                 var r = Engine.Install(patch, pid);
+                summary.Installed++;
                 if (PassThru)
                     WriteObject(new MicropatchResult
                     {
@@ -143,6 +233,7 @@ namespace HotpatchTools.Commands
             }
             catch (HotpatchException e)
             {
+                summary.Refused++;
                 WriteFailure(e, pid);
             }
         }

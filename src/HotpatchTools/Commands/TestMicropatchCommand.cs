@@ -34,7 +34,7 @@ namespace HotpatchTools.Commands
         protected override void BeginProcessing()
         {
             _modules = new List<string>();
-            foreach (var p in ResolvePaths(ModulePath, literal: false))
+            foreach (var p in ResolvePaths(ModulePath, literal: false, foldersAllowed: true))
             {
                 if (Directory.Exists(p))
                 {

@@ -52,7 +52,7 @@ namespace HotpatchTools.Commands
             WriteObject(new MicropatchCompliance
             {
                 Compliant = report.Compliant, PatchCount = report.Patches, Patched = report.Patched, Vulnerable = report.Vulnerable, Failed = report.Failed,
-                Mismatch = report.Mismatch, Unreadable = report.Unreadable, Elevated = elevated, Details = report.Details.ToArray(),
+                Mismatch = report.Mismatch, Unreadable = report.Unreadable, Elevated = elevated, Details = new FlatStringList(report.Details.ToArray()),
             });
         }
     }

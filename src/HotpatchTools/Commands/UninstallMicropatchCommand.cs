@@ -13,8 +13,10 @@ namespace HotpatchTools.Commands
     [OutputType(typeof(MicropatchResult))]
     public sealed class UninstallMicropatchCommand : HotpatchCommandBase
     {
+        /// <summary>Patch ids; wildcards take every installed patch they match.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [SupportsWildcards]
         [ArgumentCompleter(typeof(PatchIdCompleter))]
         public string[] PatchId { get; set; } = new string[0];
 
@@ -33,25 +35,39 @@ namespace HotpatchTools.Commands
 
         protected override void BeginProcessing() => RequireElevationAndAudit("Uninstalling a micropatch");
 
+        // Callers still returning into a cave are common after a long-running patch: one summary, not one warning each.
+        private readonly List<string> _kept = new List<string>();
+        private const string UninstallActivity = "Uninstalling micropatches";
+
+        protected override void EndProcessing()
+        {
+            CompleteProgress(3, UninstallActivity);
+            if (_kept.Count == 0) return;
+            WriteWarning(_kept.Count + " process(es) may still have a thread returning into the patch's code, so their cave was kept (retired, harmless) and is freed by a later uninstall or when the process exits; the sites are restored in all of them. "
+                + (_kept.Count == 1 ? _kept[0] : "-Verbose names each."));
+        }
+
         protected override void ProcessRecord()
         {
+            var patterns = PatchId.Select(id => new WildcardPattern(id, WildcardOptions.IgnoreCase)).ToList();
             var targets = new List<(int Pid, string Name, string PatchId, string Module)>();
             if (ProcessId != null)
             {
                 foreach (int pid in ProcessId)
-                    foreach (var id in PatchId)
+                {
+                    List<HotpatchTools.Engine.Patching.InstalledPatch> installed;
+                    try { installed = Engine.GetInstalled(pid).Where(p => p.State != "Retired").ToList(); }
+                    catch (HotpatchException e) { foreach (var id in PatchId) WriteRefusal(e, pid, AuditRecord.ActionUninstall, id); continue; }
+                    for (int i = 0; i < PatchId.Length; i++)
                     {
-                        try
-                        {
-                            var installed = Engine.GetInstalled(pid).FirstOrDefault(p => string.Equals(p.PatchId, id, System.StringComparison.OrdinalIgnoreCase) && p.State != "Retired");
-                            if (installed == null)
-                                WriteRefusal(new HotpatchException(HotpatchErrorKind.NotInstalled, "Patch " + id + " is not installed in process " + pid + ".") { ProcessId = pid }, pid,
-                                    AuditRecord.ActionUninstall, id);
-                            else
-                                targets.Add((pid, installed.ProcessName, installed.PatchId, installed.Module));
-                        }
-                        catch (HotpatchException e) { WriteRefusal(e, pid, AuditRecord.ActionUninstall, id); }
+                        var matched = installed.Where(p => patterns[i].IsMatch(p.PatchId)).ToList();
+                        if (matched.Count == 0)
+                            WriteRefusal(new HotpatchException(HotpatchErrorKind.NotInstalled, "Patch " + PatchId[i] + " is not installed in process " + pid + ".") { ProcessId = pid }, pid,
+                                AuditRecord.ActionUninstall, PatchId[i]);
+                        foreach (var p in matched)
+                            if (!targets.Any(t => t.Pid == pid && t.PatchId == p.PatchId)) targets.Add((pid, p.ProcessName, p.PatchId, p.Module));
                     }
+                }
             }
             else
             {
@@ -63,7 +79,7 @@ namespace HotpatchTools.Commands
                     try
                     {
                         foreach (var p in Engine.GetInstalled(all[i].Id))
-                            if (p.State != "Retired" && PatchId.Any(id => string.Equals(id, p.PatchId, System.StringComparison.OrdinalIgnoreCase)))
+                            if (p.State != "Retired" && patterns.Any(w => w.IsMatch(p.PatchId)))
                                 targets.Add((p.ProcessId, p.ProcessName, p.PatchId, p.Module));
                     }
                     catch (HotpatchException) { }
@@ -72,13 +88,19 @@ namespace HotpatchTools.Commands
                 if (targets.Count == 0) WriteWarning("Patch " + string.Join(", ", PatchId) + " is not installed in any running process.");
             }
 
-            foreach (var t in targets)
+            for (int i = 0; i < targets.Count; i++)
             {
+                var t = targets[i];
+                Progress(3, UninstallActivity, i, targets.Count, t.PatchId + ": " + Describe(t.Pid, t.Name, t.Module));
                 if (!ShouldWrite(Force, Describe(t.Pid, t.Name, t.Module), "Uninstall micropatch " + t.PatchId)) continue;
                 try
                 {
                     var r = Engine.Uninstall(t.Pid, t.PatchId);
-                    if (!r.CaveFreed) WriteWarning(Describe(t.Pid, t.Name, t.Module) + ": " + r.Message);
+                    if (!r.CaveFreed)
+                    {
+                        _kept.Add(Describe(t.Pid, t.Name, t.Module) + ": " + r.Message);
+                        WriteVerbose(_kept[_kept.Count - 1]);
+                    }
                     if (PassThru)
                         WriteObject(new MicropatchResult
                         {

@@ -18,10 +18,6 @@ namespace HotpatchTools.Completion
     /// </summary>
     public sealed class PatchIdCompleter : IArgumentCompleter
     {
-        // Completion runs while the user waits at the prompt: a machine-wide sweep offers what it found by then
-        // (a .NET or Java process, with its many JIT regions, can take a few hundred milliseconds).
-        private static readonly TimeSpan SweepBudget = TimeSpan.FromSeconds(1);
-
         public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
             CommandAst commandAst, IDictionary fakeBoundParameters)
         {
@@ -35,6 +31,8 @@ namespace HotpatchTools.Completion
             }
             return found.Select(f => new CompletionResult(f.Key, f.Key, CompletionResultType.ParameterValue, string.Join("; ", f.Value))).ToList();
         }
+
+        private static readonly int CurrentProcessId = Process.GetCurrentProcess().Id;
 
         private static int[]? BoundProcessIds(IDictionary? fakeBoundParameters)
         {
@@ -56,7 +54,9 @@ namespace HotpatchTools.Completion
             try
             {
                 engine = new HotpatchEngine();
-                pids = processIds ?? engine.Platform.ListProcesses().Select(p => p.Id);
+                // Kernel threads and this process cannot hold a patch; skipping them keeps the sweep to what a patch can be in,
+                // so it needs no time limit (a limit returned nothing on a loaded machine).
+                pids = processIds ?? engine.Platform.ListProcesses().Select(p => p.Id).Where(id => id != CurrentProcessId && !ProcessIdCompleter.IsKernelThread(id));
             }
             // An unsupported platform or an unreadable process list: nothing to offer, and completion must not fail.
             catch (Exception e) when (e is HotpatchException || e is IOException || e is UnauthorizedAccessException)
@@ -64,10 +64,8 @@ namespace HotpatchTools.Completion
                 return Enumerable.Empty<(string, string)>();
             }
             var installed = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
-            var clock = Stopwatch.StartNew();
             foreach (int pid in pids)
             {
-                if (clock.Elapsed > SweepBudget) break;
                 try
                 {
                     // A retired patch is already uninstalled; only its cave is kept for a thread that may return into it.

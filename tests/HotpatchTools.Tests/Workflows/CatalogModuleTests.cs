@@ -149,7 +149,7 @@ namespace HotpatchTools.Tests.Workflows
             Assert.Equal(1, Prop(report, "PatchCount"));
             Assert.Equal(2, Prop(report, "Vulnerable"));
             Assert.Equal(0, Prop(report, "Patched"));
-            Assert.Contains((string[])Prop(report, "Details"), d => d.Contains("HP-CATM-SYNC Vulnerable in pid " + a.Pid));
+            Assert.Contains(((System.Collections.Generic.IEnumerable<string>)Prop(report, "Details")!), d => d.Contains("HP-CATM-SYNC Vulnerable in pid " + a.Pid));
             Assert.Equal(false, _sh.Run("Test-MicropatchCompliance -Quiet").Single().BaseObject);
             Assert.Equal(1501, a.Call("triple", 500)); // a question changes nothing
 
@@ -170,7 +170,7 @@ namespace HotpatchTools.Tests.Workflows
             var compliance = after.Single(o => o.BaseObject is not DebugRecord);
             Assert.Equal(2, Prop(compliance, "Patched"));
             // Notes (such as a process even root cannot read, like this sandbox's pid 1) are not reasons.
-            Assert.DoesNotContain((string[])Prop(compliance, "Details"), d => !d.StartsWith("Note:", StringComparison.Ordinal));
+            Assert.DoesNotContain(((System.Collections.Generic.IEnumerable<string>)Prop(compliance, "Details")!), d => !d.StartsWith("Note:", StringComparison.Ordinal));
         }
 
         [Fact]
@@ -200,7 +200,7 @@ namespace HotpatchTools.Tests.Workflows
             var report = _sh.Run("Test-MicropatchCompliance").Single();
             Assert.Equal(false, Prop(report, "Compliant"));
             Assert.Equal(1, Prop(report, "PatchCount"));
-            Assert.Contains("HP-CATM-EVIL cannot be loaded from the catalog.", (string[])Prop(report, "Details"));
+            Assert.Contains("HP-CATM-EVIL cannot be loaded from the catalog.", ((System.Collections.Generic.IEnumerable<string>)Prop(report, "Details")!));
         }
 
         [Fact]

@@ -77,6 +77,14 @@ namespace HotpatchTools.Tests.Workflows
         }
 
         [Fact]
+        public void Intune_detection_reports_an_empty_catalog_instead_of_calling_it_compliant()
+        {
+            var detect = RunSample("Intune-Detect.ps1");
+            Assert.Equal(1, detect.ExitCode);
+            Assert.StartsWith("NOT COMPLIANT: the catalog is empty", OneLine(detect));
+        }
+
+        [Fact]
         public void Intune_remediation_that_cannot_fix_exits_1_and_says_why()
         {
             // A site a safety rule refuses: branch_into has a branch into its first bytes.

@@ -205,7 +205,9 @@ namespace HotpatchTools.Engine.Platform.Linux
             new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " has exited.", inner) { ProcessId = pid };
 
         public static HotpatchException Denied(int pid, Exception? inner = null) =>
-            new HotpatchException(HotpatchErrorKind.AccessDenied,
-                "Access to process " + pid + " was denied: run as root or with CAP_SYS_PTRACE (and check kernel.yama.ptrace_scope).", inner) { ProcessId = pid };
+            new HotpatchException(HotpatchErrorKind.AccessDenied, "Access to process " + pid + " was denied" + (LibC.geteuid() == 0
+                    // Telling root to run as root sends them in a circle: what stops root is the kernel's policy.
+                    ? " even to root: kernel.yama.ptrace_scope may be 3, a security module (AppArmor, SELinux) may deny ptrace, or this container lacks CAP_SYS_PTRACE (a container's init is often protected this way)."
+                    : ": run as root or with CAP_SYS_PTRACE (and check kernel.yama.ptrace_scope)."), inner) { ProcessId = pid };
     }
 }

@@ -1,0 +1,243 @@
+# The module as a user meets it in a real pwsh: table views at 80 and 120 columns, serialization of every
+# output type, pipelines between the cmdlets, error behaviour, completion and thread jobs, against live targets.
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
+    Import-Module (Get-ManifestPath) -Force
+    $script:dir = New-TestDirectory 'hpt-pester-module'
+    $script:target = Start-TestTarget
+    $script:patch = New-TestPatch -Directory $dir -Id 'HP-PESTER-0001'
+    # One of each output type, from one live target: a target row, an install, a listing, a site, a module,
+    # the audit records, a signature, a publisher, a catalog entry, a sync result and a compliance summary.
+    $script:targetRow = Get-HotpatchTarget -Path $patch -ProcessId $target.Id
+    $script:install = Install-Micropatch -Path $patch -ProcessId $target.Id -AllowUnsigned -Force -PassThru
+    $script:info = Get-Micropatch -ProcessId $target.Id
+    $script:site = Get-MicropatchSite -Path $patch -ProcessId $target.Id
+    $script:hmodule = Get-HotpatchModule -ProcessId $target.Id | Select-Object -First 1
+    $script:audit = Get-MicropatchAuditLog | Select-Object -Last 1
+    $script:signature = Get-MicropatchSignature -Path $patch
+    $cert = Join-Path $dir 'publisher.pem'
+    $rsa = [System.Security.Cryptography.RSA]::Create(2048)
+    $req = [System.Security.Cryptography.X509Certificates.CertificateRequest]::new('CN=Pester Publisher', $rsa, 'SHA256', [System.Security.Cryptography.RSASignaturePadding]::Pkcs1)
+    $eku = [System.Security.Cryptography.OidCollection]::new()
+    $null = $eku.Add([System.Security.Cryptography.Oid]::new('1.3.6.1.5.5.7.3.3'))
+    $req.CertificateExtensions.Add([System.Security.Cryptography.X509Certificates.X509EnhancedKeyUsageExtension]::new($eku, $false))
+    $script:cert = $req.CreateSelfSigned([DateTimeOffset]::Now.AddDays(-1), [DateTimeOffset]::Now.AddDays(30))
+    [System.IO.File]::WriteAllText($cert, $script:cert.ExportCertificatePem())
+    $script:publisher = Add-MicropatchTrustedPublisher -Path $cert -Force -PassThru
+    $catalogPatch = New-TestPatch -Directory (Join-Path $dir 'catalog') -Id 'HP-PESTER-CAT1'
+    $script:entry = Register-Micropatch -Path $catalogPatch -AllowUnsigned -Force -PassThru
+    $script:sync = Sync-Micropatch -Force | Where-Object ProcessId -eq $target.Id | Select-Object -First 1
+    $script:compliance = Test-MicropatchCompliance
+    $script:offline = Test-Micropatch -Path $patch -ModulePath (Get-TestTargetPath) | Select-Object -First 1
+    $script:outputs = [ordered]@{
+        HotpatchTarget = $targetRow; MicropatchResult = $install; MicropatchInfo = $info; MicropatchSite = $site
+        HotpatchModule = $hmodule; MicropatchAuditRecord = $audit; MicropatchSignature = $signature
+        MicropatchTrustedPublisher = $publisher; MicropatchCatalogEntry = $entry; MicropatchSyncResult = $sync
+        MicropatchCompliance = $compliance; MicropatchTestResult = $offline
+    }
+}
+
+AfterAll {
+    Get-Micropatch -ProcessId $target.Id -ErrorAction SilentlyContinue | Uninstall-Micropatch -Force -ErrorAction SilentlyContinue
+    Get-MicropatchCatalog -ErrorAction SilentlyContinue | Unregister-Micropatch -Force -ErrorAction SilentlyContinue
+    Get-MicropatchTrustedPublisher -ErrorAction SilentlyContinue | Remove-MicropatchTrustedPublisher -Force -ErrorAction SilentlyContinue
+    Stop-TestTarget
+    Remove-Item -Recurse -Force $dir -ErrorAction SilentlyContinue
+}
+
+Describe 'Every output type' {
+    It 'was produced for <_>' -ForEach @('HotpatchTarget', 'MicropatchResult', 'MicropatchInfo', 'MicropatchSite', 'HotpatchModule', 'MicropatchAuditRecord',
+        'MicropatchSignature', 'MicropatchTrustedPublisher', 'MicropatchCatalogEntry', 'MicropatchSyncResult', 'MicropatchCompliance', 'MicropatchTestResult') {
+        $outputs[$_] | Should -Not -BeNullOrEmpty
+        $outputs[$_].PSObject.TypeNames[0] | Should -Be "HotpatchTools.$_"
+    }
+
+    It 'the list above is every output type of the module''s cmdlets' {
+        $declared = Get-Command -Module HotpatchTools -CommandType Cmdlet | ForEach-Object OutputType | ForEach-Object Name |
+            Where-Object { $_ -like 'HotpatchTools.*' } | ForEach-Object { $_ -replace '^HotpatchTools\.' } | Sort-Object -Unique
+        $declared | Should -Be ($outputs.Keys | Sort-Object)
+    }
+
+    It 'the install worked on the live target' {
+        $install.Result | Should -Be 'Installed'
+        Invoke-TestTarget $target -Argument 500 | Should -Be -1
+        Invoke-TestTarget $target -Argument 5 | Should -Be 16
+    }
+}
+
+Describe 'Table views' {
+    It '<_> fits in 80 columns and shows its key columns' -ForEach @('HotpatchTarget', 'MicropatchResult', 'MicropatchInfo', 'MicropatchSite', 'HotpatchModule', 'MicropatchAuditRecord',
+        'MicropatchSignature', 'MicropatchTrustedPublisher', 'MicropatchCatalogEntry', 'MicropatchSyncResult', 'MicropatchCompliance', 'MicropatchTestResult') {
+        $text = $outputs[$_] | Format-Table | Out-String -Width 80
+        $lines = $text -split "`n" | ForEach-Object TrimEnd | Where-Object { $_ }
+        $lines.Count | Should -BeGreaterOrEqual 3 -Because 'a header, its rule and a row'
+        $lines | ForEach-Object { $_.Length | Should -BeLessOrEqual 80 -Because "'$_' is wider than 80 columns" }
+        $text | Should -Not -Match 'HotpatchTools\.' -Because 'a view shows values, not type names'
+    }
+
+    It 'the target row names pid, patch and state at 80 columns' {
+        $text = $targetRow | Format-Table | Out-String -Width 80
+        $text | Should -Match "\b$($target.Id)\b"
+        $text | Should -Match 'HP-PESTER-0001'
+        $text | Should -Match 'Vulnerable'
+    }
+
+    It 'the reason of a target row is shown whole at <_> columns (wrapped, not cut)' -ForEach 80, 120 {
+        $text = $targetRow | Format-Table | Out-String -Width $_
+        $text | Should -Not -Match '…'
+        ($text -replace '\s+', '') | Should -Match ([regex]::Escape(($targetRow.Reason -replace '\s+', '')))
+    }
+
+    It 'the audit Result is not cut at 80 columns' {
+        $text = $audit | Format-Table | Out-String -Width 80
+        $text | Should -Match '\bInstalled\b'
+    }
+
+    It 'the install result shows Installed and its freeze time at 120 columns' {
+        $text = $install | Format-Table | Out-String -Width 120
+        $text | Should -Match 'Installed'
+        $text | Should -Match 'FreezeMilliseconds'
+    }
+}
+
+Describe 'Serialization' {
+    It 'ConvertTo-Json of <_> round-trips its properties' -ForEach @('HotpatchTarget', 'MicropatchResult', 'MicropatchInfo', 'MicropatchSite', 'HotpatchModule', 'MicropatchAuditRecord',
+        'MicropatchSignature', 'MicropatchTrustedPublisher', 'MicropatchCatalogEntry', 'MicropatchSyncResult', 'MicropatchCompliance', 'MicropatchTestResult') {
+        $object = $outputs[$_]
+        $json = $object | ConvertTo-Json -Depth 3 -WarningAction Stop
+        $back = $json | ConvertFrom-Json
+        foreach ($p in $object.PSObject.Properties) {
+            if ($null -eq $p.Value) { continue }
+            if ($p.Value -is [enum]) {
+                $back.($p.Name) | Should -BeOfType [string] -Because "$_.$($p.Name) is an enum: JSON readers want its name"
+                $back.($p.Name) | Should -Be $p.Value.ToString()
+            }
+            elseif ($p.Value -is [string] -or $p.Value -is [int] -or $p.Value -is [bool]) {
+                $back.($p.Name) | Should -Be $p.Value -Because "$_.$($p.Name)"
+            }
+        }
+    }
+
+    It 'Export-Csv of <_> writes no .NET type names' -ForEach @('HotpatchTarget', 'MicropatchResult', 'MicropatchInfo', 'MicropatchSite', 'HotpatchModule', 'MicropatchAuditRecord',
+        'MicropatchSignature', 'MicropatchTrustedPublisher', 'MicropatchCatalogEntry', 'MicropatchSyncResult', 'MicropatchCompliance', 'MicropatchTestResult') {
+        $csv = Join-Path $dir "$_.csv"
+        $outputs[$_] | Export-Csv -Path $csv -NoTypeInformation
+        $text = Get-Content -Raw $csv
+        $text | Should -Not -Match 'System\.[A-Z][A-Za-z]*(\[\])?' -Because 'arrays and objects need a flat string form'
+        $row = Import-Csv $csv
+        @($row).Count | Should -Be 1
+    }
+
+    It 'the sites of a listing flatten to readable text in CSV' {
+        $csv = Join-Path $dir 'sites.csv'
+        $info | Export-Csv -Path $csv -NoTypeInformation
+        (Import-Csv $csv).Sites | Should -Match '^0x[0-9a-f]+: '
+    }
+}
+
+Describe 'Pipelines between the cmdlets' {
+    It 'Get-HotpatchTarget | Get-MicropatchSite' {
+        $sites = Get-HotpatchTarget -Path $patch -ProcessId $target.Id | Get-MicropatchSite
+        $sites.State | Should -Be 'Patched'
+    }
+
+    It 'Get-HotpatchTarget | Get-HotpatchModule' {
+        $mods = Get-HotpatchTarget -Path $patch -ProcessId $target.Id | Get-HotpatchModule
+        $mods.Name | Should -Contain 'psttarget'
+    }
+
+    It 'Get-Micropatch | Get-MicropatchSite' {
+        $sites = Get-Micropatch -ProcessId $target.Id | Get-MicropatchSite
+        $sites.Symbol | Should -Contain 'triple'
+    }
+
+    It 'Get-Micropatch | Uninstall-Micropatch | and back through Get-HotpatchTarget | Install-Micropatch' {
+        $removed = Get-Micropatch -ProcessId $target.Id | Uninstall-Micropatch -Force -PassThru
+        $removed.Result | Should -Be 'Removed'
+        Invoke-TestTarget $target -Argument 500 | Should -Be 1501
+        $again = Get-HotpatchTarget -Path $patch -ProcessId $target.Id | Where-Object State -eq Vulnerable | Install-Micropatch -AllowUnsigned -Force -PassThru
+        $again.Result | Should -Be 'Installed'
+        Invoke-TestTarget $target -Argument 500 | Should -Be -1
+    }
+
+    It 'Get-MicropatchCatalog | Disable-Micropatch | Enable-Micropatch' {
+        Get-MicropatchCatalog -PatchId 'HP-PESTER-CAT1' | Disable-Micropatch -Force
+        (Get-MicropatchCatalog -PatchId 'HP-PESTER-CAT1').Enabled | Should -BeFalse
+        Get-MicropatchCatalog -PatchId 'HP-PESTER-CAT1' | Enable-Micropatch -Force
+        (Get-MicropatchCatalog -PatchId 'HP-PESTER-CAT1').Enabled | Should -BeTrue
+    }
+
+    It 'Get-MicropatchTrustedPublisher | Get-MicropatchSignature paths: Get-ChildItem | Get-MicropatchSignature' {
+        $sigs = Get-ChildItem -Path $dir -Filter '*.micropatch.yaml' | Get-MicropatchSignature
+        $sigs.Status | Should -Contain 'NotSigned'
+    }
+
+    It 'Get-ChildItem | Get-HotpatchTarget takes files by path' {
+        $rows = Get-ChildItem -Path $dir -Filter 'HP-PESTER-0001.micropatch.yaml' | Get-HotpatchTarget -ProcessId $target.Id
+        $rows.PatchId | Should -Be 'HP-PESTER-0001'
+    }
+}
+
+Describe 'Errors as scripts see them' {
+    It '-ErrorAction Stop throws a terminating error with the ErrorId' {
+        { Install-Micropatch -Path (Join-Path $dir 'missing.micropatch.yaml') -ProcessId $target.Id -AllowUnsigned -Force -ErrorAction Stop } |
+            Should -Throw -ErrorId '*'
+    }
+
+    It '-ErrorAction SilentlyContinue sets $? to false and records the error' {
+        $Error.Clear()
+        Get-HotpatchTarget -Path $patch -ProcessId 999999 -ErrorAction SilentlyContinue
+        $ok = $?
+        $ok | Should -BeFalse
+        $Error.Count | Should -BeGreaterThan 0
+    }
+
+    It 'a success leaves $? true' {
+        $null = Get-Micropatch -ProcessId $target.Id
+        $ok = $?
+        $ok | Should -BeTrue
+    }
+}
+
+Describe 'Completion' {
+    It 'TabExpansion2 completes the cmdlet names' {
+        $r = TabExpansion2 -inputScript 'Install-Micro' -cursorColumn 13
+        $r.CompletionMatches.CompletionText | Should -Contain 'Install-Micropatch'
+    }
+
+    It 'TabExpansion2 completes -PatchId from the installed patches' {
+        $line = 'Uninstall-Micropatch -PatchId HP-PES'
+        $r = TabExpansion2 -inputScript $line -cursorColumn $line.Length
+        $r.CompletionMatches.CompletionText | Should -Contain 'HP-PESTER-0001'
+    }
+
+    It 'TabExpansion2 completes -ProcessId with the target and not kernel threads' {
+        $line = "Get-Micropatch -ProcessId "
+        $r = TabExpansion2 -inputScript $line -cursorColumn $line.Length
+        $r.CompletionMatches.CompletionText | Should -Contain "$($target.Id)"
+        $r.CompletionMatches.ListItemText | Should -Not -Match 'kthreadd'
+    }
+
+    It 'TabExpansion2 completes -ProcessId by process name' {
+        $line = "Get-Micropatch -ProcessId psttar"
+        $r = TabExpansion2 -inputScript $line -cursorColumn $line.Length
+        $r.CompletionMatches.CompletionText | Should -Contain "$($target.Id)"
+    }
+
+    It 'TabExpansion2 offers for -ProcessId only processes that load the module of the -Path file' {
+        $line = "Install-Micropatch -Path '$patch' -ProcessId "
+        $r = TabExpansion2 -inputScript $line -cursorColumn $line.Length
+        $r.CompletionMatches.CompletionText | Should -Contain "$($target.Id)"
+        $r.CompletionMatches.ListItemText | ForEach-Object { $_ | Should -Match '\(psttarget\)$' }
+    }
+}
+
+Describe 'Thread jobs' {
+    It 'Start-ThreadJob runs the cmdlets and brings their objects back' {
+        $job = Start-ThreadJob -ScriptBlock { param($m, $p) Import-Module $m; Get-Micropatch -ProcessId $p } -ArgumentList (Get-ManifestPath), $target.Id
+        $got = $job | Wait-Job -Timeout 60 | Receive-Job
+        $job | Remove-Job -Force
+        $got.PatchId | Should -Be 'HP-PESTER-0001'
+        $got.PSObject.TypeNames[0] | Should -Be 'HotpatchTools.MicropatchInfo'
+    }
+}

@@ -1,0 +1,196 @@
+# What a new user meets in a real session (issue 15's list): paths and wildcards, silent no-ops, misleading
+# messages, unattended runs, progress. Each against live targets.
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
+    Import-Module (Get-ManifestPath) -Force
+    $script:dir = New-TestDirectory 'hpt-pester-session'
+    # Module names of this file's own, so machine-wide installs reach only these targets.
+    $script:a = Start-TestTarget -Name 'pstsessa'
+    $script:b = Start-TestTarget -Name 'pstsessb'
+    $script:c1 = Start-TestTarget -Name 'pstsessc'
+    $script:c2 = Start-TestTarget -Name 'pstsessc'
+}
+
+AfterAll {
+    foreach ($t in $a, $b, $c1, $c2) { Get-Micropatch -ProcessId $t.Id -ErrorAction SilentlyContinue | Uninstall-Micropatch -Force -ErrorAction SilentlyContinue }
+    Stop-TestTarget
+    Remove-Item -Recurse -Force $dir -ErrorAction SilentlyContinue
+}
+
+Describe 'Install-Micropatch -Path and -LiteralPath' {
+    BeforeAll {
+        $script:wild = Join-Path $dir 'wild'
+        $null = New-TestPatch -Directory $wild -Id 'HP-WILD-A' -Module 'pstsessa'
+        $null = New-TestPatch -Directory $wild -Id 'HP-WILD-B' -Module 'pstsessb'
+    }
+    AfterEach {
+        foreach ($t in $a, $b) { Get-Micropatch -ProcessId $t.Id | Uninstall-Micropatch -Force }
+    }
+
+    It 'a wildcard installs every matching file' {
+        $r = Install-Micropatch -Path (Join-Path $wild 'HP-WILD-*.micropatch.yaml') -AllowUnsigned -Force -PassThru
+        ($r.PatchId | Sort-Object) | Should -Be @('HP-WILD-A', 'HP-WILD-B')
+        Invoke-TestTarget $a | Should -Be -1
+        Invoke-TestTarget $b | Should -Be -1
+    }
+
+    It 'several paths install each' {
+        $r = Install-Micropatch -Path (Join-Path $wild 'HP-WILD-A.micropatch.yaml'), (Join-Path $wild 'HP-WILD-B.micropatch.yaml') -AllowUnsigned -Force -PassThru
+        ($r.PatchId | Sort-Object) | Should -Be @('HP-WILD-A', 'HP-WILD-B')
+    }
+
+    It '-LiteralPath takes a name with wildcard characters as it is' {
+        $odd = Join-Path $dir 'odd[1]'
+        $file = New-TestPatch -Directory $odd -Id 'HP-WILD-A'
+        $file = Join-Path $odd 'HP-WILD-A[x].micropatch.yaml'
+        Move-Item -LiteralPath (Join-Path $odd 'HP-WILD-A.micropatch.yaml') -Destination $file
+        (Get-Content -LiteralPath $file -Raw) -replace 'module: psttarget', 'module: pstsessa' | Set-Content -LiteralPath $file -NoNewline
+        $r = Install-Micropatch -LiteralPath $file -ProcessId $a.Id -AllowUnsigned -Force -PassThru
+        $r.Result | Should -Be 'Installed'
+    }
+
+    It 'a folder given as -Path is named as a folder, not "access denied"' {
+        Install-Micropatch -Path $wild -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
+        $e.Count | Should -Be 1
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'PatchFileIsFolder*'
+        "$($e[0])" | Should -Match 'is a folder'
+        "$($e[0])" | Should -Not -Match 'denied'
+    }
+}
+
+Describe 'Patch files' {
+    It 'code: | followed by only blank or whitespace lines is an empty block: the patch only detours' {
+        # New-TestPatch indents every code line: an empty line becomes a line of spaces, then one with fewer.
+        $file = New-TestPatch -Directory (Join-Path $dir 'empty') -Id 'HP-EMPTY-CODE' -Module 'pstsessa' -Code "`n  `n"
+        (Get-Content $file -Raw) | Should -Match "code: \|\n      \n"
+        $r = Install-Micropatch -Path $file -ProcessId $a.Id -AllowUnsigned -Force -PassThru
+        $r.Result | Should -Be 'Installed'
+        Invoke-TestTarget $a | Should -Be 1501
+        (Get-MicropatchSite -Path $file -ProcessId $a.Id).State | Should -Be 'Patched'
+        Uninstall-Micropatch -PatchId HP-EMPTY-CODE -ProcessId $a.Id -Force
+    }
+}
+
+Describe 'No silent no-ops' {
+    It 'a machine-wide install where every process is another build is an error with counts, and $? is false' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'other') -Id 'HP-OTHER-BUILD' -Module 'pstsessc' -Expect 'ff ff ff ff ff ff'
+        Install-Micropatch -Path $file -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
+        $ok = $?
+        $ok | Should -BeFalse
+        $e.Count | Should -Be 1
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'NothingInstalled*'
+        "$($e[0])" | Should -Match 'of the 2 process\(es\) that load pstsessc, installed in 0, already installed in 0, not matching \(another build\) in 2'
+    }
+
+    It 'a typo''d symbol is not silent either' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'typo') -Id 'HP-TYPO' -Module 'pstsessc' -At 'tripel'
+        Install-Micropatch -Path $file -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue -WarningVariable w -WarningAction SilentlyContinue
+        ($e.Count + $w.Count) | Should -BeGreaterThan 0
+        (($e | ForEach-Object { "$_" }) + @($w | ForEach-Object Message)) -join "`n" | Should -Match 'tripel'
+    }
+
+    It 'some processes of another build give a warning with the counts' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'some') -Id 'HP-SOME' -Module 'pstsessc'
+        # One of the two already holds another patch at the same site: its bytes are no longer the expected ones.
+        $null = Install-Micropatch -Path (New-TestPatch -Directory (Join-Path $dir 'first') -Id 'HP-FIRST' -Module 'pstsessc') -ProcessId $c1.Id -AllowUnsigned -Force
+        $r = Install-Micropatch -Path $file -AllowUnsigned -Force -PassThru -WarningVariable w -WarningAction SilentlyContinue
+        $r.ProcessId | Should -Be $c2.Id
+        $w.Count | Should -Be 1
+        $w[0].Message | Should -Match 'installed in 1, already installed in 0, not matching \(another build\) in 1'
+        Get-Micropatch -ProcessId $c1.Id, $c2.Id | Uninstall-Micropatch -Force
+    }
+
+    It 'installing twice says it was already installed, as an error, not like a success' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'twice') -Id 'HP-TWICE' -Module 'pstsessa'
+        $null = Install-Micropatch -Path $file -ProcessId $a.Id -AllowUnsigned -Force
+        Install-Micropatch -Path $file -ProcessId $a.Id -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'AlreadyInstalled*'
+        "$($e[0])" | Should -Match 'already installed there, nothing was changed'
+        Uninstall-Micropatch -PatchId HP-TWICE -ProcessId $a.Id -Force
+    }
+}
+
+Describe 'Messages that say what to do' {
+    It 'as root, a process the kernel protects does not say "run as root"' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'pid1') -Id 'HP-PID1'
+        $row = Get-HotpatchTarget -Path $file -ProcessId 1 -ErrorAction SilentlyContinue
+        if ((id -u) -ne '0' -or $row.State -ne 'AccessDenied') { Set-ItResult -Skipped -Because 'pid 1 is readable here, or this is not root' ; return }
+        $row.Reason | Should -Not -Match 'run as root'
+        $row.Reason | Should -Match 'even to root'
+    }
+
+    It 'an assembler typo is one error naming the file, not a state of each process' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'asm') -Id 'HP-ASM' -Module 'pstsessc' -Code "cmp edi, 100`njbe resume`nmvo eax, -1`nret"
+        Install-Micropatch -Path $file -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
+        $asm = @($e | Where-Object { $_.FullyQualifiedErrorId -like 'AssemblyError*' })
+        $asm.Count | Should -Be 1
+        $asm[0].TargetObject | Should -Be $file
+        "$($asm[0])" | Should -Match 'does not assemble'
+    }
+
+    It 'a function too small for the jump is not told to extend expect' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'tiny') -Id 'HP-TINY' -Module 'pstsessa' -At 'tiny' -Expect '31 c0 c3' -Code 'ret'
+        Install-Micropatch -Path $file -ProcessId $a.Id -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
+        "$($e[0])" | Should -Not -Match 'extend expect'
+        "$($e[0])" | Should -Match 'too few for the 5-byte jump'
+    }
+
+    It 'an unattended run without -Force says to use -Force' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'unattended') -Id 'HP-UNATTENDED' -Module 'pstsessa'
+        $script = Join-Path $dir 'unattended.ps1'
+        @'
+param($Manifest, $File, $TargetId)
+Import-Module $Manifest
+try { Install-Micropatch -Path $File -ProcessId $TargetId -AllowUnsigned -ErrorAction Stop; 'went on' }
+catch { 'stopped ' + $_.FullyQualifiedErrorId + ' ' + $_.Exception.Message }
+'@ | Set-Content $script
+        $out = Invoke-ChildPwsh -File $script -ArgumentList (Get-ManifestPath), $file, $a.Id -Environment @{ HOTPATCHTOOLS_MACHINE_ROOT = $env:HOTPATCHTOOLS_MACHINE_ROOT }
+        ($out -join "`n") | Should -Match 'stopped ConfirmationNotPossible'
+        ($out -join "`n") | Should -Match '-Force'
+        Invoke-TestTarget $a | Should -Be 1501
+    }
+}
+
+Describe 'Uninstall-Micropatch' {
+    It '-PatchId takes wildcards' {
+        $null = Install-Micropatch -Path (New-TestPatch -Directory (Join-Path $dir 'uwild') -Id 'HP-UWILD-1' -Module 'pstsessa') -ProcessId $a.Id -AllowUnsigned -Force
+        $r = Uninstall-Micropatch -PatchId 'HP-UWILD-*' -ProcessId $a.Id -Force -PassThru
+        $r.PatchId | Should -Be 'HP-UWILD-1'
+        Invoke-TestTarget $a | Should -Be 1501
+    }
+
+    It 'callers still inside the patch code in many processes give one summary warning, details under -Verbose' {
+        # The patch code waits forever (pause in a loop): a thread that called triple stays inside the cave.
+        $d1 = Start-TestTarget -Name 'pstsessd'
+        $d2 = Start-TestTarget -Name 'pstsessd'
+        try {
+            $file = New-TestPatch -Directory (Join-Path $dir 'stale') -Id 'HP-STALE' -Module 'pstsessd' -Code "again:`nmov eax, 34`nsyscall`njmp again"
+            $installed = Install-Micropatch -Path $file -AllowUnsigned -Force -PassThru
+            $installed.Count | Should -Be 2
+            foreach ($d in $d1, $d2) { $d.StandardInput.WriteLine('hammer 1'); $d.StandardInput.Flush(); $d.StandardOutput.ReadLine() | Should -Be 'ok' }
+            Start-Sleep -Milliseconds 200
+            $r = Uninstall-Micropatch -PatchId HP-STALE -Force -PassThru -WarningVariable w -WarningAction SilentlyContinue -Verbose 4>&1 | Where-Object { $_ -isnot [System.Management.Automation.VerboseRecord] -or $_.Message -like 'pid *' }
+            @($r | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Count | Should -Be 2
+            @($r | Where-Object { $_ -isnot [System.Management.Automation.VerboseRecord] }).Result | Should -Be @('Removed', 'Removed')
+            $w.Count | Should -Be 1
+            $w[0].Message | Should -Match '^2 process\(es\) may still have a thread returning into the patch'
+        }
+        finally { Stop-TestTarget $d1, $d2 }
+    }
+}
+
+Describe 'Progress' {
+    It 'a machine-wide install reports progress while it installs, not only while it searches' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'progress') -Id 'HP-PROGRESS' -Module 'pstsessc'
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript('param($m, $f) Import-Module $m; Install-Micropatch -Path $f -AllowUnsigned -Force').AddArgument((Get-ManifestPath)).AddArgument($file).Invoke()
+            $activities = $ps.Streams.Progress | ForEach-Object Activity | Sort-Object -Unique
+            $activities | Should -Contain 'Installing micropatches'
+        }
+        finally { $ps.Dispose() }
+        Invoke-TestTarget $c1 | Should -Be -1
+        Invoke-TestTarget $c2 | Should -Be -1
+        Get-Micropatch -ProcessId $c1.Id, $c2.Id | Uninstall-Micropatch -Force
+    }
+}
