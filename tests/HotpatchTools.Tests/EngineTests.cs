@@ -164,10 +164,13 @@ namespace HotpatchTools.Tests
             Assert.Equal("ok", _t.Send("hammer 8"));
             var (callsBefore, _) = _t.Stats();
             int retired = 0;
+            // The shipped wait, not the refusal tests' short one: 8 busy threads on 2 loaded cores can leave one
+            // descheduled inside a span for 300 ms (seen under Wine), which is a refusal, not a defect.
+            var engine = new HotpatchEngine();
             for (int i = 0; i < 200; i++)
             {
-                _engine.Install(patch, _t.Pid);
-                if (!_engine.Uninstall(_t.Pid, "T-STRESS").CaveFreed) retired++;
+                engine.Install(patch, _t.Pid);
+                if (!engine.Uninstall(_t.Pid, "T-STRESS").CaveFreed) retired++;
                 // Retired caves are collected by later uninstalls, so they never pile up.
                 Assert.True(_t.CaveCount() <= 3, "retired caves are not being collected");
             }
