@@ -171,7 +171,9 @@ namespace HotpatchTools.Engine.Platform.Windows
             if (_disposed) return;
             _disposed = true;
             if (!_attached) return;
-            // Both fail harmlessly for a process that exited meanwhile.
+            // The held breakpoint is continued before detaching, the documented way; a dead installer's held event
+            // is dropped by the system instead (the kill tests cover that path). Both fail harmlessly for a process
+            // that exited meanwhile.
             if (_heldThread != 0) Win32.ContinueDebugEvent(_pid, _heldThread, Win32.DBG_CONTINUE);
             Win32.DebugActiveProcessStop(_pid);
         }
