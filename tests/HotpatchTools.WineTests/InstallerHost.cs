@@ -21,6 +21,7 @@ namespace HotpatchTools.Tests
         internal static void RunIfAsked()
         {
             var args = Environment.GetCommandLineArgs();
+            if (args.Length >= 2 && args[1] == PlatformBench.Flag) Environment.Exit(PlatformBench.Run());
             if (args.Length < 5 || args[1] != Flag) return;
             Environment.Exit(Run(args[2], args[3], int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture)));
         }
