@@ -154,8 +154,11 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void Stress_200_install_uninstall_cycles_under_8_hammering_threads()
+        public void Stress_install_uninstall_cycles_under_8_hammering_threads()
         {
+            // 200 cycles on Linux; 50 under Wine, where each stop is a debugger attach (about 10 ms on an idle
+            // machine, hundreds of ms on 2 loaded cores: 200 cycles took 6 to 14 min there).
+            int cycles = TestPlatform.IsWindows ? 50 : 200;
             var patch = PatchFiles.For(_t, "T-STRESS",
                 At("triple", 6, "cmp edi, 100000\njbe resume\nmov eax, -1\nret"),
                 At("short_jcc", 7),
@@ -164,10 +167,13 @@ namespace HotpatchTools.Tests
             Assert.Equal("ok", _t.Send("hammer 8"));
             var (callsBefore, _) = _t.Stats();
             int retired = 0;
-            for (int i = 0; i < 200; i++)
+            // The shipped wait, not the refusal tests' short one: 8 busy threads on 2 loaded cores can leave one
+            // descheduled inside a span for 300 ms (seen under Wine), which is a refusal, not a defect.
+            var engine = new HotpatchEngine();
+            for (int i = 0; i < cycles; i++)
             {
-                _engine.Install(patch, _t.Pid);
-                if (!_engine.Uninstall(_t.Pid, "T-STRESS").CaveFreed) retired++;
+                engine.Install(patch, _t.Pid);
+                if (!engine.Uninstall(_t.Pid, "T-STRESS").CaveFreed) retired++;
                 // Retired caves are collected by later uninstalls, so they never pile up.
                 Assert.True(_t.CaveCount() <= 3, "retired caves are not being collected");
             }

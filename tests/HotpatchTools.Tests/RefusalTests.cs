@@ -1,4 +1,5 @@
 using System;
+using System.Linq;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Patching;
 using HotpatchTools.Tests.Support;
@@ -103,13 +104,57 @@ namespace HotpatchTools.Tests
             Refused("triple", 6, Yaml("no_such_function", _t.ReadSymbol("triple", 6)), HotpatchErrorKind.IdentityMismatch, "no_such_function");
         }
 
+        /// <summary>spin_fn's loop: the 9 bytes a jump overwrites, which a spinning thread never leaves (tests/native/sites.S).</summary>
+        private const int SpinSpan = 9;
+
         [Fact]
         public void Install_refuses_after_a_bounded_wait_when_a_thread_spins_inside_the_span()
         {
+            // "ok" comes only once the thread is proven inside the span: a write here is the engine's fault.
             Assert.Equal("ok", _t.Send("park spin"));
-            var started = DateTime.UtcNow;
-            Refused("spin_fn", 5, Yaml("spin_fn", _t.ReadSymbol("spin_fn", 5)), HotpatchErrorKind.ThreadInSpan, "nothing was written", staticRefusal: false);
-            Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(10));
+            // The bound is what this machine measures: the wait, plus the retries' stops and sleeps (each retry
+            // stops the process once and sleeps at most 50 ms), with room for a loaded machine.
+            var freeze = MeasuredFreeze();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            Refused("spin_fn", SpinSpan, Yaml("spin_fn", _t.ReadSymbol("spin_fn", SpinSpan)), HotpatchErrorKind.ThreadInSpan, "nothing was written", staticRefusal: false);
+            clock.Stop();
+            var wait = TimeSpan.FromMilliseconds(300);
+            Assert.True(clock.Elapsed >= wait, "refused after " + clock.Elapsed.TotalMilliseconds + " ms, before the wait of " + wait.TotalMilliseconds + " ms was over");
+            // The sleeps between attempts grow by 5 ms each, so about 11 attempts fit in 300 ms, each stopping the
+            // process once: 70 measured stops, one last sleep and 2 s for a loaded machine are ample.
+            var bound = wait + TimeSpan.FromTicks(freeze.Ticks * 70) + TimeSpan.FromMilliseconds(100) + TimeSpan.FromSeconds(2);
+            Assert.True(clock.Elapsed < bound, "refused after " + clock.Elapsed.TotalMilliseconds + " ms; bound " + bound.TotalMilliseconds + " ms (one stop measured " + freeze.TotalMilliseconds + " ms)");
+        }
+
+        /// <summary>The longest of three plain stop-and-release cycles of the target, as the engine does them.</summary>
+        private TimeSpan MeasuredFreeze()
+        {
+            var longest = TimeSpan.Zero;
+            using var target = _engine.Platform.Open(_t.Pid);
+            for (int i = 0; i < 3; i++)
+            {
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                target.Threads.Freeze(TimeSpan.FromSeconds(10)).Dispose();
+                if (sw.Elapsed > longest) longest = sw.Elapsed;
+            }
+            return longest;
+        }
+
+        [Fact]
+        public void Every_stop_sees_the_thread_that_spins_inside_the_span()
+        {
+            // The other explanation of a missed ThreadInSpan: a stop that does not report a thread, or reports where
+            // it was rather than where it is. The spinning thread never leaves its span, so every stop must show it there.
+            Assert.Equal("ok", _t.Send("park spin"));
+            ulong lo = _t.Symbol("spin_fn"), hi = lo + SpinSpan;
+            using var target = _engine.Platform.Open(_t.Pid);
+            for (int i = 0; i < 40; i++)
+            {
+                using var frozen = target.Threads.Freeze(TimeSpan.FromSeconds(10));
+                int inside = frozen.Threads.Count(t => t.ResumeIp >= lo && t.ResumeIp < hi);
+                Assert.True(inside == 1, "stop " + i + ": " + inside + " threads inside the span; threads at " +
+                    string.Join(", ", frozen.Threads.Select(t => t.Id + "@0x" + t.ResumeIp.ToString("x"))));
+            }
         }
 
         [Fact]

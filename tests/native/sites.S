@@ -89,12 +89,15 @@ g_value: .long 40
         ret
         ENDFUNC(loop_first)
 
-# void spin_fn(void)  -- spins inside its own first bytes (the jump back lands on the span's first
-# byte, which is allowed): a thread that stays inside the span, on any OS.
+# void spin_fn(int *count)  -- spins inside its own first 9 bytes forever, counting each round in *count: a
+# count that moves proves a thread is in the loop, on any OS, without stopping it. The loop is exactly the span
+# a jump overwrites (the rel32 jmp crosses byte 5), and its only branch lands on the span's first byte, which is
+# allowed; the thread sits mostly on the pause, strictly inside the span.
         FUNC(spin_fn)
-6:      nop                                    # 90
+6:      inc dword ptr [rdi]                    # ff 07
         pause                                  # f3 90
-        jmp 6b                                 # eb fb: back to byte 0
+        .byte 0xe9                             # jmp rel32 back to byte 0 (e9 f7 ff ff ff)
+        .long 6b - (. + 4)
         ENDFUNC(spin_fn)
 
 #if !defined(_WIN32)

@@ -27,7 +27,7 @@ static int my_pid(void) { return getpid(); }
  * the harness calls it that way too, so every patch and expected byte is the same on both. */
 #define SITE __attribute__((sysv_abi))
 SITE int rip_first(int), short_jcc(int), triple(int), branch_into(int), call_inside(int), tiny(void), loop_first(int);
-SITE void park_fn(void), spin_fn(void);
+SITE void park_fn(void), spin_fn(volatile int *count);
 
 static int call_by_name(const char *fn, int x, int *ok) {
     *ok = 1;
@@ -76,7 +76,10 @@ static void *tallier(void *arg) {
 
 static void *park(void *arg) { (void)arg; for (;;) park_fn(); return NULL; }
 
-static void *spin(void *arg) { (void)arg; spin_fn(); return NULL; }
+/* Incremented only by spin_fn's loop, which never leaves its span (sites.S). */
+static volatile int spin_count;
+
+static void *spin(void *arg) { (void)arg; spin_fn(&spin_count); return NULL; }
 
 static void *sleeper(void *arg) { (void)arg; for (;;) sleep_ms(1); return NULL; }
 
@@ -146,11 +149,21 @@ int main(void) {
             for (int i = 0; i < n; i++) { thread_t t; start_thread(&t, sleeper, NULL); }
             printf("ok\n");
         } else if (!strncmp(line, "park", 4)) {
-            /* A thread that stays inside a span: blocked in a syscall (Linux) or spinning (any OS). */
+            /* A thread that stays inside a span: blocked in a syscall (Linux) or spinning (any OS). "ok" only once
+             * the spinning thread is proven inside its span (spin_count moved); a new thread may take long to
+             * be scheduled on a loaded machine (under Wine it was not there yet 20 ms after it was created). */
             thread_t t;
-            start_thread(&t, strstr(line, "spin") ? spin : park, NULL);
-            sleep_ms(20);
-            printf("ok\n");
+            int spinning = strstr(line, "spin") != NULL;
+            int before = spin_count;
+            start_thread(&t, spinning ? spin : park, NULL);
+            if (spinning) {
+                int waited = 0;
+                while (spin_count == before && waited < 30000) { sleep_ms(1); waited++; }
+                printf(spin_count != before ? "ok\n" : "not spinning\n");
+            } else {
+                sleep_ms(20);
+                printf("ok\n");
+            }
 #if !defined(_WIN32)
         } else if (!strncmp(line, "pipewait", 8)) {
             thread_t t;

@@ -33,7 +33,24 @@ namespace HotpatchTools.Tests.Support
             _in = input;
             _in.AutoFlush = true;
             _out = output;
+            // One reader thread for the target's whole life, not one per reply: under Wine a thread that had just
+            // exited could still be picked by the runtime's GC suspension, and Wine refuses SuspendThread on a
+            // terminated thread (ACCESS_DENIED), which the runtime treats as fatal ("SuspendThread failed with error 5").
+            _reader = new System.Threading.Thread(() =>
+            {
+                try
+                {
+                    for (string? line; (line = _out.ReadLine()) != null;) _lines.Add(line);
+                }
+                catch (Exception e) when (e is IOException || e is ObjectDisposedException) { _readError = e; }
+                finally { _lines.CompleteAdding(); }
+            }) { IsBackground = true, Name = "target output" };
+            _reader.Start();
         }
+
+        private readonly System.Collections.Concurrent.BlockingCollection<string> _lines = new System.Collections.Concurrent.BlockingCollection<string>();
+        private System.Threading.Thread? _reader;
+        private Exception? _readError;
 
         public string Send(string command)
         {
@@ -54,22 +71,18 @@ namespace HotpatchTools.Tests.Support
         }
 
         /// <summary>
-        /// Reads on a thread of its own: blocking on an async read under a test framework's
-        /// synchronization context can deadlock (it did under xunit v3 in Wine).
+        /// The next line from the reader thread: blocking on an async read under a test framework's
+        /// synchronization context can deadlock (it did under xunit v3 in Wine). Null at the end of the output.
         /// </summary>
         protected string? ReadLine()
         {
-            string? line = null;
-            Exception? error = null;
-            var reader = new System.Threading.Thread(() =>
+            if (_lines.TryTake(out var line, TimeSpan.FromSeconds(20))) return line;
+            if (_lines.IsCompleted)
             {
-                try { line = _out.ReadLine(); }
-                catch (Exception e) { error = e; }
-            }) { IsBackground = true };
-            reader.Start();
-            if (!reader.Join(TimeSpan.FromSeconds(20))) throw new TimeoutException("no answer from target " + Pid);
-            if (error != null) throw new IOException("reading from target " + Pid + " failed", error);
-            return line;
+                if (_readError != null) throw new IOException("reading from target " + Pid + " failed", _readError);
+                return null;
+            }
+            throw new TimeoutException("no answer from target " + Pid);
         }
 
         public abstract bool IsAlive { get; }

@@ -40,23 +40,26 @@ namespace HotpatchTools.Tests.Support
             return buf;
         }
 
-        public override int CaveCount()
+        public override int CaveCount() => CaveRegions().Count;
+
+        /// <summary>Private executable regions that begin with the cave magic.</summary>
+        public System.Collections.Generic.List<(ulong Start, ulong End)> CaveRegions()
         {
-            int count = 0;
+            var caves = new System.Collections.Generic.List<(ulong, ulong)>();
             ulong address = 0x10000;
             while (address < 0x7FFF_FFFF_0000UL && VirtualQueryEx(_handle, (IntPtr)(long)address, out var mbi, (IntPtr)Marshal.SizeOf<MemoryInfo>()) != IntPtr.Zero)
             {
                 bool privateExec = mbi.State == 0x1000 && mbi.Type == 0x20000 && (mbi.Protect & 0xF0) != 0;
+                ulong start = (ulong)(long)mbi.BaseAddress, next = start + (ulong)(long)mbi.RegionSize;
                 if (privateExec)
                 {
                     var head = new byte[8];
-                    if (ReadProcessMemory(_handle, mbi.BaseAddress, head, (IntPtr)8, out _) && head.AsSpan().SequenceEqual(CaveMagic)) count++;
+                    if (ReadProcessMemory(_handle, mbi.BaseAddress, head, (IntPtr)8, out _) && head.AsSpan().SequenceEqual(CaveMagic)) caves.Add((start, next));
                 }
-                ulong next = (ulong)(long)mbi.BaseAddress + (ulong)(long)mbi.RegionSize;
                 if (next <= address) break;
                 address = next;
             }
-            return count;
+            return caves;
         }
 
         public override void Kill()

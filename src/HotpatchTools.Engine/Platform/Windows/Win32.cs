@@ -77,6 +77,22 @@ namespace HotpatchTools.Engine.Platform.Windows
         [DllImport("kernel32.dll", SetLastError = true)] public static extern uint ResumeThread(IntPtr h);
         [DllImport("kernel32.dll", SetLastError = true)] public static extern bool GetThreadContext(IntPtr h, IntPtr context);
         [DllImport("kernel32.dll", SetLastError = true)] public static extern bool Wow64GetThreadContext(IntPtr h, IntPtr context);
+        // The debug-object freeze (WindowsFrozenProcess). These calls act on the calling thread's debug object.
+        public const int EXCEPTION_DEBUG_EVENT = 1, CREATE_THREAD_DEBUG_EVENT = 2, CREATE_PROCESS_DEBUG_EVENT = 3, EXIT_THREAD_DEBUG_EVENT = 4,
+            EXIT_PROCESS_DEBUG_EVENT = 5, LOAD_DLL_DEBUG_EVENT = 6;
+        public const uint DBG_CONTINUE = 0x00010002, DBG_EXCEPTION_NOT_HANDLED = 0x80010001;
+        public const uint EXCEPTION_BREAKPOINT = 0x80000003, STATUS_WX86_BREAKPOINT = 0x4000001F;
+        /// <summary>DEBUG_EVENT: three DWORDs, then the union at pointer alignment; 256 bytes hold it on either bitness.</summary>
+        public const int DebugEventSize = 256;
+        public static int DebugEventUnionOffset => IntPtr.Size == 8 ? 16 : 12;
+        [DllImport("ntdll.dll")] public static extern int DbgUiConnectToDbg();
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool DebugSetProcessKillOnExit(bool kill);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool DebugActiveProcess(int pid);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool DebugActiveProcessStop(int pid);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool WaitForDebugEvent(IntPtr debugEvent, uint milliseconds);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool ContinueDebugEvent(int pid, int tid, uint status);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool CheckRemoteDebuggerPresent(IntPtr process, out bool present);
+        public const int ERROR_SEM_TIMEOUT = 121;
         [DllImport("kernel32.dll")] public static extern int GetCurrentProcessId();
         [DllImport("kernel32.dll")] public static extern IntPtr GetCurrentProcess();
         [DllImport("psapi.dll", SetLastError = true)] public static extern bool EnumProcessModulesEx(IntPtr h, [Out] IntPtr[] modules, int cb, out int needed, int filter);

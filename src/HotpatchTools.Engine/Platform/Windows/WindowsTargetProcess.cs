@@ -23,6 +23,8 @@ namespace HotpatchTools.Engine.Platform.Windows
         }
 
         public int Id { get; }
+        /// <summary>The open process handle (query and read rights at least).</summary>
+        internal IntPtr Handle => _handle;
         public string Name { get; }
         public int Bitness { get; }
 
@@ -208,6 +210,6 @@ namespace HotpatchTools.Engine.Platform.Windows
 
         // ---- threads ----
 
-        public IFrozenProcess Freeze(TimeSpan timeout) => WindowsFrozenProcess.Suspend(this, timeout);
+        public IFrozenProcess Freeze(TimeSpan timeout) => WindowsFrozenProcess.Stop(this, timeout);
     }
 }
