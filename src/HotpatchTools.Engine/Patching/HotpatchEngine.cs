@@ -108,6 +108,10 @@ namespace HotpatchTools.Engine.Patching
                 try
                 {
                     var plan = PatchPlanner.Plan(patch, target, _platform.OsName);
+                    // Of several mappings of the name, the one whose identity matched.
+                    status.Module = plan.Module.Name;
+                    status.ModulePath = plan.Module.Path;
+                    status.ModuleBase = plan.Module.Base;
                     status.State = TargetState.Vulnerable;
                     status.Reason = "Every check passed at " + string.Join(", ", plan.Sites.Select(s => "0x" + s.Address.ToString("x"))) + ".";
                 }
