@@ -338,7 +338,9 @@ namespace HotpatchTools.Engine.Patching
                 throw Refuse(p, HotpatchErrorKind.UnsafeSite, "0x" + sp.Address.ToString("x") + " is not on an instruction boundary of " + fn + ".", target);
 
             // Any other function of the module (a .cold part jumping back, a tail call into the middle).
-            var branches = ModuleBranches.For(plan, target);
+            ModuleBranches branches;
+            try { branches = ModuleBranches.For(plan, target); }
+            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.UnsafeSite && e.Patchlet == null) { throw Refuse(p, e.Kind, e.Message, target); }
             if (branches.TryFindInto(sp.Address - plan.Module.Base, sp.End - plan.Module.Base, out var fromRva, out var toRva))
                 throw Refuse(p, HotpatchErrorKind.UnsafeSite,
                     "a branch at 0x" + (plan.Module.Base + fromRva).ToString("x") + " (module offset 0x" + fromRva.ToString("x") + ", outside " + fn
