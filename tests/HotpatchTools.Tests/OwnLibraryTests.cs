@@ -275,6 +275,32 @@ hot_cold:
         }
 
         [Fact]
+        public void Get_MicropatchSite_takes_a_DebugDirectory_for_this_command_only()
+        {
+            var hidden = OwnLibraries.Symbol(_libs.ByIdFull, "hidden_scale");
+            var expect = OwnLibraries.Expect(_libs.ById, hidden.Rva, 5);
+            using var host = Host(_libs.ById);
+            string file = Path.Combine(_libs.Dir, "D-PARAM.micropatch.yaml");
+            File.WriteAllText(file, Yaml("D-PARAM", "libbyid.so", "hidden_scale", expect, "mov eax, 1000\nret"));
+            using var sh = new ModuleShell();
+
+            var without = sh.Run("Get-MicropatchSite -Path $args[0] -ProcessId $args[1]", file, host.Pid).Single();
+            Assert.Contains("no symbol 'hidden_scale'", (string)without.Properties["Plan"].Value);
+            var with = sh.Run("Get-MicropatchSite -Path $args[0] -ProcessId $args[1] -DebugDirectory $args[2]", file, host.Pid, _libs.DebugRoot).Single();
+            Assert.Equal("hidden_scale", (string)with.Properties["Symbol"].Value);
+            Assert.Equal("", (string)with.Properties["Refusal"].Value?.ToString() ?? "");
+
+            // What Install-Micropatch -DebugDirectory does around the engine call (the cmdlet would write the machine's audit log).
+            using (DebugFiles.Use(new[] { _libs.DebugRoot }))
+                _engine.Install(PatchFiles.Parse(File.ReadAllText(file)), host.Pid);
+            Assert.Equal("2000", host.Send("twice 4"));
+            _engine.Uninstall(host.Pid, "D-PARAM");
+            Assert.Equal("52", host.Send("twice 4"));
+            // The setting ended with the command.
+            Assert.DoesNotContain(_libs.DebugRoot, DebugFiles.Directories());
+        }
+
+        [Fact]
         public void A_debug_file_of_another_build_is_not_used()
         {
             // The split library's debug file, copied under the build-id of another build.
