@@ -35,13 +35,16 @@ int main(int argc, char **argv)
 {
     void *lib = dlopen(argv[1], RTLD_NOW);
     if (!lib) { printf(""error %s\n"", dlerror()); return 1; }
+    /* A second copy under the same name (as a container's beside the host's): '@name' calls into it. */
+    void *other = argc > 2 ? dlopen(argv[2], RTLD_NOW) : lib;
+    if (!other) { printf(""error %s\n"", dlerror()); return 1; }
     printf(""ready host\n"");
     fflush(stdout);
     char name[64];
     int x;
     while (scanf(""%63s %d"", name, &x) == 2)
     {
-        int (*fn)(int) = (int (*)(int))dlsym(lib, name);
+        int (*fn)(int) = name[0] == '@' ? (int (*)(int))dlsym(other, name + 1) : (int (*)(int))dlsym(lib, name);
         if (fn) printf(""%d\n"", fn(x)); else printf(""nosym\n"");
         fflush(stdout);
     }
@@ -105,6 +108,12 @@ hot_cold:
             Cold = Path.Combine(Dir, "libcold.so");
             NativeBuild.Run("strip", "-o", Cold, ColdFull);
 
+            // Two builds of one library under one name, in two folders.
+            Directory.CreateDirectory(Path.Combine(Dir, "a"));
+            Directory.CreateDirectory(Path.Combine(Dir, "b"));
+            DupA = Build(Path.Combine("a", "libdup.so"), lib, "-O1");
+            DupB = Build(Path.Combine("b", "libdup.so"), lib);
+
             NoFdeFull = Build("libnofde.full.so", lib, "-fno-asynchronous-unwind-tables", "-fno-unwind-tables");
             NoFde = Path.Combine(Dir, "libnofde.so");
             NativeBuild.Run("strip", "-o", NoFde, NoFdeFull);
@@ -120,6 +129,8 @@ hot_cold:
         public string DebugRoot { get; }
         public string NoFdeFull { get; }
         public string ColdFull { get; }
+        public string DupA { get; }
+        public string DupB { get; }
         public string Cold { get; }
         public string NoFde { get; }
 
@@ -177,7 +188,7 @@ hot_cold:
 
         public OwnLibraryTests(OwnLibraries libs) => _libs = libs;
 
-        private LinuxTarget Host(string lib) => new LinuxTarget(_libs.HostExe, lib);
+        private LinuxTarget Host(params string[] libs) => new LinuxTarget(_libs.HostExe, libs);
 
         private static string Yaml(string id, string module, string at, byte[] expect, string code, string mode = "insert", string? function = null)
         {
@@ -264,6 +275,32 @@ hot_cold:
         }
 
         [Fact]
+        public void Get_MicropatchSite_takes_a_DebugDirectory_for_this_command_only()
+        {
+            var hidden = OwnLibraries.Symbol(_libs.ByIdFull, "hidden_scale");
+            var expect = OwnLibraries.Expect(_libs.ById, hidden.Rva, 5);
+            using var host = Host(_libs.ById);
+            string file = Path.Combine(_libs.Dir, "D-PARAM.micropatch.yaml");
+            File.WriteAllText(file, Yaml("D-PARAM", "libbyid.so", "hidden_scale", expect, "mov eax, 1000\nret"));
+            using var sh = new ModuleShell();
+
+            var without = sh.Run("Get-MicropatchSite -Path $args[0] -ProcessId $args[1]", file, host.Pid).Single();
+            Assert.Contains("no symbol 'hidden_scale'", (string)without.Properties["Plan"].Value);
+            var with = sh.Run("Get-MicropatchSite -Path $args[0] -ProcessId $args[1] -DebugDirectory $args[2]", file, host.Pid, _libs.DebugRoot).Single();
+            Assert.Equal("hidden_scale", (string)with.Properties["Symbol"].Value);
+            Assert.Equal("", (string)with.Properties["Refusal"].Value?.ToString() ?? "");
+
+            // What Install-Micropatch -DebugDirectory does around the engine call (the cmdlet would write the machine's audit log).
+            using (DebugFiles.Use(new[] { _libs.DebugRoot }))
+                _engine.Install(PatchFiles.Parse(File.ReadAllText(file)), host.Pid);
+            Assert.Equal("2000", host.Send("twice 4"));
+            _engine.Uninstall(host.Pid, "D-PARAM");
+            Assert.Equal("52", host.Send("twice 4"));
+            // The setting ended with the command.
+            Assert.DoesNotContain(_libs.DebugRoot, DebugFiles.Directories());
+        }
+
+        [Fact]
         public void A_debug_file_of_another_build_is_not_used()
         {
             // The split library's debug file, copied under the build-id of another build.
@@ -326,6 +363,28 @@ hot_cold:
             Assert.Contains("outside hot", e.Message);
             Assert.Contains("targets 0x" + (ModuleBase(host.Pid, "libcold.so") + hot.Rva + 2).ToString("x"), e.Message);
             Assert.Equal(expect, host.Read(ModuleBase(host.Pid, "libcold.so") + hot.Rva, expect.Length));
+            Assert.Equal(0, host.CaveCount());
+        }
+
+        [Fact]
+        public void Each_mapping_of_a_name_is_identity_checked_and_the_matching_one_patched()
+        {
+            string idA = ElfImage.Load(_libs.DupA).BuildId!, idB = ElfImage.Load(_libs.DupB).BuildId!;
+            Assert.NotEqual(idA, idB);
+            var twice = ElfImage.Load(_libs.DupB);
+            Assert.True(twice.TryResolveSymbol("twice", out var rva));
+            var expect = OwnLibraries.Expect(_libs.DupB, rva, 5);
+            using var host = Host(_libs.DupA, _libs.DupB);
+            Assert.Equal(("52", "52"), (host.Send("twice 4"), host.Send("@twice 4")));
+
+            string yaml = Yaml("M-DUP", "libdup.so", "twice", expect, "mov eax, 77\nret").Replace("  module: libdup.so\n", "  module: libdup.so\n  identity:\n    buildId: " + idB + "\n");
+            _engine.Install(PatchFiles.Parse(yaml), host.Pid);
+            Assert.Equal(("52", "77"), (host.Send("twice 4"), host.Send("@twice 4")));
+            _engine.Uninstall(host.Pid, "M-DUP");
+            Assert.Equal("52", host.Send("@twice 4"));
+
+            var neither = yaml.Replace(idB, new string('0', idB.Length));
+            Assert.Equal(HotpatchErrorKind.IdentityMismatch, Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(neither), host.Pid)).Kind);
             Assert.Equal(0, host.CaveCount());
         }
 

@@ -8,7 +8,8 @@ namespace HotpatchTools.Engine.Modules
     /// <summary>
     /// Separate debug files, found as gdb finds them: by build-id (DIR/.build-id/ab/cdef….debug) and by
     /// .gnu_debuglink (next to the module, in its .debug/ folder, and DIR/&lt;module's folder&gt;/NAME), in
-    /// /usr/lib/debug and in the folders an admin lists in HOTPATCH_DEBUG_DIRECTORY (separated by ':').
+    /// /usr/lib/debug, in the folders a cmdlet's -DebugDirectory names (<see cref="Use"/>) and in those an admin
+    /// lists in HOTPATCH_DEBUG_DIRECTORY (separated by ':').
     /// A candidate whose build-id is not the module's is not used: symbols of another build would name wrong code.
     /// </summary>
     public static class DebugFiles
@@ -16,10 +17,40 @@ namespace HotpatchTools.Engine.Modules
         public const string EnvironmentVariable = "HOTPATCH_DEBUG_DIRECTORY";
         public const string SystemDirectory = "/usr/lib/debug";
 
+        private static readonly System.Threading.AsyncLocal<string[]?> Scoped = new System.Threading.AsyncLocal<string[]?>();
+
+        /// <summary>
+        /// Folders searched (before the environment variable's) by what runs on this call path until the result is
+        /// disposed: a cmdlet's -DebugDirectory, without changing what other commands in the process see.
+        /// </summary>
+        public static IDisposable Use(IEnumerable<string>? directories)
+        {
+            var before = Scoped.Value;
+            var list = directories?.Where(d => !string.IsNullOrEmpty(d)).ToArray();
+            if (list != null)
+                foreach (var d in list)
+                    if (!Path.IsPathRooted(d)) throw new ArgumentException("A debug directory must be a full path: " + d, nameof(directories));
+            Scoped.Value = list != null && list.Length > 0 ? list : before;
+            return new Restore(() => Scoped.Value = before);
+        }
+
+        private sealed class Restore : IDisposable
+        {
+            private Action? undo;
+            public Restore(Action undo) => this.undo = undo;
+            public void Dispose()
+            {
+                undo?.Invoke();
+                undo = null;
+            }
+        }
+
         /// <summary>The folders searched, admin-configured ones first (a configured build of a library wins over the package's).</summary>
         public static IReadOnlyList<string> Directories()
         {
             var dirs = new List<string>();
+            if (Scoped.Value != null)
+                foreach (var d in Scoped.Value) dirs.Add(d.Length > 1 ? d.TrimEnd('/', '\\') : d);
             var configured = Environment.GetEnvironmentVariable(EnvironmentVariable);
             if (!string.IsNullOrEmpty(configured))
                 foreach (var d in configured!.Split(new[] { Path.PathSeparator }, StringSplitOptions.RemoveEmptyEntries))

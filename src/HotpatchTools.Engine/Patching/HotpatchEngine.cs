@@ -141,6 +141,10 @@ namespace HotpatchTools.Engine.Patching
                 {
                     var view = replaced.Count == 0 ? target : new SupersededView(target, replaced.SelectMany(c => c.Header.Sites));
                     var plan = PatchPlanner.Plan(patch, view, _platform.OsName);
+                    // Of several mappings of the name, the one whose identity matched.
+                    status.Module = plan.Module.Name;
+                    status.ModulePath = plan.Module.Path;
+                    status.ModuleBase = plan.Module.Base;
                     status.State = TargetState.Vulnerable;
                     status.Reason = "Every check passed at " + string.Join(", ", plan.Sites.Select(s => "0x" + s.Address.ToString("x"))) + "."
                         + (replaced.Count > 0 ? " Installing replaces " + string.Join(", ", replaced.Select(c => c.Header.PatchId)) + "." : "");

@@ -18,6 +18,8 @@ namespace HotpatchTools.Engine.Patching
     {
         /// <summary>Most code decoded for one module: glibc has ~2 MB; a range beyond this total is not decoded and the site refused.</summary>
         private const ulong MaxCode = 256UL << 20;
+        /// <summary>Largest single range read at once: no real function comes near it; a lying unwind entry may.</summary>
+        private const ulong MaxRange = 64UL << 20;
 
         private readonly ulong[] targets, sources;
 
@@ -57,6 +59,9 @@ namespace HotpatchTools.Engine.Patching
             foreach (var (start, end) in ranges)
             {
                 ulong length = end - start;
+                if (length > MaxRange)
+                    throw new HotpatchException(HotpatchErrorKind.UnsafeSite,
+                        "Module " + module.Name + " describes a function of " + (length >> 20) + " MB at offset 0x" + start.ToString("x") + "; branches into a span cannot be ruled out.");
                 if (decoded + length > MaxCode)
                     throw new HotpatchException(HotpatchErrorKind.UnsafeSite,
                         "Module " + module.Name + " describes more than " + (MaxCode >> 20) + " MB of function code; branches into a span cannot be ruled out.");

@@ -55,11 +55,24 @@ namespace HotpatchTools.Engine.Patching
         /// DT_SONAME it is (libz.so.1 for libz.so.1.2.13, as ldd shows it). Only files whose name begins like the
         /// wanted one (up to its first '.') are opened for their SONAME, so a name that matches nothing costs no parse.
         /// </summary>
-        public static LoadedModule? FindModule(ITargetProcess target, string name, bool ignoreCase)
+        public static LoadedModule? FindModule(ITargetProcess target, string name, bool ignoreCase) =>
+            FindModules(target, name, ignoreCase).FirstOrDefault();
+
+        /// <summary>
+        /// Every module loaded under this name, file names first: a process in a container can map its own copy of
+        /// a library beside the host's, and each is a candidate for the identity check.
+        /// </summary>
+        public static IEnumerable<LoadedModule> FindModules(ITargetProcess target, string name, bool ignoreCase)
         {
             var modules = target.Modules.GetModules();
-            var byFile = modules.FirstOrDefault(m => string.Equals(m.Name, name, ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal));
-            if (byFile != null || ignoreCase) return byFile;
+            bool any = false;
+            foreach (var m in modules)
+                if (string.Equals(m.Name, name, ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal))
+                {
+                    any = true;
+                    yield return m;
+                }
+            if (any || ignoreCase) yield break;
             string stem = SonameStem(name);
             foreach (var m in modules)
             {
@@ -68,9 +81,8 @@ namespace HotpatchTools.Engine.Patching
                 try { image = target.Modules.OpenImage(m); }
                 // Not an ELF file we can read (a data file mapped by name): it has no SONAME to match.
                 catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.Internal || e.Kind == HotpatchErrorKind.AccessDenied || e.Kind == HotpatchErrorKind.ModuleNotLoaded) { continue; }
-                if (image is ElfImage elf && elf.Soname == name) return m;
+                if (image is ElfImage elf && elf.Soname == name) yield return m;
             }
-            return null;
         }
 
         /// <summary>What a file name and its SONAME share in practice: libc.so.6 and libc-2.31.so both begin "libc".</summary>
@@ -91,14 +103,30 @@ namespace HotpatchTools.Engine.Patching
                 throw new HotpatchException(HotpatchErrorKind.IdentityMismatch,
                     "Patch " + patch.Id + " is for " + (bitness == 64 ? "x64" : "x86") + " processes; process " + target.Id + " (" + target.Name + ") is " + target.Bitness + "-bit.") { ProcessId = target.Id };
 
-            var module = FindModule(target, t);
+            var candidates = FindModules(target, t.Module, t.Os == TargetOs.Windows).ToList();
             // A process being torn down has no mappings left: it exited, it did not unload the module.
-            if (module == null && target.Memory.GetRegions().Count == 0)
+            if (candidates.Count == 0 && target.Memory.GetRegions().Count == 0)
                 throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + target.Id + " has exited.") { ProcessId = target.Id };
-            module = module
-                ?? throw new HotpatchException(HotpatchErrorKind.ModuleNotLoaded, "Module " + t.Module + " is not loaded in process " + target.Id + " (" + target.Name + ").") { ProcessId = target.Id };
-            var image = target.Modules.OpenImage(module);
-            CheckIdentity(patch, target, module, image);
+            if (candidates.Count == 0)
+                throw new HotpatchException(HotpatchErrorKind.ModuleNotLoaded, "Module " + t.Module + " is not loaded in process " + target.Id + " (" + target.Name + ").") { ProcessId = target.Id };
+            // Each mapping of the name is identity-checked; the first that is the build the patch was made for is patched.
+            LoadedModule? module = null;
+            IModuleImage? image = null;
+            HotpatchException? mismatch = null;
+            foreach (var candidate in candidates)
+            {
+                var candidateImage = target.Modules.OpenImage(candidate);
+                try { CheckIdentity(patch, target, candidate, candidateImage); }
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.IdentityMismatch)
+                {
+                    mismatch ??= e;
+                    continue;
+                }
+                module = candidate;
+                image = candidateImage;
+                break;
+            }
+            if (module == null || image == null) throw mismatch!;
 
             var plan = new PatchPlan { Patch = patch, Module = module, Image = image, Bitness = bitness };
             foreach (var p in patch.Patchlets)
@@ -329,7 +357,9 @@ namespace HotpatchTools.Engine.Patching
                 throw Refuse(p, HotpatchErrorKind.UnsafeSite, "0x" + sp.Address.ToString("x") + " is not on an instruction boundary of " + fn + ".", target);
 
             // Any other function of the module (a .cold part jumping back, a tail call into the middle).
-            var branches = ModuleBranches.For(plan, target);
+            ModuleBranches branches;
+            try { branches = ModuleBranches.For(plan, target); }
+            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.UnsafeSite && e.Patchlet == null) { throw Refuse(p, e.Kind, e.Message, target); }
             if (branches.TryFindInto(sp.Address - plan.Module.Base, sp.End - plan.Module.Base, out var fromRva, out var toRva))
                 throw Refuse(p, HotpatchErrorKind.UnsafeSite,
                     "a branch at 0x" + (plan.Module.Base + fromRva).ToString("x") + " (module offset 0x" + fromRva.ToString("x") + ", outside " + fn

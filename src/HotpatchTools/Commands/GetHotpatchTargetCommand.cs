@@ -39,8 +39,14 @@ namespace HotpatchTools.Commands
         [ArgumentCompleter(typeof(ProcessIdCompleter))]
         public int[]? ProcessId { get; set; }
 
+        /// <summary>Folders with separate debug files, searched before /usr/lib/debug and HOTPATCH_DEBUG_DIRECTORY.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string[]? DebugDirectory { get; set; }
+
         protected override void ProcessRecord()
         {
+            using var debug = UseDebugDirectories(DebugDirectory);
             if (ParameterSetName == CatalogSet)
             {
                 foreach (var id in PatchId)

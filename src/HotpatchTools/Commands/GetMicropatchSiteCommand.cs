@@ -34,8 +34,14 @@ namespace HotpatchTools.Commands
         [ArgumentCompleter(typeof(ProcessIdCompleter))]
         public int[] ProcessId { get; set; } = new int[0];
 
+        /// <summary>Folders with separate debug files, searched before /usr/lib/debug and HOTPATCH_DEBUG_DIRECTORY.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string[]? DebugDirectory { get; set; }
+
         protected override void ProcessRecord()
         {
+            using var debug = UseDebugDirectories(DebugDirectory);
             var inspector = new ProcessInspector(Engine.Platform);
             if (ParameterSetName == PatchIdSet)
             {

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Remoting;
 using HotpatchTools.Engine;
@@ -189,6 +190,10 @@ namespace HotpatchTools.Commands
         }
 
         /// <summary>Provider paths for -Path, wildcards expanded; a path that matches nothing is an error record.</summary>
+        /// <summary>A cmdlet's -DebugDirectory, as full paths, for the engine calls made until the result is disposed.</summary>
+        internal IDisposable UseDebugDirectories(string[]? directories) =>
+            global::HotpatchTools.Engine.Modules.DebugFiles.Use(directories?.Select(d => SessionState.Path.GetUnresolvedProviderPathFromPSPath(d)));
+
         internal IEnumerable<string> ResolvePaths(IEnumerable<string> paths, bool literal, bool foldersAllowed = false)
         {
             foreach (var p in paths)

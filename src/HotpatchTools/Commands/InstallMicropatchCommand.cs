@@ -61,10 +61,16 @@ namespace HotpatchTools.Commands
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
+        /// <summary>Folders with separate debug files, searched before /usr/lib/debug and HOTPATCH_DEBUG_DIRECTORY.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string[]? DebugDirectory { get; set; }
+
         protected override void BeginProcessing() => RequireElevationAndAudit("Installing a micropatch");
 
         protected override void ProcessRecord()
         {
+            using var debug = UseDebugDirectories(DebugDirectory);
             if (ParameterSetName == CatalogSet)
             {
                 foreach (var id in PatchId)
