@@ -545,9 +545,9 @@ namespace HotpatchTools.Engine.Patching
                 toFree.AddRange(all.Where(c => c.Header.State == CaveState.Retired && CaveInUse(target, frozen, c) == null));
             }
             result.FreezeTime = clock.Elapsed;
-            if (target.HasExited)
-                throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " was killed while patch " + patchId + " was being removed.") { ProcessId = pid };
             FailPoint.Hit("uninstall.before-free");
+            if (target.HasExited)
+                throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " was killed, or ran another program, while patch " + patchId + " was being removed; nothing more was written to it.") { ProcessId = pid };
             foreach (var c in toFree)
             {
                 // Every writer holds the lock, so the cave is still the one decided on; a writer that does not (an
