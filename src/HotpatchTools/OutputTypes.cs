@@ -53,7 +53,7 @@ namespace HotpatchTools
         public string ProcessName { get; set; } = "";
         public string PatchId { get; set; } = "";
         public string Module { get; set; } = "";
-        /// <summary>Installed, Retired (removed; cave kept while a thread may return into it) or Inconsistent.</summary>
+        /// <summary>Installed, Retired (removed; cave kept while a thread may return into it), Inconsistent, or Orphaned (its installer died before writing any site).</summary>
         public string State { get; set; } = "";
         public DateTime InstalledTime { get; set; }
         public string FileSha256 { get; set; } = "";

@@ -281,7 +281,10 @@ namespace HotpatchTools.Tests
                 Assert.True(left.Count <= 1, context + ": " + left.Count + " installed caves");
                 if (failPoint is "install.after-site-1" or "uninstall.after-site-1")
                     Assert.Equal("Inconsistent", Assert.Single(left).State); // reported as such until someone removes it
+                if (failPoint == "install.after-allocate")
+                    Assert.Equal("Orphaned", Assert.Single(left).State); // marked from the start: found, not leaked
                 if (left.Count == 1) fresh.Uninstall(t.Pid, "T-STEP");
+                Assert.DoesNotContain(fresh.GetInstalled(t.Pid), p => p.State == "Orphaned");
                 Assert.Equal(originals, Originals(t));
                 Assert.Equal(TargetState.Vulnerable, fresh.Inspect(patch, t.Pid)!.State);
                 fresh.Install(patch, t.Pid);

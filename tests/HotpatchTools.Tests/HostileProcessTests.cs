@@ -143,6 +143,43 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void A_process_that_runs_another_program_under_its_pid_mid_uninstall_gets_nothing_injected()
+        {
+            var dir = Directory.CreateTempSubdirectory("hpt-exec-").FullName;
+            try
+            {
+                var yaml = PatchFiles.Yaml("T-EXEC", _t.ModuleName, new[] { new PatchletSpec("forged_site", _t.ReadSymbol("forged_site", ForgedSiteSpan)) });
+                var file = PatchFiles.WriteFile(dir, "T-EXEC", yaml);
+                _engine.Install(PatchFiles.Parse(yaml), _t.Pid);
+                // The uninstall restores the site and decides to free the cave, then is held before the injected munmap.
+                var host = FaultHost.Start(new Dictionary<string, string> { [FailPoint.Variable] = "uninstall.before-free", [FailPoint.ResumeVariable] = "1" },
+                    "", "uninstall", file, _t.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                try
+                {
+                    Assert.Equal("failpoint uninstall.before-free", host.StandardOutput.ReadLine());
+                    Assert.Equal("ok", _t.Send("exec /bin/sleep 60")); // same pid, another program, another address space
+                    var deadline = DateTime.UtcNow.AddSeconds(10);
+                    while (File.ReadAllText("/proc/" + _t.Pid + "/comm").Trim() != "sleep" && DateTime.UtcNow < deadline) Thread.Sleep(10);
+                    Assert.Equal("sleep", File.ReadAllText("/proc/" + _t.Pid + "/comm").Trim());
+                    var maps = File.ReadAllText("/proc/" + _t.Pid + "/maps");
+                    host.StandardInput.WriteLine();
+                    var output = host.StandardOutput.ReadToEnd();
+                    Assert.True(host.WaitForExit(30_000));
+                    Assert.Contains("error ProcessExited Process " + _t.Pid + " was killed, or ran another program, while patch T-EXEC was being removed", output);
+                    Thread.Sleep(200);
+                    Assert.True(_t.IsAlive, "the new program died");
+                    Assert.Equal(maps, File.ReadAllText("/proc/" + _t.Pid + "/maps"));
+                }
+                finally
+                {
+                    if (!host.HasExited) host.Kill();
+                    host.Dispose();
+                }
+            }
+            finally { Directory.Delete(dir, recursive: true); }
+        }
+
+        [Fact]
         public void Get_MicropatchSite_does_not_trust_a_recorded_code_length()
         {
             Forge("codelen"); // one cave whose site claims 2^31 bytes of code

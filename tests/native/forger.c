@@ -5,6 +5,7 @@
  *   forge codelen      one cave whose site (at forged_site, holding its bytes) claims 2^31 bytes of code
  *   forge installed    one cave saying Installed for a site that still holds its original bytes
  *   map PATH           maps the first megabyte of a file read-only (a "module" under the file's name)
+ *   exec PATH ARGS     answers "ok", then runs another program under the same pid
  * Each answers "ok"; "call forged_site X" answers forged_site(X). */
 #include <stdint.h>
 #include <stdio.h>
@@ -127,6 +128,18 @@ int main(void) {
     while (fgets(line, sizeof line, stdin)) {
         int r = -1;
         if (sscanf(line, "call forged_site %d", &x) == 1) { printf("%d\n", forged_site(x)); continue; }
+        if (!strncmp(line, "exec ", 5)) {
+            char *argv[8];
+            int k = 0;
+            line[strcspn(line, "\n")] = 0;
+            for (char *tok = strtok(line + 5, " "); tok && k < 7; tok = strtok(NULL, " ")) argv[k++] = tok;
+            argv[k] = NULL;
+            printf("ok\n");
+            fflush(stdout);
+            execv(argv[0], argv);
+            printf("failed\n");
+            continue;
+        }
         if (!strncmp(line, "map ", 4)) {
             line[strcspn(line, "\n")] = 0;
             int fd = open(line + 4, O_RDONLY | O_CLOEXEC);

@@ -5,7 +5,8 @@ using System.Text;
 
 namespace HotpatchTools.Engine.Patching
 {
-    public enum CaveState { Installed = 1, Retired = 2 }
+    /// <summary>Pending: mapped and marked, no site written yet; found in a process only when its installer died.</summary>
+    public enum CaveState { Installed = 1, Retired = 2, Pending = 3 }
 
     internal sealed class CaveSite
     {
@@ -133,7 +134,7 @@ namespace HotpatchTools.Engine.Patching
             if (len < MinLength || len > MaxHeaderLength) return null;
             if (size < 4096 || size % 4096 != 0 || size > MaxCaveSize || (ulong)len + TrailerLength > size) return null;
             if (address > regionEnd || regionEnd - address < size) return null;
-            if (state != (uint)CaveState.Installed && state != (uint)CaveState.Retired) return null;
+            if (state != (uint)CaveState.Installed && state != (uint)CaveState.Retired && state != (uint)CaveState.Pending) return null;
             return (len, size);
         }
 

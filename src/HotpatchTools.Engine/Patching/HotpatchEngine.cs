@@ -281,6 +281,7 @@ namespace HotpatchTools.Engine.Patching
                 return new SiteRecord { Address = s.Address, Mode = s.Mode.ToString(), Original = s.Original, Written = s.Written, Current = cur };
             }).ToList();
             string state = c.Header.State == CaveState.Retired ? "Retired"
+                : c.Header.State == CaveState.Pending ? "Orphaned"
                 : c.Header.Sites.Select((s, i) => HoldsOurs(c.Address, s, sites[i].Current)).All(x => x) ? "Installed" : "Inconsistent";
             return new InstalledPatch
             {
@@ -365,12 +366,17 @@ namespace HotpatchTools.Engine.Patching
             if (size > CaveHeader.MaxCaveSize)
                 throw new HotpatchException(HotpatchErrorKind.NoCaveSpace, "Patch " + patch.Id + " needs a " + size + "-byte cave; at most " + CaveHeader.MaxCaveSize + " bytes are read back as a cave.") { ProcessId = pid };
             var cave = AllocateCave(target, plan, size);
-            FailPoint.Hit("install.after-allocate");
             Log("cave: " + size + " bytes at 0x" + cave.Address.ToString("x"));
             InstallResult result;
             var toFree = new List<FoundCave>();
             try
             {
+                // Marked as ours at once (nothing reaches it yet, so no thread need stop): an installer killed before the
+                // commit leaves a cave that later sessions list as Orphaned and Uninstall frees, not an anonymous page.
+                var pending = (byte[])cave.Image.Clone();
+                CaveHeader.WithState(cave.Header.Serialize(), CaveState.Pending).CopyTo(pending, 0);
+                target.Memory.Write(cave.Address, pending);
+                FailPoint.Hit("install.after-allocate");
                 result = Commit(target, view, plan, cave, replaced, toFree);
             }
             catch
@@ -555,6 +561,9 @@ namespace HotpatchTools.Engine.Patching
             var caves = all.Where(c => SameId(c.Header.PatchId, patchId)).ToList();
             // A process being torn down has no mappings left: that, not a missing patch, is the news.
             if (caves.Count == 0 && target.Memory.GetRegions().Count == 0) throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " has exited.") { ProcessId = pid };
+            var orphans = caves.Where(c => c.Header.State == CaveState.Pending).ToList();
+            if (orphans.Count > 0 && !caves.Any(c => c.Header.State == CaveState.Installed))
+                return FreeOrphans(target, orphans, patchId);
             var cave = caves.FirstOrDefault(c => c.Header.State == CaveState.Installed)
                 ?? throw new HotpatchException(HotpatchErrorKind.NotInstalled,
                     "Patch " + patchId + " is not installed in process " + pid + " (" + target.Name + ")" + (caves.Count > 0 ? "; it was removed earlier and only its retired cave remains." : ".")) { ProcessId = pid };
@@ -614,9 +623,9 @@ namespace HotpatchTools.Engine.Patching
                 toFree.AddRange(all.Where(c => c.Header.State == CaveState.Retired && CaveInUse(target, frozen, c) == null));
             }
             result.FreezeTime = clock.Elapsed;
-            if (target.HasExited)
-                throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " was killed while patch " + patchId + " was being removed.") { ProcessId = pid };
             FailPoint.Hit("uninstall.before-free");
+            if (target.HasExited)
+                throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " was killed, or ran another program, while patch " + patchId + " was being removed; nothing more was written to it.") { ProcessId = pid };
             foreach (var c in toFree)
             {
                 // Every writer holds the lock, so the cave is still the one decided on; a writer that does not (an
@@ -630,6 +639,20 @@ namespace HotpatchTools.Engine.Patching
             described.State = "Removed";
             result.Patch = described;
             return result;
+        }
+
+        /// <summary>
+        /// Caves an installer marked and then died before the commit. This session holds the process's writer lock, so
+        /// no installer is working on them, and no site was ever pointed at them: they are freed without a freeze.
+        /// </summary>
+        private UninstallResult FreeOrphans(ITargetProcess target, List<FoundCave> orphans, string patchId)
+        {
+            foreach (var c in orphans)
+                if (StillHolds(target, c)) target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
+            Log("freed " + orphans.Count + " orphaned cave(s) of " + patchId + " in process " + target.Id);
+            var described = Describe(target, orphans[0]);
+            described.State = "Removed";
+            return new UninstallResult { Patch = described, CaveFreed = true, Message = "An orphaned cave (its installer stopped before writing any site) was freed; no site was changed." };
         }
 
         /// <summary>The cave's header is still there as read (or as this uninstall retired it).</summary>

@@ -58,7 +58,7 @@ namespace HotpatchTools.Engine.Patching
         public DateTime InstalledUtc { get; set; }
         public ulong CaveAddress { get; set; }
         public int CaveSize { get; set; }
-        /// <summary>Installed, Retired (removed, cave kept because a thread might still return into it) or Inconsistent (a site lost its jump).</summary>
+        /// <summary>Installed, Retired (removed, cave kept because a thread might still return into it), Inconsistent (a site lost its jump) or Orphaned (its installer died before writing any site; Uninstall frees it).</summary>
         public string State { get; set; } = "";
         public IReadOnlyList<SiteRecord> Sites { get; set; } = new SiteRecord[0];
     }

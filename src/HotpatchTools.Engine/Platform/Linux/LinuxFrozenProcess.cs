@@ -272,6 +272,9 @@ namespace HotpatchTools.Engine.Platform.Linux
         public long Inject(LinuxTargetProcess.InjectionGadgets gadgets, long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
         {
             CheckOwner();
+            // The gadgets were found in the program this process ran when it was opened: after an execve under the same
+            // pid (a setuid program, say) they point into another address space, and nothing may be injected there.
+            _proc.CheckSameProgram();
             // A non-leader thread first: the runtime's waitpid(pid) on its own children can only take the leader's stops.
             var t = _tracees.Find(x => x.PendingSignal == 0 && x.Tid != Pid) ?? _tracees.Find(x => x.PendingSignal == 0) ?? _tracees[0];
             var saved = t.Regs;
@@ -301,6 +304,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                         // The entry stop shows -ENOSYS in rax; mmap and munmap never return it.
                         if (after.rip == gadgets.Syscall + 2 && (long)after.rax != -LibC.ENOSYS)
                         {
+                            _proc.CheckSameProgram();
                             FailPoint.Hit("inject.after-syscall");
                             return (long)after.rax;
                         }

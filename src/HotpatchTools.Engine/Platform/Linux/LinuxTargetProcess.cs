@@ -12,18 +12,55 @@ namespace HotpatchTools.Engine.Platform.Linux
         private int _memFd = -1;
         private InjectionGadgets? _gadgets;
 
+        private readonly string _program;
+
         public LinuxTargetProcess(int pid, string name)
         {
             Id = pid;
             Name = name;
             Bitness = ReadBitness(pid);
+            _program = Program(pid);
+        }
+
+        /// <summary>
+        /// What changes when the process runs another program under the same pid (execve keeps the pid and the start
+        /// time): the executable, and where its code and stack were placed in the new address space.
+        /// </summary>
+        private static string Program(int pid)
+        {
+            try
+            {
+                string exe = Machine.NativeMethods.RealPath("/proc/" + pid + "/exe") ?? "";
+                var stat = File.ReadAllText("/proc/" + pid + "/stat");
+                var f = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
+                // startcode, endcode, startstack (fields 26 to 28)
+                return exe + "|" + (f.Length > 25 ? f[23] + " " + f[24] + " " + f[25] : "");
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { return ""; }
+        }
+
+        private bool SameProgram()
+        {
+            var now = Program(Id);
+            return now.Length == 0 || _program.Length == 0 || now == _program; // gone: Dying says so
+        }
+
+        /// <summary>Throws when the process now runs another program than when it was opened.</summary>
+        internal void CheckSameProgram()
+        {
+            var now = Program(Id);
+            if (now.Length == 0 || _program.Length == 0) return; // gone: the next step reports that
+            if (now != _program)
+                throw new HotpatchException(HotpatchErrorKind.ProcessExited,
+                    "Process " + Id + " ran another program (" + now.Split('|')[0] + ") while it was being patched; nothing more was written to it.") { ProcessId = Id };
         }
 
         public int Id { get; }
         public string Name { get; }
         public int Bitness { get; }
 
-        public bool HasExited => Dying || ProcFs.KillPending(Id);
+        /// <summary>Also true once it runs another program (execve under the same pid): the process patched is gone.</summary>
+        public bool HasExited => Dying || ProcFs.KillPending(Id) || !SameProgram();
         public IProcessMemory Memory => this;
         public IModuleEnumerator Modules => this;
         public IThreadController Threads => this;
