@@ -37,6 +37,8 @@ namespace HotpatchTools.Engine
         AuditFailed,
         /// <summary>The trusted publisher list is unreadable, malformed, or writable by non-administrators.</summary>
         TrustStoreError,
+        /// <summary>A process whose memory holds more or stranger cave headers than any install makes: it is not read further.</summary>
+        SuspiciousProcess,
     }
 
     public class HotpatchException : Exception

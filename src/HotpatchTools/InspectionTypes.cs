@@ -20,6 +20,8 @@ namespace HotpatchTools
         /// <summary>ELF or PE; empty when the file could not be read.</summary>
         public string Format { get; set; } = "";
         public string BuildId { get; set; } = "";
+        /// <summary>ELF DT_SONAME, the name ldd shows; target.module may name it. Empty for PE or a file without one.</summary>
+        public string Soname { get; set; } = "";
         public string TimeDateStamp { get; set; } = "";
         public string SizeOfImage { get; set; } = "";
         /// <summary>The identity as a patch file's target.identity writes it.</summary>
@@ -32,7 +34,7 @@ namespace HotpatchTools
             var r = new HotpatchModule
             {
                 ProcessId = m.ProcessId, ProcessName = m.ProcessName, Name = m.Name, Path = m.Path, BaseAddress = "0x" + m.Base.ToString("x"),
-                Size = (long)m.Size, Format = m.Format, BuildId = m.BuildId ?? "",
+                Size = (long)m.Size, Format = m.Format, BuildId = m.BuildId ?? "", Soname = m.Soname ?? "",
                 TimeDateStamp = m.TimeDateStamp == null ? "" : "0x" + m.TimeDateStamp.Value.ToString("X8"),
                 SizeOfImage = m.SizeOfImage == null ? "" : "0x" + m.SizeOfImage.Value.ToString("X"), Message = m.Problem ?? "",
             };

@@ -136,6 +136,7 @@ namespace HotpatchTools.Tests
                 string path = Path.Combine(_dir, "HP-AUTHOR-3.micropatch.yaml");
                 string yaml = File.ReadAllText(path);
                 string real = Path.GetFullPath(Path.Combine("/lib/x86_64-linux-gnu", new FileInfo(DistributionZlib).LinkTarget!));
+                Assert.Equal("'libz.so.1'", Field(yaml, "module")); // the SONAME, as ldd prints it
                 Assert.Equal(Sha256(real), Field(yaml, "sha256"));
                 Assert.Equal(BuildId(real), Field(yaml, "buildId"));
 

@@ -104,6 +104,13 @@ int main(void) { printf(""%d\n"", helper(3)); return 0; }
             return result;
         }
 
+        /// <summary>readelf's FDEs (pc=start..end), the ground truth .eh_frame parsing is checked against;
+        /// readelf exits 1 on libc after printing every FDE.</summary>
+        public static List<(ulong Start, ulong End)> ReadElfFdes(string path) =>
+            Regex.Matches(Run("sh", "-c", "readelf --debug-dump=frames \"$0\" || true", path), @" FDE cie=[0-9a-f]+ pc=([0-9a-f]+)\.\.([0-9a-f]+)")
+                .Select(m => (Convert.ToUInt64(m.Groups[1].Value, 16), Convert.ToUInt64(m.Groups[2].Value, 16)))
+                .Where(r => r.Item2 > r.Item1 && r.Item1 != 0).OrderBy(r => r.Item1).ToList();
+
         public static ulong NmValue(string path, string name, bool dynamic = false) =>
             Nm(path, dynamic).Single(s => s.Name == name).Value;
     }
@@ -248,6 +255,111 @@ int main(void) { printf(""%d\n"", helper(3)); return 0; }
             Assert.Equal(ElfTools.ReadElfBuildId(samples.SharedLibrary), image.BuildId);
             Assert.Empty(image.Symbols);
             Assert.False(image.TryResolveSymbol("add", out _));
+        }
+
+        [Theory]
+        [InlineData("/usr/lib/x86_64-linux-gnu/libz.so.1")]
+        [InlineData(Libc)]
+        [InlineData("/usr/bin/python3")]
+        public void FdesOfDistributionBinariesAreThoseReadelfShows(string path)
+        {
+            var image = ElfImage.Load(path);
+            var want = InRvas(image, ElfTools.ReadElfFdes(path));
+            Assert.True(want.Count > 50, path + " has " + want.Count + " FDEs");
+            Assert.Equal(want, image.FdeRanges().ToList());
+        }
+
+        /// <summary>A non-PIE executable's RVAs count from its load address, readelf's addresses from 0.</summary>
+        private static List<(ulong Start, ulong End)> InRvas(ElfImage image, List<(ulong Start, ulong End)> fdes)
+        {
+            if (image.ElfType != 2) return fdes;
+            ulong loadBase = fdes.Min(r => r.Start) - image.FdeRanges().Min(r => r.Start);
+            Assert.Equal(0UL, loadBase & 0xfff);
+            return fdes.Select(r => (r.Start - loadBase, r.End - loadBase)).ToList();
+        }
+
+        [Fact]
+        public void FdesOfOurLibrariesAreThoseReadelfShows()
+        {
+            foreach (var path in new[] { samples.SharedLibrary, samples.SharedLibrary32, samples.PieExecutable, samples.NonPieExecutable, samples.Stripped })
+            {
+                var image = ElfImage.Load(path);
+                var want = InRvas(image, ElfTools.ReadElfFdes(path));
+                Assert.NotEmpty(want);
+                Assert.Equal(want, image.FdeRanges().ToList());
+            }
+        }
+
+        [Fact]
+        public void AStaticFunctionOfAStrippedLibraryIsBoundedByItsFde()
+        {
+            // triple is static: stripped, no symbol names it, its FDE still bounds it.
+            ulong triple = ElfTools.NmValue(samples.SharedLibrary, "triple");
+            ulong size = ElfTools.Nm(samples.SharedLibrary, dynamic: false).Single(s => s.Name == "triple").Size;
+            var image = ElfImage.Load(samples.Stripped);
+            Assert.True(image.TryGetFunctionBounds(triple + 1, out ulong start, out ulong end, out string? name));
+            Assert.Equal(triple, start);
+            Assert.Equal(triple + size, end);
+            Assert.Null(name);
+        }
+
+        [Fact]
+        public void FdesComeFromEhFrameHdrWhenThereAreNoSections()
+        {
+            var bytes = File.ReadAllBytes(samples.SharedLibrary);
+            Array.Clear(bytes, 40, 8);
+            Array.Clear(bytes, 60, 4);
+            var image = ElfImage.Parse(bytes, "no-sections.so");
+            Assert.Equal(ElfImage.Load(samples.SharedLibrary).FdeRanges().ToList(), image.FdeRanges().ToList());
+            Assert.NotEmpty(image.FdeRanges());
+        }
+
+        [Fact]
+        public void SonameIsReadAndAbsentWhereTheLinkerSetNone()
+        {
+            Assert.Equal("libz.so.1", ElfImage.Load("/usr/lib/x86_64-linux-gnu/libz.so.1.2.13").Soname);
+            Assert.Equal("libc.so.6", ElfImage.Load(Libc).Soname);
+            Assert.Null(ElfImage.Load(samples.SharedLibrary).Soname);
+        }
+
+        [Fact]
+        [Trait("Category", Fuzz.Category)]
+        public async Task RandomMutationsOfEhFrameGiveRangesOrAFormatError()
+        {
+            var original = File.ReadAllBytes(samples.SharedLibrary);
+            var m = Regex.Match(ElfTools.Run("readelf", "-SW", samples.SharedLibrary), @"\.eh_frame\s+PROGBITS\s+[0-9a-f]+ ([0-9a-f]+) ([0-9a-f]+)");
+            int offset = Convert.ToInt32(m.Groups[1].Value, 16), size = Convert.ToInt32(m.Groups[2].Value, 16);
+            Assert.True(size > 0);
+            var rng = new Random(Fuzz.Seed(4343));
+            int cases = Fuzz.Cases(2000);
+            int parsed = 0, refused = 0;
+            await Fuzz.Run(cases, iteration =>
+            {
+                var bytes = (byte[])original.Clone();
+                for (int e = 1 + rng.Next(4); e > 0; e--)
+                {
+                    int at = offset + rng.Next(size);
+                    bytes[at] = rng.Next(3) switch { 0 => (byte)rng.Next(256), 1 => (byte)(bytes[at] ^ (1 << rng.Next(8))), _ => 0xff };
+                }
+                try
+                {
+                    var image = ElfImage.Parse(bytes, "fuzz.so");
+                    foreach (var r in image.FdeRanges()) Assert.True(r.End > r.Start);
+                    image.TryGetFunctionBounds((ulong)rng.Next(0x10000), out _, out _, out _);
+                    parsed++;
+                }
+                catch (ModuleFormatException)
+                {
+                    refused++;
+                }
+                catch (Exception e)
+                {
+                    var path = Path.Combine(Path.GetTempPath(), "ehframe-fuzz-failure-" + iteration + ".so");
+                    File.WriteAllBytes(path, bytes);
+                    Assert.Fail("iteration " + iteration + " (input saved as " + path + "): " + e);
+                }
+            });
+            Assert.True(parsed > 0 && refused > 0, $"parsed {parsed}, refused {refused}");
         }
 
         [Fact]

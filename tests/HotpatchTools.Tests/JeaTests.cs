@@ -75,9 +75,11 @@ namespace HotpatchTools.Tests
 
         private static string Unqualified(string name)
         {
-            Assert.StartsWith("HotpatchTools\\", name); // module-qualified: no other module's command of the same name
+            // Plain names (the session imports no other module, so none can shadow them): JEA exposes a module-qualified
+            // entry only under that qualified name, which no operator types.
+            Assert.DoesNotContain("\\", name);
             Assert.False(name.IndexOfAny(new[] { '*', '?' }) >= 0, name + " has a wildcard");
-            return name["HotpatchTools\\".Length..];
+            return name;
         }
 
         private static string Describe(Dictionary<string, Dictionary<string, string?>?> visible) =>
@@ -103,9 +105,15 @@ namespace HotpatchTools.Tests
             var visible = Visible(DataFile(Path.Combine(Roles, "HotpatchOperator.psrc")));
             Assert.Equal(
                 "Get-HotpatchTarget PatchId,ProcessId; Get-Micropatch PatchId,ProcessId; Get-MicropatchCatalog PatchId; " +
-                "Install-Micropatch Confirm,Force,PassThru,PatchId,ProcessId,WhatIf; Sync-Micropatch Confirm,Force,PatchId,WhatIf; " +
-                "Uninstall-Micropatch Confirm,Force,PassThru,PatchId,ProcessId,WhatIf",
+                "Install-Micropatch Force,PassThru,PatchId,ProcessId; Sync-Micropatch Force,PatchId; " +
+                "Uninstall-Micropatch Force,PassThru,PatchId,ProcessId",
                 Describe(visible));
+            // -WhatIf and -Confirm come with the cmdlets' ShouldProcess; naming them too breaks every proxy JEA builds
+            // ("defined multiple times"). Plain names: a module-qualified one is all an operator could type.
+            var text = File.ReadAllText(Path.Combine(Roles, "HotpatchOperator.psrc")) + File.ReadAllText(Path.Combine(Roles, "HotpatchAuditor.psrc"));
+            Assert.DoesNotContain("'WhatIf'", text);
+            Assert.DoesNotContain("'Confirm'", text);
+            Assert.DoesNotContain("HotpatchTools\\", text);
             // A path or an unsigned file would let an operator install code nobody vetted.
             Assert.All(visible.Values, p => Assert.NotNull(p));
             Assert.DoesNotContain(visible.Values.SelectMany(p => p!.Keys), k => k is "Path" or "LiteralPath" or "AllowUnsigned");

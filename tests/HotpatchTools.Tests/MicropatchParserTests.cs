@@ -211,13 +211,48 @@ patchlets:
         [InlineData("$x+0", "$x", 0ul)]
         [InlineData("0x1234", null, 0x1234ul)]
         [InlineData("4660", null, 4660ul)]
-        [InlineData("0xffffffffffffffff", null, ulong.MaxValue)]
+        [InlineData("0xffffffff", null, 0xfffffffful)]
+        [InlineData("parse_record+0xffffffff", "parse_record", 0xfffffffful)]
         public void AtForms(string at, string? symbol, ulong offset)
         {
             var p = Parse(Edit("at: parse_record", "at: " + at)).Patchlets[0];
             Assert.Equal(symbol, p.Location.Symbol);
             Assert.Equal(offset, p.Location.Offset);
             Assert.Equal(at.Trim('\''), p.At);
+        }
+
+        /// <summary>An offset past 32 bits can only wrap an address around (into the module, past its bounds check).</summary>
+        [Theory]
+        [InlineData("0x100000000")]
+        [InlineData("0xffffffffffffffff")]
+        [InlineData("parse_record+0xffffffffffffff00")]
+        [InlineData("parse_record+18446744073709551615")]
+        public void AtOffsetsPast32BitsAreRefused(string at)
+        {
+            var e = Fails(Edit("at: parse_record", "at: " + at));
+            Assert.Equal("patchlets[0].at", e.Key);
+            Assert.Contains("fit in 32 bits", e.Message);
+        }
+
+        /// <summary>What a cave header cannot record is refused before anything is planned (a longer span used to be cut to 16 bits).</summary>
+        [Fact]
+        public void ExpectAndPatchletCountsAreBoundedByWhatACaveRecords()
+        {
+            var big = string.Concat(Enumerable.Repeat("90", MicropatchParser.MaxExpectBytes + 1));
+            var e = Fails(Edit("expect: 8b 47 08 48 63 d0", "expect: " + big));
+            Assert.Equal("patchlets[0].expect", e.Key);
+            Assert.Contains("at most " + MicropatchParser.MaxExpectBytes + " bytes", e.Message);
+            Assert.Equal(MicropatchParser.MaxExpectBytes, Parse(Edit("expect: 8b 47 08 48 63 d0", "expect: " + big.Substring(2))).Patchlets[0].Expect.Length);
+
+            string Many(int n) => Minimal.Substring(0, Minimal.IndexOf("patchlets:", StringComparison.Ordinal)) + "patchlets:\n" +
+                string.Concat(Enumerable.Range(0, n).Select(i => "  - at: 0x" + (0x1000 + 16 * i).ToString("x") + "\n    expect: 90 90 90 90 90\n"));
+            Assert.Equal(MicropatchParser.MaxPatchlets, Parse(Many(MicropatchParser.MaxPatchlets)).Patchlets.Count);
+            e = Fails(Many(MicropatchParser.MaxPatchlets + 1));
+            Assert.Equal("patchlets", e.Key);
+            Assert.Contains("at most " + MicropatchParser.MaxPatchlets, e.Message);
+
+            e = Fails(Edit("module: libvuln.so", "module: " + new string('l', 256)));
+            Assert.Equal("target.module", e.Key);
         }
 
         [Theory]
@@ -293,6 +328,30 @@ patchlets:
             Assert.Equal("  cmp esi, 64\njbe resume\n", p.Code);
             Assert.Equal(12, p.CodeLine);
             Assert.Equal(7, p.CodeColumn);
+        }
+
+        [Fact]
+        public void FunctionIsASymbolOrAStartEndRange()
+        {
+            var symbol = Parse(Edit("    expect: 8b 47 08 48 63 d0\n", "    expect: 8b 47 08 48 63 d0\n    function: parse_record\n")).Patchlets[0].Function!;
+            Assert.Equal(("parse_record", (SiteLocation?)null), (symbol.Symbol, symbol.Start));
+            var range = Parse(Edit("    expect: 8b 47 08 48 63 d0\n", "    expect: 8b 47 08 48 63 d0\n    function: { start: parse_record, end: 0x1240 }\n")).Patchlets[0].Function!;
+            Assert.Null(range.Symbol);
+            Assert.Equal(("parse_record", 0UL, (string?)null, 0x1240UL), (range.Start!.Symbol, range.Start.Offset, range.End!.Symbol, range.End.Offset));
+            Assert.Null(Parse(Minimal).Patchlets[0].Function);
+        }
+
+        [Theory]
+        [InlineData("    function: { start: 0x10 }\n", "patchlets[0].function.end")]
+        [InlineData("    function: { start: 0x10, end: 0x20, size: 16 }\n", "patchlets[0].function.size")]
+        [InlineData("    function: parse_record+0x4\n", "patchlets[0].function")]
+        [InlineData("    function: 0x1200\n", "patchlets[0].function")]
+        [InlineData("    function: [parse_record]\n", "patchlets[0].function")]
+        [InlineData("    function: { start: libc.so.6!getpid, end: 0x20 }\n", "patchlets[0].function.start")]
+        public void FunctionErrorsNameTheKey(string line, string key)
+        {
+            var e = Fails(Edit("    expect: 8b 47 08 48 63 d0\n", "    expect: 8b 47 08 48 63 d0\n" + line));
+            Assert.Equal(key, e.Key);
         }
 
         [Fact]

@@ -43,10 +43,15 @@ namespace HotpatchTools.Engine.Audit
 
         private unsafe void WriteUnix(byte[] bytes)
         {
-            int fd = NativeMethods.open(Path, NativeMethods.O_WRONLY | NativeMethods.O_APPEND | NativeMethods.O_CREAT | NativeMethods.O_CLOEXEC, Convert.ToInt32("644", 8));
+            // O_NOFOLLOW: a link planted as audit.jsonl would make root append to whatever it names.
+            int fd = NativeMethods.open(Path, NativeMethods.O_WRONLY | NativeMethods.O_APPEND | NativeMethods.O_CREAT | NativeMethods.O_CLOEXEC | NativeMethods.O_NOFOLLOW, Convert.ToInt32("644", 8));
             if (fd < 0) throw Error(Marshal.GetLastWin32Error());
             try
             {
+                // The file opened, not the path: root's, a regular file, writable by no one else.
+                var st = NativeMethods.FStat(fd);
+                if (st == null || (st.Value.Mode & NativeMethods.S_IFMT) != NativeMethods.S_IFREG || st.Value.Uid != 0 || (st.Value.Mode & Convert.ToInt32("022", 8)) != 0)
+                    throw new UnauthorizedAccessException("the audit log " + Path + " is not a regular file that only root can write");
                 if (bytes.Length == 0) return;
                 while (NativeMethods.flock(fd, NativeMethods.LOCK_EX) != 0)
                     if (Marshal.GetLastWin32Error() != NativeMethods.EINTR) throw Error(Marshal.GetLastWin32Error());

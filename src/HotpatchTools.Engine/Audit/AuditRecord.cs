@@ -41,6 +41,7 @@ namespace HotpatchTools.Engine.Audit
                 or HotpatchErrorKind.ModuleNotLoaded or HotpatchErrorKind.InvalidPatchFile or HotpatchErrorKind.AssemblyError
                 or HotpatchErrorKind.NotSigned or HotpatchErrorKind.HashMismatch or HotpatchErrorKind.SignatureInvalid
                 or HotpatchErrorKind.UntrustedPublisher or HotpatchErrorKind.TrustStoreError or HotpatchErrorKind.NotElevated
+                or HotpatchErrorKind.SuspiciousProcess
                 ? ResultRefused : ResultFailed;
 
         public static string CurrentUser()

@@ -89,7 +89,8 @@ namespace HotpatchTools.Engine.Authoring
             var process = new ImageProcess(request.ModulePath, request.ModuleName);
             var image = process.Image;
             var module = process.Module;
-            string moduleName = string.IsNullOrEmpty(request.ModuleName) ? process.Name : request.ModuleName!;
+            // A library's SONAME is the name admins write (and ldd prints); it also fits the next minor release's file name.
+            string moduleName = (image as ElfImage)?.Soname ?? (string.IsNullOrEmpty(request.ModuleName) ? process.Name : request.ModuleName!);
             var warnings = new List<string>();
 
             ulong rva = Resolve(image, module, request.At, "-At");

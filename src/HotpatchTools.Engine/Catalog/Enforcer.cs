@@ -126,6 +126,12 @@ namespace HotpatchTools.Engine.Catalog
                     continue;
                 }
                 catch (HotpatchException) { continue; } // exited meanwhile
+                // A watch runs for months as root: whatever one process does to the reader costs that process, not the watch.
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    _log?.Invoke("process " + p.Id + " (" + p.Name + ") skipped: " + e.GetType().Name + ": " + e.Message);
+                    continue;
+                }
                 if (view == null) continue;
                 seen.Add(p.Id);
 
@@ -352,6 +358,11 @@ namespace HotpatchTools.Engine.Catalog
             {
                 return Result(patch, pid, "", patch.Target.Module, EnforcementOutcome.Failed, e.Message, HotpatchErrorKind.Internal);
             }
+            // Anything else one process provokes fails that process only: the pass, and a watch, go on.
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                return Result(patch, pid, "", patch.Target.Module, EnforcementOutcome.Failed, e.GetType().Name + ": " + e.Message, HotpatchErrorKind.Internal);
+            }
             // The module went away between listing and inspection, or the process turned unreadable.
             if (s == null) return null;
 
@@ -385,6 +396,10 @@ namespace HotpatchTools.Engine.Catalog
                     catch (HotpatchException e)
                     {
                         return Result(patch, s, EnforcementOutcome.Failed, e.Message, e.Kind);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        return Result(patch, s, EnforcementOutcome.Failed, e.GetType().Name + ": " + e.Message, HotpatchErrorKind.Internal);
                     }
                 default:
                     return Result(patch, s, EnforcementOutcome.Failed, s.State + ": " + s.Reason, s.ErrorKind);

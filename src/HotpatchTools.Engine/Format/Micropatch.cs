@@ -65,6 +65,15 @@ namespace HotpatchTools.Engine.Format
         public override string ToString() => Symbol == null ? "0x" + Offset.ToString("x") : (Offset == 0 ? Symbol : Symbol + "+0x" + Offset.ToString("x"));
     }
 
+    /// <summary>A patchlet's `function`: a symbol (with a size) or a [Start, End) range.</summary>
+    public sealed class DeclaredFunction
+    {
+        public string? Symbol { get; internal set; }
+        public SiteLocation? Start { get; internal set; }
+        public SiteLocation? End { get; internal set; }
+        public override string ToString() => Symbol ?? "{ start: " + Start + ", end: " + End + " }";
+    }
+
     public sealed class Patchlet
     {
         public int Index { get; internal set; }
@@ -72,6 +81,8 @@ namespace HotpatchTools.Engine.Format
         public string At { get; internal set; } = "";
         public SiteLocation Location { get; internal set; } = new SiteLocation();
         public byte[] Expect { get; internal set; } = new byte[0];
+        /// <summary>The patchlet's `function`: bounds the author declares where the module has none; null when absent.</summary>
+        public DeclaredFunction? Function { get; internal set; }
         public PatchMode Mode { get; internal set; }
         /// <summary>Assembly text; empty when the file has no code.</summary>
         public string Code { get; internal set; } = "";

@@ -40,6 +40,12 @@ namespace HotpatchTools.Engine.Format
 
         /// <summary>Micropatches are a few hundred bytes; the cap keeps a wrong or hostile path from exhausting memory.</summary>
         internal const int MaxFileBytes = 1 << 20;
+        /// <summary>Sites per patch: each is recorded in the cave header, which a reader bounds (CaveHeader.MaxHeaderLength).</summary>
+        public const int MaxPatchlets = 64;
+        /// <summary>Bytes of `expect` (and so of a `replace` span): recorded twice per site in the cave header.</summary>
+        public const int MaxExpectBytes = 1024;
+        /// <summary>`at` offsets: RVAs are 32-bit, and a larger offset could only wrap an address around.</summary>
+        public const ulong MaxOffset = uint.MaxValue;
 
         /// <summary>
         /// The format nests three levels deep. YamlDotNet's representation model recurses once per level and a
@@ -372,7 +378,8 @@ namespace HotpatchTools.Engine.Format
             private static readonly string[] RootKeys = { "format", "id", "title", "description", "references", "severity", "supersedes", "target", "patchlets" };
             private static readonly string[] TargetKeys = { "os", "arch", "module", "identity" };
             private static readonly string[] IdentityKeys = { "buildId", "timeDateStamp", "sizeOfImage", "sha256" };
-            private static readonly string[] PatchletKeys = { "at", "expect", "mode", "code" };
+            private static readonly string[] PatchletKeys = { "at", "expect", "function", "mode", "code" };
+            private static readonly string[] FunctionKeys = { "start", "end" };
 
             private readonly string source;
             private readonly string text;
@@ -451,6 +458,8 @@ namespace HotpatchTools.Engine.Format
                 var patchlets = Sequence(Required(keys, root, "", "patchlets"), "patchlets");
                 if (patchlets.Children.Count == 0)
                     throw Error("patchlets", patchlets, "at least one patchlet is required");
+                if (patchlets.Children.Count > MaxPatchlets)
+                    throw Error("patchlets", patchlets, "at most " + MaxPatchlets + " patchlets are allowed (the cave header records each site)");
                 var result = new List<Patchlet>();
                 for (int i = 0; i < patchlets.Children.Count; i++)
                     result.Add(ReadPatchlet(Mapping(patchlets.Children[i], "patchlets[" + i + "]"), i));
@@ -472,6 +481,7 @@ namespace HotpatchTools.Engine.Format
                 var module = Required(keys, node, "target", "module");
                 target.Module = Text(module, "target.module");
                 if (target.Module.Trim().Length == 0) throw Error("target.module", module, "the module name must not be empty");
+                if (Encoding.UTF8.GetByteCount(target.Module) > 255) throw Error("target.module", module, "a file name is at most 255 bytes");
                 if (target.Module.IndexOf('/') >= 0 || target.Module.IndexOf('\\') >= 0)
                     throw Error("target.module", module, "the module is a file name, not a path");
 
@@ -511,7 +521,14 @@ namespace HotpatchTools.Engine.Format
                 patchlet.At = Text(at, path + ".at");
                 patchlet.Location = ParseLocation(at, patchlet.At, path + ".at");
 
-                patchlet.Expect = HexBytes(Required(keys, node, path, "expect"), path + ".expect");
+                var expect = Required(keys, node, path, "expect");
+                patchlet.Expect = HexBytes(expect, path + ".expect");
+                // What is overwritten is recorded in the target's cave header; refuse here what could not be recorded there.
+                if (patchlet.Expect.Length > MaxExpectBytes)
+                    throw Error(path + ".expect", expect, "at most " + MaxExpectBytes + " bytes are allowed, found " + patchlet.Expect.Length);
+
+                if (keys.TryGetValue("function", out var function))
+                    patchlet.Function = ReadFunction(function, path + ".function");
 
                 patchlet.Mode = keys.TryGetValue("mode", out var mode)
                     ? Choice(mode, path + ".mode", new[] { "insert", "replace" }, new[] { PatchMode.Insert, PatchMode.Replace })
@@ -530,6 +547,27 @@ namespace HotpatchTools.Engine.Format
                 return patchlet;
             }
 
+            /// <summary>`function: symbol` (a symbol with a size) or `function: { start: location, end: location }`.</summary>
+            private DeclaredFunction ReadFunction(YamlNode node, string path)
+            {
+                if (node is YamlMappingNode map)
+                {
+                    var keys = Fields(map, path, FunctionKeys);
+                    var start = Required(keys, map, path, "start");
+                    var end = Required(keys, map, path, "end");
+                    return new DeclaredFunction
+                    {
+                        Start = ParseLocation(start, Text(start, path + ".start"), path + ".start"),
+                        End = ParseLocation(end, Text(end, path + ".end"), path + ".end"),
+                    };
+                }
+                string text = Text(node, path);
+                var symbol = ParseLocation(node, text, path);
+                if (symbol.Symbol == null || symbol.Offset != 0)
+                    throw Error(path, node, "'" + text + "': write a symbol that has a size, or { start: <location>, end: <location> }");
+                return new DeclaredFunction { Symbol = symbol.Symbol };
+            }
+
             private SiteLocation ParseLocation(YamlNode node, string at, string key)
             {
                 foreach (char c in at)
@@ -543,6 +581,7 @@ namespace HotpatchTools.Engine.Format
                 {
                     if (!TryParseNumber(at, out value))
                         throw Error(key, node, "'" + at + "' is not a valid offset (decimal, or hex with 0x) and a symbol cannot start with a digit");
+                    if (value > MaxOffset) throw Error(key, node, "'" + at + "': offsets within a module fit in 32 bits");
                     return new SiteLocation { Offset = value };
                 }
 
@@ -553,6 +592,7 @@ namespace HotpatchTools.Engine.Format
                 value = 0;
                 if (plus >= 0 && !TryParseNumber(at.Substring(plus + 1), out value))
                     throw Error(key, node, "'" + at + "': the offset after '+' must be a number (decimal, or hex with 0x)");
+                if (value > MaxOffset) throw Error(key, node, "'" + at + "': offsets within a module fit in 32 bits");
                 return new SiteLocation { Symbol = symbol, Offset = value };
             }
 

@@ -20,6 +20,8 @@ namespace HotpatchTools.Engine.Inspection
         /// <summary>ELF or PE; empty when the file could not be read.</summary>
         public string Format { get; set; } = "";
         public string? BuildId { get; set; }
+        /// <summary>ELF DT_SONAME (libz.so.1 for libz.so.1.2.13): a patch's target.module may name it.</summary>
+        public string? Soname { get; set; }
         public uint? TimeDateStamp { get; set; }
         public uint? SizeOfImage { get; set; }
         /// <summary>Why the file's identity is missing, if it is.</summary>
@@ -69,6 +71,7 @@ namespace HotpatchTools.Engine.Inspection
     {
         /// <summary>Instructions listed after the span, so the listing shows where the jump back lands.</summary>
         private const int ContextInstructions = 2;
+        private const uint MaxListedCodeBytes = 64 << 10;
 
         private readonly IProcessPlatform _platform;
 
@@ -86,6 +89,7 @@ namespace HotpatchTools.Engine.Inspection
                     var image = target.Modules.OpenImage(m);
                     d.Format = image.Format == ModuleFormat.Elf ? "ELF" : "PE";
                     d.BuildId = image.BuildId;
+                    d.Soname = (image as ElfImage)?.Soname;
                     d.TimeDateStamp = image.TimeDateStamp;
                     d.SizeOfImage = image.SizeOfImage;
                 }
@@ -135,16 +139,19 @@ namespace HotpatchTools.Engine.Inspection
                 }
                 d.Address = address;
                 d.Symbol = SymbolOf(image, module, address);
-                var installed = cave?.Header.Sites.FirstOrDefault(s => s.Address == address);
+                // An insert at an endbr writes its jump after it (and the cave records that address).
+                var head = new byte[4];
+                ulong jumpAt = target.Memory.TryRead(address, head) == 4 && p.Mode == PatchMode.Insert ? address + (ulong)PatchPlanner.EndbrLength(head) : address;
+                var installed = cave?.Header.Sites.FirstOrDefault(s => s.Address == jumpAt);
                 var site = full?.Sites.FirstOrDefault(s => s.Patchlet == p);
                 int span = installed?.Original.Length ?? 0;
-                if (installed != null && cave != null && ReadEquals(target, address, installed.Written))
+                if (installed != null && cave != null && ReadHoldsOurs(target, cave.Address, installed))
                 {
                     d.State = SiteState.Patched;
                     d.SpanLength = span;
                     d.CaveAddress = cave.Address;
-                    d.Plan = Installed(installed, cave.Address);
-                    d.Disassembly = PatchedListing(target, bitness, address, installed, cave.Address);
+                    d.Plan = (jumpAt != address ? KeepsEndbr(head, address) : "") + Installed(installed, cave.Address);
+                    d.Disassembly = PatchedListing(target, bitness, jumpAt, installed, cave.Address);
                     continue;
                 }
                 d.State = ReadEquals(target, address, p.Expect) ? SiteState.Original : SiteState.Modified;
@@ -196,7 +203,7 @@ namespace HotpatchTools.Engine.Inspection
                     }
                     var now = new byte[s.Written.Length];
                     int got = target.Memory.TryRead(s.Address, now);
-                    bool patched = got == now.Length && now.SequenceEqual(s.Written);
+                    bool patched = got == now.Length && HotpatchEngine.HoldsOurs(cave.Address, s, now);
                     d.State = patched && cave.Header.State == CaveState.Installed ? SiteState.Patched
                         : got == now.Length && now.SequenceEqual(s.Original) ? SiteState.Original : SiteState.Modified;
                     d.Plan = cave.Header.State == CaveState.Retired ? "Retired: original bytes restored; the cave is kept while a thread may return into it." : Installed(s, cave.Address);
@@ -205,6 +212,12 @@ namespace HotpatchTools.Engine.Inspection
                 }
             }
             return sites;
+        }
+
+        private static bool ReadHoldsOurs(ITargetProcess target, ulong cave, CaveSite s)
+        {
+            var now = new byte[s.Written.Length];
+            return target.Memory.TryRead(s.Address, now) == now.Length && HotpatchEngine.HoldsOurs(cave, s, now);
         }
 
         private static bool ReadEquals(ITargetProcess target, ulong address, byte[] expected)
@@ -225,12 +238,16 @@ namespace HotpatchTools.Engine.Inspection
             if (s.Patchlet.Mode == PatchMode.Replace)
                 return "Replace " + s.SpanLength + " bytes in place with the patch code (" + s.Code.Instructions.Count + " instruction(s)), NOP-filled.";
             var moved = string.Join("; ", s.SpanInstructions.Select(i => Disassembler.Text(i)));
+            string endbr = s.EndbrLength > 0 ? "Keeps the endbr at 0x" + (s.Address - (ulong)s.EndbrLength).ToString("x") + " (indirect-branch tracking) and jumps from 0x" + s.Address.ToString("x") + ". " : "";
             string notes = "";
             if (s.SpanInstructions.Any(i => i.IsIPRelativeMemoryOperand)) notes += " RIP-relative operands are re-encoded for the cave.";
             if (s.SpanInstructions.Any(i => PatchPlanner.IsDirectBranch(i))) notes += " Branches are re-targeted (short forms expanded).";
-            return "Jump to a cave over " + s.SpanLength + " bytes; the cave runs the patch code (" + s.Code.Instructions.Count + " instruction(s)), then the "
+            return endbr + "Jump to a cave over " + s.SpanLength + " bytes; the cave runs the patch code (" + s.Code.Instructions.Count + " instruction(s)), then the "
                 + s.SpanInstructions.Count + " relocated instruction(s) (" + moved + "), then jumps back to 0x" + s.End.ToString("x") + "." + notes;
         }
+
+        private static string KeepsEndbr(byte[] head, ulong address) =>
+            "Keeps the " + (head[3] == 0xfa ? "endbr64" : "endbr32") + " at 0x" + address.ToString("x") + " (indirect-branch tracking). ";
 
         private static string Installed(CaveSite s, ulong cave) =>
             "Installed: " + (s.Mode == PatchMode.Replace ? "replaced in place" : "jumps to the cave's code at 0x" + (cave + s.CodeOffset).ToString("x") + " (" + s.CodeLength + " bytes)")
@@ -258,7 +275,8 @@ namespace HotpatchTools.Engine.Inspection
             }
             ulong code = cave + s.CodeOffset;
             lines.Add("; cave at 0x" + code.ToString("x") + ": patch code, relocated original instructions, jump back");
-            var body = new byte[s.CodeLength];
+            // The header was checked against its cave, but the length is still the target's word: list a bounded amount.
+            var body = new byte[Math.Min(s.CodeLength, MaxListedCodeBytes)];
             int n = target.Memory.TryRead(code, body);
             lines.AddRange(Disassembler.Lines(body, n, code, bitness, n));
             return lines;

@@ -8,9 +8,9 @@ namespace HotpatchTools.Engine.Machine
     {
         private const string LibC = "libc.so.6";
 
-        public const int O_WRONLY = 1, O_CREAT = 0x40, O_APPEND = 0x400, O_CLOEXEC = 0x80000;
-        public const int LOCK_EX = 2, LOCK_UN = 8;
-        public const int EINTR = 4, EACCES = 13, EPERM = 1, ENOENT = 2;
+        public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_APPEND = 0x400, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000;
+        public const int LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
+        public const int EINTR = 4, EACCES = 13, EPERM = 1, ENOENT = 2, EWOULDBLOCK = 11;
         public const int AF_UNIX = 1, SOCK_DGRAM = 2, SOCK_CLOEXEC = 0x80000, MSG_NOSIGNAL = 0x4000;
 
         [DllImport(LibC)] public static extern uint geteuid();
@@ -26,7 +26,16 @@ namespace HotpatchTools.Engine.Machine
         [DllImport(LibC, SetLastError = true, EntryPoint = "stat")] private static extern int stat_(string path, byte* buf);
         [DllImport(LibC, SetLastError = true)] private static extern int __xstat(int ver, string path, byte* buf);
 
-        /// <summary>Mode bits and owner of a file (x86-64 struct stat: st_mode at 24, st_uid at 28), or null if it does not exist.</summary>
+        [DllImport(LibC, SetLastError = true, EntryPoint = "lstat")] private static extern int lstat_(string path, byte* buf);
+        [DllImport(LibC, SetLastError = true)] private static extern int __lxstat(int ver, string path, byte* buf);
+        [DllImport(LibC, SetLastError = true, EntryPoint = "fstat")] private static extern int fstat_(int fd, byte* buf);
+        [DllImport(LibC, SetLastError = true)] private static extern int __fxstat(int ver, int fd, byte* buf);
+        [DllImport(LibC, SetLastError = true)] private static extern IntPtr realpath(string path, IntPtr resolved);
+        [DllImport(LibC)] private static extern void free(IntPtr p);
+
+        public const int S_IFMT = 0xF000, S_IFDIR = 0x4000, S_IFREG = 0x8000, S_IFLNK = 0xA000, S_ISVTX = 0x200;
+
+        /// <summary>Mode bits, owner and group of a file (x86-64 struct stat: st_mode at 24, st_uid at 28, st_gid at 32), or null if it does not exist.</summary>
         public static (int Mode, uint Uid)? Stat(string path)
         {
             var buf = stackalloc byte[256];
@@ -35,6 +44,37 @@ namespace HotpatchTools.Engine.Machine
             catch (EntryPointNotFoundException) { r = __xstat(1, path, buf); }
             if (r != 0) return null;
             return (*(int*)(buf + 24), *(uint*)(buf + 28));
+        }
+
+        /// <summary>As <see cref="Stat"/>, of a symbolic link itself rather than what it points to.</summary>
+        public static (int Mode, uint Uid, uint Gid)? LStat(string path)
+        {
+            var buf = stackalloc byte[256];
+            int r;
+            try { r = lstat_(path, buf); }
+            catch (EntryPointNotFoundException) { r = __lxstat(1, path, buf); }
+            if (r != 0) return null;
+            return (*(int*)(buf + 24), *(uint*)(buf + 28), *(uint*)(buf + 32));
+        }
+
+        /// <summary>As <see cref="Stat"/>, of an open file: what was opened, whatever the path names now.</summary>
+        public static (int Mode, uint Uid)? FStat(int fd)
+        {
+            var buf = stackalloc byte[256];
+            int r;
+            try { r = fstat_(fd, buf); }
+            catch (EntryPointNotFoundException) { r = __fxstat(1, fd, buf); }
+            if (r != 0) return null;
+            return (*(int*)(buf + 24), *(uint*)(buf + 28));
+        }
+
+        /// <summary>The path with every symbolic link resolved, or null when it cannot be resolved.</summary>
+        public static string? RealPath(string path)
+        {
+            var p = realpath(path, IntPtr.Zero);
+            if (p == IntPtr.Zero) return null;
+            try { return Marshal.PtrToStringAnsi(p); }
+            finally { free(p); }
         }
 
         // ---- Windows ----

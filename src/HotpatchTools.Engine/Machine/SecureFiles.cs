@@ -65,11 +65,71 @@ namespace HotpatchTools.Engine.Machine
                 if (Privilege.IsElevated() && owner == NativeMethods.CurrentUserSid()) return null;
                 return path + " is owned by " + owner + ", not by Administrators or SYSTEM";
             }
-            var st = NativeMethods.Stat(path);
+            // The file itself, not what a link planted in its place points to.
+            var st = NativeMethods.LStat(path);
             if (st == null) return null;
-            if (st.Value.Uid != 0) return path + " is owned by uid " + st.Value.Uid + ", not root";
-            if ((st.Value.Mode & Convert.ToInt32("022", 8)) != 0) return path + " is writable by group or others (mode " + Convert.ToString(st.Value.Mode & 0xfff, 8) + ")";
+            if ((st.Value.Mode & NativeMethods.S_IFMT) == NativeMethods.S_IFLNK) return path + " is a symbolic link";
+            return WhyNotRootOnly(path, st.Value.Mode, st.Value.Uid) ?? WhyParentsNotRootOnly(path);
+        }
+
+        private static string? WhyNotRootOnly(string path, int mode, uint uid)
+        {
+            if (uid != 0) return path + " is owned by uid " + uid + ", not root";
+            if ((mode & Convert.ToInt32("022", 8)) != 0) return path + " is writable by group or others (mode " + Convert.ToString(mode & 0xfff, 8) + ")";
             return null;
+        }
+
+        /// <summary>
+        /// Every folder above the path, as written and with links resolved, up to /, the way sshd's StrictModes checks a
+        /// user's files: owned by root, and writable by no one else, except a sticky folder such as /tmp (where no one can
+        /// rename or remove what root owns) and a folder writable by a system group (gid below 1000, such as /var/log's
+        /// syslog group on Debian). Whoever can write a parent can swap what lies below it.
+        /// </summary>
+        private static string? WhyParentsNotRootOnly(string path)
+        {
+            var full = Path.GetFullPath(path);
+            var real = NativeMethods.RealPath(full);
+            foreach (var start in real == null || real == full ? new[] { full } : new[] { full, real })
+                for (var dir = Path.GetDirectoryName(start); !string.IsNullOrEmpty(dir); dir = Path.GetDirectoryName(dir))
+                {
+                    var st = NativeMethods.LStat(dir!);
+                    if (st == null) continue;
+                    var (mode, uid, gid) = st.Value;
+                    if (uid != 0) return dir + " (above " + path + ") is owned by uid " + uid + ", not root";
+                    if ((mode & NativeMethods.S_IFMT) == NativeMethods.S_IFLNK) continue; // a root-owned link; its target's folders are checked as `real`
+                    bool sticky = (mode & NativeMethods.S_ISVTX) != 0;
+                    if ((mode & 2) != 0 && !sticky) return dir + " (above " + path + ") is writable by everyone (mode " + Convert.ToString(mode & 0xfff, 8) + ")";
+                    if ((mode & 16) != 0 && !sticky && gid >= 1000) return dir + " (above " + path + ") is writable by group " + gid + " (mode " + Convert.ToString(mode & 0xfff, 8) + ")";
+                }
+            return null;
+        }
+
+        /// <summary>
+        /// Reads a file that decides trust through one handle: opened without following a link, and checked (owner, mode,
+        /// a regular file) on that handle, so the file checked is the file read. Windows: the owner check, then a read.
+        /// </summary>
+        public static byte[] ReadAdminFile(string path)
+        {
+            if (IsWindows)
+            {
+                if (WhyNotAdminOnly(path) is string w) throw new UnauthorizedAccessException(w);
+                return File.ReadAllBytes(path);
+            }
+            if (WhyParentsNotRootOnly(path) is string why) throw new UnauthorizedAccessException(why);
+            int fd = NativeMethods.open(path, NativeMethods.O_RDONLY | NativeMethods.O_NOFOLLOW | NativeMethods.O_CLOEXEC, 0);
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == NativeMethods.ENOENT) throw new FileNotFoundException(path + " does not exist", path);
+                throw new UnauthorizedAccessException(path + " cannot be opened without following a link (errno " + errno + ")");
+            }
+            using var stream = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle((IntPtr)fd, true), FileAccess.Read);
+            var st = NativeMethods.FStat(fd) ?? throw new IOException(path + " cannot be examined");
+            if ((st.Mode & NativeMethods.S_IFMT) != NativeMethods.S_IFREG) throw new UnauthorizedAccessException(path + " is not a regular file");
+            if (WhyNotRootOnly(path, st.Mode, st.Uid) is string own) throw new UnauthorizedAccessException(own);
+            var ms = new MemoryStream();
+            stream.CopyTo(ms);
+            return ms.ToArray();
         }
     }
 }

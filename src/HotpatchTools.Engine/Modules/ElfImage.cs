@@ -16,8 +16,10 @@ namespace HotpatchTools.Engine.Modules
         private const byte StbLocal = 0;
         private const ushort EtExec = 2, EtDyn = 3;
         private const ushort EmI386 = 3, EmX86_64 = 62;
-        private const uint PtLoad = 1, PtNote = 4;
-        private const uint ShtSymtab = 2, ShtStrtab = 3, ShtNote = 7, ShtNobits = 8, ShtDynsym = 11, ShtGnuVersym = 0x6fffffff;
+        private const uint PtLoad = 1, PtDynamic = 2, PtNote = 4, PtGnuEhFrame = 0x6474e550;
+        private const uint PfX = 1;
+        private const ulong DtNull = 0, DtSoname = 14;
+        private const uint ShtProgbits = 1, ShtSymtab = 2, ShtStrtab = 3, ShtDynamic = 6, ShtNote = 7, ShtNobits = 8, ShtDynsym = 11, ShtGnuVersym = 0x6fffffff;
         private const ushort VersymHidden = 0x8000;
         private const ushort ShnUndef = 0, ShnAbs = 0xfff1, ShnCommon = 0xfff2, ShnXindex = 0xffff, PnXnum = 0xffff;
         private const uint NtGnuBuildId = 3;
@@ -30,11 +32,30 @@ namespace HotpatchTools.Engine.Modules
         /// <summary>maxEnd[i] = the largest end among functions[0..i], to stop the backward search for containing ranges.</summary>
         private readonly ulong[] maxEnd;
 
-        private ElfImage(int bitness, ushort elfType, string? buildId, ElfSymbol[] symbols)
+        /// <summary>.eh_frame FDE ranges, sorted by start, with the running maximum of their ends.</summary>
+        private readonly ulong[] fdeStarts, fdeEnds, fdeMaxEnd;
+        private readonly Parts parts;
+
+        /// <summary>What a file holds besides its symbols, kept so that a debug file's symbols can be added to it.</summary>
+        private sealed class Parts
         {
-            Bitness = bitness;
-            ElfType = elfType;
-            BuildId = buildId;
+            public int Bitness;
+            public ushort ElfType;
+            public string? BuildId, Soname, DebugLink;
+            public List<(ulong Start, ulong End)> Fdes = new List<(ulong, ulong)>();
+            public List<CodeSegment> Code = new List<CodeSegment>();
+        }
+
+        private ElfImage(Parts parts, ElfSymbol[] symbols, string? debugFile)
+        {
+            this.parts = parts;
+            Bitness = parts.Bitness;
+            ElfType = parts.ElfType;
+            BuildId = parts.BuildId;
+            Soname = parts.Soname;
+            DebugLink = parts.DebugLink;
+            DebugFile = debugFile;
+            CodeSegments = parts.Code.AsReadOnly();
             this.symbols = symbols;
             Symbols = Array.AsReadOnly(symbols);
 
@@ -58,6 +79,33 @@ namespace HotpatchTools.Engine.Modules
                 var f = symbols[functions[i]];
                 maxEnd[i] = Math.Max(i == 0 ? 0 : maxEnd[i - 1], f.Rva + f.Size);
             }
+
+            var fdes = parts.Fdes;
+            fdes.Sort((a, b) => a.Start.CompareTo(b.Start));
+            fdeStarts = new ulong[fdes.Count];
+            fdeEnds = new ulong[fdes.Count];
+            fdeMaxEnd = new ulong[fdes.Count];
+            for (int i = 0; i < fdes.Count; i++)
+            {
+                fdeStarts[i] = fdes[i].Start;
+                fdeEnds[i] = fdes[i].End;
+                fdeMaxEnd[i] = Math.Max(i == 0 ? 0 : fdeMaxEnd[i - 1], fdes[i].End);
+            }
+        }
+
+        /// <summary>
+        /// This image with the symbols of its separate debug file (whose build-id the caller has checked) added:
+        /// its .symtab names the static functions a stripped distribution library no longer lists.
+        /// </summary>
+        public ElfImage WithDebugSymbols(ElfImage debug, string debugPath)
+        {
+            if (debug == null) throw new ArgumentNullException(nameof(debug));
+            var merged = new List<ElfSymbol>(symbols);
+            var seen = new HashSet<(string, ulong, ulong)>();
+            foreach (var s in symbols) seen.Add((s.Name, s.Rva, s.Size));
+            foreach (var s in debug.symbols)
+                if (seen.Add((s.Name, s.Rva, s.Size))) merged.Add(s);
+            return new ElfImage(parts, merged.ToArray(), debugPath);
         }
 
         public static ElfImage Load(string path)
@@ -79,6 +127,21 @@ namespace HotpatchTools.Engine.Modules
         public uint? TimeDateStamp => null;
         public uint? SizeOfImage => null;
 
+        /// <summary>DT_SONAME, the name the dynamic linker and ldd know a library by (libz.so.1); null when absent.</summary>
+        public string? Soname { get; }
+
+        /// <summary>The file name in .gnu_debuglink; null when absent.</summary>
+        public string? DebugLink { get; }
+
+        /// <summary>The separate debug file whose symbols were added, or null.</summary>
+        public string? DebugFile { get; }
+
+        /// <summary>Executable PT_LOAD segments: where the code of each RVA lies in the file.</summary>
+        public IReadOnlyList<CodeSegment> CodeSegments { get; }
+
+        /// <summary>Number of .eh_frame FDEs read.</summary>
+        public int FdeCount => fdeStarts.Length;
+
         /// <summary>e_type: 2 (ET_EXEC) or 3 (ET_DYN).</summary>
         public ushort ElfType { get; }
 
@@ -94,6 +157,14 @@ namespace HotpatchTools.Engine.Modules
             }
             rva = 0;
             return false;
+        }
+
+        /// <summary>The symbol a name resolves to (as <see cref="TryResolveSymbol"/> picks it), with its size.</summary>
+        public bool TryGetSymbol(string name, out ElfSymbol symbol)
+        {
+            bool found = name != null && byName.TryGetValue(name, out int i);
+            symbol = found ? symbols[byName[name!]] : default;
+            return found;
         }
 
         public bool TryGetFunctionBounds(ulong rva, out ulong startRva, out ulong endRva, out string? name)
@@ -119,14 +190,43 @@ namespace HotpatchTools.Engine.Modules
 
             if (best < 0)
             {
-                startRva = endRva = 0;
                 name = null;
-                return false;
+                return TryGetFde(rva, out startRva, out endRva);
             }
             startRva = symbols[best].Rva;
             endRva = startRva + symbols[best].Size;
             name = symbols[best].Name;
             return true;
+        }
+
+        /// <summary>The smallest .eh_frame FDE range containing rva (FDEs do not overlap in a sane file; a hostile one may).</summary>
+        private bool TryGetFde(ulong rva, out ulong startRva, out ulong endRva)
+        {
+            int lo = 0, hi = fdeStarts.Length;
+            while (lo < hi)
+            {
+                int mid = lo + (hi - lo) / 2;
+                if (fdeStarts[mid] <= rva) lo = mid + 1; else hi = mid;
+            }
+            int best = -1;
+            for (int i = lo - 1; i >= 0 && fdeMaxEnd[i] > rva; i--)
+                if (rva < fdeEnds[i] && (best < 0 || fdeEnds[i] - fdeStarts[i] < fdeEnds[best] - fdeStarts[best])) best = i;
+            startRva = best < 0 ? 0 : fdeStarts[best];
+            endRva = best < 0 ? 0 : fdeEnds[best];
+            return best >= 0;
+        }
+
+        /// <summary>The .eh_frame FDE ranges, sorted by start.</summary>
+        public IEnumerable<(ulong Start, ulong End)> FdeRanges()
+        {
+            for (int i = 0; i < fdeStarts.Length; i++) yield return (fdeStarts[i], fdeEnds[i]);
+        }
+
+        /// <summary>Every function range the file describes: symbols with a size, then .eh_frame FDEs.</summary>
+        public IEnumerable<(ulong Start, ulong End)> FunctionRanges()
+        {
+            foreach (int i in functions) yield return (symbols[i].Rva, symbols[i].Rva + symbols[i].Size);
+            for (int i = 0; i < fdeStarts.Length; i++) yield return (fdeStarts[i], fdeEnds[i]);
         }
 
         /// <summary>
@@ -144,13 +244,13 @@ namespace HotpatchTools.Engine.Modules
         {
             public string Name;
             public uint Type;
-            public ulong Offset, Size, EntrySize, Alignment;
+            public ulong Address, Offset, Size, EntrySize, Alignment;
             public uint Link;
         }
 
         private struct Segment
         {
-            public uint Type;
+            public uint Type, Flags;
             public ulong Offset, VirtualAddress, FileSize, Alignment;
         }
 
@@ -188,9 +288,89 @@ namespace HotpatchTools.Engine.Modules
             var segments = ReadSegments(file, is64, phOffset, phEntrySize, phCount);
 
             ulong loadBase = LoadBase(file, segments);
-            string? buildId = FindBuildId(file, sections, segments);
+            var parts = new Parts { Bitness = is64 ? 64 : 32, ElfType = type };
+            parts.BuildId = FindBuildId(file, sections, segments);
+            parts.Soname = FindSoname(file, is64, sections);
+            parts.DebugLink = FindDebugLink(file, sections);
+            parts.Fdes = ReadFdes(file, is64, sections, segments, loadBase);
+            foreach (var s in segments)
+                if (s.Type == PtLoad && (s.Flags & PfX) != 0 && s.FileSize > 0 && s.VirtualAddress >= loadBase)
+                    parts.Code.Add(new CodeSegment(s.VirtualAddress - loadBase, s.Offset, s.FileSize));
             var symbols = ReadSymbols(file, is64, sections, loadBase);
-            return new ElfImage(is64 ? 64 : 32, type, buildId, symbols);
+            return new ElfImage(parts, symbols, null);
+        }
+
+        private static string? FindSoname(FileReader file, bool is64, Section[] sections)
+        {
+            foreach (var s in sections)
+            {
+                if (s.Type != ShtDynamic) continue;
+                if (s.Link >= sections.Length || sections[s.Link].Type != ShtStrtab) return null;
+                var dynamic = file.ReadSection(s, "the dynamic section");
+                int entry = is64 ? 16 : 8;
+                for (int p = 0; p + entry <= dynamic.Length; p += entry)
+                {
+                    ulong tag = is64 ? U64(dynamic, p) : U32(dynamic, p);
+                    if (tag == DtNull) break;
+                    if (tag != DtSoname) continue;
+                    ulong value = is64 ? U64(dynamic, p + 8) : U32(dynamic, p + 4);
+                    if (value > uint.MaxValue) throw file.Invalid("DT_SONAME is outside the dynamic string table");
+                    var strings = file.ReadSection(sections[s.Link], "the dynamic string table");
+                    return CString(file, strings, (uint)value, "DT_SONAME");
+                }
+                return null;
+            }
+            return null;
+        }
+
+        private static string? FindDebugLink(FileReader file, Section[] sections)
+        {
+            foreach (var s in sections)
+            {
+                if (s.Name != ".gnu_debuglink" || s.Type != ShtProgbits) continue;
+                var data = file.ReadSection(s, "the .gnu_debuglink section");
+                if (data.Length == 0) return null;
+                string name = CString(file, data, 0, "the .gnu_debuglink file name");
+                // A name, not a path: it is looked up in fixed directories, and must not climb out of them.
+                return name.Length == 0 || name.IndexOf('/') >= 0 || name == "." || name == ".." ? null : name;
+            }
+            return null;
+        }
+
+        /// <summary>Largest .eh_frame read: far above any real library's (glibc's is ~200 KB), far below memory trouble.</summary>
+        private const ulong MaxEhFrame = 64 << 20;
+
+        /// <summary>
+        /// .eh_frame by its section header; without section headers (a sstrip-ed file), through PT_GNU_EH_FRAME:
+        /// .eh_frame_hdr's eh_frame_ptr locates it, and the terminator or the end of its segment ends it.
+        /// </summary>
+        private static List<(ulong, ulong)> ReadFdes(FileReader file, bool is64, Section[] sections, Segment[] segments, ulong loadBase)
+        {
+            foreach (var s in sections)
+            {
+                if (s.Name != ".eh_frame" || s.Type != ShtProgbits) continue;
+                if (s.Size > MaxEhFrame) throw file.Invalid(".eh_frame is larger than " + (MaxEhFrame >> 20) + " MB");
+                return EhFrame.Parse(file.ReadSection(s, "the .eh_frame section"), s.Address, loadBase, is64, file.Invalid);
+            }
+            if (sections.Length > 0) return new List<(ulong, ulong)>();
+            foreach (var h in segments)
+            {
+                if (h.Type != PtGnuEhFrame || h.FileSize < 8) continue;
+                var hdr = file.Read(h.Offset, Math.Min(h.FileSize, 16), "the .eh_frame_hdr header");
+                if (hdr[0] != 1) return new List<(ulong, ulong)>();
+                long pos = 4;
+                ulong? frame = EhFrame.ReadEncoded(hdr, ref pos, hdr.Length, hdr[1], h.VirtualAddress + 4, is64);
+                if (frame == null) return new List<(ulong, ulong)>();
+                foreach (var load in segments)
+                {
+                    if (load.Type != PtLoad || frame.Value < load.VirtualAddress || frame.Value - load.VirtualAddress >= load.FileSize) continue;
+                    ulong skip = frame.Value - load.VirtualAddress;
+                    ulong count = Math.Min(load.FileSize - skip, MaxEhFrame);
+                    return EhFrame.Parse(file.Read(load.Offset + skip, count, "the .eh_frame section"), frame.Value, loadBase, is64, file.Invalid);
+                }
+                throw file.Invalid(".eh_frame_hdr points to 0x" + frame.Value.ToString("x") + ", which no PT_LOAD maps from the file");
+            }
+            return new List<(ulong, ulong)>();
         }
 
         private static Section[] ReadSections(FileReader file, bool is64, ulong offset, ushort entrySize, ushort count16,
@@ -220,6 +400,7 @@ namespace HotpatchTools.Engine.Modules
                 s.Type = U32(table, p + 4);
                 if (is64)
                 {
+                    s.Address = U64(table, p + 16);
                     s.Offset = U64(table, p + 24);
                     s.Size = U64(table, p + 32);
                     s.Link = U32(table, p + 40);
@@ -228,6 +409,7 @@ namespace HotpatchTools.Engine.Modules
                 }
                 else
                 {
+                    s.Address = U32(table, p + 12);
                     s.Offset = U32(table, p + 16);
                     s.Size = U32(table, p + 20);
                     s.Link = U32(table, p + 24);
@@ -265,6 +447,7 @@ namespace HotpatchTools.Engine.Modules
                 s.Type = U32(table, p);
                 if (is64)
                 {
+                    s.Flags = U32(table, p + 4);
                     s.Offset = U64(table, p + 8);
                     s.VirtualAddress = U64(table, p + 16);
                     s.FileSize = U64(table, p + 32);
@@ -275,6 +458,7 @@ namespace HotpatchTools.Engine.Modules
                     s.Offset = U32(table, p + 4);
                     s.VirtualAddress = U32(table, p + 8);
                     s.FileSize = U32(table, p + 16);
+                    s.Flags = U32(table, p + 24);
                     s.Alignment = U32(table, p + 28);
                 }
                 if ((s.Type == PtLoad || s.Type == PtNote) && (s.Offset > file.Length || s.FileSize > file.Length - s.Offset))
@@ -364,7 +548,7 @@ namespace HotpatchTools.Engine.Modules
                     {
                         int p = (int)(i * entrySize);
                         uint nameOffset = U32(data, p);
-                                byte info;
+                        byte info;
                         ushort sectionIndex;
                         ulong value, size;
                         if (is64)

@@ -22,5 +22,7 @@ namespace HotpatchTools.Engine.Modules
         bool TryResolveSymbol(string name, out ulong rva);
         /// <summary>The function (symbol with size, or .pdata entry) containing rva: [start, end).</summary>
         bool TryGetFunctionBounds(ulong rva, out ulong startRva, out ulong endRva, out string? name);
+        /// <summary>Every function range the file describes (symbols with sizes, .eh_frame FDEs, .pdata), for the module-wide branch scan.</summary>
+        System.Collections.Generic.IEnumerable<(ulong Start, ulong End)> FunctionRanges();
     }
 }

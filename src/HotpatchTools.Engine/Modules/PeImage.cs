@@ -62,6 +62,8 @@ namespace HotpatchTools.Engine.Modules
         private readonly Dictionary<string, uint> symbolByUndecoratedName;
         /// <summary>.pdata entries, sorted by start and not overlapping.</summary>
         private readonly uint[] unwindStarts, unwindEnds;
+        /// <summary>For each .pdata entry, the start of the function it belongs to: itself, or where its chain of UNW_FLAG_CHAININFO entries ends.</summary>
+        private readonly uint[] unwindPrimaries;
         /// <summary>Functions known by name (COFF symbols and exports), sorted by start; see <see cref="FunctionsFromSymbols"/>.</summary>
         private readonly uint[] functionStarts, functionEnds;
         private readonly Dictionary<uint, string> functionNames;
@@ -106,6 +108,7 @@ namespace HotpatchTools.Engine.Modules
 
             unwindStarts = p.UnwindStarts;
             unwindEnds = p.UnwindEnds;
+            unwindPrimaries = p.UnwindPrimaries;
             FunctionsFromSymbols(p, out functionStarts, out functionEnds);
         }
 
@@ -189,14 +192,20 @@ namespace HotpatchTools.Engine.Modules
         /// <summary>
         /// The .pdata entry containing rva; failing that (no .pdata, or a leaf function without an entry), the
         /// function from the COFF symbols and exports. A .pdata entry whose unwind info has UNW_FLAG_CHAININFO is a
-        /// fragment of a larger function (e.g. its cold part); its own bounds are reported, which is enough for a
-        /// branch scan of the patched function, though not the whole function.
+        /// fragment of a larger function (e.g. its cold part): its own bounds are reported (a span may not leave the
+        /// fragment), under the name of the primary function it belongs to. Branches from the other fragments are
+        /// covered by the module-wide scan of every .pdata range.
         /// </summary>
         public bool TryGetFunctionBounds(ulong rva, out ulong startRva, out ulong endRva, out string? name)
         {
-            if (rva <= uint.MaxValue
-                && (TryFindRange(unwindStarts, unwindEnds, (uint)rva, out startRva, out endRva)
-                    || TryFindRange(functionStarts, functionEnds, (uint)rva, out startRva, out endRva)))
+            if (rva <= uint.MaxValue && TryFindRange(unwindStarts, unwindEnds, (uint)rva, out startRva, out endRva))
+            {
+                uint primary = PrimaryOf((uint)startRva);
+                name = functionNames.TryGetValue(primary, out var n) ? n : null;
+                if (primary != startRva) name = (name ?? "0x" + primary.ToString("x")) + " (chained part at 0x" + startRva.ToString("x") + ")";
+                return true;
+            }
+            if (rva <= uint.MaxValue && TryFindRange(functionStarts, functionEnds, (uint)rva, out startRva, out endRva))
             {
                 name = functionNames.TryGetValue((uint)startRva, out var n) ? n : null;
                 return true;
@@ -204,6 +213,20 @@ namespace HotpatchTools.Engine.Modules
             startRva = endRva = 0;
             name = null;
             return false;
+        }
+
+        /// <summary>The primary function's start for the .pdata entry that starts at entryStart.</summary>
+        public uint PrimaryOf(uint entryStart)
+        {
+            int i = Array.BinarySearch(unwindStarts, entryStart);
+            return i >= 0 ? unwindPrimaries[i] : entryStart;
+        }
+
+        /// <summary>Every function range the file describes: .pdata entries, then the functions of its symbols and exports.</summary>
+        public IEnumerable<(ulong Start, ulong End)> FunctionRanges()
+        {
+            for (int i = 0; i < unwindStarts.Length; i++) yield return (unwindStarts[i], unwindEnds[i]);
+            for (int i = 0; i < functionStarts.Length; i++) yield return (functionStarts[i], functionEnds[i]);
         }
 
         private static bool TryFindRange(uint[] starts, uint[] ends, uint rva, out ulong start, out ulong end)
@@ -301,7 +324,7 @@ namespace HotpatchTools.Engine.Modules
             public SectionHeader[] Sections = new SectionHeader[0];
             public PeExport[] Exports = new PeExport[0];
             public (string, string)?[] Forwarders = new (string, string)?[0];
-            public uint[] UnwindStarts = new uint[0], UnwindEnds = new uint[0];
+            public uint[] UnwindStarts = new uint[0], UnwindEnds = new uint[0], UnwindPrimaries = new uint[0];
             public List<CoffSymbol> Symbols = new List<CoffSymbol>();
         }
 
@@ -459,10 +482,12 @@ namespace HotpatchTools.Engine.Modules
             var table = image.At((uint)directory.RelativeVirtualAddress, (ulong)count * RuntimeFunctionSize, "the exception directory");
             p.UnwindStarts = new uint[count];
             p.UnwindEnds = new uint[count];
+            p.UnwindPrimaries = new uint[count];
+            var infos = new uint[count];
             for (uint i = 0; i < count; i++)
             {
                 uint start = table.ReadUInt32(), end = table.ReadUInt32();
-                table.ReadUInt32();
+                infos[i] = table.ReadUInt32();
                 if (start > end || end > p.SizeOfImage)
                     throw image.Invalid("exception directory entry " + i + " [0x" + start.ToString("x") + ", 0x" + end.ToString("x") + ") is not a range in the image");
                 // The unwinder binary-searches this table: out of order, it would not find what we find.
@@ -471,6 +496,38 @@ namespace HotpatchTools.Engine.Modules
                 p.UnwindStarts[i] = start;
                 p.UnwindEnds[i] = end;
             }
+            for (uint i = 0; i < count; i++)
+                p.UnwindPrimaries[i] = p.Machine == MachineAmd64 ? PrimaryFunction(image, p.UnwindStarts[i], infos[i]) : p.UnwindStarts[i];
+        }
+
+        private const byte UnwFlagChainInfo = 4;
+        /// <summary>Far more than any compiler chains (MSVC: one or two); a cycle in a hostile file ends here.</summary>
+        private const int MaxChain = 32;
+
+        /// <summary>
+        /// Where a .pdata entry's chain of UNW_FLAG_CHAININFO unwind infos ends: the RUNTIME_FUNCTION after the
+        /// unwind codes names the entry this one continues. Unreadable unwind info ends the chain: the entry is
+        /// then its own function, which only narrows what is scanned with it.
+        /// </summary>
+        private static uint PrimaryFunction(ImageReader image, uint start, uint info)
+        {
+            for (int depth = 0; depth < MaxChain; depth++)
+            {
+                try
+                {
+                    var header = image.At(info, 4, "unwind info");
+                    byte flags = (byte)(header.ReadByte() >> 3);
+                    header.ReadByte();
+                    byte codes = header.ReadByte();
+                    if ((flags & UnwFlagChainInfo) == 0) return start;
+                    var chained = image.At(info + 4 + 2 * (uint)((codes + 1) & ~1), 12, "chained unwind entry");
+                    start = chained.ReadUInt32();
+                    chained.ReadUInt32();
+                    info = chained.ReadUInt32();
+                }
+                catch (ModuleFormatException) { return start; }
+            }
+            return start;
         }
 
         private static void ReadCoffSymbols(ImageReader image, uint offset, uint count, Parsed p)

@@ -71,6 +71,9 @@ namespace HotpatchTools.Engine.Patching
                 while (code.Count % 16 != 0) code.Add(0xCC);
             }
             var headerBytes = header.Serialize();
+            // A cave whose header a later session cannot read back could never be listed or removed: never write one.
+            if (CaveHeader.TryParse(headerBytes) == null)
+                throw new HotpatchException(HotpatchErrorKind.Internal, "The cave header of patch " + plan.Patch.Id + " (" + headerBytes.Length + " bytes, " + header.Sites.Count + " sites) would not read back; nothing was written.");
             if (offset + code.Count + CaveHeader.TrailerLength > caveSize)
                 throw new HotpatchException(HotpatchErrorKind.Internal, "Cave of " + (offset + code.Count) + " bytes exceeds the reserved " + caveSize + ".");
             var image = Enumerable.Repeat((byte)0xCC, caveSize).ToArray();

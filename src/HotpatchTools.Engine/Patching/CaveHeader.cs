@@ -111,47 +111,89 @@ namespace HotpatchTools.Engine.Patching
             return ~size == BitConverter.ToUInt32(last16, 12) && size >= 4096 && size % 4096 == 0 ? size : (uint?)null;
         }
 
-        public static uint? PeekLength(byte[] first16)
+        /// <summary>Magic through checksum: what is read of a candidate before it says how much more to read.</summary>
+        public const int FixedLength = 68;
+        private const int MinLength = FixedLength + 1 + 1 + 2;
+        /// <summary>Larger than any header of a patch the parser accepts (see MicropatchParser.MaxPatchlets, MaxSpanBytes).</summary>
+        public const int MaxHeaderLength = 256 << 10;
+        /// <summary>Larger than any cave a patch the parser accepts needs.</summary>
+        public const uint MaxCaveSize = 16u << 20;
+        // Address, mode, span length, two empty spans' worth of nothing, code offset and length.
+        private const int MinSiteLength = 8 + 1 + 2 + 4 + 4;
+
+        /// <summary>
+        /// Header length and cave size from the fixed part of a candidate at `address`, or null when they are not
+        /// those of a cave that fits in the mapping ending at `regionEnd`. Checked before anything more is read: the
+        /// target's memory may be written by its owner to make the reader allocate.
+        /// </summary>
+        public static (uint Length, uint CaveSize)? PeekFixed(byte[] head, ulong address, ulong regionEnd)
         {
-            if (first16.Length < 16) return null;
-            for (int i = 0; i < Magic.Length; i++) if (first16[i] != Magic[i]) return null;
-            uint len = BitConverter.ToUInt32(first16, 8);
-            return len >= 72 && len <= 1 << 20 ? len : (uint?)null;
+            if (head.Length < FixedLength || !HasMagic(head)) return null;
+            uint len = BitConverter.ToUInt32(head, 8), size = BitConverter.ToUInt32(head, 12), state = BitConverter.ToUInt32(head, StateOffset);
+            if (len < MinLength || len > MaxHeaderLength) return null;
+            if (size < 4096 || size % 4096 != 0 || size > MaxCaveSize || (ulong)len + TrailerLength > size) return null;
+            if (address > regionEnd || regionEnd - address < size) return null;
+            if (state != (uint)CaveState.Installed && state != (uint)CaveState.Retired) return null;
+            return (len, size);
         }
 
-        /// <summary>Null when the bytes are not an intact header (a foreign mapping that happens to start alike).</summary>
+        public static bool HasMagic(byte[] bytes)
+        {
+            if (bytes.Length < Magic.Length) return false;
+            for (int i = 0; i < Magic.Length; i++) if (bytes[i] != Magic[i]) return false;
+            return true;
+        }
+
+        /// <summary>
+        /// Null when the bytes are not an intact header (a foreign mapping that happens to start alike, or a forged
+        /// one): every count and length is checked against what is left of the header, and every code range against
+        /// the cave, before it is used.
+        /// </summary>
         public static CaveHeader? TryParse(byte[] bytes)
         {
-            if (PeekLength(bytes) is not uint len || bytes.Length < len) return null;
+            if (bytes.Length < FixedLength || !HasMagic(bytes)) return null;
+            uint len = BitConverter.ToUInt32(bytes, 8), size = BitConverter.ToUInt32(bytes, 12);
+            if (PeekFixed(bytes, 0, size) == null || bytes.Length < len) return null;
             if (BitConverter.ToUInt32(bytes, ChecksumOffset) != Checksum(bytes, (int)len)) return null;
             try
             {
-                var r = new BinaryReader(new MemoryStream(bytes, 0, (int)len));
+                var stream = new MemoryStream(bytes, 0, (int)len);
+                var r = new BinaryReader(stream);
+                long Left() => stream.Length - stream.Position;
+                byte[] Exactly(int n) => n <= Left() ? r.ReadBytes(n) : throw new EndOfStreamException();
                 r.ReadBytes(8);
                 var h = new CaveHeader { HeaderLength = r.ReadUInt32(), CaveSize = r.ReadUInt32(), State = (CaveState)r.ReadUInt32(), Flags = r.ReadUInt32() };
                 h.InstalledUnixMs = r.ReadInt64();
-                h.FileSha256 = r.ReadBytes(32);
+                h.FileSha256 = Exactly(32);
                 r.ReadUInt32();
-                h.PatchId = ReadString(r);
-                h.Module = ReadString(r);
+                h.PatchId = Encoding.UTF8.GetString(Exactly(r.ReadByte()));
+                h.Module = Encoding.UTF8.GetString(Exactly(r.ReadByte()));
                 int n = r.ReadUInt16();
+                if ((long)n * MinSiteLength > Left()) return null;
                 for (int i = 0; i < n; i++)
                 {
                     var s = new CaveSite { Address = r.ReadUInt64(), Mode = (Format.PatchMode)r.ReadByte() };
+                    if (s.Mode != Format.PatchMode.Insert && s.Mode != Format.PatchMode.Replace) return null;
                     int l = r.ReadUInt16();
-                    s.Original = r.ReadBytes(l);
-                    s.Written = r.ReadBytes(l);
+                    if (l == 0 || 2L * l + 8 > Left()) return null;
+                    s.Original = Exactly(l);
+                    s.Written = Exactly(l);
                     s.CodeOffset = r.ReadUInt32();
                     s.CodeLength = r.ReadUInt32();
+                    // Where the site's code is: inside this cave, after the header and before the trailer (in 64 bits: no wrap).
+                    if (s.CodeLength != 0 && (s.CodeOffset < len || (ulong)s.CodeOffset + s.CodeLength > h.CaveSize - TrailerLength)) return null;
+                    // A site is code the cave's owner patched: never in the null page, never wrapping the address space.
+                    if (s.Address < 4096 || s.Address > ulong.MaxValue - (ulong)l) return null;
                     h.Sites.Add(s);
                 }
-                if (r.BaseStream.Position < len)
+                // Optional, after the sites: the ids this patch superseded (absent in headers written before).
+                if (Left() > 0)
                 {
                     int count = r.ReadByte();
                     if (count > Format.MicropatchParser.MaxSupersedes) return null;
-                    for (int i = 0; i < count; i++) h.Supersedes.Add(ReadString(r));
+                    for (int i = 0; i < count; i++) h.Supersedes.Add(Encoding.UTF8.GetString(Exactly(r.ReadByte())));
                 }
-                return h;
+                return Left() == 0 ? h : null;
             }
             catch (EndOfStreamException) { return null; }
         }
@@ -163,8 +205,6 @@ namespace HotpatchTools.Engine.Patching
             w.Write((byte)b.Length);
             w.Write(b);
         }
-
-        private static string ReadString(BinaryReader r) => Encoding.UTF8.GetString(r.ReadBytes(r.ReadByte()));
 
         // FNV-1a over the header with the checksum field taken as zero.
         private static uint Checksum(byte[] b, int length = -1)

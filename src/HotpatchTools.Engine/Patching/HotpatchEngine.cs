@@ -50,18 +50,38 @@ namespace HotpatchTools.Engine.Patching
             var pids = _platform is IModuleProcessFilter filter
                 ? filter.ListProcessesWithModule(patch.Target.Module, patch.Target.Os == TargetOs.Windows)
                 : _platform.ListProcesses();
+            var denied = new List<string>();
             for (int i = 0; i < pids.Count; i++)
             {
                 progress?.Invoke(i, pids.Count);
                 TargetStatus? status;
                 // A process that exits while the machine is swept is simply no longer a target.
-                try { status = Inspect(patch, pids[i].Id, includeNotLoaded: false); }
+                try { status = Inspect(patch, pids[i].Id, includeNotLoaded: false, denied: denied); }
                 catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound) { continue; }
+                // One hostile process must not end (or hide the rest of) a sweep.
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.SuspiciousProcess) { Warn(e.Message); continue; }
                 if (status != null) yield return status;
             }
+            WarnUnreadable(denied);
         }
 
-        public TargetStatus? Inspect(Micropatch patch, int pid, bool includeNotLoaded = true)
+        internal static readonly int Self = Process.GetCurrentProcess().Id;
+
+        private void Warn(string message)
+        {
+            if (_options.Warn != null) _options.Warn(message); else Log(message);
+        }
+
+        /// <summary>One warning with the count of processes a sweep could not read; their names go to the log (-Verbose).</summary>
+        public void WarnUnreadable(IReadOnlyCollection<string> processes)
+        {
+            if (processes.Count == 0) return;
+            Log("could not read: " + string.Join(", ", processes));
+            Warn(processes.Count + " process(es) could not be read (not elevated, or protected); this sweep does not cover them.");
+        }
+
+        /// <param name="denied">In a sweep, collects "pid (name)" of each process that could not be read instead of a log line.</param>
+        public TargetStatus? Inspect(Micropatch patch, int pid, bool includeNotLoaded = true, ICollection<string>? denied = null)
         {
             // In a machine-wide sweep a process we cannot read may or may not have the module: say so in
             // the log, not as a result, or every protected process would look like a failed target.
@@ -69,7 +89,9 @@ namespace HotpatchTools.Engine.Patching
             {
                 if (includeNotLoaded)
                     return new TargetStatus { ProcessId = pid, ProcessName = name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module, State = TargetState.AccessDenied, Reason = e.Message, ErrorKind = e.Kind };
-                Log("skipped process " + pid + ": " + e.Message);
+                // This process itself is the one documented blind spot (ptrace cannot attach to itself), not a gap.
+                if (denied != null) { if (pid != Self) denied.Add(pid + (name.Length > 0 ? " (" + name + ")" : "")); }
+                else Log("skipped process " + pid + ": " + e.Message);
                 return null;
             }
 
@@ -153,39 +175,97 @@ namespace HotpatchTools.Engine.Patching
             public ulong Address;
         }
 
+        /// <summary>
+        /// What one process may cost a reader of its caves. No install makes more than a few caves per process, and
+        /// real headers are a few hundred bytes; a process over any of these is forging headers (to make a sweep run
+        /// as root allocate without end) and is reported instead of read further.
+        /// </summary>
+        internal const int MaxCavesPerProcess = 256;
+        internal const int MaxRejectedHeadersPerProcess = 16;
+        internal const long MaxHeaderBytesPerProcess = 4L << 20;
+
+        private sealed class CaveReader
+        {
+            private readonly ITargetProcess _target;
+            private int _rejected;
+            private long _bytes;
+            private readonly byte[] _head = new byte[CaveHeader.FixedLength];
+            private readonly byte[] _tail = new byte[CaveHeader.TrailerLength];
+
+            public CaveReader(ITargetProcess target) { _target = target; }
+
+            /// <summary>The cave at `address` that fits before `regionEnd`, or null; throws SuspiciousProcess when over budget.</summary>
+            public FoundCave? At(ulong address, ulong regionEnd)
+            {
+                if (_target.Memory.TryRead(address, _head) != _head.Length || !CaveHeader.HasMagic(_head)) return null;
+                if (CaveHeader.PeekFixed(_head, address, regionEnd) is not (uint len, uint size)) return Reject(address);
+                if (_target.Memory.TryRead(address + size - CaveHeader.TrailerLength, _tail) != _tail.Length || CaveHeader.PeekTrailer(_tail) != size) return Reject(address);
+                _bytes += len;
+                if (_bytes > MaxHeaderBytesPerProcess) throw Suspicious("its cave headers add up to more than " + (MaxHeaderBytesPerProcess >> 20) + " MiB");
+                var bytes = new byte[len];
+                if (_target.Memory.TryRead(address, bytes) != len) return null;
+                var h = CaveHeader.TryParse(bytes);
+                return h == null ? Reject(address) : new FoundCave { Header = h, HeaderBytes = bytes, Address = address };
+            }
+
+            /// <summary>The cave size a trailer ending at `end` states, or null.</summary>
+            public uint? TrailerBefore(ulong end) =>
+                _target.Memory.TryRead(end - CaveHeader.TrailerLength, _tail) == _tail.Length ? CaveHeader.PeekTrailer(_tail) : null;
+
+            private FoundCave? Reject(ulong address)
+            {
+                // One torn read while another session writes a cave is possible; many are not.
+                if (++_rejected > MaxRejectedHeadersPerProcess)
+                    throw Suspicious("more than " + MaxRejectedHeadersPerProcess + " of its memory regions begin like a cave header that does not hold together (the last at 0x" + address.ToString("x") + ")");
+                return null;
+            }
+
+            public HotpatchException Suspicious(string why) =>
+                new HotpatchException(HotpatchErrorKind.SuspiciousProcess,
+                    "Process " + _target.Id + " (" + _target.Name + ") looks like it forges patch caves: " + why + ". Its caves were not read further; nothing was written to it.") { ProcessId = _target.Id };
+        }
+
         internal static List<FoundCave> FindCaves(ITargetProcess target)
         {
             var found = new List<FoundCave>();
+            var reader = new CaveReader(target);
+            void Add(FoundCave c)
+            {
+                if (found.Count == MaxCavesPerProcess) throw reader.Suspicious("it holds more than " + MaxCavesPerProcess + " caves");
+                found.Add(c);
+            }
             foreach (var r in target.Memory.GetRegions())
             {
                 if (!r.IsAnonymousPrivate || !r.Executable) continue;
                 // Adjacent caves (or a cave after foreign code) may share one merged region: walk it from both ends.
                 ulong pos = r.Start, end = r.End;
                 FoundCave? c;
-                while (pos < end && (c = ReadCaveAt(target, pos)) != null)
+                while (pos < end && (c = reader.At(pos, end)) != null)
                 {
-                    found.Add(c);
+                    Add(c);
                     pos += c.Header.CaveSize;
                 }
-                var tail = new byte[CaveHeader.TrailerLength];
-                while (end - pos >= 4096 && target.Memory.TryRead(end - CaveHeader.TrailerLength, tail) == tail.Length
-                       && CaveHeader.PeekTrailer(tail) is uint size && end - size >= pos && (c = ReadCaveAt(target, end - size)) != null)
+                while (end - pos >= 4096 && reader.TrailerBefore(end) is uint size && end - pos >= size && (c = reader.At(end - size, end)) != null)
                 {
-                    found.Add(c);
+                    Add(c);
                     end -= size;
                 }
             }
             return found;
         }
 
-        private static FoundCave? ReadCaveAt(ITargetProcess target, ulong address)
+        /// <summary>
+        /// Whether a site holds what this very cave wrote there: the header is the target's word, so its "written" bytes
+        /// count only when they are not the original ones and, for an insert site, are the jump into this cave's code
+        /// for that site. A header saying Installed over vulnerable bytes does not make a process patched.
+        /// </summary>
+        internal static bool HoldsOurs(ulong caveAddress, CaveSite s, byte[] current)
         {
-            var head = new byte[16];
-            if (target.Memory.TryRead(address, head) != 16 || CaveHeader.PeekLength(head) is not uint len) return null;
-            var bytes = new byte[len];
-            if (target.Memory.TryRead(address, bytes) != len) return null;
-            var h = CaveHeader.TryParse(bytes);
-            return h == null || h.CaveSize < 4096 || h.CaveSize % 4096 != 0 ? null : new FoundCave { Header = h, HeaderBytes = bytes, Address = address };
+            if (!current.SequenceEqual(s.Written) || s.Written.SequenceEqual(s.Original)) return false;
+            if (s.Mode == PatchMode.Replace) return true;
+            if (s.CodeLength == 0 || s.Written.Length < 5 || s.Written[0] != 0xE9) return false;
+            long rel = BitConverter.ToInt32(s.Written, 1);
+            return unchecked(s.Address + 5 + (ulong)rel) == caveAddress + s.CodeOffset;
         }
 
         private static InstalledPatch Describe(ITargetProcess target, FoundCave c)
@@ -197,7 +277,7 @@ namespace HotpatchTools.Engine.Patching
                 return new SiteRecord { Address = s.Address, Mode = s.Mode.ToString(), Original = s.Original, Written = s.Written, Current = cur };
             }).ToList();
             string state = c.Header.State == CaveState.Retired ? "Retired"
-                : sites.All(s => s.Current.SequenceEqual(s.Written)) ? "Installed" : "Inconsistent";
+                : c.Header.Sites.Select((s, i) => HoldsOurs(c.Address, s, sites[i].Current)).All(x => x) ? "Installed" : "Inconsistent";
             return new InstalledPatch
             {
                 ProcessId = target.Id, ProcessName = target.Name, PatchId = c.Header.PatchId, FileSha256 = Hex.Lower(c.Header.FileSha256),
@@ -257,6 +337,7 @@ namespace HotpatchTools.Engine.Patching
         private InstallResult InstallCore(Micropatch patch, int pid, AuditRecord record)
         {
             using var target = _platform.Open(pid);
+            using var writer = Machine.TargetLock.Acquire(pid, _options.LockWait);
             record.ProcessName = target.Name;
             var caves = FindCaves(target);
             var existing = caves.FirstOrDefault(c => SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed);
@@ -277,6 +358,8 @@ namespace HotpatchTools.Engine.Patching
             if (replaced.Count > 0) Log("replaces " + string.Join(", ", replaced.Select(c => c.Header.PatchId)) + " under the same freeze");
 
             int size = CaveBuilder.EstimateSize(plan);
+            if (size > CaveHeader.MaxCaveSize)
+                throw new HotpatchException(HotpatchErrorKind.NoCaveSpace, "Patch " + patch.Id + " needs a " + size + "-byte cave; at most " + CaveHeader.MaxCaveSize + " bytes are read back as a cave.") { ProcessId = pid };
             var cave = AllocateCave(target, plan, size);
             FailPoint.Hit("install.after-allocate");
             Log("cave: " + size + " bytes at 0x" + cave.Address.ToString("x"));
@@ -295,6 +378,7 @@ namespace HotpatchTools.Engine.Patching
             // As in an uninstall: once no site jumps into a replaced cave and no thread is in it or may return into it, nothing reaches it.
             foreach (var c in toFree)
             {
+                if (!StillHolds(target, c)) { Log("replaced cave at 0x" + c.Address.ToString("x") + " changed since it was read; not freed"); continue; }
                 try { target.Memory.Free(c.Address, (int)c.Header.CaveSize, null); }
                 catch (HotpatchException e) { Log("replaced cave at 0x" + c.Address.ToString("x") + " not freed: " + e.Message); }
             }
@@ -358,10 +442,10 @@ namespace HotpatchTools.Engine.Patching
                     foreach (var s in plan.Sites)
                     {
                         var now = new byte[s.Patchlet.Expect.Length];
-                        view.Memory.Read(s.Address, now);
+                        view.Memory.Read(s.At, now);
                         if (!now.SequenceEqual(s.Patchlet.Expect))
                             throw new HotpatchException(HotpatchErrorKind.ExpectMismatch,
-                                s.Patchlet.Name + ": the bytes at 0x" + s.Address.ToString("x") + " changed to " + Hex.Spaced(now) + " while installing; nothing was written.") { ProcessId = target.Id, Patchlet = s.Patchlet.Name };
+                                s.Patchlet.Name + ": the bytes at 0x" + s.At.ToString("x") + " changed to " + Hex.Spaced(now) + " while installing; nothing was written.") { ProcessId = target.Id, Patchlet = s.Patchlet.Name };
                     }
                     foreach (var t in frozen.Threads)
                         foreach (var s in plan.Sites)
@@ -461,6 +545,7 @@ namespace HotpatchTools.Engine.Patching
         private UninstallResult UninstallCore(int pid, string patchId, AuditRecord record)
         {
             using var target = _platform.Open(pid);
+            using var writer = Machine.TargetLock.Acquire(pid, _options.LockWait);
             record.ProcessName = target.Name;
             var all = FindCaves(target);
             var caves = all.Where(c => SameId(c.Header.PatchId, patchId)).ToList();
@@ -528,13 +613,27 @@ namespace HotpatchTools.Engine.Patching
             if (target.HasExited)
                 throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " was killed while patch " + patchId + " was being removed.") { ProcessId = pid };
             FailPoint.Hit("uninstall.before-free");
-            foreach (var c in toFree) target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
+            foreach (var c in toFree)
+            {
+                // Every writer holds the lock, so the cave is still the one decided on; a writer that does not (an
+                // older version, another tool) could have freed it and mapped another there: unmap only what is ours.
+                if (!StillHolds(target, c)) { Log("cave at 0x" + c.Address.ToString("x") + " changed since it was read; not freed"); continue; }
+                target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
+            }
             if (toFree.Count > (result.CaveFreed ? 1 : 0)) Log("freed " + (toFree.Count - (result.CaveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");
             Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + threads + " threads held for " + result.FreezeTime.TotalMilliseconds.ToString("0.000") + " ms (stop, restore, release)");
             var described = Describe(target, cave);
             described.State = "Removed";
             result.Patch = described;
             return result;
+        }
+
+        /// <summary>The cave's header is still there as read (or as this uninstall retired it).</summary>
+        private static bool StillHolds(ITargetProcess target, FoundCave c)
+        {
+            var now = new byte[c.HeaderBytes.Length];
+            if (target.Memory.TryRead(c.Address, now) != now.Length) return false;
+            return now.SequenceEqual(c.HeaderBytes) || now.SequenceEqual(CaveHeader.WithState(c.HeaderBytes, CaveState.Retired));
         }
 
         /// <summary>Why the cave cannot be freed now, or null: a thread is executing in it or may return into it.</summary>

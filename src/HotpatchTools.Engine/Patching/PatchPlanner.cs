@@ -12,7 +12,10 @@ namespace HotpatchTools.Engine.Patching
     internal sealed class SitePlan
     {
         public Patchlet Patchlet = null!;
+        /// <summary>Where the engine writes: the site, or just after the endbr an insert keeps there.</summary>
         public ulong Address;
+        /// <summary>4 when the site begins with endbr64/endbr32 (kept by an insert), else 0.</summary>
+        public int EndbrLength;
         /// <summary>Bytes the engine overwrites: whole instructions covering the jump (insert) or all of expect (replace).</summary>
         public int SpanLength;
         public byte[] Original = new byte[0];
@@ -21,6 +24,8 @@ namespace HotpatchTools.Engine.Patching
         /// <summary>Replace mode: the bytes to write at the site, NOP-filled to SpanLength.</summary>
         public byte[]? ReplaceBytes;
         public ulong End => Address + (ulong)SpanLength;
+        /// <summary>The patchlet's `at`, where its expect bytes begin.</summary>
+        public ulong At => Patchlet.Mode == PatchMode.Insert ? Address - (ulong)EndbrLength : Address;
         public bool Contains(ulong ip) => ip > Address && ip < End;
     }
 
@@ -45,8 +50,35 @@ namespace HotpatchTools.Engine.Patching
         public static LoadedModule? FindModule(ITargetProcess target, MicropatchTarget t) =>
             FindModule(target, t.Module, t.Os == TargetOs.Windows);
 
-        public static LoadedModule? FindModule(ITargetProcess target, string name, bool ignoreCase) =>
-            target.Modules.GetModules().FirstOrDefault(m => string.Equals(m.Name, name, ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal));
+        /// <summary>
+        /// The module loaded under this file name; on Linux (case-sensitive names) failing that, the one whose
+        /// DT_SONAME it is (libz.so.1 for libz.so.1.2.13, as ldd shows it). Only files whose name begins like the
+        /// wanted one (up to its first '.') are opened for their SONAME, so a name that matches nothing costs no parse.
+        /// </summary>
+        public static LoadedModule? FindModule(ITargetProcess target, string name, bool ignoreCase)
+        {
+            var modules = target.Modules.GetModules();
+            var byFile = modules.FirstOrDefault(m => string.Equals(m.Name, name, ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal));
+            if (byFile != null || ignoreCase) return byFile;
+            string stem = SonameStem(name);
+            foreach (var m in modules)
+            {
+                if (!m.Name.StartsWith(stem, StringComparison.Ordinal)) continue;
+                IModuleImage image;
+                try { image = target.Modules.OpenImage(m); }
+                // Not an ELF file we can read (a data file mapped by name): it has no SONAME to match.
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.Internal || e.Kind == HotpatchErrorKind.AccessDenied || e.Kind == HotpatchErrorKind.ModuleNotLoaded) { continue; }
+                if (image is ElfImage elf && elf.Soname == name) return m;
+            }
+            return null;
+        }
+
+        /// <summary>What a file name and its SONAME share in practice: libc.so.6 and libc-2.31.so both begin "libc".</summary>
+        internal static string SonameStem(string name)
+        {
+            int cut = name.IndexOfAny(new[] { '.', '-' });
+            return cut > 0 ? name.Substring(0, cut) : name;
+        }
 
         public static PatchPlan Plan(Micropatch patch, ITargetProcess target, string platformOs)
         {
@@ -115,17 +147,21 @@ namespace HotpatchTools.Engine.Patching
             }
         }
 
-        public static ulong ResolveSite(PatchPlan plan, Patchlet p, ITargetProcess target)
+        public static ulong ResolveSite(PatchPlan plan, Patchlet p, ITargetProcess target) => Resolve(plan, p, p.Location, target);
+
+        private static ulong Resolve(PatchPlan plan, Patchlet p, SiteLocation loc, ITargetProcess target)
         {
-            var loc = p.Location;
             ulong rva = loc.Offset;
             if (loc.Symbol != null)
             {
                 if (!plan.Image.TryResolveSymbol(loc.Symbol, out var symRva))
                     throw Refuse(p, HotpatchErrorKind.IdentityMismatch, "module " + plan.Module.Name + " has no symbol '" + loc.Symbol + "'.", target);
+                // Checked: an offset near 2^64 would wrap around to an address inside the module.
+                if (loc.Offset > ulong.MaxValue - symRva)
+                    throw Refuse(p, HotpatchErrorKind.IdentityMismatch, loc.Symbol + "+0x" + loc.Offset.ToString("x") + " lies outside module " + plan.Module.Name + ".", target);
                 rva = symRva + loc.Offset;
             }
-            if (plan.Module.Base + rva >= plan.Module.End)
+            if (rva >= plan.Module.End - plan.Module.Base)
                 throw Refuse(p, HotpatchErrorKind.IdentityMismatch, "0x" + rva.ToString("x") + " lies outside module " + plan.Module.Name + ".", target);
             return plan.Module.Base + rva;
         }
@@ -139,11 +175,15 @@ namespace HotpatchTools.Engine.Patching
                 throw Refuse(p, HotpatchErrorKind.ExpectMismatch,
                     "the bytes at 0x" + site.ToString("x") + " are " + Hex.Spaced(actual) + ", not the expected " + Hex.Spaced(p.Expect) + ".", target);
 
-            var sp = new SitePlan { Patchlet = p, Address = site };
+            // Under indirect-branch tracking an indirect call must land on the endbr: an insert keeps it and jumps
+            // from the next instruction; a replace must write the same endbr first (checked once assembled).
+            int endbr = EndbrLength(actual);
+            var sp = new SitePlan { Patchlet = p, Address = site, EndbrLength = endbr };
+            if (p.Mode == PatchMode.Insert) sp.Address = site + (ulong)endbr;
             // Decode from memory, not from expect: an expect that stops mid-instruction must be caught, not truncated.
             var window = new byte[Math.Max(p.Expect.Length, JumpLength + 15)];
-            int got = target.Memory.TryRead(site, window);
-            var decoder = Decoder.Create(plan.Bitness, new ByteArrayCodeReader(window, 0, got), site);
+            int got = target.Memory.TryRead(sp.Address, window);
+            var decoder = Decoder.Create(plan.Bitness, new ByteArrayCodeReader(window, 0, got), sp.Address);
             if (p.Mode == PatchMode.Insert)
             {
                 while (sp.SpanLength < JumpLength)
@@ -154,14 +194,15 @@ namespace HotpatchTools.Engine.Patching
                     sp.SpanInstructions.Add(ins);
                     sp.SpanLength += ins.Length;
                 }
-                if (p.Expect.Length < sp.SpanLength)
+                if (p.Expect.Length < endbr + sp.SpanLength)
                 {
                     // A function too small for the jump is refused whatever expect says: saying "extend expect" would
                     // only lead the author to the next refusal.
-                    if (plan.Image.TryGetFunctionBounds(site - plan.Module.Base, out _, out var endRva, out var fname) && plan.Module.Base + endRva < site + (ulong)sp.SpanLength)
-                        throw Refuse(p, HotpatchErrorKind.UnsafeSite, TooSmall(fname, plan.Module.Base + endRva - site, sp.SpanLength), target);
+                    if (plan.Image.TryGetFunctionBounds(sp.Address - plan.Module.Base, out _, out var endRva, out var fname) && plan.Module.Base + endRva < sp.Address + (ulong)sp.SpanLength)
+                        throw Refuse(p, HotpatchErrorKind.UnsafeSite, TooSmall(fname, plan.Module.Base + endRva - sp.Address, sp.SpanLength), target);
                     throw Refuse(p, HotpatchErrorKind.UnsafeSite,
-                        "expect covers " + p.Expect.Length + " bytes, but the jump overwrites whole instructions covering " + sp.SpanLength + " bytes; extend expect.", target);
+                        "expect covers " + p.Expect.Length + " bytes, but the jump overwrites whole instructions covering " + (endbr + sp.SpanLength) + " bytes"
+                        + (endbr > 0 ? " (after the " + endbr + "-byte endbr it keeps)" : "") + "; extend expect.", target);
                 }
                 CheckRelocatable(sp, target);
             }
@@ -169,24 +210,43 @@ namespace HotpatchTools.Engine.Patching
             {
                 sp.SpanLength = p.Expect.Length;
             }
-            sp.Original = actual.Take(sp.SpanLength).ToArray();
+            sp.Original = actual.Skip((int)(sp.Address - site)).Take(sp.SpanLength).ToArray();
 
             CheckFunction(plan, sp, target);
 
-            ulong resume = p.Mode == PatchMode.Insert ? site : sp.End;
+            // Insert: `resume` is the relocated copy of the span, which the encoder finds by the span's own address.
+            ulong resume = p.Mode == PatchMode.Insert ? sp.Address : sp.End;
             sp.Code = IntelAssembler.Assemble(p.Code, plan.Bitness, resume, name => ResolveSymbol(plan, target, name),
                 new AsmSourceInfo { FirstLine = p.CodeLine, FirstColumn = p.CodeColumn });
-            if (p.Mode == PatchMode.Replace) sp.ReplaceBytes = EncodeReplace(plan, sp, target);
+            if (p.Mode == PatchMode.Replace)
+            {
+                sp.ReplaceBytes = EncodeReplace(plan, sp, target);
+                if (endbr > 0 && (sp.ReplaceBytes.Length < endbr || !sp.ReplaceBytes.Take(endbr).SequenceEqual(actual.Take(endbr))))
+                    throw Refuse(p, HotpatchErrorKind.UnsafeSite,
+                        "the site begins with " + (actual[3] == 0xfa ? "endbr64" : "endbr32") + " and the replace code does not: an indirect branch to it would fault under indirect-branch tracking; begin the code with the same endbr.", target);
+            }
             return sp;
         }
+
+        private static readonly byte[] Endbr64 = { 0xf3, 0x0f, 0x1e, 0xfa }, Endbr32 = { 0xf3, 0x0f, 0x1e, 0xfb };
+
+        /// <summary>4 when the bytes begin with endbr64 (or endbr32), else 0.</summary>
+        internal static int EndbrLength(byte[] bytes) =>
+            bytes.Length >= 4 && (bytes.Take(4).SequenceEqual(Endbr64) || bytes.Take(4).SequenceEqual(Endbr32)) ? 4 : 0;
 
         public static ulong? ResolveSymbol(PatchPlan plan, ITargetProcess target, string name)
         {
             int bang = name.IndexOf('!');
             if (bang < 0)
-                return plan.Image.TryResolveSymbol(name, out var rva) ? plan.Module.Base + rva : (ulong?)null;
+                return plan.Image.TryResolveSymbol(name, out var rva) ? AddressOf(plan.Module, rva) : null;
             return ResolveIn(target, name.Substring(0, bang), name.Substring(bang + 1), plan.Patch.Target.Os == TargetOs.Windows, depth: 0);
         }
+
+        /// <summary>
+        /// The address of a symbol value read from a module file (which may lie), or null when it would wrap around the
+        /// address space. Not limited to the module's file mappings: data symbols (.bss) lie past them.
+        /// </summary>
+        private static ulong? AddressOf(LoadedModule module, ulong rva) => rva > ulong.MaxValue - module.Base ? null : module.Base + rva;
 
         /// <summary>A symbol of a module loaded in the target; PE export forwarders are followed to the module that implements them.</summary>
         private static ulong? ResolveIn(ITargetProcess target, string moduleName, string symbol, bool ignoreCase, int depth)
@@ -194,7 +254,7 @@ namespace HotpatchTools.Engine.Patching
             var module = FindModule(target, moduleName, ignoreCase);
             if (module == null || depth > 4) return null;
             var image = target.Modules.OpenImage(module);
-            if (image.TryResolveSymbol(symbol, out var rva)) return module.Base + rva;
+            if (image.TryResolveSymbol(symbol, out var rva)) return AddressOf(module, rva);
             if (image is PeImage pe && pe.TryGetForwarder(symbol, out var toModule, out var toSymbol))
                 return ResolveIn(target, toModule, toSymbol, ignoreCase, depth + 1);
             return null;
@@ -224,10 +284,28 @@ namespace HotpatchTools.Engine.Patching
         {
             var p = sp.Patchlet;
             ulong rva = sp.Address - plan.Module.Base;
-            if (!plan.Image.TryGetFunctionBounds(rva, out var startRva, out var endRva, out var fname))
+            ulong start, end;
+            string? fname;
+            var declared = p.Function != null ? DeclaredBounds(plan, p, target) : null;
+            if (plan.Image.TryGetFunctionBounds(rva, out var startRva, out var endRva, out fname))
+            {
+                start = plan.Module.Base + startRva;
+                end = plan.Module.Base + endRva;
+            }
+            else if (declared != null)
+            {
+                (start, end) = declared.Value;
+                fname = "the declared function " + p.Function;
+            }
+            else
                 throw Refuse(p, HotpatchErrorKind.UnsafeSite,
-                    "no function of " + plan.Module.Name + " is known to contain 0x" + sp.Address.ToString("x") + " (no symbol size or unwind entry), so branches into the span cannot be ruled out.", target);
-            ulong start = plan.Module.Base + startRva, end = plan.Module.Base + endRva;
+                    "no function of " + plan.Module.Name + " is known to contain 0x" + sp.Address.ToString("x")
+                    + " (no symbol size, unwind entry or debug file), so branches into the span cannot be ruled out; the patchlet's `function` can declare its bounds.", target);
+            // A declared range is the author's knowledge: wherever it is given, it must hold the whole span.
+            if (declared != null && (sp.At < declared.Value.Start || sp.End > declared.Value.End))
+                throw Refuse(p, HotpatchErrorKind.UnsafeSite,
+                    "the declared function " + p.Function + " [0x" + declared.Value.Start.ToString("x") + ", 0x" + declared.Value.End.ToString("x")
+                    + ") does not contain the overwritten bytes [0x" + sp.At.ToString("x") + ", 0x" + sp.End.ToString("x") + ").", target);
             string fn = (fname ?? "function") + " [0x" + start.ToString("x") + ", 0x" + end.ToString("x") + ")";
             if (sp.End > end)
                 throw Refuse(p, HotpatchErrorKind.UnsafeSite, TooSmall(fn, end - sp.Address, sp.SpanLength), target);
@@ -249,6 +327,33 @@ namespace HotpatchTools.Engine.Patching
             }
             if (!onBoundary)
                 throw Refuse(p, HotpatchErrorKind.UnsafeSite, "0x" + sp.Address.ToString("x") + " is not on an instruction boundary of " + fn + ".", target);
+
+            // Any other function of the module (a .cold part jumping back, a tail call into the middle).
+            var branches = ModuleBranches.For(plan, target);
+            if (branches.TryFindInto(sp.Address - plan.Module.Base, sp.End - plan.Module.Base, out var fromRva, out var toRva))
+                throw Refuse(p, HotpatchErrorKind.UnsafeSite,
+                    "a branch at 0x" + (plan.Module.Base + fromRva).ToString("x") + " (module offset 0x" + fromRva.ToString("x") + ", outside " + fn
+                    + ") targets 0x" + (plan.Module.Base + toRva).ToString("x") + ", inside the overwritten bytes.", target);
+        }
+
+        /// <summary>The patchlet's `function`, in the process's addresses: a symbol with its size, or { start, end }.</summary>
+        private static (ulong Start, ulong End)? DeclaredBounds(PatchPlan plan, Patchlet p, ITargetProcess target)
+        {
+            var f = p.Function!;
+            if (f.Symbol != null)
+            {
+                if (!(plan.Image is ElfImage elf) || !elf.TryGetSymbol(f.Symbol, out var symbol))
+                    throw Refuse(p, HotpatchErrorKind.IdentityMismatch, "its function '" + f.Symbol + "' is not a symbol of " + plan.Module.Name
+                        + (plan.Image is ElfImage ? "" : " that has a size (PE symbols have none; write { start, end })") + ".", target);
+                if (symbol.Size == 0)
+                    throw Refuse(p, HotpatchErrorKind.UnsafeSite, "its function '" + f.Symbol + "' has no size in " + plan.Module.Name + "; write { start, end }.", target);
+                ulong begin = plan.Module.Base + symbol.Rva;
+                return (begin, begin + symbol.Size);
+            }
+            ulong start = Resolve(plan, p, f.Start!, target), end = Resolve(plan, p, f.End!, target);
+            if (end <= start)
+                throw Refuse(p, HotpatchErrorKind.UnsafeSite, "its function " + f + " ends (0x" + end.ToString("x") + ") before it starts (0x" + start.ToString("x") + ").", target);
+            return (start, end);
         }
 
         public static bool IsDirectBranch(in Instruction ins) =>

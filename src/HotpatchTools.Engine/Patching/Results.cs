@@ -85,10 +85,17 @@ namespace HotpatchTools.Engine.Patching
     {
         /// <summary>How long install waits for every thread to leave the bytes it must overwrite.</summary>
         public TimeSpan ThreadWait { get; set; } = TimeSpan.FromSeconds(2);
+        /// <summary>How long install and uninstall wait for another session's write to the same process to finish.</summary>
+        public TimeSpan LockWait { get; set; } = TimeSpan.FromSeconds(30);
         /// <summary>How long stopping all threads may take.</summary>
         public TimeSpan StopTimeout { get; set; } = TimeSpan.FromSeconds(5);
         /// <summary>Receives one line per thing the engine did (for -Verbose).</summary>
         public Action<string>? Log { get; set; }
+        /// <summary>
+        /// Receives what a machine-wide sweep must not keep quiet about: processes it skipped as suspicious and how
+        /// many it could not read, so that a sweep that missed processes never looks complete (for warnings).
+        /// </summary>
+        public Action<string>? Warn { get; set; }
         /// <summary>
         /// Receives one record per Install and Uninstall outcome, success or failure, whoever called the engine.
         /// Whatever it throws is logged and never replaces the outcome.

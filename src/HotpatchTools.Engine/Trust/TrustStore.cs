@@ -56,7 +56,14 @@ namespace HotpatchTools.Engine.Trust
             if (why != null) throw new HotpatchException(HotpatchErrorKind.TrustStoreError, "The trusted publishers are not trusted: " + why + ". Only root may be able to write " + Directory + ".");
             var list = new List<TrustedPublisher>();
             int n = 0;
-            foreach (var line in File.ReadAllLines(ListFile, Encoding.UTF8))
+            string text;
+            // Read through the handle that was checked: the path may have been swapped since.
+            try { text = new UTF8Encoding(false).GetString(SecureFiles.ReadAdminFile(ListFile)); }
+            catch (Exception e) when (e is UnauthorizedAccessException || e is IOException)
+            {
+                throw new HotpatchException(HotpatchErrorKind.TrustStoreError, "The trusted publishers are not trusted: " + e.Message + ". Only root may be able to write " + Directory + ".", e);
+            }
+            foreach (var line in text.Split('\n'))
             {
                 n++;
                 if (line.Trim().Length == 0) continue;
@@ -144,18 +151,25 @@ namespace HotpatchTools.Engine.Trust
             {
                 // A thumbprint is SHA-1: where the certificate itself was trusted, the whole certificate must match.
                 if (pinned.CertificatePath.Length == 0) return pinned;
-                if (File.Exists(pinned.CertificatePath) && File.ReadAllBytes(pinned.CertificatePath).SequenceEqual(signer.RawData)) return pinned;
+                if (ReadCertificate(pinned.CertificatePath, out _) is byte[] copy && copy.SequenceEqual(signer.RawData)) return pinned;
                 reason = "its thumbprint is trusted, but the certificate differs from the trusted copy " + pinned.CertificatePath;
             }
             foreach (var root in list.Where(p => p.Kind == TrustKind.Root))
             {
                 if (root.CertificatePath.Length == 0 || !File.Exists(root.CertificatePath)) { reason = "the certificate of root " + root.Thumbprint + " is missing from " + Directory; continue; }
-                using (var rootCert = new X509Certificate2(File.ReadAllBytes(root.CertificatePath)))
+                if (ReadCertificate(root.CertificatePath, out var why) is not byte[] rootBytes) { reason = "the certificate of root " + root.Thumbprint + " is not trusted: " + why; continue; }
+                using (var rootCert = new X509Certificate2(rootBytes))
                 using (var chain = new X509Chain())
                 {
                     // Only this root counts, not the machine's: it is added as an extra certificate and the unknown-root
                     // status is accepted only when the chain ends at it. Revocation is not checked: patches are installed
                     // on machines that may have no route to a CRL, and removing the root or publisher revokes here.
+                    // The file must be the certificate its entry names: a copy swapped under the entry's thumbprint vouches for nothing.
+                    if (!string.Equals(rootCert.Thumbprint, root.Thumbprint, StringComparison.OrdinalIgnoreCase))
+                    {
+                        reason = "the certificate file " + root.CertificatePath + " is not root " + root.Thumbprint + " (it holds " + rootCert.Thumbprint + ")";
+                        continue;
+                    }
                     chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
                     chain.ChainPolicy.VerificationFlags = X509VerificationFlags.AllowUnknownCertificateAuthority;
                     chain.ChainPolicy.ApplicationPolicy.Add(new System.Security.Cryptography.Oid(SignatureVerifier.CodeSigningOid));
@@ -170,6 +184,14 @@ namespace HotpatchTools.Engine.Trust
                 }
             }
             return null;
+        }
+
+        /// <summary>A certificate copy of the trust folder, read through a checked handle; null (and why) when it cannot be trusted.</summary>
+        private static byte[]? ReadCertificate(string path, out string why)
+        {
+            why = "";
+            try { return SecureFiles.ReadAdminFile(path); }
+            catch (Exception e) when (e is UnauthorizedAccessException || e is IOException) { why = e.Message; return null; }
         }
 
         private void Change(string action, Action<List<TrustedPublisher>> change)

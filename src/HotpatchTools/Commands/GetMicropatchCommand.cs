@@ -25,7 +25,13 @@ namespace HotpatchTools.Commands
         protected override void ProcessRecord()
         {
             var patterns = PatchId?.Select(p => new WildcardPattern(p, WildcardOptions.IgnoreCase)).ToList();
-            var pids = ProcessId ?? Engine.Platform.ListProcesses().Select(p => p.Id).ToArray();
+            var all = ProcessId == null ? Engine.Platform.ListProcesses() : null;
+            var pids = ProcessId ?? all!.Select(p => p.Id).ToArray();
+            var names = new System.Collections.Generic.Dictionary<int, string>();
+            foreach (var p in all ?? new HotpatchTools.Engine.Platform.ProcessInfo[0]) names[p.Id] = p.Name;
+            var denied = new System.Collections.Generic.List<string>();
+            // This process itself cannot be opened (ptrace); that is the documented blind spot, not a gap in the sweep.
+            int self = System.Diagnostics.Process.GetCurrentProcess().Id;
             const string activity = "Reading installed micropatches";
             for (int i = 0; i < pids.Length; i++)
             {
@@ -38,11 +44,18 @@ namespace HotpatchTools.Commands
                 }
                 catch (HotpatchException e)
                 {
-                    // Named processes must answer; in a machine-wide sweep, exited or foreign processes are not news.
+                    // Named processes must answer; in a machine-wide sweep, exited processes are not news, but a
+                    // process that could not be read or was not read (forged caves) is: the sweep is incomplete.
                     if (ProcessId != null) WriteFailure(e, pids[i]);
+                    else if (e.Kind == HotpatchErrorKind.SuspiciousProcess) WriteWarning(e.Message);
+                    else if (e.Kind == HotpatchErrorKind.AccessDenied && pids[i] != self) denied.Add(pids[i] + " (" + (names.TryGetValue(pids[i], out var n) ? n : "") + ")");
                 }
             }
-            if (ProcessId == null) CompleteProgress(2, activity);
+            if (ProcessId == null)
+            {
+                CompleteProgress(2, activity);
+                Engine.WarnUnreadable(denied);
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ namespace HotpatchTools.Commands
                 if (_engine != null) return _engine;
                 try
                 {
-                    return _engine = new HotpatchEngine(options: new EngineOptions { Log = WriteVerbose, Audit = RecordAudit });
+                    return _engine = new HotpatchEngine(options: new EngineOptions { Log = WriteVerbose, Warn = WriteWarning, Audit = RecordAudit });
                 }
                 catch (HotpatchException e)
                 {
@@ -60,7 +60,8 @@ namespace HotpatchTools.Commands
                 case HotpatchErrorKind.NotSigned:
                 case HotpatchErrorKind.HashMismatch:
                 case HotpatchErrorKind.SignatureInvalid:
-                case HotpatchErrorKind.UntrustedPublisher: return ErrorCategory.SecurityError;
+                case HotpatchErrorKind.UntrustedPublisher:
+                case HotpatchErrorKind.SuspiciousProcess: return ErrorCategory.SecurityError;
                 case HotpatchErrorKind.NotElevated: return ErrorCategory.PermissionDenied;
                 case HotpatchErrorKind.AuditFailed: return ErrorCategory.WriteError;
                 case HotpatchErrorKind.TrustStoreError: return ErrorCategory.InvalidData;

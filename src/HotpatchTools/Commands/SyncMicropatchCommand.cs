@@ -5,6 +5,7 @@ using System.Linq;
 using System.Management.Automation;
 using System.Threading;
 using HotpatchTools.Completion;
+using HotpatchTools.Engine;
 using HotpatchTools.Engine.Catalog;
 using HotpatchTools.Engine.Format;
 
@@ -65,6 +66,7 @@ namespace HotpatchTools.Commands
                 if (patches.Count == 0) return;
                 var pass = enforcer.Run(patches, apply: true, confirm: confirm);
                 WriteVerbose(Summary(pass));
+                WarnSuspicious(pass.Results);
                 foreach (var r in pass.Results) WriteObject(MicropatchSyncResult.From(r));
                 return;
             }
@@ -78,8 +80,16 @@ namespace HotpatchTools.Commands
             }, Interval, pass =>
             {
                 WriteVerbose(Summary(pass));
+                WarnSuspicious(pass.Changed);
                 foreach (var r in pass.Changed) WriteObject(MicropatchSyncResult.From(r));
             }, _stop.Token, confirm);
+        }
+
+        /// <summary>A process that forges caves is named in a warning, not only in a result's Reason.</summary>
+        private void WarnSuspicious(System.Collections.Generic.IEnumerable<EnforcementResult> results)
+        {
+            foreach (var r in results)
+                if (r.ErrorKind == HotpatchErrorKind.SuspiciousProcess) WriteWarning(r.Reason);
         }
 
         // Ctrl+C, Stop() of a hosted pipeline, or the end of a service: the pass in progress finishes (it may be

@@ -16,13 +16,15 @@ namespace HotpatchTools.Tests.Support
     {
         private readonly Process _shell;
 
-        public LinuxTarget(string exe) : base(exe)
+        /// <param name="args">Arguments for exe (e.g. a script for an interpreter); it must print a line "ready ..." when it is.</param>
+        public LinuxTarget(string exe, params string[] args) : base(exe)
         {
             var psi = new ProcessStartInfo("/bin/sh") { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
             psi.ArgumentList.Add("-c");
             // A background job gets /dev/null as stdin before explicit redirections apply: keep ours on fd 3.
-            psi.ArgumentList.Add("exec 3<&0; \"$0\" <&3 3<&- & echo \"pid $!\"");
+            psi.ArgumentList.Add("exec 3<&0; \"$0\" \"$@\" <&3 3<&- & echo \"pid $!\"");
             psi.ArgumentList.Add(exe);
+            foreach (var a in args) psi.ArgumentList.Add(a);
             _shell = Process.Start(psi)!;
             Attach(_shell.StandardInput, _shell.StandardOutput);
             bool ready = false;

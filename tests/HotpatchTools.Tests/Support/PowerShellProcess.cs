@@ -14,11 +14,23 @@ namespace HotpatchTools.Tests.Support
     /// </summary>
     public static class PowerShellProcess
     {
-        private static readonly Lazy<string> Built = new Lazy<string>(Build);
+        private static readonly Lazy<string> Built = new Lazy<string>(() => Build(full: false));
 
-        private static string Build()
+        /// <summary>
+        /// With the console host and the Management and Utility modules, published for this OS so that they sit beside
+        /// System.Management.Automation (its PSHOME): what a session built from a session configuration file (JEA) loads.
+        /// </summary>
+        private static readonly Lazy<string> BuiltFull = new Lazy<string>(() => Build(full: true));
+
+        private static string Build(bool full)
         {
-            var root = Directory.CreateTempSubdirectory("hpt-pshost-").FullName;
+            var root = Directory.CreateTempSubdirectory(full ? "hpt-pshost-full-" : "hpt-pshost-").FullName;
+            string more = full
+                ? @"
+    <PackageReference Include=""Microsoft.PowerShell.ConsoleHost"" Version=""7.6.9"" />
+    <PackageReference Include=""Microsoft.PowerShell.Commands.Management"" Version=""7.6.9"" />
+    <PackageReference Include=""Microsoft.PowerShell.Commands.Utility"" Version=""7.6.9"" />"
+                : "";
             File.WriteAllText(Path.Combine(root, "host.csproj"), @"<Project Sdk=""Microsoft.NET.Sdk"">
   <PropertyGroup>
     <OutputType>Exe</OutputType>
@@ -26,13 +38,15 @@ namespace HotpatchTools.Tests.Support
     <NuGetAudit>false</NuGetAudit>
   </PropertyGroup>
   <ItemGroup>
-    <PackageReference Include=""System.Management.Automation"" Version=""7.6.9"" />
+    <PackageReference Include=""System.Management.Automation"" Version=""7.6.9"" />" + more + @"
   </ItemGroup>
 </Project>
 ");
             File.WriteAllText(Path.Combine(root, "Program.cs"), Program);
             var output = Path.Combine(root, "out");
-            var (exit, stdout, stderr) = Run("dotnet", new[] { "build", root, "-c", "Release", "-o", output, "-nologo", "-v:q", "-nodeReuse:false", "-p:UseSharedCompilation=false" }, null, 300_000);
+            var (exit, stdout, stderr) = full
+                ? Run("dotnet", new[] { "publish", root, "-c", "Release", "-r", OperatingSystem.IsWindows() ? "win-x64" : "linux-x64", "--self-contained", "false", "-o", output, "-nologo", "-v:q", "-nodeReuse:false", "-p:UseSharedCompilation=false" }, null, 300_000)
+                : Run("dotnet", new[] { "build", root, "-c", "Release", "-o", output, "-nologo", "-v:q", "-nodeReuse:false", "-p:UseSharedCompilation=false" }, null, 300_000);
             if (exit != 0) throw new InvalidOperationException("building the PowerShell host failed:\n" + stdout + stderr);
             if (!OperatingSystem.IsWindows())
             {
@@ -48,9 +62,14 @@ namespace HotpatchTools.Tests.Support
         public static string Folder => Path.GetDirectoryName(Built.Value)!;
 
         /// <summary>Starts the host on a script; <paramref name="prefix"/> (e.g. "setpriv --reuid=65534 ...") runs it as someone else.</summary>
-        public static Process Start(string prefix, string script, params string[] args)
+        public static Process Start(string prefix, string script, params string[] args) => Start(Built.Value, prefix, script, args);
+
+        /// <summary>Runs a script to the end in the host that has the console host and the Management and Utility modules (see BuiltFull).</summary>
+        public static (int Exit, string[] Lines, string Stderr) RunFull(string script, params string[] args) => Wait(Start(BuiltFull.Value, "", script, args), script);
+
+        private static Process Start(string host, string prefix, string script, string[] args)
         {
-            var file = Path.Combine(Folder, "script-" + Guid.NewGuid().ToString("n") + ".ps1");
+            var file = Path.Combine(Path.GetDirectoryName(host)!, "script-" + Guid.NewGuid().ToString("n") + ".ps1");
             File.WriteAllText(file, script);
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
             var psi = new ProcessStartInfo(prefix.Length == 0 ? "dotnet" : prefix.Split(' ')[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -59,7 +78,7 @@ namespace HotpatchTools.Tests.Support
                 foreach (var a in prefix.Split(' ').Skip(1)) psi.ArgumentList.Add(a);
                 psi.ArgumentList.Add("dotnet");
             }
-            psi.ArgumentList.Add(Built.Value);
+            psi.ArgumentList.Add(host);
             psi.ArgumentList.Add(file);
             psi.ArgumentList.Add(ModuleShell.ManifestPath);
             foreach (var a in args) psi.ArgumentList.Add(a);
@@ -71,9 +90,11 @@ namespace HotpatchTools.Tests.Support
         }
 
         /// <summary>Runs a script to the end; in it, $args[0] is the module manifest and $args[1..] are <paramref name="args"/>.</summary>
-        public static (int Exit, string[] Lines, string Stderr) Run(string prefix, string script, params string[] args)
+        public static (int Exit, string[] Lines, string Stderr) Run(string prefix, string script, params string[] args) => Wait(Start(prefix, script, args), script);
+
+        private static (int Exit, string[] Lines, string Stderr) Wait(Process started, string script)
         {
-            using var p = Start(prefix, script, args);
+            using var p = started;
             var stdout = p.StandardOutput.ReadToEndAsync();
             var stderr = p.StandardError.ReadToEndAsync();
             if (!p.WaitForExit(120_000)) { p.Kill(entireProcessTree: true); throw new TimeoutException("PowerShell host: " + script); }

@@ -29,12 +29,14 @@ namespace HotpatchTools.Engine.Platform.Linux
         public IReadOnlyList<ProcessInfo> ListProcessesWithModule(string moduleName, bool ignoreCase)
         {
             var list = new List<ProcessInfo>();
-            var needle = Encoding.UTF8.GetBytes("/" + moduleName);
+            // A superset is enough (the engine checks each process): a SONAME (libz.so.1) is not the mapped file's
+            // name (libz.so.1.2.13), but both begin like it.
+            var needle = Encoding.UTF8.GetBytes("/" + (ignoreCase ? moduleName : Patching.PatchPlanner.SonameStem(moduleName)));
             var buffer = new byte[64 * 1024];
             foreach (var dir in Directory.EnumerateDirectories("/proc"))
             {
                 if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out int pid)) continue;
-                if (!MapsMention(dir + "/maps", needle, ignoreCase, ref buffer)) continue;
+                if (!MapsMention(dir + "/maps", needle, ignoreCase, !ignoreCase, ref buffer)) continue;
                 string? name = ProcFs.TryReadComm(pid);
                 if (name != null) list.Add(new ProcessInfo(pid, name));
             }
@@ -44,7 +46,8 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         private static readonly byte[] Deleted = Encoding.ASCII.GetBytes(" (deleted)\n");
 
-        private static bool MapsMention(string path, byte[] needle, bool ignoreCase, ref byte[] buffer)
+        /// <param name="prefix">The needle may begin the file name rather than be all of it.</param>
+        private static bool MapsMention(string path, byte[] needle, bool ignoreCase, bool prefix, ref byte[] buffer)
         {
             int length = 0;
             try
@@ -57,14 +60,21 @@ namespace HotpatchTools.Engine.Platform.Linux
                     if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
                 }
             }
-            // Gone, or not ours to read: a process we cannot read is reported by Inspect when named, skipped in a sweep.
-            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { return false; }
+            // Not ours to read: it may have the module, so it is a candidate, and Inspect reports it (a sweep counts it).
+            catch (UnauthorizedAccessException) { return true; }
+            catch (IOException) { return false; }
             for (int i = 0; i + needle.Length < length; i++)
             {
                 int k = 0;
                 while (k < needle.Length && Same(buffer[i + k], needle[k], ignoreCase)) k++;
                 if (k < needle.Length) continue;
                 int end = i + k;
+                if (prefix)
+                {
+                    while (end < length && buffer[end] != (byte)'\n' && buffer[end] != (byte)'/') end++;
+                    if (end == length || buffer[end] == (byte)'\n') return true;
+                    continue;
+                }
                 if (buffer[end] == (byte)'\n') return true;
                 if (end + Deleted.Length <= length && buffer.AsSpan(end, Deleted.Length).SequenceEqual(Deleted)) return true;
             }

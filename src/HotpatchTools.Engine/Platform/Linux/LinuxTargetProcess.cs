@@ -297,15 +297,10 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         public IModuleImage OpenImage(LoadedModule module) =>
-            ModuleCache.GetOrAdd("elf|" + module.Key, () => ElfImage.Load(Readable(module)));
+            ModuleCache.GetOrAdd("elf|" + module.Key + "|" + DebugFiles.CacheKey(), () => DebugFiles.Attach(ElfImage.Load(Readable(module)), module.Path));
 
         public string ComputeSha256(LoadedModule module) =>
-            ModuleCache.GetOrAdd("sha|" + module.Key, () =>
-            {
-                using var sha = SHA256.Create();
-                using var f = File.OpenRead(Readable(module));
-                return Hex.Lower(sha.ComputeHash(f));
-            });
+            ModuleFile.Sha256(Readable(module), module.Key, "Module file " + module.Path + " of process " + Id);
 
         // ---- threads ----
 

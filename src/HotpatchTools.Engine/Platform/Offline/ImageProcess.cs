@@ -50,7 +50,7 @@ namespace HotpatchTools.Engine.Platform.Offline
             if (!isPe && !isElf)
                 throw new HotpatchException(HotpatchErrorKind.Internal, fullPath + ": neither a PE (MZ) nor an ELF file.");
 
-            Image = isPe ? PeImage.Parse(file, fullPath) : (IModuleImage)ElfImage.Parse(file, fullPath);
+            Image = isPe ? PeImage.Parse(file, fullPath) : DebugFiles.Attach(ElfImage.Parse(file, fullPath), fullPath);
             Bitness = Image.Bitness;
             _memory = new ImageMemory(this, Bitness);
             ulong moduleBase, moduleEnd;

@@ -1,0 +1,203 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Catalog;
+using HotpatchTools.Engine.Format;
+using HotpatchTools.Engine.Patching;
+using HotpatchTools.Tests.Support;
+using Xunit;
+
+namespace HotpatchTools.Tests
+{
+    /// <summary>
+    /// A local user's process that forges cave headers in its own memory (tests/native/forger.c) against readers
+    /// running as root: each sweep costs it little, names it in a warning, and goes on with the other processes.
+    /// </summary>
+    public sealed class HostileProcessTests : IDisposable
+    {
+        private static string Forger => NativeBuild.Build("forger", "-O2", "forger.c");
+
+        private readonly LinuxTarget _t = new LinuxTarget(Forger);
+        private readonly List<string> _warnings = new List<string>();
+        private readonly HotpatchEngine _engine;
+
+        public HostileProcessTests()
+        {
+            _engine = new HotpatchEngine(options: new EngineOptions { Warn = _warnings.Add });
+        }
+
+        public void Dispose() => _t.Dispose();
+
+        private void Forge(string what) => Assert.Equal("ok", _t.Send("forge " + what));
+
+        /// <summary>Bytes this thread allocated while running the action.</summary>
+        private static long Allocated(Action action)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            action();
+            return GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+
+        /// <summary>endbr64 (when the compiler adds it) and the 6-byte RIP-relative load after it.</summary>
+        private int ForgedSiteSpan => _t.ReadSymbol("forged_site", 4).SequenceEqual(new byte[] { 0xf3, 0x0f, 0x1e, 0xfa }) ? 10 : 6;
+
+        private Micropatch PatchForForger(string id) =>
+            PatchFiles.For(_t, id, new PatchletSpec("forged_site", _t.ReadSymbol("forged_site", ForgedSiteSpan)));
+
+        [Fact]
+        public void Headers_claiming_a_megabyte_each_cost_a_reader_little_and_name_the_process()
+        {
+            Forge("bighdr 300"); // 300 pages, each a checksummed header of 1 MiB: 300 MiB to a reader that trusts them
+            HotpatchException? e = null;
+            long bytes = Allocated(() => e = Assert.Throws<HotpatchException>(() => _engine.GetInstalled(_t.Pid)));
+            Assert.Equal(HotpatchErrorKind.SuspiciousProcess, e!.Kind);
+            Assert.Contains("Process " + _t.Pid + " (", e.Message);
+            Assert.True(bytes < 16 << 20, "reading the forger's caves allocated " + (bytes >> 20) + " MiB");
+        }
+
+        [Fact]
+        public void More_caves_than_any_install_makes_are_reported_not_listed()
+        {
+            Forge("many 400");
+            var e = Assert.Throws<HotpatchException>(() => _engine.GetInstalled(_t.Pid));
+            Assert.Equal(HotpatchErrorKind.SuspiciousProcess, e.Kind);
+            Assert.Contains("more than " + HotpatchEngine.MaxCavesPerProcess + " caves", e.Message);
+        }
+
+        [Fact]
+        public void A_sweep_warns_about_the_forger_and_still_reports_the_other_processes()
+        {
+            Forge("bighdr 100");
+            using var other = new LinuxTarget(Forger); // same module, honest
+            var patch = PatchForForger("T-HOSTILE-SCAN");
+            var found = _engine.Scan(patch).ToList();
+            Assert.Equal(new[] { other.Pid }, found.Select(s => s.ProcessId).ToArray());
+            Assert.Equal(TargetState.Vulnerable, found[0].State);
+            Assert.Contains(_warnings, w => w.Contains("Process " + _t.Pid + " (") && w.Contains("forges"));
+        }
+
+        [Fact]
+        public void Enforcement_fails_the_forger_only_and_a_watch_keeps_passing()
+        {
+            Forge("bighdr 100");
+            using var other = new LinuxTarget(Forger);
+            var patch = PatchForForger("T-HOSTILE-ENF");
+            var enforcer = new Enforcer(_engine);
+            var pass = enforcer.Run(new[] { patch });
+            var mine = pass.Results.Single(r => r.ProcessId == _t.Pid);
+            Assert.Equal(EnforcementOutcome.Failed, mine.Outcome);
+            Assert.Equal(HotpatchErrorKind.SuspiciousProcess, mine.ErrorKind);
+            Assert.Equal(EnforcementOutcome.Applied, pass.Results.Single(r => r.ProcessId == other.Pid).Outcome);
+            Assert.Equal(22, other.Call("forged_site", 7)); // a detour without code: same result
+            Assert.Equal(22, _t.Call("forged_site", 7));
+
+            // Three passes of a watch, each over the forger too: none ends the loop.
+            int passes = 0;
+            using var cancel = new CancellationTokenSource();
+            enforcer.Watch(() => new[] { patch }, TimeSpan.FromMilliseconds(50), p =>
+            {
+                if (++passes == 3) cancel.Cancel();
+            }, cancel.Token);
+            Assert.Equal(3, passes);
+            Assert.True(_t.IsAlive);
+        }
+
+        [Fact]
+        public void A_header_saying_Installed_over_the_original_bytes_does_not_make_the_process_patched()
+        {
+            Forge("installed"); // a cave of FORGED-STATE whose only site "was written" with the bytes that are there now
+            var installed = Assert.Single(_engine.GetInstalled(_t.Pid));
+            Assert.Equal("FORGED-STATE", installed.PatchId);
+            Assert.Equal("Inconsistent", installed.State);
+            var patch = PatchFiles.Parse(PatchFiles.Yaml("FORGED-STATE", _t.ModuleName, new[] { new PatchletSpec("forged_site", _t.ReadSymbol("forged_site", ForgedSiteSpan)) }));
+            var status = _engine.Inspect(patch, _t.Pid)!;
+            Assert.NotEqual(TargetState.Patched, status.State);
+            using var sh = new ModuleShell();
+            var site = Assert.Single(sh.Run("Get-MicropatchSite -PatchId FORGED-STATE -ProcessId $args[0]", _t.Pid));
+            Assert.NotEqual("Patched", site.Properties["State"].Value.ToString());
+        }
+
+        [Fact]
+        public void A_huge_sparse_file_mapped_under_a_module_name_is_not_hashed()
+        {
+            var dir = Directory.CreateTempSubdirectory("hpt-sparse-").FullName;
+            try
+            {
+                // A real ELF file made 2 GiB larger than any module by a hole: nothing to read, minutes to hash.
+                var name = "libsparse" + _t.Pid + ".so";
+                var path = Path.Combine(dir, name);
+                File.Copy(Forger, path);
+                using (var f = new FileStream(path, FileMode.Open, FileAccess.Write)) f.SetLength((2L << 30) + 4096);
+                Assert.Equal("ok", _t.Send("map " + path));
+                var patch = PatchFiles.Parse(PatchFiles.Yaml("T-SPARSE", name, new[] { new PatchletSpec("0x1000", new byte[] { 0x90 }) }, identity: "sha256: " + new string('0', 64)));
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                var status = _engine.Inspect(patch, _t.Pid)!;
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), "inspecting took " + clock.Elapsed);
+                Assert.Equal(TargetState.Mismatch, status.State);
+                Assert.Contains("larger than any module", status.Reason);
+            }
+            finally { Directory.Delete(dir, recursive: true); }
+        }
+
+        [Fact]
+        public void Get_MicropatchSite_does_not_trust_a_recorded_code_length()
+        {
+            Forge("codelen"); // one cave whose site claims 2^31 bytes of code
+            using var sh = new ModuleShell();
+            var sites = sh.Run("Get-MicropatchSite -PatchId FORGED-LEN -ProcessId $args[0]", _t.Pid);
+            Assert.Empty(sites);
+            var error = Assert.Single(sh.Errors);
+            Assert.StartsWith("NotInstalled,", error.FullyQualifiedErrorId);
+        }
+
+        [Fact]
+        public void Get_Micropatch_names_the_forger_in_a_warning_and_as_an_error_when_asked_for_it()
+        {
+            Forge("bighdr 50");
+            using var sh = new ModuleShell();
+            sh.Run("Get-Micropatch | Out-Null");
+            Assert.Contains(sh.Warnings, w => w.Contains("Process " + _t.Pid + " (") && w.Contains("forges"));
+            sh.Run("Get-Micropatch -ProcessId $args[0]", _t.Pid);
+            Assert.StartsWith("SuspiciousProcess,", Assert.Single(sh.Errors).FullyQualifiedErrorId);
+        }
+    }
+}
+
+namespace HotpatchTools.Tests
+{
+    /// <summary>A sweep that could not read some processes says so, so that it never looks complete when it is not.</summary>
+    public sealed class UnreadableProcessTests
+    {
+        [Fact]
+        public void Sweeps_by_an_unprivileged_user_warn_with_the_count_of_processes_they_could_not_read()
+        {
+            Assert.True(Engine.Platform.Linux.LibC.geteuid() == 0, "this test runs as root (it runs the module as an unprivileged user)");
+            using var t = TargetProcess.Start(); // root's: nobody cannot read it
+            var file = Path.Combine(PowerShellProcess.Folder, "HP-UNREAD-" + Guid.NewGuid().ToString("n")[..8] + ".micropatch.yaml");
+            File.WriteAllText(file, PatchFiles.Yaml(Path.GetFileName(file).Split('.')[0], t.ModuleName, new[] { new PatchletSpec("triple", t.ReadSymbol("triple", 6)) }));
+            File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            const string script = @"
+                Import-Module -Name $args[0] -ErrorAction Stop
+                Get-Micropatch | Out-Null
+                'targets ' + @(Get-HotpatchTarget -Path $args[1]).Count
+                $v = Get-Micropatch -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
+                foreach ($r in $v) { 'verbose ' + $r.Message }";
+            try
+            {
+                var (exit, lines, stderr) = PowerShellProcess.Run("setpriv --reuid=65534 --regid=65534 --clear-groups", script, file);
+                var outcome = string.Join("\n", lines) + "\n" + stderr;
+                // Get-Micropatch twice and Get-HotpatchTarget once: root's processes (the target among them) were not read.
+                var warnings = lines.Where(l => l.StartsWith("warning ", StringComparison.Ordinal) && l.Contains("process(es) could not be read")).ToList();
+                Assert.True(warnings.Count == 3, outcome);
+                Assert.All(warnings, w => Assert.True(int.Parse(w.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) > 0, w));
+                Assert.Contains("targets 0", lines);
+                // Which ones, under -Verbose.
+                Assert.Contains(lines, l => l.StartsWith("verbose could not read: ", StringComparison.Ordinal) && l.Contains(t.Pid + " ("));
+            }
+            finally { File.Delete(file); }
+        }
+    }
+}

@@ -1,0 +1,345 @@
+using System;
+using System.IO;
+using System.Linq;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Modules;
+using HotpatchTools.Engine.Patching;
+using HotpatchTools.Tests.Support;
+using Iced.Intel;
+using Xunit;
+
+namespace HotpatchTools.Tests
+{
+    /// <summary>
+    /// Libraries built here the way distributions build theirs: with -fcf-protection (endbr64 at every entry), split
+    /// into a stripped file and a debug file, and without unwind tables. A host dlopens one and calls it by name.
+    /// </summary>
+    public sealed class OwnLibraries : IDisposable
+    {
+        private const string Lib = @"
+static __attribute__((noinline)) int hidden_scale(int x)
+{
+    int r = 0;
+    for (int i = 0; i < x; i++) r += i * 3 + 1;
+    return r + x;
+}
+int twice(int x) { return hidden_scale(x) * 2; }
+int seven(int x) { return x * 7 + 3 - x / 5 + (x >> 2); }
+";
+
+        private const string Host = @"
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+int main(int argc, char **argv)
+{
+    void *lib = dlopen(argv[1], RTLD_NOW);
+    if (!lib) { printf(""error %s\n"", dlerror()); return 1; }
+    printf(""ready host\n"");
+    fflush(stdout);
+    char name[64];
+    int x;
+    while (scanf(""%63s %d"", name, &x) == 2)
+    {
+        int (*fn)(int) = (int (*)(int))dlsym(lib, name);
+        if (fn) printf(""%d\n"", fn(x)); else printf(""nosym\n"");
+        fflush(stdout);
+    }
+    return 0;
+}
+";
+
+        // hot's cold part lies apart, with an FDE of its own and no symbol once stripped, and jumps back to `back`:
+        // inside the 5 bytes an insert at hot overwrites. hot itself has no branch there.
+        private const string ColdAsm = @"
+    .intel_syntax noprefix
+    .text
+    .globl hot
+    .type hot, @function
+hot:
+    .cfi_startproc
+    mov eax, edi
+back:
+    add eax, 1
+    test eax, eax
+    js hot_cold
+    ret
+    .cfi_endproc
+    .size hot, .-hot
+
+    .section .text.unlikely, ""ax"", @progbits
+hot_cold:
+    .cfi_startproc
+    xor eax, eax
+    jmp back
+    .cfi_endproc
+    .section .note.GNU-stack, """", @progbits
+";
+
+        public OwnLibraries()
+        {
+            Dir = Directory.CreateTempSubdirectory("ownlibs-").FullName;
+            string lib = Write("lib.c", Lib), host = Write("host.c", Host);
+            HostExe = Path.Combine(Dir, "host");
+            NativeBuild.Run("gcc", "-O2", "-o", HostExe, host, "-ldl");
+
+            Cet = Build("libcet.so", lib, "-fcf-protection=full");
+
+            // Split as Debian's dh_strip does: the debug file keeps .symtab, the library keeps a link to it.
+            SplitFull = Build("libsplit.full.so", lib, "-g", "-DSPLIT=1");
+            Split = Path.Combine(Dir, "libsplit.so");
+            NativeBuild.Run("objcopy", "--only-keep-debug", SplitFull, Path.Combine(Dir, "libsplit.so.debug"));
+            NativeBuild.Run("strip", "-o", Split, SplitFull);
+            NativeBuild.Run("objcopy", "--add-gnu-debuglink=" + Path.Combine(Dir, "libsplit.so.debug"), Split);
+
+            // Found only by build-id, in a folder an admin configures.
+            ByIdFull = Build("libbyid.full.so", lib, "-g", "-DBYID=1");
+            ById = Path.Combine(Dir, "libbyid.so");
+            NativeBuild.Run("strip", "-o", ById, ByIdFull);
+            string id = ElfImage.Load(ById).BuildId!;
+            DebugRoot = Path.Combine(Dir, "debug");
+            Directory.CreateDirectory(Path.Combine(DebugRoot, ".build-id", id[..2]));
+            NativeBuild.Run("objcopy", "--only-keep-debug", ByIdFull, Path.Combine(DebugRoot, ".build-id", id[..2], id[2..] + ".debug"));
+
+            ColdFull = Build("libcold.full.so", Write("cold.S", ColdAsm), "-nostdlib");
+            Cold = Path.Combine(Dir, "libcold.so");
+            NativeBuild.Run("strip", "-o", Cold, ColdFull);
+
+            NoFdeFull = Build("libnofde.full.so", lib, "-fno-asynchronous-unwind-tables", "-fno-unwind-tables");
+            NoFde = Path.Combine(Dir, "libnofde.so");
+            NativeBuild.Run("strip", "-o", NoFde, NoFdeFull);
+        }
+
+        public string Dir { get; }
+        public string HostExe { get; }
+        public string Cet { get; }
+        public string SplitFull { get; }
+        public string Split { get; }
+        public string ByIdFull { get; }
+        public string ById { get; }
+        public string DebugRoot { get; }
+        public string NoFdeFull { get; }
+        public string ColdFull { get; }
+        public string Cold { get; }
+        public string NoFde { get; }
+
+        private string Write(string name, string text)
+        {
+            var path = Path.Combine(Dir, name);
+            File.WriteAllText(path, text);
+            return path;
+        }
+
+        private string Build(string name, string source, params string[] flags)
+        {
+            var path = Path.Combine(Dir, name);
+            NativeBuild.Run("gcc", new[] { "-O2", "-shared", "-fPIC", "-Wl,--build-id=sha1", "-o", path, source }.Concat(flags).ToArray());
+            return path;
+        }
+
+        public void Dispose() => Directory.Delete(Dir, true);
+
+        /// <summary>A symbol's value and size in an unstripped build.</summary>
+        public static (ulong Rva, ulong Size) Symbol(string path, string name)
+        {
+            var s = ElfTools.Nm(path, dynamic: false).First(s => s.Name == name);
+            return (s.Value, s.Size);
+        }
+
+        /// <summary>The file's bytes at rva: whole instructions covering at least minLength bytes (plus an endbr when skipEndbr).</summary>
+        public static byte[] Expect(string path, ulong rva, int minLength, bool skipEndbr = false)
+        {
+            var image = ElfImage.Load(path);
+            var segment = image.CodeSegments.First(s => rva >= s.Rva && rva - s.Rva < s.FileSize);
+            var bytes = new byte[64];
+            using (var f = File.OpenRead(path))
+            {
+                f.Position = (long)(segment.FileOffset + (rva - segment.Rva));
+                f.ReadExactly(bytes);
+            }
+            var decoder = Decoder.Create(64, new ByteArrayCodeReader(bytes));
+            int length = 0, need = minLength;
+            while (length < need)
+            {
+                decoder.Decode(out var ins);
+                if (length == 0 && skipEndbr && ins.Code == Code.Endbr64) need += ins.Length;
+                length += ins.Length;
+            }
+            return bytes[..length];
+        }
+    }
+
+    [Collection(DebugDirectoryCollection.Name)]
+    public sealed class OwnLibraryTests : IClassFixture<OwnLibraries>
+    {
+        private readonly OwnLibraries _libs;
+        private readonly HotpatchEngine _engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(2) });
+
+        public OwnLibraryTests(OwnLibraries libs) => _libs = libs;
+
+        private LinuxTarget Host(string lib) => new LinuxTarget(_libs.HostExe, lib);
+
+        private static string Yaml(string id, string module, string at, byte[] expect, string code, string mode = "insert", string? function = null)
+        {
+            var yaml = "format: 1\nid: " + id + "\ntitle: " + id + "\ntarget:\n  os: linux\n  arch: x64\n  module: " + module + "\npatchlets:\n"
+                + "  - at: " + at + "\n    expect: " + Hex.Spaced(expect) + "\n    mode: " + mode + "\n";
+            if (function != null) yaml += "    function: " + function + "\n";
+            if (code.Length > 0) yaml += "    code: |\n" + string.Join("", code.Split('\n').Select(l => "      " + l + "\n"));
+            return yaml;
+        }
+
+        [Fact]
+        public void An_insert_at_an_endbr64_keeps_it_and_a_replace_that_drops_it_is_refused()
+        {
+            var twice = OwnLibraries.Symbol(_libs.Cet, "twice");
+            var expect = OwnLibraries.Expect(_libs.Cet, twice.Rva, 5, skipEndbr: true);
+            Assert.Equal(new byte[] { 0xf3, 0x0f, 0x1e, 0xfa }, expect[..4]);
+            using var host = Host(_libs.Cet);
+            Assert.Equal("52", host.Send("twice 4"));
+            var patch = PatchFiles.Parse(Yaml("C-ENDBR", "libcet.so", "twice", expect, "mov eax, 77\nret"));
+
+            var site = new Engine.Inspection.ProcessInspector(HotpatchEngine.CurrentPlatform()).GetSites(patch, host.Pid).Single();
+            Assert.Contains("Keeps the endbr", site.Plan);
+            Assert.Null(site.Refusal);
+
+            _engine.Install(patch, host.Pid);
+            Assert.Equal("77", host.Send("twice 4"));
+            ulong at = ModuleBase(host.Pid, "libcet.so") + twice.Rva;
+            var now = host.Read(at, expect.Length);
+            Assert.Equal(expect[..4], now[..4]);
+            Assert.Equal(0xe9, now[4]);
+            _engine.Uninstall(host.Pid, "C-ENDBR");
+            Assert.Equal("52", host.Send("twice 4"));
+            Assert.Equal(expect, host.Read(at, expect.Length));
+
+            var seven = OwnLibraries.Symbol(_libs.Cet, "seven");
+            var sevenExpect = OwnLibraries.Expect(_libs.Cet, seven.Rva, 10);
+            var drop = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(Yaml("C-DROP", "libcet.so", "seven", sevenExpect, "mov eax, 5\nret", "replace")), host.Pid));
+            Assert.Equal(HotpatchErrorKind.UnsafeSite, drop.Kind);
+            Assert.Contains("endbr64", drop.Message);
+            Assert.Equal(sevenExpect, host.Read(ModuleBase(host.Pid, "libcet.so") + seven.Rva, sevenExpect.Length));
+
+            _engine.Install(PatchFiles.Parse(Yaml("C-KEEP", "libcet.so", "seven", sevenExpect, "endbr64\nmov eax, 5\nret", "replace")), host.Pid);
+            Assert.Equal("5", host.Send("seven 9"));
+            _engine.Uninstall(host.Pid, "C-KEEP");
+            Assert.Equal((9 * 7 + 3 - 9 / 5 + (9 >> 2)).ToString(), host.Send("seven 9"));
+        }
+
+        [Fact]
+        public void A_static_function_is_named_through_the_debug_file_the_debuglink_points_to()
+        {
+            Assert.DoesNotContain(".symtab", ElfTools.Run("readelf", "-SW", _libs.Split));
+            var hidden = OwnLibraries.Symbol(_libs.SplitFull, "hidden_scale");
+            var expect = OwnLibraries.Expect(_libs.Split, hidden.Rva, 5);
+            using var host = Host(_libs.Split);
+            Assert.Equal("52", host.Send("twice 4"));
+            _engine.Install(PatchFiles.Parse(Yaml("D-LINK", "libsplit.so", "hidden_scale", expect, "mov eax, 1000\nret")), host.Pid);
+            Assert.Equal("2000", host.Send("twice 4"));
+            _engine.Uninstall(host.Pid, "D-LINK");
+            Assert.Equal("52", host.Send("twice 4"));
+        }
+
+        [Fact]
+        public void A_static_function_is_named_through_a_build_id_debug_file_in_a_configured_folder_and_only_there()
+        {
+            var hidden = OwnLibraries.Symbol(_libs.ByIdFull, "hidden_scale");
+            var expect = OwnLibraries.Expect(_libs.ById, hidden.Rva, 5);
+            using var host = Host(_libs.ById);
+            var patch = PatchFiles.Parse(Yaml("D-BYID", "libbyid.so", "hidden_scale", expect, "mov eax, 1000\nret"));
+            var missing = Assert.Throws<HotpatchException>(() => _engine.Install(patch, host.Pid));
+            Assert.Contains("no symbol 'hidden_scale'", missing.Message);
+
+            Environment.SetEnvironmentVariable(DebugFiles.EnvironmentVariable, _libs.DebugRoot);
+            try
+            {
+                _engine.Install(patch, host.Pid);
+                Assert.Equal("2000", host.Send("twice 4"));
+                _engine.Uninstall(host.Pid, "D-BYID");
+                Assert.Equal("52", host.Send("twice 4"));
+            }
+            finally
+            {
+                Environment.SetEnvironmentVariable(DebugFiles.EnvironmentVariable, null);
+            }
+        }
+
+        [Fact]
+        public void A_debug_file_of_another_build_is_not_used()
+        {
+            // The split library's debug file, copied under the build-id of another build.
+            string id = ElfImage.Load(_libs.NoFde).BuildId!;
+            string root = Path.Combine(_libs.Dir, "wrongdebug");
+            Directory.CreateDirectory(Path.Combine(root, ".build-id", id[..2]));
+            File.Copy(Path.Combine(_libs.Dir, "libsplit.so.debug"), Path.Combine(root, ".build-id", id[..2], id[2..] + ".debug"), true);
+            Environment.SetEnvironmentVariable(DebugFiles.EnvironmentVariable, root);
+            try
+            {
+                var image = DebugFiles.Attach(ElfImage.Load(_libs.NoFde), _libs.NoFde);
+                Assert.Null(image.DebugFile);
+                Assert.False(image.TryResolveSymbol("hidden_scale", out _));
+            }
+            finally
+            {
+                Environment.SetEnvironmentVariable(DebugFiles.EnvironmentVariable, null);
+            }
+        }
+
+        [Fact]
+        public void Without_symbols_or_fdes_a_site_needs_a_declared_function_that_holds_the_span()
+        {
+            var hidden = OwnLibraries.Symbol(_libs.NoFdeFull, "hidden_scale");
+            // The crt objects bring a few FDEs of their own; none covers the library's code.
+            Assert.False(ElfImage.Load(_libs.NoFde).TryGetFunctionBounds(hidden.Rva + 1, out _, out _, out _));
+            var expect = OwnLibraries.Expect(_libs.NoFde, hidden.Rva, 5);
+            using var host = Host(_libs.NoFde);
+            string at = "0x" + hidden.Rva.ToString("x");
+
+            var refused = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(Yaml("N-NONE", "libnofde.so", at, expect, "mov eax, 1000\nret")), host.Pid));
+            Assert.Equal(HotpatchErrorKind.UnsafeSite, refused.Kind);
+            Assert.Contains("no function of libnofde.so is known", refused.Message);
+
+            string tooShort = "{ start: " + at + ", end: 0x" + (hidden.Rva + 3).ToString("x") + " }";
+            var shortRefused = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(Yaml("N-SHORT", "libnofde.so", at, expect, "mov eax, 1000\nret", function: tooShort)), host.Pid));
+            Assert.Contains("does not contain the overwritten bytes", shortRefused.Message);
+
+            string declared = "{ start: " + at + ", end: 0x" + (hidden.Rva + hidden.Size).ToString("x") + " }";
+            _engine.Install(PatchFiles.Parse(Yaml("N-DECL", "libnofde.so", at, expect, "mov eax, 1000\nret", function: declared)), host.Pid);
+            Assert.Equal("2000", host.Send("twice 4"));
+            _engine.Uninstall(host.Pid, "N-DECL");
+            Assert.Equal("52", host.Send("twice 4"));
+            Assert.Equal(0, host.CaveCount());
+        }
+
+        [Fact]
+        public void A_cold_part_elsewhere_in_the_module_that_jumps_into_the_span_is_refused()
+        {
+            var hot = OwnLibraries.Symbol(_libs.ColdFull, "hot");
+            var fdes = ElfImage.Load(_libs.Cold).FdeRanges().ToList();
+            Assert.Contains(fdes, f => f.Start == hot.Rva);
+            Assert.True(fdes.Count >= 2, "hot and its cold part each have an FDE");
+            var expect = OwnLibraries.Expect(_libs.Cold, hot.Rva, 5);
+            using var host = Host(_libs.Cold);
+            Assert.Equal("5", host.Send("hot 4"));
+            Assert.Equal("1", host.Send("hot -9")); // through the cold part and back
+            var e = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(Yaml("K-COLD", "libcold.so", "hot", expect, "")), host.Pid));
+            Assert.Equal(HotpatchErrorKind.UnsafeSite, e.Kind);
+            Assert.Contains("outside hot", e.Message);
+            Assert.Contains("targets 0x" + (ModuleBase(host.Pid, "libcold.so") + hot.Rva + 2).ToString("x"), e.Message);
+            Assert.Equal(expect, host.Read(ModuleBase(host.Pid, "libcold.so") + hot.Rva, expect.Length));
+            Assert.Equal(0, host.CaveCount());
+        }
+
+        internal static ulong ModuleBase(int pid, string name)
+        {
+            var line = File.ReadAllLines("/proc/" + pid + "/maps").First(l => l.EndsWith("/" + name, StringComparison.Ordinal));
+            return Convert.ToUInt64(line[..line.IndexOf('-')], 16);
+        }
+    }
+
+    /// <summary>Tests that set HOTPATCH_DEBUG_DIRECTORY, a process-wide setting, run one at a time.</summary>
+    [CollectionDefinition(Name, DisableParallelization = true)]
+    public sealed class DebugDirectoryCollection
+    {
+        public const string Name = "debug directory";
+    }
+}
