@@ -95,9 +95,11 @@ Describe 'No silent no-ops' {
         $null = Install-Micropatch -Path (New-TestPatch -Directory (Join-Path $dir 'first') -Id 'HP-FIRST' -Module 'pstsessc') -ProcessId $c1.Id -AllowUnsigned -Force
         $r = Install-Micropatch -Path $file -AllowUnsigned -Force -PassThru -WarningVariable w -WarningAction SilentlyContinue
         $r.ProcessId | Should -Be $c2.Id
-        $w.Count | Should -Be 1
-        $w[0].Message | Should -Match 'installed in 1, already installed in 0, not matching \(another build\) in 1'
         Get-Micropatch -ProcessId $c1.Id, $c2.Id | Uninstall-Micropatch -Force
+        # Processes nobody may read (as pid 1 here) are counted in a warning of their own.
+        $counts = @($w | Where-Object Message -Match 'installed in')
+        $counts.Count | Should -Be 1
+        $counts[0].Message | Should -Match 'installed in 1, already installed in 0, not matching \(another build\) in 1'
     }
 
     It 'installing twice says it was already installed, as an error, not like a success' {

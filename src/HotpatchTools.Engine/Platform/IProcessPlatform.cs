@@ -64,7 +64,8 @@ namespace HotpatchTools.Engine.Platform
     public interface IModuleProcessFilter
     {
         /// <summary>Processes that may have the module loaded (a superset: the engine checks each one).</summary>
-        IReadOnlyList<ProcessInfo> ListProcessesWithModule(string moduleName, bool ignoreCase);
+        /// <param name="includeUnreadable">Also list processes whose modules cannot be read (a sweep reports them; completion offers only what is known).</param>
+        IReadOnlyList<ProcessInfo> ListProcessesWithModule(string moduleName, bool ignoreCase, bool includeUnreadable = true);
     }
 
     /// <summary>One open target process: one small interface per concern.</summary>

@@ -30,7 +30,7 @@ namespace HotpatchTools.Completion
                 var platform = HotpatchEngine.CurrentPlatform();
                 string? module = BoundPatchModule(fakeBoundParameters);
                 processes = module != null && platform is IModuleProcessFilter filter
-                    ? filter.ListProcessesWithModule(module, ignoreCase: RuntimeInformation.IsOSPlatform(OSPlatform.Windows))
+                    ? filter.ListProcessesWithModule(module, ignoreCase: RuntimeInformation.IsOSPlatform(OSPlatform.Windows), includeUnreadable: false)
                     : platform.ListProcesses().Where(p => !IsKernelThread(p.Id));
             }
             // An unsupported platform or an unreadable process list: nothing to offer, and completion must not fail.

@@ -26,7 +26,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         /// <summary>One read of each /proc/PID/maps and a byte search for "/NAME" ending a path; names only for matches.</summary>
-        public IReadOnlyList<ProcessInfo> ListProcessesWithModule(string moduleName, bool ignoreCase)
+        public IReadOnlyList<ProcessInfo> ListProcessesWithModule(string moduleName, bool ignoreCase, bool includeUnreadable = true)
         {
             var list = new List<ProcessInfo>();
             // A superset is enough (the engine checks each process): a SONAME (libz.so.1) is not the mapped file's
@@ -36,7 +36,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             foreach (var dir in Directory.EnumerateDirectories("/proc"))
             {
                 if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out int pid)) continue;
-                if (!MapsMention(dir + "/maps", needle, ignoreCase, !ignoreCase, ref buffer)) continue;
+                if (!MapsMention(dir + "/maps", needle, ignoreCase, !ignoreCase, includeUnreadable, ref buffer)) continue;
                 string? name = ProcFs.TryReadComm(pid);
                 if (name != null) list.Add(new ProcessInfo(pid, name));
             }
@@ -47,7 +47,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         private static readonly byte[] Deleted = Encoding.ASCII.GetBytes(" (deleted)\n");
 
         /// <param name="prefix">The needle may begin the file name rather than be all of it.</param>
-        private static bool MapsMention(string path, byte[] needle, bool ignoreCase, bool prefix, ref byte[] buffer)
+        private static bool MapsMention(string path, byte[] needle, bool ignoreCase, bool prefix, bool unreadable, ref byte[] buffer)
         {
             int length = 0;
             try
@@ -61,7 +61,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                 }
             }
             // Not ours to read: it may have the module, so it is a candidate, and Inspect reports it (a sweep counts it).
-            catch (UnauthorizedAccessException) { return true; }
+            catch (UnauthorizedAccessException) { return unreadable; }
             catch (IOException) { return false; }
             for (int i = 0; i + needle.Length < length; i++)
             {
