@@ -77,39 +77,9 @@ namespace HotpatchTools.Commands
                 return;
             }
             const string activity = "Scanning processes";
-            int shown = 0;
             foreach (var status in Engine.Scan(patch, (done, total) => Progress(1, activity, done, total, patch.Id)))
-            {
                 WriteObject(HotpatchTarget.From(status));
-                shown++;
-            }
             CompleteProgress(1, activity);
-            ReportUnreadable(patch, shown);
-        }
-
-        /// <summary>
-        /// Outside an elevated session the sweep skips every process whose memory map this user cannot read: name
-        /// them under -Verbose, and when nothing at all was shown, say why instead of returning nothing.
-        /// </summary>
-        private void ReportUnreadable(HotpatchTools.Engine.Format.Micropatch patch, int shown)
-        {
-            if (!System.Runtime.InteropServices.RuntimeInformation.IsOSPlatform(System.Runtime.InteropServices.OSPlatform.Linux)
-                || HotpatchTools.Engine.Machine.Privilege.IsElevated()) return;
-            var skipped = Engine.Platform.ListProcesses().Where(p => !MapsReadable(p.Id)).ToList();
-            foreach (var p in skipped) WriteVerbose("skipped process " + p.Id + " (" + p.Name + "): this user cannot read its memory map.");
-            if (shown == 0 && skipped.Count > 0)
-                WriteWarning("No process is shown for " + patch.Id + ", but " + skipped.Count + " process(es) of other users could not be read from this session, which is not elevated; run as root to see them (-Verbose names them).");
-        }
-
-        private static bool MapsReadable(int pid)
-        {
-            try
-            {
-                using var f = new System.IO.FileStream("/proc/" + pid + "/maps", System.IO.FileMode.Open, System.IO.FileAccess.Read, System.IO.FileShare.ReadWrite, 1);
-                f.ReadByte();
-                return true;
-            }
-            catch (System.Exception e) when (e is System.IO.IOException || e is System.UnauthorizedAccessException) { return false; }
         }
     }
 }
