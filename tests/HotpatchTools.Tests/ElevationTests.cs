@@ -66,5 +66,31 @@ namespace HotpatchTools.Tests
             }
             finally { File.Delete(file); }
         }
+
+        [Fact]
+        public void A_session_that_is_not_root_is_told_why_Get_HotpatchTarget_shows_nothing()
+        {
+            Assert.True(Engine.Platform.Linux.LibC.geteuid() == 0, "this test runs as root (it runs the module as an unprivileged user)");
+            using var t = TargetProcess.Start();
+            var file = Path.Combine(PowerShellProcess.Folder, "HP-NOPRIV-" + Guid.NewGuid().ToString("n")[..8] + ".micropatch.yaml");
+            var id = Path.GetFileName(file).Split('.')[0];
+            File.WriteAllText(file, PatchFiles.Yaml(id, t.ModuleName, new[] { new PatchletSpec("triple", t.ReadSymbol("triple", 6)) }));
+            File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            const string script = @"
+                Import-Module -Name $args[0] -ErrorAction Stop
+                $found = Get-HotpatchTarget -Path $args[1] -WarningVariable w -WarningAction SilentlyContinue -Verbose 4>&1
+                'shown ' + @($found | Where-Object { $_ -isnot [System.Management.Automation.VerboseRecord] }).Count
+                'warning ' + $w[0].Message
+                $found | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object { 'verbose ' + $_.Message }";
+            try
+            {
+                var (_, lines, stderr) = PowerShellProcess.Run("setpriv --reuid=65534 --regid=65534 --clear-groups", script, file);
+                var outcome = string.Join("\n", lines) + "\n" + stderr;
+                Assert.True(lines.Contains("shown 0"), outcome);
+                Assert.True(lines.Any(l => l.StartsWith("warning ", StringComparison.Ordinal) && l.Contains("could not be read (not elevated")), outcome);
+                Assert.True(lines.Any(l => l.StartsWith("verbose could not read: ", StringComparison.Ordinal) && l.Contains(" " + t.Pid + " (")), outcome);
+            }
+            finally { File.Delete(file); }
+        }
     }
 }
