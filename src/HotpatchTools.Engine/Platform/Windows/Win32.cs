@@ -58,6 +58,7 @@ namespace HotpatchTools.Engine.Platform.Windows
         [DllImport("kernel32.dll", SetLastError = true)] public static extern IntPtr OpenProcess(uint access, bool inherit, int pid);
         [DllImport("kernel32.dll", SetLastError = true)] public static extern bool CloseHandle(IntPtr h);
         [DllImport("kernel32.dll", SetLastError = true)] public static extern bool GetExitCodeProcess(IntPtr h, out uint code);
+        [DllImport("kernel32.dll", SetLastError = true)] public static extern bool GetExitCodeThread(IntPtr h, out uint code);
         public const uint STILL_ACTIVE = 259;
         [DllImport("kernel32.dll", SetLastError = true)] public static extern bool IsWow64Process(IntPtr h, out bool wow64);
         [DllImport("kernel32.dll", SetLastError = true)] public static extern bool ReadProcessMemory(IntPtr h, IntPtr address, byte[] buffer, IntPtr size, out IntPtr read);

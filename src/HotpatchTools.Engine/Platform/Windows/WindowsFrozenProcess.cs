@@ -125,14 +125,14 @@ namespace HotpatchTools.Engine.Platform.Windows
                         if (target.Bitness == 64)
                         {
                             Marshal.WriteInt32(ctx, Win32.ContextFlagsOffset, unchecked((int)Win32.CONTEXT_AMD64_CONTROL));
-                            if (!Win32.GetThreadContext(h, ctx)) throw ContextError(tid);
+                            if (!ReadContext(h, ctx, wow64: false)) { if (Exited(h)) continue; throw ContextError(tid); }
                             ip = (ulong)Marshal.ReadInt64(ctx, Win32.ContextRipOffset);
                             sp = (ulong)Marshal.ReadInt64(ctx, Win32.ContextRspOffset);
                         }
                         else
                         {
                             Marshal.WriteInt32(ctx, 0, unchecked((int)Win32.WOW64_CONTEXT_CONTROL));
-                            if (!Win32.Wow64GetThreadContext(h, ctx)) throw ContextError(tid);
+                            if (!ReadContext(h, ctx, wow64: true)) { if (Exited(h)) continue; throw ContextError(tid); }
                             ip = (uint)Marshal.ReadInt32(ctx, Win32.Wow64EipOffset);
                             sp = (uint)Marshal.ReadInt32(ctx, Win32.Wow64EspOffset);
                         }
@@ -144,6 +144,24 @@ namespace HotpatchTools.Engine.Platform.Windows
             finally { Marshal.FreeHGlobal(raw); }
             if (_snapshots.Count == 0) throw Exited();
         }
+
+        /// <summary>
+        /// A thread that is exiting has no context to give (under Wine: error 31 for the previous stop's breakpoint
+        /// thread on its way out, seen once in a run of 40 stops): retried for up to a second while it finishes.
+        /// </summary>
+        private static bool ReadContext(IntPtr h, IntPtr ctx, bool wow64)
+        {
+            var clock = Stopwatch.StartNew();
+            while (true)
+            {
+                if (wow64 ? Win32.Wow64GetThreadContext(h, ctx) : Win32.GetThreadContext(h, ctx)) return true;
+                if (Exited(h) || clock.ElapsedMilliseconds > 1000) return false;
+                System.Threading.Thread.Sleep(1);
+            }
+        }
+
+        /// <summary>An exited thread runs no code: it has no place in the snapshot.</summary>
+        private static bool Exited(IntPtr h) => Win32.GetExitCodeThread(h, out uint code) && code != Win32.STILL_ACTIVE;
 
         private HotpatchException Exited() =>
             new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + _pid + " has exited.") { ProcessId = _pid };
