@@ -118,6 +118,17 @@ namespace HotpatchTools.Engine.Patching
 
                 var caves = FindCaves(target);
                 var mine = caves.Where(c => SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
+                if (mine.Count > 0 && Describe(target, mine[0]).State != "Installed")
+                {
+                    // Reading takes no lock, so another session may be between writing a cave and its sites: once its
+                    // writer is done, look again before calling the patch inconsistent.
+                    try
+                    {
+                        using (Machine.TargetLock.Acquire(pid, _options.LockWait)) caves = FindCaves(target);
+                        mine = caves.Where(c => SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
+                    }
+                    catch (HotpatchException e) { Log("process " + pid + ": not looked at again under its writer's lock: " + e.Message); }
+                }
                 if (mine.Count > 0)
                 {
                     var p = Describe(target, mine[0]);
