@@ -109,7 +109,10 @@ Describe 'SSH remoting with pwsh -sshs' -Skip:(-not $canRun) {
         $p.StandardInput.Close()
         $out = $p.StandardOutput.ReadToEndAsync(); $err = $p.StandardError.ReadToEndAsync()
         if (-not $p.WaitForExit(120000)) { $p.Kill($true) }
-        $text = $out.Result + $err.Result
+        # Without the terminal's escape sequences: a failure message holding ESC cannot be written to the JUnit report.
+        $text = ($out.Result + $err.Result) -replace "`e\[[0-9;?]*[A-Za-z]", ''
+        $text = $text -replace "`e", ''
+        $text = $text -replace "[\x00-\x08\x0b\x0c\x0e-\x1f]", ''
         $farPid = [regex]::Match($text, 'far pid (\d+)').Groups[1].Value
         $farPid | Should -Not -BeNullOrEmpty -Because $text
         $farPid | Should -Not -Be "$($p.Id)" -Because 'the typed commands ran in the far pwsh, not the one typed into'
