@@ -83,6 +83,24 @@ static void *spin(void *arg) { (void)arg; spin_fn(&spin_count); return NULL; }
 
 static void *sleeper(void *arg) { (void)arg; for (;;) sleep_ms(1); return NULL; }
 
+#if defined(_WIN32)
+/* Wine's own DLLs under load: CompareStringEx runs kernelbase's static compare_string on every call. */
+static int compare_ok(void) {
+    return CompareStringEx(L"en-US", 0, L"apple", -1, L"banana", -1, NULL, NULL, 0) == CSTR_LESS_THAN
+        && CompareStringEx(L"en-US", 0, L"banana", -1, L"apple", -1, NULL, NULL, 0) == CSTR_GREATER_THAN
+        && CompareStringEx(L"en-US", NORM_IGNORECASE, L"Apple", -1, L"aPPLE", -1, NULL, NULL, 0) == CSTR_EQUAL;
+}
+
+static void *comparer(void *arg) {
+    (void)arg;
+    while (!atomic_load(&stop_flag)) {
+        if (!compare_ok()) atomic_fetch_add(&errors, 1);
+        atomic_fetch_add(&calls, 1);
+    }
+    return NULL;
+}
+#endif
+
 #if !defined(_WIN32)
 /* Threads whose state an injected system call must leave exactly as it was: one blocked in read() (the call
  * must be restarted, never fail), one spinning with a pattern in its AVX registers (upper halves included). */
@@ -164,6 +182,23 @@ int main(void) {
                 sleep_ms(20);
                 printf("ok\n");
             }
+#if defined(_WIN32)
+        } else if (!strncmp(line, "winpid", 6)) {
+            printf("%lu\n", (unsigned long)GetCurrentProcessId());
+        } else if (sscanf(line, "module %63s", fn) == 1) {
+            /* The loader's view, an oracle independent of the engine: a module's base, or an export's address. */
+            char *bang = strchr(fn, '!');
+            if (bang) *bang = 0;
+            HMODULE m = GetModuleHandleA(fn);
+            void *at = m && bang ? (void *)GetProcAddress(m, bang + 1) : (void *)m;
+            printf("%llx\n", (unsigned long long)(size_t)at);
+        } else if (sscanf(line, "comparers %d", &n) == 1) {
+            atomic_store(&stop_flag, 0);
+            for (int i = 0; i < n && hammer_count < 64; i++) start_thread(&hammers[hammer_count++], comparer, NULL);
+            printf("ok\n");
+        } else if (!strncmp(line, "compare", 7)) {
+            printf("%d\n", compare_ok());
+#endif
 #if !defined(_WIN32)
         } else if (!strncmp(line, "pipewait", 8)) {
             thread_t t;

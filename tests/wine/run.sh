@@ -29,6 +29,10 @@ for exe in target.exe widetarget.exe enftarget.exe; do
     x86_64-w64-mingw32-nm --defined-only "$out/native/$exe" > "$out/native/$exe.syms"
     x86_64-w64-mingw32-objdump -p "$out/native/$exe" | awk '/^ImageBase/ { print $2 " A __ImageBase" }' >> "$out/native/$exe.syms"
 done
+# Wine's own kernelbase.dll, patched live by WineDllLiveTests: its static functions named from its COFF symbols.
+wine_dll=/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/kernelbase.dll
+x86_64-w64-mingw32-nm --defined-only "$wine_dll" > "$out/native/kernelbase.dll.syms"
+x86_64-w64-mingw32-objdump -p "$wine_dll" | awk '/^ImageBase/ { print $2 " A __ImageBase" }' >> "$out/native/kernelbase.dll.syms"
 
 dotnet build src/HotpatchTools -c Release --verbosity quiet -nologo || { echo "Wine suite: 0 passed, 1 failed"; exit 1; }
 dotnet publish tests/HotpatchTools.WineTests -c Release -r win-x64 --self-contained true -o "$out/publish" --verbosity quiet -nologo || { echo "Wine suite: 0 passed, 1 failed"; exit 1; }
