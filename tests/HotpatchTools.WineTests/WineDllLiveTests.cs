@@ -12,21 +12,21 @@ using Xunit;
 namespace HotpatchTools.Tests
 {
     /// <summary>
-    /// Wine's own PE DLLs patched live inside a mingw-built target (Windows suite only): addresses come from the
+    /// Wine's own PE DLLs patched live inside a mingw-built target (in the Wine suite's project only): addresses come from the
     /// target's loader (GetModuleHandle / GetProcAddress) and from nm's listing of Wine's kernelbase.dll
     /// (tests/wine/run.sh), expect bytes from the live process.
     /// </summary>
     public sealed class WineDllLiveTests : IDisposable
     {
-        private readonly TargetProcess? _t;
+        private readonly TargetProcess _t;
         private readonly HotpatchEngine _engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(2) });
 
         public WineDllLiveTests()
         {
-            if (TestPlatform.IsWindows) _t = TargetProcess.Start();
+            _t = TargetProcess.Start();
         }
 
-        public void Dispose() => _t?.Dispose();
+        public void Dispose() => _t.Dispose();
 
         /// <summary>The loader's address of a module ("kernelbase.dll") or of an export ("kernel32.dll!Name"); 0 when it has none.</summary>
         private static ulong Loader(TargetProcess t, string what) => ulong.Parse(t.Send("module " + what), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
@@ -58,7 +58,7 @@ namespace HotpatchTools.Tests
         public void An_export_of_wines_kernel32_answers_what_the_patch_says_until_uninstalled()
         {
             // Wine's PE DLLs exist only in the Windows suite (tests/wine/run.sh); on Linux there is nothing to patch.
-            if (_t is not TargetProcess t) return;
+            var t = _t;
             // mingw imports GetCurrentProcessId from kernel32.dll, where Wine implements it itself (not a forwarder).
             ulong at = Loader(t, "kernel32.dll!GetCurrentProcessId");
             Assert.NotEqual(0UL, at);
@@ -82,7 +82,7 @@ namespace HotpatchTools.Tests
         public void A_static_function_of_wines_kernelbase_takes_an_empty_detour_while_it_runs()
         {
             // Wine's PE DLLs exist only in the Windows suite (tests/wine/run.sh); on Linux there is nothing to patch.
-            if (_t is not TargetProcess t) return;
+            var t = _t;
             ulong kernelBase = Loader(t, "kernelbase.dll");
             Assert.NotEqual(0UL, kernelBase);
             // compare_string is static (named by kernelbase's COFF symbols, not exported); CompareStringEx calls it each time.
