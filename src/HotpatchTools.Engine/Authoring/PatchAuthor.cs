@@ -143,33 +143,14 @@ namespace HotpatchTools.Engine.Authoring
             };
         }
 
-        /// <summary>`at` syntax: symbol, symbol+0xOFF, or a module-relative number.</summary>
+        /// <summary>`at` syntax, read and resolved as an install reads and resolves it.</summary>
         internal static ulong Resolve(IModuleImage image, LoadedModule module, string location, string parameter)
         {
-            string text = location.Trim();
-            int plus = text.IndexOf('+');
-            string head = plus < 0 ? text : text.Substring(0, plus);
-            ulong offset = 0;
-            if (plus >= 0 && !TryNumber(text.Substring(plus + 1), out offset))
-                throw new ArgumentException(parameter + " '" + location + "': the offset after '+' must be a number (decimal, or hex with 0x).");
-            ulong rva;
-            if (head.Length > 0 && char.IsDigit(head[0]))
-            {
-                if (plus >= 0 || !TryNumber(head, out rva))
-                    throw new ArgumentException(parameter + " '" + location + "' is neither symbol, symbol+0xOFF nor 0xRVA.");
-            }
-            else if (head.Length == 0 || !image.TryResolveSymbol(head, out rva))
-                throw new HotpatchException(HotpatchErrorKind.IdentityMismatch, module.Name + " has no symbol '" + head + "' (" + parameter + ").");
-            rva += offset;
-            if (rva >= module.End - module.Base)
-                throw new HotpatchException(HotpatchErrorKind.IdentityMismatch, parameter + " '" + location + "' (0x" + rva.ToString("x") + ") lies outside " + module.Name + ".");
-            return rva;
+            SiteLocation loc;
+            try { loc = MicropatchParser.ParseLocation(location.Trim()); }
+            catch (ArgumentException e) { throw new ArgumentException(parameter + " " + e.Message, e); }
+            return PatchPlanner.ResolveRva(image, module, loc, why => new HotpatchException(HotpatchErrorKind.IdentityMismatch, why + " (" + parameter + ")"));
         }
-
-        private static bool TryNumber(string s, out ulong value) =>
-            s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
-                ? ulong.TryParse(s.Substring(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out value)
-                : ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out value);
 
         /// <summary>
         /// The whole instructions `expect` must cover: an endbr at the site stays in place, so the jump is counted

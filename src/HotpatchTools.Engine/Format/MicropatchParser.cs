@@ -35,6 +35,38 @@ namespace HotpatchTools.Engine.Format
         /// <summary>Superseded ids one patch may list: one install replaces them all under a single freeze.</summary>
         internal const int MaxSupersedes = 16;
 
+        /// <summary>An `at` location (symbol, symbol+0xOFF or 0xRVA) as the format reads it; ArgumentException says what is wrong.</summary>
+        public static SiteLocation ParseLocation(string at) => ParseLocation(at, why => new ArgumentException(why));
+
+        private static SiteLocation ParseLocation(string at, Func<string, Exception> error)
+        {
+            if (at.Length == 0) throw error("'' is neither a symbol nor an offset");
+            foreach (char c in at)
+                if (char.IsWhiteSpace(c) || char.IsControl(c))
+                    throw error("'" + at + "' must not contain spaces; write symbol, symbol+0xOFF or 0xRVA");
+            if (at.IndexOf('!') >= 0)
+                throw error("'" + at + "': module!symbol names another module and is only allowed in code; `at` is in the target module");
+
+            ulong value;
+            if (at[0] >= '0' && at[0] <= '9')
+            {
+                if (!TryParseNumber(at, out value))
+                    throw error("'" + at + "' is not a valid offset (decimal, or hex with 0x) and a symbol cannot start with a digit");
+                if (value > MaxOffset) throw error("'" + at + "': offsets within a module fit in 32 bits");
+                return new SiteLocation { Offset = value };
+            }
+
+            int plus = at.IndexOf('+');
+            string symbol = plus < 0 ? at : at.Substring(0, plus);
+            if (symbol.Length == 0 || symbol[0] == '-')
+                throw error("'" + at + "' is neither a symbol nor an offset");
+            value = 0;
+            if (plus >= 0 && !TryParseNumber(at.Substring(plus + 1), out value))
+                throw error("'" + at + "': the offset after '+' must be a number (decimal, or hex with 0x)");
+            if (value > MaxOffset) throw error("'" + at + "': offsets within a module fit in 32 bits");
+            return new SiteLocation { Symbol = symbol, Offset = value };
+        }
+
         /// <summary>Key reported for problems that concern the file as a whole rather than one key.</summary>
         internal const string DocumentKey = "(document)";
 
@@ -568,33 +600,8 @@ namespace HotpatchTools.Engine.Format
                 return new DeclaredFunction { Symbol = symbol.Symbol };
             }
 
-            private SiteLocation ParseLocation(YamlNode node, string at, string key)
-            {
-                foreach (char c in at)
-                    if (char.IsWhiteSpace(c) || char.IsControl(c))
-                        throw Error(key, node, "'" + at + "' must not contain spaces; write symbol, symbol+0xOFF or 0xRVA");
-                if (at.IndexOf('!') >= 0)
-                    throw Error(key, node, "'" + at + "': module!symbol names another module and is only allowed in code; `at` is in the target module");
-
-                ulong value;
-                if (at[0] >= '0' && at[0] <= '9')
-                {
-                    if (!TryParseNumber(at, out value))
-                        throw Error(key, node, "'" + at + "' is not a valid offset (decimal, or hex with 0x) and a symbol cannot start with a digit");
-                    if (value > MaxOffset) throw Error(key, node, "'" + at + "': offsets within a module fit in 32 bits");
-                    return new SiteLocation { Offset = value };
-                }
-
-                int plus = at.IndexOf('+');
-                string symbol = plus < 0 ? at : at.Substring(0, plus);
-                if (symbol.Length == 0 || symbol[0] == '-')
-                    throw Error(key, node, "'" + at + "' is neither a symbol nor an offset");
-                value = 0;
-                if (plus >= 0 && !TryParseNumber(at.Substring(plus + 1), out value))
-                    throw Error(key, node, "'" + at + "': the offset after '+' must be a number (decimal, or hex with 0x)");
-                if (value > MaxOffset) throw Error(key, node, "'" + at + "': offsets within a module fit in 32 bits");
-                return new SiteLocation { Symbol = symbol, Offset = value };
-            }
+            private SiteLocation ParseLocation(YamlNode node, string at, string key) =>
+                MicropatchParser.ParseLocation(at, why => Error(key, node, why));
 
             /// <summary>
             /// Points CodeLine/CodeColumn at the first character of the code text so that the assembler can report

@@ -177,21 +177,25 @@ namespace HotpatchTools.Engine.Patching
 
         public static ulong ResolveSite(PatchPlan plan, Patchlet p, ITargetProcess target) => Resolve(plan, p, p.Location, target);
 
-        private static ulong Resolve(PatchPlan plan, Patchlet p, SiteLocation loc, ITargetProcess target)
+        private static ulong Resolve(PatchPlan plan, Patchlet p, SiteLocation loc, ITargetProcess target) =>
+            plan.Module.Base + ResolveRva(plan.Image, plan.Module, loc, why => Refuse(p, HotpatchErrorKind.IdentityMismatch, why, target));
+
+        /// <summary>A location's offset in the module: the symbol resolved, the offset added without wrapping, inside the module.</summary>
+        internal static ulong ResolveRva(IModuleImage image, LoadedModule module, SiteLocation loc, Func<string, Exception> refuse)
         {
             ulong rva = loc.Offset;
             if (loc.Symbol != null)
             {
-                if (!plan.Image.TryResolveSymbol(loc.Symbol, out var symRva))
-                    throw Refuse(p, HotpatchErrorKind.IdentityMismatch, "module " + plan.Module.Name + " has no symbol '" + loc.Symbol + "'.", target);
+                if (!image.TryResolveSymbol(loc.Symbol, out var symRva))
+                    throw refuse("module " + module.Name + " has no symbol '" + loc.Symbol + "'.");
                 // Checked: an offset near 2^64 would wrap around to an address inside the module.
                 if (loc.Offset > ulong.MaxValue - symRva)
-                    throw Refuse(p, HotpatchErrorKind.IdentityMismatch, loc.Symbol + "+0x" + loc.Offset.ToString("x") + " lies outside module " + plan.Module.Name + ".", target);
+                    throw refuse(loc.Symbol + "+0x" + loc.Offset.ToString("x") + " lies outside module " + module.Name + ".");
                 rva = symRva + loc.Offset;
             }
-            if (rva >= plan.Module.End - plan.Module.Base)
-                throw Refuse(p, HotpatchErrorKind.IdentityMismatch, "0x" + rva.ToString("x") + " lies outside module " + plan.Module.Name + ".", target);
-            return plan.Module.Base + rva;
+            if (rva >= module.End - module.Base)
+                throw refuse("0x" + rva.ToString("x") + " lies outside module " + module.Name + ".");
+            return rva;
         }
 
         internal static SitePlan PlanSite(PatchPlan plan, Patchlet p, ITargetProcess target)
