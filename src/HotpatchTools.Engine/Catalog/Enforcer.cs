@@ -219,7 +219,7 @@ namespace HotpatchTools.Engine.Catalog
                     {
                         current = patches();
                         pass = Run(current, apply: true, confirm: confirm, incremental: true, cancel: cancel);
-                        events?.WatchFiles(ModuleFiles(current));
+                        events?.WatchModules(current.Select(x => x.Target.Module).Distinct(), ModuleFiles());
                     }
                     // /proc or the catalog briefly unreadable must not end a watch that runs for months; the next pass retries.
                     catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
@@ -289,23 +289,8 @@ namespace HotpatchTools.Engine.Catalog
             return new EnforcementPass { Results = results, Changed = changed, ProcessCount = pids.Count, Unchanged = unchanged, Elapsed = clock.Elapsed };
         }
 
-        /// <summary>
-        /// The module files to watch for opens: every file a pass saw mapped under a patch's module name, and the
-        /// name in the system's library folders (a link there, such as a SONAME, leads the mark to the library).
-        /// </summary>
-        private IEnumerable<string> ModuleFiles(IReadOnlyList<Micropatch> patches)
-        {
-            foreach (var path in _seenModulePaths) yield return path;
-            foreach (var patch in patches)
-                foreach (var dir in LibraryFolders)
-                {
-                    var candidate = Path.Combine(dir, patch.Target.Module);
-                    if (File.Exists(candidate)) yield return candidate;
-                }
-        }
-
-        private static readonly string[] LibraryFolders =
-            { "/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu" };
+        /// <summary>The module files to watch for opens: every file a pass saw mapped under a patch's module name.</summary>
+        private IEnumerable<string> ModuleFiles() => _seenModulePaths;
 
         private readonly HashSet<string> _seenModulePaths = new HashSet<string>(StringComparer.Ordinal);
 

@@ -14,8 +14,11 @@ namespace HotpatchTools.Engine.Platform
         /// <summary>What the events come from, for the log (for example "proc connector, fanotify on 3 files").</summary>
         string Description { get; }
 
-        /// <summary>Report the processes that open these files (module files of the patches being enforced).</summary>
-        void WatchFiles(IEnumerable<string> paths);
+        /// <summary>
+        /// Report the processes that open these modules: the files given (seen mapped), and where the platform's
+        /// loader looks for a module of that name.
+        /// </summary>
+        void WatchModules(IEnumerable<string> moduleNames, IEnumerable<string> knownPaths);
 
         /// <summary>Waits until an event arrives or the timeout passes; then returns every process reported so far (none on timeout).</summary>
         IReadOnlyCollection<ProcessEvent> Wait(TimeSpan timeout, CancellationToken cancel);

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Runtime.InteropServices;
 using System.Threading;
 
@@ -88,9 +89,22 @@ namespace HotpatchTools.Engine.Platform.Linux
             _fanotify = fd;
         }
 
-        public void WatchFiles(IEnumerable<string> paths)
+        /// <summary>Where the dynamic loader finds most libraries; a link there (a SONAME) leads a mark to its file.</summary>
+        private static readonly string[] LibraryFolders =
+            { "/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu" };
+
+        public void WatchModules(IEnumerable<string> moduleNames, IEnumerable<string> knownPaths)
         {
             if (_fanotify < 0) return;
+            var paths = knownPaths.ToList();
+            foreach (var name in moduleNames)
+                foreach (var dir in LibraryFolders)
+                {
+                    // A module name is a file name; anything else would not name a file in these folders.
+                    if (name.IndexOf('/') >= 0 || name == "." || name == "..") continue;
+                    var candidate = Path.Combine(dir, name);
+                    if (File.Exists(candidate)) paths.Add(candidate);
+                }
             foreach (var path in paths)
             {
                 if (_marked.Contains(path)) continue;
