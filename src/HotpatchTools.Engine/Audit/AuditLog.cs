@@ -90,8 +90,10 @@ namespace HotpatchTools.Engine.Audit
                 try { mutex.WaitOne(); } catch (AbandonedMutexException) { /* the previous owner died; the file is still whole lines */ }
                 try
                 {
-                    using (var f = new FileStream(Path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete))
+                    // Not through a link planted as audit.jsonl, and only a file administrators alone can change.
+                    using (var f = WindowsFileSecurity.OpenAdminFileForAppend(Path))
                     {
+                        if (bytes.Length == 0) return;
                         f.Write(bytes, 0, bytes.Length);
                         f.Flush(true);
                     }

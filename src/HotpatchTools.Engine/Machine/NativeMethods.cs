@@ -96,8 +96,6 @@ namespace HotpatchTools.Engine.Machine
         public const uint DACL_SECURITY_INFORMATION = 0x4, PROTECTED_DACL_SECURITY_INFORMATION = 0x80000000, OWNER_SECURITY_INFORMATION = 0x1;
         public const int SE_FILE_OBJECT = 1, TokenUser = 1;
 
-        [DllImport("advapi32.dll", CharSet = CharSet.Unicode)]
-        public static extern uint GetNamedSecurityInfoW(string name, int objectType, uint information, out IntPtr owner, IntPtr group, IntPtr dacl, IntPtr sacl, out IntPtr descriptor);
         [DllImport("advapi32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
         public static extern bool ConvertSidToStringSidW(IntPtr sid, out IntPtr text);
         [DllImport("advapi32.dll", SetLastError = true, EntryPoint = "GetTokenInformation")]
@@ -109,14 +107,6 @@ namespace HotpatchTools.Engine.Machine
             if (sid == IntPtr.Zero || !ConvertSidToStringSidW(sid, out var text)) return null;
             try { return Marshal.PtrToStringUni(text); }
             finally { LocalFree(text); }
-        }
-
-        /// <summary>The owner of a file or folder as a SID string, or null if it cannot be read.</summary>
-        public static string? OwnerSid(string path)
-        {
-            if (GetNamedSecurityInfoW(path, SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION, out var owner, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, out var sd) != 0) return null;
-            try { return SidString(owner); }
-            finally { LocalFree(sd); }
         }
 
         /// <summary>The SID of the user this process runs as, or null.</summary>

@@ -45,26 +45,16 @@ namespace HotpatchTools.Engine.Machine
             finally { NativeMethods.LocalFree(sd); }
         }
 
-        // Administrators, SYSTEM, TrustedInstaller.
-        private static readonly string[] AdminOwners = { "S-1-5-32-544", "S-1-5-18", "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464" };
-
         /// <summary>
         /// Why a file or folder that decides trust or holds the audit trail could have been changed by someone other
         /// than an administrator, or null. Linux: owned by root and not writable by group or others. Windows: owned by
         /// Administrators, SYSTEM or TrustedInstaller (or by this elevated user), so that a user who created the folder
-        /// under %ProgramData% before HotpatchTools did is caught; the DACL is the one set when it was created.
+        /// under %ProgramData% before HotpatchTools did is caught, and no one else given a right to change it. Both:
+        /// the path itself is no link, and no folder above it lets anyone else swap it.
         /// </summary>
         public static string? WhyNotAdminOnly(string path)
         {
-            if (IsWindows)
-            {
-                if (!File.Exists(path) && !Directory.Exists(path)) return null;
-                var owner = NativeMethods.OwnerSid(path);
-                if (owner == null) return "the owner of " + path + " cannot be read";
-                if (Array.IndexOf(AdminOwners, owner) >= 0) return null;
-                if (Privilege.IsElevated() && owner == NativeMethods.CurrentUserSid()) return null;
-                return path + " is owned by " + owner + ", not by Administrators or SYSTEM";
-            }
+            if (IsWindows) return WindowsFileSecurity.WhyNotAdminOnly(path);
             // The file itself, not what a link planted in its place points to.
             var st = NativeMethods.LStat(path);
             if (st == null) return null;
@@ -106,15 +96,11 @@ namespace HotpatchTools.Engine.Machine
 
         /// <summary>
         /// Reads a file that decides trust through one handle: opened without following a link, and checked (owner, mode,
-        /// a regular file) on that handle, so the file checked is the file read. Windows: the owner check, then a read.
+        /// a regular file) on that handle, so the file checked is the file read.
         /// </summary>
         public static byte[] ReadAdminFile(string path)
         {
-            if (IsWindows)
-            {
-                if (WhyNotAdminOnly(path) is string w) throw new UnauthorizedAccessException(w);
-                return File.ReadAllBytes(path);
-            }
+            if (IsWindows) return WindowsFileSecurity.ReadAdminFile(path);
             if (WhyParentsNotRootOnly(path) is string why) throw new UnauthorizedAccessException(why);
             int fd = NativeMethods.open(path, NativeMethods.O_RDONLY | NativeMethods.O_NOFOLLOW | NativeMethods.O_CLOEXEC, 0);
             if (fd < 0)

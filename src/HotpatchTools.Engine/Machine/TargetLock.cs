@@ -37,7 +37,7 @@ namespace HotpatchTools.Engine.Machine
                     "Cannot write to process " + pid + ": its writer's lock in " + dir + " cannot be created (" + e.Message + "); run as root or an elevated Administrator.", e) { ProcessId = pid };
             }
             // A folder another user could write would let them hold (or swap) every process's lock.
-            if (!IsWindows && SecureFiles.WhyNotAdminOnly(dir) is string why)
+            if (SecureFiles.WhyNotAdminOnly(dir) is string why)
                 throw new HotpatchException(HotpatchErrorKind.AccessDenied, "The lock folder cannot be trusted: " + why + ".") { ProcessId = pid };
             string path = Path.Combine(dir, pid.ToString(CultureInfo.InvariantCulture) + "-" + StartTime(pid) + ".lock");
             var clock = Stopwatch.StartNew();

@@ -48,12 +48,14 @@ namespace HotpatchTools.Engine.Trust
 
         public string ListFile => Path.Combine(Directory, ListFileName);
 
+        private static string OnlyAdmins => System.Runtime.InteropServices.RuntimeInformation.IsOSPlatform(System.Runtime.InteropServices.OSPlatform.Windows) ? "Only Administrators and SYSTEM" : "Only root";
+
         public IReadOnlyList<TrustedPublisher> List()
         {
             if (!File.Exists(ListFile)) return new TrustedPublisher[0];
             // A list someone other than root could have edited decides nothing.
             var why = SecureFiles.WhyNotAdminOnly(Directory) ?? SecureFiles.WhyNotAdminOnly(ListFile);
-            if (why != null) throw new HotpatchException(HotpatchErrorKind.TrustStoreError, "The trusted publishers are not trusted: " + why + ". Only root may be able to write " + Directory + ".");
+            if (why != null) throw new HotpatchException(HotpatchErrorKind.TrustStoreError, "The trusted publishers are not trusted: " + why + ". " + OnlyAdmins + " may be able to write " + Directory + " and the folders above it.");
             var list = new List<TrustedPublisher>();
             int n = 0;
             string text;
@@ -61,7 +63,7 @@ namespace HotpatchTools.Engine.Trust
             try { text = new UTF8Encoding(false).GetString(SecureFiles.ReadAdminFile(ListFile)); }
             catch (Exception e) when (e is UnauthorizedAccessException || e is IOException)
             {
-                throw new HotpatchException(HotpatchErrorKind.TrustStoreError, "The trusted publishers are not trusted: " + e.Message + ". Only root may be able to write " + Directory + ".", e);
+                throw new HotpatchException(HotpatchErrorKind.TrustStoreError, "The trusted publishers are not trusted: " + e.Message + ". " + OnlyAdmins + " may be able to write " + Directory + " and the folders above it.", e);
             }
             foreach (var line in text.Split('\n'))
             {
