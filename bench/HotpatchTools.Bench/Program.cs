@@ -47,6 +47,12 @@ namespace HotpatchTools.Bench
                 if (Wanted("Import")) Section("Import", () => Import(quick));
                 if (Wanted("Watch")) Section("Watch", () => Watch(quick));
                 if (Wanted("Module scan")) Section("Module scan", () => ModuleScan(quick));
+                if (Wanted("Fleet"))
+                {
+                    var fleet = Path.Combine(work, "fleettarget");
+                    Run("gcc", "-O2", "-o", fleet, Path.Combine(native, "fleettarget.c"), Path.Combine(native, "bench_sites.S"));
+                    Section("Fleet", () => Rows.AddRange(FleetBench.Run(fleet, Engine, quick)));
+                }
             }
             finally
             {

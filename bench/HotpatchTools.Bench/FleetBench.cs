@@ -1,0 +1,98 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.Linq;
+using System.Runtime.InteropServices;
+using System.Text;
+using HotpatchTools.Engine.Format;
+using HotpatchTools.Engine.Patching;
+
+namespace HotpatchTools.Bench
+{
+    /// <summary>
+    /// Issue 16's fleet of one machine: many identical single-thread processes that load one module, patched and
+    /// unpatched machine-wide the way Install-/Uninstall-Micropatch do it (a sweep, then one process after another),
+    /// next to the floor any ptrace patcher pays per process: seize, interrupt, wait for the stop, detach.
+    /// </summary>
+    internal static class FleetBench
+    {
+        public static IEnumerable<string[]> Run(string exe, HotpatchEngine engine, bool quick)
+        {
+            int n = quick ? 200 : 1000;
+            var patch = MicropatchParser.Parse(Encoding.UTF8.GetBytes(
+                "format: 1\nid: BENCH-FLEET\ntitle: Benchmark fleet\ntarget:\n  os: linux\n  arch: x64\n  module: fleettarget\n" +
+                "patchlets:\n  - at: work_fn\n    expect: 89 f8 83 c0 01\n    mode: insert\n"), "BENCH-FLEET.micropatch.yaml");
+            var pids = Spawn(exe, n);
+            try
+            {
+                // Every process has mapped its module and is asleep in its loop before anything is timed.
+                System.Threading.Thread.Sleep(500);
+                var floor = Stopwatch.StartNew();
+                int stopped = pids.Count(Ptrace.StopAndRelease);
+                floor.Stop();
+                if (stopped != n) throw new InvalidOperationException("the ptrace floor stopped " + stopped + " of " + n + " processes");
+
+                var install = Stopwatch.StartNew();
+                int installed = 0;
+                foreach (var t in engine.Scan(patch).ToList())
+                    if (t.State == TargetState.Vulnerable) { engine.Install(patch, t.ProcessId); installed++; }
+                install.Stop();
+                if (installed != n) throw new InvalidOperationException("installed in " + installed + " of " + n + " processes");
+
+                var uninstall = Stopwatch.StartNew();
+                int removed = 0;
+                foreach (var p in engine.Platform.ListProcesses())
+                {
+                    IReadOnlyList<InstalledPatch> mine;
+                    try { mine = engine.GetInstalled(p.Id); }
+                    catch (HotpatchTools.Engine.HotpatchException) { continue; }
+                    if (mine.Any(x => x.PatchId == patch.Id)) { engine.Uninstall(p.Id, patch.Id); removed++; }
+                }
+                uninstall.Stop();
+                if (removed != n) throw new InvalidOperationException("removed from " + removed + " of " + n + " processes");
+
+                double f = floor.Elapsed.TotalMilliseconds, i = install.Elapsed.TotalMilliseconds, u = uninstall.Elapsed.TotalMilliseconds;
+                string Per(double ms) => (ms / n).ToString("F2", CultureInfo.InvariantCulture) + " ms/process";
+                yield return new[] { "Fleet", $"{n} processes: seize+interrupt+detach each (the ptrace floor)", "", $"{f:F0} ms", Per(f), "", "" };
+                yield return new[] { "", $"{n} processes: machine-wide install (sweep, then each)", $"{f:F0} ms (floor)", $"{i:F0} ms", $"{i / f:F1}× floor, {Per(i)}", "≤ 1 ms/process", i / n <= 1.0 ? "yes" : "NO" };
+                yield return new[] { "", $"{n} processes: machine-wide uninstall (sweep, then each)", $"{f:F0} ms (floor)", $"{u:F0} ms", $"{u / f:F1}× floor, {Per(u)}", "≤ 1 ms/process", u / n <= 1.0 ? "yes" : "NO" };
+            }
+            finally
+            {
+                foreach (var pid in pids) Program.Kill(pid, 9);
+            }
+        }
+
+        /// <summary>Starts `count` copies through one shell that exits, so none is our child (as services are not).</summary>
+        private static List<int> Spawn(string exe, int count)
+        {
+            var psi = new ProcessStartInfo("/bin/sh") { RedirectStandardOutput = true, UseShellExecute = false };
+            psi.ArgumentList.Add("-c");
+            psi.ArgumentList.Add("i=0; while [ $i -lt \"$1\" ]; do \"$0\" </dev/null >/dev/null 2>&1 & echo $!; i=$((i+1)); done");
+            psi.ArgumentList.Add(exe);
+            psi.ArgumentList.Add(count.ToString(CultureInfo.InvariantCulture));
+            using var p = Process.Start(psi)!;
+            var pids = p.StandardOutput.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToList();
+            p.WaitForExit();
+            return pids;
+        }
+
+        private static class Ptrace
+        {
+            private const int PTRACE_DETACH = 17, PTRACE_SEIZE = 0x4206, PTRACE_INTERRUPT = 0x4207, WALL = 0x40000000;
+
+            [DllImport("libc.so.6", SetLastError = true)] private static extern long ptrace(long request, int pid, IntPtr addr, IntPtr data);
+            [DllImport("libc.so.6", SetLastError = true)] private static extern int waitpid(int pid, out int status, int options);
+
+            /// <summary>What every ptrace patcher does at least once per process: attach, stop it, wait for the stop, let it go.</summary>
+            public static bool StopAndRelease(int pid)
+            {
+                if (ptrace(PTRACE_SEIZE, pid, IntPtr.Zero, IntPtr.Zero) != 0) return false;
+                bool ok = ptrace(PTRACE_INTERRUPT, pid, IntPtr.Zero, IntPtr.Zero) == 0 && waitpid(pid, out _, WALL) == pid;
+                ptrace(PTRACE_DETACH, pid, IntPtr.Zero, IntPtr.Zero);
+                return ok;
+            }
+        }
+    }
+}
