@@ -69,7 +69,7 @@ namespace HotpatchTools.Engine.Authoring
         public static MicropatchDraft DraftFromProcess(IProcessPlatform platform, int pid, string moduleName, DraftRequest request)
         {
             using var target = platform.Open(pid);
-            var module = PatchPlanner.FindModule(target, moduleName, platform.OsName == "windows")
+            var module = PatchPlanner.FindModule(target, moduleName, platform.Os == TargetOs.Windows)
                 ?? throw new HotpatchException(HotpatchErrorKind.ModuleNotLoaded, "Module " + moduleName + " is not loaded in process " + pid + " (" + target.Name + ").") { ProcessId = pid };
             // Opening the image is what finds a path this process can read the mapped file at (map_files on Linux).
             target.Modules.OpenImage(module);

@@ -17,8 +17,8 @@ namespace HotpatchTools.Engine.Inspection
         public string Path { get; set; } = "";
         public ulong Base { get; set; }
         public ulong Size { get; set; }
-        /// <summary>ELF or PE; empty when the file could not be read.</summary>
-        public string Format { get; set; } = "";
+        /// <summary>Null when the file could not be read.</summary>
+        public ModuleFormat? Format { get; set; }
         public string? BuildId { get; set; }
         /// <summary>ELF DT_SONAME (libz.so.1 for libz.so.1.2.13): a patch's target.module may name it.</summary>
         public string? Soname { get; set; }
@@ -87,7 +87,7 @@ namespace HotpatchTools.Engine.Inspection
                 try
                 {
                     var image = target.Modules.OpenImage(m);
-                    d.Format = image.Format == ModuleFormat.Elf ? "ELF" : "PE";
+                    d.Format = image.Format;
                     d.BuildId = image.BuildId;
                     d.Soname = (image as ElfImage)?.Soname;
                     d.TimeDateStamp = image.TimeDateStamp;
@@ -119,7 +119,7 @@ namespace HotpatchTools.Engine.Inspection
             HotpatchException? whole = null;
             if (cave == null)
             {
-                try { full = PatchPlanner.Plan(patch, target, _platform.OsName); }
+                try { full = PatchPlanner.Plan(patch, target, _platform.Os); }
                 catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited && e.Kind != HotpatchErrorKind.AccessDenied) { whole = e; }
             }
 

@@ -118,7 +118,7 @@ namespace HotpatchTools.Engine.Patching
 
                 var caves = FindCaves(target);
                 var mine = caves.Where(c => SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
-                if (mine.Count > 0 && Describe(target, mine[0]).State != "Installed")
+                if (mine.Count > 0 && Describe(target, mine[0]).State != PatchState.Installed)
                 {
                     // Reading takes no lock, so another session may be between writing a cave and its sites: once its
                     // writer is done, look again before calling the patch inconsistent.
@@ -132,9 +132,9 @@ namespace HotpatchTools.Engine.Patching
                 if (mine.Count > 0)
                 {
                     var p = Describe(target, mine[0]);
-                    status.State = p.State == "Installed" ? TargetState.Patched : TargetState.Inconsistent;
-                    status.ErrorKind = p.State == "Installed" ? HotpatchErrorKind.AlreadyInstalled : HotpatchErrorKind.SiteModified;
-                    status.Reason = p.State == "Installed"
+                    status.State = p.State == PatchState.Installed ? TargetState.Patched : TargetState.Inconsistent;
+                    status.ErrorKind = p.State == PatchState.Installed ? HotpatchErrorKind.AlreadyInstalled : HotpatchErrorKind.SiteModified;
+                    status.Reason = p.State == PatchState.Installed
                         ? "Installed " + p.InstalledUtc.ToString("u") + ", cave at 0x" + p.CaveAddress.ToString("x") + (p.FileSha256 == patch.FileSha256 ? "." : "; from a different version of the file (SHA-256 " + p.FileSha256 + ").")
                         : "A cave of this patch is present but not every site holds its jump.";
                     return status;
@@ -151,7 +151,7 @@ namespace HotpatchTools.Engine.Patching
                 try
                 {
                     var view = replaced.Count == 0 ? target : new SupersededView(target, replaced.SelectMany(c => c.Header.Sites));
-                    var plan = PatchPlanner.Plan(patch, view, _platform.OsName);
+                    var plan = PatchPlanner.Plan(patch, view, _platform.Os);
                     // Of several mappings of the name, the one whose identity matched.
                     status.Module = plan.Module.Name;
                     status.ModulePath = plan.Module.Path;
@@ -291,9 +291,9 @@ namespace HotpatchTools.Engine.Patching
                 target.Memory.TryRead(s.Address, cur);
                 return new SiteRecord { Address = s.Address, Mode = s.Mode.ToString(), Original = s.Original, Written = s.Written, Current = cur };
             }).ToList();
-            string state = c.Header.State == CaveState.Retired ? "Retired"
-                : c.Header.State == CaveState.Pending ? "Orphaned"
-                : c.Header.Sites.Select((s, i) => HoldsOurs(c.Address, s, sites[i].Current)).All(x => x) ? "Installed" : "Inconsistent";
+            var state = c.Header.State == CaveState.Retired ? PatchState.Retired
+                : c.Header.State == CaveState.Pending ? PatchState.Orphaned
+                : c.Header.Sites.Select((s, i) => HoldsOurs(c.Address, s, sites[i].Current)).All(x => x) ? PatchState.Installed : PatchState.Inconsistent;
             return new InstalledPatch
             {
                 ProcessId = target.Id, ProcessName = target.Name, PatchId = c.Header.PatchId, FileSha256 = Hex.Lower(c.Header.FileSha256),
@@ -321,7 +321,7 @@ namespace HotpatchTools.Engine.Patching
             try
             {
                 var result = InstallCore(patch, pid, record);
-                record.Result = AuditRecord.ResultInstalled;
+                record.Result = AuditResult.Installed;
                 record.ProcessName = result.Patch.ProcessName;
                 record.Module = result.Patch.Module;
                 Audit(record);
@@ -368,7 +368,7 @@ namespace HotpatchTools.Engine.Patching
             // The patches this one replaces: it is planned against the code as it was before them.
             var replaced = Replaced(caves, patch);
             var view = replaced.Count == 0 ? target : new SupersededView(target, replaced.SelectMany(c => c.Header.Sites));
-            var plan = PatchPlanner.Plan(patch, view, _platform.OsName);
+            var plan = PatchPlanner.Plan(patch, view, _platform.Os);
             foreach (var s in plan.Sites)
                 Log(s.Patchlet.Name + ": site 0x" + s.Address.ToString("x") + ", " + s.SpanLength + " bytes (" + Hex.Spaced(s.Original) + ")");
             if (replaced.Count > 0) Log("replaces " + string.Join(", ", replaced.Select(c => c.Header.PatchId)) + " under the same freeze");
@@ -406,7 +406,7 @@ namespace HotpatchTools.Engine.Patching
             foreach (var c in replaced)
                 Audit(new AuditRecord
                 {
-                    Action = AuditRecord.ActionUninstall, Result = AuditRecord.ResultRemoved, PatchId = c.Header.PatchId, ProcessId = pid, ProcessName = target.Name,
+                    Action = AuditRecord.ActionUninstall, Result = AuditResult.Removed, PatchId = c.Header.PatchId, ProcessId = pid, ProcessName = target.Name,
                     Module = c.Header.Module, FileSha256 = Hex.Lower(c.Header.FileSha256), Error = "Superseded by " + patch.Id + ".",
                 });
             return result;
@@ -552,7 +552,7 @@ namespace HotpatchTools.Engine.Patching
             try
             {
                 var result = UninstallCore(pid, patchId, record);
-                record.Result = AuditRecord.ResultRemoved;
+                record.Result = AuditResult.Removed;
                 Audit(record);
                 return result;
             }
@@ -647,7 +647,7 @@ namespace HotpatchTools.Engine.Patching
             if (toFree.Count > (result.CaveFreed ? 1 : 0)) Log("freed " + (toFree.Count - (result.CaveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");
             Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + threads + " threads held for " + result.FreezeTime.TotalMilliseconds.ToString("0.000") + " ms (stop, restore, release)");
             var described = Describe(target, cave);
-            described.State = "Removed";
+            described.State = PatchState.Removed;
             result.Patch = described;
             return result;
         }
@@ -662,7 +662,7 @@ namespace HotpatchTools.Engine.Patching
                 if (StillHolds(target, c)) target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
             Log("freed " + orphans.Count + " orphaned cave(s) of " + patchId + " in process " + target.Id);
             var described = Describe(target, orphans[0]);
-            described.State = "Removed";
+            described.State = PatchState.Removed;
             return new UninstallResult { Patch = described, CaveFreed = true, Message = "An orphaned cave (its installer stopped before writing any site) was freed; no site was changed." };
         }
 

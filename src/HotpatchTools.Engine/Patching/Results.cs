@@ -48,6 +48,21 @@ namespace HotpatchTools.Engine.Patching
         public byte[] Current { get; set; } = new byte[0];
     }
 
+    /// <summary>What a cave found in a process stands for; Removed only in an uninstall's result.</summary>
+    public enum PatchState
+    {
+        /// <summary>Its cave is present and every site holds its jump.</summary>
+        Installed,
+        /// <summary>Removed, its cave kept because a thread might still return into it.</summary>
+        Retired,
+        /// <summary>A site lost its jump.</summary>
+        Inconsistent,
+        /// <summary>Uninstalled by this call.</summary>
+        Removed,
+        /// <summary>Its installer died before writing any site; Uninstall frees it.</summary>
+        Orphaned,
+    }
+
     public sealed class InstalledPatch
     {
         public int ProcessId { get; set; }
@@ -58,8 +73,7 @@ namespace HotpatchTools.Engine.Patching
         public DateTime InstalledUtc { get; set; }
         public ulong CaveAddress { get; set; }
         public int CaveSize { get; set; }
-        /// <summary>Installed, Retired (removed, cave kept because a thread might still return into it), Inconsistent (a site lost its jump) or Orphaned (its installer died before writing any site; Uninstall frees it).</summary>
-        public string State { get; set; } = "";
+        public PatchState State { get; set; }
         public IReadOnlyList<SiteRecord> Sites { get; set; } = new SiteRecord[0];
     }
 

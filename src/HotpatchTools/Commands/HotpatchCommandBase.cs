@@ -143,7 +143,7 @@ namespace HotpatchTools.Commands
             catch (HotpatchException e)
             {
                 if (e.Kind == HotpatchErrorKind.NotElevated)
-                    RecordAudit(new AuditRecord { Action = MyInvocation.MyCommand.Name, Result = AuditRecord.ResultRefused, ErrorId = e.Kind.ToString(), Error = e.Message });
+                    RecordAudit(new AuditRecord { Action = MyInvocation.MyCommand.Name, Result = AuditResult.Refused, ErrorId = e.Kind.ToString(), Error = e.Message });
                 ThrowFailure(e, null);
             }
             catch (Exception e) when (e is System.IO.IOException || e is UnauthorizedAccessException)

@@ -172,7 +172,7 @@ namespace HotpatchTools.Commands
             CompleteProgress(1, activity);
             if (targets.Count == 0)
                 WriteWarning("No running process has " + patch.Target.Module + " loaded; patch " + patch.Id + " was not installed anywhere."
-                    + (Engine.Platform.OsName == "linux" && !HotpatchTools.Engine.Machine.Privilege.IsElevated() ? " Processes of other users cannot be read from this session." : ""));
+                    + (Engine.Platform.Os == TargetOs.Linux && !HotpatchTools.Engine.Machine.Privilege.IsElevated() ? " Processes of other users cannot be read from this session." : ""));
             SummaryOf(patch).MachineWide = true;
             _done = 0;
             foreach (var t in targets)
@@ -231,7 +231,7 @@ namespace HotpatchTools.Commands
                 if (PassThru)
                     WriteObject(new MicropatchResult
                     {
-                        ProcessId = pid, ProcessName = processName, PatchId = patch.Id, Module = r.Patch.Module, Result = "Installed",
+                        ProcessId = pid, ProcessName = processName, PatchId = patch.Id, Module = r.Patch.Module, Result = PatchState.Installed.ToString(),
                         Message = r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped."
                             + (r.Replaced.Count > 0 ? " Replaced " + string.Join(", ", r.Replaced) + "." : ""),
                         FreezeMilliseconds = r.FreezeTime.TotalMilliseconds, CaveAddress = "0x" + r.Patch.CaveAddress.ToString("x"),
