@@ -351,15 +351,15 @@ namespace HotpatchTools.Engine.Catalog
             // The module went away between listing and inspection, or the process turned unreadable.
             if (s == null) return null;
 
-            switch (s.State)
+            switch (InstallDecision.For(s.State))
             {
-                case TargetState.Patched:
+                case InstallAction.AlreadyPatched:
                     return Result(patch, s, EnforcementOutcome.AlreadyPatched, s.Reason, null);
-                case TargetState.Superseded:
+                case InstallAction.Superseded:
                     return Result(patch, s, EnforcementOutcome.Superseded, s.Reason, null);
-                case TargetState.Mismatch:
+                case InstallAction.OtherBuild:
                     return Result(patch, s, EnforcementOutcome.Mismatch, s.Reason, s.ErrorKind);
-                case TargetState.Vulnerable:
+                case InstallAction.Install:
                     if (!apply) return Result(patch, s, EnforcementOutcome.Vulnerable, "Not patched: " + s.Reason, null);
                     if (confirm != null && !confirm(s)) return Result(patch, s, EnforcementOutcome.Vulnerable, "Not patched (-WhatIf or not confirmed).", null);
                     try

@@ -187,7 +187,8 @@ namespace HotpatchTools.Commands
         {
             string where = Describe(t.ProcessId, t.ProcessName, t.Module);
             var summary = SummaryOf(patch);
-            if (t.State == HotpatchTools.Engine.Patching.TargetState.Vulnerable)
+            var action = InstallDecision.For(t.State);
+            if (action == InstallAction.Install)
             {
                 InstallOne(patch, t.ProcessId, t.ProcessName, t.Module, summary);
                 return;
@@ -199,7 +200,7 @@ namespace HotpatchTools.Commands
                     WriteFailure(new HotpatchException(HotpatchErrorKind.AssemblyError, "Patch file " + patch.SourceName + " does not assemble: " + t.Reason), patch.SourceName);
                 return;
             }
-            if (t.State == HotpatchTools.Engine.Patching.TargetState.Patched)
+            if (action == InstallAction.AlreadyPatched)
             {
                 summary.AlreadyPatched++;
                 // In a machine-wide run a process already patched is counted; named, it is told plainly, not as a success.
@@ -208,11 +209,11 @@ namespace HotpatchTools.Commands
                     t.ProcessId, AuditRecord.ActionInstall, patch.Id, patch, t.ProcessName, t.Module);
                 return;
             }
-            if (t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch) { summary.OtherBuild++; summary.FirstMismatch ??= where + ": " + t.Reason; }
-            else if (t.State == HotpatchTools.Engine.Patching.TargetState.Superseded) summary.Superseded++;
+            if (action == InstallAction.OtherBuild) { summary.OtherBuild++; summary.FirstMismatch ??= where + ": " + t.Reason; }
+            else if (action == InstallAction.Superseded) summary.Superseded++;
             else summary.Refused++;
             // In a machine-wide run, a process of another build (or where a successor holds) is counted in the summary and named under -Verbose.
-            if (!named && (t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch || t.State == HotpatchTools.Engine.Patching.TargetState.Superseded))
+            if (!named && (action == InstallAction.OtherBuild || action == InstallAction.Superseded))
             {
                 WriteVerbose(where + ": " + t.Reason);
                 return;
