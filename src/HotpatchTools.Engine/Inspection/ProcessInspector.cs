@@ -112,7 +112,7 @@ namespace HotpatchTools.Engine.Inspection
             var image = target.Modules.OpenImage(module);
             int bitness = target.Bitness;
             var plan = new PatchPlan { Patch = patch, Module = module, Image = image, Bitness = bitness };
-            var cave = HotpatchEngine.FindCaves(target).FirstOrDefault(c => string.Equals(c.Header.PatchId, patch.Id, StringComparison.OrdinalIgnoreCase) && c.Header.State == CaveState.Installed);
+            var cave = CaveReader.FindCaves(target).FirstOrDefault(c => string.Equals(c.Header.PatchId, patch.Id, StringComparison.OrdinalIgnoreCase) && c.Header.State == CaveState.Installed);
 
             // The whole plan first: refusals that concern the patch as a whole (identity, overlaps) apply to every site.
             PatchPlan? full = null;
@@ -185,7 +185,7 @@ namespace HotpatchTools.Engine.Inspection
             using var target = _platform.Open(pid);
             var sites = new List<SiteDescription>();
             var modules = target.Modules.GetModules();
-            foreach (var cave in HotpatchEngine.FindCaves(target).Where(c => patchIdMatches(c.Header.PatchId)))
+            foreach (var cave in CaveReader.FindCaves(target).Where(c => patchIdMatches(c.Header.PatchId)))
             {
                 for (int i = 0; i < cave.Header.Sites.Count; i++)
                 {
@@ -203,7 +203,7 @@ namespace HotpatchTools.Engine.Inspection
                     }
                     var now = new byte[s.Written.Length];
                     int got = target.Memory.TryRead(s.Address, now);
-                    bool patched = got == now.Length && HotpatchEngine.HoldsOurs(cave.Address, s, now);
+                    bool patched = got == now.Length && CaveReader.HoldsOurs(cave.Address, s, now);
                     d.State = patched && cave.Header.State == CaveState.Installed ? SiteState.Patched
                         : got == now.Length && now.SequenceEqual(s.Original) ? SiteState.Original : SiteState.Modified;
                     d.Plan = cave.Header.State == CaveState.Retired ? "Retired: original bytes restored; the cave is kept while a thread may return into it."
@@ -219,7 +219,7 @@ namespace HotpatchTools.Engine.Inspection
         private static bool ReadHoldsOurs(ITargetProcess target, ulong cave, CaveSite s)
         {
             var now = new byte[s.Written.Length];
-            return target.Memory.TryRead(s.Address, now) == now.Length && HotpatchEngine.HoldsOurs(cave, s, now);
+            return target.Memory.TryRead(s.Address, now) == now.Length && CaveReader.HoldsOurs(cave, s, now);
         }
 
         private static bool ReadEquals(ITargetProcess target, ulong address, byte[] expected)

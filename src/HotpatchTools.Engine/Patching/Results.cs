@@ -36,6 +36,32 @@ namespace HotpatchTools.Engine.Patching
         public string Reason { get; set; } = "";
         /// <summary>What installing into this target now would fail with; null when it is Vulnerable.</summary>
         public HotpatchErrorKind? ErrorKind { get; set; }
+        /// <summary>For a Vulnerable target, the plan the inspection made, for the install to re-check instead of planning again.</summary>
+        internal PreparedInstall? Prepared { get; set; }
+    }
+
+    /// <summary>
+    /// One inspection's finding (<see cref="Status"/>) and, for a Vulnerable target, what it planned: the install
+    /// re-checks the plan under the target's writer lock and freeze instead of planning again. From
+    /// <see cref="HotpatchEngine.Prepare"/> it also keeps the process open for that install; disposing closes it.
+    /// </summary>
+    public sealed class PreparedInstall : IDisposable
+    {
+        internal PreparedInstall(TargetStatus status) { Status = status; }
+
+        public TargetStatus Status { get; }
+        internal Format.Micropatch? Patch { get; set; }
+        internal PatchPlan? Plan { get; set; }
+        /// <summary>The installed patches the plan replaces, as read when it was made.</summary>
+        internal List<FoundCave> Replaced { get; set; } = new List<FoundCave>();
+        internal Platform.ITargetProcess? Target { get; set; }
+
+        public void Dispose()
+        {
+            var target = Target;
+            Target = null;
+            target?.Dispose();
+        }
     }
 
     public sealed class SiteRecord
@@ -81,7 +107,6 @@ namespace HotpatchTools.Engine.Patching
     {
         public InstalledPatch Patch { get; set; } = new InstalledPatch();
         public TimeSpan FreezeTime { get; set; }
-        public int Attempts { get; set; }
         public int ThreadCount { get; set; }
         /// <summary>Ids of the patches this install removed because the new one supersedes them.</summary>
         public IReadOnlyList<string> Replaced { get; set; } = new string[0];

@@ -159,10 +159,11 @@ namespace HotpatchTools.Commands
                 // confirmation; any other gets the engine's own refusal (ExpectMismatch, UnsafeSite, ...).
                 foreach (int pid in ProcessId)
                 {
-                    TargetStatus? status;
-                    try { status = Engine.Inspect(patch, pid); }
+                    PreparedInstall? prepared;
+                    try { prepared = Engine.Prepare(patch, pid); }
                     catch (HotpatchException e) { WriteRefusal(e, pid, AuditRecord.ActionInstall, patch.Id, patch); continue; }
-                    if (status != null) Handle(patch, status, named: true);
+                    // The install that follows uses this inspection's plan and open process.
+                    using (prepared) if (prepared != null) Handle(patch, prepared.Status, named: true);
                 }
                 return;
             }
@@ -190,7 +191,7 @@ namespace HotpatchTools.Commands
             var action = InstallDecision.For(t.State);
             if (action == InstallAction.Install)
             {
-                InstallOne(patch, t.ProcessId, t.ProcessName, t.Module, summary);
+                InstallOne(patch, t, summary);
                 return;
             }
             // An assembler error is the file's fault, the same in every process: one error naming the file.
@@ -222,12 +223,14 @@ namespace HotpatchTools.Commands
                 AuditRecord.ActionInstall, patch.Id, patch, t.ProcessName, t.Module);
         }
 
-        private void InstallOne(Micropatch patch, int pid, string processName, string module, Summary summary)
+        private void InstallOne(Micropatch patch, TargetStatus t, Summary summary)
         {
-            if (!ShouldWrite(Force, Describe(pid, processName, module), "Install micropatch " + patch.Id)) { summary.Declined++; return; }
+            int pid = t.ProcessId;
+            string processName = t.ProcessName;
+            if (!ShouldWrite(Force, Describe(pid, processName, t.Module), "Install micropatch " + patch.Id)) { summary.Declined++; return; }
             try
             {
-                var r = Engine.Install(patch, pid);
+                var r = Engine.Install(patch, t);
                 summary.Installed++;
                 if (PassThru)
                     WriteObject(new MicropatchResult
