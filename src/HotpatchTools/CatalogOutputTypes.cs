@@ -48,7 +48,7 @@ namespace HotpatchTools
         internal static MicropatchSyncResult From(EnforcementResult r) => new MicropatchSyncResult
         {
             PatchId = r.PatchId, ProcessId = r.ProcessId, ProcessName = r.ProcessName, Module = r.Module,
-            Result = r.Outcome.ToString(), Reason = r.Reason,
+            Result = r.Outcome.ToString(), Reason = r.Reason == Enforcer.NotConfirmed ? "Not patched (-WhatIf or not confirmed)." : r.Reason,
             ErrorId = r.ErrorKind?.ToString() ?? "", Timestamp = r.TimestampUtc.ToLocalTime(),
         };
     }

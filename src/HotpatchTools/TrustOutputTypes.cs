@@ -40,7 +40,7 @@ namespace HotpatchTools
         internal static MicropatchSignature From(PatchSignature s) => new MicropatchSignature
         {
             Path = s.Path, Status = ((MicropatchSignatureStatus)Enum.Parse(typeof(MicropatchSignatureStatus), s.Status.ToString())).ToString(), Trusted = s.Trusted,
-            StatusMessage = s.StatusMessage, Signer = s.Signer ?? "", Thumbprint = s.Thumbprint ?? "", SigningTime = s.SigningTimeUtc?.ToLocalTime(),
+            StatusMessage = s.Status == SignatureStatus.UntrustedPublisher ? s.StatusMessage + " " + Commands.HotpatchCommandBase.TrustAdvice : s.StatusMessage, Signer = s.Signer ?? "", Thumbprint = s.Thumbprint ?? "", SigningTime = s.SigningTimeUtc?.ToLocalTime(),
             NotAfter = s.NotAfterUtc?.ToLocalTime(), TrustedBy = s.TrustedBy ?? "", FileSha256 = s.FileSha256, SignaturePath = s.SignaturePath,
         };
     }

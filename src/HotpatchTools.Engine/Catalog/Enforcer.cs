@@ -332,6 +332,9 @@ namespace HotpatchTools.Engine.Catalog
             }
         }
 
+        /// <summary>The reason of a Vulnerable result whose install the confirmation declined.</summary>
+        public const string NotConfirmed = "Not patched (not confirmed).";
+
         private EnforcementResult? Enforce(Micropatch patch, int pid, bool apply, Func<TargetStatus, bool>? confirm)
         {
             PreparedInstall? prepared;
@@ -364,7 +367,7 @@ namespace HotpatchTools.Engine.Catalog
                     return Result(patch, s, EnforcementOutcome.Mismatch, s.Reason, s.ErrorKind);
                 case InstallAction.Install:
                     if (!apply) return Result(patch, s, EnforcementOutcome.Vulnerable, "Not patched: " + s.Reason, null);
-                    if (confirm != null && !confirm(s)) return Result(patch, s, EnforcementOutcome.Vulnerable, "Not patched (-WhatIf or not confirmed).", null);
+                    if (confirm != null && !confirm(s)) return Result(patch, s, EnforcementOutcome.Vulnerable, NotConfirmed, null);
                     try
                     {
                         var r = _engine.Install(patch, s);

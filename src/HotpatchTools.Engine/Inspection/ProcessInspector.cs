@@ -207,7 +207,7 @@ namespace HotpatchTools.Engine.Inspection
                     d.State = patched && cave.Header.State == CaveState.Installed ? SiteState.Patched
                         : got == now.Length && now.SequenceEqual(s.Original) ? SiteState.Original : SiteState.Modified;
                     d.Plan = cave.Header.State == CaveState.Retired ? "Retired: original bytes restored; the cave is kept while a thread may return into it."
-                        : cave.Header.State == CaveState.Pending ? "Orphaned: its installer stopped before writing any site; Uninstall-Micropatch frees it."
+                        : cave.Header.State == CaveState.Pending ? "Orphaned: its installer stopped before writing any site; uninstalling the patch frees it."
                         : Installed(s, cave.Address);
                     d.Disassembly = patched ? PatchedListing(target, target.Bitness, s.Address, s, cave.Address) : SiteListing(target, target.Bitness, s.Address, s.Original.Length);
                     sites.Add(d);
