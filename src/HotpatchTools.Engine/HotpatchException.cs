@@ -56,5 +56,13 @@ namespace HotpatchTools.Engine
 
         /// <summary>The patchlet the error is about, e.g. "patchlets[0] (at parse_record)".</summary>
         public string? Patchlet { get; set; }
+
+        /// <summary>
+        /// What to do about it in the caller's own terms (a command to run, a switch to pass), shown after the
+        /// engine's message: the engine knows no commands, so the layer that does adds it.
+        /// </summary>
+        public string? Advice { get; set; }
+
+        public override string Message => Advice == null ? base.Message : base.Message + " " + Advice;
     }
 }

@@ -30,18 +30,6 @@ namespace HotpatchTools
         };
     }
 
-    /// <summary>What Sync-Micropatch found or did for one patch in one process.</summary>
-    public enum SyncResult
-    {
-        Applied,
-        AlreadyPatched,
-        Vulnerable,
-        Mismatch,
-        Failed,
-        /// <summary>A patch that supersedes this one holds in the process; this one is not installed there.</summary>
-        Superseded,
-    }
-
     /// <summary>Sync-Micropatch: one patch in one process.</summary>
     public sealed class MicropatchSyncResult
     {
@@ -50,7 +38,7 @@ namespace HotpatchTools
         public int ProcessId { get; set; }
         public string ProcessName { get; set; } = "";
         public string Module { get; set; } = "";
-        /// <summary>A <see cref="SyncResult"/> name.</summary>
+        /// <summary>An <see cref="EnforcementOutcome"/> name.</summary>
         public string Result { get; set; } = "";
         public string Reason { get; set; } = "";
         /// <summary>For Failed and Mismatch: the stable name of the failure (ExpectMismatch, UnsafeSite, ...); else empty.</summary>
@@ -60,7 +48,7 @@ namespace HotpatchTools
         internal static MicropatchSyncResult From(EnforcementResult r) => new MicropatchSyncResult
         {
             PatchId = r.PatchId, ProcessId = r.ProcessId, ProcessName = r.ProcessName, Module = r.Module,
-            Result = ((SyncResult)Enum.Parse(typeof(SyncResult), r.Outcome.ToString())).ToString(), Reason = r.Reason,
+            Result = r.Outcome.ToString(), Reason = r.Reason == Enforcer.NotConfirmed ? "Not patched (-WhatIf or not confirmed)." : r.Reason,
             ErrorId = r.ErrorKind?.ToString() ?? "", Timestamp = r.TimestampUtc.ToLocalTime(),
         };
     }

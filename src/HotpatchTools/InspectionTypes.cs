@@ -34,7 +34,7 @@ namespace HotpatchTools
             var r = new HotpatchModule
             {
                 ProcessId = m.ProcessId, ProcessName = m.ProcessName, Name = m.Name, Path = m.Path, BaseAddress = "0x" + m.Base.ToString("x"),
-                Size = (long)m.Size, Format = m.Format, BuildId = m.BuildId ?? "", Soname = m.Soname ?? "",
+                Size = (long)m.Size, Format = m.Format switch { Engine.Modules.ModuleFormat.Elf => "ELF", Engine.Modules.ModuleFormat.Pe => "PE", _ => "" }, BuildId = m.BuildId ?? "", Soname = m.Soname ?? "",
                 TimeDateStamp = m.TimeDateStamp == null ? "" : "0x" + m.TimeDateStamp.Value.ToString("X8"),
                 SizeOfImage = m.SizeOfImage == null ? "" : "0x" + m.SizeOfImage.Value.ToString("X"), Message = m.Problem ?? "",
             };

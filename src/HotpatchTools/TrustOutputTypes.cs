@@ -40,7 +40,7 @@ namespace HotpatchTools
         internal static MicropatchSignature From(PatchSignature s) => new MicropatchSignature
         {
             Path = s.Path, Status = ((MicropatchSignatureStatus)Enum.Parse(typeof(MicropatchSignatureStatus), s.Status.ToString())).ToString(), Trusted = s.Trusted,
-            StatusMessage = s.StatusMessage, Signer = s.Signer ?? "", Thumbprint = s.Thumbprint ?? "", SigningTime = s.SigningTimeUtc?.ToLocalTime(),
+            StatusMessage = s.Status == SignatureStatus.UntrustedPublisher ? s.StatusMessage + " " + Commands.HotpatchCommandBase.TrustAdvice : s.StatusMessage, Signer = s.Signer ?? "", Thumbprint = s.Thumbprint ?? "", SigningTime = s.SigningTimeUtc?.ToLocalTime(),
             NotAfter = s.NotAfterUtc?.ToLocalTime(), TrustedBy = s.TrustedBy ?? "", FileSha256 = s.FileSha256, SignaturePath = s.SignaturePath,
         };
     }
@@ -89,7 +89,7 @@ namespace HotpatchTools
 
         internal static MicropatchAuditRecord From(AuditRecord r) => new MicropatchAuditRecord
         {
-            Time = r.TimeUtc.ToLocalTime(), ComputerName = r.Host, User = r.User, ConnectedUser = r.ConnectedUser ?? "", Action = r.Action, Result = r.Result,
+            Time = r.TimeUtc.ToLocalTime(), ComputerName = r.Host, User = r.User, ConnectedUser = r.ConnectedUser ?? "", Action = r.Action, Result = r.Result.ToString(),
             PatchId = r.PatchId ?? "", ProcessId = r.ProcessId, ProcessName = r.ProcessName ?? "", Module = r.Module ?? "", FileSha256 = r.FileSha256 ?? "",
             Path = r.Path ?? "", Signer = r.Signer ?? "", Thumbprint = r.Thumbprint ?? "", SignatureStatus = r.SignatureStatus ?? "", ErrorId = r.ErrorId ?? "", Error = r.Error ?? "",
         };

@@ -28,7 +28,7 @@ namespace HotpatchTools.Tests
             Assert.Equal(42, _t.Call("rip_first", 2));
             Assert.Equal(40, _t.Call("rip_first", 0));
             Assert.Equal(1, _t.CaveCount());
-            Assert.Equal("Installed", result.Patch.State);
+            Assert.Equal(PatchState.Installed, result.Patch.State);
 
             var removed = _engine.Uninstall(_t.Pid, "T-RIP");
             Assert.True(removed.CaveFreed);
@@ -93,7 +93,7 @@ namespace HotpatchTools.Tests
             var listed = Assert.Single(fresh.GetInstalled(_t.Pid));
             Assert.Equal("T-STATE", listed.PatchId);
             Assert.Equal(patch.FileSha256, listed.FileSha256);
-            Assert.Equal("Installed", listed.State);
+            Assert.Equal(PatchState.Installed, listed.State);
             Assert.Equal(new[] { _t.Symbol("triple"), _t.Symbol("short_jcc") }, listed.Sites.Select(s => s.Address));
             Assert.Equal(TargetState.Patched, fresh.Inspect(patch, _t.Pid)!.State);
 
@@ -129,7 +129,7 @@ namespace HotpatchTools.Tests
             Assert.Equal(HotpatchErrorKind.SiteModified, e.Kind);
             Assert.Equal(foreign, _t.ReadSymbol("triple", 6));
             Assert.Equal(caves, _t.CaveCount());
-            Assert.Equal("Inconsistent", Assert.Single(_engine.GetInstalled(_t.Pid)).State);
+            Assert.Equal(PatchState.Inconsistent, Assert.Single(_engine.GetInstalled(_t.Pid)).State);
         }
 
         [Fact]

@@ -113,8 +113,8 @@ namespace HotpatchTools.Tests
                     string.Join(" | ", outcomes.Select(o => o is HotpatchException e ? e.Kind + ": " + e.Message : "installed")));
 
                 // One installed cave (earlier rounds may leave retired ones a hammer thread was inside), each site one jump into it.
-                var installed = Assert.Single(new HotpatchEngine().GetInstalled(t.Pid), p => p.State != "Retired");
-                Assert.Equal("Installed", installed.State);
+                var installed = Assert.Single(new HotpatchEngine().GetInstalled(t.Pid), p => p.State != PatchState.Retired);
+                Assert.Equal(PatchState.Installed, installed.State);
                 foreach (var s in installed.Sites)
                 {
                     Assert.Equal(0xE9, s.Current[0]);
@@ -180,11 +180,11 @@ namespace HotpatchTools.Tests
                     // The dead installer's last injected call (an munmap, say) may still be finishing in a target thread:
                     // a freeze waits for it, so what is listed next is what stays.
                     using (var settled = fresh.Platform.Open(t.Pid)) settled.Threads.Freeze(TimeSpan.FromSeconds(5)).Dispose();
-                    var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-KILL" && p.State != "Retired").ToList();
+                    var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-KILL" && p.State != PatchState.Retired).ToList();
                     Assert.True(left.Count <= 1, context + ": " + left.Count + " installed caves");
                     if (left.Count == 1)
                     {
-                        if (left[0].State == "Installed") killedWhilePatched++;
+                        if (left[0].State == PatchState.Installed) killedWhilePatched++;
                         fresh.Uninstall(t.Pid, "T-KILL");
                     }
                     Assert.Equal(originals, Originals(t));
@@ -277,14 +277,14 @@ namespace HotpatchTools.Tests
 
                 var fresh = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) });
                 using (var settled = fresh.Platform.Open(t.Pid)) settled.Threads.Freeze(TimeSpan.FromSeconds(5)).Dispose();
-                var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-STEP" && p.State != "Retired").ToList();
+                var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-STEP" && p.State != PatchState.Retired).ToList();
                 Assert.True(left.Count <= 1, context + ": " + left.Count + " installed caves");
                 if (failPoint is "install.after-site-1" or "uninstall.after-site-1")
-                    Assert.Equal("Inconsistent", Assert.Single(left).State); // reported as such until someone removes it
+                    Assert.Equal(PatchState.Inconsistent, Assert.Single(left).State); // reported as such until someone removes it
                 if (failPoint == "install.after-allocate")
-                    Assert.Equal("Orphaned", Assert.Single(left).State); // marked from the start: found, not leaked
+                    Assert.Equal(PatchState.Orphaned, Assert.Single(left).State); // marked from the start: found, not leaked
                 if (left.Count == 1) fresh.Uninstall(t.Pid, "T-STEP");
-                Assert.DoesNotContain(fresh.GetInstalled(t.Pid), p => p.State == "Orphaned");
+                Assert.DoesNotContain(fresh.GetInstalled(t.Pid), p => p.State == PatchState.Orphaned);
                 Assert.Equal(originals, Originals(t));
                 Assert.Equal(TargetState.Vulnerable, fresh.Inspect(patch, t.Pid)!.State);
                 fresh.Install(patch, t.Pid);

@@ -111,7 +111,7 @@ namespace HotpatchTools.Tests
             Forge("installed"); // a cave of FORGED-STATE whose only site "was written" with the bytes that are there now
             var installed = Assert.Single(_engine.GetInstalled(_t.Pid));
             Assert.Equal("FORGED-STATE", installed.PatchId);
-            Assert.Equal("Inconsistent", installed.State);
+            Assert.Equal(PatchState.Inconsistent, installed.State);
             var patch = PatchFiles.Parse(PatchFiles.Yaml("FORGED-STATE", _t.ModuleName, new[] { new PatchletSpec("forged_site", _t.ReadSymbol("forged_site", ForgedSiteSpan)) }));
             var status = _engine.Inspect(patch, _t.Pid)!;
             Assert.NotEqual(TargetState.Patched, status.State);

@@ -38,7 +38,7 @@ namespace HotpatchTools.Tests
         private Engine.Format.Micropatch Patch(string id, int answer, string? supersedes = null, byte[]? expect = null) =>
             PatchFiles.Parse(Yaml(_t, id, answer, supersedes, expect ?? _site), id + ".micropatch.yaml");
 
-        private string[] Installed() => _engine.GetInstalled(_t.Pid).Where(p => p.State == "Installed").Select(p => p.PatchId).ToArray();
+        private string[] Installed() => _engine.GetInstalled(_t.Pid).Where(p => p.State == PatchState.Installed).Select(p => p.PatchId).ToArray();
 
         private (long Original, long Seven, long Nine, long Other) Counts()
         {
@@ -67,7 +67,7 @@ namespace HotpatchTools.Tests
             Assert.Equal(42, _t.Call("rip_first", 2));
             Assert.Equal(new[] { "HP-UP-2" }, Installed());
             // No cave of the old version is left installed; at most a retired one a thread was still inside.
-            Assert.DoesNotContain(_engine.GetInstalled(_t.Pid), p => p.PatchId == "HP-UP-1" && p.State != "Retired");
+            Assert.DoesNotContain(_engine.GetInstalled(_t.Pid), p => p.PatchId == "HP-UP-1" && p.State != PatchState.Retired);
 
             var status = _engine.Inspect(Patch("HP-UP-1", 7), _t.Pid)!;
             Assert.Equal(TargetState.Superseded, status.State);

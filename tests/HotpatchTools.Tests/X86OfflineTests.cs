@@ -308,7 +308,7 @@ ENDFUNC(last)
             ulong imageBase = PeTools.ImageBase(path);
             uint sizeOfImage = PeTools.SizeOfImage(path);
 
-            Assert.Equal(("windows", 32, "sites32.dll"), (platform.OsName, p.Bitness, p.Name));
+            Assert.Equal((TargetOs.Windows, 32, "sites32.dll"), (platform.Os, p.Bitness, p.Name));
             Assert.Equal((imageBase, imageBase + sizeOfImage, "sites32.dll", path), (module.Base, module.End, module.Name, module.ReadablePath));
             var listed = Assert.Single(platform.ListProcesses());
             Assert.Equal((Pid, "sites32.dll"), (listed.Id, listed.Name));
@@ -344,7 +344,7 @@ ENDFUNC(last)
             string path = _images.PathOf(kind);
             var platform = new OfflinePlatform(path);
             var p = platform.Process;
-            Assert.Equal(("linux", 32), (platform.OsName, p.Bitness));
+            Assert.Equal((TargetOs.Linux, 32), (platform.Os, p.Bitness));
 
             var file = File.ReadAllBytes(path);
             var loads = Regex.Matches(PeTools.Run("readelf", "-lW", path), @"^\s+LOAD\s+0x([0-9a-f]+) 0x([0-9a-f]+) 0x[0-9a-f]+ 0x([0-9a-f]+) 0x([0-9a-f]+) (.{3})", RegexOptions.Multiline)
@@ -384,7 +384,7 @@ ENDFUNC(last)
             var cave = o.Cave(result, site, 5);
             AssertListing(cave, "call " + H(o.Va("callee")), "jmp " + H(site + 5));
             Assert.Equal(Code.Call_rel32_32, cave[0].Code);
-            Assert.Equal("Installed", result.Patch.State);
+            Assert.Equal(PatchState.Installed, result.Patch.State);
             o.UninstallAndCheck("X86-CALL", before);
         }
 
@@ -463,7 +463,7 @@ ENDFUNC(last)
             var result = o.Engine.Install(o.Patch("X86-REPL", o.At("guarded", 7, "mov eax, [esp+4]\nadd eax, eax", "replace")), Pid);
 
             Assert.Equal(new byte[] { 0x8b, 0x44, 0x24, 0x04, 0x01, 0xc0, 0x90 }, o.Read(site, 7));
-            Assert.Equal("Installed", Assert.Single(o.Engine.GetInstalled(Pid)).State);
+            Assert.Equal(PatchState.Installed, Assert.Single(o.Engine.GetInstalled(Pid)).State);
             Assert.Equal("Replace", Assert.Single(result.Patch.Sites).Mode);
             o.UninstallAndCheck("X86-REPL", before);
         }
@@ -560,7 +560,7 @@ ENDFUNC(last)
             var before = o.Snapshot();
             // PatchFiles writes x64 patches for this machine's OS; only the OS is made the image's.
             var x64 = PatchFiles.Parse(PatchFiles.Yaml("X86-ARCH", o.Process.Name, new[] { o.At("guarded", 7) })
-                .Replace("os: " + TestPlatform.Os, "os: " + o.Platform.OsName));
+                .Replace("os: " + TestPlatform.Os, "os: " + o.Platform.Os.FileName()));
             var e = Assert.Throws<HotpatchException>(() => o.Engine.Install(x64, Pid));
             Assert.Equal(HotpatchErrorKind.IdentityMismatch, e.Kind);
             Assert.Contains("is 32-bit", e.Message);
@@ -610,7 +610,7 @@ ENDFUNC(last)
             Assert.False(removed.CaveFreed, removed.Message);
             Assert.Contains("may return into it", removed.Message);
             Assert.Equal(original, o.Read(o.Va("call_first"), 5));
-            Assert.Equal("Retired", Assert.Single(o.Engine.GetInstalled(Pid)).State);
+            Assert.Equal(PatchState.Retired, Assert.Single(o.Engine.GetInstalled(Pid)).State);
 
             // Once the thread has returned, the next uninstall collects the retired cave.
             o.Process.SimulatedThreads.Clear();

@@ -100,10 +100,10 @@ namespace HotpatchTools.Tests
 
                 // A fresh engine can stop the process again (the dead installer's debug object is gone) and clean up.
                 var fresh = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) });
-                var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-WKILL" && p.State != "Retired").ToList();
+                var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-WKILL" && p.State != PatchState.Retired).ToList();
                 Assert.True(left.Count <= 1, context + ": " + left.Count + " installed caves");
                 if (failPoint is "install.after-site-1" or "uninstall.after-site-1")
-                    Assert.Equal("Inconsistent", Assert.Single(left).State);
+                    Assert.Equal(PatchState.Inconsistent, Assert.Single(left).State);
                 if (left.Count == 1) fresh.Uninstall(t.Pid, "T-WKILL");
                 Assert.Equal(originals, Originals(t));
                 Assert.Equal(TargetState.Vulnerable, fresh.Inspect(patch, t.Pid)!.State);

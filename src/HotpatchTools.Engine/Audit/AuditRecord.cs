@@ -4,11 +4,25 @@ using System.Globalization;
 
 namespace HotpatchTools.Engine.Audit
 {
+    /// <summary>How an audited action ended; written to the log by name.</summary>
+    public enum AuditResult
+    {
+        // First, so that a record nobody finished reads as a failure, never as a success.
+        /// <summary>Anything but a check saying no before anything was written.</summary>
+        Failed,
+        Installed,
+        Removed,
+        /// <summary>A check said no before anything was written.</summary>
+        Refused,
+        /// <summary>A trusted publisher was added.</summary>
+        Added,
+    }
+
     /// <summary>One install, uninstall or refusal, as one line of the machine's audit log.</summary>
     public sealed class AuditRecord
     {
+        // Actions stay text: a refusal before any work (not elevated) names the cmdlet that was refused.
         public const string ActionInstall = "Install", ActionUninstall = "Uninstall";
-        public const string ResultInstalled = "Installed", ResultRemoved = "Removed", ResultRefused = "Refused", ResultFailed = "Failed";
 
         public DateTime TimeUtc { get; set; } = DateTime.UtcNow;
         public string User { get; set; } = CurrentUser();
@@ -19,8 +33,7 @@ namespace HotpatchTools.Engine.Audit
         /// </summary>
         public string? ConnectedUser { get; set; } = IsWindows ? null : NullIfEmpty(Environment.GetEnvironmentVariable("SUDO_USER"));
         public string Action { get; set; } = "";
-        /// <summary>Installed, Removed, Refused (a check said no before anything was written) or Failed.</summary>
-        public string Result { get; set; } = "";
+        public AuditResult Result { get; set; }
         public string? PatchId { get; set; }
         public string? FileSha256 { get; set; }
         public string? Path { get; set; }
@@ -35,14 +48,14 @@ namespace HotpatchTools.Engine.Audit
         public string? Error { get; set; }
 
         /// <summary>Refused when a check said no before anything was written; Failed for anything else.</summary>
-        public static string ResultFor(HotpatchErrorKind? kind) =>
+        public static AuditResult ResultFor(HotpatchErrorKind? kind) =>
             kind is HotpatchErrorKind.IdentityMismatch or HotpatchErrorKind.ExpectMismatch or HotpatchErrorKind.UnsafeSite
                 or HotpatchErrorKind.ThreadInSpan or HotpatchErrorKind.AlreadyInstalled or HotpatchErrorKind.NotInstalled or HotpatchErrorKind.SiteModified
                 or HotpatchErrorKind.ModuleNotLoaded or HotpatchErrorKind.InvalidPatchFile or HotpatchErrorKind.AssemblyError
                 or HotpatchErrorKind.NotSigned or HotpatchErrorKind.HashMismatch or HotpatchErrorKind.SignatureInvalid
                 or HotpatchErrorKind.UntrustedPublisher or HotpatchErrorKind.TrustStoreError or HotpatchErrorKind.NotElevated
                 or HotpatchErrorKind.SuspiciousProcess
-                ? ResultRefused : ResultFailed;
+                ? AuditResult.Refused : AuditResult.Failed;
 
         public static string CurrentUser()
         {
@@ -65,7 +78,7 @@ namespace HotpatchTools.Engine.Audit
             yield return F("host", Host);
             yield return F("connectedUser", ConnectedUser);
             yield return F("action", Action);
-            yield return F("result", Result);
+            yield return F("result", Result.ToString());
             yield return F("patchId", PatchId);
             yield return F("fileSha256", FileSha256);
             yield return F("path", Path);
@@ -88,10 +101,13 @@ namespace HotpatchTools.Engine.Audit
             if (o == null || !o.TryGetValue("time", out var t) || !(t is string time)) return null;
             if (!DateTime.TryParse(time, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var when)) return null;
             string? S(string k) => o.TryGetValue(k, out var v) && v != null ? Convert.ToString(v, CultureInfo.InvariantCulture) : null;
+            // Only a name: a number would parse as any value, and a result this version does not know makes no record.
+            var named = S("result");
+            if (named == null || named.Length == 0 || !char.IsLetter(named[0]) || !Enum.TryParse(named, false, out AuditResult result)) return null;
             return new AuditRecord
             {
                 TimeUtc = DateTime.SpecifyKind(when, DateTimeKind.Utc), User = S("user") ?? "", Host = S("host") ?? "", ConnectedUser = S("connectedUser"),
-                Action = S("action") ?? "", Result = S("result") ?? "", PatchId = S("patchId"), FileSha256 = S("fileSha256"), Path = S("path"),
+                Action = S("action") ?? "", Result = result, PatchId = S("patchId"), FileSha256 = S("fileSha256"), Path = S("path"),
                 Signer = S("signer"), Thumbprint = S("thumbprint"), SignatureStatus = S("signatureStatus"),
                 ProcessId = o.TryGetValue("processId", out var p) && p is long pid ? (int?)pid : null,
                 ProcessName = S("processName"), Module = S("module"), ErrorId = S("errorId"), Error = S("error"),
@@ -101,7 +117,7 @@ namespace HotpatchTools.Engine.Audit
         /// <summary>The refusal of a patch file by the trust policy, before any process was looked at.</summary>
         public static AuditRecord ForRefusal(Trust.PatchRefusedException e) => new AuditRecord
         {
-            Action = ActionInstall, Result = ResultRefused, PatchId = e.PatchId, FileSha256 = e.Signature.FileSha256, Path = e.Signature.Path,
+            Action = ActionInstall, Result = AuditResult.Refused, PatchId = e.PatchId, FileSha256 = e.Signature.FileSha256, Path = e.Signature.Path,
             Signer = e.Signature.Signer, Thumbprint = e.Signature.Thumbprint, SignatureStatus = e.Signature.Status.ToString(),
             ErrorId = e.Kind.ToString(), Error = e.Message,
         };

@@ -30,14 +30,14 @@ namespace HotpatchTools.Engine.Audit
         /// <summary>Sends the record; false when there is no system log to send it to (no syslog socket, no event log).</summary>
         public static bool Send(AuditRecord record)
         {
-            bool problem = record.Result == AuditRecord.ResultRefused || record.Result == AuditRecord.ResultFailed;
+            bool problem = record.Result == AuditResult.Refused || record.Result == AuditResult.Failed;
             string json = record.ToJson();
             if (IsWindows)
             {
                 // A redirected (test) run keeps out of the machine's event log, as it keeps out of its files.
                 if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(MachinePaths.OverrideVariable))) return false;
-                int id = record.Result == AuditRecord.ResultInstalled ? EventInstalled : record.Result == AuditRecord.ResultRemoved ? EventRemoved
-                    : record.Result == AuditRecord.ResultRefused ? EventRefused : EventFailed;
+                int id = record.Result == AuditResult.Installed ? EventInstalled : record.Result == AuditResult.Removed ? EventRemoved
+                    : record.Result == AuditResult.Refused ? EventRefused : EventFailed;
                 return ReportEvent(problem ? (ushort)2 : (ushort)4, id, json);
             }
             return SendSyslog((problem ? LogWarning : LogNotice) | LogAuthPriv, json);

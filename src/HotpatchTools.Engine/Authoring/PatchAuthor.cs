@@ -49,6 +49,8 @@ namespace HotpatchTools.Engine.Authoring
         public OfflineCheckResult Check { get; set; } = new OfflineCheckResult();
         /// <summary>What the author must still do or know (no function bounds, live bytes differ, …).</summary>
         public IReadOnlyList<string> Warnings { get; set; } = new string[0];
+        /// <summary>The one of <see cref="Warnings"/> saying no function bounds the site, if any: the caller adds how to declare one.</summary>
+        public string? UnboundedSite { get; set; }
     }
 
     /// <summary>
@@ -69,7 +71,7 @@ namespace HotpatchTools.Engine.Authoring
         public static MicropatchDraft DraftFromProcess(IProcessPlatform platform, int pid, string moduleName, DraftRequest request)
         {
             using var target = platform.Open(pid);
-            var module = PatchPlanner.FindModule(target, moduleName, platform.OsName == "windows")
+            var module = PatchPlanner.FindModule(target, moduleName, platform.Os == TargetOs.Windows)
                 ?? throw new HotpatchException(HotpatchErrorKind.ModuleNotLoaded, "Module " + moduleName + " is not loaded in process " + pid + " (" + target.Name + ").") { ProcessId = pid };
             // Opening the image is what finds a path this process can read the mapped file at (map_files on Linux).
             target.Modules.OpenImage(module);
@@ -106,11 +108,12 @@ namespace HotpatchTools.Engine.Authoring
             string? declared = null;
             ulong fStart, fEnd;
             string? fName;
+            string? unbounded = null;
             bool bounded = image.TryGetFunctionBounds(rva, out fStart, out fEnd, out fName);
             if (request.FunctionStart != null || request.FunctionEnd != null)
             {
                 if (request.FunctionStart == null || request.FunctionEnd == null)
-                    throw new ArgumentException("-FunctionStart and -FunctionEnd go together: the declared function is [start, end).");
+                    throw new ArgumentException("A declared function needs both its start and its end: it is [start, end).");
                 fStart = Resolve(image, module, request.FunctionStart, "-FunctionStart");
                 fEnd = Resolve(image, module, request.FunctionEnd, "-FunctionEnd");
                 if (!(fStart <= rva && rva + (ulong)expect.Length <= fEnd))
@@ -122,8 +125,9 @@ namespace HotpatchTools.Engine.Authoring
             }
             else if (!bounded)
             {
-                warnings.Add("No symbol size or unwind entry of " + process.Name + " bounds 0x" + rva.ToString("x")
-                    + ": the engine refuses the site until the patch declares its function (New-Micropatch -FunctionStart/-FunctionEnd).");
+                unbounded = "No symbol size or unwind entry of " + process.Name + " bounds 0x" + rva.ToString("x")
+                    + ": the engine refuses the site until the patch declares its function.";
+                warnings.Add(unbounded);
             }
 
             string symbol = bounded && fName != null ? fName + (rva == fStart ? "" : "+0x" + (rva - fStart).ToString("x")) : "";
@@ -139,7 +143,7 @@ namespace HotpatchTools.Engine.Authoring
             return new MicropatchDraft
             {
                 Id = patch.Id, Yaml = yaml, Module = moduleName, ModulePath = request.ModulePath, Rva = rva, Expect = expect,
-                Symbol = symbol, Check = check, Warnings = warnings,
+                Symbol = symbol, Check = check, Warnings = warnings, UnboundedSite = unbounded,
             };
         }
 

@@ -332,10 +332,13 @@ namespace HotpatchTools.Engine.Catalog
             }
         }
 
+        /// <summary>The reason of a Vulnerable result whose install the confirmation declined.</summary>
+        public const string NotConfirmed = "Not patched (not confirmed).";
+
         private EnforcementResult? Enforce(Micropatch patch, int pid, bool apply, Func<TargetStatus, bool>? confirm)
         {
-            TargetStatus? s;
-            try { s = _engine.Inspect(patch, pid, includeNotLoaded: false); }
+            PreparedInstall? prepared;
+            try { prepared = _engine.Prepare(patch, pid, includeNotLoaded: false); }
             catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound) { return null; }
             catch (HotpatchException e) { return Result(patch, pid, "", patch.Target.Module, EnforcementOutcome.Failed, e.Message, e.Kind); }
             // A file the engine could not read (a module replaced or removed under it) fails this target, not the pass.
@@ -348,23 +351,26 @@ namespace HotpatchTools.Engine.Catalog
             {
                 return Result(patch, pid, "", patch.Target.Module, EnforcementOutcome.Failed, e.GetType().Name + ": " + e.Message, HotpatchErrorKind.Internal);
             }
+            // The install below uses this inspection's plan and open process.
+            using var held = prepared;
+            var s = prepared?.Status;
             // The module went away between listing and inspection, or the process turned unreadable.
             if (s == null) return null;
 
-            switch (s.State)
+            switch (InstallDecision.For(s.State))
             {
-                case TargetState.Patched:
+                case InstallAction.AlreadyPatched:
                     return Result(patch, s, EnforcementOutcome.AlreadyPatched, s.Reason, null);
-                case TargetState.Superseded:
+                case InstallAction.Superseded:
                     return Result(patch, s, EnforcementOutcome.Superseded, s.Reason, null);
-                case TargetState.Mismatch:
+                case InstallAction.OtherBuild:
                     return Result(patch, s, EnforcementOutcome.Mismatch, s.Reason, s.ErrorKind);
-                case TargetState.Vulnerable:
+                case InstallAction.Install:
                     if (!apply) return Result(patch, s, EnforcementOutcome.Vulnerable, "Not patched: " + s.Reason, null);
-                    if (confirm != null && !confirm(s)) return Result(patch, s, EnforcementOutcome.Vulnerable, "Not patched (-WhatIf or not confirmed).", null);
+                    if (confirm != null && !confirm(s)) return Result(patch, s, EnforcementOutcome.Vulnerable, NotConfirmed, null);
                     try
                     {
-                        var r = _engine.Install(patch, pid);
+                        var r = _engine.Install(patch, s);
                         return Result(patch, s, EnforcementOutcome.Applied,
                             r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped for " + r.FreezeTime.TotalMilliseconds.ToString("0.00", CultureInfo.InvariantCulture) + " ms."
                             + (r.Replaced.Count > 0 ? " Replaced " + string.Join(", ", r.Replaced) + "." : ""), null);

@@ -3,6 +3,12 @@ using System.Collections.Generic;
 namespace HotpatchTools.Engine.Format
 {
     public enum TargetOs { Windows, Linux }
+
+    public static class TargetOsNames
+    {
+        /// <summary>The name a patch file's target.os gives it ("windows", "linux").</summary>
+        public static string FileName(this TargetOs os) => os == TargetOs.Windows ? "windows" : "linux";
+    }
     public enum TargetArch { X64, X86 }
     public enum PatchMode { Insert, Replace }
     public enum Severity { Low, Medium, High, Critical }

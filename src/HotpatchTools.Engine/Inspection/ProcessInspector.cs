@@ -17,8 +17,8 @@ namespace HotpatchTools.Engine.Inspection
         public string Path { get; set; } = "";
         public ulong Base { get; set; }
         public ulong Size { get; set; }
-        /// <summary>ELF or PE; empty when the file could not be read.</summary>
-        public string Format { get; set; } = "";
+        /// <summary>Null when the file could not be read.</summary>
+        public ModuleFormat? Format { get; set; }
         public string? BuildId { get; set; }
         /// <summary>ELF DT_SONAME (libz.so.1 for libz.so.1.2.13): a patch's target.module may name it.</summary>
         public string? Soname { get; set; }
@@ -87,7 +87,7 @@ namespace HotpatchTools.Engine.Inspection
                 try
                 {
                     var image = target.Modules.OpenImage(m);
-                    d.Format = image.Format == ModuleFormat.Elf ? "ELF" : "PE";
+                    d.Format = image.Format;
                     d.BuildId = image.BuildId;
                     d.Soname = (image as ElfImage)?.Soname;
                     d.TimeDateStamp = image.TimeDateStamp;
@@ -112,14 +112,14 @@ namespace HotpatchTools.Engine.Inspection
             var image = target.Modules.OpenImage(module);
             int bitness = target.Bitness;
             var plan = new PatchPlan { Patch = patch, Module = module, Image = image, Bitness = bitness };
-            var cave = HotpatchEngine.FindCaves(target).FirstOrDefault(c => string.Equals(c.Header.PatchId, patch.Id, StringComparison.OrdinalIgnoreCase) && c.Header.State == CaveState.Installed);
+            var cave = CaveReader.FindCaves(target).FirstOrDefault(c => string.Equals(c.Header.PatchId, patch.Id, StringComparison.OrdinalIgnoreCase) && c.Header.State == CaveState.Installed);
 
             // The whole plan first: refusals that concern the patch as a whole (identity, overlaps) apply to every site.
             PatchPlan? full = null;
             HotpatchException? whole = null;
             if (cave == null)
             {
-                try { full = PatchPlanner.Plan(patch, target, _platform.OsName); }
+                try { full = PatchPlanner.Plan(patch, target, _platform.Os); }
                 catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited && e.Kind != HotpatchErrorKind.AccessDenied) { whole = e; }
             }
 
@@ -185,7 +185,7 @@ namespace HotpatchTools.Engine.Inspection
             using var target = _platform.Open(pid);
             var sites = new List<SiteDescription>();
             var modules = target.Modules.GetModules();
-            foreach (var cave in HotpatchEngine.FindCaves(target).Where(c => patchIdMatches(c.Header.PatchId)))
+            foreach (var cave in CaveReader.FindCaves(target).Where(c => patchIdMatches(c.Header.PatchId)))
             {
                 for (int i = 0; i < cave.Header.Sites.Count; i++)
                 {
@@ -203,11 +203,11 @@ namespace HotpatchTools.Engine.Inspection
                     }
                     var now = new byte[s.Written.Length];
                     int got = target.Memory.TryRead(s.Address, now);
-                    bool patched = got == now.Length && HotpatchEngine.HoldsOurs(cave.Address, s, now);
+                    bool patched = got == now.Length && CaveReader.HoldsOurs(cave.Address, s, now);
                     d.State = patched && cave.Header.State == CaveState.Installed ? SiteState.Patched
                         : got == now.Length && now.SequenceEqual(s.Original) ? SiteState.Original : SiteState.Modified;
                     d.Plan = cave.Header.State == CaveState.Retired ? "Retired: original bytes restored; the cave is kept while a thread may return into it."
-                        : cave.Header.State == CaveState.Pending ? "Orphaned: its installer stopped before writing any site; Uninstall-Micropatch frees it."
+                        : cave.Header.State == CaveState.Pending ? "Orphaned: its installer stopped before writing any site; uninstalling the patch frees it."
                         : Installed(s, cave.Address);
                     d.Disassembly = patched ? PatchedListing(target, target.Bitness, s.Address, s, cave.Address) : SiteListing(target, target.Bitness, s.Address, s.Original.Length);
                     sites.Add(d);
@@ -219,7 +219,7 @@ namespace HotpatchTools.Engine.Inspection
         private static bool ReadHoldsOurs(ITargetProcess target, ulong cave, CaveSite s)
         {
             var now = new byte[s.Written.Length];
-            return target.Memory.TryRead(s.Address, now) == now.Length && HotpatchEngine.HoldsOurs(cave, s, now);
+            return target.Memory.TryRead(s.Address, now) == now.Length && CaveReader.HoldsOurs(cave, s, now);
         }
 
         private static bool ReadEquals(ITargetProcess target, ulong address, byte[] expected)

@@ -92,12 +92,11 @@ namespace HotpatchTools.Engine.Patching
             return cut > 0 ? name.Substring(0, cut) : name;
         }
 
-        public static PatchPlan Plan(Micropatch patch, ITargetProcess target, string platformOs)
+        public static PatchPlan Plan(Micropatch patch, ITargetProcess target, TargetOs platformOs)
         {
             var t = patch.Target;
-            string wantOs = t.Os == TargetOs.Windows ? "windows" : "linux";
-            if (wantOs != platformOs)
-                throw new HotpatchException(HotpatchErrorKind.IdentityMismatch, "Patch " + patch.Id + " is for " + wantOs + "; this machine runs " + platformOs + ".") { ProcessId = target.Id };
+            if (t.Os != platformOs)
+                throw new HotpatchException(HotpatchErrorKind.IdentityMismatch, "Patch " + patch.Id + " is for " + t.Os.FileName() + "; this machine runs " + platformOs.FileName() + ".") { ProcessId = target.Id };
             int bitness = t.Arch == TargetArch.X64 ? 64 : 32;
             if (bitness != target.Bitness)
                 throw new HotpatchException(HotpatchErrorKind.IdentityMismatch,

@@ -36,6 +36,32 @@ namespace HotpatchTools.Engine.Patching
         public string Reason { get; set; } = "";
         /// <summary>What installing into this target now would fail with; null when it is Vulnerable.</summary>
         public HotpatchErrorKind? ErrorKind { get; set; }
+        /// <summary>For a Vulnerable target, the plan the inspection made, for the install to re-check instead of planning again.</summary>
+        internal PreparedInstall? Prepared { get; set; }
+    }
+
+    /// <summary>
+    /// One inspection's finding (<see cref="Status"/>) and, for a Vulnerable target, what it planned: the install
+    /// re-checks the plan under the target's writer lock and freeze instead of planning again. From
+    /// <see cref="HotpatchEngine.Prepare"/> it also keeps the process open for that install; disposing closes it.
+    /// </summary>
+    public sealed class PreparedInstall : IDisposable
+    {
+        internal PreparedInstall(TargetStatus status) { Status = status; }
+
+        public TargetStatus Status { get; }
+        internal Format.Micropatch? Patch { get; set; }
+        internal PatchPlan? Plan { get; set; }
+        /// <summary>The installed patches the plan replaces, as read when it was made.</summary>
+        internal List<FoundCave> Replaced { get; set; } = new List<FoundCave>();
+        internal Platform.ITargetProcess? Target { get; set; }
+
+        public void Dispose()
+        {
+            var target = Target;
+            Target = null;
+            target?.Dispose();
+        }
     }
 
     public sealed class SiteRecord
@@ -48,6 +74,21 @@ namespace HotpatchTools.Engine.Patching
         public byte[] Current { get; set; } = new byte[0];
     }
 
+    /// <summary>What a cave found in a process stands for; Removed only in an uninstall's result.</summary>
+    public enum PatchState
+    {
+        /// <summary>Its cave is present and every site holds its jump.</summary>
+        Installed,
+        /// <summary>Removed, its cave kept because a thread might still return into it.</summary>
+        Retired,
+        /// <summary>A site lost its jump.</summary>
+        Inconsistent,
+        /// <summary>Uninstalled by this call.</summary>
+        Removed,
+        /// <summary>Its installer died before writing any site; Uninstall frees it.</summary>
+        Orphaned,
+    }
+
     public sealed class InstalledPatch
     {
         public int ProcessId { get; set; }
@@ -58,8 +99,7 @@ namespace HotpatchTools.Engine.Patching
         public DateTime InstalledUtc { get; set; }
         public ulong CaveAddress { get; set; }
         public int CaveSize { get; set; }
-        /// <summary>Installed, Retired (removed, cave kept because a thread might still return into it), Inconsistent (a site lost its jump) or Orphaned (its installer died before writing any site; Uninstall frees it).</summary>
-        public string State { get; set; } = "";
+        public PatchState State { get; set; }
         public IReadOnlyList<SiteRecord> Sites { get; set; } = new SiteRecord[0];
     }
 
@@ -67,7 +107,6 @@ namespace HotpatchTools.Engine.Patching
     {
         public InstalledPatch Patch { get; set; } = new InstalledPatch();
         public TimeSpan FreezeTime { get; set; }
-        public int Attempts { get; set; }
         public int ThreadCount { get; set; }
         /// <summary>Ids of the patches this install removed because the new one supersedes them.</summary>
         public IReadOnlyList<string> Replaced { get; set; } = new string[0];

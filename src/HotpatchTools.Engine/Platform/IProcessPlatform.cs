@@ -51,7 +51,8 @@ namespace HotpatchTools.Engine.Platform
     /// <summary>Enumerates processes and opens one for inspection or patching.</summary>
     public interface IProcessPlatform
     {
-        string OsName { get; }
+        /// <summary>The OS whose processes these are (offline: the one the file is built for).</summary>
+        Format.TargetOs Os { get; }
         IReadOnlyList<ProcessInfo> ListProcesses();
         /// <summary>Throws HotpatchException ProcessNotFound/AccessDenied.</summary>
         ITargetProcess Open(int processId);

@@ -102,7 +102,7 @@ namespace HotpatchTools.Engine.Trust
             if (entry == null)
             {
                 Set(SignatureStatus.UntrustedPublisher, "The signature is intact, but its signer " + s.Signer + " (thumbprint " + s.Thumbprint + ") is not a trusted publisher on this machine" +
-                    (reason.Length > 0 ? " (" + reason + ")" : "") + ". An administrator trusts it with Add-MicropatchTrustedPublisher.");
+                    (reason.Length > 0 ? " (" + reason + ")" : "") + ".");
                 return;
             }
             s.TrustedBy = entry.Thumbprint;

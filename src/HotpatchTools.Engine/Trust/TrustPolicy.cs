@@ -80,9 +80,7 @@ namespace HotpatchTools.Engine.Trust
                 HotpatchErrorKind.UntrustedPublisher => "is signed by a publisher this machine does not trust",
                 _ => "has a signature that is not valid (" + s.Status + ")",
             };
-            return "Refused " + s.Path + ": the file " + what + ". " + s.StatusMessage +
-                (kind == HotpatchErrorKind.NotSigned ? " Sign it with Set-MicropatchSignature, or pass -AllowUnsigned to install an unsigned file." : "") +
-                " Nothing was installed.";
+            return "Refused " + s.Path + ": the file " + what + ". " + s.StatusMessage + " Nothing was installed.";
         }
     }
 }

@@ -70,8 +70,21 @@ namespace HotpatchTools.Commands
             }
         }
 
-        internal static ErrorRecord ToErrorRecord(HotpatchException e, object? target) =>
-            new ErrorRecord(e, ErrorId(e.Kind), Category(e.Kind), target);
+        internal static ErrorRecord ToErrorRecord(HotpatchException e, object? target)
+        {
+            e.Advice ??= Advice(e.Kind);
+            return new ErrorRecord(e, ErrorId(e.Kind), Category(e.Kind), target);
+        }
+
+        /// <summary>The command or switch that deals with a failure: the engine's messages name none.</summary>
+        internal static string? Advice(HotpatchErrorKind kind) => kind switch
+        {
+            HotpatchErrorKind.NotSigned => "Sign it with Set-MicropatchSignature, or pass -AllowUnsigned to install an unsigned file.",
+            HotpatchErrorKind.UntrustedPublisher => TrustAdvice,
+            _ => null,
+        };
+
+        internal const string TrustAdvice = "An administrator trusts it with Add-MicropatchTrustedPublisher.";
 
         /// <summary>Reports one failed target and lets the command go on with the next.</summary>
         internal void WriteFailure(HotpatchException e, object? target) => WriteError(OnThisComputer(ToErrorRecord(e, target)));
@@ -143,7 +156,7 @@ namespace HotpatchTools.Commands
             catch (HotpatchException e)
             {
                 if (e.Kind == HotpatchErrorKind.NotElevated)
-                    RecordAudit(new AuditRecord { Action = MyInvocation.MyCommand.Name, Result = AuditRecord.ResultRefused, ErrorId = e.Kind.ToString(), Error = e.Message });
+                    RecordAudit(new AuditRecord { Action = MyInvocation.MyCommand.Name, Result = AuditResult.Refused, ErrorId = e.Kind.ToString(), Error = e.Message });
                 ThrowFailure(e, null);
             }
             catch (Exception e) when (e is System.IO.IOException || e is UnauthorizedAccessException)

@@ -159,10 +159,11 @@ namespace HotpatchTools.Commands
                 // confirmation; any other gets the engine's own refusal (ExpectMismatch, UnsafeSite, ...).
                 foreach (int pid in ProcessId)
                 {
-                    TargetStatus? status;
-                    try { status = Engine.Inspect(patch, pid); }
+                    PreparedInstall? prepared;
+                    try { prepared = Engine.Prepare(patch, pid); }
                     catch (HotpatchException e) { WriteRefusal(e, pid, AuditRecord.ActionInstall, patch.Id, patch); continue; }
-                    if (status != null) Handle(patch, status, named: true);
+                    // The install that follows uses this inspection's plan and open process.
+                    using (prepared) if (prepared != null) Handle(patch, prepared.Status, named: true);
                 }
                 return;
             }
@@ -172,7 +173,7 @@ namespace HotpatchTools.Commands
             CompleteProgress(1, activity);
             if (targets.Count == 0)
                 WriteWarning("No running process has " + patch.Target.Module + " loaded; patch " + patch.Id + " was not installed anywhere."
-                    + (Engine.Platform.OsName == "linux" && !HotpatchTools.Engine.Machine.Privilege.IsElevated() ? " Processes of other users cannot be read from this session." : ""));
+                    + (Engine.Platform.Os == TargetOs.Linux && !HotpatchTools.Engine.Machine.Privilege.IsElevated() ? " Processes of other users cannot be read from this session." : ""));
             SummaryOf(patch).MachineWide = true;
             _done = 0;
             foreach (var t in targets)
@@ -187,9 +188,10 @@ namespace HotpatchTools.Commands
         {
             string where = Describe(t.ProcessId, t.ProcessName, t.Module);
             var summary = SummaryOf(patch);
-            if (t.State == HotpatchTools.Engine.Patching.TargetState.Vulnerable)
+            var action = InstallDecision.For(t.State);
+            if (action == InstallAction.Install)
             {
-                InstallOne(patch, t.ProcessId, t.ProcessName, t.Module, summary);
+                InstallOne(patch, t, summary);
                 return;
             }
             // An assembler error is the file's fault, the same in every process: one error naming the file.
@@ -199,7 +201,7 @@ namespace HotpatchTools.Commands
                     WriteFailure(new HotpatchException(HotpatchErrorKind.AssemblyError, "Patch file " + patch.SourceName + " does not assemble: " + t.Reason), patch.SourceName);
                 return;
             }
-            if (t.State == HotpatchTools.Engine.Patching.TargetState.Patched)
+            if (action == InstallAction.AlreadyPatched)
             {
                 summary.AlreadyPatched++;
                 // In a machine-wide run a process already patched is counted; named, it is told plainly, not as a success.
@@ -208,11 +210,11 @@ namespace HotpatchTools.Commands
                     t.ProcessId, AuditRecord.ActionInstall, patch.Id, patch, t.ProcessName, t.Module);
                 return;
             }
-            if (t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch) { summary.OtherBuild++; summary.FirstMismatch ??= where + ": " + t.Reason; }
-            else if (t.State == HotpatchTools.Engine.Patching.TargetState.Superseded) summary.Superseded++;
+            if (action == InstallAction.OtherBuild) { summary.OtherBuild++; summary.FirstMismatch ??= where + ": " + t.Reason; }
+            else if (action == InstallAction.Superseded) summary.Superseded++;
             else summary.Refused++;
             // In a machine-wide run, a process of another build (or where a successor holds) is counted in the summary and named under -Verbose.
-            if (!named && (t.State == HotpatchTools.Engine.Patching.TargetState.Mismatch || t.State == HotpatchTools.Engine.Patching.TargetState.Superseded))
+            if (!named && (action == InstallAction.OtherBuild || action == InstallAction.Superseded))
             {
                 WriteVerbose(where + ": " + t.Reason);
                 return;
@@ -221,17 +223,19 @@ namespace HotpatchTools.Commands
                 AuditRecord.ActionInstall, patch.Id, patch, t.ProcessName, t.Module);
         }
 
-        private void InstallOne(Micropatch patch, int pid, string processName, string module, Summary summary)
+        private void InstallOne(Micropatch patch, TargetStatus t, Summary summary)
         {
-            if (!ShouldWrite(Force, Describe(pid, processName, module), "Install micropatch " + patch.Id)) { summary.Declined++; return; }
+            int pid = t.ProcessId;
+            string processName = t.ProcessName;
+            if (!ShouldWrite(Force, Describe(pid, processName, t.Module), "Install micropatch " + patch.Id)) { summary.Declined++; return; }
             try
             {
-                var r = Engine.Install(patch, pid);
+                var r = Engine.Install(patch, t);
                 summary.Installed++;
                 if (PassThru)
                     WriteObject(new MicropatchResult
                     {
-                        ProcessId = pid, ProcessName = processName, PatchId = patch.Id, Module = r.Patch.Module, Result = "Installed",
+                        ProcessId = pid, ProcessName = processName, PatchId = patch.Id, Module = r.Patch.Module, Result = PatchState.Installed.ToString(),
                         Message = r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped."
                             + (r.Replaced.Count > 0 ? " Replaced " + string.Join(", ", r.Replaced) + "." : ""),
                         FreezeMilliseconds = r.FreezeTime.TotalMilliseconds, CaveAddress = "0x" + r.Patch.CaveAddress.ToString("x"),

@@ -75,6 +75,12 @@ namespace HotpatchTools.Commands
 
         protected override void ProcessRecord()
         {
+            if ((FunctionStart == null) != (FunctionEnd == null))
+            {
+                WriteError(new ErrorRecord(new ArgumentException("-FunctionStart and -FunctionEnd go together: the declared function is [start, end)."),
+                    "InvalidLocation", ErrorCategory.InvalidArgument, At));
+                return;
+            }
             var request = new DraftRequest
             {
                 Id = Id, Title = Title, At = At, FunctionStart = FunctionStart, FunctionEnd = FunctionEnd,
@@ -98,7 +104,8 @@ namespace HotpatchTools.Commands
             catch (IOException e) { WriteError(new ErrorRecord(e, "ModuleUnreadable", ErrorCategory.ReadError, ModulePath)); return; }
 
             string path = Destination(draft.Id);
-            foreach (var w in draft.Warnings) WriteWarning(w);
+            foreach (var w in draft.Warnings)
+                WriteWarning(ReferenceEquals(w, draft.UnboundedSite) ? w.TrimEnd('.') + " (New-Micropatch -FunctionStart/-FunctionEnd)." : w);
             if (draft.Check.State != OfflineCheckState.Applies)
                 WriteWarning("As written, the patch would not install: " + draft.Check.State + ": " + draft.Check.Reason);
             if (File.Exists(path) && !Force)

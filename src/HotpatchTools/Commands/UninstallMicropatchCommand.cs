@@ -3,6 +3,7 @@ using System.Linq;
 using System.Management.Automation;
 using HotpatchTools.Completion;
 using HotpatchTools.Engine;
+using HotpatchTools.Engine.Patching;
 using HotpatchTools.Engine.Audit;
 
 namespace HotpatchTools.Commands
@@ -56,7 +57,7 @@ namespace HotpatchTools.Commands
                 foreach (int pid in ProcessId)
                 {
                     List<HotpatchTools.Engine.Patching.InstalledPatch> installed;
-                    try { installed = Engine.GetInstalled(pid).Where(p => p.State != "Retired").ToList(); }
+                    try { installed = Engine.GetInstalled(pid).Where(p => p.State != PatchState.Retired).ToList(); }
                     catch (HotpatchException e) { foreach (var id in PatchId) WriteRefusal(e, pid, AuditRecord.ActionUninstall, id); continue; }
                     for (int i = 0; i < PatchId.Length; i++)
                     {
@@ -79,7 +80,7 @@ namespace HotpatchTools.Commands
                     try
                     {
                         foreach (var p in Engine.GetInstalled(all[i].Id))
-                            if (p.State != "Retired" && patterns.Any(w => w.IsMatch(p.PatchId)))
+                            if (p.State != PatchState.Retired && patterns.Any(w => w.IsMatch(p.PatchId)))
                                 targets.Add((p.ProcessId, p.ProcessName, p.PatchId, p.Module));
                     }
                     catch (HotpatchException) { }
@@ -104,7 +105,7 @@ namespace HotpatchTools.Commands
                     if (PassThru)
                         WriteObject(new MicropatchResult
                         {
-                            ProcessId = t.Pid, ProcessName = t.Name, PatchId = t.PatchId, Module = t.Module, Result = "Removed", Message = r.Message,
+                            ProcessId = t.Pid, ProcessName = t.Name, PatchId = t.PatchId, Module = t.Module, Result = PatchState.Removed.ToString(), Message = r.Message,
                             FreezeMilliseconds = r.FreezeTime.TotalMilliseconds, CaveAddress = "0x" + r.Patch.CaveAddress.ToString("x"),
                         });
                 }

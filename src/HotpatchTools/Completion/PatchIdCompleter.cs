@@ -70,7 +70,7 @@ namespace HotpatchTools.Completion
                 {
                     // A retired patch is already uninstalled; only its cave is kept for a thread that may return into it.
                     foreach (var patch in engine.GetInstalled(pid))
-                        if (patch.State != "Retired") installed[patch.PatchId] = installed.TryGetValue(patch.PatchId, out int n) ? n + 1 : 1;
+                        if (patch.State != HotpatchTools.Engine.Patching.PatchState.Retired) installed[patch.PatchId] = installed.TryGetValue(patch.PatchId, out int n) ? n + 1 : 1;
                 }
                 // Exited, protected or foreign processes (and this one) have nothing to offer.
                 catch (HotpatchException) { }

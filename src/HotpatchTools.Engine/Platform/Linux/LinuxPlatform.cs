@@ -8,7 +8,7 @@ namespace HotpatchTools.Engine.Platform.Linux
 {
     public sealed class LinuxPlatform : IProcessPlatform, IModuleProcessFilter, IProcessEventPlatform
     {
-        public string OsName => "linux";
+        public Format.TargetOs Os => Format.TargetOs.Linux;
 
         public IProcessEvents? OpenEvents(Action<string>? log) => LinuxProcessEvents.TryOpen(log);
 

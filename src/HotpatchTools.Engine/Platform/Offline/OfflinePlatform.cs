@@ -18,7 +18,7 @@ namespace HotpatchTools.Engine.Platform.Offline
 
         public ImageProcess Process { get; }
 
-        public string OsName => Process.Image.Format == ModuleFormat.Pe ? "windows" : "linux";
+        public Format.TargetOs Os => Process.Image.Format == ModuleFormat.Pe ? Format.TargetOs.Windows : Format.TargetOs.Linux;
 
         public IReadOnlyList<ProcessInfo> ListProcesses() => new[] { new ProcessInfo(Process.Id, Process.Name) };
 

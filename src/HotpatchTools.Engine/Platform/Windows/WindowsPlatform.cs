@@ -8,7 +8,7 @@ namespace HotpatchTools.Engine.Platform.Windows
     {
         private static bool _debugPrivilegeTried;
 
-        public string OsName => "windows";
+        public Format.TargetOs Os => Format.TargetOs.Windows;
 
         public IReadOnlyList<ProcessInfo> ListProcesses()
         {

@@ -1,0 +1,321 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Threading;
+using HotpatchTools.Engine.Audit;
+using HotpatchTools.Engine.Format;
+using HotpatchTools.Engine.Platform;
+
+namespace HotpatchTools.Engine.Patching
+{
+    /// <summary>Where a patch stands in a process (inspection, which plans it) and its install.</summary>
+    internal sealed class Installer
+    {
+        private readonly IProcessPlatform _platform;
+        private readonly EngineOptions _options;
+        private readonly Action<AuditRecord> _audit;
+
+        public Installer(IProcessPlatform platform, EngineOptions options, Action<AuditRecord> audit)
+        {
+            _platform = platform;
+            _options = options;
+            _audit = audit;
+        }
+
+        private void Log(string message) => _options.Log?.Invoke(message);
+
+        /// <param name="denied">In a sweep, collects "pid (name)" of each process that could not be read instead of a log line.</param>
+        /// <param name="keepOpen">Keep the process open in the result when it is Vulnerable, for the install that follows.</param>
+        public PreparedInstall? Prepare(Micropatch patch, int pid, bool includeNotLoaded, ICollection<string>? denied, bool keepOpen)
+        {
+            // In a machine-wide sweep a process we cannot read may or may not have the module: say so in
+            // the log, not as a result, or every protected process would look like a failed target.
+            PreparedInstall? Denied(HotpatchException e, string name)
+            {
+                if (includeNotLoaded)
+                    return new PreparedInstall(new TargetStatus { ProcessId = pid, ProcessName = name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module, State = TargetState.AccessDenied, Reason = e.Message, ErrorKind = e.Kind });
+                // This process itself is the one documented blind spot (ptrace cannot attach to itself), not a gap.
+                if (denied != null) { if (pid != HotpatchEngine.Self) denied.Add(pid + (name.Length > 0 ? " (" + name + ")" : "")); }
+                else Log("skipped process " + pid + ": " + e.Message);
+                return null;
+            }
+
+            ITargetProcess opened;
+            try { opened = _platform.Open(pid); }
+            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied) { return Denied(e, ""); }
+            bool kept = false;
+            try
+            {
+                var target = new LayoutSnapshot(opened);
+                var status = new TargetStatus { ProcessId = pid, ProcessName = target.Name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module };
+                var prepared = new PreparedInstall(status);
+                LoadedModule? module;
+                try { module = PatchPlanner.FindModule(target, patch.Target); }
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied) { return Denied(e, target.Name); }
+                if (module == null)
+                {
+                    if (!includeNotLoaded) return null;
+                    status.State = TargetState.NotLoaded;
+                    status.Reason = "Module " + patch.Target.Module + " is not loaded in process " + pid + " (" + target.Name + ").";
+                    status.ErrorKind = HotpatchErrorKind.ModuleNotLoaded;
+                    return prepared;
+                }
+                status.Module = module.Name;
+                status.ModulePath = module.Path;
+                status.ModuleBase = module.Base;
+
+                var caves = CaveReader.FindCaves(target);
+                var mine = caves.Where(c => CaveReader.SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
+                if (mine.Count > 0 && CaveReader.Describe(target, mine[0]).State != PatchState.Installed)
+                {
+                    // Reading takes no lock, so another session may be between writing a cave and its sites: once its
+                    // writer is done, look again before calling the patch inconsistent.
+                    try
+                    {
+                        // The process as it is now, not the snapshot: the other session may have mapped more since.
+                        using (Machine.TargetLock.Acquire(pid, _options.LockWait)) caves = CaveReader.FindCaves(opened);
+                        mine = caves.Where(c => CaveReader.SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
+                    }
+                    catch (HotpatchException e) { Log("process " + pid + ": not looked at again under its writer's lock: " + e.Message); }
+                }
+                if (mine.Count > 0)
+                {
+                    var p = CaveReader.Describe(target, mine[0]);
+                    status.State = p.State == PatchState.Installed ? TargetState.Patched : TargetState.Inconsistent;
+                    status.ErrorKind = p.State == PatchState.Installed ? HotpatchErrorKind.AlreadyInstalled : HotpatchErrorKind.SiteModified;
+                    status.Reason = p.State == PatchState.Installed
+                        ? "Installed " + p.InstalledUtc.ToString("u") + ", cave at 0x" + p.CaveAddress.ToString("x") + (p.FileSha256 == patch.FileSha256 ? "." : "; from a different version of the file (SHA-256 " + p.FileSha256 + ").")
+                        : "A cave of this patch is present but not every site holds its jump.";
+                    return prepared;
+                }
+                var successor = CaveReader.Successor(caves, patch.Id);
+                if (successor != null)
+                {
+                    status.State = TargetState.Superseded;
+                    status.ErrorKind = HotpatchErrorKind.AlreadyInstalled;
+                    status.Reason = "Superseded by " + successor.Header.PatchId + ", installed " + CaveReader.Describe(target, successor).InstalledUtc.ToString("u") + ".";
+                    return prepared;
+                }
+                var replaced = CaveReader.Replaced(caves, patch);
+                try
+                {
+                    ITargetProcess view = replaced.Count == 0 ? target : new SupersededView(target, replaced.SelectMany(c => c.Header.Sites));
+                    var plan = PatchPlanner.Plan(patch, view, _platform.Os);
+                    // Of several mappings of the name, the one whose identity matched.
+                    status.Module = plan.Module.Name;
+                    status.ModulePath = plan.Module.Path;
+                    status.ModuleBase = plan.Module.Base;
+                    status.State = TargetState.Vulnerable;
+                    status.Reason = "Every check passed at " + string.Join(", ", plan.Sites.Select(s => "0x" + s.Address.ToString("x"))) + "."
+                        + (replaced.Count > 0 ? " Installing replaces " + string.Join(", ", replaced.Select(c => c.Header.PatchId)) + "." : "");
+                    prepared.Patch = patch;
+                    prepared.Plan = plan;
+                    prepared.Replaced = replaced;
+                    status.Prepared = prepared;
+                    if (keepOpen)
+                    {
+                        prepared.Target = opened;
+                        kept = true;
+                    }
+                }
+                catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited && e.Kind != HotpatchErrorKind.Internal)
+                {
+                    status.State = e.Kind switch
+                    {
+                        HotpatchErrorKind.IdentityMismatch or HotpatchErrorKind.ExpectMismatch or HotpatchErrorKind.ModuleNotLoaded => TargetState.Mismatch,
+                        HotpatchErrorKind.AccessDenied => TargetState.AccessDenied,
+                        _ => TargetState.Unsupported,
+                    };
+                    status.Reason = e.Message + (e.Kind == HotpatchErrorKind.ExpectMismatch ? OwnerHint(target) : "");
+                    status.ErrorKind = e.Kind;
+                }
+                return prepared;
+            }
+            finally
+            {
+                if (!kept) opened.Dispose();
+            }
+        }
+
+        private static string OwnerHint(ITargetProcess target)
+        {
+            var others = CaveReader.FindCaves(target).Where(c => c.Header.State == CaveState.Installed).Select(c => c.Header.PatchId).ToList();
+            return others.Count == 0 ? "" : " (installed in this process: " + string.Join(", ", others) + ")";
+        }
+
+        /// <param name="prepared">What an inspection planned for this process, if one did: used when it still holds.</param>
+        public InstallResult Install(Micropatch patch, int pid, PreparedInstall? prepared, AuditRecord record)
+        {
+            if (prepared != null && (!ReferenceEquals(prepared.Patch, patch) || prepared.Status.ProcessId != pid)) prepared = null;
+            using var opened = prepared?.Target == null ? _platform.Open(pid) : null;
+            var target = opened ?? prepared!.Target!;
+            using var writer = Machine.TargetLock.Acquire(pid, _options.LockWait);
+            record.ProcessName = target.Name;
+            // One read of the memory map under the lock: for the caves, and for where a new one may go.
+            var regions = target.Memory.GetRegions();
+            var caves = CaveReader.FindCaves(target, regions);
+            var existing = CaveReader.Installed(caves, patch.Id);
+            if (existing != null)
+                throw new HotpatchException(HotpatchErrorKind.AlreadyInstalled,
+                    "Patch " + patch.Id + " is already installed in process " + pid + " (" + target.Name + "), cave at 0x" + existing.Address.ToString("x") + ".") { ProcessId = pid };
+            var successor = CaveReader.Successor(caves, patch.Id);
+            if (successor != null)
+                throw new HotpatchException(HotpatchErrorKind.AlreadyInstalled,
+                    "Patch " + patch.Id + " is superseded by " + successor.Header.PatchId + ", installed in process " + pid + " (" + target.Name + ").") { ProcessId = pid };
+
+            // The patches this one replaces: it is planned against the code as it was before them.
+            var replaced = CaveReader.Replaced(caves, patch);
+            var view = replaced.Count == 0 ? target : new SupersededView(target, replaced.SelectMany(c => c.Header.Sites));
+            var plan = StillValid(prepared, target, replaced);
+            if (plan != null) Log("the plan of the inspection still holds: module " + plan.Module.Name + " at 0x" + plan.Module.Base.ToString("x") + ", the same patches to replace");
+            else plan = PatchPlanner.Plan(patch, view, _platform.Os);
+            foreach (var s in plan.Sites)
+                Log(s.Patchlet.Name + ": site 0x" + s.Address.ToString("x") + ", " + s.SpanLength + " bytes (" + Hex.Spaced(s.Original) + ")");
+            if (replaced.Count > 0) Log("replaces " + string.Join(", ", replaced.Select(c => c.Header.PatchId)) + " under the same freeze");
+
+            int size = CaveBuilder.EstimateSize(plan);
+            if (size > CaveHeader.MaxCaveSize)
+                throw new HotpatchException(HotpatchErrorKind.NoCaveSpace, "Patch " + patch.Id + " needs a " + size + "-byte cave; at most " + CaveHeader.MaxCaveSize + " bytes are read back as a cave.") { ProcessId = pid };
+            var cave = AllocateCave(target, regions, plan, size);
+            Log("cave: " + size + " bytes at 0x" + cave.Address.ToString("x"));
+            InstallResult result;
+            var toFree = new List<FoundCave>();
+            try
+            {
+                // Marked as ours at once (nothing reaches it yet, so no thread need stop): an installer killed before the
+                // commit leaves a cave that later sessions list as Orphaned and Uninstall frees, not an anonymous page.
+                var pending = (byte[])cave.Image.Clone();
+                CaveHeader.WithState(cave.Header.Serialize(), CaveState.Pending).CopyTo(pending, 0);
+                target.Memory.Write(cave.Address, pending);
+                FailPoint.Hit("install.after-allocate");
+                result = Commit(target, view, plan, cave, replaced, toFree);
+            }
+            catch
+            {
+                try { target.Memory.Free(cave.Address, cave.Size, null); }
+                catch (HotpatchException) { /* the process is gone or the original error says more */ }
+                throw;
+            }
+            // As in an uninstall: once no site jumps into a replaced cave and no thread is in it or may return into it, nothing reaches it.
+            foreach (var c in toFree)
+            {
+                if (!CaveReader.StillHolds(target, c)) { Log("replaced cave at 0x" + c.Address.ToString("x") + " changed since it was read; not freed"); continue; }
+                try { target.Memory.Free(c.Address, (int)c.Header.CaveSize, null); }
+                catch (HotpatchException e) { Log("replaced cave at 0x" + c.Address.ToString("x") + " not freed: " + e.Message); }
+            }
+            foreach (var c in replaced)
+                _audit(new AuditRecord
+                {
+                    Action = AuditRecord.ActionUninstall, Result = AuditResult.Removed, PatchId = c.Header.PatchId, ProcessId = pid, ProcessName = target.Name,
+                    Module = c.Header.Module, FileSha256 = Hex.Lower(c.Header.FileSha256), Error = "Superseded by " + patch.Id + ".",
+                });
+            return result;
+        }
+
+        /// <summary>
+        /// The inspection's plan, when what it was made from still holds under the lock: the same module file mapped at
+        /// the same place (its identity was checked against that file) and the same patches to replace. The bytes it
+        /// read are compared again under the freeze, as every install does.
+        /// </summary>
+        private static PatchPlan? StillValid(PreparedInstall? prepared, ITargetProcess target, List<FoundCave> replaced)
+        {
+            var plan = prepared?.Plan;
+            if (plan == null || prepared!.Replaced.Count != replaced.Count) return null;
+            for (int i = 0; i < replaced.Count; i++)
+                if (prepared.Replaced[i].Address != replaced[i].Address || !prepared.Replaced[i].HeaderBytes.SequenceEqual(replaced[i].HeaderBytes)) return null;
+            var m = plan.Module;
+            return target.Modules.GetModules().Any(n => n.Key == m.Key && n.Base == m.Base && n.End == m.End && n.Path == m.Path) ? plan : null;
+        }
+
+        private BuiltCave AllocateCave(ITargetProcess target, IReadOnlyList<MemoryRegion> regions, PatchPlan plan, int size)
+        {
+            var now = DateTime.UtcNow;
+            var candidates = CaveBuilder.CandidateAddresses(regions, plan.Module.Base, plan.Module.End, size, plan.Bitness, target.Memory.AllocationGranularity).Take(16);
+            foreach (var address in candidates)
+            {
+                // Encoded before allocating: nothing is computed while the target is stopped.
+                var built = CaveBuilder.Build(plan, address, size, now);
+                if (target.Memory.TryAllocateAt(address, size, null)) return built;
+                Log("cave address 0x" + address.ToString("x") + " was taken meanwhile; trying the next hole");
+            }
+            throw new HotpatchException(HotpatchErrorKind.NoCaveSpace,
+                "No free memory within 2 GB of module " + plan.Module.Name + " in process " + target.Id + " for a " + size + "-byte cave.") { ProcessId = target.Id };
+        }
+
+        private InstallResult Commit(ITargetProcess target, ITargetProcess view, PatchPlan plan, BuiltCave cave, List<FoundCave> replaced, List<FoundCave> toFree)
+        {
+            var clock = Stopwatch.StartNew();
+            for (int attempt = 1; ; attempt++)
+            {
+                ThreadSnapshot? blocker = null;
+                SitePlan? blocked = null;
+                var outcome = SiteWriter.Write(target, _options.StopTimeout, frozen =>
+                {
+                    // A replaced patch whose site something else changed cannot be removed: then nothing is written.
+                    foreach (var c in replaced)
+                        foreach (var site in c.Header.Sites)
+                        {
+                            var now = new byte[site.Written.Length];
+                            target.Memory.Read(site.Address, now);
+                            if (!now.SequenceEqual(site.Written))
+                                throw new HotpatchException(HotpatchErrorKind.SiteModified,
+                                    "Site 0x" + site.Address.ToString("x") + " of patch " + c.Header.PatchId + ", which " + plan.Patch.Id + " supersedes, no longer holds that patch's bytes (it holds " +
+                                    Hex.Spaced(now) + "); nothing was written and " + c.Header.PatchId + " stays installed.") { ProcessId = target.Id };
+                        }
+                    foreach (var s in plan.Sites)
+                    {
+                        var now = new byte[s.Patchlet.Expect.Length];
+                        view.Memory.Read(s.At, now);
+                        if (!now.SequenceEqual(s.Patchlet.Expect))
+                            throw new HotpatchException(HotpatchErrorKind.ExpectMismatch,
+                                s.Patchlet.Name + ": the bytes at 0x" + s.At.ToString("x") + " changed to " + Hex.Spaced(now) + " while installing; nothing was written.") { ProcessId = target.Id, Patchlet = s.Patchlet.Name };
+                        // The span the plan read (and a rollback would restore) may reach past `expect`.
+                        var span = new byte[s.Original.Length];
+                        view.Memory.Read(s.Address, span);
+                        if (!span.SequenceEqual(s.Original))
+                            throw new HotpatchException(HotpatchErrorKind.ExpectMismatch,
+                                s.Patchlet.Name + ": the bytes at 0x" + s.Address.ToString("x") + " changed to " + Hex.Spaced(span) + " while installing; nothing was written.") { ProcessId = target.Id, Patchlet = s.Patchlet.Name };
+                    }
+                    foreach (var t in frozen.Threads)
+                        foreach (var s in plan.Sites)
+                            if (s.Contains(t.ResumeIp) || s.Contains(t.Ip)) { blocker = t; blocked = s; }
+                    if (blocker != null) return null;
+                    // Old patches out first, so that a site both patches use holds the original bytes before the new jump.
+                    var writes = replaced.SelectMany(c => c.Header.Sites).Select(site => new SiteWrite(site.Address, site.Original, site.Written)).ToList();
+                    writes.Add(new SiteWrite(cave.Address, cave.Image, null, "install.after-cave"));
+                    for (int i = 0; i < plan.Sites.Count; i++)
+                        writes.Add(new SiteWrite(plan.Sites[i].Address, cave.Header.Sites[i].Written, plan.Sites[i].Original, "install.after-site-" + (i + 1)));
+                    return writes;
+                }, frozen =>
+                {
+                    foreach (var c in replaced)
+                    {
+                        if (CaveReader.InUse(target, frozen, c) == null) toFree.Add(c);
+                        else target.Memory.Write(c.Address, CaveHeader.WithState(c.HeaderBytes, CaveState.Retired));
+                    }
+                });
+                if (outcome.Written && target.HasExited)
+                    throw new HotpatchException(HotpatchErrorKind.ProcessExited,
+                        "Process " + target.Id + " was killed while patch " + plan.Patch.Id + " was being installed; it will not run the patch.") { ProcessId = target.Id };
+                if (outcome.Written)
+                {
+                    Log("installed " + plan.Patch.Id + " in process " + target.Id + ": " + outcome.Threads + " threads held for " + outcome.Held.TotalMilliseconds.ToString("0.000") + " ms (stop, write, release), attempt " + attempt);
+                    var found = new FoundCave { Address = cave.Address, Header = cave.Header, HeaderBytes = cave.Header.Serialize() };
+                    return new InstallResult
+                    {
+                        Patch = CaveReader.Describe(target, found), FreezeTime = outcome.Held, ThreadCount = outcome.Threads,
+                        Replaced = replaced.Select(c => c.Header.PatchId).ToList(),
+                    };
+                }
+                if (blocker == null || blocked == null) throw new InvalidOperationException("no write and no blocking thread");
+                if (clock.Elapsed > _options.ThreadWait)
+                    throw new HotpatchException(HotpatchErrorKind.ThreadInSpan,
+                        blocked.Patchlet.Name + ": thread " + blocker.Id + " stayed at 0x" + blocker.ResumeIp.ToString("x") + ", inside the bytes to overwrite at 0x" + blocked.Address.ToString("x") +
+                        ", for " + _options.ThreadWait.TotalSeconds + " s; nothing was written.") { ProcessId = target.Id, Patchlet = blocked.Patchlet.Name };
+                Log("thread " + blocker.Id + " is inside the span at 0x" + blocker.ResumeIp.ToString("x") + "; retrying");
+                Thread.Sleep(Math.Min(5 * attempt, 50));
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+using System.Collections.Generic;
+using System.Linq;
+using HotpatchTools.Engine.Audit;
+using HotpatchTools.Engine.Platform;
+
+namespace HotpatchTools.Engine.Patching
+{
+    /// <summary>Removes an installed patch: its sites back to their original bytes, its cave freed once nothing can reach it.</summary>
+    internal sealed class Uninstaller
+    {
+        private readonly IProcessPlatform _platform;
+        private readonly EngineOptions _options;
+
+        public Uninstaller(IProcessPlatform platform, EngineOptions options)
+        {
+            _platform = platform;
+            _options = options;
+        }
+
+        private void Log(string message) => _options.Log?.Invoke(message);
+
+        public UninstallResult Uninstall(int pid, string patchId, AuditRecord record)
+        {
+            using var target = _platform.Open(pid);
+            using var writer = Machine.TargetLock.Acquire(pid, _options.LockWait);
+            record.ProcessName = target.Name;
+            var regions = target.Memory.GetRegions();
+            var all = CaveReader.FindCaves(target, regions);
+            var caves = all.Where(c => CaveReader.SameId(c.Header.PatchId, patchId)).ToList();
+            // A process being torn down has no mappings left: that, not a missing patch, is the news.
+            if (caves.Count == 0 && regions.Count == 0) throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " has exited.") { ProcessId = pid };
+            var orphans = caves.Where(c => c.Header.State == CaveState.Pending).ToList();
+            if (orphans.Count > 0 && !caves.Any(c => c.Header.State == CaveState.Installed))
+                return FreeOrphans(target, orphans, patchId);
+            var cave = caves.FirstOrDefault(c => c.Header.State == CaveState.Installed)
+                ?? throw new HotpatchException(HotpatchErrorKind.NotInstalled,
+                    "Patch " + patchId + " is not installed in process " + pid + " (" + target.Name + ")" + (caves.Count > 0 ? "; it was removed earlier and only its retired cave remains." : ".")) { ProcessId = pid };
+            record.Module = cave.Header.Module;
+            record.FileSha256 = Hex.Lower(cave.Header.FileSha256);
+
+            var result = new UninstallResult();
+            // Decided while every thread is stopped, done after they run again: once the sites hold their original
+            // bytes and no thread is in a cave or may return into it, nothing can reach that cave any more, so
+            // unmapping it need not hold the whole process still.
+            var toFree = new List<FoundCave>();
+            var outcome = SiteWriter.Write(target, _options.StopTimeout, frozen =>
+            {
+                var writes = new List<SiteWrite>();
+                foreach (var s in cave.Header.Sites)
+                {
+                    var cur = new byte[s.Written.Length];
+                    target.Memory.Read(s.Address, cur);
+                    if (cur.SequenceEqual(s.Written)) writes.Add(new SiteWrite(s.Address, s.Original, s.Written, "uninstall.after-site-" + (writes.Count + 1)));
+                    else if (!cur.SequenceEqual(s.Original))
+                        throw new HotpatchException(HotpatchErrorKind.SiteModified,
+                            "Site 0x" + s.Address.ToString("x") + " of patch " + patchId + " in process " + pid + " no longer holds the patch's bytes (it holds " + Hex.Spaced(cur) +
+                            "); something else changed it. Nothing was written.") { ProcessId = pid };
+                }
+                return writes;
+            }, frozen =>
+            {
+                string? busy = CaveReader.InUse(target, frozen, cave);
+                if (busy == null)
+                {
+                    toFree.Add(cave);
+                    result.CaveFreed = true;
+                    result.Message = "Original bytes restored; cave freed.";
+                }
+                else
+                {
+                    target.Memory.Write(cave.Address, CaveHeader.WithState(cave.HeaderBytes, CaveState.Retired));
+                    result.Message = "Original bytes restored; the cave at 0x" + cave.Address.ToString("x") + " is kept (retired) because " + busy + ".";
+                }
+                // Caves retired by earlier uninstalls are freed once no thread is in them or may return into them.
+                toFree.AddRange(all.Where(c => c.Header.State == CaveState.Retired && CaveReader.InUse(target, frozen, c) == null));
+            });
+            result.FreezeTime = outcome.Held;
+            FailPoint.Hit("uninstall.before-free");
+            if (target.HasExited)
+                throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " was killed, or ran another program, while patch " + patchId + " was being removed; nothing more was written to it.") { ProcessId = pid };
+            foreach (var c in toFree)
+            {
+                // Every writer holds the lock, so the cave is still the one decided on; a writer that does not (an
+                // older version, another tool) could have freed it and mapped another there: unmap only what is ours.
+                if (!CaveReader.StillHolds(target, c)) { Log("cave at 0x" + c.Address.ToString("x") + " changed since it was read; not freed"); continue; }
+                target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
+            }
+            if (toFree.Count > (result.CaveFreed ? 1 : 0)) Log("freed " + (toFree.Count - (result.CaveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");
+            Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + outcome.Threads + " threads held for " + result.FreezeTime.TotalMilliseconds.ToString("0.000") + " ms (stop, restore, release)");
+            var described = CaveReader.Describe(target, cave);
+            described.State = PatchState.Removed;
+            result.Patch = described;
+            return result;
+        }
+
+        /// <summary>
+        /// Caves an installer marked and then died before the commit. This session holds the process's writer lock, so
+        /// no installer is working on them, and no site was ever pointed at them: they are freed without a freeze.
+        /// </summary>
+        private UninstallResult FreeOrphans(ITargetProcess target, List<FoundCave> orphans, string patchId)
+        {
+            foreach (var c in orphans)
+                if (CaveReader.StillHolds(target, c)) target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
+            Log("freed " + orphans.Count + " orphaned cave(s) of " + patchId + " in process " + target.Id);
+            var described = CaveReader.Describe(target, orphans[0]);
+            described.State = PatchState.Removed;
+            return new UninstallResult { Patch = described, CaveFreed = true, Message = "An orphaned cave (its installer stopped before writing any site) was freed; no site was changed." };
+        }
+    }
+}
