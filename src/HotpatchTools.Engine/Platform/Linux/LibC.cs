@@ -88,6 +88,8 @@ namespace HotpatchTools.Engine.Platform.Linux
         [DllImport(Lib)]
         public static extern int getpid();
 
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int usleep(uint microseconds);
 
         [DllImport(Lib)]
         public static extern uint geteuid();

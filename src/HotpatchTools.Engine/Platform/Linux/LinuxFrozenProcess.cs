@@ -30,12 +30,14 @@ namespace HotpatchTools.Engine.Platform.Linux
         private readonly int _ownerThread = Environment.CurrentManagedThreadId;
         private List<ThreadSnapshot> _snapshots = new List<ThreadSnapshot>();
         private readonly IDisposable? _reapGuard;
-        private bool _disposed;
+        private readonly IDisposable? _boost;
+        private bool _disposed, _released;
 
-        private LinuxFrozenProcess(LinuxTargetProcess proc)
+        private LinuxFrozenProcess(LinuxTargetProcess proc, IDisposable? boost)
         {
             _proc = proc;
             _reapGuard = ChildReapGuard.EnterIfChild(proc.Id);
+            _boost = boost;
         }
 
         public IReadOnlyList<ThreadSnapshot> Threads => _snapshots;
@@ -45,13 +47,30 @@ namespace HotpatchTools.Engine.Platform.Linux
         /// <summary>How long to keep trying while another tracer (most often another installer, briefly) holds a thread.</summary>
         private static readonly TimeSpan TracedWait = TimeSpan.FromSeconds(1);
 
-        public static LinuxFrozenProcess Stop(LinuxTargetProcess proc, TimeSpan timeout, bool singleThread)
+        /// <summary>
+        /// Stops the threads (all, or one for an injected call) and keeps the calling thread at real-time priority
+        /// until they are released: with many busy threads on few cores, a tracer at normal priority loses the CPU
+        /// to the target's running threads for tens of milliseconds at a time, while every thread it already stopped
+        /// waits. It never spins at that priority: it sleeps between looks for a stop (see PollPause).
+        /// </summary>
+        /// <param name="beforeStop">Runs boosted before anything is stopped (reading what the freeze needs to know).</param>
+        public static LinuxFrozenProcess Stop(LinuxTargetProcess proc, TimeSpan timeout, bool singleThread, Action? beforeStop = null)
         {
+            var boost = RealtimeBoost.Enter();
+            try
+            {
+                beforeStop?.Invoke();
+            }
+            catch
+            {
+                boost?.Dispose();
+                throw;
+            }
             var clock = Stopwatch.StartNew();
             var backoff = new Random();
             while (true)
             {
-                var f = new LinuxFrozenProcess(proc);
+                var f = new LinuxFrozenProcess(proc, boost);
                 try
                 {
                     f.StopThreads(timeout, singleThread);
@@ -60,8 +79,12 @@ namespace HotpatchTools.Engine.Platform.Linux
                 catch (TracedElsewhereException e)
                 {
                     // Let go of everything first: two installers each holding some threads would wait on each other.
-                    f.Dispose();
-                    if (clock.Elapsed >= TracedWait) throw new HotpatchException(HotpatchErrorKind.Busy, e.Message) { ProcessId = e.ProcessId };
+                    f.Release();
+                    if (clock.Elapsed >= TracedWait)
+                    {
+                        boost?.Dispose();
+                        throw new HotpatchException(HotpatchErrorKind.Busy, e.Message) { ProcessId = e.ProcessId };
+                    }
                     Thread.Sleep(backoff.Next(1, 8));
                 }
                 catch
@@ -100,16 +123,13 @@ namespace HotpatchTools.Engine.Platform.Linux
                 // stop anything: attach to the whole batch first, then interrupt it in one quick pass, so no thread
                 // waits stopped while the others are being attached.
                 var batch = new List<Tracee>();
-                using (RealtimeBoost.Enter())
+                foreach (int tid in fresh)
                 {
-                    foreach (int tid in fresh)
-                    {
-                        var t = Seize(tid);
-                        if (t != null) { _tracees.Add(t); batch.Add(t); }
-                    }
-                    foreach (var t in batch.ToArray())
-                        if (!Interrupt(t)) batch.Remove(t);
+                    var t = Seize(tid);
+                    if (t != null) { _tracees.Add(t); batch.Add(t); }
                 }
+                foreach (var t in batch.ToArray())
+                    if (!Interrupt(t)) batch.Remove(t);
                 foreach (var t in batch) { WaitForStop(t, deadline, timeout); t.Stopped = true; }
                 // Re-list: threads created while we were stopping the others must be stopped too.
                 if (singleThread && _tracees.Count > 0) break;
@@ -213,9 +233,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                     throw new HotpatchException(HotpatchErrorKind.Busy,
                         "Thread " + t.Tid + " of process " + Pid + " did not stop within " + timeout.TotalSeconds + " s (state " + ProcFs.TaskState(Pid, t.Tid) +
                         "); it may be in uninterruptible sleep. Nothing was written.") { ProcessId = Pid };
-                // Yield, not sleep, for the first milliseconds: every thread already stopped waits on this one, and
-                // the shortest sleep is a millisecond or more. A count of yields ran out too early on a busy machine.
-                if (waiting.ElapsedMilliseconds < 20) Thread.Yield(); else Thread.Sleep(1);
+                PollPause(waiting);
             }
         }
 
@@ -434,8 +452,19 @@ namespace HotpatchTools.Engine.Platform.Linux
                 if (spins % 64 == 63 && StoppedButReapedElsewhere(tid)) return (SyscallStop << 8) | 0x7f;
                 if (clock.Elapsed > TimeSpan.FromSeconds(5))
                     throw new HotpatchException(HotpatchErrorKind.Internal, "Thread " + tid + " did not stop in the injected system call.") { ProcessId = Pid };
-                if (clock.ElapsedMilliseconds < 20) Thread.Yield(); else Thread.Sleep(1);
+                PollPause(clock);
             }
+        }
+
+        /// <summary>
+        /// Between two looks for a stop: every thread already stopped waits on this one. A few microseconds of sleep
+        /// for the first milliseconds, not a yield: with many busy threads on few cores, a yielding tracer goes behind
+        /// every one of them (hundreds of milliseconds), where a waking sleeper is run at once. Thread.Sleep's
+        /// shortest is a millisecond or more.
+        /// </summary>
+        internal static void PollPause(Stopwatch waiting)
+        {
+            if (waiting.ElapsedMilliseconds < 20) LibC.usleep(20); else Thread.Sleep(1);
         }
 
         private void CheckOwner()
@@ -448,6 +477,15 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             if (_disposed) return;
             _disposed = true;
+            Release();
+            _boost?.Dispose();
+        }
+
+        /// <summary>Lets every thread go; the priority boost stays with the caller (a retry keeps it).</summary>
+        private void Release()
+        {
+            if (_released) return;
+            _released = true;
             // PTRACE_DETACH only works on a stopped tracee: one seized but not yet waited for (a later thread
             // failed first) must reach its stop, or it would stay traced by this thread and lock out everyone.
             foreach (var t in _tracees.ToArray())
@@ -459,20 +497,19 @@ namespace HotpatchTools.Engine.Platform.Linux
                 }
                 catch (HotpatchException) { }
             }
-            using (RealtimeBoost.Enter())
-                foreach (var t in _tracees)
-                    LibC.ptrace(LibC.PTRACE_DETACH, t.Tid, IntPtr.Zero, (IntPtr)t.PendingSignal);
+            foreach (var t in _tracees)
+                LibC.ptrace(LibC.PTRACE_DETACH, t.Tid, IntPtr.Zero, (IntPtr)t.PendingSignal);
             _tracees.Clear();
             _reapGuard?.Dispose();
         }
     }
 
     /// <summary>
-    /// Runs the calling thread at the lowest real-time priority for a loop of quick ptrace calls. With many busy
+    /// Runs the calling thread at the lowest real-time priority while it holds a target's threads. With many busy
     /// threads on few cores, the target's own threads otherwise take the CPU from the tracer between two calls,
     /// and every thread already stopped waits for the ones still running (256 threads on 2 cores: 100+ ms instead
-    /// of a few). Only around calls that never wait for the target: a real-time thread polling for a stop could
-    /// keep the very threads it waits for off the CPU. Without the privilege it is a no-op.
+    /// of a few). The boosted thread never spins: a real-time thread polling for a stop with yields could keep the
+    /// very threads it waits for off the CPU, so it sleeps between looks. Without the privilege it is a no-op.
     /// </summary>
     internal sealed class RealtimeBoost : IDisposable
     {

@@ -344,9 +344,11 @@ namespace HotpatchTools.Engine.Platform.Linux
         public IFrozenProcess Freeze(TimeSpan timeout)
         {
             // Known before anything stops, so the freeze can tell a thread still finishing a killed installer's call.
-            try { Gadgets(); }
-            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.Internal) { }
-            return LinuxFrozenProcess.Stop(this, timeout, singleThread: false);
+            return LinuxFrozenProcess.Stop(this, timeout, singleThread: false, beforeStop: () =>
+            {
+                try { Gadgets(); }
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.Internal) { }
+            });
         }
 
         internal InjectionGadgets? KnownGadgets => _gadgets;
