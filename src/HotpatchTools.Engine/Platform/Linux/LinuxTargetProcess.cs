@@ -194,13 +194,13 @@ namespace HotpatchTools.Engine.Platform.Linux
         private long InjectSyscall(IFrozenProcess? frozen, long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
         {
             var gadgets = Gadgets();
-            if (frozen is LinuxFrozenProcess f) return f.Inject(gadgets, nr, a0, a1, a2, a3, a4, a5);
+            if (frozen is LinuxFrozenProcess f) return SyscallInjector.Run(f, gadgets, nr, a0, a1, a2, a3, a4, a5);
             // Stop a single thread only: the rest of the process keeps running while we allocate.
             using var one = LinuxFrozenProcess.Stop(this, TimeSpan.FromSeconds(5), singleThread: true);
-            return one.Inject(gadgets, nr, a0, a1, a2, a3, a4, a5);
+            return SyscallInjector.Run(one, gadgets, nr, a0, a1, a2, a3, a4, a5);
         }
 
-        /// <summary>Code already in the target that an injected system call runs through (see LinuxFrozenProcess.Inject).</summary>
+        /// <summary>Code already in the target that an injected system call runs through (see SyscallInjector).</summary>
         internal sealed class InjectionGadgets
         {
             /// <summary>`syscall` (0f 05), followed by `ret` (c3) when SafetyNet is true.</summary>
