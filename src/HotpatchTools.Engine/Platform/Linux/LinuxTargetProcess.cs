@@ -30,7 +30,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             try
             {
-                string exe = Machine.NativeMethods.RealPath("/proc/" + pid + "/exe") ?? "";
+                string exe = LibC.RealPath("/proc/" + pid + "/exe") ?? "";
                 var stat = File.ReadAllText("/proc/" + pid + "/stat");
                 var f = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
                 // startcode, endcode, startstack (fields 26 to 28)
