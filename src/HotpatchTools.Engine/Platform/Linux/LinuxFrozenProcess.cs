@@ -192,7 +192,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                     // An exiting task refuses to be traced with the same EPERM: a dying process is not a permission problem.
                     if (ProcFs.TaskState(Pid, tid) is '\0' or 'Z' or 'X' || ProcFs.TaskState(Pid, Pid) is '\0' or 'Z' or 'X') throw ProcFs.Gone(Pid);
                     // Root may trace anything live, so its EPERM means another tracer, even one that let go before we looked.
-                    if (tracer != 0 || LibC.geteuid() == 0)
+                    if (tracer != 0 || Machine.Privilege.IsElevated())
                         throw new TracedElsewhereException(
                             "Process " + Pid + " is busy: it is being traced by " + (tracer != 0 ? "process " + tracer + " (" + (ProcFs.TryReadComm(tracer) ?? "?") + ")" : "another tracer") +
                             ", a debugger or another installer. Try again when it has detached.") { ProcessId = Pid };

@@ -121,8 +121,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             if (processId <= 0 || !Directory.Exists("/proc/" + processId))
                 throw new HotpatchException(HotpatchErrorKind.ProcessNotFound, "No process with id " + processId + " is running.") { ProcessId = processId };
-            if (processId == LibC.getpid())
-                throw new HotpatchException(HotpatchErrorKind.AccessDenied, "Process " + processId + " is this PowerShell process itself; a process cannot patch itself through ptrace.") { ProcessId = processId };
+            LiveTargetProcess.RefuseSelf(processId, "a process cannot patch itself through ptrace.");
             return new LinuxTargetProcess(processId, ProcFs.TryReadComm(processId) ?? "?");
         }
     }
@@ -251,7 +250,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " has exited.", inner) { ProcessId = pid };
 
         public static HotpatchException Denied(int pid, Exception? inner = null) =>
-            new HotpatchException(HotpatchErrorKind.AccessDenied, "Access to process " + pid + " was denied" + (LibC.geteuid() == 0
+            new HotpatchException(HotpatchErrorKind.AccessDenied, "Access to process " + pid + " was denied" + (Machine.Privilege.IsElevated()
                     // Telling root to run as root sends them in a circle: what stops root is the kernel's policy.
                     ? " even to root: kernel.yama.ptrace_scope may be 3, a security module (AppArmor, SELinux) may deny ptrace, or this container lacks CAP_SYS_PTRACE (a container's init is often protected this way)."
                     : ": run as root or with CAP_SYS_PTRACE (and check kernel.yama.ptrace_scope)."), inner) { ProcessId = pid };

@@ -2,12 +2,11 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using HotpatchTools.Engine.Modules;
 
 namespace HotpatchTools.Engine.Platform.Linux
 {
-    internal sealed unsafe class LinuxTargetProcess : ITargetProcess, IProcessMemory, IModuleEnumerator, IThreadController
+    internal sealed unsafe class LinuxTargetProcess : LiveTargetProcess, ITargetProcess, IProcessMemory, IModuleEnumerator, IThreadController
     {
         private int _memFd = -1;
         private InjectionGadgets? _gadgets;
@@ -55,7 +54,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                     "Process " + Id + " ran another program (" + now.Split('|')[0] + ") while it was being patched; nothing more was written to it.") { ProcessId = Id };
         }
 
-        public int Id { get; }
+        public override int Id { get; }
         public string Name { get; }
         public int Bitness { get; }
 
@@ -84,18 +83,9 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         // ---- memory ----
 
-        public void Read(ulong address, byte[] buffer)
-        {
-            int n = TryRead(address, buffer);
-            if (n != buffer.Length)
-            {
-                if (Dying) throw ProcFs.Gone(Id);
-                throw new HotpatchException(HotpatchErrorKind.Internal,
-                    "Could not read " + buffer.Length + " bytes at 0x" + address.ToString("x") + " in process " + Id + ".") { ProcessId = Id };
-            }
-        }
+        protected override HotpatchException? ShortReadCause() => Dying ? ProcFs.Gone(Id) : null;
 
-        public int TryRead(ulong address, byte[] buffer)
+        public override int TryRead(ulong address, byte[] buffer)
         {
             if (buffer.Length == 0) return 0;
             fixed (byte* p = buffer)
@@ -325,7 +315,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         /// <summary>Decided when a module is opened, not listed: a process maps dozens of files and a check costs a syscall each.</summary>
-        private string Readable(LoadedModule module)
+        protected override string ReadablePath(LoadedModule module)
         {
             if (module.ReadablePath.Length > 0) return module.ReadablePath;
             // map_files reaches the mapped file itself, even when it was replaced on disk or lives in another mount namespace.
@@ -334,10 +324,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         public IModuleImage OpenImage(LoadedModule module) =>
-            ModuleCache.GetOrAdd("elf|" + module.Key + "|" + DebugFiles.CacheKey(), () => DebugFiles.Attach(ElfImage.Load(Readable(module)), module.Path));
-
-        public string ComputeSha256(LoadedModule module) =>
-            ModuleFile.Sha256(Readable(module), module.Key, "Module file " + module.Path + " of process " + Id);
+            ModuleCache.GetOrAdd("elf|" + module.Key + "|" + DebugFiles.CacheKey(), () => DebugFiles.Attach(ElfImage.Load(ReadablePath(module)), module.Path));
 
         // ---- threads ----
 
