@@ -5,6 +5,8 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
 using HotpatchTools.Engine.Machine;
+using HotpatchTools.Engine.Platform.Linux;
+using static HotpatchTools.Engine.Platform.HostOs;
 
 namespace HotpatchTools.Engine.Audit
 {
@@ -20,8 +22,6 @@ namespace HotpatchTools.Engine.Audit
         public static AuditLog Machine => new AuditLog(MachinePaths.AuditLogFile);
 
         public string Path { get; }
-
-        private static bool IsWindows => RuntimeInformation.IsOSPlatform(OSPlatform.Windows);
 
         public void Append(AuditRecord record) => AppendLine(record.ToJson());
 
@@ -44,27 +44,27 @@ namespace HotpatchTools.Engine.Audit
         private unsafe void WriteUnix(byte[] bytes)
         {
             // O_NOFOLLOW: a link planted as audit.jsonl would make root append to whatever it names.
-            int fd = NativeMethods.open(Path, NativeMethods.O_WRONLY | NativeMethods.O_APPEND | NativeMethods.O_CREAT | NativeMethods.O_CLOEXEC | NativeMethods.O_NOFOLLOW, Convert.ToInt32("644", 8));
+            int fd = LibC.open(Path, LibC.O_WRONLY | LibC.O_APPEND | LibC.O_CREAT | LibC.O_CLOEXEC | LibC.O_NOFOLLOW, Convert.ToInt32("644", 8));
             if (fd < 0) throw Error(Marshal.GetLastWin32Error());
             try
             {
                 // The file opened, not the path: root's, a regular file, writable by no one else.
-                var st = NativeMethods.FStat(fd);
-                if (st == null || (st.Value.Mode & NativeMethods.S_IFMT) != NativeMethods.S_IFREG || st.Value.Uid != 0 || (st.Value.Mode & Convert.ToInt32("022", 8)) != 0)
+                var st = LibC.FStat(fd);
+                if (st == null || (st.Value.Mode & LibC.S_IFMT) != LibC.S_IFREG || st.Value.Uid != 0 || (st.Value.Mode & Convert.ToInt32("022", 8)) != 0)
                     throw new UnauthorizedAccessException("the audit log " + Path + " is not a regular file that only root can write");
                 if (bytes.Length == 0) return;
-                while (NativeMethods.flock(fd, NativeMethods.LOCK_EX) != 0)
-                    if (Marshal.GetLastWin32Error() != NativeMethods.EINTR) throw Error(Marshal.GetLastWin32Error());
+                while (LibC.flock(fd, LibC.LOCK_EX) != 0)
+                    if (Marshal.GetLastWin32Error() != LibC.EINTR) throw Error(Marshal.GetLastWin32Error());
                 fixed (byte* p = bytes)
                 {
                     int done = 0;
                     while (done < bytes.Length)
                     {
-                        long n = (long)NativeMethods.write(fd, p + done, (UIntPtr)(bytes.Length - done));
+                        long n = (long)LibC.write(fd, p + done, (UIntPtr)(bytes.Length - done));
                         if (n < 0)
                         {
                             int errno = Marshal.GetLastWin32Error();
-                            if (errno == NativeMethods.EINTR) continue;
+                            if (errno == LibC.EINTR) continue;
                             throw Error(errno);
                         }
                         done += (int)n;
@@ -73,12 +73,12 @@ namespace HotpatchTools.Engine.Audit
             }
             finally
             {
-                NativeMethods.close(fd); // also releases the flock
+                LibC.close(fd); // also releases the flock
             }
         }
 
         private Exception Error(int errno) =>
-            errno == NativeMethods.EACCES || errno == NativeMethods.EPERM
+            errno == LibC.EACCES || errno == LibC.EPERM
                 ? new UnauthorizedAccessException("cannot write the audit log " + Path + ": permission denied (errno " + errno + ")")
                 : (Exception)new IOException("cannot write the audit log " + Path + ": errno " + errno);
 

@@ -3,6 +3,9 @@ using System.IO;
 using System.Runtime.InteropServices;
 using System.Text;
 using HotpatchTools.Engine.Machine;
+using HotpatchTools.Engine.Platform.Linux;
+using HotpatchTools.Engine.Platform.Windows;
+using static HotpatchTools.Engine.Platform.HostOs;
 
 namespace HotpatchTools.Engine.Audit
 {
@@ -17,8 +20,6 @@ namespace HotpatchTools.Engine.Audit
         public const int EventInstalled = 1000, EventRemoved = 1001, EventRefused = 1002, EventFailed = 1003;
 
         private const int LogAuthPriv = 10 << 3, LogWarning = 4, LogNotice = 5;
-
-        private static bool IsWindows => RuntimeInformation.IsOSPlatform(OSPlatform.Windows);
 
         /// <summary>
         /// /dev/log, or, while HOTPATCHTOOLS_MACHINE_ROOT redirects the machine's files, syslog.sock in its log folder:
@@ -45,10 +46,10 @@ namespace HotpatchTools.Engine.Audit
 
         private static bool ReportEvent(ushort type, int id, string text)
         {
-            var h = NativeMethods.RegisterEventSourceW(null, EventSource);
+            var h = Win32.RegisterEventSourceW(null, EventSource);
             if (h == IntPtr.Zero) return false;
-            try { return NativeMethods.ReportEventW(h, type, 0, (uint)id, IntPtr.Zero, 1, 0, new[] { text }, IntPtr.Zero); }
-            finally { NativeMethods.DeregisterEventSource(h); }
+            try { return Win32.ReportEventW(h, type, 0, (uint)id, IntPtr.Zero, 1, 0, new[] { text }, IntPtr.Zero); }
+            finally { Win32.DeregisterEventSource(h); }
         }
 
         private static unsafe bool SendSyslog(int priority, string message)
@@ -59,18 +60,18 @@ namespace HotpatchTools.Engine.Audit
             // No openlog/syslog(3): those would change the host process's own syslog identity.
             var bytes = Encoding.UTF8.GetBytes("<" + priority + ">" + Tag + "[" + System.Diagnostics.Process.GetCurrentProcess().Id + "]: " + message);
             var addr = stackalloc byte[110];
-            addr[0] = NativeMethods.AF_UNIX;
+            addr[0] = LibC.AF_UNIX;
             addr[1] = 0;
             for (int i = 0; i < pathBytes.Length; i++) addr[2 + i] = pathBytes[i];
             addr[2 + pathBytes.Length] = 0;
-            int fd = NativeMethods.socket(NativeMethods.AF_UNIX, NativeMethods.SOCK_DGRAM | NativeMethods.SOCK_CLOEXEC, 0);
+            int fd = LibC.socket(LibC.AF_UNIX, LibC.SOCK_DGRAM | LibC.SOCK_CLOEXEC, 0);
             if (fd < 0) return false;
             try
             {
                 fixed (byte* p = bytes)
-                    return (long)NativeMethods.sendto(fd, p, (UIntPtr)bytes.Length, NativeMethods.MSG_NOSIGNAL, addr, 2 + pathBytes.Length + 1) == bytes.Length;
+                    return (long)LibC.sendto(fd, p, (UIntPtr)bytes.Length, LibC.MSG_NOSIGNAL, addr, 2 + pathBytes.Length + 1) == bytes.Length;
             }
-            finally { NativeMethods.close(fd); }
+            finally { LibC.close(fd); }
         }
     }
 }

@@ -4,7 +4,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.IO;
 using System.Linq;
-using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
 using HotpatchTools.Engine.Format;
@@ -446,19 +445,19 @@ namespace HotpatchTools.Engine.Catalog
             new EnforcementResult { PatchId = patch.Id, ProcessId = pid, ProcessName = name, Module = module, Outcome = outcome, Reason = reason, ErrorKind = kind };
 
         /// <summary>
-        /// On Linux, the module list of a process is read again only when its start time or virtual size changed:
+        /// The module list of a process is read again only when its change stamp (start time and virtual size) changed:
         /// loading or unloading a library maps or unmaps memory, so it changes the size, and /proc/PID/stat is a
         /// few hundred bytes where the maps of a large process are hundreds of kilobytes. A load that left the
         /// size exactly as it was (another mapping freed in the same instant) is found by the next full pass.
         /// </summary>
         private View? LookCached(int pid, IReadOnlyList<Micropatch> patches, string patchSet, bool full)
         {
-            if (!(_engine.Platform is Platform.Linux.LinuxPlatform)) return Look(pid, patches);
+            if (!(_engine.Platform is IMappedFileReader reader)) return Look(pid, patches);
             // Read before the maps: a library loaded in between changes the size again, and the next pass looks.
-            string? quick = StatFields(pid, 19, 20);
+            string? quick = reader.ChangeStamp(pid);
             if (quick == null) return null;
             if (!full && _views.TryGetValue(pid, out var cached) && cached.Quick == quick && cached.PatchSet == patchSet) return cached.View;
-            var view = LookLinux(pid, patches);
+            var view = LookMapped(reader, pid, patches);
             if (view != null) _views[pid] = (quick, patchSet, view);
             return view;
         }
@@ -471,12 +470,12 @@ namespace HotpatchTools.Engine.Catalog
 
         /// <summary>
         /// Which patches concern a process (their module is mapped) and its fingerprint; null when it exited.
-        /// On Linux one read of /proc/PID/maps, and for most processes a substring search of it: opening the
+        /// Where the platform reads mapped files cheaply (<see cref="IMappedFileReader"/>) one read per process: opening the
         /// process and parsing its module list costs several times more, in every pass, for every process.
         /// </summary>
         private View? Look(int pid, IReadOnlyList<Micropatch> patches)
         {
-            if (_engine.Platform is Platform.Linux.LinuxPlatform) return LookLinux(pid, patches);
+            if (_engine.Platform is IMappedFileReader reader) return LookMapped(reader, pid, patches);
             IReadOnlyList<LoadedModule> modules;
             using (var target = _engine.Platform.Open(pid)) modules = target.Modules.GetModules();
             var view = new View { Relevant = patches.Where(patch => modules.Any(m => ModuleMatches(m.Name, patch))).ToList() };
@@ -484,32 +483,19 @@ namespace HotpatchTools.Engine.Catalog
             return view;
         }
 
-        private View? LookLinux(int pid, IReadOnlyList<Micropatch> patches)
+        private View? LookMapped(IMappedFileReader reader, int pid, IReadOnlyList<Micropatch> patches)
         {
-            string text;
-            try { text = File.ReadAllText("/proc/" + pid + "/maps"); }
-            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException) { return null; }
-            catch (UnauthorizedAccessException e) { throw Platform.Linux.ProcFs.Denied(pid, e); }
-            catch (IOException) when (!Directory.Exists("/proc/" + pid)) { return null; }
-
+            var files = reader.ReadMappedFiles(pid, patches.Select(patch => patch.Target.Module).Distinct().ToList());
+            if (files == null) return null;
             var view = new View();
-            // A mapped file's path is the last field; "/name\n" (or "/name (deleted)\n", a library replaced on disk
-            // while the process still runs the old one) only occurs where the module is mapped.
-            if (!patches.Any(patch => text.IndexOf("/" + patch.Target.Module + "\n", StringComparison.Ordinal) >= 0
-                                      || text.IndexOf("/" + patch.Target.Module + " (deleted)\n", StringComparison.Ordinal) >= 0))
-                return view;
+            if (files.Count == 0) return view;
 
             var names = new HashSet<string>(StringComparer.Ordinal);
             var mappings = new List<string>();
-            foreach (var line in text.Split('\n'))
+            foreach (var file in files)
             {
-                // No field before the path contains a slash.
-                int slash = line.IndexOf(" /", StringComparison.Ordinal);
-                if (slash < 0) continue;
-                var path = line.Substring(slash + 1);
-                if (path.EndsWith(" (deleted)", StringComparison.Ordinal)) path = path.Substring(0, path.Length - 10);
-                names.Add(Path.GetFileName(path));
-                mappings.Add(line.Substring(0, line.IndexOf(' ')) + " " + path);
+                names.Add(Path.GetFileName(file.Path));
+                mappings.Add(file.Range + " " + file.Path);
             }
             view.Relevant = patches.Where(patch => names.Any(n => ModuleMatches(n, patch))).ToList();
             if (view.Relevant.Count > 0)
@@ -530,27 +516,12 @@ namespace HotpatchTools.Engine.Catalog
         /// time, Linux) or a module loaded or unloaded (the mapped files, by device:inode on Linux and by
         /// path, time stamp and size on Windows).
         /// </summary>
-        internal static string Fingerprint(int pid, IEnumerable<string> mappings)
+        private string Fingerprint(int pid, IEnumerable<string> mappings)
         {
             var sb = new StringBuilder();
-            sb.Append(StartTime(pid)).Append('|');
+            sb.Append((_engine.Platform as IMappedFileReader)?.StartTime(pid) ?? "").Append('|');
             foreach (var m in mappings.OrderBy(k => k, StringComparer.Ordinal)) sb.Append(m).Append(';');
             return sb.ToString();
-        }
-
-        private static string StartTime(int pid) => RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? "" : StatFields(pid, 19) ?? "";
-
-        /// <summary>
-        /// Fields of /proc/PID/stat, counted from the state (field 3) after the parenthesised command name, which
-        /// may hold spaces: 19 is the start time (field 22), 20 the virtual size (field 23). Null when the process is gone.
-        /// </summary>
-        private static string? StatFields(int pid, params int[] indexes)
-        {
-            string stat;
-            try { stat = File.ReadAllText("/proc/" + pid + "/stat"); }
-            catch (IOException) { return null; }
-            var fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
-            return string.Join(" ", indexes.Select(i => i < fields.Length ? fields[i] : ""));
         }
     }
 }

@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using System.Runtime.InteropServices;
+using static HotpatchTools.Engine.Platform.HostOs;
 
 namespace HotpatchTools.Engine.Machine
 {
@@ -22,8 +23,6 @@ namespace HotpatchTools.Engine.Machine
                 return string.IsNullOrEmpty(v) ? null : Path.GetFullPath(v);
             }
         }
-
-        private static bool IsWindows => RuntimeInformation.IsOSPlatform(OSPlatform.Windows);
 
         /// <summary>%ProgramData%\HotpatchTools on Windows, /var/lib/hotpatchtools on Linux.</summary>
         public static string StateRoot =>

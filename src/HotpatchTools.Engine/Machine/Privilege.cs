@@ -1,5 +1,8 @@
 using System;
 using System.Runtime.InteropServices;
+using HotpatchTools.Engine.Platform.Linux;
+using HotpatchTools.Engine.Platform.Windows;
+using static HotpatchTools.Engine.Platform.HostOs;
 
 namespace HotpatchTools.Engine.Machine
 {
@@ -9,8 +12,6 @@ namespace HotpatchTools.Engine.Machine
     /// </summary>
     public static class Privilege
     {
-        private static bool IsWindows => RuntimeInformation.IsOSPlatform(OSPlatform.Windows);
-
         /// <summary>
         /// Only euid 0 counts. CAP_SYS_PTRACE alone would let a process write into targets, but not append to the
         /// root-owned audit log or read a trust store it could not have changed: such a session could patch without
@@ -20,13 +21,13 @@ namespace HotpatchTools.Engine.Machine
 
         public static bool IsElevated()
         {
-            if (!IsWindows) return IsElevatedEuid(NativeMethods.geteuid());
-            if (!NativeMethods.OpenProcessToken(NativeMethods.GetCurrentProcess(), NativeMethods.TOKEN_QUERY, out var token)) return false;
+            if (!IsWindows) return IsElevatedEuid(LibC.geteuid());
+            if (!Win32.OpenProcessToken(Win32.GetCurrentProcess(), Win32.TOKEN_QUERY, out var token)) return false;
             try
             {
-                return NativeMethods.GetTokenInformation(token, NativeMethods.TokenElevation, out int elevated, 4, out _) && elevated != 0;
+                return Win32.GetTokenInformation(token, Win32.TokenElevation, out int elevated, 4, out _) && elevated != 0;
             }
-            finally { NativeMethods.CloseHandle(token); }
+            finally { Win32.CloseHandle(token); }
         }
 
         /// <summary>Throws NotElevated, naming what was refused and how to run it, unless the session is elevated.</summary>

@@ -1,14 +1,15 @@
 using System;
 using System.IO;
 using System.Runtime.InteropServices;
+using HotpatchTools.Engine.Platform.Linux;
+using HotpatchTools.Engine.Platform.Windows;
+using static HotpatchTools.Engine.Platform.HostOs;
 
 namespace HotpatchTools.Engine.Machine
 {
     /// <summary>Machine-wide folders and files that administrators write and everyone may read.</summary>
     internal static class SecureFiles
     {
-        private static bool IsWindows => RuntimeInformation.IsOSPlatform(OSPlatform.Windows);
-
         // SYSTEM and Administrators full control, Users read; not inherited from %ProgramData%, where Users may create files.
         private const string AdminOnlySddl = "D:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FRFX;;;BU)";
 
@@ -29,20 +30,20 @@ namespace HotpatchTools.Engine.Machine
 
         private static void Chmod(string path, string octal)
         {
-            if (NativeMethods.chmod(path, Convert.ToInt32(octal, 8)) != 0)
+            if (LibC.chmod(path, Convert.ToInt32(octal, 8)) != 0)
                 throw new IOException("chmod " + octal + " " + path + " failed (errno " + Marshal.GetLastWin32Error() + ")");
         }
 
         private static void SetWindowsAcl(string path)
         {
-            if (!NativeMethods.ConvertStringSecurityDescriptorToSecurityDescriptorW(AdminOnlySddl, 1, out var sd, IntPtr.Zero))
+            if (!Win32.ConvertStringSecurityDescriptorToSecurityDescriptorW(AdminOnlySddl, 1, out var sd, IntPtr.Zero))
                 throw new IOException("cannot build the security descriptor for " + path + " (error " + Marshal.GetLastWin32Error() + ")");
             try
             {
-                if (!NativeMethods.SetFileSecurityW(path, NativeMethods.DACL_SECURITY_INFORMATION | NativeMethods.PROTECTED_DACL_SECURITY_INFORMATION, sd))
+                if (!Win32.SetFileSecurityW(path, Win32.DACL_SECURITY_INFORMATION | Win32.PROTECTED_DACL_SECURITY_INFORMATION, sd))
                     throw new IOException("cannot restrict " + path + " to administrators (error " + Marshal.GetLastWin32Error() + ")");
             }
-            finally { NativeMethods.LocalFree(sd); }
+            finally { Win32.LocalFree(sd); }
         }
 
         /// <summary>
@@ -56,9 +57,9 @@ namespace HotpatchTools.Engine.Machine
         {
             if (IsWindows) return WindowsFileSecurity.WhyNotAdminOnly(path);
             // The file itself, not what a link planted in its place points to.
-            var st = NativeMethods.LStat(path);
+            var st = LibC.LStat(path);
             if (st == null) return null;
-            if ((st.Value.Mode & NativeMethods.S_IFMT) == NativeMethods.S_IFLNK) return path + " is a symbolic link";
+            if ((st.Value.Mode & LibC.S_IFMT) == LibC.S_IFLNK) return path + " is a symbolic link";
             return WhyNotRootOnly(path, st.Value.Mode, st.Value.Uid) ?? WhyParentsNotRootOnly(path);
         }
 
@@ -78,16 +79,16 @@ namespace HotpatchTools.Engine.Machine
         private static string? WhyParentsNotRootOnly(string path)
         {
             var full = Path.GetFullPath(path);
-            var real = NativeMethods.RealPath(full);
+            var real = LibC.RealPath(full);
             foreach (var start in real == null || real == full ? new[] { full } : new[] { full, real })
                 for (var dir = Path.GetDirectoryName(start); !string.IsNullOrEmpty(dir); dir = Path.GetDirectoryName(dir))
                 {
-                    var st = NativeMethods.LStat(dir!);
+                    var st = LibC.LStat(dir!);
                     if (st == null) continue;
                     var (mode, uid, gid) = st.Value;
                     if (uid != 0) return dir + " (above " + path + ") is owned by uid " + uid + ", not root";
-                    if ((mode & NativeMethods.S_IFMT) == NativeMethods.S_IFLNK) continue; // a root-owned link; its target's folders are checked as `real`
-                    bool sticky = (mode & NativeMethods.S_ISVTX) != 0;
+                    if ((mode & LibC.S_IFMT) == LibC.S_IFLNK) continue; // a root-owned link; its target's folders are checked as `real`
+                    bool sticky = (mode & LibC.S_ISVTX) != 0;
                     if ((mode & 2) != 0 && !sticky) return dir + " (above " + path + ") is writable by everyone (mode " + Convert.ToString(mode & 0xfff, 8) + ")";
                     if ((mode & 16) != 0 && !sticky && gid >= 1000) return dir + " (above " + path + ") is writable by group " + gid + " (mode " + Convert.ToString(mode & 0xfff, 8) + ")";
                 }
@@ -102,16 +103,16 @@ namespace HotpatchTools.Engine.Machine
         {
             if (IsWindows) return WindowsFileSecurity.ReadAdminFile(path);
             if (WhyParentsNotRootOnly(path) is string why) throw new UnauthorizedAccessException(why);
-            int fd = NativeMethods.open(path, NativeMethods.O_RDONLY | NativeMethods.O_NOFOLLOW | NativeMethods.O_CLOEXEC, 0);
+            int fd = LibC.open(path, LibC.O_RDONLY | LibC.O_NOFOLLOW | LibC.O_CLOEXEC, 0);
             if (fd < 0)
             {
                 int errno = Marshal.GetLastWin32Error();
-                if (errno == NativeMethods.ENOENT) throw new FileNotFoundException(path + " does not exist", path);
+                if (errno == LibC.ENOENT) throw new FileNotFoundException(path + " does not exist", path);
                 throw new UnauthorizedAccessException(path + " cannot be opened without following a link (errno " + errno + ")");
             }
             using var stream = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle((IntPtr)fd, true), FileAccess.Read);
-            var st = NativeMethods.FStat(fd) ?? throw new IOException(path + " cannot be examined");
-            if ((st.Mode & NativeMethods.S_IFMT) != NativeMethods.S_IFREG) throw new UnauthorizedAccessException(path + " is not a regular file");
+            var st = LibC.FStat(fd) ?? throw new IOException(path + " cannot be examined");
+            if ((st.Mode & LibC.S_IFMT) != LibC.S_IFREG) throw new UnauthorizedAccessException(path + " is not a regular file");
             if (WhyNotRootOnly(path, st.Mode, st.Uid) is string own) throw new UnauthorizedAccessException(own);
             var ms = new MemoryStream();
             stream.CopyTo(ms);

@@ -4,6 +4,8 @@ using System.Globalization;
 using System.IO;
 using System.Runtime.InteropServices;
 using System.Threading;
+using HotpatchTools.Engine.Platform.Linux;
+using static HotpatchTools.Engine.Platform.HostOs;
 
 namespace HotpatchTools.Engine.Machine
 {
@@ -17,8 +19,6 @@ namespace HotpatchTools.Engine.Machine
     /// </summary>
     public sealed class TargetLock : IDisposable
     {
-        private static bool IsWindows => RuntimeInformation.IsOSPlatform(OSPlatform.Windows);
-
         public static string Directory => Path.Combine(MachinePaths.StateRoot, "locks");
 
         private int _fd = -1;
@@ -61,14 +61,14 @@ namespace HotpatchTools.Engine.Machine
             if (_fd < 0)
             {
                 // O_NOFOLLOW: the folder is root's, but a link planted in it must still not be followed.
-                _fd = NativeMethods.open(path, NativeMethods.O_RDWR | NativeMethods.O_CREAT | NativeMethods.O_CLOEXEC | NativeMethods.O_NOFOLLOW, Convert.ToInt32("600", 8));
+                _fd = LibC.open(path, LibC.O_RDWR | LibC.O_CREAT | LibC.O_CLOEXEC | LibC.O_NOFOLLOW, Convert.ToInt32("600", 8));
                 if (_fd < 0)
                     throw new HotpatchException(HotpatchErrorKind.AccessDenied,
                         "Cannot write to process " + pid + ": its writer's lock " + path + " cannot be opened (errno " + Marshal.GetLastWin32Error() + "); run as root.") { ProcessId = pid };
             }
-            if (NativeMethods.flock(_fd, NativeMethods.LOCK_EX | NativeMethods.LOCK_NB) == 0) return true;
+            if (LibC.flock(_fd, LibC.LOCK_EX | LibC.LOCK_NB) == 0) return true;
             int errno = Marshal.GetLastWin32Error();
-            if (errno == NativeMethods.EWOULDBLOCK || errno == NativeMethods.EINTR) return false;
+            if (errno == LibC.EWOULDBLOCK || errno == LibC.EINTR) return false;
             throw new HotpatchException(HotpatchErrorKind.Internal, "flock of " + path + " failed (errno " + errno + ").") { ProcessId = pid };
         }
 
@@ -129,7 +129,7 @@ namespace HotpatchTools.Engine.Machine
 
         public void Dispose()
         {
-            if (_fd >= 0) { NativeMethods.close(_fd); _fd = -1; } // releases the flock
+            if (_fd >= 0) { LibC.close(_fd); _fd = -1; } // releases the flock
             _stream?.Dispose();
             _stream = null;
         }

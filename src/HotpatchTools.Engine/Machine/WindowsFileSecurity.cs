@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using System.Runtime.InteropServices;
+using HotpatchTools.Engine.Platform.Windows;
 using Microsoft.Win32.SafeHandles;
 
 namespace HotpatchTools.Engine.Machine
@@ -64,7 +65,7 @@ namespace HotpatchTools.Engine.Machine
         public static FileStream OpenAdminFileForAppend(string path)
         {
             var full = Path.GetFullPath(path);
-            var h = CreateFileW(full, FILE_WRITE_DATA | FILE_APPEND_DATA | READ_CONTROL | SYNCHRONIZE, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, IntPtr.Zero,
+            var h = Win32.CreateFileW(full, FILE_WRITE_DATA | FILE_APPEND_DATA | READ_CONTROL | SYNCHRONIZE, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, IntPtr.Zero,
                 OPEN_ALWAYS, FILE_FLAG_OPEN_REPARSE_POINT, IntPtr.Zero);
             if (h.IsInvalid)
             {
@@ -105,16 +106,16 @@ namespace HotpatchTools.Engine.Machine
 
         private static string? WhyNotAdminOnly(SafeFileHandle h, string path, SwapsOrChanges rule, bool mustBeFile)
         {
-            if (!GetFileInformationByHandle(h, out var info)) return path + " cannot be examined (error " + Marshal.GetLastWin32Error() + ")";
+            if (!Win32.GetFileInformationByHandle(h, out var info)) return path + " cannot be examined (error " + Marshal.GetLastWin32Error() + ")";
             // A folder above may be a junction an administrator made (its target's folders are checked too); the file or folder itself may not.
             if (rule == SwapsOrChanges.Changes && (info.Attributes & FILE_ATTRIBUTE_REPARSE_POINT) != 0) return path + " is a link or junction";
             if (mustBeFile && (info.Attributes & FILE_ATTRIBUTE_DIRECTORY) != 0) return path + " is not a regular file";
 
-            if (GetSecurityInfo(h, SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION, out var owner, IntPtr.Zero, out var dacl, IntPtr.Zero, out var sd) != 0)
+            if (Win32.GetSecurityInfo(h, Win32.SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION, out var owner, IntPtr.Zero, out var dacl, IntPtr.Zero, out var sd) != 0)
                 return "the owner and permissions of " + path + " cannot be read";
             try
             {
-                string? ownerSid = NativeMethods.SidString(owner);
+                string? ownerSid = Win32.SidString(owner);
                 if (ownerSid == null) return "the owner of " + path + " cannot be read";
                 if (!IsAdmin(ownerSid)) return path + " is owned by " + ownerSid + ", not by Administrators or SYSTEM";
                 // No DACL at all grants everyone everything.
@@ -124,11 +125,11 @@ namespace HotpatchTools.Engine.Machine
                     ? path + " may be " + (rule == SwapsOrChanges.Changes ? "changed" : "emptied, renamed or re-permissioned") + " by " + sid + ", not only by Administrators or SYSTEM"
                     : null;
             }
-            finally { NativeMethods.LocalFree(sd); }
+            finally { Win32.LocalFree(sd); }
         }
 
         private static bool IsAdmin(string sid) =>
-            Array.IndexOf(AdminSids, sid) >= 0 || (Privilege.IsElevated() && sid == NativeMethods.CurrentUserSid());
+            Array.IndexOf(AdminSids, sid) >= 0 || (Privilege.IsElevated() && sid == Win32.CurrentUserSid());
 
         /// <summary>The first principal other than an administrator that an allow entry gives one of the rights, or null.</summary>
         private static unsafe string? WhoElseMayWrite(IntPtr dacl, uint forbidden)
@@ -148,7 +149,7 @@ namespace HotpatchTools.Engine.Machine
                 // Allow entries only (a deny entry takes rights away), and not those that only pass on to what is created below.
                 if (type == ACCESS_ALLOWED_ACE_TYPE && (flags & INHERIT_ONLY_ACE) == 0 && (mask & forbidden) != 0)
                 {
-                    string sid = NativeMethods.SidString((IntPtr)(acl + offset + 8)) ?? "an unreadable SID";
+                    string sid = Win32.SidString((IntPtr)(acl + offset + 8)) ?? "an unreadable SID";
                     if (!IsAdmin(sid)) return sid;
                 }
                 else if (type != ACCESS_ALLOWED_ACE_TYPE && type != ACCESS_DENIED_ACE_TYPE && (flags & INHERIT_ONLY_ACE) == 0)
@@ -165,7 +166,7 @@ namespace HotpatchTools.Engine.Machine
         private static SafeFileHandle? Open(string path)
         {
             // Writers are shut out while a trust file is checked and read; FILE_SHARE_DELETE keeps an atomic replace possible.
-            var h = CreateFileW(path, GENERIC_READ | READ_CONTROL, FILE_SHARE_READ | FILE_SHARE_DELETE,
+            var h = Win32.CreateFileW(path, GENERIC_READ | READ_CONTROL, FILE_SHARE_READ | FILE_SHARE_DELETE,
                 IntPtr.Zero, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT, IntPtr.Zero);
             if (!h.IsInvalid) return h;
             int error = Marshal.GetLastWin32Error();
@@ -178,10 +179,10 @@ namespace HotpatchTools.Engine.Machine
         /// <summary>The path as the system resolves it, links and junctions followed, or null.</summary>
         private static string? FinalPath(string path)
         {
-            using var h = CreateFileW(path, 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, IntPtr.Zero, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, IntPtr.Zero);
+            using var h = Win32.CreateFileW(path, 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, IntPtr.Zero, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, IntPtr.Zero);
             if (h.IsInvalid) return null;
             var buffer = new char[1024];
-            uint n = GetFinalPathNameByHandleW(h, buffer, (uint)buffer.Length, 0);
+            uint n = Win32.GetFinalPathNameByHandleW(h, buffer, (uint)buffer.Length, 0);
             if (n == 0 || n >= buffer.Length) return null;
             var text = new string(buffer, 0, (int)n);
             if (text.StartsWith(@"\\?\UNC\", StringComparison.Ordinal)) return @"\\" + text.Substring(8);
@@ -193,26 +194,7 @@ namespace HotpatchTools.Engine.Machine
         private const uint FILE_FLAG_BACKUP_SEMANTICS = 0x02000000, FILE_FLAG_OPEN_REPARSE_POINT = 0x00200000;
         private const uint FILE_ATTRIBUTE_DIRECTORY = 0x10, FILE_ATTRIBUTE_REPARSE_POINT = 0x400;
         private const int ERROR_FILE_NOT_FOUND = 2, ERROR_PATH_NOT_FOUND = 3, ERROR_ACCESS_DENIED = 5;
-        private const int SE_FILE_OBJECT = 1;
         private const uint OWNER_SECURITY_INFORMATION = 1, DACL_SECURITY_INFORMATION = 4;
         private const byte ACCESS_ALLOWED_ACE_TYPE = 0, ACCESS_DENIED_ACE_TYPE = 1, INHERIT_ONLY_ACE = 0x8;
-
-        // FILETIMEs are two DWORDs: 4-byte packing keeps the layout of BY_HANDLE_FILE_INFORMATION.
-        [StructLayout(LayoutKind.Sequential, Pack = 4)]
-        private struct FileInformation
-        {
-            public uint Attributes;
-            public long CreationTime, LastAccessTime, LastWriteTime;
-            public uint VolumeSerialNumber, FileSizeHigh, FileSizeLow, NumberOfLinks, FileIndexHigh, FileIndexLow;
-        }
-
-        [DllImport("kernel32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
-        private static extern SafeFileHandle CreateFileW(string name, uint access, uint share, IntPtr security, uint disposition, uint flags, IntPtr template);
-        [DllImport("kernel32.dll", SetLastError = true)]
-        private static extern bool GetFileInformationByHandle(SafeFileHandle h, out FileInformation info);
-        [DllImport("kernel32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
-        private static extern uint GetFinalPathNameByHandleW(SafeFileHandle h, [Out] char[] path, uint length, uint flags);
-        [DllImport("advapi32.dll")]
-        private static extern uint GetSecurityInfo(SafeFileHandle h, int objectType, uint information, out IntPtr owner, IntPtr group, out IntPtr dacl, IntPtr sacl, out IntPtr descriptor);
     }
 }

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 
 namespace HotpatchTools.Engine.Platform.Linux
 {
-    /// <summary>The libc calls the Linux backend needs. glibc only: "libc.so.6" names it exactly.</summary>
+    /// <summary>Every libc call of the engine (the Linux backend, the trust store, the audit trail, the privilege check). glibc only: "libc.so.6" names it exactly.</summary>
     internal static unsafe class LibC
     {
         private const string Lib = "libc.so.6";
@@ -88,6 +88,8 @@ namespace HotpatchTools.Engine.Platform.Linux
         [DllImport(Lib)]
         public static extern int getpid();
 
+        [DllImport(Lib, SetLastError = true)]
+        public static extern int usleep(uint microseconds);
 
         [DllImport(Lib)]
         public static extern uint geteuid();
@@ -138,6 +140,74 @@ namespace HotpatchTools.Engine.Platform.Linux
                 case EEXIST: return "already exists";
                 default: return "errno " + errno;
             }
+        }
+
+        // ---- files, locks and the system log (the trust store, the audit trail, the target lock) ----
+
+        public const int O_WRONLY = 1, O_CREAT = 0x40, O_APPEND = 0x400, O_NOFOLLOW = 0x20000;
+        public const int EWOULDBLOCK = 11;
+        public const int AF_UNIX = 1, MSG_NOSIGNAL = 0x4000;
+        public const int LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
+
+        [DllImport(Lib, SetLastError = true)] public static extern int open([MarshalAs(UnmanagedType.LPStr)] string path, int flags, int mode);
+        [DllImport(Lib, SetLastError = true)] public static extern IntPtr write(int fd, byte* buf, UIntPtr count);
+        [DllImport(Lib, SetLastError = true)] public static extern int flock(int fd, int operation);
+        [DllImport(Lib, SetLastError = true)] public static extern int chmod([MarshalAs(UnmanagedType.LPStr)] string path, int mode);
+        [DllImport(Lib, SetLastError = true)] public static extern IntPtr sendto(int fd, byte* buf, UIntPtr len, int flags, byte* addr, int addrlen);
+
+        // glibc 2.33 and later export stat itself; older ones only the versioned __xstat.
+        [DllImport(Lib, SetLastError = true, EntryPoint = "stat")] private static extern int stat_(string path, byte* buf);
+        [DllImport(Lib, SetLastError = true)] private static extern int __xstat(int ver, string path, byte* buf);
+
+        [DllImport(Lib, SetLastError = true, EntryPoint = "lstat")] private static extern int lstat_(string path, byte* buf);
+        [DllImport(Lib, SetLastError = true)] private static extern int __lxstat(int ver, string path, byte* buf);
+        [DllImport(Lib, SetLastError = true, EntryPoint = "fstat")] private static extern int fstat_(int fd, byte* buf);
+        [DllImport(Lib, SetLastError = true)] private static extern int __fxstat(int ver, int fd, byte* buf);
+        [DllImport(Lib, SetLastError = true)] private static extern IntPtr realpath(string path, IntPtr resolved);
+        [DllImport(Lib)] private static extern void free(IntPtr p);
+
+        public const int S_IFMT = 0xF000, S_IFDIR = 0x4000, S_IFREG = 0x8000, S_IFLNK = 0xA000, S_ISVTX = 0x200;
+
+        /// <summary>Mode bits, owner and group of a file (x86-64 struct stat: st_mode at 24, st_uid at 28, st_gid at 32), or null if it does not exist.</summary>
+        public static (int Mode, uint Uid)? Stat(string path)
+        {
+            var buf = stackalloc byte[256];
+            int r;
+            try { r = stat_(path, buf); }
+            catch (EntryPointNotFoundException) { r = __xstat(1, path, buf); }
+            if (r != 0) return null;
+            return (*(int*)(buf + 24), *(uint*)(buf + 28));
+        }
+
+        /// <summary>As <see cref="Stat"/>, of a symbolic link itself rather than what it points to.</summary>
+        public static (int Mode, uint Uid, uint Gid)? LStat(string path)
+        {
+            var buf = stackalloc byte[256];
+            int r;
+            try { r = lstat_(path, buf); }
+            catch (EntryPointNotFoundException) { r = __lxstat(1, path, buf); }
+            if (r != 0) return null;
+            return (*(int*)(buf + 24), *(uint*)(buf + 28), *(uint*)(buf + 32));
+        }
+
+        /// <summary>As <see cref="Stat"/>, of an open file: what was opened, whatever the path names now.</summary>
+        public static (int Mode, uint Uid)? FStat(int fd)
+        {
+            var buf = stackalloc byte[256];
+            int r;
+            try { r = fstat_(fd, buf); }
+            catch (EntryPointNotFoundException) { r = __fxstat(1, fd, buf); }
+            if (r != 0) return null;
+            return (*(int*)(buf + 24), *(uint*)(buf + 28));
+        }
+
+        /// <summary>The path with every symbolic link resolved, or null when it cannot be resolved.</summary>
+        public static string? RealPath(string path)
+        {
+            var p = realpath(path, IntPtr.Zero);
+            if (p == IntPtr.Zero) return null;
+            try { return Marshal.PtrToStringAnsi(p); }
+            finally { free(p); }
         }
     }
 }

@@ -13,7 +13,7 @@ namespace HotpatchTools.Engine.Platform.Linux
     /// </summary>
     internal sealed class LinuxFrozenProcess : IFrozenProcess
     {
-        private sealed class Tracee
+        internal sealed class Tracee
         {
             public int Tid;
             public int PendingSignal;
@@ -23,35 +23,67 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         // -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK: the kernel moves rip back over `syscall` on resume.
-        private static readonly HashSet<long> RestartCodes = new HashSet<long> { -512, -513, -514, -516 };
+        internal static readonly HashSet<long> RestartCodes = new HashSet<long> { -512, -513, -514, -516 };
 
         private readonly LinuxTargetProcess _proc;
         private readonly List<Tracee> _tracees = new List<Tracee>();
         private readonly int _ownerThread = Environment.CurrentManagedThreadId;
         private List<ThreadSnapshot> _snapshots = new List<ThreadSnapshot>();
         private readonly IDisposable? _reapGuard;
-        private bool _disposed;
+        private readonly IDisposable? _boost;
+        private bool _disposed, _released;
 
-        private LinuxFrozenProcess(LinuxTargetProcess proc)
+        private LinuxFrozenProcess(LinuxTargetProcess proc, IDisposable? boost)
         {
             _proc = proc;
             _reapGuard = ChildReapGuard.EnterIfChild(proc.Id);
+            _boost = boost;
         }
 
         public IReadOnlyList<ThreadSnapshot> Threads => _snapshots;
 
         private int Pid => _proc.Id;
 
+        internal LinuxTargetProcess Process => _proc;
+
+        /// <summary>A non-leader thread first: the runtime's waitpid(pid) on its own children can only take the leader's stops.</summary>
+        internal Tracee InjectionThread() =>
+            _tracees.Find(x => x.PendingSignal == 0 && x.Tid != Pid) ?? _tracees.Find(x => x.PendingSignal == 0) ?? _tracees[0];
+
+        internal bool Holds(Tracee t) => _tracees.Contains(t);
+
+        /// <summary>The thread is gone: nothing to release.</summary>
+        internal void Forget(Tracee t) => _tracees.Remove(t);
+
+        internal HotpatchException Gone() => ProcFs.Gone(Pid);
+
         /// <summary>How long to keep trying while another tracer (most often another installer, briefly) holds a thread.</summary>
         private static readonly TimeSpan TracedWait = TimeSpan.FromSeconds(1);
 
-        public static LinuxFrozenProcess Stop(LinuxTargetProcess proc, TimeSpan timeout, bool singleThread)
+        /// <summary>
+        /// Stops the threads (all, or one for an injected call) and keeps the calling thread at real-time priority
+        /// until they are released: with many busy threads on few cores, a tracer at normal priority loses the CPU
+        /// to the target's running threads for tens of milliseconds at a time, while every thread it already stopped
+        /// waits. It never spins at that priority: it sleeps between looks for a stop (see PollPause).
+        /// </summary>
+        /// <param name="beforeStop">Runs boosted before anything is stopped (reading what the freeze needs to know).</param>
+        public static LinuxFrozenProcess Stop(LinuxTargetProcess proc, TimeSpan timeout, bool singleThread, Action? beforeStop = null)
         {
+            var boost = RealtimeBoost.Enter();
+            try
+            {
+                beforeStop?.Invoke();
+            }
+            catch
+            {
+                boost?.Dispose();
+                throw;
+            }
             var clock = Stopwatch.StartNew();
             var backoff = new Random();
             while (true)
             {
-                var f = new LinuxFrozenProcess(proc);
+                var f = new LinuxFrozenProcess(proc, boost);
                 try
                 {
                     f.StopThreads(timeout, singleThread);
@@ -60,8 +92,12 @@ namespace HotpatchTools.Engine.Platform.Linux
                 catch (TracedElsewhereException e)
                 {
                     // Let go of everything first: two installers each holding some threads would wait on each other.
-                    f.Dispose();
-                    if (clock.Elapsed >= TracedWait) throw new HotpatchException(HotpatchErrorKind.Busy, e.Message) { ProcessId = e.ProcessId };
+                    f.Release();
+                    if (clock.Elapsed >= TracedWait)
+                    {
+                        boost?.Dispose();
+                        throw new HotpatchException(HotpatchErrorKind.Busy, e.Message) { ProcessId = e.ProcessId };
+                    }
                     Thread.Sleep(backoff.Next(1, 8));
                 }
                 catch
@@ -100,16 +136,13 @@ namespace HotpatchTools.Engine.Platform.Linux
                 // stop anything: attach to the whole batch first, then interrupt it in one quick pass, so no thread
                 // waits stopped while the others are being attached.
                 var batch = new List<Tracee>();
-                using (RealtimeBoost.Enter())
+                foreach (int tid in fresh)
                 {
-                    foreach (int tid in fresh)
-                    {
-                        var t = Seize(tid);
-                        if (t != null) { _tracees.Add(t); batch.Add(t); }
-                    }
-                    foreach (var t in batch.ToArray())
-                        if (!Interrupt(t)) batch.Remove(t);
+                    var t = Seize(tid);
+                    if (t != null) { _tracees.Add(t); batch.Add(t); }
                 }
+                foreach (var t in batch.ToArray())
+                    if (!Interrupt(t)) batch.Remove(t);
                 foreach (var t in batch) { WaitForStop(t, deadline, timeout); t.Stopped = true; }
                 // Re-list: threads created while we were stopping the others must be stopped too.
                 if (singleThread && _tracees.Count > 0) break;
@@ -159,7 +192,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                     // An exiting task refuses to be traced with the same EPERM: a dying process is not a permission problem.
                     if (ProcFs.TaskState(Pid, tid) is '\0' or 'Z' or 'X' || ProcFs.TaskState(Pid, Pid) is '\0' or 'Z' or 'X') throw ProcFs.Gone(Pid);
                     // Root may trace anything live, so its EPERM means another tracer, even one that let go before we looked.
-                    if (tracer != 0 || LibC.geteuid() == 0)
+                    if (tracer != 0 || Machine.Privilege.IsElevated())
                         throw new TracedElsewhereException(
                             "Process " + Pid + " is busy: it is being traced by " + (tracer != 0 ? "process " + tracer + " (" + (ProcFs.TryReadComm(tracer) ?? "?") + ")" : "another tracer") +
                             ", a debugger or another installer. Try again when it has detached.") { ProcessId = Pid };
@@ -213,9 +246,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                     throw new HotpatchException(HotpatchErrorKind.Busy,
                         "Thread " + t.Tid + " of process " + Pid + " did not stop within " + timeout.TotalSeconds + " s (state " + ProcFs.TaskState(Pid, t.Tid) +
                         "); it may be in uninterruptible sleep. Nothing was written.") { ProcessId = Pid };
-                // Yield, not sleep, for the first milliseconds: every thread already stopped waits on this one, and
-                // the shortest sleep is a millisecond or more. A count of yields ran out too early on a busy machine.
-                if (waiting.ElapsedMilliseconds < 20) Thread.Yield(); else Thread.Sleep(1);
+                PollPause(waiting);
             }
         }
 
@@ -224,7 +255,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         /// no status pending on a second look. Only a waiter in our own process (the runtime reaping its
         /// children) can take it, and only for the thread-group leader.
         /// </summary>
-        private bool StoppedButReapedElsewhere(int tid)
+        internal bool StoppedButReapedElsewhere(int tid)
         {
             if (ProcFs.TaskState(Pid, tid) != 't') return false;
             Thread.Sleep(1);
@@ -232,7 +263,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             return ProcFs.TaskState(Pid, tid) == 't';
         }
 
-        private LibC.UserRegs GetRegs(int tid)
+        internal LibC.UserRegs GetRegs(int tid)
         {
             var regs = new LibC.UserRegs();
             unsafe
@@ -242,7 +273,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             return regs;
         }
 
-        private void SetRegs(int tid, LibC.UserRegs regs)
+        internal void SetRegs(int tid, LibC.UserRegs regs)
         {
             unsafe
             {
@@ -251,7 +282,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         /// <summary>ESRCH here means the thread (or the whole process) died while stopped: a kill, not an engine fault.</summary>
-        private HotpatchException RegsError(string call, int tid)
+        internal HotpatchException RegsError(string call, int tid)
         {
             int errno = Marshal.GetLastWin32Error();
             if (errno == LibC.ESRCH)
@@ -262,183 +293,17 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         /// <summary>
-        /// Executes one system call in a stopped thread through a `syscall` gadget, then restores its registers exactly.
-        /// While the thread's registers are ours, we may die (SIGKILL) and the kernel would let the thread run on from
-        /// the gadget with them. So, when the target has a `syscall; ret` gadget and a signal restorer, the thread's
-        /// whole state goes first into a signal frame below its stack's red zone, and the gadget's `ret` leads into
-        /// rt_sigreturn: left alone, the thread finishes the call, restores itself from the frame and runs on
-        /// exactly where it was. Normally we stop it right after the `syscall` and put its registers back ourselves.
+        /// Between two looks for a stop: every thread already stopped waits on this one. A few microseconds of sleep
+        /// for the first milliseconds, not a yield: with many busy threads on few cores, a yielding tracer goes behind
+        /// every one of them (hundreds of milliseconds), where a waking sleeper is run at once. Thread.Sleep's
+        /// shortest is a millisecond or more.
         /// </summary>
-        public long Inject(LinuxTargetProcess.InjectionGadgets gadgets, long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
+        internal static void PollPause(Stopwatch waiting)
         {
-            CheckOwner();
-            // The gadgets were found in the program this process ran when it was opened: after an execve under the same
-            // pid (a setuid program, say) they point into another address space, and nothing may be injected there.
-            _proc.CheckSameProgram();
-            // A non-leader thread first: the runtime's waitpid(pid) on its own children can only take the leader's stops.
-            var t = _tracees.Find(x => x.PendingSignal == 0 && x.Tid != Pid) ?? _tracees.Find(x => x.PendingSignal == 0) ?? _tracees[0];
-            var saved = t.Regs;
-            var regs = saved;
-            regs.rax = (ulong)nr;
-            regs.orig_rax = ulong.MaxValue; // not in a syscall: no restart logic may touch rip
-            regs.rdi = a0; regs.rsi = a1; regs.rdx = a2; regs.r10 = a3; regs.r8 = a4; regs.r9 = a5;
-            regs.rip = gadgets.Syscall;
-            if (gadgets.SafetyNet) regs.rsp = WriteSignalFrame(t, gadgets.Restorer);
-            FailPoint.Hit("inject.before-setregs");
-            try
-            {
-                SetRegs(t.Tid, regs);
-                FailPoint.Hit("inject.after-setregs");
-                // Syscall stops, not a single step: a tracer that dies leaves the trap flag of a single step set, and
-                // the untraced thread would take a fatal SIGTRAP; syscall tracing ends with the tracer.
-                for (int stop = 0; stop < 8; stop++)
-                {
-                    if (LibC.ptrace(LibC.PTRACE_SYSCALL, t.Tid, IntPtr.Zero, IntPtr.Zero) < 0)
-                        throw new HotpatchException(HotpatchErrorKind.Internal, "PTRACE_SYSCALL failed: " + LibC.StrError(Marshal.GetLastWin32Error()) + ".") { ProcessId = Pid };
-                    var status = BlockingWait(t.Tid);
-                    if (!LibC.WIFSTOPPED(status)) { _tracees.Remove(t); throw ProcFs.Gone(Pid); }
-                    int sig = LibC.WSTOPSIG(status);
-                    if (sig == SyscallStop)
-                    {
-                        var after = GetRegs(t.Tid);
-                        // The entry stop shows -ENOSYS in rax; mmap and munmap never return it.
-                        if (after.rip == gadgets.Syscall + 2 && (long)after.rax != -LibC.ENOSYS)
-                        {
-                            _proc.CheckSameProgram();
-                            FailPoint.Hit("inject.after-syscall");
-                            return (long)after.rax;
-                        }
-                        continue;
-                    }
-                    // Another signal arrived first: keep it for detach and go on.
-                    if (LibC.PtraceEvent(status) == 0 && sig != LibC.SIGTRAP && t.PendingSignal == 0) t.PendingSignal = sig;
-                }
-                throw new HotpatchException(HotpatchErrorKind.Internal, "The injected system call did not complete in thread " + t.Tid + ".") { ProcessId = Pid };
-            }
-            finally
-            {
-                if (_tracees.Contains(t)) SetRegs(t.Tid, saved);
-            }
+            if (waiting.ElapsedMilliseconds < 20) LibC.usleep(20); else Thread.Sleep(1);
         }
 
-        // -ERESTART_RESTARTBLOCK asks for restart_syscall rather than the original call.
-        private const long ERESTART_RESTARTBLOCK = -516, NR_restart_syscall = 219;
-        private const ulong UC_FP_XSTATE = 1, UC_SIGCONTEXT_SS = 2, UC_STRICT_RESTORE_SS = 4;
-        private const uint FP_XSTATE_MAGIC1 = 0x46505853, FP_XSTATE_MAGIC2 = 0x46505845;
-
-        /// <summary>
-        /// Writes an x86-64 rt_sigframe (restorer address, ucontext, siginfo, xsave area) holding the thread's current
-        /// state below its red zone and returns the frame's address, which becomes rsp for the injected call.
-        /// </summary>
-        private ulong WriteSignalFrame(Tracee t, ulong restorer)
-        {
-            var r = t.Regs;
-            ulong rip = r.rip, rax = r.rax;
-            // The kernel would restart an interrupted call when the thread resumes; rt_sigreturn does not, so the
-            // frame asks for the restart itself (and restart_syscall, after a sigreturn, reports EINTR, as after any signal).
-            if ((long)r.orig_rax >= 0 && RestartCodes.Contains((long)r.rax))
-            {
-                rip -= 2;
-                rax = (long)r.rax == ERESTART_RESTARTBLOCK ? (ulong)NR_restart_syscall : r.orig_rax;
-            }
-
-            byte[] fp = ReadFpState(t.Tid, out bool xsave);
-            const int ucOffset = 8, mcOffset = ucOffset + 40, maskOffset = mcOffset + 256, infoOffset = maskOffset + 8, infoEnd = infoOffset + 128;
-            int fpOffset = (infoEnd + 63) & ~63;
-            int size = fpOffset + fp.Length + 4;
-            ulong frame = (r.rsp - 128 - (ulong)size) & ~63UL;
-            var b = new byte[size];
-            void U64(int at, ulong v) => BitConverter.GetBytes(v).CopyTo(b, at);
-
-            U64(0, restorer);
-            U64(ucOffset, UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS);
-            // uc_stack: an invalid mode makes rt_sigreturn's sigaltstack step fail quietly, leaving the thread's alternate stack as it is.
-            BitConverter.GetBytes(3).CopyTo(b, ucOffset + 24);
-            ulong[] gp = { r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, rax, r.rcx, r.rsp, rip, r.eflags };
-            for (int i = 0; i < gp.Length; i++) U64(mcOffset + 8 * i, gp[i]);
-            BitConverter.GetBytes((ushort)r.cs).CopyTo(b, mcOffset + 144);
-            BitConverter.GetBytes((ushort)r.ss).CopyTo(b, mcOffset + 150);
-            U64(mcOffset + 184, frame + (ulong)fpOffset);
-            U64(maskOffset, ReadSigMask(t.Tid));
-            fp.CopyTo(b, fpOffset);
-            if (xsave) BitConverter.GetBytes(FP_XSTATE_MAGIC2).CopyTo(b, fpOffset + fp.Length);
-
-            _proc.Write(frame, b);
-            return frame;
-        }
-
-        /// <summary>
-        /// The thread's FPU/SSE/AVX state in the signal-frame layout: the XSAVE area ptrace gives, described the way
-        /// the kernel describes it in a signal frame, or the legacy FXSAVE area when XSAVE is not available.
-        /// </summary>
-        private byte[] ReadFpState(int tid, out bool xsave)
-        {
-            var buf = new byte[16384];
-            unsafe
-            {
-                fixed (byte* p = buf)
-                {
-                    var iov = new LibC.Iovec { Base = (IntPtr)p, Length = (UIntPtr)buf.Length };
-                    if (LibC.ptrace(LibC.PTRACE_GETREGSET, tid, (IntPtr)LibC.NT_X86_XSTATE, (IntPtr)(&iov)) == 0)
-                    {
-                        int len = (int)iov.Length;
-                        if (len >= 576)
-                        {
-                            // ptrace keeps XCR0 in the software-reserved bytes; a signal frame keeps its own description there.
-                            ulong xcr0 = BitConverter.ToUInt64(buf, 464);
-                            Array.Clear(buf, 464, 48);
-                            BitConverter.GetBytes(FP_XSTATE_MAGIC1).CopyTo(buf, 464);
-                            BitConverter.GetBytes((uint)len + 4).CopyTo(buf, 468);
-                            BitConverter.GetBytes(xcr0).CopyTo(buf, 472);
-                            BitConverter.GetBytes((uint)len).CopyTo(buf, 480);
-                            xsave = true;
-                            var x = new byte[len];
-                            Array.Copy(buf, x, len);
-                            return x;
-                        }
-                    }
-                    iov = new LibC.Iovec { Base = (IntPtr)p, Length = (UIntPtr)512 };
-                    if (LibC.ptrace(LibC.PTRACE_GETREGSET, tid, (IntPtr)LibC.NT_PRFPREG, (IntPtr)(&iov)) < 0) throw RegsError("PTRACE_GETREGSET", tid);
-                }
-            }
-            xsave = false;
-            var fx = new byte[512];
-            Array.Copy(buf, fx, 512);
-            Array.Clear(fx, 464, 48); // no software bytes: the kernel restores it as a plain FXSAVE frame
-            return fx;
-        }
-
-        private ulong ReadSigMask(int tid)
-        {
-            ulong mask = 0;
-            unsafe
-            {
-                if (LibC.ptrace(LibC.PTRACE_GETSIGMASK, tid, (IntPtr)8, (IntPtr)(&mask)) < 0) throw RegsError("PTRACE_GETSIGMASK", tid);
-            }
-            return mask;
-        }
-
-        // PTRACE_O_TRACESYSGOOD marks syscall stops with bit 7, apart from a real SIGTRAP.
-        private const int SyscallStop = LibC.SIGTRAP | 0x80;
-
-        private int BlockingWait(int tid)
-        {
-            var clock = Stopwatch.StartNew();
-            for (int spins = 0; ; spins++)
-            {
-                int r = LibC.waitpid(tid, out int status, LibC.WNOHANG | LibC.__WALL);
-                if (r == tid) return status;
-                if (r < 0 && Marshal.GetLastWin32Error() != LibC.EINTR)
-                    throw ProcFs.Gone(Pid);
-                // The caller checks where the thread stopped, so a reaped-elsewhere stop reads as a syscall stop.
-                if (spins % 64 == 63 && StoppedButReapedElsewhere(tid)) return (SyscallStop << 8) | 0x7f;
-                if (clock.Elapsed > TimeSpan.FromSeconds(5))
-                    throw new HotpatchException(HotpatchErrorKind.Internal, "Thread " + tid + " did not stop in the injected system call.") { ProcessId = Pid };
-                if (clock.ElapsedMilliseconds < 20) Thread.Yield(); else Thread.Sleep(1);
-            }
-        }
-
-        private void CheckOwner()
+        internal void CheckOwner()
         {
             if (Environment.CurrentManagedThreadId != _ownerThread)
                 throw new InvalidOperationException("ptrace calls must come from the thread that stopped the process.");
@@ -448,6 +313,15 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             if (_disposed) return;
             _disposed = true;
+            Release();
+            _boost?.Dispose();
+        }
+
+        /// <summary>Lets every thread go; the priority boost stays with the caller (a retry keeps it).</summary>
+        private void Release()
+        {
+            if (_released) return;
+            _released = true;
             // PTRACE_DETACH only works on a stopped tracee: one seized but not yet waited for (a later thread
             // failed first) must reach its stop, or it would stay traced by this thread and lock out everyone.
             foreach (var t in _tracees.ToArray())
@@ -459,39 +333,10 @@ namespace HotpatchTools.Engine.Platform.Linux
                 }
                 catch (HotpatchException) { }
             }
-            using (RealtimeBoost.Enter())
-                foreach (var t in _tracees)
-                    LibC.ptrace(LibC.PTRACE_DETACH, t.Tid, IntPtr.Zero, (IntPtr)t.PendingSignal);
+            foreach (var t in _tracees)
+                LibC.ptrace(LibC.PTRACE_DETACH, t.Tid, IntPtr.Zero, (IntPtr)t.PendingSignal);
             _tracees.Clear();
             _reapGuard?.Dispose();
-        }
-    }
-
-    /// <summary>
-    /// Runs the calling thread at the lowest real-time priority for a loop of quick ptrace calls. With many busy
-    /// threads on few cores, the target's own threads otherwise take the CPU from the tracer between two calls,
-    /// and every thread already stopped waits for the ones still running (256 threads on 2 cores: 100+ ms instead
-    /// of a few). Only around calls that never wait for the target: a real-time thread polling for a stop could
-    /// keep the very threads it waits for off the CPU. Without the privilege it is a no-op.
-    /// </summary>
-    internal sealed class RealtimeBoost : IDisposable
-    {
-        private readonly int _policy, _priority;
-
-        private RealtimeBoost(int policy, int priority) { _policy = policy; _priority = priority; }
-
-        public static IDisposable? Enter()
-        {
-            int policy = LibC.sched_getscheduler(0);
-            if (policy != LibC.SCHED_OTHER || LibC.sched_getparam(0, out int priority) != 0) return null;
-            int fifo = 1;
-            return LibC.sched_setscheduler(0, LibC.SCHED_FIFO, ref fifo) == 0 ? new RealtimeBoost(policy, priority) : null;
-        }
-
-        public void Dispose()
-        {
-            int priority = _priority;
-            LibC.sched_setscheduler(0, _policy, ref priority);
         }
     }
 }

@@ -2,11 +2,12 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
+using System.Linq;
 using System.Text;
 
 namespace HotpatchTools.Engine.Platform.Linux
 {
-    public sealed class LinuxPlatform : IProcessPlatform, IModuleProcessFilter, IProcessEventPlatform
+    public sealed class LinuxPlatform : IProcessPlatform, IModuleProcessFilter, IProcessEventPlatform, IMappedFileReader
     {
         public Format.TargetOs Os => Format.TargetOs.Linux;
 
@@ -84,12 +85,43 @@ namespace HotpatchTools.Engine.Platform.Linux
         private static bool Same(byte a, byte b, bool ignoreCase) =>
             a == b || (ignoreCase && a < 128 && b < 128 && char.ToLowerInvariant((char)a) == char.ToLowerInvariant((char)b));
 
+        /// <summary>Start time and virtual size from /proc/PID/stat: a few hundred bytes where the maps of a large process are hundreds of kilobytes.</summary>
+        public string? ChangeStamp(int pid) => ProcFs.StatFields(pid, 19, 20);
+
+        public string StartTime(int pid) => ProcFs.StatFields(pid, 19) ?? "";
+
+        /// <summary>One read of /proc/PID/maps, and for most processes a substring search of it.</summary>
+        public IReadOnlyList<MappedFile>? ReadMappedFiles(int pid, IReadOnlyCollection<string> anyOfNames)
+        {
+            string text;
+            try { text = File.ReadAllText("/proc/" + pid + "/maps"); }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException) { return null; }
+            catch (UnauthorizedAccessException e) { throw ProcFs.Denied(pid, e); }
+            catch (IOException) when (!Directory.Exists("/proc/" + pid)) { return null; }
+
+            var files = new List<MappedFile>();
+            // A mapped file's path is the last field; "/name\n" (or "/name (deleted)\n", a library replaced on disk
+            // while the process still runs the old one) only occurs where the module is mapped.
+            if (!anyOfNames.Any(name => text.IndexOf("/" + name + "\n", StringComparison.Ordinal) >= 0
+                                       || text.IndexOf("/" + name + " (deleted)\n", StringComparison.Ordinal) >= 0))
+                return files;
+            foreach (var line in text.Split('\n'))
+            {
+                // No field before the path contains a slash.
+                int slash = line.IndexOf(" /", StringComparison.Ordinal);
+                if (slash < 0) continue;
+                var path = line.Substring(slash + 1);
+                if (path.EndsWith(" (deleted)", StringComparison.Ordinal)) path = path.Substring(0, path.Length - 10);
+                files.Add(new MappedFile(line.Substring(0, line.IndexOf(' ')), path));
+            }
+            return files;
+        }
+
         public ITargetProcess Open(int processId)
         {
             if (processId <= 0 || !Directory.Exists("/proc/" + processId))
                 throw new HotpatchException(HotpatchErrorKind.ProcessNotFound, "No process with id " + processId + " is running.") { ProcessId = processId };
-            if (processId == LibC.getpid())
-                throw new HotpatchException(HotpatchErrorKind.AccessDenied, "Process " + processId + " is this PowerShell process itself; a process cannot patch itself through ptrace.") { ProcessId = processId };
+            LiveTargetProcess.RefuseSelf(processId, "a process cannot patch itself through ptrace.");
             return new LinuxTargetProcess(processId, ProcFs.TryReadComm(processId) ?? "?");
         }
     }
@@ -177,6 +209,19 @@ namespace HotpatchTools.Engine.Platform.Linux
             return false;
         }
 
+        /// <summary>
+        /// Fields of /proc/PID/stat, counted from the state (field 3) after the parenthesised command name, which
+        /// may hold spaces: 19 is the start time (field 22), 20 the virtual size (field 23). Null when the process is gone.
+        /// </summary>
+        public static string? StatFields(int pid, params int[] indexes)
+        {
+            string stat;
+            try { stat = File.ReadAllText("/proc/" + pid + "/stat"); }
+            catch (IOException) { return null; }
+            var fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
+            return string.Join(" ", indexes.Select(i => i < fields.Length ? fields[i] : ""));
+        }
+
         public static char TaskState(int pid, int tid)
         {
             try
@@ -205,7 +250,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " has exited.", inner) { ProcessId = pid };
 
         public static HotpatchException Denied(int pid, Exception? inner = null) =>
-            new HotpatchException(HotpatchErrorKind.AccessDenied, "Access to process " + pid + " was denied" + (LibC.geteuid() == 0
+            new HotpatchException(HotpatchErrorKind.AccessDenied, "Access to process " + pid + " was denied" + (Machine.Privilege.IsElevated()
                     // Telling root to run as root sends them in a circle: what stops root is the kernel's policy.
                     ? " even to root: kernel.yama.ptrace_scope may be 3, a security module (AppArmor, SELinux) may deny ptrace, or this container lacks CAP_SYS_PTRACE (a container's init is often protected this way)."
                     : ": run as root or with CAP_SYS_PTRACE (and check kernel.yama.ptrace_scope)."), inner) { ProcessId = pid };

@@ -2,12 +2,11 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using HotpatchTools.Engine.Modules;
 
 namespace HotpatchTools.Engine.Platform.Linux
 {
-    internal sealed unsafe class LinuxTargetProcess : ITargetProcess, IProcessMemory, IModuleEnumerator, IThreadController
+    internal sealed unsafe class LinuxTargetProcess : LiveTargetProcess, ITargetProcess, IProcessMemory, IModuleEnumerator, IThreadController
     {
         private int _memFd = -1;
         private InjectionGadgets? _gadgets;
@@ -30,7 +29,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             try
             {
-                string exe = Machine.NativeMethods.RealPath("/proc/" + pid + "/exe") ?? "";
+                string exe = LibC.RealPath("/proc/" + pid + "/exe") ?? "";
                 var stat = File.ReadAllText("/proc/" + pid + "/stat");
                 var f = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
                 // startcode, endcode, startstack (fields 26 to 28)
@@ -55,7 +54,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                     "Process " + Id + " ran another program (" + now.Split('|')[0] + ") while it was being patched; nothing more was written to it.") { ProcessId = Id };
         }
 
-        public int Id { get; }
+        public override int Id { get; }
         public string Name { get; }
         public int Bitness { get; }
 
@@ -84,18 +83,9 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         // ---- memory ----
 
-        public void Read(ulong address, byte[] buffer)
-        {
-            int n = TryRead(address, buffer);
-            if (n != buffer.Length)
-            {
-                if (Dying) throw ProcFs.Gone(Id);
-                throw new HotpatchException(HotpatchErrorKind.Internal,
-                    "Could not read " + buffer.Length + " bytes at 0x" + address.ToString("x") + " in process " + Id + ".") { ProcessId = Id };
-            }
-        }
+        protected override HotpatchException? ShortReadCause() => Dying ? ProcFs.Gone(Id) : null;
 
-        public int TryRead(ulong address, byte[] buffer)
+        public override int TryRead(ulong address, byte[] buffer)
         {
             if (buffer.Length == 0) return 0;
             fixed (byte* p = buffer)
@@ -194,13 +184,13 @@ namespace HotpatchTools.Engine.Platform.Linux
         private long InjectSyscall(IFrozenProcess? frozen, long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
         {
             var gadgets = Gadgets();
-            if (frozen is LinuxFrozenProcess f) return f.Inject(gadgets, nr, a0, a1, a2, a3, a4, a5);
+            if (frozen is LinuxFrozenProcess f) return SyscallInjector.Run(f, gadgets, nr, a0, a1, a2, a3, a4, a5);
             // Stop a single thread only: the rest of the process keeps running while we allocate.
             using var one = LinuxFrozenProcess.Stop(this, TimeSpan.FromSeconds(5), singleThread: true);
-            return one.Inject(gadgets, nr, a0, a1, a2, a3, a4, a5);
+            return SyscallInjector.Run(one, gadgets, nr, a0, a1, a2, a3, a4, a5);
         }
 
-        /// <summary>Code already in the target that an injected system call runs through (see LinuxFrozenProcess.Inject).</summary>
+        /// <summary>Code already in the target that an injected system call runs through (see SyscallInjector).</summary>
         internal sealed class InjectionGadgets
         {
             /// <summary>`syscall` (0f 05), followed by `ret` (c3) when SafetyNet is true.</summary>
@@ -325,7 +315,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         /// <summary>Decided when a module is opened, not listed: a process maps dozens of files and a check costs a syscall each.</summary>
-        private string Readable(LoadedModule module)
+        protected override string ReadablePath(LoadedModule module)
         {
             if (module.ReadablePath.Length > 0) return module.ReadablePath;
             // map_files reaches the mapped file itself, even when it was replaced on disk or lives in another mount namespace.
@@ -334,19 +324,18 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         public IModuleImage OpenImage(LoadedModule module) =>
-            ModuleCache.GetOrAdd("elf|" + module.Key + "|" + DebugFiles.CacheKey(), () => DebugFiles.Attach(ElfImage.Load(Readable(module)), module.Path));
-
-        public string ComputeSha256(LoadedModule module) =>
-            ModuleFile.Sha256(Readable(module), module.Key, "Module file " + module.Path + " of process " + Id);
+            ModuleCache.GetOrAdd("elf|" + module.Key + "|" + DebugFiles.CacheKey(), () => DebugFiles.Attach(ElfImage.Load(ReadablePath(module)), module.Path));
 
         // ---- threads ----
 
         public IFrozenProcess Freeze(TimeSpan timeout)
         {
             // Known before anything stops, so the freeze can tell a thread still finishing a killed installer's call.
-            try { Gadgets(); }
-            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.Internal) { }
-            return LinuxFrozenProcess.Stop(this, timeout, singleThread: false);
+            return LinuxFrozenProcess.Stop(this, timeout, singleThread: false, beforeStop: () =>
+            {
+                try { Gadgets(); }
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.Internal) { }
+            });
         }
 
         internal InjectionGadgets? KnownGadgets => _gadgets;

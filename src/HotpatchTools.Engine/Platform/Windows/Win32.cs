@@ -4,7 +4,7 @@ using System.Text;
 
 namespace HotpatchTools.Engine.Platform.Windows
 {
-    /// <summary>The Win32 calls the Windows backend needs (all of them implemented by Wine as well).</summary>
+    /// <summary>Every Win32 call of the engine (all of them implemented by Wine as well).</summary>
     internal static class Win32
     {
         public const uint PROCESS_VM_OPERATION = 0x0008, PROCESS_VM_READ = 0x0010, PROCESS_VM_WRITE = 0x0020, PROCESS_QUERY_INFORMATION = 0x0400;
@@ -119,5 +119,73 @@ namespace HotpatchTools.Engine.Platform.Windows
             (protect & (PAGE_READONLY | PAGE_READWRITE | PAGE_WRITECOPY | PAGE_EXECUTE_READ | PAGE_EXECUTE_READWRITE | PAGE_EXECUTE_WRITECOPY)) != 0 && (protect & PAGE_GUARD) == 0;
 
         public static string Message(int error) => new System.ComponentModel.Win32Exception(error).Message + " (error " + error + ")";
+
+        // ---- tokens, file security and the event log (the privilege check, the trust store, the audit trail) ----
+
+        public const uint TOKEN_QUERY = 0x0008;
+        public const int TokenElevation = 20;
+
+        [DllImport("advapi32.dll", SetLastError = true)] public static extern bool GetTokenInformation(IntPtr token, int cls, out int value, int length, out int returned);
+
+        [DllImport("advapi32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
+        public static extern bool ConvertStringSecurityDescriptorToSecurityDescriptorW(string sddl, uint revision, out IntPtr descriptor, IntPtr size);
+        [DllImport("advapi32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
+        public static extern bool SetFileSecurityW(string path, uint information, IntPtr descriptor);
+        [DllImport("kernel32.dll")] public static extern IntPtr LocalFree(IntPtr h);
+
+        public const uint DACL_SECURITY_INFORMATION = 0x4, PROTECTED_DACL_SECURITY_INFORMATION = 0x80000000, OWNER_SECURITY_INFORMATION = 0x1;
+        public const int SE_FILE_OBJECT = 1, TokenUser = 1;
+
+        // FILETIMEs are two DWORDs: 4-byte packing keeps the layout of BY_HANDLE_FILE_INFORMATION.
+        [StructLayout(LayoutKind.Sequential, Pack = 4)]
+        public struct FileInformation
+        {
+            public uint Attributes;
+            public long CreationTime, LastAccessTime, LastWriteTime;
+            public uint VolumeSerialNumber, FileSizeHigh, FileSizeLow, NumberOfLinks, FileIndexHigh, FileIndexLow;
+        }
+
+        [DllImport("kernel32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
+        public static extern Microsoft.Win32.SafeHandles.SafeFileHandle CreateFileW(string name, uint access, uint share, IntPtr security, uint disposition, uint flags, IntPtr template);
+        [DllImport("kernel32.dll", SetLastError = true)]
+        public static extern bool GetFileInformationByHandle(Microsoft.Win32.SafeHandles.SafeFileHandle h, out FileInformation info);
+        [DllImport("kernel32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
+        public static extern uint GetFinalPathNameByHandleW(Microsoft.Win32.SafeHandles.SafeFileHandle h, [Out] char[] path, uint length, uint flags);
+        [DllImport("advapi32.dll")]
+        public static extern uint GetSecurityInfo(Microsoft.Win32.SafeHandles.SafeFileHandle h, int objectType, uint information, out IntPtr owner, IntPtr group, out IntPtr dacl, IntPtr sacl, out IntPtr descriptor);
+        [DllImport("advapi32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
+        public static extern bool ConvertSidToStringSidW(IntPtr sid, out IntPtr text);
+        [DllImport("advapi32.dll", SetLastError = true, EntryPoint = "GetTokenInformation")]
+        public static extern bool GetTokenInformationBuffer(IntPtr token, int cls, IntPtr buffer, int length, out int returned);
+
+        /// <summary>The string form (S-1-...) of a SID, or null.</summary>
+        public static string? SidString(IntPtr sid)
+        {
+            if (sid == IntPtr.Zero || !ConvertSidToStringSidW(sid, out var text)) return null;
+            try { return Marshal.PtrToStringUni(text); }
+            finally { LocalFree(text); }
+        }
+
+        /// <summary>The SID of the user this process runs as, or null.</summary>
+        public static string? CurrentUserSid()
+        {
+            if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, out var token)) return null;
+            var buffer = Marshal.AllocHGlobal(512);
+            try
+            {
+                // TOKEN_USER starts with the SID pointer of its SID_AND_ATTRIBUTES.
+                return GetTokenInformationBuffer(token, TokenUser, buffer, 512, out _) ? SidString(Marshal.ReadIntPtr(buffer)) : null;
+            }
+            finally
+            {
+                Marshal.FreeHGlobal(buffer);
+                CloseHandle(token);
+            }
+        }
+
+        [DllImport("advapi32.dll", SetLastError = true, CharSet = CharSet.Unicode)] public static extern IntPtr RegisterEventSourceW(string? server, string source);
+        [DllImport("advapi32.dll", SetLastError = true)] public static extern bool DeregisterEventSource(IntPtr h);
+        [DllImport("advapi32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
+        public static extern bool ReportEventW(IntPtr h, ushort type, ushort category, uint eventId, IntPtr sid, ushort strings, uint dataSize, string[] text, IntPtr data);
     }
 }

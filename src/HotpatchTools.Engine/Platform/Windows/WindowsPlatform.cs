@@ -28,8 +28,7 @@ namespace HotpatchTools.Engine.Platform.Windows
 
         public ITargetProcess Open(int processId)
         {
-            if (processId == Win32.GetCurrentProcessId())
-                throw new HotpatchException(HotpatchErrorKind.AccessDenied, "Process " + processId + " is this PowerShell process itself; it cannot patch itself.") { ProcessId = processId };
+            LiveTargetProcess.RefuseSelf(processId, "it cannot patch itself.");
             EnableDebugPrivilege();
             // Reading needs no more than this; write rights are asked for only when something is written.
             IntPtr h = Win32.OpenProcess(Win32.PROCESS_QUERY_INFORMATION | Win32.PROCESS_VM_READ, false, processId);

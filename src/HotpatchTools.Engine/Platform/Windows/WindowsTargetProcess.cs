@@ -2,13 +2,12 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using System.Text;
 using HotpatchTools.Engine.Modules;
 
 namespace HotpatchTools.Engine.Platform.Windows
 {
-    internal sealed class WindowsTargetProcess : ITargetProcess, IProcessMemory, IModuleEnumerator, IThreadController
+    internal sealed class WindowsTargetProcess : LiveTargetProcess, ITargetProcess, IProcessMemory, IModuleEnumerator, IThreadController
     {
         private const int PageSize = 4096;
         private IntPtr _handle;
@@ -22,7 +21,7 @@ namespace HotpatchTools.Engine.Platform.Windows
             Bitness = Environment.Is64BitOperatingSystem && Win32.IsWow64Process(readHandle, out bool wow) && wow ? 32 : (Environment.Is64BitOperatingSystem ? 64 : 32);
         }
 
-        public int Id { get; }
+        public override int Id { get; }
         /// <summary>The open process handle (query and read rights at least).</summary>
         internal IntPtr Handle => _handle;
         public string Name { get; }
@@ -53,14 +52,7 @@ namespace HotpatchTools.Engine.Platform.Windows
 
         // ---- memory ----
 
-        public void Read(ulong address, byte[] buffer)
-        {
-            if (TryRead(address, buffer) != buffer.Length)
-                throw new HotpatchException(HotpatchErrorKind.Internal,
-                    "Could not read " + buffer.Length + " bytes at 0x" + address.ToString("x") + " in process " + Id + ".") { ProcessId = Id };
-        }
-
-        public int TryRead(ulong address, byte[] buffer)
+        public override int TryRead(ulong address, byte[] buffer)
         {
             if (buffer.Length == 0) return 0;
             if (Win32.ReadProcessMemory(_handle, (IntPtr)(long)address, buffer, (IntPtr)buffer.Length, out var read)) return (int)read;
@@ -200,13 +192,7 @@ namespace HotpatchTools.Engine.Platform.Windows
                 return PeImage.FromLoadedImage(image, module.Name + " in process " + Id);
             });
 
-        public string ComputeSha256(LoadedModule module) =>
-            ModuleCache.GetOrAdd("sha|" + module.Key, () =>
-            {
-                using var sha = SHA256.Create();
-                using var f = File.OpenRead(module.ReadablePath);
-                return Hex.Lower(sha.ComputeHash(f));
-            });
+        protected override string ReadablePath(LoadedModule module) => module.ReadablePath;
 
         // ---- threads ----
 
