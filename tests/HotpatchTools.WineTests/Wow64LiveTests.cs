@@ -89,6 +89,7 @@ namespace HotpatchTools.Tests
             Assert.Single(modules, m => m.Name.Equals("ntdll.dll", StringComparison.OrdinalIgnoreCase));
             Assert.All(modules, m => Assert.True(m.End <= 0x1_0000_0000UL, m.Name + " ends at 0x" + m.End.ToString("x")));
             // The file parsed for a system DLL is the 32-bit one the process mapped, and its exports agree with the loader.
+            Assert.EndsWith(@"\syswow64\kernel32.dll", kernel32.ReadablePath, StringComparison.OrdinalIgnoreCase);
             var image = target.Modules.OpenImage(kernel32);
             Assert.Equal(32, image.Bitness);
             Assert.True(image.TryResolveSymbol("GetCurrentProcessId", out ulong rva), "kernel32.dll has no export GetCurrentProcessId");
