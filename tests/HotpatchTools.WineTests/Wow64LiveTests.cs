@@ -211,6 +211,56 @@ namespace HotpatchTools.Tests
             Assert.Equal(0, _t.CaveCount());
         }
 
+        [Theory]
+        [InlineData("install", "freeze.held")]
+        [InlineData("install", "install.after-site-1")]
+        [InlineData("uninstall", "uninstall.after-site-1")]
+        public void A_32_bit_target_runs_on_when_its_installer_is_killed_mid_freeze(string mode, string failPoint)
+        {
+            // The debug-object freeze of a WoW64 process: the system detaches a dead installer and every thread runs again.
+            Assert.Equal("ok", _t.Send("hammer 2"));
+            var jcc = ReadSymbol("short_jcc", 7);
+            var file = PatchFiles.WriteFile(_dir, "W32-KILL", Yaml("W32-KILL", ("triple", TripleBytes, ""), ("short_jcc", jcc, "")));
+            var patch = PatchFiles.Parse(File.ReadAllText(file));
+            if (mode == "uninstall") _engine.Install(patch, _t.Pid);
+
+            var psi = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardInput = true, UseShellExecute = false };
+            foreach (var a in new[] { InstallerHost.Flag, mode, file, _t.Pid.ToString(CultureInfo.InvariantCulture) }) psi.ArgumentList.Add(a);
+            psi.Environment[FailPoint.Variable] = failPoint;
+            using (var host = System.Diagnostics.Process.Start(psi)!)
+            {
+                try
+                {
+                    string? reached = null;
+                    var reader = new Thread(() => reached = host.StandardOutput.ReadLine()) { IsBackground = true };
+                    reader.Start();
+                    Assert.True(reader.Join(TimeSpan.FromSeconds(120)), "the installer did not reach " + failPoint);
+                    Assert.Equal("failpoint " + failPoint, reached);
+                }
+                finally
+                {
+                    host.Kill();
+                    Assert.True(host.WaitForExit(20_000), "the installer did not die");
+                }
+            }
+
+            long calls0 = _t.Stats().Calls, calls = calls0;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (calls == calls0 && clock.Elapsed < TimeSpan.FromSeconds(10)) { Thread.Sleep(20); calls = _t.Stats().Calls; }
+            Assert.True(calls > calls0, mode + " killed at " + failPoint + ": the hammer threads stayed stopped");
+            Assert.Equal(16, _t.Call("triple", 5));
+            Assert.Equal(6, _t.Call("short_jcc", 5));
+            Assert.Equal(0L, _t.Stats().Errors);
+
+            // A fresh engine stops the process again (the dead installer's debug object is gone) and puts back every byte.
+            var fresh = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) });
+            if (fresh.GetInstalled(_t.Pid).Any(p => p.PatchId == "W32-KILL" && p.State != "Retired")) fresh.Uninstall(_t.Pid, "W32-KILL");
+            Assert.Equal(TripleBytes, _t.Read(Symbol("triple"), 6));
+            Assert.Equal(jcc, ReadSymbol("short_jcc", 7));
+            Assert.Equal("ok", _t.Send("calm"));
+            Assert.Equal(0L, _t.Stats().Errors);
+        }
+
         /// <summary>The hammer threads go on calling (through the detours, when installed): fails if they stall.</summary>
         private void WaitForCalls(long before)
         {
