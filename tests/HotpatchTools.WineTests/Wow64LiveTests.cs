@@ -211,6 +211,25 @@ namespace HotpatchTools.Tests
             Assert.Equal(0, _t.CaveCount());
         }
 
+        /// <summary>x86 sites the engine must refuse as it does on x64: bounds from COFF symbols (no .pdata in a PE32).</summary>
+        [Theory]
+        [InlineData("branch_into", 0, 6, "branches into the overwritten bytes")]
+        [InlineData("tiny", 0, 5, "run past the end of tiny")]
+        [InlineData("call_inside", 6, 5, "returns to")]
+        [InlineData("loop_first", 0, 5, "no near form")]
+        public void Install_refuses_unsafe_x86_sites_and_writes_nothing(string function, int offset, int length, string why)
+        {
+            ulong at = Symbol(function) + (ulong)offset;
+            var before = _t.Read(Symbol(function), 32);
+            string site = offset == 0 ? function : function + "+0x" + offset.ToString("x");
+            var e = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(Yaml("W32-REFUSE", (site, _t.Read(at, length), ""))), _t.Pid));
+            Assert.Equal(HotpatchErrorKind.UnsafeSite, e.Kind);
+            Assert.Contains(why, e.Message);
+            Assert.Equal(before, _t.Read(Symbol(function), 32));
+            Assert.Equal(0, _t.CaveCount());
+            Assert.Equal(16, _t.Call("triple", 5));
+        }
+
         [Theory]
         [InlineData("install", "freeze.held")]
         [InlineData("install", "install.after-site-1")]
