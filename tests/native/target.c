@@ -24,8 +24,13 @@ static int my_pid(void) { return getpid(); }
 #endif
 
 /* sites.S is written once for the System V calling convention (argument in edi); on Windows
- * the harness calls it that way too, so every patch and expected byte is the same on both. */
+ * the harness calls it that way too, so every patch and expected byte is the same on both.
+ * 32-bit x86 (sites32.S, the WoW64 tests) takes the argument in eax. */
+#if defined(__i386__)
+#define SITE __attribute__((regparm(1)))
+#else
 #define SITE __attribute__((sysv_abi))
+#endif
 SITE int rip_first(int), short_jcc(int), triple(int), branch_into(int), call_inside(int), tiny(void), loop_first(int);
 SITE void park_fn(void), spin_fn(volatile int *count);
 

@@ -13,6 +13,12 @@ cd "$repo"
 need=()
 command -v wine >/dev/null 2>&1 || need+=(wine wine64 wine64-preloader)
 command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need+=(gcc-mingw-w64-x86-64-win32)
+# 32-bit targets (Wow64LiveTests): Debian's i386 Wine and the i686 compiler.
+command -v i686-w64-mingw32-gcc >/dev/null 2>&1 || need+=(gcc-mingw-w64-i686-win32)
+if [ ! -x /usr/lib/wine/wine ]; then
+    dpkg --print-foreign-architectures | grep -qx i386 || dpkg --add-architecture i386
+    need+=(wine32:i386)
+fi
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || { echo "Wine suite: 0 passed, 1 failed"; exit 1; }
 fi
@@ -29,6 +35,10 @@ for exe in target.exe widetarget.exe enftarget.exe; do
     x86_64-w64-mingw32-nm --defined-only "$out/native/$exe" > "$out/native/$exe.syms"
     x86_64-w64-mingw32-objdump -p "$out/native/$exe" | awk '/^ImageBase/ { print $2 " A __ImageBase" }' >> "$out/native/$exe.syms"
 done
+# The same target as a 32-bit program (the x86 sites of sites32.S), patched by the 64-bit test program (Wow64LiveTests).
+i686-w64-mingw32-gcc -O2 -Wl,--export-all-symbols -o "$out/native/target32.exe" tests/native/target.c tests/native/sites32.S || { echo "Wine suite: 0 passed, 1 failed"; exit 1; }
+i686-w64-mingw32-nm --defined-only "$out/native/target32.exe" > "$out/native/target32.exe.syms"
+i686-w64-mingw32-objdump -p "$out/native/target32.exe" | awk '/^ImageBase/ { print $2 " A __ImageBase" }' >> "$out/native/target32.exe.syms"
 # Wine's own kernelbase.dll, patched live by WineDllLiveTests: its static functions named from its COFF symbols.
 wine_dll=/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/kernelbase.dll
 x86_64-w64-mingw32-nm --defined-only "$wine_dll" > "$out/native/kernelbase.dll.syms"
@@ -42,6 +52,9 @@ wine64=/usr/lib/wine/wine64
 [ -x "$wine64" ] || wine64=$(command -v wine64 || command -v wine)
 export WINEPREFIX="$out/prefix" WINEDEBUG=-all
 unset DISPLAY
+# A prefix made before wine32 was installed has no 32-bit system DLLs, and 32-bit programs fail to start in it
+# ("could not load kernel32.dll, status c0000135"): it is made again.
+[ -f "$WINEPREFIX/system.reg" ] && [ -x /usr/lib/wine/wine ] && [ ! -f "$WINEPREFIX/drive_c/windows/syswow64/kernel32.dll" ] && rm -rf "$WINEPREFIX"
 if [ ! -f "$WINEPREFIX/system.reg" ]; then
     "$wine64" wineboot -i >/dev/null 2>&1
     "$wine64" winecfg -v win10 >/dev/null 2>&1

@@ -13,7 +13,7 @@ namespace HotpatchTools.Engine.Platform.Windows
         public const uint MEM_COMMIT = 0x1000, MEM_RESERVE = 0x2000, MEM_RELEASE = 0x8000, MEM_FREE = 0x10000, MEM_PRIVATE = 0x20000;
         public const uint PAGE_EXECUTE = 0x10, PAGE_EXECUTE_READ = 0x20, PAGE_EXECUTE_READWRITE = 0x40, PAGE_EXECUTE_WRITECOPY = 0x80;
         public const uint PAGE_READONLY = 0x02, PAGE_READWRITE = 0x04, PAGE_WRITECOPY = 0x08, PAGE_GUARD = 0x100, PAGE_NOACCESS = 0x01;
-        public const int LIST_MODULES_ALL = 3;
+        public const int LIST_MODULES_32BIT = 1, LIST_MODULES_ALL = 3;
         public const int ERROR_ACCESS_DENIED = 5, ERROR_INVALID_PARAMETER = 87, ERROR_PARTIAL_COPY = 299, ERROR_INVALID_ADDRESS = 487;
         public const uint CONTEXT_AMD64_CONTROL = 0x00100001, WOW64_CONTEXT_CONTROL = 0x00010001;
         public const int ContextSize = 1232, ContextFlagsOffset = 0x30, ContextRspOffset = 0x98, ContextRipOffset = 0xF8;

@@ -147,10 +147,17 @@ namespace HotpatchTools.Engine.Platform.Windows
 
         // ---- modules ----
 
+        /// <summary>A 32-bit process read by a 64-bit engine.</summary>
+        private bool IsWow64Target => Bitness == 32 && IntPtr.Size == 8;
+
         public IReadOnlyList<LoadedModule> GetModules()
         {
             var handles = new IntPtr[1024];
-            if (!Win32.EnumProcessModulesEx(_handle, handles, handles.Length * IntPtr.Size, out int needed, Win32.LIST_MODULES_ALL))
+            // A WoW64 process also maps 64-bit modules (its ntdll and the wow64 layer); only its 32-bit ones run its
+            // code, and a patch for x86 "ntdll.dll" must not find the 64-bit one. Wine ignores this filter: each
+            // module's own header decides as well (Is32BitModule).
+            int filter = IsWow64Target ? Win32.LIST_MODULES_32BIT : Win32.LIST_MODULES_ALL;
+            if (!Win32.EnumProcessModulesEx(_handle, handles, handles.Length * IntPtr.Size, out int needed, filter))
             {
                 int err = Marshal.GetLastWin32Error();
                 if (err == Win32.ERROR_ACCESS_DENIED) throw WindowsPlatform.Denied(Id, err);
@@ -162,18 +169,51 @@ namespace HotpatchTools.Engine.Platform.Windows
             for (int i = 0; i < count; i++)
             {
                 if (!Win32.GetModuleInformation(_handle, handles[i], out var info, Marshal.SizeOf<Win32.MODULEINFO>())) continue;
+                ulong start = (ulong)(long)info.lpBaseOfDll;
+                if (IsWow64Target && !Is32BitModule(start, info.SizeOfImage)) continue;
                 sb.Clear();
                 string path = Win32.GetModuleFileNameExW(_handle, handles[i], sb, sb.Capacity) > 0 ? sb.ToString() : "";
                 sb.Clear();
                 string name = Win32.GetModuleBaseNameW(_handle, handles[i], sb, sb.Capacity) > 0 ? sb.ToString() : Path.GetFileName(path);
-                ulong start = (ulong)(long)info.lpBaseOfDll;
+                string readable = IsWow64Target ? Wow64FilePath(path) : path;
                 list.Add(new LoadedModule
                 {
-                    Name = name, Path = path, ReadablePath = path, Base = start, End = start + info.SizeOfImage,
-                    Key = path.ToLowerInvariant() + "|" + FileStamp(path) + "|" + info.SizeOfImage,
+                    Name = name, Path = path, ReadablePath = readable, Base = start, End = start + info.SizeOfImage,
+                    Key = readable.ToLowerInvariant() + "|" + FileStamp(readable) + "|" + info.SizeOfImage,
                 });
             }
             return list;
+        }
+
+        /// <summary>
+        /// Whether the module mapped at start is an i386 image below 4 GB, from its own headers in the target: the
+        /// module list of a WoW64 process may hold its 64-bit modules whatever filter was asked for (Wine).
+        /// </summary>
+        private bool Is32BitModule(ulong start, uint size)
+        {
+            if (start + size > 0x1_0000_0000UL || size < 0x40) return false;
+            var dos = new byte[0x40];
+            if (TryRead(start, dos) != dos.Length || dos[0] != (byte)'M' || dos[1] != (byte)'Z') return false;
+            uint lfanew = BitConverter.ToUInt32(dos, 0x3C);
+            if (lfanew > size - 6) return false;
+            var nt = new byte[6];
+            if (TryRead(start + lfanew, nt) != nt.Length || nt[0] != (byte)'P' || nt[1] != (byte)'E' || nt[2] != 0 || nt[3] != 0) return false;
+            return BitConverter.ToUInt16(nt, 4) == PeImage.MachineI386;
+        }
+
+        /// <summary>
+        /// The file a 32-bit module reported under System32 really is: a 64-bit reader asking about a WoW64 process
+        /// may be told System32 where the process, redirected, mapped SysWOW64 (a 32-bit process cannot map System32's
+        /// 64-bit DLLs). Parsing System32's file would read another build's code and tables.
+        /// </summary>
+        private static string Wow64FilePath(string path)
+        {
+            string system = Environment.SystemDirectory, wow = Environment.GetFolderPath(Environment.SpecialFolder.SystemX86);
+            if (path.Length <= system.Length || wow.Length == 0 || string.Equals(system, wow, StringComparison.OrdinalIgnoreCase)
+                || !path.StartsWith(system.TrimEnd('\\') + "\\", StringComparison.OrdinalIgnoreCase))
+                return path;
+            string redirected = Path.Combine(wow, path.Substring(system.TrimEnd('\\').Length + 1));
+            return File.Exists(redirected) ? redirected : path;
         }
 
         private static string FileStamp(string path)
@@ -185,7 +225,12 @@ namespace HotpatchTools.Engine.Platform.Windows
         public IModuleImage OpenImage(LoadedModule module) =>
             ModuleCache.GetOrAdd("pe|" + module.Key, () =>
             {
-                if (File.Exists(module.ReadablePath)) return PeImage.Load(module.ReadablePath);
+                if (File.Exists(module.ReadablePath))
+                {
+                    // A file of the other bitness is not what is mapped (a path the redirector would have changed).
+                    var file = PeImage.Load(module.ReadablePath);
+                    if (file.Bitness == Bitness) return file;
+                }
                 // No readable file (a deleted or inaccessible image): the loaded image in memory has the same headers and tables.
                 var image = new byte[module.End - module.Base];
                 TryRead(module.Base, image);
