@@ -273,7 +273,7 @@ namespace HotpatchTools.Tests
 
             // A fresh engine stops the process again (the dead installer's debug object is gone) and puts back every byte.
             var fresh = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) });
-            if (fresh.GetInstalled(_t.Pid).Any(p => p.PatchId == "W32-KILL" && p.State != "Retired")) fresh.Uninstall(_t.Pid, "W32-KILL");
+            if (fresh.GetInstalled(_t.Pid).Any(p => p.PatchId == "W32-KILL" && p.State != PatchState.Retired)) fresh.Uninstall(_t.Pid, "W32-KILL");
             Assert.Equal(TripleBytes, _t.Read(Symbol("triple"), 6));
             Assert.Equal(jcc, ReadSymbol("short_jcc", 7));
             Assert.Equal("ok", _t.Send("calm"));
