@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using HotpatchTools.Tests.Remoting;
+using HotpatchTools.Tests.Support;
 using Xunit;
 
 namespace HotpatchTools.Tests

@@ -2,7 +2,6 @@ using System;
 using System.IO;
 using System.Linq;
 using System.Management.Automation;
-using HotpatchTools.Tests.Remoting;
 using HotpatchTools.Tests.Support;
 using Xunit;
 

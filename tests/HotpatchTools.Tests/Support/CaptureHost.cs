@@ -7,7 +7,7 @@ using System.Management.Automation.Host;
 using System.Security;
 using System.Text;
 
-namespace HotpatchTools.Tests.Remoting
+namespace HotpatchTools.Tests.Support
 {
     /// <summary>
     /// A host whose console is a string, 80 columns wide. Out-String and Format-Table are not in the core set a

@@ -4,7 +4,7 @@ using System.IO;
 using System.Reflection;
 using HotpatchTools.Tests.Support;
 
-namespace HotpatchTools.Tests.Remoting
+namespace HotpatchTools.Tests.Support
 {
     /// <summary>
     /// tests/HotpatchTools.RemoteHost, the PSRP server of the remoting tests, serving one named pipe from a process

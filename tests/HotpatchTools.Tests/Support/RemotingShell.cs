@@ -5,7 +5,7 @@ using System.Management.Automation;
 using System.Management.Automation.Runspaces;
 using HotpatchTools.Tests.Support;
 
-namespace HotpatchTools.Tests.Remoting
+namespace HotpatchTools.Tests.Support
 {
     /// <summary>
     /// The admin's side of a remoting session: a hosted runspace that imported the module (its format data is

@@ -5,7 +5,7 @@ using System.Linq;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Tests.Support;
 
-namespace HotpatchTools.Tests.Workflows
+namespace HotpatchTools.Tests.Support
 {
     /// <summary>
     /// Targets under module names of their own: enforcement and compliance sweep the whole machine, so each

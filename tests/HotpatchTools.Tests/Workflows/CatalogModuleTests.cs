@@ -10,7 +10,7 @@ using HotpatchTools.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
 
-namespace HotpatchTools.Tests.Workflows
+namespace HotpatchTools.Tests
 {
     /// <summary>The catalog, Install-Micropatch -PatchId, Sync-Micropatch and Test-MicropatchCompliance through a hosted runspace.</summary>
     [Collection(MachineStateCollection.Name)]

@@ -7,7 +7,7 @@ using HotpatchTools.Engine.Patching;
 using HotpatchTools.Tests.Support;
 using Xunit;
 
-namespace HotpatchTools.Tests.Workflows
+namespace HotpatchTools.Tests
 {
     /// <summary>
     /// Catalog, enforcement and compliance on either platform: these also run under Wine (tests/wine/run.sh),

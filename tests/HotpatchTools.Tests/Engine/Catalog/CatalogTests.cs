@@ -7,7 +7,7 @@ using HotpatchTools.Engine.Catalog;
 using HotpatchTools.Tests.Support;
 using Xunit;
 
-namespace HotpatchTools.Tests.Workflows
+namespace HotpatchTools.Tests
 {
     /// <summary>The machine catalog's store on its own, in a folder of each test's (no environment override needed).</summary>
     public sealed class CatalogTests : IDisposable

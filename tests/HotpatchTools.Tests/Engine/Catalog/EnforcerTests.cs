@@ -10,7 +10,7 @@ using HotpatchTools.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
 
-namespace HotpatchTools.Tests.Workflows
+namespace HotpatchTools.Tests
 {
     /// <summary>The enforcer against live processes: one-shot passes, incremental passes, and the watch loop's delay.</summary>
     [Collection(MachineStateCollection.Name)] // alone: the delays are measured, not those of a machine busy with other tests

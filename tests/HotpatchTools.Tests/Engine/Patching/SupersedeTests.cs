@@ -6,7 +6,6 @@ using System.Threading;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Patching;
 using HotpatchTools.Tests.Support;
-using HotpatchTools.Tests.Workflows;
 using Xunit;
 
 namespace HotpatchTools.Tests
