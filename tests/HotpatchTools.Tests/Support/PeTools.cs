@@ -15,39 +15,10 @@ namespace HotpatchTools.Tests.Support
     /// <summary>The independent view of a PE file: binutils' objdump and nm, and the header fields read by hand.</summary>
     internal static class PeTools
     {
-        private static readonly Dictionary<string, string> Packages = new Dictionary<string, string>
-        {
-            [PeSamples.Prefix64] = "gcc-mingw-w64-x86-64-win32",
-            [PeSamples.Prefix32] = "gcc-mingw-w64-i686-win32",
-        };
-
-        /// <summary>A missing cross toolchain fails the tests with the package to install, rather than skipping them.</summary>
-        public static string Run(string file, params string[] args)
-        {
-            bool onPath = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':')
-                .Any(d => d.Length > 0 && File.Exists(Path.Combine(d, file)));
-            if (!onPath)
-            {
-                var package = Packages.FirstOrDefault(p => file.StartsWith(p.Key)).Value ?? "binutils";
-                throw new InvalidOperationException(file + " is not installed: install Debian's " + package
-                    + " (apt-get install -y --no-install-recommends " + package + ")");
-            }
-            var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in args) psi.ArgumentList.Add(a);
-            // objdump prints the COFF time stamp with ctime(), in local time.
-            psi.Environment["TZ"] = "UTC";
-            using var p = Process.Start(psi)!;
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            if (!p.WaitForExit(120_000)) { p.Kill(); throw new TimeoutException(file + " " + string.Join(" ", args)); }
-            if (p.ExitCode != 0) throw new InvalidOperationException(file + " " + string.Join(" ", args) + " failed:\n" + stderr.Result);
-            return stdout.Result;
-        }
-
         public static string Prefix(string path) => Header(path).Machine == PeImage.MachineAmd64 ? PeSamples.Prefix64 : PeSamples.Prefix32;
 
         public static string Objdump(string path, params string[] args) =>
-            Run(Prefix(path) + "objdump", args.Concat(new[] { path }).ToArray());
+            NativeBuild.Run(Prefix(path) + "objdump", args.Concat(new[] { path }).ToArray());
 
         private static string PrivateHeaderField(string path, string field) =>
             Regex.Match(Objdump(path, "-p"), "^" + Regex.Escape(field) + @"\t+(.+)$", RegexOptions.Multiline).Groups[1].Value.Trim();
@@ -101,7 +72,7 @@ namespace HotpatchTools.Tests.Support
         /// <summary>nm's value of a symbol defined once with that name (or of the one with the given type letter), as an RVA.</summary>
         public static uint NmRva(string path, string name, char? type = null)
         {
-            var matches = Run(Prefix(path) + "nm", "--defined-only", path).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            var matches = NativeBuild.Run(Prefix(path) + "nm", "--defined-only", path).Split('\n', StringSplitOptions.RemoveEmptyEntries)
                 .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
                 .Where(f => f.Length == 3 && f[2] == name && (type == null || f[1][0] == type))
                 .ToList();

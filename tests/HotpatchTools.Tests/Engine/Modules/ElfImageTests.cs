@@ -108,7 +108,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void NonPieExecutableRvaIsVaddrMinusImageBase()
         {
-            Assert.Matches(@"LOAD\s+0x0+ 0x0+400000 ", ElfTools.Run("readelf", "-lW", samples.NonPieExecutable));
+            Assert.Matches(@"LOAD\s+0x0+ 0x0+400000 ", NativeBuild.Run("readelf", "-lW", samples.NonPieExecutable));
             var image = ElfImage.Load(samples.NonPieExecutable);
             Assert.Equal(2, image.ElfType);
             Assert.Equal(64, image.Bitness);
@@ -130,7 +130,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void StrippedLibraryStillHasDynamicSymbolsAndBuildId()
         {
-            Assert.DoesNotContain(".symtab", ElfTools.Run("readelf", "-SW", samples.Stripped));
+            Assert.DoesNotContain(".symtab", NativeBuild.Run("readelf", "-SW", samples.Stripped));
             var image = ElfImage.Load(samples.Stripped);
             Assert.Equal(ElfTools.ReadElfBuildId(samples.SharedLibrary), image.BuildId);
             Assert.Equal(ElfTools.Nm(samples.Stripped, dynamic: true).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
@@ -224,7 +224,7 @@ namespace HotpatchTools.Tests
         public async Task RandomMutationsOfEhFrameGiveRangesOrAFormatError()
         {
             var original = File.ReadAllBytes(samples.SharedLibrary);
-            var m = Regex.Match(ElfTools.Run("readelf", "-SW", samples.SharedLibrary), @"\.eh_frame\s+PROGBITS\s+[0-9a-f]+ ([0-9a-f]+) ([0-9a-f]+)");
+            var m = Regex.Match(NativeBuild.Run("readelf", "-SW", samples.SharedLibrary), @"\.eh_frame\s+PROGBITS\s+[0-9a-f]+ ([0-9a-f]+) ([0-9a-f]+)");
             int offset = Convert.ToInt32(m.Groups[1].Value, 16), size = Convert.ToInt32(m.Groups[2].Value, 16);
             Assert.True(size > 0);
             var rng = new Random(Fuzz.Seed(4343));
@@ -306,7 +306,7 @@ namespace HotpatchTools.Tests
             Assert.True(end > start);
 
             // TLS symbols have no address in the image; nm cannot tell them apart, readelf can.
-            var tls = ElfTools.Run("readelf", "-sW", "--dyn-syms", Libc).Split('\n')
+            var tls = NativeBuild.Run("readelf", "-sW", "--dyn-syms", Libc).Split('\n')
                 .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
                 .Where(f => f.Length >= 8 && f[3] == "TLS")
                 .Select(f => f[7].Split('@')[0]).ToHashSet();
@@ -319,7 +319,7 @@ namespace HotpatchTools.Tests
         public void VersionedNameResolvesToItsDefaultVersion()
         {
             var image = ElfImage.Load(Libc);
-            var versions = ElfTools.Run("nm", "-D", "--defined-only", Libc).Split('\n')
+            var versions = NativeBuild.Run("nm", "-D", "--defined-only", Libc).Split('\n')
                 .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
                 .Where(f => f.Length == 3 && f[2].StartsWith("realpath@"))
                 .ToDictionary(f => f[2], f => Convert.ToUInt64(f[0], 16));

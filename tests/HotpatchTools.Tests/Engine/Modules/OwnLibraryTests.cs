@@ -69,7 +69,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void A_static_function_is_named_through_the_debug_file_the_debuglink_points_to()
         {
-            Assert.DoesNotContain(".symtab", ElfTools.Run("readelf", "-SW", _libs.Split));
+            Assert.DoesNotContain(".symtab", NativeBuild.Run("readelf", "-SW", _libs.Split));
             var hidden = OwnLibraries.Symbol(_libs.SplitFull, "hidden_scale");
             var expect = OwnLibraries.Expect(_libs.Split, hidden.Rva, 5);
             using var host = Host(_libs.Split);

@@ -203,7 +203,7 @@ namespace HotpatchTools.Tests
             Assert.Equal(("linux", 32), (platform.OsName, p.Bitness));
 
             var file = File.ReadAllBytes(path);
-            var loads = Regex.Matches(PeTools.Run("readelf", "-lW", path), @"^\s+LOAD\s+0x([0-9a-f]+) 0x([0-9a-f]+) 0x[0-9a-f]+ 0x([0-9a-f]+) 0x([0-9a-f]+) (.{3})", RegexOptions.Multiline)
+            var loads = Regex.Matches(NativeBuild.Run("readelf", "-lW", path), @"^\s+LOAD\s+0x([0-9a-f]+) 0x([0-9a-f]+) 0x[0-9a-f]+ 0x([0-9a-f]+) 0x([0-9a-f]+) (.{3})", RegexOptions.Multiline)
                 .Select(m => (Offset: Hex64(m.Groups[1].Value), Vaddr: Hex64(m.Groups[2].Value), FileSize: Hex64(m.Groups[3].Value), MemSize: Hex64(m.Groups[4].Value), Flags: m.Groups[5].Value))
                 .ToList();
             Assert.NotEmpty(loads);

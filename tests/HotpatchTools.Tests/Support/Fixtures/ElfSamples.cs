@@ -51,7 +51,7 @@ int main(void) { printf(""%d\n"", helper(3)); return 0; }
             // -nostdlib: the 32-bit libgcc and crt files are not installed, and a shared object needs neither.
             SharedLibrary32 = Compile("libtest32.so", "-m32", "-O1", "-shared", "-fPIC", "-nostdlib", "-Wl,--build-id=sha1", lib);
             Stripped = Path.Combine(Dir, "stripped.so");
-            ElfTools.Run("strip", "-o", Stripped, SharedLibrary);
+            NativeBuild.Run("strip", "-o", Stripped, SharedLibrary);
         }
 
         public string Dir { get; }
@@ -72,7 +72,7 @@ int main(void) { printf(""%d\n"", helper(3)); return 0; }
         private string Compile(string output, params string[] args)
         {
             var path = Path.Combine(Dir, output);
-            ElfTools.Run("gcc", args.Concat(new[] { "-o", path }).ToArray());
+            NativeBuild.Run("gcc", args.Concat(new[] { "-o", path }).ToArray());
             return path;
         }
 

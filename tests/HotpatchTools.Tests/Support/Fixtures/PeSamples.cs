@@ -86,7 +86,7 @@ int call_twin(int x) { return shadow(x) * 2; }
         private string Compile(string compiler, string output, params string[] args)
         {
             var path = Path.Combine(Dir, output);
-            PeTools.Run(compiler, args.Concat(new[] { "-o", path }).ToArray());
+            NativeBuild.Run(compiler, args.Concat(new[] { "-o", path }).ToArray());
             return path;
         }
 

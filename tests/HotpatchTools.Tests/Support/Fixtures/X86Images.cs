@@ -132,18 +132,18 @@ ENDFUNC(last)
             _paths[ElfExec] = Path.Combine(Dir, "sites32");
             _paths[ElfShared] = Path.Combine(Dir, "libsites32.so");
             // -nostdlib: only this code in .text, so every function bound comes from a symbol above.
-            PeTools.Run(PeSamples.Gcc32, "-shared", "-nostdlib", "-Wl,--export-all-symbols", "-Wl,-e,_entry", "-o", _paths[Pe], source);
-            PeTools.Run("gcc", "-m32", "-c", "-o", obj, source);
-            PeTools.Run("ld", "-m", "elf_i386", "-e", "entry", "-o", _paths[ElfExec], obj);
+            NativeBuild.Run(PeSamples.Gcc32, "-shared", "-nostdlib", "-Wl,--export-all-symbols", "-Wl,-e,_entry", "-o", _paths[Pe], source);
+            NativeBuild.Run("gcc", "-m32", "-c", "-o", obj, source);
+            NativeBuild.Run("ld", "-m", "elf_i386", "-e", "entry", "-o", _paths[ElfExec], obj);
             // -Bsymbolic binds call_first's call at link time; abs_mem's absolute operand still needs a text
             // relocation, which nothing here applies (see Unrelocated).
-            PeTools.Run("ld", "-m", "elf_i386", "-shared", "-Bsymbolic", "-z", "notext", "-o", _paths[ElfShared], obj);
+            NativeBuild.Run("ld", "-m", "elf_i386", "-shared", "-Bsymbolic", "-z", "notext", "-o", _paths[ElfShared], obj);
 
             foreach (var kind in _paths.Keys)
             {
                 string nm = kind == Pe ? PeSamples.Prefix32 + "nm" : "nm";
                 ulong bias = kind == ElfShared ? ImageProcess.ElfBase32 : 0;
-                _symbols[kind] = PeTools.Run(nm, "--defined-only", _paths[kind]).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                _symbols[kind] = NativeBuild.Run(nm, "--defined-only", _paths[kind]).Split('\n', StringSplitOptions.RemoveEmptyEntries)
                     .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where(f => f.Length == 3)
                     .GroupBy(f => kind == Pe && f[2].StartsWith("_") ? f[2].Substring(1) : f[2])
                     .ToDictionary(g => g.Key, g => Convert.ToUInt64(g.First()[0], 16) + bias);
