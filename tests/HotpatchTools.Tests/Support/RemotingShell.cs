@@ -3,7 +3,6 @@ using System.Collections.ObjectModel;
 using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Runspaces;
-using HotpatchTools.Tests.Support;
 
 namespace HotpatchTools.Tests.Support
 {
@@ -11,10 +10,8 @@ namespace HotpatchTools.Tests.Support
     /// The admin's side of a remoting session: a hosted runspace that imported the module (its format data is
     /// what makes Deserialized objects format like local ones) and drives other computers with Invoke-Command.
     /// </summary>
-    public sealed class RemotingShell : IDisposable
+    public sealed class RemotingShell : HostedShell
     {
-        private readonly Runspace _runspace;
-
         /// <summary>New-PSSession has no named pipe parameter set: the documented SMA API, made a session $s.</summary>
         private const string PipeSessionFunction = @"
             function New-PipeSession {
@@ -29,14 +26,11 @@ namespace HotpatchTools.Tests.Support
 
         public RemotingShell()
         {
-            _runspace = RunspaceFactory.CreateRunspace(Host, InitialSessionState.CreateDefault2());
-            _runspace.Open();
+            Open(RunspaceFactory.CreateRunspace(Host, InitialSessionState.CreateDefault2()));
             Run("Import-Module -Name $args[0] -ErrorAction Stop", ModuleShell.ManifestPath);
             if (Errors.Length > 0) throw new InvalidOperationException("importing the module failed: " + Errors[0]);
             Run(PipeSessionFunction);
         }
-
-        public ErrorRecord[] Errors { get; private set; } = new ErrorRecord[0];
 
         public CaptureHost Host { get; } = new CaptureHost();
 
@@ -49,29 +43,10 @@ namespace HotpatchTools.Tests.Support
             return System.Text.RegularExpressions.Regex.Replace(Host.TakeOutput(), "\u001b\\[[0-9;]*m", "");
         }
 
-        public Collection<PSObject> Run(string script, params object[] args)
-        {
-            using var ps = PowerShell.Create();
-            ps.Runspace = _runspace;
-            ps.AddScript(script);
-            foreach (var a in args) ps.AddArgument(a);
-            var result = ps.Invoke();
-            Errors = ps.Streams.Error.ToArray();
-            return result;
-        }
-
-        /// <summary>Runs a script and fails on any error record: for the steps that set a test up.</summary>
-        public Collection<PSObject> RunClean(string script, params object[] args)
-        {
-            var result = Run(script, args);
-            if (Errors.Length > 0) throw new InvalidOperationException(script + "\n=> " + string.Join("\n", Errors.Select(e => e.FullyQualifiedErrorId + ": " + e)));
-            return result;
-        }
-
-        public void Dispose()
+        public override void Dispose()
         {
             try { Run("Get-PSSession | Remove-PSSession"); } catch (Exception) { }
-            _runspace.Dispose();
+            base.Dispose();
         }
     }
 }
