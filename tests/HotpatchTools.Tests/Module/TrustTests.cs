@@ -6,6 +6,7 @@ using System.Management.Automation;
 using System.Security;
 using System.Security.Cryptography.X509Certificates;
 using HotpatchTools.Tests.Support;
+using static HotpatchTools.Tests.Support.PSObjects;
 using Xunit;
 
 namespace HotpatchTools.Tests
@@ -67,8 +68,6 @@ namespace HotpatchTools.Tests
 
         private PSObject Signature(string path) => _sh.Run("Get-MicropatchSignature -Path $args[0]", path).Single();
 
-        private static string Prop(PSObject o, string name) => o.Properties[name].Value?.ToString() ?? "";
-
         private PSObject[] Audit(string id) => _sh.Run("Get-MicropatchAuditLog -PatchId $args[0]", id).ToArray();
 
         /// <summary>Installs through the module; returns the single error record, or null.</summary>
@@ -97,13 +96,13 @@ namespace HotpatchTools.Tests
             Sign(path, _publisher);
 
             var sig = Signature(path);
-            Assert.Equal("Valid", Prop(sig, "Status"));
+            Assert.Equal("Valid", Text(sig, "Status"));
             Assert.Equal(true, sig.Properties["Trusted"].Value);
-            Assert.Equal(_publisher.Subject, Prop(sig, "Signer"));
-            Assert.Equal(_publisher.Thumbprint, Prop(sig, "Thumbprint"));
+            Assert.Equal(_publisher.Subject, Text(sig, "Signer"));
+            Assert.Equal(_publisher.Thumbprint, Text(sig, "Thumbprint"));
             var signed = (DateTime)sig.Properties["SigningTime"].Value;
             Assert.InRange(signed.ToUniversalTime(), DateTime.UtcNow.AddMinutes(-5), DateTime.UtcNow.AddMinutes(1));
-            Assert.Equal(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path))).ToLowerInvariant(), Prop(sig, "FileSha256"));
+            Assert.Equal(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path))).ToLowerInvariant(), Text(sig, "FileSha256"));
 
             var protections = ModuleProtections(_t);
             Assert.Null(Install(path));
@@ -116,17 +115,17 @@ namespace HotpatchTools.Tests
             Assert.Equal(1501, _t.Call("triple", 500));
 
             var records = Audit(id);
-            Assert.Equal(new[] { "Install Installed", "Uninstall Removed" }, records.Select(r => Prop(r, "Action") + " " + Prop(r, "Result")));
+            Assert.Equal(new[] { "Install Installed", "Uninstall Removed" }, records.Select(r => Text(r, "Action") + " " + Text(r, "Result")));
             var install = records[0];
-            Assert.Equal(_publisher.Subject, Prop(install, "Signer"));
-            Assert.Equal(_publisher.Thumbprint, Prop(install, "Thumbprint"));
-            Assert.Equal("Valid", Prop(install, "SignatureStatus"));
-            Assert.Equal(Prop(sig, "FileSha256"), Prop(install, "FileSha256"));
+            Assert.Equal(_publisher.Subject, Text(install, "Signer"));
+            Assert.Equal(_publisher.Thumbprint, Text(install, "Thumbprint"));
+            Assert.Equal("Valid", Text(install, "SignatureStatus"));
+            Assert.Equal(Text(sig, "FileSha256"), Text(install, "FileSha256"));
             Assert.Equal(_t.Pid, (int)install.Properties["ProcessId"].Value);
-            Assert.Equal(_t.ModuleName, Prop(install, "Module"));
-            Assert.Equal(Environment.MachineName, Prop(install, "ComputerName"));
-            Assert.Equal(Environment.UserName, Prop(install, "User"));
-            Assert.Equal(Prop(sig, "FileSha256"), Prop(records[1], "FileSha256")); // read back from the process's cave
+            Assert.Equal(_t.ModuleName, Text(install, "Module"));
+            Assert.Equal(Environment.MachineName, Text(install, "ComputerName"));
+            Assert.Equal(Environment.UserName, Text(install, "User"));
+            Assert.Equal(Text(sig, "FileSha256"), Text(records[1], "FileSha256")); // read back from the process's cave
         }
 
         [Fact]
@@ -141,7 +140,7 @@ namespace HotpatchTools.Tests
             File.WriteAllBytes(path, bytes);
             var before = _t.ReadSymbol("triple", 6);
 
-            Assert.Equal("HashMismatch", Prop(Signature(path), "Status"));
+            Assert.Equal("HashMismatch", Text(Signature(path), "Status"));
             // Not even -AllowUnsigned lets a tampered file through.
             var error = Install(path, "-AllowUnsigned");
             Assert.NotNull(error);
@@ -152,10 +151,10 @@ namespace HotpatchTools.Tests
             AssertUntouched(before);
 
             var refused = Assert.Single(Audit(id));
-            Assert.Equal("Refused", Prop(refused, "Result"));
-            Assert.Equal("HashMismatch", Prop(refused, "ErrorId"));
-            Assert.Contains("changed after it was signed", Prop(refused, "Error"));
-            Assert.Equal(_publisher.Thumbprint, Prop(refused, "Thumbprint"));
+            Assert.Equal("Refused", Text(refused, "Result"));
+            Assert.Equal("HashMismatch", Text(refused, "ErrorId"));
+            Assert.Contains("changed after it was signed", Text(refused, "Error"));
+            Assert.Equal(_publisher.Thumbprint, Text(refused, "Thumbprint"));
         }
 
         [Fact]
@@ -168,9 +167,9 @@ namespace HotpatchTools.Tests
             var before = _t.ReadSymbol("triple", 6);
 
             var sig = Signature(path);
-            Assert.Equal("UntrustedPublisher", Prop(sig, "Status"));
+            Assert.Equal("UntrustedPublisher", Text(sig, "Status"));
             Assert.Equal(false, sig.Properties["Trusted"].Value);
-            Assert.Equal(stranger.Thumbprint, Prop(sig, "Thumbprint"));
+            Assert.Equal(stranger.Thumbprint, Text(sig, "Thumbprint"));
 
             foreach (var extra in new[] { "", "-AllowUnsigned" })
             {
@@ -183,7 +182,7 @@ namespace HotpatchTools.Tests
             }
             var refused = Audit(id);
             Assert.Equal(2, refused.Length);
-            Assert.All(refused, r => Assert.Equal("Refused UntrustedPublisher " + stranger.Subject, Prop(r, "Result") + " " + Prop(r, "ErrorId") + " " + Prop(r, "Signer")));
+            Assert.All(refused, r => Assert.Equal("Refused UntrustedPublisher " + stranger.Subject, Text(r, "Result") + " " + Text(r, "ErrorId") + " " + Text(r, "Signer")));
         }
 
         [Fact]
@@ -192,7 +191,7 @@ namespace HotpatchTools.Tests
             var id = Id("UNSIGNED");
             var path = WritePatch(id);
             var before = _t.ReadSymbol("triple", 6);
-            Assert.Equal("NotSigned", Prop(Signature(path), "Status"));
+            Assert.Equal("NotSigned", Text(Signature(path), "Status"));
 
             var error = Install(path);
             Assert.NotNull(error);
@@ -206,11 +205,11 @@ namespace HotpatchTools.Tests
             Assert.Empty(_sh.Errors);
 
             var records = Audit(id);
-            Assert.Equal(new[] { "Refused NotSigned", "Installed ", "Removed " }, records.Select(r => Prop(r, "Result") + " " + Prop(r, "ErrorId")));
-            Assert.Equal("NotSigned", Prop(records[1], "SignatureStatus"));
-            Assert.Equal("", Prop(records[1], "Signer"));
+            Assert.Equal(new[] { "Refused NotSigned", "Installed ", "Removed " }, records.Select(r => Text(r, "Result") + " " + Text(r, "ErrorId")));
+            Assert.Equal("NotSigned", Text(records[1], "SignatureStatus"));
+            Assert.Equal("", Text(records[1], "Signer"));
             Assert.Single(_sh.Run("Get-MicropatchAuditLog -PatchId $args[0] -Result Refused", id));
-            Assert.Equal("Removed", Prop(_sh.Run("Get-MicropatchAuditLog -PatchId $args[0] -Last 1", id).Single(), "Result"));
+            Assert.Equal("Removed", Text(_sh.Run("Get-MicropatchAuditLog -PatchId $args[0] -Last 1", id).Single(), "Result"));
         }
 
         [Fact]
@@ -226,22 +225,22 @@ namespace HotpatchTools.Tests
             Assert.Empty(_sh.Errors);
             _trusted.Add(ca.Thumbprint);
             var entry = _sh.Run("Get-MicropatchTrustedPublisher -Thumbprint $args[0]", ca.Thumbprint).Single();
-            Assert.Equal("Root", Prop(entry, "Kind"));
-            Assert.Equal(ca.Subject, Prop(entry, "Subject"));
+            Assert.Equal("Root", Text(entry, "Kind"));
+            Assert.Equal(ca.Subject, Text(entry, "Subject"));
 
             var id = Id("CHAIN");
             var path = WritePatch(id);
             Sign(path, leaf);
             var sig = Signature(path);
-            Assert.Equal("Valid", Prop(sig, "Status"));
-            Assert.Equal(ca.Thumbprint, Prop(sig, "TrustedBy"));
+            Assert.Equal("Valid", Text(sig, "Status"));
+            Assert.Equal(ca.Thumbprint, Text(sig, "TrustedBy"));
             Assert.Null(Install(path));
             Assert.Equal(-1, _t.Call("triple", 500));
             _sh.Run("Uninstall-Micropatch -PatchId $args[0] -ProcessId $args[1] -Force", id, _t.Pid);
 
             // Same subject, another CA: the chain does not end at a trusted root.
             Sign(path, otherLeaf);
-            Assert.Equal("UntrustedPublisher", Prop(Signature(path), "Status"));
+            Assert.Equal("UntrustedPublisher", Text(Signature(path), "Status"));
             Assert.StartsWith("UntrustedPublisher", Install(path)!.FullyQualifiedErrorId);
             Assert.Equal(1501, _t.Call("triple", 500));
         }
@@ -260,7 +259,7 @@ namespace HotpatchTools.Tests
 
             var sig = _sh.Run("Set-MicropatchSignature -Path $args[0] -PfxPath $args[1] -PfxPassword $args[2] -Force -PassThru", path, pfx, password).Single();
             Assert.Empty(_sh.Errors);
-            Assert.Equal("Valid", Prop(sig, "Status"));
+            Assert.Equal("Valid", Text(sig, "Status"));
 
             File.Delete(path + ".sig");
             _sh.Run("Set-MicropatchSignature -Path $args[0] -PfxPath $args[1] -PfxPassword $args[2] -Force", path, pfx, wrong);
@@ -289,19 +288,19 @@ namespace HotpatchTools.Tests
         {
             var path = WritePatch(Id("REVOKE"));
             Sign(path, _publisher);
-            Assert.Equal("Valid", Prop(Signature(path), "Status"));
+            Assert.Equal("Valid", Text(Signature(path), "Status"));
             var listed = _sh.Run("Get-MicropatchTrustedPublisher -Thumbprint $args[0]", _publisher.Thumbprint).Single();
-            Assert.Equal("Publisher", Prop(listed, "Kind"));
-            Assert.True(File.Exists(Prop(listed, "CertificatePath")));
+            Assert.Equal("Publisher", Text(listed, "Kind"));
+            Assert.True(File.Exists(Text(listed, "CertificatePath")));
 
             var removed = _sh.Run("Remove-MicropatchTrustedPublisher -Thumbprint $args[0] -Force -PassThru", _publisher.Thumbprint).Single();
             Assert.Empty(_sh.Errors);
-            Assert.Equal(_publisher.Thumbprint, Prop(removed, "Thumbprint"));
-            Assert.False(File.Exists(Prop(listed, "CertificatePath")));
-            Assert.Equal("UntrustedPublisher", Prop(Signature(path), "Status"));
+            Assert.Equal(_publisher.Thumbprint, Text(removed, "Thumbprint"));
+            Assert.False(File.Exists(Text(listed, "CertificatePath")));
+            Assert.Equal("UntrustedPublisher", Text(Signature(path), "Status"));
 
-            var changes = _sh.Run("Get-MicropatchAuditLog -Action AddTrustedPublisher, RemoveTrustedPublisher").Where(r => Prop(r, "Thumbprint") == _publisher.Thumbprint).ToArray();
-            Assert.Equal(new[] { "AddTrustedPublisher Added", "RemoveTrustedPublisher Removed" }, changes.Select(r => Prop(r, "Action") + " " + Prop(r, "Result")));
+            var changes = _sh.Run("Get-MicropatchAuditLog -Action AddTrustedPublisher, RemoveTrustedPublisher").Where(r => Text(r, "Thumbprint") == _publisher.Thumbprint).ToArray();
+            Assert.Equal(new[] { "AddTrustedPublisher Added", "RemoveTrustedPublisher Removed" }, changes.Select(r => Text(r, "Action") + " " + Text(r, "Result")));
 
             _sh.Run("Remove-MicropatchTrustedPublisher -Thumbprint $args[0] -Force", _publisher.Thumbprint);
             Assert.StartsWith("PublisherNotFound", Assert.Single(_sh.Errors).FullyQualifiedErrorId);
@@ -325,10 +324,10 @@ namespace HotpatchTools.Tests
                 Assert.StartsWith("TrustStoreError", Install(path)!.FullyQualifiedErrorId);
                 Assert.Equal(1501, _t.Call("triple", 500));
                 var refused = Assert.Single(Audit(Id("LOOSE")));
-                Assert.Equal("Refused TrustStoreError", Prop(refused, "Result") + " " + Prop(refused, "ErrorId"));
+                Assert.Equal("Refused TrustStoreError", Text(refused, "Result") + " " + Text(refused, "ErrorId"));
             }
             finally { File.SetUnixFileMode(list, mode); }
-            Assert.Equal("Valid", Prop(Signature(path), "Status"));
+            Assert.Equal("Valid", Text(Signature(path), "Status"));
         }
     }
 }

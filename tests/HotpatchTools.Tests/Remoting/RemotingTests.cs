@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using System.Management.Automation;
 using HotpatchTools.Tests.Support;
+using static HotpatchTools.Tests.Support.PSObjects;
 using Xunit;
 
 namespace HotpatchTools.Tests
@@ -56,8 +57,6 @@ namespace HotpatchTools.Tests
         /// <summary>Runs body on the far side of the session; $args of the script become the block's parameters.</summary>
         private System.Collections.ObjectModel.Collection<PSObject> Remote(string body, params object[] args) =>
             _sh.Run("Invoke-Command -Session $global:s -ScriptBlock { " + body + " } -ArgumentList $args", args);
-
-        private static object? Prop(PSObject o, string name) => o.Properties[name]?.Value;
 
         [Fact]
         public void The_session_really_is_another_process()

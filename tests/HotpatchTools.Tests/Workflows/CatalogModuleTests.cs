@@ -7,6 +7,7 @@ using System.Management.Automation.Runspaces;
 using System.Threading;
 using HotpatchTools.Engine.Machine;
 using HotpatchTools.Tests.Support;
+using static HotpatchTools.Tests.Support.PSObjects;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -43,8 +44,6 @@ namespace HotpatchTools.Tests
             Assert.Empty(_sh.Errors);
             return path;
         }
-
-        private object Prop(PSObject o, string name) => o.Properties[name].Value;
 
         [Fact]
         public void Catalog_cmdlets_register_list_disable_enable_and_unregister_by_id()

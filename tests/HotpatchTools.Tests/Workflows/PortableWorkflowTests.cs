@@ -5,6 +5,7 @@ using System.Management.Automation;
 using HotpatchTools.Engine.Catalog;
 using HotpatchTools.Engine.Patching;
 using HotpatchTools.Tests.Support;
+using static HotpatchTools.Tests.Support.PSObjects;
 using Xunit;
 
 namespace HotpatchTools.Tests
@@ -27,8 +28,6 @@ namespace HotpatchTools.Tests
             _sh.Dispose();
             Directory.Delete(_dir, recursive: true);
         }
-
-        private static object Prop(PSObject o, string name) => o.Properties[name].Value;
 
         [Fact]
         public void Register_sync_and_compliance_through_the_cmdlets()

@@ -6,6 +6,7 @@ using System.Threading;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Patching;
 using HotpatchTools.Tests.Support;
+using static HotpatchTools.Tests.Support.PSObjects;
 using Xunit;
 
 namespace HotpatchTools.Tests
@@ -152,8 +153,6 @@ namespace HotpatchTools.Tests
             _sh.Dispose();
             Directory.Delete(_dir, recursive: true);
         }
-
-        private static object Prop(PSObject o, string name) => o.Properties[name].Value;
 
         private void Register(string path)
         {
