@@ -163,8 +163,7 @@ namespace HotpatchTools.Tests
         public void PatchId_completion_offers_ids_installed_in_the_named_process_and_ids_of_patch_files_in_the_current_folder()
         {
             using var target = TargetProcess.Start();
-            var installed = PatchFiles.WriteFile(Path.Combine(_dir, "elsewhere"), "HP-COMPL-1", PatchFiles.Yaml("HP-COMPL-1", target.ModuleName,
-                new[] { new PatchletSpec("triple", target.ReadSymbol("triple", 6), "cmp edi, 100\njbe resume\nmov eax, -1\nret") }));
+            var installed = PatchFiles.Write(Path.Combine(_dir, "elsewhere"), target, "HP-COMPL-1");
             _sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1] -AllowUnsigned -Force", installed, target.Pid);
             Assert.Empty(_sh.Errors);
             PatchFiles.WriteFile(_dir, "HP-COMPL-2", PatchFiles.Yaml("HP-COMPL-2", target.ModuleName, new[] { new PatchletSpec("triple", target.ReadSymbol("triple", 6)) }));

@@ -15,7 +15,6 @@ namespace HotpatchTools.Tests
     /// </summary>
     public sealed class InspectionTests : IDisposable
     {
-        private const string Code = "cmp edi, 100\njbe resume\nmov eax, -1\nret";
         private readonly TargetProcess _t = TargetProcess.Start();
         private readonly ModuleShell _sh = new ModuleShell();
         private readonly string _dir = Directory.CreateTempSubdirectory("hpt-inspect-").FullName;
@@ -27,8 +26,7 @@ namespace HotpatchTools.Tests
             Directory.Delete(_dir, recursive: true);
         }
 
-        private string WritePatch(string id, string at = "triple", int expect = 6) =>
-            PatchFiles.WriteFile(_dir, id, PatchFiles.Yaml(id, _t.ModuleName, new[] { new PatchletSpec(at, _t.ReadSymbol(at, expect), Code) }));
+        private string WritePatch(string id, string at = "triple", int expect = 6) => PatchFiles.Write(_dir, _t, id, at, expectLength: expect);
 
         private static string Hex(ulong v) => "0x" + v.ToString("x");
 
@@ -135,8 +133,8 @@ namespace HotpatchTools.Tests
         {
             var path = PatchFiles.WriteFile(_dir, "HP-SITE-UNSAFE", PatchFiles.Yaml("HP-SITE-UNSAFE", _t.ModuleName, new[]
             {
-                new PatchletSpec("triple", _t.ReadSymbol("triple", 6), Code),
-                new PatchletSpec("branch_into", _t.ReadSymbol("branch_into", 7), Code),
+                new PatchletSpec("triple", _t.ReadSymbol("triple", 6), PatchFiles.GuardCode),
+                new PatchletSpec("branch_into", _t.ReadSymbol("branch_into", 7), PatchFiles.GuardCode),
             }));
             var sites = _sh.Run("Get-MicropatchSite -Path $args[0] -ProcessId $args[1]", path, _t.Pid);
             Assert.Empty(_sh.Errors);

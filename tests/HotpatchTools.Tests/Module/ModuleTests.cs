@@ -20,9 +20,7 @@ namespace HotpatchTools.Tests
             Directory.Delete(_dir, recursive: true);
         }
 
-        private string WritePatch(string id, string code = "cmp edi, 100\njbe resume\nmov eax, -1\nret", byte[]? expect = null) =>
-            PatchFiles.WriteFile(_dir, id, PatchFiles.Yaml(id, _t.ModuleName,
-                new[] { new PatchletSpec("triple", expect ?? _t.ReadSymbol("triple", 6), code) }));
+        private string WritePatch(string id, string code = PatchFiles.GuardCode, byte[]? expect = null) => PatchFiles.Write(_dir, _t, id, code: code, expect: expect);
 
         [Fact]
         public void Import_exports_exactly_the_module_commands()
@@ -69,8 +67,7 @@ namespace HotpatchTools.Tests
         {
             using var first = TargetProcess.Start(NativeBuild.WideTarget);
             using var second = TargetProcess.Start(NativeBuild.WideTarget);
-            var path = PatchFiles.WriteFile(_dir, "HP-ALL-1", PatchFiles.Yaml("HP-ALL-1", first.ModuleName,
-                new[] { new PatchletSpec("triple", first.ReadSymbol("triple", 6), "cmp edi, 100\njbe resume\nmov eax, -1\nret") }));
+            var path = PatchFiles.Write(_dir, first, "HP-ALL-1");
             _sh.Run("Install-Micropatch -Path $args[0] -AllowUnsigned -Force", path);
             Assert.Empty(_sh.Errors);
             Assert.Equal(-1, first.Call("triple", 500));

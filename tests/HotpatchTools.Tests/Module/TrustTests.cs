@@ -55,9 +55,7 @@ namespace HotpatchTools.Tests
 
         private string Id(string name) => "HP-" + name + "-" + _run;
 
-        private string WritePatch(string id) =>
-            PatchFiles.WriteFile(_dir, id, PatchFiles.Yaml(id, _t.ModuleName,
-                new[] { new PatchletSpec("triple", _t.ReadSymbol("triple", 6), "cmp edi, 100\njbe resume\nmov eax, -1\nret") }));
+        private string WritePatch(string id) => PatchFiles.Write(_dir, _t, id);
 
         private void Sign(string path, X509Certificate2 cert)
         {

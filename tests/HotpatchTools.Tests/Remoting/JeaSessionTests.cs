@@ -87,7 +87,7 @@ for ($i = 4; $i -lt $args.Count; $i++) {
             using var t = TargetProcess.Start();
             var original = t.ReadSymbol("triple", 6);
             var id = "HP-JEA-OP";
-            var file = PatchFiles.WriteFile(_dir, id, PatchFiles.Yaml(id, t.ModuleName, new[] { new PatchletSpec("triple", original, "cmp edi, 100\njbe resume\nmov eax, -1\nret") }));
+            var file = PatchFiles.Write(_dir, t, id, expect: original);
             using (var sh = new ModuleShell())
             {
                 sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -Force", file);

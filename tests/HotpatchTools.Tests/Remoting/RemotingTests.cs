@@ -50,9 +50,7 @@ namespace HotpatchTools.Tests
             Directory.Delete(_dir, recursive: true);
         }
 
-        private string WritePatch(string id, byte[]? expect = null) =>
-            PatchFiles.WriteFile(_dir, id, PatchFiles.Yaml(id, _t.ModuleName,
-                new[] { new PatchletSpec("triple", expect ?? _t.ReadSymbol("triple", 6), "cmp edi, 100\njbe resume\nmov eax, -1\nret") }));
+        private string WritePatch(string id, byte[]? expect = null) => PatchFiles.Write(_dir, _t, id, expect: expect);
 
         /// <summary>Runs body on the far side of the session; $args of the script become the block's parameters.</summary>
         private System.Collections.ObjectModel.Collection<PSObject> Remote(string body, params object[] args) =>

@@ -59,9 +59,7 @@ namespace HotpatchTools.Tests
             Directory.Delete(_dir, recursive: true);
         }
 
-        private string WritePatch(TargetProcess t, string id, byte[]? expect = null) =>
-            PatchFiles.WriteFile(_dir, id, PatchFiles.Yaml(id, t.ModuleName,
-                new[] { new PatchletSpec("triple", expect ?? t.ReadSymbol("triple", 6), "cmp edi, 100\njbe resume\nmov eax, -1\nret") }));
+        private string WritePatch(TargetProcess t, string id, byte[]? expect = null) => PatchFiles.Write(_dir, t, id, expect: expect);
 
         private static string? Computer(PSObject o) => o.Properties["PSComputerName"]?.Value?.ToString();
 

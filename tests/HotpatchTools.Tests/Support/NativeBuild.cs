@@ -22,7 +22,8 @@ namespace HotpatchTools.Tests.Support
         /// <summary>The same target under another module name, for machine-wide tests: they must not reach other tests' targets.</summary>
         public static string WideTarget => TestPlatform.IsWindows ? Prebuilt("widetarget.exe") : Build("widetarget", "-O2 -pthread", "target.c", "sites.S");
 
-        private static string Prebuilt(string name)
+        /// <summary>A target tests/wine/run.sh built with mingw beforehand.</summary>
+        public static string Prebuilt(string name)
         {
             var dir = Environment.GetEnvironmentVariable("HOTPATCH_NATIVE_DIR") ?? throw new InvalidOperationException("HOTPATCH_NATIVE_DIR is not set (tests/wine/run.sh sets it).");
             var path = Path.Combine(dir, name);

@@ -39,6 +39,16 @@ namespace HotpatchTools.Tests.Support
         public static Micropatch For(TargetProcess t, string id, params PatchletSpec[] patchlets) =>
             Parse(Yaml(id, t.ModuleName, patchlets));
 
+        /// <summary>The tests' usual patch of triple() (tests/native/target.c): any argument above 100 answers -1.</summary>
+        public const string GuardCode = "cmp edi, 100\njbe resume\nmov eax, -1\nret";
+
+        /// <summary>
+        /// Writes a one-patchlet file for the live target into dir, named by its id: by default the guard at triple(),
+        /// expecting the bytes the target has there now.
+        /// </summary>
+        public static string Write(string dir, TargetProcess t, string id, string at = "triple", string code = GuardCode, byte[]? expect = null, int expectLength = 6) =>
+            WriteFile(dir, id, Yaml(id, t.ModuleName, new[] { new PatchletSpec(at, expect ?? t.ReadSymbol(at, expectLength), code) }));
+
         public static string WriteFile(string dir, string id, string yaml)
         {
             Directory.CreateDirectory(dir);

@@ -13,8 +13,6 @@ namespace HotpatchTools.Tests.Support
     /// </summary>
     internal static class WorkflowTargets
     {
-        public const string GuardCode = "cmp edi, 100\njbe resume\nmov eax, -1\nret";
-
         /// <summary>tests/native/target.c under its own name (at most 15 characters: Linux's comm).</summary>
         public static string Exe(string name) => NativeBuild.Build(name, "-O2 -pthread", "target.c", "sites.S");
 
@@ -22,13 +20,7 @@ namespace HotpatchTools.Tests.Support
         /// The enforcement target on either platform: built here on Linux, prebuilt by tests/wine/run.sh (a copy of
         /// target.exe named enftarget.exe) under Wine.
         /// </summary>
-        public static string PortableExe()
-        {
-            if (!TestPlatform.IsWindows) return Exe("enftarget");
-            var dir = Environment.GetEnvironmentVariable("HOTPATCH_NATIVE_DIR") ?? throw new InvalidOperationException("HOTPATCH_NATIVE_DIR is not set (tests/wine/run.sh sets it).");
-            var path = Path.Combine(dir, "enftarget.exe");
-            return File.Exists(path) ? path : throw new FileNotFoundException("prebuilt target missing", path);
-        }
+        public static string PortableExe() => TestPlatform.IsWindows ? NativeBuild.Prebuilt("enftarget.exe") : Exe("enftarget");
 
         /// <summary>faulttarget.c, which dlopen()s a library when told to ("load PATH").</summary>
         public static string LateLoader(string name) => NativeBuild.Build(name, "-O2", "faulttarget.c");
@@ -40,7 +32,7 @@ namespace HotpatchTools.Tests.Support
         public static readonly byte[] TripleBytes = { 0x8d, 0x04, 0x7f, 0x83, 0xc0, 0x01 };
 
         public static string GuardYaml(string id, string module) =>
-            PatchFiles.Yaml(id, module, new[] { new PatchletSpec("triple", TripleBytes, GuardCode) });
+            PatchFiles.Yaml(id, module, new[] { new PatchletSpec("triple", TripleBytes, PatchFiles.GuardCode) });
 
         public static string LibraryYaml(string id, string soname) =>
             PatchFiles.Yaml(id, soname, new[] { new PatchletSpec("lib_triple", TripleBytes, "mov eax, 7\nret") });

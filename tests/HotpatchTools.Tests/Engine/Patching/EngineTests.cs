@@ -52,7 +52,7 @@ namespace HotpatchTools.Tests
         public void Insert_code_runs_before_the_displaced_instructions_and_can_return_early()
         {
             var before = _t.ReadSymbol("triple", 6);
-            _engine.Install(PatchFiles.For(_t, "T-CODE", At("triple", 6, "cmp edi, 100\njbe resume\nmov eax, -1\nret")), _t.Pid);
+            _engine.Install(PatchFiles.For(_t, "T-CODE", At("triple", 6, PatchFiles.GuardCode)), _t.Pid);
             Assert.Equal(16, _t.Call("triple", 5));
             Assert.Equal(301, _t.Call("triple", 100));
             Assert.Equal(-1, _t.Call("triple", 101));
