@@ -33,6 +33,10 @@ namespace HotpatchTools.Tests.Support
             return sb.ToString();
         }
 
+        /// <summary>A patchlet at symbol (+offset) of the live target, expecting the bytes it has there now.</summary>
+        public static PatchletSpec At(TargetProcess t, string symbol, int expectLength, string code = "", string mode = "insert", int offset = 0) =>
+            new PatchletSpec(offset == 0 ? symbol : symbol + "+0x" + offset.ToString("x"), t.Read(t.Symbol(symbol) + (ulong)offset, expectLength), code, mode);
+
         public static Micropatch Parse(string yaml, string name = "test.micropatch.yaml") =>
             MicropatchParser.Parse(Encoding.UTF8.GetBytes(yaml), name);
 

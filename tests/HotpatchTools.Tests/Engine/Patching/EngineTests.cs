@@ -16,7 +16,7 @@ namespace HotpatchTools.Tests
         public void Dispose() => _t.Dispose();
 
         private PatchletSpec At(string symbol, int expectLength, string code = "", string mode = "insert", int offset = 0) =>
-            new PatchletSpec(offset == 0 ? symbol : symbol + "+0x" + offset.ToString("x"), _t.Read(_t.Symbol(symbol) + (ulong)offset, expectLength), code, mode);
+            PatchFiles.At(_t, symbol, expectLength, code, mode, offset);
 
         [Fact]
         public void Insert_with_empty_code_relocates_a_rip_relative_first_instruction()

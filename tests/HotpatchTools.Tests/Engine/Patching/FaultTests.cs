@@ -24,12 +24,10 @@ namespace HotpatchTools.Tests
     {
         private static readonly string[] Sites = { "triple", "short_jcc" };
 
-        private static PatchletSpec At(TargetProcess t, string symbol, int length, string code = "") => new PatchletSpec(symbol, t.ReadSymbol(symbol, length), code);
-
-        private static Micropatch TwoSites(TargetProcess t, string id) => PatchFiles.For(t, id, At(t, "triple", 6), At(t, "short_jcc", 7));
+        private static Micropatch TwoSites(TargetProcess t, string id) => PatchFiles.For(t, id, PatchFiles.At(t, "triple", 6), PatchFiles.At(t, "short_jcc", 7));
 
         private static string TwoSitesYaml(TargetProcess t, string id) =>
-            PatchFiles.Yaml(id, t.ModuleName, new[] { At(t, "triple", 6), At(t, "short_jcc", 7) });
+            PatchFiles.Yaml(id, t.ModuleName, new[] { PatchFiles.At(t, "triple", 6), PatchFiles.At(t, "short_jcc", 7) });
 
         private static byte[][] Originals(TargetProcess t) => Sites.Select(s => t.ReadSymbol(s, 8)).ToArray();
 

@@ -14,7 +14,7 @@ namespace HotpatchTools.Tests
 
         public void Dispose() => _t.Dispose();
 
-        private PatchletSpec At(string symbol, int expectLength) => new PatchletSpec(symbol, _t.ReadSymbol(symbol, expectLength));
+        private PatchletSpec At(string symbol, int expectLength) => PatchFiles.At(_t, symbol, expectLength);
 
         [Fact]
         public void Install_on_a_process_traced_by_someone_else_is_Busy_and_writes_nothing()
