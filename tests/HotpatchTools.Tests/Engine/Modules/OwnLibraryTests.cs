@@ -5,7 +5,6 @@ using HotpatchTools.Engine;
 using HotpatchTools.Engine.Modules;
 using HotpatchTools.Engine.Patching;
 using HotpatchTools.Tests.Support;
-using Iced.Intel;
 using Xunit;
 
 namespace HotpatchTools.Tests

@@ -1,11 +1,8 @@
 using System;
 using System.IO;
 using System.Linq;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Modules;
-using HotpatchTools.Engine.Patching;
 using Iced.Intel;
-using Xunit;
 
 namespace HotpatchTools.Tests.Support
 {

@@ -1,18 +1,8 @@
 using System;
 using System.Collections.Generic;
-using System.Globalization;
 using System.IO;
 using System.Linq;
-using System.Text;
-using Decoder = Iced.Intel.Decoder;
-using System.Text.RegularExpressions;
-using HotpatchTools.Engine;
-using HotpatchTools.Engine.Format;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Engine.Platform;
 using HotpatchTools.Engine.Platform.Offline;
-using Iced.Intel;
-using Xunit;
 
 namespace HotpatchTools.Tests.Support
 {
