@@ -4,13 +4,13 @@ using System.Diagnostics;
 using System.Globalization;
 using System.IO;
 using System.Linq;
-using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Patching;
 using HotpatchTools.Tests.Support;
+using static HotpatchTools.Tests.Support.TwoSitePatch;
 using Xunit;
 
 namespace HotpatchTools.Tests
@@ -22,47 +22,6 @@ namespace HotpatchTools.Tests
     /// </summary>
     public sealed class FaultTests
     {
-        private static readonly string[] Sites = { "triple", "short_jcc" };
-
-        private static Micropatch TwoSites(TargetProcess t, string id) => PatchFiles.For(t, id, PatchFiles.At(t, "triple", 6), PatchFiles.At(t, "short_jcc", 7));
-
-        private static string TwoSitesYaml(TargetProcess t, string id) =>
-            PatchFiles.Yaml(id, t.ModuleName, new[] { PatchFiles.At(t, "triple", 6), PatchFiles.At(t, "short_jcc", 7) });
-
-        private static byte[][] Originals(TargetProcess t) => Sites.Select(s => t.ReadSymbol(s, 8)).ToArray();
-
-        /// <summary>Private r-x regions of the target that start with the cave magic.</summary>
-        private static List<(ulong Start, ulong End)> CaveRegions(TargetProcess t) =>
-            File.ReadAllLines("/proc/" + t.Pid + "/maps")
-                .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-                .Where(f => f.Length == 5 && f[1].StartsWith("r-x", StringComparison.Ordinal))
-                .Select(f =>
-                {
-                    int dash = f[0].IndexOf('-');
-                    return (ulong.Parse(f[0][..dash], NumberStyles.HexNumber, CultureInfo.InvariantCulture), ulong.Parse(f[0][(dash + 1)..], NumberStyles.HexNumber, CultureInfo.InvariantCulture));
-                })
-                .Where(r => t.Read(r.Item1, 8).AsSpan().SequenceEqual(Encoding.ASCII.GetBytes("HPTCAVE1")))
-                .ToList();
-
-        /// <summary>Each site holds its original bytes, or one jmp rel32 into a region that begins with a cave header.</summary>
-        private static void AssertEachSiteOriginalOrPatched(TargetProcess t, byte[][] originals, string context)
-        {
-            var caves = CaveRegions(t);
-            for (int i = 0; i < Sites.Length; i++)
-            {
-                ulong site = t.Symbol(Sites[i]);
-                var now = t.Read(site, 8);
-                if (now.SequenceEqual(originals[i])) continue;
-                Assert.True(now[0] == 0xE9, context + ": " + Sites[i] + " is neither original nor a jump: " + Convert.ToHexString(now));
-                ulong dest = site + 5 + (ulong)(long)BitConverter.ToInt32(now, 1);
-                Assert.True(caves.Any(c => dest >= c.Start && dest < c.End), context + ": " + Sites[i] + " jumps to 0x" + dest.ToString("x") + ", outside every cave");
-                // The bytes after the jump (up to the span's end) are never half-written originals followed by garbage:
-                // the rest of the 8 bytes past the span is untouched.
-                int span = i == 0 ? 6 : 7;
-                Assert.True(now.AsSpan(span).SequenceEqual(originals[i].AsSpan(span)), context + ": bytes past " + Sites[i] + "'s span changed");
-            }
-        }
-
         private static void AssertResponsive(TargetProcess t, string context)
         {
             Assert.True(t.IsAlive, context + ": target died");
