@@ -11,7 +11,7 @@ using YamlDotNet.RepresentationModel;
 
 namespace HotpatchTools.Engine.Format
 {
-    public sealed class MicropatchFormatException : HotpatchException
+    internal sealed class MicropatchFormatException : HotpatchException
     {
         public MicropatchFormatException(string source, string key, int line, int column, string message)
             : base(HotpatchErrorKind.InvalidPatchFile, source + ": line " + line + ", column " + column + ": " + key + ": " + message)

@@ -10,7 +10,7 @@ namespace HotpatchTools.Engine.Modules
     /// An ELF executable or shared object (x86-64 or i386, little-endian): its build-id and defined symbols, at RVAs.
     /// Only the headers, notes and symbol tables are read, so a large library costs little more than a small one.
     /// </summary>
-    public sealed class ElfImage : IModuleImage
+    internal sealed class ElfImage : IModuleImage
     {
         internal const byte SttObject = 1, SttFunc = 2, SttSection = 3, SttFile = 4, SttTls = 6, SttGnuIfunc = 10;
         private const byte StbLocal = 0;

@@ -9,7 +9,7 @@ using System.Text;
 namespace HotpatchTools.Engine.Modules
 {
     /// <summary>An entry of a PE module's export table, at its RVA (see <see cref="IModuleImage"/>).</summary>
-    public readonly struct PeExport
+    internal readonly struct PeExport
     {
         internal PeExport(string? name, uint ordinal, uint rva, string? forwarder)
         {
@@ -41,7 +41,7 @@ namespace HotpatchTools.Engine.Modules
     /// A PE32 (i386) or PE32+ (x86-64) image, from its file or from the bytes of a loaded module: identity,
     /// exports and function bounds, at RVAs. Everything is read during construction; nothing is kept open.
     /// </summary>
-    public sealed class PeImage : IModuleImage
+    internal sealed class PeImage : IModuleImage
     {
         public const ushort MachineI386 = 0x14c, MachineAmd64 = 0x8664;
         private const int OptionalHeaderSize32 = 224, OptionalHeaderSize64 = 240, MaxSections = 96;

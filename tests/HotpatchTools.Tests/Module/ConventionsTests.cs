@@ -26,6 +26,84 @@ namespace HotpatchTools.Tests
             Directory.Delete(_dir, recursive: true);
         }
 
+        /// <summary>
+        /// The engine's public face: what the module (src/HotpatchTools) builds on. Everything else is internal; the test
+        /// projects see it through InternalsVisibleTo. A type made public, or one dropped from the face, fails here.
+        /// </summary>
+        private static readonly string[] EngineFace =
+        {
+            "HotpatchTools.Engine.Audit.AuditLog",
+            "HotpatchTools.Engine.Audit.AuditRecord",
+            "HotpatchTools.Engine.Audit.AuditTrail",
+            "HotpatchTools.Engine.Authoring.DraftRequest",
+            "HotpatchTools.Engine.Authoring.MicropatchDraft",
+            "HotpatchTools.Engine.Authoring.OfflineCheck",
+            "HotpatchTools.Engine.Authoring.OfflineCheckResult",
+            "HotpatchTools.Engine.Authoring.OfflineCheckState",
+            "HotpatchTools.Engine.Authoring.PatchAuthor",
+            "HotpatchTools.Engine.Catalog.CatalogEntry",
+            "HotpatchTools.Engine.Catalog.CatalogSecurity",
+            "HotpatchTools.Engine.Catalog.Compliance",
+            "HotpatchTools.Engine.Catalog.ComplianceReport",
+            "HotpatchTools.Engine.Catalog.EnforcementOutcome",
+            "HotpatchTools.Engine.Catalog.EnforcementPass",
+            "HotpatchTools.Engine.Catalog.EnforcementResult",
+            "HotpatchTools.Engine.Catalog.Enforcer",
+            "HotpatchTools.Engine.Catalog.MicropatchCatalog",
+            "HotpatchTools.Engine.Format.DeclaredFunction",
+            "HotpatchTools.Engine.Format.Micropatch",
+            "HotpatchTools.Engine.Format.MicropatchParser",
+            "HotpatchTools.Engine.Format.MicropatchTarget",
+            "HotpatchTools.Engine.Format.ModuleIdentity",
+            "HotpatchTools.Engine.Format.PatchMode",
+            "HotpatchTools.Engine.Format.Patchlet",
+            "HotpatchTools.Engine.Format.Severity",
+            "HotpatchTools.Engine.Format.SiteLocation",
+            "HotpatchTools.Engine.Format.TargetArch",
+            "HotpatchTools.Engine.Format.TargetOs",
+            "HotpatchTools.Engine.Hex",
+            "HotpatchTools.Engine.HotpatchErrorKind",
+            "HotpatchTools.Engine.HotpatchException",
+            "HotpatchTools.Engine.Inspection.ModuleDescription",
+            "HotpatchTools.Engine.Inspection.ProcessInspector",
+            "HotpatchTools.Engine.Inspection.SiteDescription",
+            "HotpatchTools.Engine.Inspection.SiteState",
+            "HotpatchTools.Engine.Machine.MachinePaths",
+            "HotpatchTools.Engine.Machine.Privilege",
+            "HotpatchTools.Engine.Modules.DebugFiles",
+            "HotpatchTools.Engine.Modules.IModuleImage",
+            "HotpatchTools.Engine.Modules.ModuleFormat",
+            "HotpatchTools.Engine.Patching.EngineOptions",
+            "HotpatchTools.Engine.Patching.HotpatchEngine",
+            "HotpatchTools.Engine.Patching.InstallResult",
+            "HotpatchTools.Engine.Patching.InstalledPatch",
+            "HotpatchTools.Engine.Patching.SiteRecord",
+            "HotpatchTools.Engine.Patching.TargetState",
+            "HotpatchTools.Engine.Patching.TargetStatus",
+            "HotpatchTools.Engine.Patching.UninstallResult",
+            "HotpatchTools.Engine.Platform.IFrozenProcess",
+            "HotpatchTools.Engine.Platform.IModuleEnumerator",
+            "HotpatchTools.Engine.Platform.IModuleProcessFilter",
+            "HotpatchTools.Engine.Platform.IProcessMemory",
+            "HotpatchTools.Engine.Platform.IProcessPlatform",
+            "HotpatchTools.Engine.Platform.ITargetProcess",
+            "HotpatchTools.Engine.Platform.IThreadController",
+            "HotpatchTools.Engine.Platform.LoadedModule",
+            "HotpatchTools.Engine.Platform.MemoryRegion",
+            "HotpatchTools.Engine.Platform.ProcessInfo",
+            "HotpatchTools.Engine.Platform.ThreadSnapshot",
+            "HotpatchTools.Engine.Trust.PatchRefusedException",
+            "HotpatchTools.Engine.Trust.PatchSignature",
+            "HotpatchTools.Engine.Trust.PatchSigner",
+            "HotpatchTools.Engine.Trust.SignatureStatus",
+            "HotpatchTools.Engine.Trust.SignatureVerifier",
+            "HotpatchTools.Engine.Trust.TrustKind",
+            "HotpatchTools.Engine.Trust.TrustPolicy",
+            "HotpatchTools.Engine.Trust.TrustStore",
+            "HotpatchTools.Engine.Trust.TrustedPublisher",
+            "HotpatchTools.Engine.Trust.VerifiedFile",
+        };
+
         private CmdletInfo[] Cmdlets() =>
             _sh.Run("Get-Command -Module HotpatchTools -CommandType Cmdlet").Select(o => (CmdletInfo)o.BaseObject).ToArray();
 
@@ -39,6 +117,15 @@ namespace HotpatchTools.Tests
         private static string[] Strings(object? value) => value is object[] items ? items.Cast<string>().ToArray() : new[] { (string)value! };
 
         private static XDocument Views() => XDocument.Load(Path.Combine(ModuleShell.RepoRoot, "HotpatchTools.format.ps1xml"));
+
+        [Fact]
+        public void The_engine_exports_only_the_types_the_module_builds_on()
+        {
+            var exported = typeof(HotpatchTools.Engine.HotpatchException).Assembly.GetExportedTypes()
+                .Select(t => t.FullName!).OrderBy(n => n, StringComparer.Ordinal).ToArray();
+            Assert.True(EngineFace.SequenceEqual(exported),
+                "made public: " + string.Join(", ", exported.Except(EngineFace)) + "; no longer public: " + string.Join(", ", EngineFace.Except(exported)));
+        }
 
         [Fact]
         public void Exported_cmdlets_use_approved_verbs()

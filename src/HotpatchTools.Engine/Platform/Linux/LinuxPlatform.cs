@@ -6,7 +6,7 @@ using System.Text;
 
 namespace HotpatchTools.Engine.Platform.Linux
 {
-    public sealed class LinuxPlatform : IProcessPlatform, IModuleProcessFilter, IProcessEventPlatform
+    internal sealed class LinuxPlatform : IProcessPlatform, IModuleProcessFilter, IProcessEventPlatform
     {
         public string OsName => "linux";
 
