@@ -18,18 +18,18 @@ namespace HotpatchTools.Engine.Format
             private static readonly string[] PatchletKeys = { "at", "expect", "function", "mode", "code" };
             private static readonly string[] FunctionKeys = { "start", "end" };
 
-            private readonly string source;
-            private readonly string text;
-            private string[]? lines;
+            private readonly string _source;
+            private readonly string _text;
+            private string[]? _lines;
 
             public FileReader(string source, string text)
             {
-                this.source = source;
-                this.text = text;
+                _source = source;
+                _text = text;
             }
 
             private MicropatchFormatException Error(string key, YamlNode at, string message) =>
-                Fail(source, key, at.Start, message);
+                Fail(_source, key, at.Start, message);
 
             public Micropatch ReadPatch(YamlMappingNode root)
             {
@@ -237,13 +237,13 @@ namespace HotpatchTools.Engine.Format
             private int BlockIndentation(YamlScalarNode code, YamlMappingNode parent)
             {
                 int parentIndent = Clamp(parent.Start.Column) - 1;
-                for (int i = (int)code.Start.Index + 1; i < text.Length && text[i] != '\n' && text[i] != '\r' && text[i] != ' ' && text[i] != '#'; i++)
-                    if (text[i] >= '1' && text[i] <= '9') return parentIndent + (text[i] - '0');
+                for (int i = (int)code.Start.Index + 1; i < _text.Length && _text[i] != '\n' && _text[i] != '\r' && _text[i] != ' ' && _text[i] != '#'; i++)
+                    if (_text[i] >= '1' && _text[i] <= '9') return parentIndent + (_text[i] - '0');
 
-                lines ??= text.Split('\n');
-                for (int line = Clamp(code.Start.Line); line < lines.Length; line++)
+                _lines ??= _text.Split('\n');
+                for (int line = Clamp(code.Start.Line); line < _lines.Length; line++)
                 {
-                    string content = lines[line].TrimEnd('\r');
+                    string content = _lines[line].TrimEnd('\r');
                     int spaces = 0;
                     while (spaces < content.Length && content[spaces] == ' ') spaces++;
                     if (spaces < content.Length) return spaces;

@@ -183,14 +183,14 @@ namespace HotpatchTools.Engine.Format
         /// <summary>Feeds already-checked events to YamlStream so the text is scanned only once.</summary>
         private sealed class EventReplay : IParser
         {
-            private readonly List<ParsingEvent> events;
-            private int next;
-            public EventReplay(List<ParsingEvent> events) { this.events = events; }
+            private readonly List<ParsingEvent> _events;
+            private int _next;
+            public EventReplay(List<ParsingEvent> events) { _events = events; }
             public ParsingEvent? Current { get; private set; }
             public bool MoveNext()
             {
-                if (next >= events.Count) { Current = null; return false; }
-                Current = events[next++];
+                if (_next >= _events.Count) { Current = null; return false; }
+                Current = _events[_next++];
                 return true;
             }
         }

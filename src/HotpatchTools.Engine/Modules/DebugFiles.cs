@@ -36,12 +36,12 @@ namespace HotpatchTools.Engine.Modules
 
         private sealed class Restore : IDisposable
         {
-            private Action? undo;
-            public Restore(Action undo) => this.undo = undo;
+            private Action? _undo;
+            public Restore(Action undo) => _undo = undo;
             public void Dispose()
             {
-                undo?.Invoke();
-                undo = null;
+                _undo?.Invoke();
+                _undo = null;
             }
         }
 

@@ -14,9 +14,9 @@ namespace HotpatchTools.Tests
     public class ElfImageTests : IClassFixture<ElfSamples>
     {
         private const string Libc = "/lib/x86_64-linux-gnu/libc.so.6";
-        private readonly ElfSamples samples;
+        private readonly ElfSamples _samples;
 
-        public ElfImageTests(ElfSamples samples) => this.samples = samples;
+        public ElfImageTests(ElfSamples samples) => _samples = samples;
 
         private static HashSet<(string, ulong, ulong)> SymbolSet(ElfImage image) =>
             image.Symbols.Select(s => (s.Name, s.Rva, s.Size)).ToHashSet();
@@ -24,13 +24,13 @@ namespace HotpatchTools.Tests
         [Fact]
         public void SharedLibraryHeaderAndBuildId()
         {
-            var image = ElfImage.Load(samples.SharedLibrary);
+            var image = ElfImage.Load(_samples.SharedLibrary);
             Assert.Equal(ModuleFormat.Elf, image.Format);
             Assert.Equal(64, image.Bitness);
             Assert.Equal(3, image.ElfType);
             Assert.Null(image.TimeDateStamp);
             Assert.Null(image.SizeOfImage);
-            var expected = ElfTools.ReadElfBuildId(samples.SharedLibrary);
+            var expected = ElfTools.ReadElfBuildId(_samples.SharedLibrary);
             Assert.Equal(40, expected.Length);
             Assert.Equal(expected, image.BuildId);
         }
@@ -38,14 +38,14 @@ namespace HotpatchTools.Tests
         [Fact]
         public void SharedLibrarySymbolsMatchNm()
         {
-            var image = ElfImage.Load(samples.SharedLibrary);
-            var expected = ElfTools.Nm(samples.SharedLibrary, dynamic: false).ToHashSet();
+            var image = ElfImage.Load(_samples.SharedLibrary);
+            var expected = ElfTools.Nm(_samples.SharedLibrary, dynamic: false).ToHashSet();
             Assert.Equal(expected.OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
 
             foreach (var name in new[] { "add", "use", "triple", "counter", "call_local_twin" })
             {
                 Assert.True(image.TryResolveSymbol(name, out ulong rva), name);
-                Assert.Equal(ElfTools.NmValue(samples.SharedLibrary, name), rva);
+                Assert.Equal(ElfTools.NmValue(_samples.SharedLibrary, name), rva);
             }
             Assert.False(image.TryResolveSymbol("no_such_symbol", out _));
             Assert.False(image.TryResolveSymbol("", out _));
@@ -60,10 +60,10 @@ namespace HotpatchTools.Tests
         [Fact]
         public void GlobalSymbolWinsOverALocalOfTheSameName()
         {
-            var image = ElfImage.Load(samples.SharedLibrary);
-            var twins = ElfTools.Nm(samples.SharedLibrary, dynamic: false).Where(s => s.Name == "shared_name").ToList();
+            var image = ElfImage.Load(_samples.SharedLibrary);
+            var twins = ElfTools.Nm(_samples.SharedLibrary, dynamic: false).Where(s => s.Name == "shared_name").ToList();
             Assert.Equal(2, twins.Count);
-            var global = ElfTools.NmValue(samples.SharedLibrary, "shared_name", dynamic: true);
+            var global = ElfTools.NmValue(_samples.SharedLibrary, "shared_name", dynamic: true);
             Assert.True(image.TryResolveSymbol("shared_name", out ulong rva));
             Assert.Equal(global, rva);
         }
@@ -71,8 +71,8 @@ namespace HotpatchTools.Tests
         [Fact]
         public void FunctionBoundsComeFromSymbolSizes()
         {
-            var image = ElfImage.Load(samples.SharedLibrary);
-            var add = ElfTools.Nm(samples.SharedLibrary, dynamic: false).Single(s => s.Name == "add");
+            var image = ElfImage.Load(_samples.SharedLibrary);
+            var add = ElfTools.Nm(_samples.SharedLibrary, dynamic: false).Single(s => s.Name == "add");
             Assert.True(add.Size > 1);
 
             foreach (var rva in new[] { add.Value, add.Value + 1, add.Value + add.Size - 1 })
@@ -84,7 +84,7 @@ namespace HotpatchTools.Tests
             }
             Assert.False(image.TryGetFunctionBounds(add.Value + add.Size, out _, out _, out var after) && after == "add");
 
-            var counter = ElfTools.NmValue(samples.SharedLibrary, "counter");
+            var counter = ElfTools.NmValue(_samples.SharedLibrary, "counter");
             Assert.False(image.TryGetFunctionBounds(counter, out _, out _, out _));
             Assert.False(image.TryGetFunctionBounds(0, out _, out _, out _));
             Assert.False(image.TryGetFunctionBounds(ulong.MaxValue, out _, out _, out _));
@@ -93,12 +93,12 @@ namespace HotpatchTools.Tests
         [Fact]
         public void PieExecutableUsesVaddrAsRva()
         {
-            var image = ElfImage.Load(samples.PieExecutable);
+            var image = ElfImage.Load(_samples.PieExecutable);
             Assert.Equal(3, image.ElfType);
-            Assert.Equal(ElfTools.ReadElfBuildId(samples.PieExecutable), image.BuildId);
-            Assert.Equal(ElfTools.Nm(samples.PieExecutable, dynamic: false).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+            Assert.Equal(ElfTools.ReadElfBuildId(_samples.PieExecutable), image.BuildId);
+            Assert.Equal(ElfTools.Nm(_samples.PieExecutable, dynamic: false).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
             Assert.True(image.TryResolveSymbol("main", out ulong main));
-            Assert.Equal(ElfTools.NmValue(samples.PieExecutable, "main"), main);
+            Assert.Equal(ElfTools.NmValue(_samples.PieExecutable, "main"), main);
             Assert.True(image.TryGetFunctionBounds(main + 2, out ulong start, out _, out string? name));
             Assert.Equal(main, start);
             Assert.Equal("main", name);
@@ -107,19 +107,19 @@ namespace HotpatchTools.Tests
         [Fact]
         public void NonPieExecutableRvaIsVaddrMinusImageBase()
         {
-            Assert.Matches(@"LOAD\s+0x0+ 0x0+400000 ", NativeBuild.Run("readelf", "-lW", samples.NonPieExecutable));
-            var image = ElfImage.Load(samples.NonPieExecutable);
+            Assert.Matches(@"LOAD\s+0x0+ 0x0+400000 ", NativeBuild.Run("readelf", "-lW", _samples.NonPieExecutable));
+            var image = ElfImage.Load(_samples.NonPieExecutable);
             Assert.Equal(2, image.ElfType);
             Assert.Equal(64, image.Bitness);
-            Assert.Equal(ElfTools.ReadElfBuildId(samples.NonPieExecutable), image.BuildId);
+            Assert.Equal(ElfTools.ReadElfBuildId(_samples.NonPieExecutable), image.BuildId);
 
-            var expected = ElfTools.Nm(samples.NonPieExecutable, dynamic: false).Select(s => (s.Name, s.Value - 0x400000, s.Size));
+            var expected = ElfTools.Nm(_samples.NonPieExecutable, dynamic: false).Select(s => (s.Name, s.Value - 0x400000, s.Size));
             Assert.Equal(expected.ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
 
             foreach (var name in new[] { "main", "helper" })
             {
                 Assert.True(image.TryResolveSymbol(name, out ulong rva));
-                Assert.Equal(ElfTools.NmValue(samples.NonPieExecutable, name) - 0x400000, rva);
+                Assert.Equal(ElfTools.NmValue(_samples.NonPieExecutable, name) - 0x400000, rva);
                 Assert.True(image.TryGetFunctionBounds(rva, out ulong start, out _, out string? bounded));
                 Assert.Equal(rva, start);
                 Assert.Equal(name, bounded);
@@ -129,12 +129,12 @@ namespace HotpatchTools.Tests
         [Fact]
         public void StrippedLibraryStillHasDynamicSymbolsAndBuildId()
         {
-            Assert.DoesNotContain(".symtab", NativeBuild.Run("readelf", "-SW", samples.Stripped));
-            var image = ElfImage.Load(samples.Stripped);
-            Assert.Equal(ElfTools.ReadElfBuildId(samples.SharedLibrary), image.BuildId);
-            Assert.Equal(ElfTools.Nm(samples.Stripped, dynamic: true).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+            Assert.DoesNotContain(".symtab", NativeBuild.Run("readelf", "-SW", _samples.Stripped));
+            var image = ElfImage.Load(_samples.Stripped);
+            Assert.Equal(ElfTools.ReadElfBuildId(_samples.SharedLibrary), image.BuildId);
+            Assert.Equal(ElfTools.Nm(_samples.Stripped, dynamic: true).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
             Assert.True(image.TryResolveSymbol("add", out ulong add));
-            Assert.Equal(ElfTools.NmValue(samples.SharedLibrary, "add"), add);
+            Assert.Equal(ElfTools.NmValue(_samples.SharedLibrary, "add"), add);
             Assert.False(image.TryResolveSymbol("triple", out _));
             Assert.True(image.TryGetFunctionBounds(add + 1, out _, out _, out string? name));
             Assert.Equal("add", name);
@@ -143,12 +143,12 @@ namespace HotpatchTools.Tests
         [Fact]
         public void BuildIdComesFromProgramHeadersWhenThereAreNoSections()
         {
-            var bytes = File.ReadAllBytes(samples.SharedLibrary);
+            var bytes = File.ReadAllBytes(_samples.SharedLibrary);
             // What sstrip does: the section header table is dropped from the ELF header.
             Array.Clear(bytes, 40, 8);
             Array.Clear(bytes, 60, 4);
             var image = ElfImage.Parse(bytes, "no-sections.so");
-            Assert.Equal(ElfTools.ReadElfBuildId(samples.SharedLibrary), image.BuildId);
+            Assert.Equal(ElfTools.ReadElfBuildId(_samples.SharedLibrary), image.BuildId);
             Assert.Empty(image.Symbols);
             Assert.False(image.TryResolveSymbol("add", out _));
         }
@@ -177,7 +177,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void FdesOfOurLibrariesAreThoseReadelfShows()
         {
-            foreach (var path in new[] { samples.SharedLibrary, samples.SharedLibrary32, samples.PieExecutable, samples.NonPieExecutable, samples.Stripped })
+            foreach (var path in new[] { _samples.SharedLibrary, _samples.SharedLibrary32, _samples.PieExecutable, _samples.NonPieExecutable, _samples.Stripped })
             {
                 var image = ElfImage.Load(path);
                 var want = InRvas(image, ElfTools.ReadElfFdes(path));
@@ -190,9 +190,9 @@ namespace HotpatchTools.Tests
         public void AStaticFunctionOfAStrippedLibraryIsBoundedByItsFde()
         {
             // triple is static: stripped, no symbol names it, its FDE still bounds it.
-            ulong triple = ElfTools.NmValue(samples.SharedLibrary, "triple");
-            ulong size = ElfTools.Nm(samples.SharedLibrary, dynamic: false).Single(s => s.Name == "triple").Size;
-            var image = ElfImage.Load(samples.Stripped);
+            ulong triple = ElfTools.NmValue(_samples.SharedLibrary, "triple");
+            ulong size = ElfTools.Nm(_samples.SharedLibrary, dynamic: false).Single(s => s.Name == "triple").Size;
+            var image = ElfImage.Load(_samples.Stripped);
             Assert.True(image.TryGetFunctionBounds(triple + 1, out ulong start, out ulong end, out string? name));
             Assert.Equal(triple, start);
             Assert.Equal(triple + size, end);
@@ -202,11 +202,11 @@ namespace HotpatchTools.Tests
         [Fact]
         public void FdesComeFromEhFrameHdrWhenThereAreNoSections()
         {
-            var bytes = File.ReadAllBytes(samples.SharedLibrary);
+            var bytes = File.ReadAllBytes(_samples.SharedLibrary);
             Array.Clear(bytes, 40, 8);
             Array.Clear(bytes, 60, 4);
             var image = ElfImage.Parse(bytes, "no-sections.so");
-            Assert.Equal(ElfImage.Load(samples.SharedLibrary).FdeRanges().ToList(), image.FdeRanges().ToList());
+            Assert.Equal(ElfImage.Load(_samples.SharedLibrary).FdeRanges().ToList(), image.FdeRanges().ToList());
             Assert.NotEmpty(image.FdeRanges());
         }
 
@@ -215,15 +215,15 @@ namespace HotpatchTools.Tests
         {
             Assert.Equal("libz.so.1", ElfImage.Load("/usr/lib/x86_64-linux-gnu/libz.so.1.2.13").Soname);
             Assert.Equal("libc.so.6", ElfImage.Load(Libc).Soname);
-            Assert.Null(ElfImage.Load(samples.SharedLibrary).Soname);
+            Assert.Null(ElfImage.Load(_samples.SharedLibrary).Soname);
         }
 
         [Fact]
         [Trait("Category", Fuzz.Category)]
         public async Task RandomMutationsOfEhFrameGiveRangesOrAFormatError()
         {
-            var original = File.ReadAllBytes(samples.SharedLibrary);
-            var m = Regex.Match(NativeBuild.Run("readelf", "-SW", samples.SharedLibrary), @"\.eh_frame\s+PROGBITS\s+[0-9a-f]+ ([0-9a-f]+) ([0-9a-f]+)");
+            var original = File.ReadAllBytes(_samples.SharedLibrary);
+            var m = Regex.Match(NativeBuild.Run("readelf", "-SW", _samples.SharedLibrary), @"\.eh_frame\s+PROGBITS\s+[0-9a-f]+ ([0-9a-f]+) ([0-9a-f]+)");
             int offset = Convert.ToInt32(m.Groups[1].Value, 16), size = Convert.ToInt32(m.Groups[2].Value, 16);
             Assert.True(size > 0);
             var rng = new Random(Fuzz.Seed(4343));
@@ -261,7 +261,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void MissingBuildIdIsNull()
         {
-            var image = ElfImage.Load(samples.NoBuildId);
+            var image = ElfImage.Load(_samples.NoBuildId);
             Assert.Null(image.BuildId);
             Assert.True(image.TryResolveSymbol("add", out _));
         }
@@ -269,13 +269,13 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Elf32SharedLibrary()
         {
-            var image = ElfImage.Load(samples.SharedLibrary32);
+            var image = ElfImage.Load(_samples.SharedLibrary32);
             Assert.Equal(32, image.Bitness);
             Assert.Equal(3, image.ElfType);
-            Assert.Equal(ElfTools.ReadElfBuildId(samples.SharedLibrary32), image.BuildId);
-            Assert.Equal(ElfTools.Nm(samples.SharedLibrary32, dynamic: false).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+            Assert.Equal(ElfTools.ReadElfBuildId(_samples.SharedLibrary32), image.BuildId);
+            Assert.Equal(ElfTools.Nm(_samples.SharedLibrary32, dynamic: false).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
             Assert.True(image.TryResolveSymbol("add", out ulong add));
-            Assert.Equal(ElfTools.NmValue(samples.SharedLibrary32, "add"), add);
+            Assert.Equal(ElfTools.NmValue(_samples.SharedLibrary32, "add"), add);
             Assert.True(image.TryGetFunctionBounds(add + 3, out ulong start, out _, out _));
             Assert.Equal(add, start);
         }
@@ -283,8 +283,8 @@ namespace HotpatchTools.Tests
         [Fact]
         public void ParseOfBytesEqualsLoadOfTheFile()
         {
-            var loaded = ElfImage.Load(samples.SharedLibrary);
-            var parsed = ElfImage.Parse(File.ReadAllBytes(samples.SharedLibrary), "libtest.so");
+            var loaded = ElfImage.Load(_samples.SharedLibrary);
+            var parsed = ElfImage.Parse(File.ReadAllBytes(_samples.SharedLibrary), "libtest.so");
             Assert.Equal(loaded.BuildId, parsed.BuildId);
             Assert.Equal(SymbolSet(loaded), SymbolSet(parsed));
         }
@@ -331,7 +331,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void LoadOfAMissingFileIsNotAFormatError()
         {
-            var path = Path.Combine(samples.Dir, "missing.so");
+            var path = Path.Combine(_samples.Dir, "missing.so");
             var e = Assert.Throws<HotpatchException>(() => ElfImage.Load(path));
             Assert.IsNotType<ModuleFormatException>(e);
             Assert.Equal(path + ": file not found", e.Message);
@@ -340,7 +340,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void MalformedFilesAreFormatErrors()
         {
-            var good = File.ReadAllBytes(samples.SharedLibrary);
+            var good = File.ReadAllBytes(_samples.SharedLibrary);
 
             void Refused(byte[] bytes, string reason)
             {
@@ -376,7 +376,7 @@ namespace HotpatchTools.Tests
         [Trait("Category", Fuzz.Category)]
         public async Task RandomMutationsGiveAnImageOrAFormatError()
         {
-            var original = File.ReadAllBytes(samples.SharedLibrary);
+            var original = File.ReadAllBytes(_samples.SharedLibrary);
             var rng = new Random(Fuzz.Seed(4242));
             int cases = Fuzz.Cases(2000);
             int parsed = 0, refused = 0;

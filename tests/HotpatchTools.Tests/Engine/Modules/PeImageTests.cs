@@ -13,9 +13,9 @@ namespace HotpatchTools.Tests
     public class PeImageTests : IClassFixture<PeSamples>
     {
         private const string Kernel32Path = "/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/kernel32.dll";
-        private readonly PeSamples samples;
+        private readonly PeSamples _samples;
 
-        public PeImageTests(PeSamples samples) => this.samples = samples;
+        public PeImageTests(PeSamples samples) => _samples = samples;
 
         private static HashSet<(string?, uint, uint, string?)> ExportSet(PeImage image) =>
             image.Exports.Select(e => (e.Name, e.Ordinal, e.Rva, e.Forwarder)).ToHashSet();
@@ -29,7 +29,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Pe32PlusIdentity()
         {
-            foreach (var path in new[] { samples.Dll64, samples.Exe64 })
+            foreach (var path in new[] { _samples.Dll64, _samples.Exe64 })
             {
                 var image = PeImage.Load(path);
                 Assert.Equal(ModuleFormat.Pe, image.Format);
@@ -44,7 +44,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Pe32Identity()
         {
-            foreach (var path in new[] { samples.Dll32, samples.Exe32, samples.Stripped32 })
+            foreach (var path in new[] { _samples.Dll32, _samples.Exe32, _samples.Stripped32 })
             {
                 var image = PeImage.Load(path);
                 Assert.Equal(32, image.Bitness);
@@ -58,7 +58,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void ExportsMatchObjdump()
         {
-            foreach (var path in new[] { samples.Dll64, samples.Dll32, samples.Exe64, samples.Exe32, samples.Stripped32 })
+            foreach (var path in new[] { _samples.Dll64, _samples.Dll32, _samples.Exe64, _samples.Exe32, _samples.Stripped32 })
             {
                 var image = PeImage.Load(path);
                 Assert.Equal(PeTools.Exports(path).OrderBy(e => e), ExportSet(image).OrderBy(e => e));
@@ -69,7 +69,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void ExportsResolveToNmValues()
         {
-            foreach (var (path, decoration) in new[] { (samples.Dll64, ""), (samples.Dll32, "_") })
+            foreach (var (path, decoration) in new[] { (_samples.Dll64, ""), (_samples.Dll32, "_") })
             {
                 var image = PeImage.Load(path);
                 foreach (var name in new[] { "add", "use", "counter" })
@@ -90,12 +90,12 @@ namespace HotpatchTools.Tests
         [Fact]
         public void ExportByOrdinalOnly()
         {
-            var image = PeImage.Load(samples.Dll64);
+            var image = PeImage.Load(_samples.Dll64);
             var hidden = Assert.Single(image.Exports, e => e.Ordinal == 9);
             Assert.Null(hidden.Name);
             Assert.False(image.TryResolveSymbol("hidden", out _));
             Assert.True(image.TryResolveSymbol("#9", out ulong rva));
-            Assert.Equal(PeTools.NmRva(samples.Dll64, "add"), rva);
+            Assert.Equal(PeTools.NmRva(_samples.Dll64, "add"), rva);
             Assert.True(image.TryResolveSymbol("#5", out ulong add));
             Assert.Equal(rva, add);
             Assert.False(image.TryResolveSymbol("#3", out _));
@@ -106,7 +106,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Forwarders()
         {
-            foreach (var path in new[] { samples.Dll64, samples.Dll32 })
+            foreach (var path in new[] { _samples.Dll64, _samples.Dll32 })
             {
                 var image = PeImage.Load(path);
                 var expected = new[]
@@ -135,7 +135,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void PdataBoundsMatchObjdump()
         {
-            foreach (var path in new[] { samples.Dll64, samples.Exe64 })
+            foreach (var path in new[] { _samples.Dll64, _samples.Exe64 })
             {
                 var image = PeImage.Load(path);
                 var table = PeTools.FunctionTable(path);
@@ -165,7 +165,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Pe32BoundsComeFromTheCoffSymbolTable()
         {
-            var path = samples.Exe32;
+            var path = _samples.Exe32;
             Assert.NotEqual(0u, PeTools.Header(path).SymbolCount);
             var image = PeImage.Load(path);
             foreach (var name in new[] { "triple", "add", "use", "main", "under" })
@@ -189,33 +189,33 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Pe32DllBoundsNameTheExport()
         {
-            var image = PeImage.Load(samples.Dll32);
-            uint add = PeTools.NmRva(samples.Dll32, "_add");
-            AssertBounds(image, add + 2, add, PeTools.NextLabelAfter(samples.Dll32, "_add"), "add");
+            var image = PeImage.Load(_samples.Dll32);
+            uint add = PeTools.NmRva(_samples.Dll32, "_add");
+            AssertBounds(image, add + 2, add, PeTools.NextLabelAfter(_samples.Dll32, "_add"), "add");
         }
 
         [Fact]
         public void CoffSymbolsResolveAfterExports()
         {
-            var image = PeImage.Load(samples.Exe32);
-            uint triple = PeTools.NmRva(samples.Exe32, "_triple");
+            var image = PeImage.Load(_samples.Exe32);
+            uint triple = PeTools.NmRva(_samples.Exe32, "_triple");
             Assert.True(image.TryResolveSymbol("triple", out ulong rva));
             Assert.Equal(triple, rva);
             Assert.True(image.TryResolveSymbol("_triple", out rva));
             Assert.Equal(triple, rva);
             Assert.True(image.TryResolveSymbol("counter", out rva));
-            Assert.Equal(PeTools.NmRva(samples.Exe32, "_counter"), rva);
+            Assert.Equal(PeTools.NmRva(_samples.Exe32, "_counter"), rva);
 
             // The exported shadow, not the file-local one of the same name, whichever way it is asked for.
-            uint shadow = PeTools.NmRva(samples.Exe32, "_shadow", 'T');
-            Assert.NotEqual(shadow, PeTools.NmRva(samples.Exe32, "_shadow", 't'));
+            uint shadow = PeTools.NmRva(_samples.Exe32, "_shadow", 'T');
+            Assert.NotEqual(shadow, PeTools.NmRva(_samples.Exe32, "_shadow", 't'));
             Assert.True(image.TryResolveSymbol("shadow", out rva));
             Assert.Equal(shadow, rva);
             Assert.True(image.TryResolveSymbol("_shadow", out rva));
             Assert.Equal(shadow, rva);
 
             // C's under is _under in COFF and C's _under is __under: an exact COFF name wins over an undecorated one.
-            uint under = PeTools.NmRva(samples.Exe32, "_under"), underscored = PeTools.NmRva(samples.Exe32, "__under");
+            uint under = PeTools.NmRva(_samples.Exe32, "_under"), underscored = PeTools.NmRva(_samples.Exe32, "__under");
             Assert.True(image.TryResolveSymbol("under", out rva));
             Assert.Equal(under, rva);
             Assert.True(image.TryResolveSymbol("_under", out rva));
@@ -223,18 +223,18 @@ namespace HotpatchTools.Tests
             Assert.True(image.TryResolveSymbol("__under", out rva));
             Assert.Equal(underscored, rva);
 
-            var x64 = PeImage.Load(samples.Exe64);
+            var x64 = PeImage.Load(_samples.Exe64);
             Assert.True(x64.TryResolveSymbol("triple", out rva));
-            Assert.Equal(PeTools.NmRva(samples.Exe64, "triple"), rva);
+            Assert.Equal(PeTools.NmRva(_samples.Exe64, "triple"), rva);
             Assert.False(x64.TryResolveSymbol("_triple", out _));
         }
 
         [Fact]
         public void StrippedPe32HasExportsButNoBounds()
         {
-            Assert.Equal(0u, PeTools.Header(samples.Stripped32).SymbolCount);
-            var image = PeImage.Load(samples.Stripped32);
-            var full = PeImage.Load(samples.Exe32);
+            Assert.Equal(0u, PeTools.Header(_samples.Stripped32).SymbolCount);
+            var image = PeImage.Load(_samples.Stripped32);
+            var full = PeImage.Load(_samples.Exe32);
             Assert.Equal(ExportSet(full), ExportSet(image));
             Assert.True(image.TryResolveSymbol("add", out ulong add));
             Assert.True(full.TryResolveSymbol("add", out ulong fullAdd));
@@ -247,7 +247,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void LoadedLayoutGivesTheSameExportsAndBounds()
         {
-            foreach (var path in new[] { samples.Dll64, samples.Exe64 })
+            foreach (var path in new[] { _samples.Dll64, _samples.Exe64 })
             {
                 var file = PeImage.Load(path);
                 var loadedBytes = PeTools.LoadedLayout(File.ReadAllBytes(path));
@@ -279,12 +279,12 @@ namespace HotpatchTools.Tests
         [Fact]
         public void LoadedPe32HasExportsButNoSymbols()
         {
-            var file = PeImage.Load(samples.Dll32);
-            var loaded = PeImage.FromLoadedImage(PeTools.LoadedLayout(File.ReadAllBytes(samples.Dll32)), "lib32.dll");
+            var file = PeImage.Load(_samples.Dll32);
+            var loaded = PeImage.FromLoadedImage(PeTools.LoadedLayout(File.ReadAllBytes(_samples.Dll32)), "lib32.dll");
             Assert.Equal(32, loaded.Bitness);
             Assert.Equal(ExportSet(file), ExportSet(loaded));
             Assert.True(loaded.TryResolveSymbol("use", out ulong use));
-            Assert.Equal(PeTools.NmRva(samples.Dll32, "_use"), use);
+            Assert.Equal(PeTools.NmRva(_samples.Dll32, "_use"), use);
             Assert.False(loaded.TryResolveSymbol("triple", out _));
             Assert.False(loaded.TryGetFunctionBounds(use, out _, out _, out _));
         }
@@ -292,7 +292,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void LoadedImageShorterThanSizeOfImageIsRefused()
         {
-            var loaded = PeTools.LoadedLayout(File.ReadAllBytes(samples.Dll64));
+            var loaded = PeTools.LoadedLayout(File.ReadAllBytes(_samples.Dll64));
             var e = Assert.Throws<ModuleFormatException>(() => PeImage.FromLoadedImage(loaded.Take(loaded.Length - 0x1000).ToArray(), "short.dll"));
             Assert.Contains("SizeOfImage", e.Reason);
         }
@@ -300,7 +300,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void ParseOfBytesEqualsLoadOfTheFile()
         {
-            foreach (var path in new[] { samples.Dll64, samples.Exe32 })
+            foreach (var path in new[] { _samples.Dll64, _samples.Exe32 })
             {
                 var loaded = PeImage.Load(path);
                 var parsed = PeImage.Parse(File.ReadAllBytes(path), Path.GetFileName(path));
@@ -352,7 +352,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void LoadOfAMissingFileIsNotAFormatError()
         {
-            var path = Path.Combine(samples.Dir, "missing.dll");
+            var path = Path.Combine(_samples.Dir, "missing.dll");
             var e = Assert.Throws<HotpatchException>(() => PeImage.Load(path));
             Assert.IsNotType<ModuleFormatException>(e);
             Assert.Equal(HotpatchErrorKind.ModuleNotLoaded, e.Kind);
@@ -362,7 +362,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void MalformedFilesAreFormatErrors()
         {
-            var good = File.ReadAllBytes(samples.Dll64);
+            var good = File.ReadAllBytes(_samples.Dll64);
             var h = PeTools.Header(good);
 
             void Refused(byte[] bytes, string reason)
@@ -400,7 +400,7 @@ namespace HotpatchTools.Tests
             Refused(With(b => Put(b, export + 24, 0x1000000)), "export name table");
             uint ordinals = BitConverter.ToUInt32(good, export + 36);
             Refused(With(b => { b[h.FileOffset(ordinals)] = 0xff; b[h.FileOffset(ordinals) + 1] = 0xff; }), "ordinal index");
-            var forwarder = PeImage.Load(samples.Dll64).Exports.Single(e => e.Name == "Forwarded");
+            var forwarder = PeImage.Load(_samples.Dll64).Exports.Single(e => e.Name == "Forwarded");
             Refused(With(b => b[h.FileOffset(forwarder.Rva) + "kernel32".Length] = (byte)'_'), "not MODULE.SYMBOL");
 
             int pdata = (int)h.FileOffset(h.Directory(good, 3));
@@ -415,11 +415,11 @@ namespace HotpatchTools.Tests
         [Trait("Category", Fuzz.Category)]
         public async Task RandomMutationsGiveAnImageOrAFormatError()
         {
-            var dll64 = File.ReadAllBytes(samples.Dll64);
+            var dll64 = File.ReadAllBytes(_samples.Dll64);
             var inputs = new (byte[] Bytes, bool Loaded, int[] Hot)[]
             {
                 (dll64, false, HotOffsets(dll64, loaded: false)),
-                (File.ReadAllBytes(samples.Exe32), false, HotOffsets(File.ReadAllBytes(samples.Exe32), loaded: false)),
+                (File.ReadAllBytes(_samples.Exe32), false, HotOffsets(File.ReadAllBytes(_samples.Exe32), loaded: false)),
                 (PeTools.LoadedLayout(dll64), true, HotOffsets(dll64, loaded: true)),
             };
             var rng = new Random(Fuzz.Seed(4243));
