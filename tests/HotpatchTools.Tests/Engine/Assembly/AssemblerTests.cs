@@ -314,7 +314,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void PatchWithLabelsResumeAndFarCall_EncodesAsOneBlockWithTheRelocatedOriginals()
+        public void Patch_with_labels_resume_and_far_call_encodes_as_one_block_with_the_relocated_originals()
         {
             const string code = @"
     test rdi, rdi
@@ -353,7 +353,7 @@ skip:
         }
 
         [Fact]
-        public void Labels_GetUniqueSyntheticAddresses_AndBranchesTargetThem()
+        public void Labels_get_unique_synthetic_addresses_and_branches_target_them()
         {
             var program = Assemble("top: nop\n  jmp middle\nmiddle:\n\n  jmp top\n  jmp resume\n  jmp end\nend:");
 
@@ -367,7 +367,7 @@ skip:
         }
 
         [Fact]
-        public void BranchToANumber_IsAnAbsoluteTarget()
+        public void Branch_to_a_number_is_an_absolute_target()
         {
             var program = Assemble("call 0x5555_5555_3000\njmp 0x555555554000\nja 0x555555555000");
 
@@ -380,7 +380,7 @@ skip:
         }
 
         [Fact]
-        public void RipRelativeOperands_ReachSymbolsAndLabelledData()
+        public void Rip_relative_operands_reach_symbols_and_labelled_data()
         {
             const string code = @"
     mov rax, [rip + counter]
@@ -408,7 +408,7 @@ value:
         }
 
         [Fact]
-        public void ModuleQualifiedAndUnusualSymbolNames_AreResolvedByTheirFullText()
+        public void Module_qualified_and_unusual_symbol_names_are_resolved_by_their_full_text()
         {
             var asked = new List<string>();
             var small = new Dictionary<string, ulong> { ["small.so!table"] = 0x1000 };
@@ -444,7 +444,7 @@ value:
         }
 
         [Fact]
-        public void DataDirectives_EmitLittleEndianData_SplitAcrossInstructions()
+        public void Data_directives_emit_little_endian_data_split_across_instructions()
         {
             var program = Assemble("db 1, 0xff, -1, 'A'\ndw 0x1234, -2\ndd 0xdeadbeef\ndq parse_record\n"
                 + "db " + string.Join(", ", Enumerable.Range(0, 40)));
@@ -457,7 +457,7 @@ value:
         }
 
         [Fact]
-        public void StringInstructions_WithoutOperandsUseTheStringForms()
+        public void String_instructions_without_operands_use_the_string_forms()
         {
             var program = Assemble("rep movsb\nmovsd\nmovsd xmm0, xmm1\nrepne scasb\nrep stosq\nrepe cmpsw\nlodsq");
 
@@ -468,7 +468,7 @@ value:
         }
 
         [Fact]
-        public void MnemonicsAndRegistersIgnoreCase_SymbolsAndLabelsDoNot()
+        public void Mnemonics_and_registers_ignore_case_symbols_and_labels_do_not()
         {
             var program = Assemble("Loop1: MOV RAX, QWORD PTR [RBX + R8*1]\n  JNZ Loop1\n  Call parse_record");
             Assert.Equal(3, program.Instructions.Count);
@@ -478,7 +478,7 @@ value:
         }
 
         [Fact]
-        public void CommentsBlankLinesAndLabelOnlyLines_AreSkipped()
+        public void Comments_blank_lines_and_label_only_lines_are_skipped()
         {
             var program = Assemble("; header comment\n\n   # another\nstart:\n\r\n  nop ; trailing\r\n  int3 # also trailing\n  jmp start");
 
@@ -487,7 +487,7 @@ value:
         }
 
         [Fact]
-        public void ThirtyTwoBitCode_BranchesToLabelsAndResume()
+        public void Thirty_two_bit_code_branches_to_labels_and_resume()
         {
             const ulong site32 = 0x0804_8000, cave32 = 0x0805_0000;
             var program = IntelAssembler.Assemble("top:\n  dec ecx\n  jnz top\n  cmp eax, 3\n  jb resume\n  mov eax, [ebx + 4]", 32, site32, Resolve);
@@ -562,7 +562,7 @@ value:
         }
 
         [Fact]
-        public void ErrorsWithoutSourceInfo_CountFromLineOneColumnOne()
+        public void Errors_without_source_info_count_from_line_one_column_one()
         {
             var error = Fails("nop\nnop\n\tmovv eax, 1");
 
@@ -571,7 +571,7 @@ value:
         }
 
         [Fact]
-        public void ThirtyTwoBitCode_RejectsLabelRangeTargetsAndSixtyFourBitRegisters()
+        public void Thirty_two_bit_code_rejects_label_range_targets_and_sixty_four_bit_registers()
         {
             Assert.Contains("reserves for labels", Fails("jmp 0xF0000000", 32).Detail);
             Assert.Contains("'rax' needs 64-bit code", Fails("mov eax, [rax]", 32).Detail);
@@ -582,7 +582,7 @@ value:
 
         [Fact]
         [Trait("Category", Fuzz.Category)]
-        public async Task ArbitraryInput_OnlyEverFailsWithAsmException()
+        public async Task Arbitrary_input_only_ever_fails_with_asm_exception()
         {
             string[] pool =
             {

@@ -76,7 +76,7 @@ patchlets:
         }
 
         [Fact]
-        public void SpecExampleParsesToTheModel()
+        public void Spec_example_parses_to_the_model()
         {
             var bytes = Encoding.UTF8.GetBytes(SpecExample);
             var patch = MicropatchParser.Parse(bytes, "HP-2026-0001.micropatch.yaml");
@@ -119,7 +119,7 @@ patchlets:
         }
 
         [Fact]
-        public void OptionalKeysHaveTheirDefaults()
+        public void Optional_keys_have_their_defaults()
         {
             var patch = Parse(Minimal.Replace("    code: |\n      cmp esi, 64\n      jbe resume\n", ""));
             Assert.Null(patch.Description);
@@ -150,7 +150,7 @@ patchlets:
         }
 
         [Fact]
-        public void LoadReadsTheFileAndNamesItByFullPath()
+        public void Load_reads_the_file_and_names_it_by_full_path()
         {
             var dir = Directory.CreateTempSubdirectory("micropatch-").FullName;
             try
@@ -174,7 +174,7 @@ patchlets:
         }
 
         [Fact]
-        public void LoadOfAMissingFileNamesTheFile()
+        public void Load_of_a_missing_file_names_the_file()
         {
             var path = Path.Combine(Path.GetTempPath(), "no-such-dir-" + Guid.NewGuid().ToString("n"), "x.micropatch.yaml");
             var e = Assert.Throws<HotpatchException>(() => MicropatchParser.Load(path));
@@ -183,7 +183,7 @@ patchlets:
         }
 
         [Fact]
-        public void LoadOfADirectoryIsAnInvalidPatchFile()
+        public void Load_of_a_directory_is_an_invalid_patch_file()
         {
             var e = Assert.Throws<HotpatchException>(() => MicropatchParser.Load(Path.GetTempPath()));
             Assert.Equal(HotpatchErrorKind.InvalidPatchFile, e.Kind);
@@ -191,7 +191,7 @@ patchlets:
         }
 
         [Fact]
-        public void Utf8BomIsAcceptedAndHashedAsPartOfTheFile()
+        public void Utf8_bom_is_accepted_and_hashed_as_part_of_the_file()
         {
             var bytes = new byte[] { 0xEF, 0xBB, 0xBF }.Concat(Encoding.UTF8.GetBytes(Minimal)).ToArray();
             var patch = MicropatchParser.Parse(bytes, "bom.micropatch.yaml");
@@ -236,7 +236,7 @@ patchlets:
 
         /// <summary>What a cave header cannot record is refused before anything is planned (a longer span used to be cut to 16 bits).</summary>
         [Fact]
-        public void ExpectAndPatchletCountsAreBoundedByWhatACaveRecords()
+        public void Expect_and_patchlet_counts_are_bounded_by_what_a_cave_records()
         {
             var big = string.Concat(Enumerable.Repeat("90", MicropatchParser.MaxExpectBytes + 1));
             var e = Fails(Edit("expect: 8b 47 08 48 63 d0", "expect: " + big));
@@ -267,7 +267,7 @@ patchlets:
         }
 
         [Fact]
-        public void IdentityHexIsStoredLowercaseWithoutSpacesAndNumbersMayBeDecimal()
+        public void Identity_hex_is_stored_lowercase_without_spaces_and_numbers_may_be_decimal()
         {
             var sha = string.Join(" ", Enumerable.Range(0, 32).Select(i => (i * 7).ToString("X2")));
             var patch = Parse(Edit("  module: libvuln.so\n",
@@ -280,13 +280,13 @@ patchlets:
         }
 
         [Fact]
-        public void FormatMayBeHex()
+        public void Format_may_be_hex()
         {
             Assert.Equal(1, Parse(Edit("format: 1", "format: 0x1")).Format);
         }
 
         [Fact]
-        public void SeveralPatchletsKeepTheirOrderLinesAndModes()
+        public void Several_patchlets_keep_their_order_lines_and_modes()
         {
             var patch = Parse(Minimal +
 @"  - at: 0x4f0
@@ -314,7 +314,7 @@ patchlets:
         }
 
         [Fact]
-        public void CodeBlockPositionFollowsItsIndentation()
+        public void Code_block_position_follows_its_indentation()
         {
             var p = Parse(Edit("    code: |\n      cmp esi, 64\n      jbe resume\n",
                 "    code: |-   # trailing comment\n\n         cmp esi, 64\n         jbe resume\n")).Patchlets[0];
@@ -331,7 +331,7 @@ patchlets:
         }
 
         [Fact]
-        public void FunctionIsASymbolOrAStartEndRange()
+        public void Function_is_a_symbol_or_a_start_end_range()
         {
             var symbol = Parse(Edit("    expect: 8b 47 08 48 63 d0\n", "    expect: 8b 47 08 48 63 d0\n    function: parse_record\n")).Patchlets[0].Function!;
             Assert.Equal(("parse_record", (SiteLocation?)null), (symbol.Symbol, symbol.Start));
@@ -355,7 +355,7 @@ patchlets:
         }
 
         [Fact]
-        public void CrLfLineEndingsGiveTheSameModel()
+        public void Cr_lf_line_endings_give_the_same_model()
         {
             var patch = Parse(Minimal.Replace("\n", "\r\n"));
             var p = patch.Patchlets[0];
@@ -462,7 +462,7 @@ patchlets:
 
         [Theory]
         [MemberData(nameof(Errors))]
-        public void ErrorsNameTheKeyAndPosition(string find, string replace, string key, int line, int column)
+        public void Errors_name_the_key_and_position(string find, string replace, string key, int line, int column)
         {
             var yaml = Edit(find, replace);
             var e = Fails(yaml);
@@ -474,7 +474,7 @@ patchlets:
         }
 
         [Fact]
-        public void SyntaxErrorSpanningLinesNamesWhereTheConstructBegan()
+        public void Syntax_error_spanning_lines_names_where_the_construct_began()
         {
             var e = Fails(Edit("title: Test patch", "title: 'Test patch"));
             Assert.Equal(14, e.Line);
@@ -482,7 +482,7 @@ patchlets:
         }
 
         [Fact]
-        public void NonMappingKeyIsRefused()
+        public void Non_mapping_key_is_refused()
         {
             var e = Fails(Edit("  arch: x64\n", "  arch: x64\n  ? [a, b]\n  : c\n"));
             Assert.Equal("target", e.Key);
@@ -490,7 +490,7 @@ patchlets:
         }
 
         [Fact]
-        public void DeepNestingIsRefusedWithoutOverflowingTheStack()
+        public void Deep_nesting_is_refused_without_overflowing_the_stack()
         {
             var e = Fails("format: " + new string('[', 200000) + new string(']', 200000) + "\n");
             Assert.Equal(1, e.Line);
@@ -498,7 +498,7 @@ patchlets:
         }
 
         [Fact]
-        public void InvalidUtf8IsRefusedAtItsPosition()
+        public void Invalid_utf8_is_refused_at_its_position()
         {
             var bytes = Encoding.UTF8.GetBytes(Minimal.Replace("Test patch", "Test p\u00e4tch"));
             int at = Array.IndexOf(bytes, (byte)0xC3);
@@ -510,7 +510,7 @@ patchlets:
         }
 
         [Fact]
-        public void OversizedFileIsRefused()
+        public void Oversized_file_is_refused()
         {
             var bytes = Encoding.UTF8.GetBytes(Minimal + "description: " + new string('x', 2 << 20) + "\n");
             var e = Assert.Throws<MicropatchFormatException>(() => MicropatchParser.Parse(bytes, "big"));
@@ -518,7 +518,7 @@ patchlets:
         }
 
         [Fact]
-        public void NoPartialResultAfterAnErrorInALaterPatchlet()
+        public void No_partial_result_after_an_error_in_a_later_patchlet()
         {
             var e = Fails(Minimal + "  - at: other\n    expect: zz\n");
             Assert.Equal("patchlets[1].expect", e.Key);
@@ -527,7 +527,7 @@ patchlets:
 
         [Fact]
         [Trait("Category", Fuzz.Category)]
-        public async Task RandomMutationsGiveAPatchOrAFormatError()
+        public async Task Random_mutations_give_a_patch_or_a_format_error()
         {
             var original = Encoding.UTF8.GetBytes(SpecExample + "  - at: 0x1000\n    expect: 'c3'\n    mode: replace\n    code: \"ret\"\n");
             var specials = Encoding.ASCII.GetBytes(":-[]{}\"'|>&*!#%@`,?\t \n\r\\~0x");

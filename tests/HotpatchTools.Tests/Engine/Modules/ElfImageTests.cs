@@ -22,7 +22,7 @@ namespace HotpatchTools.Tests
             image.Symbols.Select(s => (s.Name, s.Rva, s.Size)).ToHashSet();
 
         [Fact]
-        public void SharedLibraryHeaderAndBuildId()
+        public void Shared_library_header_and_build_id()
         {
             var image = ElfImage.Load(_samples.SharedLibrary);
             Assert.Equal(ModuleFormat.Elf, image.Format);
@@ -36,7 +36,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void SharedLibrarySymbolsMatchNm()
+        public void Shared_library_symbols_match_nm()
         {
             var image = ElfImage.Load(_samples.SharedLibrary);
             var expected = ElfTools.Nm(_samples.SharedLibrary, dynamic: false).ToHashSet();
@@ -58,7 +58,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void GlobalSymbolWinsOverALocalOfTheSameName()
+        public void Global_symbol_wins_over_a_local_of_the_same_name()
         {
             var image = ElfImage.Load(_samples.SharedLibrary);
             var twins = ElfTools.Nm(_samples.SharedLibrary, dynamic: false).Where(s => s.Name == "shared_name").ToList();
@@ -69,7 +69,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void FunctionBoundsComeFromSymbolSizes()
+        public void Function_bounds_come_from_symbol_sizes()
         {
             var image = ElfImage.Load(_samples.SharedLibrary);
             var add = ElfTools.Nm(_samples.SharedLibrary, dynamic: false).Single(s => s.Name == "add");
@@ -91,7 +91,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void PieExecutableUsesVaddrAsRva()
+        public void Pie_executable_uses_vaddr_as_rva()
         {
             var image = ElfImage.Load(_samples.PieExecutable);
             Assert.Equal(3, image.ElfType);
@@ -105,7 +105,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void NonPieExecutableRvaIsVaddrMinusImageBase()
+        public void Non_pie_executable_rva_is_vaddr_minus_image_base()
         {
             Assert.Matches(@"LOAD\s+0x0+ 0x0+400000 ", NativeBuild.Run("readelf", "-lW", _samples.NonPieExecutable));
             var image = ElfImage.Load(_samples.NonPieExecutable);
@@ -127,7 +127,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void StrippedLibraryStillHasDynamicSymbolsAndBuildId()
+        public void Stripped_library_still_has_dynamic_symbols_and_build_id()
         {
             Assert.DoesNotContain(".symtab", NativeBuild.Run("readelf", "-SW", _samples.Stripped));
             var image = ElfImage.Load(_samples.Stripped);
@@ -141,7 +141,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void BuildIdComesFromProgramHeadersWhenThereAreNoSections()
+        public void Build_id_comes_from_program_headers_when_there_are_no_sections()
         {
             var bytes = File.ReadAllBytes(_samples.SharedLibrary);
             // What sstrip does: the section header table is dropped from the ELF header.
@@ -157,7 +157,7 @@ namespace HotpatchTools.Tests
         [InlineData("/usr/lib/x86_64-linux-gnu/libz.so.1")]
         [InlineData(Libc)]
         [InlineData("/usr/bin/python3")]
-        public void FdesOfDistributionBinariesAreThoseReadelfShows(string path)
+        public void Fdes_of_distribution_binaries_are_those_readelf_shows(string path)
         {
             var image = ElfImage.Load(path);
             var want = InRvas(image, ElfTools.ReadElfFdes(path));
@@ -175,7 +175,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void FdesOfOurLibrariesAreThoseReadelfShows()
+        public void Fdes_of_our_libraries_are_those_readelf_shows()
         {
             foreach (var path in new[] { _samples.SharedLibrary, _samples.SharedLibrary32, _samples.PieExecutable, _samples.NonPieExecutable, _samples.Stripped })
             {
@@ -187,7 +187,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void AStaticFunctionOfAStrippedLibraryIsBoundedByItsFde()
+        public void A_static_function_of_a_stripped_library_is_bounded_by_its_fde()
         {
             // triple is static: stripped, no symbol names it, its FDE still bounds it.
             ulong triple = ElfTools.NmValue(_samples.SharedLibrary, "triple");
@@ -200,7 +200,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void FdesComeFromEhFrameHdrWhenThereAreNoSections()
+        public void Fdes_come_from_eh_frame_hdr_when_there_are_no_sections()
         {
             var bytes = File.ReadAllBytes(_samples.SharedLibrary);
             Array.Clear(bytes, 40, 8);
@@ -211,7 +211,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void SonameIsReadAndAbsentWhereTheLinkerSetNone()
+        public void Soname_is_read_and_absent_where_the_linker_set_none()
         {
             Assert.Equal("libz.so.1", ElfImage.Load("/usr/lib/x86_64-linux-gnu/libz.so.1.2.13").Soname);
             Assert.Equal("libc.so.6", ElfImage.Load(Libc).Soname);
@@ -220,7 +220,7 @@ namespace HotpatchTools.Tests
 
         [Fact]
         [Trait("Category", Fuzz.Category)]
-        public async Task RandomMutationsOfEhFrameGiveRangesOrAFormatError()
+        public async Task Random_mutations_of_eh_frame_give_ranges_or_a_format_error()
         {
             var original = File.ReadAllBytes(_samples.SharedLibrary);
             var m = Regex.Match(NativeBuild.Run("readelf", "-SW", _samples.SharedLibrary), @"\.eh_frame\s+PROGBITS\s+[0-9a-f]+ ([0-9a-f]+) ([0-9a-f]+)");
@@ -259,7 +259,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void MissingBuildIdIsNull()
+        public void Missing_build_id_is_null()
         {
             var image = ElfImage.Load(_samples.NoBuildId);
             Assert.Null(image.BuildId);
@@ -267,7 +267,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void Elf32SharedLibrary()
+        public void Elf32_shared_library()
         {
             var image = ElfImage.Load(_samples.SharedLibrary32);
             Assert.Equal(32, image.Bitness);
@@ -281,7 +281,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void ParseOfBytesEqualsLoadOfTheFile()
+        public void Parse_of_bytes_equals_load_of_the_file()
         {
             var loaded = ElfImage.Load(_samples.SharedLibrary);
             var parsed = ElfImage.Parse(File.ReadAllBytes(_samples.SharedLibrary), "libtest.so");
@@ -290,7 +290,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void SystemLibc()
+        public void System_libc()
         {
             var image = ElfImage.Load(Libc);
             Assert.Equal(64, image.Bitness);
@@ -315,7 +315,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void VersionedNameResolvesToItsDefaultVersion()
+        public void Versioned_name_resolves_to_its_default_version()
         {
             var image = ElfImage.Load(Libc);
             var versions = NativeBuild.Run("nm", "-D", "--defined-only", Libc).Split('\n')
@@ -329,7 +329,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void LoadOfAMissingFileIsNotAFormatError()
+        public void Load_of_a_missing_file_is_not_a_format_error()
         {
             var path = Path.Combine(_samples.Dir, "missing.so");
             var e = Assert.Throws<HotpatchException>(() => ElfImage.Load(path));
@@ -338,7 +338,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void MalformedFilesAreFormatErrors()
+        public void Malformed_files_are_format_errors()
         {
             var good = File.ReadAllBytes(_samples.SharedLibrary);
 
@@ -374,7 +374,7 @@ namespace HotpatchTools.Tests
 
         [Fact]
         [Trait("Category", Fuzz.Category)]
-        public async Task RandomMutationsGiveAnImageOrAFormatError()
+        public async Task Random_mutations_give_an_image_or_a_format_error()
         {
             var original = File.ReadAllBytes(_samples.SharedLibrary);
             var rng = new Random(Fuzz.Seed(4242));

@@ -27,7 +27,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void Pe32PlusIdentity()
+        public void Pe32_plus_identity()
         {
             foreach (var path in new[] { _samples.Dll64, _samples.Exe64 })
             {
@@ -42,7 +42,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void Pe32Identity()
+        public void Pe32_identity()
         {
             foreach (var path in new[] { _samples.Dll32, _samples.Exe32, _samples.Stripped32 })
             {
@@ -56,7 +56,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void ExportsMatchObjdump()
+        public void Exports_match_objdump()
         {
             foreach (var path in new[] { _samples.Dll64, _samples.Dll32, _samples.Exe64, _samples.Exe32, _samples.Stripped32 })
             {
@@ -67,7 +67,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void ExportsResolveToNmValues()
+        public void Exports_resolve_to_nm_values()
         {
             foreach (var (path, decoration) in new[] { (_samples.Dll64, ""), (_samples.Dll32, "_") })
             {
@@ -88,7 +88,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void ExportByOrdinalOnly()
+        public void Export_by_ordinal_only()
         {
             var image = PeImage.Load(_samples.Dll64);
             var hidden = Assert.Single(image.Exports, e => e.Ordinal == 9);
@@ -133,7 +133,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void PdataBoundsMatchObjdump()
+        public void Pdata_bounds_match_objdump()
         {
             foreach (var path in new[] { _samples.Dll64, _samples.Exe64 })
             {
@@ -163,7 +163,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void Pe32BoundsComeFromTheCoffSymbolTable()
+        public void Pe32_bounds_come_from_the_coff_symbol_table()
         {
             var path = _samples.Exe32;
             Assert.NotEqual(0u, PeTools.Header(path).SymbolCount);
@@ -187,7 +187,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void Pe32DllBoundsNameTheExport()
+        public void Pe32_dll_bounds_name_the_export()
         {
             var image = PeImage.Load(_samples.Dll32);
             uint add = PeTools.NmRva(_samples.Dll32, "_add");
@@ -195,7 +195,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void CoffSymbolsResolveAfterExports()
+        public void Coff_symbols_resolve_after_exports()
         {
             var image = PeImage.Load(_samples.Exe32);
             uint triple = PeTools.NmRva(_samples.Exe32, "_triple");
@@ -230,7 +230,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void StrippedPe32HasExportsButNoBounds()
+        public void Stripped_pe32_has_exports_but_no_bounds()
         {
             Assert.Equal(0u, PeTools.Header(_samples.Stripped32).SymbolCount);
             var image = PeImage.Load(_samples.Stripped32);
@@ -245,7 +245,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void LoadedLayoutGivesTheSameExportsAndBounds()
+        public void Loaded_layout_gives_the_same_exports_and_bounds()
         {
             foreach (var path in new[] { _samples.Dll64, _samples.Exe64 })
             {
@@ -277,7 +277,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void LoadedPe32HasExportsButNoSymbols()
+        public void Loaded_pe32_has_exports_but_no_symbols()
         {
             var file = PeImage.Load(_samples.Dll32);
             var loaded = PeImage.FromLoadedImage(PeTools.LoadedLayout(File.ReadAllBytes(_samples.Dll32)), "lib32.dll");
@@ -290,7 +290,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void LoadedImageShorterThanSizeOfImageIsRefused()
+        public void Loaded_image_shorter_than_size_of_image_is_refused()
         {
             var loaded = PeTools.LoadedLayout(File.ReadAllBytes(_samples.Dll64));
             var e = Assert.Throws<ModuleFormatException>(() => PeImage.FromLoadedImage(loaded.Take(loaded.Length - 0x1000).ToArray(), "short.dll"));
@@ -298,7 +298,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void ParseOfBytesEqualsLoadOfTheFile()
+        public void Parse_of_bytes_equals_load_of_the_file()
         {
             foreach (var path in new[] { _samples.Dll64, _samples.Exe32 })
             {
@@ -314,7 +314,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void WineKernel32()
+        public void Wine_kernel32()
         {
             Assert.True(File.Exists(Kernel32Path), Kernel32Path + " is missing: install Debian's libwine (apt-get install -y libwine)");
             var image = PeImage.Load(Kernel32Path);
@@ -350,7 +350,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void LoadOfAMissingFileIsNotAFormatError()
+        public void Load_of_a_missing_file_is_not_a_format_error()
         {
             var path = Path.Combine(_samples.Dir, "missing.dll");
             var e = Assert.Throws<HotpatchException>(() => PeImage.Load(path));
@@ -360,7 +360,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void MalformedFilesAreFormatErrors()
+        public void Malformed_files_are_format_errors()
         {
             var good = File.ReadAllBytes(_samples.Dll64);
             var h = PeTools.Header(good);
@@ -413,7 +413,7 @@ namespace HotpatchTools.Tests
 
         [Fact]
         [Trait("Category", Fuzz.Category)]
-        public async Task RandomMutationsGiveAnImageOrAFormatError()
+        public async Task Random_mutations_give_an_image_or_a_format_error()
         {
             var dll64 = File.ReadAllBytes(_samples.Dll64);
             var inputs = new (byte[] Bytes, bool Loaded, int[] Hot)[]
