@@ -9,7 +9,7 @@ namespace HotpatchTools.Engine
     /// HOTPATCHTOOLS_FAILPOINT_RESUME=1 the installer goes on after a line on its stdin instead of waiting forever.
     /// Unset, a hit is one null check.
     /// </summary>
-    public static class FailPoint
+    internal static class FailPoint
     {
         public const string Variable = "HOTPATCHTOOLS_FAILPOINT";
         public const string ResumeVariable = "HOTPATCHTOOLS_FAILPOINT_RESUME";

@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
 using System.IO;
@@ -9,6 +8,7 @@ using System.Threading;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Patching;
 using HotpatchTools.Tests.Support;
+using static HotpatchTools.Tests.Support.TwoSitePatch;
 using Xunit;
 
 namespace HotpatchTools.Tests
@@ -21,9 +21,6 @@ namespace HotpatchTools.Tests
     /// </summary>
     public sealed class KillSafetyTests
     {
-        private static readonly string[] Sites = { "triple", "short_jcc" };
-        private static readonly int[] Spans = { 6, 7 };
-
         public static TheoryData<string, string> KillPoints => new TheoryData<string, string>
         {
             { "install", "freeze.after-attach" },
@@ -38,11 +35,6 @@ namespace HotpatchTools.Tests
             { "uninstall", "uninstall.after-site-2" },
             { "uninstall", "uninstall.before-free" },
         };
-
-        private static byte[][] Originals(TargetProcess t) => Sites.Select(s => t.ReadSymbol(s, 8)).ToArray();
-
-        private static string TwoSitesYaml(TargetProcess t, string id) =>
-            PatchFiles.Yaml(id, t.ModuleName, Sites.Select((s, i) => new PatchletSpec(s, t.ReadSymbol(s, Spans[i]))));
 
         [Theory]
         [MemberData(nameof(KillPoints))]
@@ -114,22 +106,6 @@ namespace HotpatchTools.Tests
                 Assert.Equal(0, t.Stats().Errors);
             }
             finally { Directory.Delete(dir, recursive: true); }
-        }
-
-        /// <summary>Each site holds its original bytes, or one jmp rel32 into a region that begins with a cave header.</summary>
-        private static void AssertEachSiteOriginalOrPatched(WindowsTarget t, byte[][] originals, string context)
-        {
-            var caves = t.CaveRegions();
-            for (int i = 0; i < Sites.Length; i++)
-            {
-                ulong site = t.Symbol(Sites[i]);
-                var now = t.Read(site, 8);
-                if (now.SequenceEqual(originals[i])) continue;
-                Assert.True(now[0] == 0xE9, context + ": " + Sites[i] + " is neither original nor a jump: " + Convert.ToHexString(now));
-                ulong dest = site + 5 + (ulong)(long)BitConverter.ToInt32(now, 1);
-                Assert.True(caves.Any(c => dest >= c.Start && dest < c.End), context + ": " + Sites[i] + " jumps to 0x" + dest.ToString("x") + ", outside every cave");
-                Assert.True(now.AsSpan(Spans[i]).SequenceEqual(originals[i].AsSpan(Spans[i])), context + ": bytes past " + Sites[i] + "'s span changed");
-            }
         }
 
         [Fact]

@@ -15,13 +15,13 @@ namespace HotpatchTools.Engine.Assembly
     {
         private static readonly Dictionary<Mnemonic, Code[]> CodesByMnemonic = BuildCodeTable();
 
-        private readonly int bitness;
-        private readonly Encoder encoder;
+        private readonly int _bitness;
+        private readonly Encoder _encoder;
 
         public FormSelector(int bitness)
         {
-            this.bitness = bitness;
-            encoder = Encoder.Create(bitness, new DiscardingCodeWriter());
+            _bitness = bitness;
+            _encoder = Encoder.Create(bitness, new DiscardingCodeWriter());
         }
 
         private sealed class Candidate
@@ -41,9 +41,9 @@ namespace HotpatchTools.Engine.Assembly
             string name = mnemonicToken.Text.ToLowerInvariant();
             if (!CodesByMnemonic.TryGetValue(mnemonic, out var codes))
                 throw line.Error(mnemonicToken.Column, "'" + name + "' is not supported: only legacy and VEX encodings are");
-            var modeCodes = codes.Where(c => bitness == 64 ? c.ToOpCode().Mode64 : c.ToOpCode().Mode32).ToList();
+            var modeCodes = codes.Where(c => _bitness == 64 ? c.ToOpCode().Mode64 : c.ToOpCode().Mode32).ToList();
             if (modeCodes.Count == 0)
-                throw line.Error(mnemonicToken.Column, "'" + name + "' is not valid in " + bitness + "-bit code");
+                throw line.Error(mnemonicToken.Column, "'" + name + "' is not valid in " + _bitness + "-bit code");
 
             var candidates = new List<Candidate>();
             foreach (var operandList in OperandOrders(mnemonic, operands))
@@ -99,7 +99,7 @@ namespace HotpatchTools.Engine.Assembly
             if (info.OpCount != c.Operands.Count)
                 return false;
             // XCHG EAX,EAX in the short form is 90h, which is NOP in 64-bit mode and would not clear RAX's upper half.
-            if (c.Code == Code.Xchg_r32_EAX && bitness == 64 && c.Operands[0].Register == Register.EAX)
+            if (c.Code == Code.Xchg_r32_EAX && _bitness == 64 && c.Operands[0].Register == Register.EAX)
                 return false;
             for (int i = 0; i < info.OpCount; i++)
             {
@@ -234,7 +234,7 @@ namespace HotpatchTools.Engine.Assembly
             }
         }
 
-        private bool IsBranchKind(OpCodeOperandKind kind) => bitness == 64
+        private bool IsBranchKind(OpCodeOperandKind kind) => _bitness == 64
             ? kind == OpCodeOperandKind.br64_1 || kind == OpCodeOperandKind.br64_4
             : kind == OpCodeOperandKind.br32_1 || kind == OpCodeOperandKind.br32_4;
 
@@ -269,7 +269,7 @@ namespace HotpatchTools.Engine.Assembly
                 case OpCodeOperandKind.imm8sex32: return SignExtends(v, 32, 8);
                 case OpCodeOperandKind.imm8sex64: return SignExtends(v, 64, 8);
                 case OpCodeOperandKind.imm32sex64: return SignExtends(v, 64, 32);
-                default: return IsBranchKind(kind) && v.Sign >= 0 && v < (BigInteger.One << bitness);
+                default: return IsBranchKind(kind) && v.Sign >= 0 && v < (BigInteger.One << _bitness);
             }
         }
 
@@ -302,7 +302,7 @@ namespace HotpatchTools.Engine.Assembly
                 if (kinds.Any(k => Fits(k, op.Value)))
                     continue;
                 if (kinds.Any(IsBranchKind))
-                    return line.Error(op.Column, "branch target " + op.Text + " is not a " + bitness + "-bit address");
+                    return line.Error(op.Column, "branch target " + op.Text + " is not a " + _bitness + "-bit address");
                 return line.Error(op.Column, "immediate " + op.Text + " does not fit in " + kinds.Max(ImmediateBits) + " bits");
             }
             return line.Error(candidates[0].Operands[0].Column, "no single form takes all of these immediates");
@@ -340,7 +340,7 @@ namespace HotpatchTools.Engine.Assembly
                 var kind = c.Info.GetOpKind(BranchOperandIndex(c.Info));
                 int rank = kind == OpCodeOperandKind.br64_4 || kind == OpCodeOperandKind.br32_4 ? 0 : 1;
                 // LOOP and JRCXZ have variants using the other address size (ECX instead of RCX); the native one is meant.
-                if (c.Info.AddressSize != 0 && c.Info.AddressSize != bitness)
+                if (c.Info.AddressSize != 0 && c.Info.AddressSize != _bitness)
                     rank += 2;
                 return rank;
             }
@@ -363,8 +363,8 @@ namespace HotpatchTools.Engine.Assembly
             if (sizes.Count <= 1)
                 return candidates;
             // Like other assemblers, an indirect near call or jump through memory defaults to the mode's address size.
-            if ((mnemonic == Mnemonic.Call || mnemonic == Mnemonic.Jmp) && sizes.Contains(bitness / 8))
-                return candidates.Where(c => c.Info.MemorySize.GetSize() == bitness / 8).ToList();
+            if ((mnemonic == Mnemonic.Call || mnemonic == Mnemonic.Jmp) && sizes.Contains(_bitness / 8))
+                return candidates.Where(c => c.Info.MemorySize.GetSize() == _bitness / 8).ToList();
             throw line.Error(unsized.Column, "operand size is ambiguous; write byte/word/dword/qword ptr");
         }
 
@@ -391,7 +391,7 @@ namespace HotpatchTools.Engine.Assembly
                 var memory = c.Operands.FirstOrDefault(o => o.Type == OperandType.Memory)?.Memory;
                 // A RIP-relative operand encodes a distance, so try it from an address near its target.
                 ulong ip = memory != null && memory.IsRipRelative ? memory.Displacement : 0;
-                if (encoder.TryEncode(instruction, ip, out uint length, out var error))
+                if (_encoder.TryEncode(instruction, ip, out uint length, out var error))
                 {
                     // On equal length the narrower immediate wins (`add ax, -1` as 83 /0 ib), as other assemblers do.
                     int immediateBits = ImmediateBitsOf(c);

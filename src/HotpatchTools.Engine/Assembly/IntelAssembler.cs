@@ -6,7 +6,7 @@ using Iced.Intel;
 namespace HotpatchTools.Engine.Assembly
 {
     /// <summary>Where the assembler text sits in its file, so errors name file positions.</summary>
-    public sealed class AsmSourceInfo
+    internal sealed class AsmSourceInfo
     {
         /// <summary>1-based file line of the code's first line.</summary>
         public int FirstLine { get; set; } = 1;
@@ -15,7 +15,7 @@ namespace HotpatchTools.Engine.Assembly
     }
 
     /// <summary>The result of assembling: Iced instructions ready for a BlockEncoder.</summary>
-    public sealed class AsmProgram
+    internal sealed class AsmProgram
     {
         public AsmProgram(IReadOnlyList<Instruction> instructions) { Instructions = instructions; }
 
@@ -26,7 +26,7 @@ namespace HotpatchTools.Engine.Assembly
         public IReadOnlyList<Instruction> Instructions { get; }
     }
 
-    public sealed class AsmException : HotpatchException
+    internal sealed class AsmException : HotpatchException
     {
         public AsmException(int line, int column, string message)
             : base(HotpatchErrorKind.AssemblyError, "line " + line + ", column " + column + ": " + message)
@@ -38,7 +38,7 @@ namespace HotpatchTools.Engine.Assembly
         public string Detail { get; }
     }
 
-    public static class IntelAssembler
+    internal static class IntelAssembler
     {
         // Labels get addresses no code can live at: non-canonical in 64-bit mode. 32-bit mode has no such
         // range, so absolute branch targets inside it are rejected instead.

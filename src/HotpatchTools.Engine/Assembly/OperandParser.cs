@@ -10,14 +10,14 @@ namespace HotpatchTools.Engine.Assembly
     {
         public const string ResumeLabel = "resume";
 
-        private readonly IReadOnlyDictionary<string, ulong> labels;
-        private readonly ulong resumeTarget;
-        private readonly Func<string, ulong?> resolveSymbol;
-        private readonly Dictionary<string, ulong?> resolved = new Dictionary<string, ulong?>(StringComparer.Ordinal);
+        private readonly IReadOnlyDictionary<string, ulong> _labels;
+        private readonly ulong _resumeTarget;
+        private readonly Func<string, ulong?> _resolveSymbol;
+        private readonly Dictionary<string, ulong?> _resolved = new Dictionary<string, ulong?>(StringComparer.Ordinal);
 
         public SymbolScope(IReadOnlyDictionary<string, ulong> labels, ulong resumeTarget, Func<string, ulong?> resolveSymbol)
         {
-            this.labels = labels; this.resumeTarget = resumeTarget; this.resolveSymbol = resolveSymbol;
+            _labels = labels; _resumeTarget = resumeTarget; _resolveSymbol = resolveSymbol;
         }
 
         public bool TryResolve(string name, out ulong address, out bool isLabel)
@@ -25,16 +25,16 @@ namespace HotpatchTools.Engine.Assembly
             isLabel = false;
             if (name == ResumeLabel)
             {
-                address = resumeTarget;
+                address = _resumeTarget;
                 return true;
             }
-            if (labels.TryGetValue(name, out address))
+            if (_labels.TryGetValue(name, out address))
             {
                 isLabel = true;
                 return true;
             }
-            if (!resolved.TryGetValue(name, out var value))
-                resolved[name] = value = resolveSymbol(name);
+            if (!_resolved.TryGetValue(name, out var value))
+                _resolved[name] = value = _resolveSymbol(name);
             address = value ?? 0;
             return value.HasValue;
         }
@@ -48,20 +48,20 @@ namespace HotpatchTools.Engine.Assembly
         private static readonly BigInteger TwoTo63 = BigInteger.One << 63;
         private static readonly BigInteger TwoTo64 = BigInteger.One << 64;
 
-        private readonly SourceLine line;
-        private readonly int bitness;
-        private readonly SymbolScope scope;
+        private readonly SourceLine _line;
+        private readonly int _bitness;
+        private readonly SymbolScope _scope;
 
         public OperandParser(SourceLine line, int bitness, SymbolScope scope)
         {
-            this.line = line; this.bitness = bitness; this.scope = scope;
+            _line = line; _bitness = bitness; _scope = scope;
         }
 
         public AsmOperand Parse(List<Token> tokens)
         {
             int n = tokens.Count;
             int column = tokens[0].Column;
-            string text = line.Slice(tokens[0], tokens[n - 1]);
+            string text = _line.Slice(tokens[0], tokens[n - 1]);
             int pos = 0;
 
             Token? sizeToken = null;
@@ -87,9 +87,9 @@ namespace HotpatchTools.Engine.Assembly
                 return AsmOperand.FromMemory(column, text, memory);
             }
             if (sizeToken != null)
-                throw line.Error(sizeToken.Value.Column, "'" + sizeToken.Value.Text + "' applies to memory operands; put the address in [ ]");
+                throw _line.Error(sizeToken.Value.Column, "'" + sizeToken.Value.Text + "' applies to memory operands; put the address in [ ]");
             if (segmentToken != null)
-                throw line.Error(segmentToken.Value.Column, "a segment override needs a memory operand in [ ]");
+                throw _line.Error(segmentToken.Value.Column, "a segment override needs a memory operand in [ ]");
 
             if (n == 1 && tokens[0].IsIdentifier && AsmNames.TryGetRegister(tokens[0].Text, out var register))
                 return AsmOperand.FromRegister(column, text, register);
@@ -97,7 +97,7 @@ namespace HotpatchTools.Engine.Assembly
             var expression = ParseExpression(tokens, 0, n, allowRegisters: false);
             var value = expression.Constant + expression.Address;
             if (value < -TwoTo63 || value >= TwoTo64)
-                throw line.Error(column, "value " + text + " does not fit in 64 bits");
+                throw _line.Error(column, "value " + text + " does not fit in 64 bits");
             return AsmOperand.FromImmediate(column, text, value,
                 expression.AddressIsLabel ? expression.AddressToken!.Value.Text : null);
         }
@@ -115,31 +115,31 @@ namespace HotpatchTools.Engine.Assembly
             while (!tokens[close].IsPunct(']'))
                 close++;
             if (close != tokens.Count - 1)
-                throw line.Error(tokens[close + 1].Column, "unexpected '" + tokens[close + 1].Text + "' after ']'");
+                throw _line.Error(tokens[close + 1].Column, "unexpected '" + tokens[close + 1].Text + "' after ']'");
 
             int start = open + 1;
             if (TrySegmentOverride(tokens, start, close, out var innerSegment))
             {
                 if (segment != Register.None)
-                    throw line.Error(tokens[start].Column, "the operand already has a segment override");
+                    throw _line.Error(tokens[start].Column, "the operand already has a segment override");
                 segment = innerSegment;
                 start += 2;
             }
             if (start == close)
-                throw line.Error(tokens[open].Column, "empty memory operand");
+                throw _line.Error(tokens[open].Column, "empty memory operand");
 
             var expression = ParseExpression(tokens, start, close, allowRegisters: true);
             var memory = new MemoryRef { Segment = segment };
             AssignRegisters(memory, expression);
 
-            if (memory.IsRipRelative || (memory.IsAbsolute && expression.AddressToken != null && bitness == 64))
+            if (memory.IsRipRelative || (memory.IsAbsolute && expression.AddressToken != null && _bitness == 64))
             {
                 if (expression.AddressToken == null)
-                    throw line.Error(expression.Registers[0].Token.Column,
+                    throw _line.Error(expression.Registers[0].Token.Column,
                         "[rip + number] would be relative to the relocated patch code; name a symbol or label, like [rip + counter]");
                 var target = expression.Address + expression.Constant;
                 if (target.Sign < 0 || target >= TwoTo64)
-                    throw line.Error(expression.AddressToken.Value.Column, "address " + line.Slice(tokens[start], tokens[close - 1]) + " is outside the 64-bit address space");
+                    throw _line.Error(expression.AddressToken.Value.Column, "address " + _line.Slice(tokens[start], tokens[close - 1]) + " is outside the 64-bit address space");
                 memory.Base = Register.RIP;
                 memory.Displacement = (ulong)target;
                 memory.DisplSize = 8;
@@ -148,19 +148,19 @@ namespace HotpatchTools.Engine.Assembly
 
             if (expression.AddressIsLabel)
             {
-                throw line.Error(expression.AddressToken!.Value.Column, bitness == 64
+                throw _line.Error(expression.AddressToken!.Value.Column, _bitness == 64
                     ? "labels can't be memory operands except as [label] or [rip + label]"
                     : "labels can't be memory operands in 32-bit code");
             }
             var displacement = expression.Constant + expression.Address;
-            var displacementText = line.Slice(tokens[start], tokens[close - 1]);
+            var displacementText = _line.Slice(tokens[start], tokens[close - 1]);
             if (memory.IsAbsolute)
             {
-                var limit = bitness == 64 ? TwoTo64 : TwoTo32;
+                var limit = _bitness == 64 ? TwoTo64 : TwoTo32;
                 if (displacement < -(limit >> 1) || displacement >= limit)
-                    throw line.Error(tokens[start].Column, "address " + displacementText + " does not fit in " + bitness + " bits");
-                memory.Displacement = ToBits(displacement, bitness);
-                memory.DisplSize = bitness / 8;
+                    throw _line.Error(tokens[start].Column, "address " + displacementText + " does not fit in " + _bitness + " bits");
+                memory.Displacement = ToBits(displacement, _bitness);
+                memory.DisplSize = _bitness / 8;
                 return memory;
             }
 
@@ -169,7 +169,7 @@ namespace HotpatchTools.Engine.Assembly
             // A 64-bit address's displacement is sign-extended from 32 bits; a 32-bit address wraps.
             var upper = addressing64 ? TwoTo31 : TwoTo32;
             if (displacement < -TwoTo31 || displacement >= upper)
-                throw line.Error(tokens[start].Column, "displacement in [" + displacementText + "] does not fit in 32 bits");
+                throw _line.Error(tokens[start].Column, "displacement in [" + displacementText + "] does not fit in 32 bits");
             memory.Displacement = addressing64 ? ToBits(displacement, 64) : ToBits(displacement, 32);
             memory.DisplSize = displacement.IsZero ? 0 : 1;
             return memory;
@@ -183,30 +183,30 @@ namespace HotpatchTools.Engine.Assembly
                 var name = term.Token.Text;
                 if (reg == Register.RIP)
                 {
-                    if (bitness != 64)
-                        throw line.Error(term.Token.Column, "rip-relative addressing needs 64-bit code");
+                    if (_bitness != 64)
+                        throw _line.Error(term.Token.Column, "rip-relative addressing needs 64-bit code");
                     if (term.Scale != null || memory.Base != Register.None || expression.Registers.Count > 1)
-                        throw line.Error(term.Token.Column, "rip can't be combined with other registers or a scale");
+                        throw _line.Error(term.Token.Column, "rip can't be combined with other registers or a scale");
                 }
                 else if (!(reg.IsGPR64() || reg.IsGPR32()))
                 {
-                    throw line.Error(term.Token.Column, "'" + name + "' can't be used in an address");
+                    throw _line.Error(term.Token.Column, "'" + name + "' can't be used in an address");
                 }
-                else if (reg.IsGPR64() && bitness != 64)
+                else if (reg.IsGPR64() && _bitness != 64)
                 {
-                    throw line.Error(term.Token.Column, "'" + name + "' needs 64-bit code");
+                    throw _line.Error(term.Token.Column, "'" + name + "' needs 64-bit code");
                 }
                 else
                 {
                     var other = memory.Base != Register.None ? memory.Base : memory.Index;
                     if (other != Register.None && other.IsGPR64() != reg.IsGPR64())
-                        throw line.Error(term.Token.Column, "address registers must all be 32-bit or all 64-bit");
+                        throw _line.Error(term.Token.Column, "address registers must all be 32-bit or all 64-bit");
                 }
 
                 if (term.Scale != null)
                 {
                     if (memory.Index != Register.None)
-                        throw line.Error(term.Token.Column, "a memory operand has at most one scaled index register");
+                        throw _line.Error(term.Token.Column, "a memory operand has at most one scaled index register");
                     memory.Index = reg;
                     memory.Scale = (int)term.Scale.Value.Value;
                 }
@@ -220,7 +220,7 @@ namespace HotpatchTools.Engine.Assembly
                 }
                 else
                 {
-                    throw line.Error(term.Token.Column, "too many registers in a memory operand");
+                    throw _line.Error(term.Token.Column, "too many registers in a memory operand");
                 }
             }
         }
@@ -266,7 +266,7 @@ namespace HotpatchTools.Engine.Assembly
                     continue;
                 }
                 if (!expectTerm)
-                    throw line.Error(t.Column, "expected '+' or '-' before '" + t.Text + "'");
+                    throw _line.Error(t.Column, "expected '+' or '-' before '" + t.Text + "'");
                 expectTerm = false;
 
                 if (t.Kind == TokenKind.Number)
@@ -274,7 +274,7 @@ namespace HotpatchTools.Engine.Assembly
                     if (i + 1 < end && tokens[i + 1].IsPunct('*'))
                     {
                         if (i + 2 >= end || !tokens[i + 2].IsIdentifier || !AsmNames.TryGetRegister(tokens[i + 2].Text, out var scaled))
-                            throw line.Error(tokens[i + 1].Column, "'*' only scales an index register, like rax*8");
+                            throw _line.Error(tokens[i + 1].Column, "'*' only scales an index register, like rax*8");
                         AddRegister(e, tokens[i + 2], scaled, t, sign, allowRegisters);
                         i += 2;
                     }
@@ -289,7 +289,7 @@ namespace HotpatchTools.Engine.Assembly
                     if (i + 1 < end && tokens[i + 1].IsPunct('*'))
                     {
                         if (i + 2 >= end || tokens[i + 2].Kind != TokenKind.Number)
-                            throw line.Error(tokens[i + 1].Column, "expected a scale (1, 2, 4 or 8) after '*'");
+                            throw _line.Error(tokens[i + 1].Column, "expected a scale (1, 2, 4 or 8) after '*'");
                         scale = tokens[i + 2];
                         i += 2;
                     }
@@ -301,40 +301,40 @@ namespace HotpatchTools.Engine.Assembly
                 }
                 else
                 {
-                    throw line.Error(t.Column, "unexpected '" + t.Text + "'");
+                    throw _line.Error(t.Column, "unexpected '" + t.Text + "'");
                 }
                 sign = 1;
             }
             if (expectTerm)
-                throw line.Error(tokens[end - 1].Column, "expected a value after '" + tokens[end - 1].Text + "'");
+                throw _line.Error(tokens[end - 1].Column, "expected a value after '" + tokens[end - 1].Text + "'");
             if (e.AddressIsLabel && !e.Constant.IsZero)
-                throw line.Error(e.AddressToken!.Value.Column, "a label can't take an offset; put a label on the instruction you mean");
+                throw _line.Error(e.AddressToken!.Value.Column, "a label can't take an offset; put a label on the instruction you mean");
             return e;
         }
 
         private void AddRegister(Expression e, Token token, Register register, Token? scale, int sign, bool allowRegisters)
         {
             if (!allowRegisters)
-                throw line.Error(token.Column, "register '" + token.Text + "' can't be part of a value; memory operands need [ ]");
+                throw _line.Error(token.Column, "register '" + token.Text + "' can't be part of a value; memory operands need [ ]");
             if (sign < 0)
-                throw line.Error(token.Column, "a register can't be subtracted in an address");
+                throw _line.Error(token.Column, "a register can't be subtracted in an address");
             if (scale != null)
             {
                 var s = scale.Value.Value;
                 if (s != 1 && s != 2 && s != 4 && s != 8)
-                    throw line.Error(scale.Value.Column, "scale must be 1, 2, 4 or 8");
+                    throw _line.Error(scale.Value.Column, "scale must be 1, 2, 4 or 8");
             }
             e.Registers.Add(new RegisterTerm(token, register, scale));
         }
 
         private void AddAddress(Expression e, Token token, int sign)
         {
-            if (!scope.TryResolve(token.Text, out var address, out var isLabel))
-                throw line.Error(token.Column, "unknown register or symbol '" + token.Text + "'");
+            if (!_scope.TryResolve(token.Text, out var address, out var isLabel))
+                throw _line.Error(token.Column, "unknown register or symbol '" + token.Text + "'");
             if (sign < 0)
-                throw line.Error(token.Column, "the address '" + token.Text + "' can't be subtracted");
+                throw _line.Error(token.Column, "the address '" + token.Text + "' can't be subtracted");
             if (e.AddressToken != null)
-                throw line.Error(token.Column, "only one symbol or label per operand ('" + e.AddressToken.Value.Text + "' is already there)");
+                throw _line.Error(token.Column, "only one symbol or label per operand ('" + e.AddressToken.Value.Text + "' is already there)");
             e.AddressToken = token;
             e.Address = address;
             e.AddressIsLabel = isLabel;

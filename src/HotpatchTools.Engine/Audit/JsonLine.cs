@@ -9,7 +9,7 @@ namespace HotpatchTools.Engine.Audit
     /// Flat JSON objects on one line (strings, numbers, booleans, null): all the audit log and the trust list need,
     /// without a JSON package in the module's dependencies.
     /// </summary>
-    public static class JsonLine
+    internal static class JsonLine
     {
         public static string Write(IEnumerable<KeyValuePair<string, object?>> fields)
         {

@@ -13,7 +13,7 @@ namespace HotpatchTools.Engine.Audit
     /// The copy of each audit record in the system's own log: syslog (facility authpriv, tag "hotpatchtools", which
     /// journald collects too) on Linux, the Application event log (source "HotpatchTools") on Windows.
     /// </summary>
-    public static class SystemLog
+    internal static class SystemLog
     {
         public const string Tag = "hotpatchtools";
         public const string EventSource = "HotpatchTools";

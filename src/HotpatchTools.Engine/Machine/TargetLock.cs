@@ -17,7 +17,7 @@ namespace HotpatchTools.Engine.Machine
     /// Linux, an exclusive share mode on Windows. The files stay while their process lives (deleting a flock file
     /// races with a waiter that opened it); those of processes that are gone are removed by later acquisitions.
     /// </summary>
-    public sealed class TargetLock : IDisposable
+    internal sealed class TargetLock : IDisposable
     {
         public static string Directory => Path.Combine(MachinePaths.StateRoot, "locks");
 

@@ -1,7 +1,7 @@
 namespace HotpatchTools.Engine.Modules
 {
     /// <summary>An executable part of a module file: FileSize bytes at FileOffset, mapped at Rva.</summary>
-    public readonly struct CodeSegment
+    internal readonly struct CodeSegment
     {
         public CodeSegment(ulong rva, ulong fileOffset, ulong fileSize)
         {

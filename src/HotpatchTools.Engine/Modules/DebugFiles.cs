@@ -36,12 +36,12 @@ namespace HotpatchTools.Engine.Modules
 
         private sealed class Restore : IDisposable
         {
-            private Action? undo;
-            public Restore(Action undo) => this.undo = undo;
+            private Action? _undo;
+            public Restore(Action undo) => _undo = undo;
             public void Dispose()
             {
-                undo?.Invoke();
-                undo = null;
+                _undo?.Invoke();
+                _undo = null;
             }
         }
 
@@ -63,7 +63,7 @@ namespace HotpatchTools.Engine.Modules
         /// The image with its debug file's symbols added, or the image itself when no matching debug file exists.
         /// <paramref name="modulePath"/> is where the module lies as its process names it (for .gnu_debuglink).
         /// </summary>
-        public static ElfImage Attach(ElfImage image, string modulePath)
+        internal static ElfImage Attach(ElfImage image, string modulePath)
         {
             if (image.BuildId == null) return image;
             foreach (var candidate in Candidates(image, modulePath))

@@ -10,7 +10,7 @@ namespace HotpatchTools.Engine.Modules
     /// An ELF executable or shared object (x86-64 or i386, little-endian): its build-id and defined symbols, at RVAs.
     /// Only the headers, notes and symbol tables are read, so a large library costs little more than a small one.
     /// </summary>
-    public sealed class ElfImage : IModuleImage
+    internal sealed class ElfImage : IModuleImage
     {
         internal const byte SttObject = 1, SttFunc = 2, SttSection = 3, SttFile = 4, SttTls = 6, SttGnuIfunc = 10;
         private const byte StbLocal = 0;
@@ -25,16 +25,16 @@ namespace HotpatchTools.Engine.Modules
         private const uint NtGnuBuildId = 3;
         private const ulong PageMask = 0xfff;
 
-        private readonly ElfSymbol[] symbols;
-        private readonly Dictionary<string, int> byName;
+        private readonly ElfSymbol[] _symbols;
+        private readonly Dictionary<string, int> _byName;
         /// <summary>Indexes into <see cref="symbols"/> of functions with a size, sorted by start.</summary>
-        private readonly int[] functions;
+        private readonly int[] _functions;
         /// <summary>maxEnd[i] = the largest end among functions[0..i], to stop the backward search for containing ranges.</summary>
-        private readonly ulong[] maxEnd;
+        private readonly ulong[] _maxEnd;
 
         /// <summary>.eh_frame FDE ranges, sorted by start, with the running maximum of their ends.</summary>
-        private readonly ulong[] fdeStarts, fdeEnds, fdeMaxEnd;
-        private readonly Parts parts;
+        private readonly ulong[] _fdeStarts, _fdeEnds, _fdeMaxEnd;
+        private readonly Parts _parts;
 
         /// <summary>What a file holds besides its symbols, kept so that a debug file's symbols can be added to it.</summary>
         private sealed class Parts
@@ -48,7 +48,7 @@ namespace HotpatchTools.Engine.Modules
 
         private ElfImage(Parts parts, ElfSymbol[] symbols, string? debugFile)
         {
-            this.parts = parts;
+            _parts = parts;
             Bitness = parts.Bitness;
             ElfType = parts.ElfType;
             BuildId = parts.BuildId;
@@ -56,40 +56,40 @@ namespace HotpatchTools.Engine.Modules
             DebugLink = parts.DebugLink;
             DebugFile = debugFile;
             CodeSegments = parts.Code.AsReadOnly();
-            this.symbols = symbols;
+            _symbols = symbols;
             Symbols = Array.AsReadOnly(symbols);
 
-            byName = new Dictionary<string, int>(StringComparer.Ordinal);
+            _byName = new Dictionary<string, int>(StringComparer.Ordinal);
             var functionList = new List<int>();
             for (int i = 0; i < symbols.Length; i++)
             {
                 var symbol = symbols[i];
-                if (!byName.TryGetValue(symbol.Name, out int best) || ResolveRank(symbol) > ResolveRank(symbols[best]))
-                    byName[symbol.Name] = i;
+                if (!_byName.TryGetValue(symbol.Name, out int best) || ResolveRank(symbol) > ResolveRank(symbols[best]))
+                    _byName[symbol.Name] = i;
                 if (symbol.IsFunction && symbol.Size != 0 && symbol.Rva + symbol.Size > symbol.Rva)
                     functionList.Add(i);
             }
-            functions = functionList.ToArray();
-            var starts = new ulong[functions.Length];
-            for (int i = 0; i < functions.Length; i++) starts[i] = symbols[functions[i]].Rva;
-            Array.Sort(starts, functions);
-            maxEnd = new ulong[functions.Length];
-            for (int i = 0; i < functions.Length; i++)
+            _functions = functionList.ToArray();
+            var starts = new ulong[_functions.Length];
+            for (int i = 0; i < _functions.Length; i++) starts[i] = symbols[_functions[i]].Rva;
+            Array.Sort(starts, _functions);
+            _maxEnd = new ulong[_functions.Length];
+            for (int i = 0; i < _functions.Length; i++)
             {
-                var f = symbols[functions[i]];
-                maxEnd[i] = Math.Max(i == 0 ? 0 : maxEnd[i - 1], f.Rva + f.Size);
+                var f = symbols[_functions[i]];
+                _maxEnd[i] = Math.Max(i == 0 ? 0 : _maxEnd[i - 1], f.Rva + f.Size);
             }
 
             var fdes = parts.Fdes;
             fdes.Sort((a, b) => a.Start.CompareTo(b.Start));
-            fdeStarts = new ulong[fdes.Count];
-            fdeEnds = new ulong[fdes.Count];
-            fdeMaxEnd = new ulong[fdes.Count];
+            _fdeStarts = new ulong[fdes.Count];
+            _fdeEnds = new ulong[fdes.Count];
+            _fdeMaxEnd = new ulong[fdes.Count];
             for (int i = 0; i < fdes.Count; i++)
             {
-                fdeStarts[i] = fdes[i].Start;
-                fdeEnds[i] = fdes[i].End;
-                fdeMaxEnd[i] = Math.Max(i == 0 ? 0 : fdeMaxEnd[i - 1], fdes[i].End);
+                _fdeStarts[i] = fdes[i].Start;
+                _fdeEnds[i] = fdes[i].End;
+                _fdeMaxEnd[i] = Math.Max(i == 0 ? 0 : _fdeMaxEnd[i - 1], fdes[i].End);
             }
         }
 
@@ -100,25 +100,25 @@ namespace HotpatchTools.Engine.Modules
         public ElfImage WithDebugSymbols(ElfImage debug, string debugPath)
         {
             if (debug == null) throw new ArgumentNullException(nameof(debug));
-            var merged = new List<ElfSymbol>(symbols);
+            var merged = new List<ElfSymbol>(_symbols);
             var seen = new HashSet<(string, ulong, ulong)>();
-            foreach (var s in symbols) seen.Add((s.Name, s.Rva, s.Size));
-            foreach (var s in debug.symbols)
+            foreach (var s in _symbols) seen.Add((s.Name, s.Rva, s.Size));
+            foreach (var s in debug._symbols)
                 if (seen.Add((s.Name, s.Rva, s.Size))) merged.Add(s);
-            return new ElfImage(parts, merged.ToArray(), debugPath);
+            return new ElfImage(_parts, merged.ToArray(), debugPath);
         }
 
         public static ElfImage Load(string path)
         {
-            return ModuleFile.Read(path, stream => Read(stream, path));
+            return ModuleFile.Read(path, _stream => Read(_stream, path));
         }
 
         public static ElfImage Parse(byte[] data, string sourceName)
         {
             if (data == null) throw new ArgumentNullException(nameof(data));
             if (sourceName == null) throw new ArgumentNullException(nameof(sourceName));
-            using (var stream = new MemoryStream(data, false))
-                return Read(stream, sourceName);
+            using (var _stream = new MemoryStream(data, false))
+                return Read(_stream, sourceName);
         }
 
         public ModuleFormat Format => ModuleFormat.Elf;
@@ -140,7 +140,7 @@ namespace HotpatchTools.Engine.Modules
         public IReadOnlyList<CodeSegment> CodeSegments { get; }
 
         /// <summary>Number of .eh_frame FDEs read.</summary>
-        public int FdeCount => fdeStarts.Length;
+        public int FdeCount => _fdeStarts.Length;
 
         /// <summary>e_type: 2 (ET_EXEC) or 3 (ET_DYN).</summary>
         public ushort ElfType { get; }
@@ -150,9 +150,9 @@ namespace HotpatchTools.Engine.Modules
 
         public bool TryResolveSymbol(string name, out ulong rva)
         {
-            if (name != null && byName.TryGetValue(name, out int i))
+            if (name != null && _byName.TryGetValue(name, out int i))
             {
-                rva = symbols[i].Rva;
+                rva = _symbols[i].Rva;
                 return true;
             }
             rva = 0;
@@ -162,29 +162,29 @@ namespace HotpatchTools.Engine.Modules
         /// <summary>The symbol a name resolves to (as <see cref="TryResolveSymbol"/> picks it), with its size.</summary>
         public bool TryGetSymbol(string name, out ElfSymbol symbol)
         {
-            bool found = name != null && byName.TryGetValue(name, out int i);
-            symbol = found ? symbols[byName[name!]] : default;
+            bool found = name != null && _byName.TryGetValue(name, out int i);
+            symbol = found ? _symbols[_byName[name!]] : default;
             return found;
         }
 
         public bool TryGetFunctionBounds(ulong rva, out ulong startRva, out ulong endRva, out string? name)
         {
-            int lo = 0, hi = functions.Length;
+            int lo = 0, hi = _functions.Length;
             while (lo < hi)
             {
                 int mid = lo + (hi - lo) / 2;
-                if (symbols[functions[mid]].Rva <= rva) lo = mid + 1; else hi = mid;
+                if (_symbols[_functions[mid]].Rva <= rva) lo = mid + 1; else hi = mid;
             }
 
             int best = -1;
-            for (int i = lo - 1; i >= 0 && maxEnd[i] > rva; i--)
+            for (int i = lo - 1; i >= 0 && _maxEnd[i] > rva; i--)
             {
-                int candidate = functions[i];
-                var f = symbols[candidate];
+                int candidate = _functions[i];
+                var f = _symbols[candidate];
                 if (rva >= f.Rva + f.Size) continue;
-                if (best < 0 || f.Size < symbols[best].Size
-                    || f.Size == symbols[best].Size && (f.IsGlobal && !symbols[best].IsGlobal
-                        || f.IsGlobal == symbols[best].IsGlobal && candidate < best))
+                if (best < 0 || f.Size < _symbols[best].Size
+                    || f.Size == _symbols[best].Size && (f.IsGlobal && !_symbols[best].IsGlobal
+                        || f.IsGlobal == _symbols[best].IsGlobal && candidate < best))
                     best = candidate;
             }
 
@@ -193,40 +193,40 @@ namespace HotpatchTools.Engine.Modules
                 name = null;
                 return TryGetFde(rva, out startRva, out endRva);
             }
-            startRva = symbols[best].Rva;
-            endRva = startRva + symbols[best].Size;
-            name = symbols[best].Name;
+            startRva = _symbols[best].Rva;
+            endRva = startRva + _symbols[best].Size;
+            name = _symbols[best].Name;
             return true;
         }
 
         /// <summary>The smallest .eh_frame FDE range containing rva (FDEs do not overlap in a sane file; a hostile one may).</summary>
         private bool TryGetFde(ulong rva, out ulong startRva, out ulong endRva)
         {
-            int lo = 0, hi = fdeStarts.Length;
+            int lo = 0, hi = _fdeStarts.Length;
             while (lo < hi)
             {
                 int mid = lo + (hi - lo) / 2;
-                if (fdeStarts[mid] <= rva) lo = mid + 1; else hi = mid;
+                if (_fdeStarts[mid] <= rva) lo = mid + 1; else hi = mid;
             }
             int best = -1;
-            for (int i = lo - 1; i >= 0 && fdeMaxEnd[i] > rva; i--)
-                if (rva < fdeEnds[i] && (best < 0 || fdeEnds[i] - fdeStarts[i] < fdeEnds[best] - fdeStarts[best])) best = i;
-            startRva = best < 0 ? 0 : fdeStarts[best];
-            endRva = best < 0 ? 0 : fdeEnds[best];
+            for (int i = lo - 1; i >= 0 && _fdeMaxEnd[i] > rva; i--)
+                if (rva < _fdeEnds[i] && (best < 0 || _fdeEnds[i] - _fdeStarts[i] < _fdeEnds[best] - _fdeStarts[best])) best = i;
+            startRva = best < 0 ? 0 : _fdeStarts[best];
+            endRva = best < 0 ? 0 : _fdeEnds[best];
             return best >= 0;
         }
 
         /// <summary>The .eh_frame FDE ranges, sorted by start.</summary>
         public IEnumerable<(ulong Start, ulong End)> FdeRanges()
         {
-            for (int i = 0; i < fdeStarts.Length; i++) yield return (fdeStarts[i], fdeEnds[i]);
+            for (int i = 0; i < _fdeStarts.Length; i++) yield return (_fdeStarts[i], _fdeEnds[i]);
         }
 
         /// <summary>Every function range the file describes: symbols with a size, then .eh_frame FDEs.</summary>
         public IEnumerable<(ulong Start, ulong End)> FunctionRanges()
         {
-            foreach (int i in functions) yield return (symbols[i].Rva, symbols[i].Rva + symbols[i].Size);
-            for (int i = 0; i < fdeStarts.Length; i++) yield return (fdeStarts[i], fdeEnds[i]);
+            foreach (int i in _functions) yield return (_symbols[i].Rva, _symbols[i].Rva + _symbols[i].Size);
+            for (int i = 0; i < _fdeStarts.Length; i++) yield return (_fdeStarts[i], _fdeEnds[i]);
         }
 
         /// <summary>
@@ -610,25 +610,25 @@ namespace HotpatchTools.Engine.Modules
         /// <summary>Bounds-checked reads, so that no offset or count in a corrupt file can index out of range or over-allocate.</summary>
         private sealed class FileReader
         {
-            private readonly Stream stream;
-            private readonly string source;
+            private readonly Stream _stream;
+            private readonly string _source;
 
             public FileReader(Stream stream, string source)
             {
-                this.stream = stream;
-                this.source = source;
+                _stream = stream;
+                _source = source;
                 Length = (ulong)stream.Length;
             }
 
             public ulong Length { get; }
 
-            public ModuleFormatException Invalid(string reason) => new ModuleFormatException(ModuleFormat.Elf, source, reason);
+            public ModuleFormatException Invalid(string reason) => new ModuleFormatException(ModuleFormat.Elf, _source, reason);
 
             public byte[] ReadSection(Section section, string what) =>
                 section.Type == ShtNobits ? new byte[0] : Read(section.Offset, section.Size, what);
 
             public byte[] Read(ulong offset, ulong count, string what) =>
-                ModuleFile.ReadExact(stream, Length, offset, count, what, Invalid);
+                ModuleFile.ReadExact(_stream, Length, offset, count, what, Invalid);
         }
     }
 }

@@ -1,7 +1,7 @@
 namespace HotpatchTools.Engine.Modules
 {
     /// <summary>A defined symbol of an ELF module, at its RVA (see <see cref="IModuleImage"/>).</summary>
-    public readonly struct ElfSymbol
+    internal readonly struct ElfSymbol
     {
         internal ElfSymbol(string name, ulong rva, ulong size, byte type, bool isGlobal, bool isHiddenVersion)
         {

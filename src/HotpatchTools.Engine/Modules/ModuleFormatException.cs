@@ -1,7 +1,7 @@
 namespace HotpatchTools.Engine.Modules
 {
     /// <summary>A module file that cannot be read as the format it claims to be (truncated, corrupt, or not that format).</summary>
-    public sealed class ModuleFormatException : HotpatchException
+    internal sealed class ModuleFormatException : HotpatchException
     {
         public ModuleFormatException(ModuleFormat format, string source, string reason)
             : base(HotpatchErrorKind.Internal, source + ": not a valid " + (format == ModuleFormat.Pe ? "PE" : "ELF") + " file: " + reason)

@@ -9,7 +9,7 @@ using System.Text;
 namespace HotpatchTools.Engine.Modules
 {
     /// <summary>An entry of a PE module's export table, at its RVA (see <see cref="IModuleImage"/>).</summary>
-    public readonly struct PeExport
+    internal readonly struct PeExport
     {
         internal PeExport(string? name, uint ordinal, uint rva, string? forwarder)
         {
@@ -41,7 +41,7 @@ namespace HotpatchTools.Engine.Modules
     /// A PE32 (i386) or PE32+ (x86-64) image, from its file or from the bytes of a loaded module: identity,
     /// exports and function bounds, at RVAs. Everything is read during construction; nothing is kept open.
     /// </summary>
-    public sealed class PeImage : IModuleImage
+    internal sealed class PeImage : IModuleImage
     {
         public const ushort MachineI386 = 0x14c, MachineAmd64 = 0x8664;
         private const int OptionalHeaderSize32 = 224, OptionalHeaderSize64 = 240, MaxSections = 96;
@@ -52,21 +52,21 @@ namespace HotpatchTools.Engine.Modules
         private const ushort CoffTypeDerivedMask = 0x30, CoffTypeFunction = 0x20;
         private const byte CoffClassExternal = 2, CoffClassStatic = 3;
 
-        private readonly PeExport[] exports;
-        private readonly Dictionary<string, int> exportByName;
-        private readonly Dictionary<uint, int> exportByOrdinal;
+        private readonly PeExport[] _exports;
+        private readonly Dictionary<string, int> _exportByName;
+        private readonly Dictionary<uint, int> _exportByOrdinal;
         /// <summary>Module and symbol of each forwarder in <see cref="exports"/>, null elsewhere.</summary>
         private readonly (string Module, string Symbol)?[] forwarders;
-        private readonly Dictionary<string, uint> symbolByName;
+        private readonly Dictionary<string, uint> _symbolByName;
         /// <summary>i386 C symbols without the leading underscore the compiler adds (_triple as triple).</summary>
-        private readonly Dictionary<string, uint> symbolByUndecoratedName;
+        private readonly Dictionary<string, uint> _symbolByUndecoratedName;
         /// <summary>.pdata entries, sorted by start and not overlapping.</summary>
-        private readonly uint[] unwindStarts, unwindEnds;
+        private readonly uint[] _unwindStarts, _unwindEnds;
         /// <summary>For each .pdata entry, the start of the function it belongs to: itself, or where its chain of UNW_FLAG_CHAININFO entries ends.</summary>
-        private readonly uint[] unwindPrimaries;
+        private readonly uint[] _unwindPrimaries;
         /// <summary>Functions known by name (COFF symbols and exports), sorted by start; see <see cref="FunctionsFromSymbols"/>.</summary>
-        private readonly uint[] functionStarts, functionEnds;
-        private readonly Dictionary<uint, string> functionNames;
+        private readonly uint[] _functionStarts, _functionEnds;
+        private readonly Dictionary<uint, string> _functionNames;
 
         private PeImage(Parsed p)
         {
@@ -74,47 +74,47 @@ namespace HotpatchTools.Engine.Modules
             Bitness = p.Machine == MachineAmd64 ? 64 : 32;
             TimeDateStamp = p.TimeDateStamp;
             SizeOfImage = p.SizeOfImage;
-            exports = p.Exports;
+            _exports = p.Exports;
             forwarders = p.Forwarders;
             Exports = Array.AsReadOnly(p.Exports);
 
-            exportByName = new Dictionary<string, int>(StringComparer.Ordinal);
-            exportByOrdinal = new Dictionary<uint, int>();
-            functionNames = new Dictionary<uint, string>();
-            for (int i = 0; i < exports.Length; i++)
+            _exportByName = new Dictionary<string, int>(StringComparer.Ordinal);
+            _exportByOrdinal = new Dictionary<uint, int>();
+            _functionNames = new Dictionary<uint, string>();
+            for (int i = 0; i < _exports.Length; i++)
             {
-                var e = exports[i];
-                if (e.Name != null && !exportByName.ContainsKey(e.Name)) exportByName.Add(e.Name, i);
-                if (!exportByOrdinal.ContainsKey(e.Ordinal)) exportByOrdinal.Add(e.Ordinal, i);
+                var e = _exports[i];
+                if (e.Name != null && !_exportByName.ContainsKey(e.Name)) _exportByName.Add(e.Name, i);
+                if (!_exportByOrdinal.ContainsKey(e.Ordinal)) _exportByOrdinal.Add(e.Ordinal, i);
             }
             // Exports before COFF symbols, so a function is named as other modules know it; within the COFF
             // symbols the external definition before a file-local one of the same address.
-            foreach (var e in exports)
-                if (e.Name != null && !e.IsForwarder && !functionNames.ContainsKey(e.Rva)) functionNames.Add(e.Rva, e.Name);
-            symbolByName = new Dictionary<string, uint>(StringComparer.Ordinal);
-            symbolByUndecoratedName = new Dictionary<string, uint>(StringComparer.Ordinal);
+            foreach (var e in _exports)
+                if (e.Name != null && !e.IsForwarder && !_functionNames.ContainsKey(e.Rva)) _functionNames.Add(e.Rva, e.Name);
+            _symbolByName = new Dictionary<string, uint>(StringComparer.Ordinal);
+            _symbolByUndecoratedName = new Dictionary<string, uint>(StringComparer.Ordinal);
             foreach (bool external in new[] { true, false })
             {
                 foreach (var s in p.Symbols)
                 {
                     if (s.IsExternal != external) continue;
-                    if (!symbolByName.ContainsKey(s.Name)) symbolByName.Add(s.Name, s.Rva);
+                    if (!_symbolByName.ContainsKey(s.Name)) _symbolByName.Add(s.Name, s.Rva);
                     string undecorated = Undecorate(s.Name);
-                    if (undecorated != s.Name && !symbolByUndecoratedName.ContainsKey(undecorated))
-                        symbolByUndecoratedName.Add(undecorated, s.Rva);
-                    if (s.IsFunction && !functionNames.ContainsKey(s.Rva)) functionNames.Add(s.Rva, undecorated);
+                    if (undecorated != s.Name && !_symbolByUndecoratedName.ContainsKey(undecorated))
+                        _symbolByUndecoratedName.Add(undecorated, s.Rva);
+                    if (s.IsFunction && !_functionNames.ContainsKey(s.Rva)) _functionNames.Add(s.Rva, undecorated);
                 }
             }
 
-            unwindStarts = p.UnwindStarts;
-            unwindEnds = p.UnwindEnds;
-            unwindPrimaries = p.UnwindPrimaries;
-            FunctionsFromSymbols(p, out functionStarts, out functionEnds);
+            _unwindStarts = p.UnwindStarts;
+            _unwindEnds = p.UnwindEnds;
+            _unwindPrimaries = p.UnwindPrimaries;
+            FunctionsFromSymbols(p, out _functionStarts, out _functionEnds);
         }
 
         public static PeImage Load(string path)
         {
-            return ModuleFile.Read(path, stream => Read(stream, path, loaded: false));
+            return ModuleFile.Read(path, _stream => Read(_stream, path, loaded: false));
         }
 
         /// <summary>A PE file's bytes, in file layout.</summary>
@@ -122,8 +122,8 @@ namespace HotpatchTools.Engine.Modules
         {
             if (fileBytes == null) throw new ArgumentNullException(nameof(fileBytes));
             if (sourceName == null) throw new ArgumentNullException(nameof(sourceName));
-            using (var stream = new MemoryStream(fileBytes, false))
-                return Read(stream, sourceName, loaded: false);
+            using (var _stream = new MemoryStream(fileBytes, false))
+                return Read(_stream, sourceName, loaded: false);
         }
 
         /// <summary>
@@ -134,8 +134,8 @@ namespace HotpatchTools.Engine.Modules
         {
             if (image == null) throw new ArgumentNullException(nameof(image));
             if (sourceName == null) throw new ArgumentNullException(nameof(sourceName));
-            using (var stream = new MemoryStream(image, false))
-                return Read(stream, sourceName, loaded: true);
+            using (var _stream = new MemoryStream(image, false))
+                return Read(_stream, sourceName, loaded: true);
         }
 
         public ModuleFormat Format => ModuleFormat.Pe;
@@ -161,11 +161,11 @@ namespace HotpatchTools.Engine.Modules
             if (name == null) return false;
             if (TryFindExport(name, out int export))
             {
-                if (exports[export].IsForwarder) return false;
-                rva = exports[export].Rva;
+                if (_exports[export].IsForwarder) return false;
+                rva = _exports[export].Rva;
                 return true;
             }
-            if (symbolByName.TryGetValue(name, out uint symbol) || symbolByUndecoratedName.TryGetValue(name, out symbol))
+            if (_symbolByName.TryGetValue(name, out uint symbol) || _symbolByUndecoratedName.TryGetValue(name, out symbol))
             {
                 rva = symbol;
                 return true;
@@ -198,16 +198,16 @@ namespace HotpatchTools.Engine.Modules
         /// </summary>
         public bool TryGetFunctionBounds(ulong rva, out ulong startRva, out ulong endRva, out string? name)
         {
-            if (rva <= uint.MaxValue && TryFindRange(unwindStarts, unwindEnds, (uint)rva, out startRva, out endRva))
+            if (rva <= uint.MaxValue && TryFindRange(_unwindStarts, _unwindEnds, (uint)rva, out startRva, out endRva))
             {
                 uint primary = PrimaryOf((uint)startRva);
-                name = functionNames.TryGetValue(primary, out var n) ? n : null;
+                name = _functionNames.TryGetValue(primary, out var n) ? n : null;
                 if (primary != startRva) name = (name ?? "0x" + primary.ToString("x")) + " (chained part at 0x" + startRva.ToString("x") + ")";
                 return true;
             }
-            if (rva <= uint.MaxValue && TryFindRange(functionStarts, functionEnds, (uint)rva, out startRva, out endRva))
+            if (rva <= uint.MaxValue && TryFindRange(_functionStarts, _functionEnds, (uint)rva, out startRva, out endRva))
             {
-                name = functionNames.TryGetValue((uint)startRva, out var n) ? n : null;
+                name = _functionNames.TryGetValue((uint)startRva, out var n) ? n : null;
                 return true;
             }
             startRva = endRva = 0;
@@ -218,15 +218,15 @@ namespace HotpatchTools.Engine.Modules
         /// <summary>The primary function's start for the .pdata entry that starts at entryStart.</summary>
         public uint PrimaryOf(uint entryStart)
         {
-            int i = Array.BinarySearch(unwindStarts, entryStart);
-            return i >= 0 ? unwindPrimaries[i] : entryStart;
+            int i = Array.BinarySearch(_unwindStarts, entryStart);
+            return i >= 0 ? _unwindPrimaries[i] : entryStart;
         }
 
         /// <summary>Every function range the file describes: .pdata entries, then the functions of its symbols and exports.</summary>
         public IEnumerable<(ulong Start, ulong End)> FunctionRanges()
         {
-            for (int i = 0; i < unwindStarts.Length; i++) yield return (unwindStarts[i], unwindEnds[i]);
-            for (int i = 0; i < functionStarts.Length; i++) yield return (functionStarts[i], functionEnds[i]);
+            for (int i = 0; i < _unwindStarts.Length; i++) yield return (_unwindStarts[i], _unwindEnds[i]);
+            for (int i = 0; i < _functionStarts.Length; i++) yield return (_functionStarts[i], _functionEnds[i]);
         }
 
         private static bool TryFindRange(uint[] starts, uint[] ends, uint rva, out ulong start, out ulong end)
@@ -245,9 +245,9 @@ namespace HotpatchTools.Engine.Modules
 
         private bool TryFindExport(string name, out int export)
         {
-            if (exportByName.TryGetValue(name, out export)) return true;
+            if (_exportByName.TryGetValue(name, out export)) return true;
             return name.Length > 1 && name[0] == '#' && IsDigits(name, 1)
-                && uint.TryParse(name.Substring(1), out uint ordinal) && exportByOrdinal.TryGetValue(ordinal, out export);
+                && uint.TryParse(name.Substring(1), out uint ordinal) && _exportByOrdinal.TryGetValue(ordinal, out export);
         }
 
         private static bool IsDigits(string s, int from)
@@ -595,29 +595,29 @@ namespace HotpatchTools.Engine.Modules
         /// <summary>Bounds-checked reads at RVAs (through PEReader's section mapping) and at file offsets.</summary>
         private sealed class ImageReader
         {
-            private readonly Stream stream;
-            private readonly string source;
-            private readonly bool loaded;
+            private readonly Stream _stream;
+            private readonly string _source;
+            private readonly bool _loaded;
 
             public ImageReader(PEReader pe, Stream stream, string source, bool loaded)
             {
                 Pe = pe;
-                this.stream = stream;
-                this.source = source;
-                this.loaded = loaded;
+                _stream = stream;
+                _source = source;
+                _loaded = loaded;
                 Length = (ulong)stream.Length;
             }
 
             public PEReader Pe { get; }
             public ulong Length { get; }
 
-            public ModuleFormatException Invalid(string reason) => new ModuleFormatException(ModuleFormat.Pe, source, reason);
+            public ModuleFormatException Invalid(string reason) => new ModuleFormatException(ModuleFormat.Pe, _source, reason);
 
             public BlobReader At(uint rva, ulong length, string what)
             {
                 if (length == 0) return default;
                 var block = Section(rva, what);
-                if ((ulong)block.Length < length) throw Invalid(what + " runs past the end of its section" + (loaded ? "" : "'s data in the file"));
+                if ((ulong)block.Length < length) throw Invalid(what + " runs past the end of its section" + (_loaded ? "" : "'s data in the file"));
                 return block.GetReader(0, (int)length);
             }
 
@@ -638,7 +638,7 @@ namespace HotpatchTools.Engine.Modules
             }
 
             public byte[] ReadFile(ulong offset, ulong count, string what) =>
-                ModuleFile.ReadExact(stream, Length, offset, count, what, Invalid);
+                ModuleFile.ReadExact(_stream, Length, offset, count, what, Invalid);
         }
     }
 }

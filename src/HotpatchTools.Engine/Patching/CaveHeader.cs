@@ -6,7 +6,7 @@ using System.Text;
 namespace HotpatchTools.Engine.Patching
 {
     /// <summary>Pending: mapped and marked, no site written yet; found in a process only when its installer died.</summary>
-    public enum CaveState { Installed = 1, Retired = 2, Pending = 3 }
+    internal enum CaveState { Installed = 1, Retired = 2, Pending = 3 }
 
     internal sealed class CaveSite
     {

@@ -9,7 +9,7 @@ namespace HotpatchTools.Engine.Platform
     /// watched module file opened (the loader or dlopen opens it right before mapping it). Polling stays the
     /// fallback: an event source may miss what it was not told to watch.
     /// </summary>
-    public interface IProcessEvents : IDisposable
+    internal interface IProcessEvents : IDisposable
     {
         /// <summary>What the events come from, for the log (for example "proc connector, fanotify on 3 files").</summary>
         string Description { get; }
@@ -24,7 +24,7 @@ namespace HotpatchTools.Engine.Platform
         IReadOnlyCollection<ProcessEvent> Wait(TimeSpan timeout, CancellationToken cancel);
     }
 
-    public enum ProcessEventKind
+    internal enum ProcessEventKind
     {
         /// <summary>The process started a new program (exec): its main executable is mapped, its libraries follow.</summary>
         Started,
@@ -32,7 +32,7 @@ namespace HotpatchTools.Engine.Platform
         OpenedModule,
     }
 
-    public readonly struct ProcessEvent
+    internal readonly struct ProcessEvent
     {
         public ProcessEvent(int processId, ProcessEventKind kind)
         {
@@ -45,7 +45,7 @@ namespace HotpatchTools.Engine.Platform
     }
 
     /// <summary>A platform that can report process events; null from <see cref="OpenEvents"/> where they are unavailable (then the watch polls).</summary>
-    public interface IProcessEventPlatform
+    internal interface IProcessEventPlatform
     {
         IProcessEvents? OpenEvents(Action<string>? log);
     }

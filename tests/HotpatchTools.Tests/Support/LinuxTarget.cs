@@ -72,15 +72,19 @@ namespace HotpatchTools.Tests.Support
             return buf;
         }
 
-        public override int CaveCount() =>
+        /// <summary>Anonymous r-x mappings (no file behind them) that begin with the cave magic.</summary>
+        public override List<(ulong Start, ulong End)> CaveRegions() =>
             File.ReadAllLines("/proc/" + Pid + "/maps")
                 .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-                .Where(f => f.Length == 5 && f[1].StartsWith("r-x"))
-                .Count(f =>
+                .Where(f => f.Length == 5 && f[1].StartsWith("r-x", StringComparison.Ordinal))
+                .Select(f =>
                 {
-                    var start = ulong.Parse(f[0][..f[0].IndexOf('-')], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-                    try { return Read(start, 8).SequenceEqual(CaveMagic); } catch (IOException) { return false; }
-                });
+                    int dash = f[0].IndexOf('-');
+                    return (Start: ulong.Parse(f[0][..dash], NumberStyles.HexNumber, CultureInfo.InvariantCulture),
+                            End: ulong.Parse(f[0][(dash + 1)..], NumberStyles.HexNumber, CultureInfo.InvariantCulture));
+                })
+                .Where(r => { try { return Read(r.Start, 8).SequenceEqual(CaveMagic); } catch (IOException) { return false; } })
+                .ToList();
 
         [DllImport("libc.so.6", EntryPoint = "kill")]
         private static extern int SysKill(int pid, int sig);

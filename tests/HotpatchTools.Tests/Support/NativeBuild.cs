@@ -22,7 +22,8 @@ namespace HotpatchTools.Tests.Support
         /// <summary>The same target under another module name, for machine-wide tests: they must not reach other tests' targets.</summary>
         public static string WideTarget => TestPlatform.IsWindows ? Prebuilt("widetarget.exe") : Build("widetarget", "-O2 -pthread", "target.c", "sites.S");
 
-        private static string Prebuilt(string name)
+        /// <summary>A target tests/wine/run.sh built with mingw beforehand.</summary>
+        public static string Prebuilt(string name)
         {
             var dir = Environment.GetEnvironmentVariable("HOTPATCH_NATIVE_DIR") ?? throw new InvalidOperationException("HOTPATCH_NATIVE_DIR is not set (tests/wine/run.sh sets it).");
             var path = Path.Combine(dir, name);
@@ -60,10 +61,31 @@ namespace HotpatchTools.Tests.Support
             return value - Value("__ImageBase"); // PE listings are VAs; ELF (PIE) listings are already RVAs
         }
 
+        /// <summary>Cross toolchains by prefix, for the hint when one is missing; anything else is in binutils.</summary>
+        private static readonly (string Prefix, string Package)[] Packages =
+        {
+            ("x86_64-w64-mingw32-", "gcc-mingw-w64-x86-64-win32"),
+            ("i686-w64-mingw32-", "gcc-mingw-w64-i686-win32"),
+        };
+
+        /// <summary>
+        /// Runs a native tool (compiler, binutils) and returns its output. A missing tool fails the test with the
+        /// package to install, rather than skipping it.
+        /// </summary>
         public static string Run(string file, params string[] args)
         {
+            bool onPath = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+                .Any(d => d.Length > 0 && File.Exists(Path.Combine(d, file)));
+            if (!onPath)
+            {
+                var package = Packages.FirstOrDefault(p => file.StartsWith(p.Prefix, StringComparison.Ordinal)).Package ?? "binutils";
+                throw new InvalidOperationException(file + " is not installed: install Debian's " + package
+                    + " (apt-get install -y --no-install-recommends " + package + ")");
+            }
             var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
             foreach (var a in args) psi.ArgumentList.Add(a);
+            // objdump prints the COFF time stamp with ctime(), in local time.
+            psi.Environment["TZ"] = "UTC";
             using var p = Process.Start(psi)!;
             var stdout = p.StandardOutput.ReadToEndAsync();
             var stderr = p.StandardError.ReadToEndAsync();

@@ -33,11 +33,25 @@ namespace HotpatchTools.Tests.Support
             return sb.ToString();
         }
 
+        /// <summary>A patchlet at symbol (+offset) of the live target, expecting the bytes it has there now.</summary>
+        public static PatchletSpec At(TargetProcess t, string symbol, int expectLength, string code = "", string mode = "insert", int offset = 0) =>
+            new PatchletSpec(offset == 0 ? symbol : symbol + "+0x" + offset.ToString("x"), t.Read(t.Symbol(symbol) + (ulong)offset, expectLength), code, mode);
+
         public static Micropatch Parse(string yaml, string name = "test.micropatch.yaml") =>
             MicropatchParser.Parse(Encoding.UTF8.GetBytes(yaml), name);
 
         public static Micropatch For(TargetProcess t, string id, params PatchletSpec[] patchlets) =>
             Parse(Yaml(id, t.ModuleName, patchlets));
+
+        /// <summary>The tests' usual patch of triple() (tests/native/target.c): any argument above 100 answers -1.</summary>
+        public const string GuardCode = "cmp edi, 100\njbe resume\nmov eax, -1\nret";
+
+        /// <summary>
+        /// Writes a one-patchlet file for the live target into dir, named by its id: by default the guard at triple(),
+        /// expecting the bytes the target has there now.
+        /// </summary>
+        public static string Write(string dir, TargetProcess t, string id, string at = "triple", string code = GuardCode, byte[]? expect = null, int expectLength = 6) =>
+            WriteFile(dir, id, Yaml(id, t.ModuleName, new[] { new PatchletSpec(at, expect ?? t.ReadSymbol(at, expectLength), code) }));
 
         public static string WriteFile(string dir, string id, string yaml)
         {

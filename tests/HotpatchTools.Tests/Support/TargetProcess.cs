@@ -99,7 +99,9 @@ namespace HotpatchTools.Tests.Support
         public byte[] ReadSymbol(string name, int count) => Read(Symbol(name), count);
 
         /// <summary>Private executable memory regions that begin with the cave magic.</summary>
-        public abstract int CaveCount();
+        public abstract List<(ulong Start, ulong End)> CaveRegions();
+
+        public int CaveCount() => CaveRegions().Count;
 
         protected static readonly byte[] CaveMagic = Encoding.ASCII.GetBytes("HPTCAVE1");
 

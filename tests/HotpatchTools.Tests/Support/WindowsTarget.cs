@@ -40,10 +40,7 @@ namespace HotpatchTools.Tests.Support
             return buf;
         }
 
-        public override int CaveCount() => CaveRegions().Count;
-
-        /// <summary>Private executable regions that begin with the cave magic.</summary>
-        public System.Collections.Generic.List<(ulong Start, ulong End)> CaveRegions()
+        public override System.Collections.Generic.List<(ulong Start, ulong End)> CaveRegions()
         {
             var caves = new System.Collections.Generic.List<(ulong, ulong)>();
             ulong address = 0x10000;

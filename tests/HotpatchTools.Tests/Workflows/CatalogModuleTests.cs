@@ -7,10 +7,11 @@ using System.Management.Automation.Runspaces;
 using System.Threading;
 using HotpatchTools.Engine.Machine;
 using HotpatchTools.Tests.Support;
+using static HotpatchTools.Tests.Support.PSObjects;
 using Xunit;
 using Xunit.Abstractions;
 
-namespace HotpatchTools.Tests.Workflows
+namespace HotpatchTools.Tests
 {
     /// <summary>The catalog, Install-Micropatch -PatchId, Sync-Micropatch and Test-MicropatchCompliance through a hosted runspace.</summary>
     [Collection(MachineStateCollection.Name)]
@@ -43,8 +44,6 @@ namespace HotpatchTools.Tests.Workflows
             Assert.Empty(_sh.Errors);
             return path;
         }
-
-        private object Prop(PSObject o, string name) => o.Properties[name].Value;
 
         [Fact]
         public void Catalog_cmdlets_register_list_disable_enable_and_unregister_by_id()

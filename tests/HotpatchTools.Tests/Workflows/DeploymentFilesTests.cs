@@ -6,7 +6,7 @@ using System.Xml.Linq;
 using HotpatchTools.Tests.Support;
 using Xunit;
 
-namespace HotpatchTools.Tests.Workflows
+namespace HotpatchTools.Tests
 {
     /// <summary>
     /// The systemd units and the Task Scheduler definitions in docs/: the PowerShell they run parses, and every

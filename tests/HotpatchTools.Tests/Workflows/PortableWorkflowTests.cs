@@ -5,9 +5,10 @@ using System.Management.Automation;
 using HotpatchTools.Engine.Catalog;
 using HotpatchTools.Engine.Patching;
 using HotpatchTools.Tests.Support;
+using static HotpatchTools.Tests.Support.PSObjects;
 using Xunit;
 
-namespace HotpatchTools.Tests.Workflows
+namespace HotpatchTools.Tests
 {
     /// <summary>
     /// Catalog, enforcement and compliance on either platform: these also run under Wine (tests/wine/run.sh),
@@ -27,8 +28,6 @@ namespace HotpatchTools.Tests.Workflows
             _sh.Dispose();
             Directory.Delete(_dir, recursive: true);
         }
-
-        private static object Prop(PSObject o, string name) => o.Properties[name].Value;
 
         [Fact]
         public void Register_sync_and_compliance_through_the_cmdlets()

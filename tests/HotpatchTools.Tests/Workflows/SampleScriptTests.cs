@@ -5,7 +5,7 @@ using System.Management.Automation.Language;
 using HotpatchTools.Tests.Support;
 using Xunit;
 
-namespace HotpatchTools.Tests.Workflows
+namespace HotpatchTools.Tests
 {
     /// <summary>
     /// docs/samples run as Intune and ConfigMgr run them (a script file, its output and exit code), in a hosted

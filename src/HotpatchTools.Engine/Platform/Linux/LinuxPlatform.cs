@@ -7,7 +7,7 @@ using System.Text;
 
 namespace HotpatchTools.Engine.Platform.Linux
 {
-    public sealed class LinuxPlatform : IProcessPlatform, IModuleProcessFilter, IProcessEventPlatform, IMappedFileReader
+    internal sealed class LinuxPlatform : IProcessPlatform, IModuleProcessFilter, IProcessEventPlatform, IMappedFileReader
     {
         public Format.TargetOs Os => Format.TargetOs.Linux;
 

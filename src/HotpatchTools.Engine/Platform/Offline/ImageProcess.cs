@@ -23,7 +23,7 @@ namespace HotpatchTools.Engine.Platform.Offline
     /// `module!symbol` of another module cannot be assembled here.
     /// </para>
     /// </summary>
-    public sealed class ImageProcess : ITargetProcess
+    internal sealed class ImageProcess : ITargetProcess
     {
         /// <summary>The process id it answers to: any positive id would do, as the cmdlets accept only those.</summary>
         public const int ProcessId = 1;

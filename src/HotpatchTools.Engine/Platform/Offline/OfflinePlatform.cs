@@ -7,7 +7,7 @@ namespace HotpatchTools.Engine.Platform.Offline
     /// A platform with a single process, the <see cref="ImageProcess"/> of one module file, for the engine to
     /// check, install and remove a patch offline. Its OS is the one the file is built for, whatever this machine runs.
     /// </summary>
-    public sealed class OfflinePlatform : IProcessPlatform
+    internal sealed class OfflinePlatform : IProcessPlatform
     {
         public OfflinePlatform(string modulePath) : this(new ImageProcess(modulePath)) { }
 

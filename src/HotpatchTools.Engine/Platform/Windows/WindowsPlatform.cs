@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 
 namespace HotpatchTools.Engine.Platform.Windows
 {
-    public sealed class WindowsPlatform : IProcessPlatform
+    internal sealed class WindowsPlatform : IProcessPlatform
     {
         private static bool _debugPrivilegeTried;
 

@@ -1,0 +1,445 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Text.RegularExpressions;
+using System.Threading.Tasks;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Modules;
+using HotpatchTools.Tests.Support;
+using Xunit;
+
+namespace HotpatchTools.Tests
+{
+    public class ElfImageTests : IClassFixture<ElfSamples>
+    {
+        private const string Libc = "/lib/x86_64-linux-gnu/libc.so.6";
+        private readonly ElfSamples _samples;
+
+        public ElfImageTests(ElfSamples samples) => _samples = samples;
+
+        private static HashSet<(string, ulong, ulong)> SymbolSet(ElfImage image) =>
+            image.Symbols.Select(s => (s.Name, s.Rva, s.Size)).ToHashSet();
+
+        [Fact]
+        public void Shared_library_header_and_build_id()
+        {
+            var image = ElfImage.Load(_samples.SharedLibrary);
+            Assert.Equal(ModuleFormat.Elf, image.Format);
+            Assert.Equal(64, image.Bitness);
+            Assert.Equal(3, image.ElfType);
+            Assert.Null(image.TimeDateStamp);
+            Assert.Null(image.SizeOfImage);
+            var expected = ElfTools.ReadElfBuildId(_samples.SharedLibrary);
+            Assert.Equal(40, expected.Length);
+            Assert.Equal(expected, image.BuildId);
+        }
+
+        [Fact]
+        public void Shared_library_symbols_match_nm()
+        {
+            var image = ElfImage.Load(_samples.SharedLibrary);
+            var expected = ElfTools.Nm(_samples.SharedLibrary, dynamic: false).ToHashSet();
+            Assert.Equal(expected.OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+
+            foreach (var name in new[] { "add", "use", "triple", "counter", "call_local_twin" })
+            {
+                Assert.True(image.TryResolveSymbol(name, out ulong rva), name);
+                Assert.Equal(ElfTools.NmValue(_samples.SharedLibrary, name), rva);
+            }
+            Assert.False(image.TryResolveSymbol("no_such_symbol", out _));
+            Assert.False(image.TryResolveSymbol("", out _));
+
+            var add = image.Symbols.Single(s => s.Name == "add");
+            Assert.True(add.IsFunction);
+            Assert.True(add.IsGlobal);
+            Assert.False(image.Symbols.Single(s => s.Name == "counter").IsFunction);
+            Assert.False(image.Symbols.Single(s => s.Name == "triple").IsGlobal);
+        }
+
+        [Fact]
+        public void Global_symbol_wins_over_a_local_of_the_same_name()
+        {
+            var image = ElfImage.Load(_samples.SharedLibrary);
+            var twins = ElfTools.Nm(_samples.SharedLibrary, dynamic: false).Where(s => s.Name == "shared_name").ToList();
+            Assert.Equal(2, twins.Count);
+            var global = ElfTools.NmValue(_samples.SharedLibrary, "shared_name", dynamic: true);
+            Assert.True(image.TryResolveSymbol("shared_name", out ulong rva));
+            Assert.Equal(global, rva);
+        }
+
+        [Fact]
+        public void Function_bounds_come_from_symbol_sizes()
+        {
+            var image = ElfImage.Load(_samples.SharedLibrary);
+            var add = ElfTools.Nm(_samples.SharedLibrary, dynamic: false).Single(s => s.Name == "add");
+            Assert.True(add.Size > 1);
+
+            foreach (var rva in new[] { add.Value, add.Value + 1, add.Value + add.Size - 1 })
+            {
+                Assert.True(image.TryGetFunctionBounds(rva, out ulong start, out ulong end, out string? name));
+                Assert.Equal(add.Value, start);
+                Assert.Equal(add.Value + add.Size, end);
+                Assert.Equal("add", name);
+            }
+            Assert.False(image.TryGetFunctionBounds(add.Value + add.Size, out _, out _, out var after) && after == "add");
+
+            var counter = ElfTools.NmValue(_samples.SharedLibrary, "counter");
+            Assert.False(image.TryGetFunctionBounds(counter, out _, out _, out _));
+            Assert.False(image.TryGetFunctionBounds(0, out _, out _, out _));
+            Assert.False(image.TryGetFunctionBounds(ulong.MaxValue, out _, out _, out _));
+        }
+
+        [Fact]
+        public void Pie_executable_uses_vaddr_as_rva()
+        {
+            var image = ElfImage.Load(_samples.PieExecutable);
+            Assert.Equal(3, image.ElfType);
+            Assert.Equal(ElfTools.ReadElfBuildId(_samples.PieExecutable), image.BuildId);
+            Assert.Equal(ElfTools.Nm(_samples.PieExecutable, dynamic: false).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+            Assert.True(image.TryResolveSymbol("main", out ulong main));
+            Assert.Equal(ElfTools.NmValue(_samples.PieExecutable, "main"), main);
+            Assert.True(image.TryGetFunctionBounds(main + 2, out ulong start, out _, out string? name));
+            Assert.Equal(main, start);
+            Assert.Equal("main", name);
+        }
+
+        [Fact]
+        public void Non_pie_executable_rva_is_vaddr_minus_image_base()
+        {
+            Assert.Matches(@"LOAD\s+0x0+ 0x0+400000 ", NativeBuild.Run("readelf", "-lW", _samples.NonPieExecutable));
+            var image = ElfImage.Load(_samples.NonPieExecutable);
+            Assert.Equal(2, image.ElfType);
+            Assert.Equal(64, image.Bitness);
+            Assert.Equal(ElfTools.ReadElfBuildId(_samples.NonPieExecutable), image.BuildId);
+
+            var expected = ElfTools.Nm(_samples.NonPieExecutable, dynamic: false).Select(s => (s.Name, s.Value - 0x400000, s.Size));
+            Assert.Equal(expected.ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+
+            foreach (var name in new[] { "main", "helper" })
+            {
+                Assert.True(image.TryResolveSymbol(name, out ulong rva));
+                Assert.Equal(ElfTools.NmValue(_samples.NonPieExecutable, name) - 0x400000, rva);
+                Assert.True(image.TryGetFunctionBounds(rva, out ulong start, out _, out string? bounded));
+                Assert.Equal(rva, start);
+                Assert.Equal(name, bounded);
+            }
+        }
+
+        [Fact]
+        public void Stripped_library_still_has_dynamic_symbols_and_build_id()
+        {
+            Assert.DoesNotContain(".symtab", NativeBuild.Run("readelf", "-SW", _samples.Stripped));
+            var image = ElfImage.Load(_samples.Stripped);
+            Assert.Equal(ElfTools.ReadElfBuildId(_samples.SharedLibrary), image.BuildId);
+            Assert.Equal(ElfTools.Nm(_samples.Stripped, dynamic: true).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+            Assert.True(image.TryResolveSymbol("add", out ulong add));
+            Assert.Equal(ElfTools.NmValue(_samples.SharedLibrary, "add"), add);
+            Assert.False(image.TryResolveSymbol("triple", out _));
+            Assert.True(image.TryGetFunctionBounds(add + 1, out _, out _, out string? name));
+            Assert.Equal("add", name);
+        }
+
+        [Fact]
+        public void Build_id_comes_from_program_headers_when_there_are_no_sections()
+        {
+            var bytes = File.ReadAllBytes(_samples.SharedLibrary);
+            // What sstrip does: the section header table is dropped from the ELF header.
+            Array.Clear(bytes, 40, 8);
+            Array.Clear(bytes, 60, 4);
+            var image = ElfImage.Parse(bytes, "no-sections.so");
+            Assert.Equal(ElfTools.ReadElfBuildId(_samples.SharedLibrary), image.BuildId);
+            Assert.Empty(image.Symbols);
+            Assert.False(image.TryResolveSymbol("add", out _));
+        }
+
+        [Theory]
+        [InlineData("/usr/lib/x86_64-linux-gnu/libz.so.1")]
+        [InlineData(Libc)]
+        [InlineData("/usr/bin/python3")]
+        public void Fdes_of_distribution_binaries_are_those_readelf_shows(string path)
+        {
+            var image = ElfImage.Load(path);
+            var want = InRvas(image, ElfTools.ReadElfFdes(path));
+            Assert.True(want.Count > 50, path + " has " + want.Count + " FDEs");
+            Assert.Equal(want, image.FdeRanges().ToList());
+        }
+
+        /// <summary>A non-PIE executable's RVAs count from its load address, readelf's addresses from 0.</summary>
+        private static List<(ulong Start, ulong End)> InRvas(ElfImage image, List<(ulong Start, ulong End)> fdes)
+        {
+            if (image.ElfType != 2) return fdes;
+            ulong loadBase = fdes.Min(r => r.Start) - image.FdeRanges().Min(r => r.Start);
+            Assert.Equal(0UL, loadBase & 0xfff);
+            return fdes.Select(r => (r.Start - loadBase, r.End - loadBase)).ToList();
+        }
+
+        [Fact]
+        public void Fdes_of_our_libraries_are_those_readelf_shows()
+        {
+            foreach (var path in new[] { _samples.SharedLibrary, _samples.SharedLibrary32, _samples.PieExecutable, _samples.NonPieExecutable, _samples.Stripped })
+            {
+                var image = ElfImage.Load(path);
+                var want = InRvas(image, ElfTools.ReadElfFdes(path));
+                Assert.NotEmpty(want);
+                Assert.Equal(want, image.FdeRanges().ToList());
+            }
+        }
+
+        [Fact]
+        public void A_static_function_of_a_stripped_library_is_bounded_by_its_fde()
+        {
+            // triple is static: stripped, no symbol names it, its FDE still bounds it.
+            ulong triple = ElfTools.NmValue(_samples.SharedLibrary, "triple");
+            ulong size = ElfTools.Nm(_samples.SharedLibrary, dynamic: false).Single(s => s.Name == "triple").Size;
+            var image = ElfImage.Load(_samples.Stripped);
+            Assert.True(image.TryGetFunctionBounds(triple + 1, out ulong start, out ulong end, out string? name));
+            Assert.Equal(triple, start);
+            Assert.Equal(triple + size, end);
+            Assert.Null(name);
+        }
+
+        [Fact]
+        public void Fdes_come_from_eh_frame_hdr_when_there_are_no_sections()
+        {
+            var bytes = File.ReadAllBytes(_samples.SharedLibrary);
+            Array.Clear(bytes, 40, 8);
+            Array.Clear(bytes, 60, 4);
+            var image = ElfImage.Parse(bytes, "no-sections.so");
+            Assert.Equal(ElfImage.Load(_samples.SharedLibrary).FdeRanges().ToList(), image.FdeRanges().ToList());
+            Assert.NotEmpty(image.FdeRanges());
+        }
+
+        [Fact]
+        public void Soname_is_read_and_absent_where_the_linker_set_none()
+        {
+            Assert.Equal("libz.so.1", ElfImage.Load("/usr/lib/x86_64-linux-gnu/libz.so.1.2.13").Soname);
+            Assert.Equal("libc.so.6", ElfImage.Load(Libc).Soname);
+            Assert.Null(ElfImage.Load(_samples.SharedLibrary).Soname);
+        }
+
+        [Fact]
+        [Trait("Category", Fuzz.Category)]
+        public async Task Random_mutations_of_eh_frame_give_ranges_or_a_format_error()
+        {
+            var original = File.ReadAllBytes(_samples.SharedLibrary);
+            var m = Regex.Match(NativeBuild.Run("readelf", "-SW", _samples.SharedLibrary), @"\.eh_frame\s+PROGBITS\s+[0-9a-f]+ ([0-9a-f]+) ([0-9a-f]+)");
+            int offset = Convert.ToInt32(m.Groups[1].Value, 16), size = Convert.ToInt32(m.Groups[2].Value, 16);
+            Assert.True(size > 0);
+            var rng = new Random(Fuzz.Seed(4343));
+            int cases = Fuzz.Cases(2000);
+            int parsed = 0, refused = 0;
+            await Fuzz.Run(cases, iteration =>
+            {
+                var bytes = (byte[])original.Clone();
+                for (int e = 1 + rng.Next(4); e > 0; e--)
+                {
+                    int at = offset + rng.Next(size);
+                    bytes[at] = rng.Next(3) switch { 0 => (byte)rng.Next(256), 1 => (byte)(bytes[at] ^ (1 << rng.Next(8))), _ => 0xff };
+                }
+                try
+                {
+                    var image = ElfImage.Parse(bytes, "fuzz.so");
+                    foreach (var r in image.FdeRanges()) Assert.True(r.End > r.Start);
+                    image.TryGetFunctionBounds((ulong)rng.Next(0x10000), out _, out _, out _);
+                    parsed++;
+                }
+                catch (ModuleFormatException)
+                {
+                    refused++;
+                }
+                catch (Exception e)
+                {
+                    var path = Path.Combine(Path.GetTempPath(), "ehframe-fuzz-failure-" + iteration + ".so");
+                    File.WriteAllBytes(path, bytes);
+                    Assert.Fail("iteration " + iteration + " (input saved as " + path + "): " + e);
+                }
+            });
+            Assert.True(parsed > 0 && refused > 0, $"parsed {parsed}, refused {refused}");
+        }
+
+        [Fact]
+        public void Missing_build_id_is_null()
+        {
+            var image = ElfImage.Load(_samples.NoBuildId);
+            Assert.Null(image.BuildId);
+            Assert.True(image.TryResolveSymbol("add", out _));
+        }
+
+        [Fact]
+        public void Elf32_shared_library()
+        {
+            var image = ElfImage.Load(_samples.SharedLibrary32);
+            Assert.Equal(32, image.Bitness);
+            Assert.Equal(3, image.ElfType);
+            Assert.Equal(ElfTools.ReadElfBuildId(_samples.SharedLibrary32), image.BuildId);
+            Assert.Equal(ElfTools.Nm(_samples.SharedLibrary32, dynamic: false).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+            Assert.True(image.TryResolveSymbol("add", out ulong add));
+            Assert.Equal(ElfTools.NmValue(_samples.SharedLibrary32, "add"), add);
+            Assert.True(image.TryGetFunctionBounds(add + 3, out ulong start, out _, out _));
+            Assert.Equal(add, start);
+        }
+
+        [Fact]
+        public void Parse_of_bytes_equals_load_of_the_file()
+        {
+            var loaded = ElfImage.Load(_samples.SharedLibrary);
+            var parsed = ElfImage.Parse(File.ReadAllBytes(_samples.SharedLibrary), "libtest.so");
+            Assert.Equal(loaded.BuildId, parsed.BuildId);
+            Assert.Equal(SymbolSet(loaded), SymbolSet(parsed));
+        }
+
+        [Fact]
+        public void System_libc()
+        {
+            var image = ElfImage.Load(Libc);
+            Assert.Equal(64, image.Bitness);
+            Assert.Equal(3, image.ElfType);
+            Assert.Equal(ElfTools.ReadElfBuildId(Libc), image.BuildId);
+            Assert.NotNull(image.BuildId);
+
+            Assert.True(image.TryResolveSymbol("getpid", out ulong getpid));
+            Assert.Equal(ElfTools.NmValue(Libc, "getpid", dynamic: true), getpid);
+            Assert.True(image.TryGetFunctionBounds(getpid, out ulong start, out ulong end, out _));
+            Assert.Equal(getpid, start);
+            Assert.True(end > start);
+
+            // TLS symbols have no address in the image; nm cannot tell them apart, readelf can.
+            var tls = NativeBuild.Run("readelf", "-sW", "--dyn-syms", Libc).Split('\n')
+                .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                .Where(f => f.Length >= 8 && f[3] == "TLS")
+                .Select(f => f[7].Split('@')[0]).ToHashSet();
+            Assert.NotEmpty(tls);
+            var expected = ElfTools.Nm(Libc, dynamic: true).Where(s => !tls.Contains(s.Name)).ToHashSet();
+            Assert.Equal(expected.OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
+        }
+
+        [Fact]
+        public void Versioned_name_resolves_to_its_default_version()
+        {
+            var image = ElfImage.Load(Libc);
+            var versions = NativeBuild.Run("nm", "-D", "--defined-only", Libc).Split('\n')
+                .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                .Where(f => f.Length == 3 && f[2].StartsWith("realpath@"))
+                .ToDictionary(f => f[2], f => Convert.ToUInt64(f[0], 16));
+            var defaultVersion = Assert.Single(versions, v => v.Key.Contains("@@"));
+            Assert.Contains(versions, v => !v.Key.Contains("@@") && v.Value != defaultVersion.Value);
+            Assert.True(image.TryResolveSymbol("realpath", out ulong rva));
+            Assert.Equal(defaultVersion.Value, rva);
+        }
+
+        [Fact]
+        public void Load_of_a_missing_file_is_not_a_format_error()
+        {
+            var path = Path.Combine(_samples.Dir, "missing.so");
+            var e = Assert.Throws<HotpatchException>(() => ElfImage.Load(path));
+            Assert.IsNotType<ModuleFormatException>(e);
+            Assert.Equal(path + ": file not found", e.Message);
+        }
+
+        [Fact]
+        public void Malformed_files_are_format_errors()
+        {
+            var good = File.ReadAllBytes(_samples.SharedLibrary);
+
+            void Refused(byte[] bytes, string reason)
+            {
+                var e = Assert.Throws<ModuleFormatException>(() => ElfImage.Parse(bytes, "bad.so"));
+                Assert.Equal(HotpatchErrorKind.Internal, e.Kind);
+                Assert.Equal("bad.so", e.Source);
+                Assert.StartsWith("bad.so: not a valid ELF file: ", e.Message);
+                Assert.Contains(reason, e.Reason);
+            }
+
+            byte[] With(Action<byte[]> edit)
+            {
+                var copy = (byte[])good.Clone();
+                edit(copy);
+                return copy;
+            }
+
+            Refused(new byte[0], "too short");
+            Refused(System.Text.Encoding.ASCII.GetBytes("#!/bin/sh\necho not an ELF file\n"), "bad magic");
+            Refused(good.Take(40).ToArray(), "ELF header");
+            Refused(good.Take(good.Length - 100).ToArray(), "outside the file");
+            Refused(With(b => b[4] = 7), "class");
+            Refused(With(b => b[5] = 2), "little-endian");
+            Refused(With(b => b[4] = 1), "i386");
+            Refused(With(b => b[16] = 1), "e_type");
+            Refused(With(b => { b[60] = 0xfe; b[61] = 0xff; }), "section header table");
+            Refused(With(b => { b[56] = 0xfe; b[57] = 0xff; }), "program header table");
+            Refused(With(b => { for (int i = 40; i < 48; i++) b[i] = 0xff; }), "outside the file");
+            Refused(With(b => { b[58] = 8; }), "e_shentsize");
+        }
+
+        [Fact]
+        [Trait("Category", Fuzz.Category)]
+        public async Task Random_mutations_give_an_image_or_a_format_error()
+        {
+            var original = File.ReadAllBytes(_samples.SharedLibrary);
+            var rng = new Random(Fuzz.Seed(4242));
+            int cases = Fuzz.Cases(2000);
+            int parsed = 0, refused = 0;
+            await Fuzz.Run(cases, iteration =>
+            {
+                var bytes = Mutate(original, rng);
+                try
+                {
+                    ElfImage.Parse(bytes, "fuzz.so");
+                    parsed++;
+                }
+                catch (ModuleFormatException)
+                {
+                    refused++;
+                }
+                catch (Exception e)
+                {
+                    var path = Path.Combine(Path.GetTempPath(), "elf-fuzz-failure-" + iteration + ".so");
+                    File.WriteAllBytes(path, bytes);
+                    Assert.Fail("iteration " + iteration + " (input saved as " + path + "): " + e);
+                }
+            });
+            Assert.True(parsed > 0 && refused > 0, $"parsed {parsed}, refused {refused}");
+        }
+
+        /// <summary>Mostly hits the headers and tables, where a wrong byte changes what the reader does.</summary>
+        private static byte[] Mutate(byte[] original, Random rng)
+        {
+            var bytes = (byte[])original.Clone();
+            int length = bytes.Length;
+            int edits = 1 + rng.Next(6);
+            for (int e = 0; e < edits; e++)
+            {
+                switch (rng.Next(5))
+                {
+                    case 0:
+                        bytes[rng.Next(length)] ^= (byte)(1 << rng.Next(8));
+                        break;
+                    case 1:
+                        bytes[rng.Next(Math.Min(length, 64 + 56 * 12))] = (byte)rng.Next(256);
+                        break;
+                    case 2 when length > 8:
+                    {
+                        int at = rng.Next(length - 8) & ~7;
+                        ulong value = rng.Next(3) switch
+                        {
+                            0 => ulong.MaxValue,
+                            1 => (ulong)rng.Next(),
+                            _ => 0x7fffffffUL << rng.Next(32),
+                        };
+                        BitConverter.GetBytes(value).CopyTo(bytes, at);
+                        break;
+                    }
+                    case 3:
+                        length = rng.Next(length + 1);
+                        break;
+                    default:
+                        bytes[rng.Next(length)] = (byte)rng.Next(256);
+                        break;
+                }
+                if (length == 0) break;
+            }
+            return bytes.Take(length).ToArray();
+        }
+    }
+}

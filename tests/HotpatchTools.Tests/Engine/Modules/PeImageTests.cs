@@ -1,0 +1,515 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading.Tasks;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Modules;
+using HotpatchTools.Tests.Support;
+using Xunit;
+
+namespace HotpatchTools.Tests
+{
+    public class PeImageTests : IClassFixture<PeSamples>
+    {
+        private const string Kernel32Path = "/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/kernel32.dll";
+        private readonly PeSamples _samples;
+
+        public PeImageTests(PeSamples samples) => _samples = samples;
+
+        private static HashSet<(string?, uint, uint, string?)> ExportSet(PeImage image) =>
+            image.Exports.Select(e => (e.Name, e.Ordinal, e.Rva, e.Forwarder)).ToHashSet();
+
+        private static void AssertBounds(PeImage image, uint rva, uint start, uint end, string? name)
+        {
+            Assert.True(image.TryGetFunctionBounds(rva, out ulong s, out ulong e, out string? n), "no bounds at 0x" + rva.ToString("x"));
+            Assert.Equal((start, end, name), ((uint)s, (uint)e, n));
+        }
+
+        [Fact]
+        public void Pe32_plus_identity()
+        {
+            foreach (var path in new[] { _samples.Dll64, _samples.Exe64 })
+            {
+                var image = PeImage.Load(path);
+                Assert.Equal(ModuleFormat.Pe, image.Format);
+                Assert.Equal(64, image.Bitness);
+                Assert.Equal(PeImage.MachineAmd64, image.Machine);
+                Assert.Null(image.BuildId);
+                Assert.Equal(PeTools.TimeDateStamp(path), image.TimeDateStamp);
+                Assert.Equal(PeTools.SizeOfImage(path), image.SizeOfImage);
+            }
+        }
+
+        [Fact]
+        public void Pe32_identity()
+        {
+            foreach (var path in new[] { _samples.Dll32, _samples.Exe32, _samples.Stripped32 })
+            {
+                var image = PeImage.Load(path);
+                Assert.Equal(32, image.Bitness);
+                Assert.Equal(PeImage.MachineI386, image.Machine);
+                Assert.Null(image.BuildId);
+                Assert.Equal(PeTools.TimeDateStamp(path), image.TimeDateStamp);
+                Assert.Equal(PeTools.SizeOfImage(path), image.SizeOfImage);
+            }
+        }
+
+        [Fact]
+        public void Exports_match_objdump()
+        {
+            foreach (var path in new[] { _samples.Dll64, _samples.Dll32, _samples.Exe64, _samples.Exe32, _samples.Stripped32 })
+            {
+                var image = PeImage.Load(path);
+                Assert.Equal(PeTools.Exports(path).OrderBy(e => e), ExportSet(image).OrderBy(e => e));
+                Assert.Equal(image.Exports.OrderBy(e => e.Ordinal).ThenBy(e => e.Name, StringComparer.Ordinal), image.Exports);
+            }
+        }
+
+        [Fact]
+        public void Exports_resolve_to_nm_values()
+        {
+            foreach (var (path, decoration) in new[] { (_samples.Dll64, ""), (_samples.Dll32, "_") })
+            {
+                var image = PeImage.Load(path);
+                foreach (var name in new[] { "add", "use", "counter" })
+                {
+                    Assert.True(image.TryResolveSymbol(name, out ulong rva), name);
+                    Assert.Equal(PeTools.NmRva(path, decoration + name), rva);
+                }
+                Assert.False(image.TryResolveSymbol("no_such_symbol", out _));
+                Assert.False(image.TryResolveSymbol("", out _));
+
+                var add = image.Exports.Single(e => e.Name == "add");
+                Assert.Equal(5u, add.Ordinal);
+                Assert.False(add.IsForwarder);
+                Assert.Null(add.Forwarder);
+            }
+        }
+
+        [Fact]
+        public void Export_by_ordinal_only()
+        {
+            var image = PeImage.Load(_samples.Dll64);
+            var hidden = Assert.Single(image.Exports, e => e.Ordinal == 9);
+            Assert.Null(hidden.Name);
+            Assert.False(image.TryResolveSymbol("hidden", out _));
+            Assert.True(image.TryResolveSymbol("#9", out ulong rva));
+            Assert.Equal(PeTools.NmRva(_samples.Dll64, "add"), rva);
+            Assert.True(image.TryResolveSymbol("#5", out ulong add));
+            Assert.Equal(rva, add);
+            Assert.False(image.TryResolveSymbol("#3", out _));
+            Assert.False(image.TryResolveSymbol("#", out _));
+            Assert.False(image.TryResolveSymbol("#-5", out _));
+        }
+
+        [Fact]
+        public void Forwarders()
+        {
+            foreach (var path in new[] { _samples.Dll64, _samples.Dll32 })
+            {
+                var image = PeImage.Load(path);
+                var expected = new[]
+                {
+                    ("Forwarded", "kernel32.GetTickCount", "kernel32.dll", "GetTickCount"),
+                    ("ByOrdinal", "ntdll.#12", "ntdll.dll", "#12"),
+                    ("ApiSet", "api-ms-win-core-sysinfo-l1-1-0.dll.GetTickCount", "api-ms-win-core-sysinfo-l1-1-0.dll", "GetTickCount"),
+                };
+                foreach (var (name, forwarder, module, symbol) in expected)
+                {
+                    Assert.False(image.TryResolveSymbol(name, out _), name);
+                    Assert.True(image.TryGetForwarder(name, out string targetModule, out string targetSymbol), name);
+                    Assert.Equal((module, symbol), (targetModule, targetSymbol));
+                    var export = image.Exports.Single(e => e.Name == name);
+                    Assert.True(export.IsForwarder);
+                    Assert.Equal(forwarder, export.Forwarder);
+                }
+                Assert.True(image.TryGetForwarder("#7", out string byOrdinal, out _));
+                Assert.Equal("kernel32.dll", byOrdinal);
+                Assert.False(image.TryGetForwarder("add", out _, out _));
+                Assert.False(image.TryGetForwarder("no_such_symbol", out _, out _));
+                Assert.Equal(3, image.Exports.Count(e => e.IsForwarder));
+            }
+        }
+
+        [Fact]
+        public void Pdata_bounds_match_objdump()
+        {
+            foreach (var path in new[] { _samples.Dll64, _samples.Exe64 })
+            {
+                var image = PeImage.Load(path);
+                var table = PeTools.FunctionTable(path);
+                Assert.NotEmpty(table);
+                foreach (var (begin, end) in table)
+                {
+                    Assert.True(image.TryGetFunctionBounds(begin, out ulong start, out ulong stop, out _));
+                    Assert.Equal((begin, end), ((uint)start, (uint)stop));
+                    Assert.True(image.TryGetFunctionBounds(end - 1, out start, out _, out _));
+                    Assert.Equal(begin, start);
+                }
+
+                uint add = PeTools.NmRva(path, "add");
+                var entry = table.Single(t => t.Begin == add);
+                AssertBounds(image, add, add, entry.End, "add");
+                AssertBounds(image, entry.End - 1, add, entry.End, "add");
+                uint triple = PeTools.NmRva(path, "triple");
+                AssertBounds(image, triple + 1, triple, table.Single(t => t.Begin == triple).End, "triple");
+
+                Assert.False(image.TryGetFunctionBounds(0, out _, out _, out _));
+                Assert.False(image.TryGetFunctionBounds(PeTools.NmRva(path, "counter"), out _, out _, out _));
+                Assert.False(image.TryGetFunctionBounds(ulong.MaxValue, out _, out _, out _));
+                Assert.False(image.TryGetFunctionBounds((ulong)uint.MaxValue + 0x1000 + add, out _, out _, out _));
+            }
+        }
+
+        [Fact]
+        public void Pe32_bounds_come_from_the_coff_symbol_table()
+        {
+            var path = _samples.Exe32;
+            Assert.NotEqual(0u, PeTools.Header(path).SymbolCount);
+            var image = PeImage.Load(path);
+            foreach (var name in new[] { "triple", "add", "use", "main", "under" })
+            {
+                uint start = PeTools.NmRva(path, "_" + name, name == "triple" ? 't' : 'T');
+                uint end = PeTools.NextLabelAfter(path, "_" + name);
+                Assert.True(end > start);
+                AssertBounds(image, start, start, end, name);
+                AssertBounds(image, end - 1, start, end, name);
+            }
+
+            // Past the last function of .text is the end of .text's data, not a function.
+            Assert.False(image.TryGetFunctionBounds(PeTools.NmRva(path, "_counter"), out _, out _, out _));
+            Assert.False(image.TryGetFunctionBounds(0, out _, out _, out _));
+            var text = PeTools.Header(path).Sections[0];
+            Assert.True(image.TryGetFunctionBounds(text.VirtualAddress + text.VirtualSize - 1, out _, out ulong last, out _));
+            Assert.Equal(text.VirtualAddress + text.VirtualSize, last);
+            Assert.False(image.TryGetFunctionBounds(text.VirtualAddress + text.VirtualSize, out _, out _, out _));
+        }
+
+        [Fact]
+        public void Pe32_dll_bounds_name_the_export()
+        {
+            var image = PeImage.Load(_samples.Dll32);
+            uint add = PeTools.NmRva(_samples.Dll32, "_add");
+            AssertBounds(image, add + 2, add, PeTools.NextLabelAfter(_samples.Dll32, "_add"), "add");
+        }
+
+        [Fact]
+        public void Coff_symbols_resolve_after_exports()
+        {
+            var image = PeImage.Load(_samples.Exe32);
+            uint triple = PeTools.NmRva(_samples.Exe32, "_triple");
+            Assert.True(image.TryResolveSymbol("triple", out ulong rva));
+            Assert.Equal(triple, rva);
+            Assert.True(image.TryResolveSymbol("_triple", out rva));
+            Assert.Equal(triple, rva);
+            Assert.True(image.TryResolveSymbol("counter", out rva));
+            Assert.Equal(PeTools.NmRva(_samples.Exe32, "_counter"), rva);
+
+            // The exported shadow, not the file-local one of the same name, whichever way it is asked for.
+            uint shadow = PeTools.NmRva(_samples.Exe32, "_shadow", 'T');
+            Assert.NotEqual(shadow, PeTools.NmRva(_samples.Exe32, "_shadow", 't'));
+            Assert.True(image.TryResolveSymbol("shadow", out rva));
+            Assert.Equal(shadow, rva);
+            Assert.True(image.TryResolveSymbol("_shadow", out rva));
+            Assert.Equal(shadow, rva);
+
+            // C's under is _under in COFF and C's _under is __under: an exact COFF name wins over an undecorated one.
+            uint under = PeTools.NmRva(_samples.Exe32, "_under"), underscored = PeTools.NmRva(_samples.Exe32, "__under");
+            Assert.True(image.TryResolveSymbol("under", out rva));
+            Assert.Equal(under, rva);
+            Assert.True(image.TryResolveSymbol("_under", out rva));
+            Assert.Equal(under, rva);
+            Assert.True(image.TryResolveSymbol("__under", out rva));
+            Assert.Equal(underscored, rva);
+
+            var x64 = PeImage.Load(_samples.Exe64);
+            Assert.True(x64.TryResolveSymbol("triple", out rva));
+            Assert.Equal(PeTools.NmRva(_samples.Exe64, "triple"), rva);
+            Assert.False(x64.TryResolveSymbol("_triple", out _));
+        }
+
+        [Fact]
+        public void Stripped_pe32_has_exports_but_no_bounds()
+        {
+            Assert.Equal(0u, PeTools.Header(_samples.Stripped32).SymbolCount);
+            var image = PeImage.Load(_samples.Stripped32);
+            var full = PeImage.Load(_samples.Exe32);
+            Assert.Equal(ExportSet(full), ExportSet(image));
+            Assert.True(image.TryResolveSymbol("add", out ulong add));
+            Assert.True(full.TryResolveSymbol("add", out ulong fullAdd));
+            Assert.Equal(fullAdd, add);
+            Assert.False(image.TryResolveSymbol("triple", out _));
+            Assert.False(image.TryResolveSymbol("main", out _));
+            Assert.False(image.TryGetFunctionBounds(add, out _, out _, out _));
+        }
+
+        [Fact]
+        public void Loaded_layout_gives_the_same_exports_and_bounds()
+        {
+            foreach (var path in new[] { _samples.Dll64, _samples.Exe64 })
+            {
+                var file = PeImage.Load(path);
+                var loadedBytes = PeTools.LoadedLayout(File.ReadAllBytes(path));
+                var loaded = PeImage.FromLoadedImage(loadedBytes, Path.GetFileName(path));
+                Assert.Equal(file.TimeDateStamp, loaded.TimeDateStamp);
+                Assert.Equal(file.SizeOfImage, loaded.SizeOfImage);
+                Assert.Equal(file.Bitness, loaded.Bitness);
+                Assert.Equal(ExportSet(file), ExportSet(loaded));
+                foreach (var e in file.Exports.Where(e => e.Name != null))
+                {
+                    Assert.Equal(file.TryResolveSymbol(e.Name!, out ulong a), loaded.TryResolveSymbol(e.Name!, out ulong b));
+                    Assert.Equal(a, b);
+                    Assert.Equal(file.TryGetForwarder(e.Name!, out var fm, out var fs), loaded.TryGetForwarder(e.Name!, out var lm, out var ls));
+                    Assert.Equal((fm, fs), (lm, ls));
+                }
+                foreach (var (begin, end) in PeTools.FunctionTable(path))
+                {
+                    Assert.True(loaded.TryGetFunctionBounds(begin, out ulong start, out ulong stop, out _));
+                    Assert.Equal((begin, end), ((uint)start, (uint)stop));
+                }
+                uint add = PeTools.NmRva(path, "add");
+                Assert.True(loaded.TryGetFunctionBounds(add, out _, out _, out string? name));
+                Assert.Equal("add", name);
+                // Only exports come from a loaded image: the COFF symbol table is not mapped.
+                Assert.False(loaded.TryResolveSymbol("triple", out _));
+            }
+        }
+
+        [Fact]
+        public void Loaded_pe32_has_exports_but_no_symbols()
+        {
+            var file = PeImage.Load(_samples.Dll32);
+            var loaded = PeImage.FromLoadedImage(PeTools.LoadedLayout(File.ReadAllBytes(_samples.Dll32)), "lib32.dll");
+            Assert.Equal(32, loaded.Bitness);
+            Assert.Equal(ExportSet(file), ExportSet(loaded));
+            Assert.True(loaded.TryResolveSymbol("use", out ulong use));
+            Assert.Equal(PeTools.NmRva(_samples.Dll32, "_use"), use);
+            Assert.False(loaded.TryResolveSymbol("triple", out _));
+            Assert.False(loaded.TryGetFunctionBounds(use, out _, out _, out _));
+        }
+
+        [Fact]
+        public void Loaded_image_shorter_than_size_of_image_is_refused()
+        {
+            var loaded = PeTools.LoadedLayout(File.ReadAllBytes(_samples.Dll64));
+            var e = Assert.Throws<ModuleFormatException>(() => PeImage.FromLoadedImage(loaded.Take(loaded.Length - 0x1000).ToArray(), "short.dll"));
+            Assert.Contains("SizeOfImage", e.Reason);
+        }
+
+        [Fact]
+        public void Parse_of_bytes_equals_load_of_the_file()
+        {
+            foreach (var path in new[] { _samples.Dll64, _samples.Exe32 })
+            {
+                var loaded = PeImage.Load(path);
+                var parsed = PeImage.Parse(File.ReadAllBytes(path), Path.GetFileName(path));
+                Assert.Equal(loaded.TimeDateStamp, parsed.TimeDateStamp);
+                Assert.Equal(ExportSet(loaded), ExportSet(parsed));
+                uint triple = PeTools.NmRva(path, loaded.Bitness == 32 ? "_triple" : "triple");
+                Assert.True(parsed.TryGetFunctionBounds(triple, out ulong a, out ulong b, out string? n));
+                Assert.True(loaded.TryGetFunctionBounds(triple, out ulong c, out ulong d, out string? m));
+                Assert.Equal((a, b, n), (c, d, m));
+            }
+        }
+
+        [Fact]
+        public void Wine_kernel32()
+        {
+            Assert.True(File.Exists(Kernel32Path), Kernel32Path + " is missing: install Debian's libwine (apt-get install -y libwine)");
+            var image = PeImage.Load(Kernel32Path);
+            Assert.Equal(64, image.Bitness);
+            Assert.Equal(PeTools.TimeDateStamp(Kernel32Path), image.TimeDateStamp);
+            Assert.Equal(PeTools.SizeOfImage(Kernel32Path), image.SizeOfImage);
+
+            var expected = PeTools.Exports(Kernel32Path);
+            Assert.Equal(expected.OrderBy(e => e), ExportSet(image).OrderBy(e => e));
+
+            var getpid = expected.Single(e => e.Item1 == "GetCurrentProcessId");
+            Assert.Null(getpid.Item4);
+            Assert.True(image.TryResolveSymbol("GetCurrentProcessId", out ulong rva));
+            Assert.Equal(getpid.Item3, rva);
+            var entry = PeTools.FunctionTable(Kernel32Path).Single(t => t.Begin == rva);
+            AssertBounds(image, (uint)rva, entry.Begin, entry.End, "GetCurrentProcessId");
+
+            var forwarded = expected.Where(e => e.Item4 != null).ToList();
+            Assert.NotEmpty(forwarded);
+            Assert.Equal(forwarded.Count, image.Exports.Count(e => e.IsForwarder));
+            foreach (var f in forwarded)
+            {
+                Assert.False(image.TryResolveSymbol(f.Item1!, out _), f.Item1);
+                Assert.True(image.TryGetForwarder(f.Item1!, out string module, out string symbol));
+                int dot = f.Item4!.LastIndexOf('.');
+                Assert.Equal(f.Item4.Substring(0, dot) + ".dll", module);
+                Assert.Equal(f.Item4.Substring(dot + 1), symbol);
+            }
+
+            var loaded = PeImage.FromLoadedImage(PeTools.LoadedLayout(File.ReadAllBytes(Kernel32Path)), "kernel32.dll");
+            Assert.Equal(ExportSet(image), ExportSet(loaded));
+            AssertBounds(loaded, (uint)rva + 1, entry.Begin, entry.End, "GetCurrentProcessId");
+        }
+
+        [Fact]
+        public void Load_of_a_missing_file_is_not_a_format_error()
+        {
+            var path = Path.Combine(_samples.Dir, "missing.dll");
+            var e = Assert.Throws<HotpatchException>(() => PeImage.Load(path));
+            Assert.IsNotType<ModuleFormatException>(e);
+            Assert.Equal(HotpatchErrorKind.ModuleNotLoaded, e.Kind);
+            Assert.Equal(path + ": file not found", e.Message);
+        }
+
+        [Fact]
+        public void Malformed_files_are_format_errors()
+        {
+            var good = File.ReadAllBytes(_samples.Dll64);
+            var h = PeTools.Header(good);
+
+            void Refused(byte[] bytes, string reason)
+            {
+                var e = Assert.Throws<ModuleFormatException>(() => PeImage.Parse(bytes, "bad.dll"));
+                Assert.Equal(HotpatchErrorKind.Internal, e.Kind);
+                Assert.Equal("bad.dll", e.Source);
+                Assert.StartsWith("bad.dll: not a valid PE file: ", e.Message);
+                Assert.Contains(reason, e.Reason);
+            }
+
+            byte[] With(Action<byte[]> edit)
+            {
+                var copy = (byte[])good.Clone();
+                edit(copy);
+                return copy;
+            }
+
+            void Put(byte[] b, int at, uint value) => BitConverter.GetBytes(value).CopyTo(b, at);
+
+            Refused(new byte[0], "too short");
+            Refused(System.Text.Encoding.ASCII.GetBytes("MZ not really a PE file"), "");
+            Refused(good.Take(0x100).ToArray(), "");
+            Refused(With(b => b[h.CoffHeader - 4] = (byte)'X'), "");
+            Refused(With(b => b[0] = (byte)'X'), "bad magic (expected MZ)");
+            Refused(With(b => { b[h.CoffHeader] = 0x4c; b[h.CoffHeader + 1] = 0x01; }), "machine 0x14c");
+            Refused(With(b => b[h.CoffHeader + 16] = 0xf8), "SizeOfOptionalHeader");
+            Refused(good.Take(good.Length - 0x1000).ToArray(), "outside the file");
+            Refused(With(b => Put(b, h.OptionalHeader + 56, 0x1000)), "SizeOfImage");
+
+            uint exportDirectory = h.Directory(good, 0);
+            int export = (int)h.FileOffset(exportDirectory);
+            Refused(With(b => Put(b, h.DataDirectories, 0x7ff00000)), "export directory");
+            Refused(With(b => Put(b, export + 20, 0x10000000)), "export address table");
+            Refused(With(b => Put(b, export + 24, 0x1000000)), "export name table");
+            uint ordinals = BitConverter.ToUInt32(good, export + 36);
+            Refused(With(b => { b[h.FileOffset(ordinals)] = 0xff; b[h.FileOffset(ordinals) + 1] = 0xff; }), "ordinal index");
+            var forwarder = PeImage.Load(_samples.Dll64).Exports.Single(e => e.Name == "Forwarded");
+            Refused(With(b => b[h.FileOffset(forwarder.Rva) + "kernel32".Length] = (byte)'_'), "not MODULE.SYMBOL");
+
+            int pdata = (int)h.FileOffset(h.Directory(good, 3));
+            Refused(With(b => Put(b, pdata + 4, BitConverter.ToUInt32(good, pdata) - 1)), "exception directory entry 0");
+            Refused(With(b => Put(b, pdata + 12, 0)), "out of order");
+
+            Refused(With(b => Put(b, h.CoffHeader + 8, (uint)good.Length - 17)), "COFF symbol table");
+            Refused(With(b => Put(b, h.CoffHeader + 12, h.SymbolCount + 1000)), "COFF");
+        }
+
+        [Fact]
+        [Trait("Category", Fuzz.Category)]
+        public async Task Random_mutations_give_an_image_or_a_format_error()
+        {
+            var dll64 = File.ReadAllBytes(_samples.Dll64);
+            var inputs = new (byte[] Bytes, bool Loaded, int[] Hot)[]
+            {
+                (dll64, false, HotOffsets(dll64, loaded: false)),
+                (File.ReadAllBytes(_samples.Exe32), false, HotOffsets(File.ReadAllBytes(_samples.Exe32), loaded: false)),
+                (PeTools.LoadedLayout(dll64), true, HotOffsets(dll64, loaded: true)),
+            };
+            var rng = new Random(Fuzz.Seed(4243));
+            int cases = Fuzz.Cases(2000);
+            int parsed = 0, refused = 0;
+            await Fuzz.Run(cases, iteration =>
+            {
+                var input = inputs[iteration % inputs.Length];
+                var bytes = Mutate(input.Bytes, input.Hot, rng);
+                try
+                {
+                    var image = input.Loaded ? PeImage.FromLoadedImage(bytes, "fuzz.dll") : PeImage.Parse(bytes, "fuzz.dll");
+                    foreach (var e in image.Exports)
+                    {
+                        if (e.Name == null) continue;
+                        image.TryResolveSymbol(e.Name, out _);
+                        image.TryGetForwarder(e.Name, out _, out _);
+                        image.TryGetFunctionBounds(e.Rva, out _, out _, out _);
+                    }
+                    parsed++;
+                }
+                catch (ModuleFormatException)
+                {
+                    refused++;
+                }
+                catch (Exception e)
+                {
+                    var path = Path.Combine(Path.GetTempPath(), "pe-fuzz-failure-" + iteration + ".bin");
+                    File.WriteAllBytes(path, bytes);
+                    Assert.Fail("iteration " + iteration + " (input saved as " + path + ", loaded layout: " + input.Loaded + "): " + e);
+                }
+            });
+            Assert.True(parsed > 100 && refused > 100, $"parsed {parsed}, refused {refused}");
+        }
+
+        /// <summary>Where a wrong byte changes what the reader does: headers, export tables, .pdata, COFF symbols.</summary>
+        private static int[] HotOffsets(byte[] file, bool loaded)
+        {
+            var h = PeTools.Header(file);
+            int At(uint rva) => loaded ? (int)rva : (int)h.FileOffset(rva);
+            var hot = new List<int>();
+            hot.AddRange(Enumerable.Range(0, (int)h.SizeOfHeaders));
+            uint exportDirectory = h.Directory(file, 0);
+            int export = (int)h.FileOffset(exportDirectory);
+            hot.AddRange(Enumerable.Range(At(exportDirectory), 40));
+            foreach (int field in new[] { 28, 32, 36 })
+                hot.AddRange(Enumerable.Range(At(BitConverter.ToUInt32(file, export + field)), 32));
+            if (h.Machine == PeImage.MachineAmd64)
+                hot.AddRange(Enumerable.Range(At(h.Directory(file, 3)), 240));
+            if (!loaded && h.SymbolCount > 0)
+                hot.AddRange(Enumerable.Range((int)h.SymbolTable, Math.Min(18 * 400, file.Length - (int)h.SymbolTable)));
+            return hot.ToArray();
+        }
+
+        private static byte[] Mutate(byte[] original, int[] hot, Random rng)
+        {
+            var bytes = (byte[])original.Clone();
+            int length = bytes.Length;
+            int edits = 1 + rng.Next(4);
+            for (int e = 0; e < edits; e++)
+            {
+                int at = rng.Next(3) == 0 ? rng.Next(length) : hot[rng.Next(hot.Length)];
+                if (at >= length) continue;
+                switch (rng.Next(5))
+                {
+                    case 0:
+                        bytes[at] ^= (byte)(1 << rng.Next(8));
+                        break;
+                    case 1 when at + 4 <= length:
+                    {
+                        uint value = rng.Next(4) switch
+                        {
+                            0 => uint.MaxValue,
+                            1 => (uint)rng.Next(),
+                            2 => (uint)rng.Next(0x100),
+                            _ => 0x7fffffffu >> rng.Next(31),
+                        };
+                        BitConverter.GetBytes(value).CopyTo(bytes, at);
+                        break;
+                    }
+                    case 2 when rng.Next(4) == 0:
+                        length = rng.Next(length + 1);
+                        break;
+                    default:
+                        bytes[at] = (byte)rng.Next(256);
+                        break;
+                }
+                if (length == 0) break;
+            }
+            return bytes.Take(length).ToArray();
+        }
+    }
+}

@@ -1,0 +1,478 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text;
+using Decoder = Iced.Intel.Decoder;
+using System.Text.RegularExpressions;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Format;
+using HotpatchTools.Engine.Patching;
+using HotpatchTools.Engine.Platform;
+using HotpatchTools.Engine.Platform.Offline;
+using HotpatchTools.Tests.Support;
+using Iced.Intel;
+using Xunit;
+
+namespace HotpatchTools.Tests
+{
+    public sealed class X86OfflineTests : IClassFixture<X86Images>
+    {
+        private const int Pid = ImageProcess.ProcessId;
+        private readonly X86Images _images;
+
+        public X86OfflineTests(X86Images images) => _images = images;
+
+        public static TheoryData<string> Images => new TheoryData<string> { X86Images.Pe, X86Images.ElfExec, X86Images.ElfShared };
+
+        /// <summary>Where the bytes of an absolute operand are right as they stand: no relocation is applied offline.</summary>
+        public static TheoryData<string> Unrelocated => new TheoryData<string> { X86Images.Pe, X86Images.ElfExec };
+
+        private sealed class Offline
+        {
+            public Offline(X86Images images, string kind, EngineOptions? options = null)
+            {
+                Kind = kind;
+                Images = images;
+                Platform = new OfflinePlatform(images.PathOf(kind));
+                Engine = new HotpatchEngine(Platform, options);
+            }
+
+            public string Kind { get; }
+            public X86Images Images { get; }
+            public OfflinePlatform Platform { get; }
+            public HotpatchEngine Engine { get; }
+            public ImageProcess Process => Platform.Process;
+
+            public ulong Va(string symbol) => Images.Va(Kind, symbol);
+
+            public byte[] Read(ulong address, int length)
+            {
+                var b = new byte[length];
+                Process.Memory.Read(address, b);
+                return b;
+            }
+
+            public PatchletSpec At(string symbol, int expectLength, string code = "", string mode = "insert") =>
+                new PatchletSpec(symbol, Read(Va(symbol), expectLength), code, mode);
+
+            /// <summary>A patch file for this image, as a patch author writes one for a 32-bit module.</summary>
+            public Micropatch Patch(string id, params PatchletSpec[] patchlets)
+            {
+                var sb = new StringBuilder();
+                sb.Append("format: 1\nid: ").Append(id).Append("\ntitle: x86 offline ").Append(id).Append('\n');
+                sb.Append("target:\n  os: ").Append(Kind == X86Images.Pe ? "windows" : "linux").Append("\n  arch: x86\n  module: ").Append(Process.Name).Append('\n');
+                sb.Append("patchlets:\n");
+                foreach (var p in patchlets)
+                {
+                    sb.Append("  - at: ").Append(p.At).Append("\n    expect: ").Append(Hex.Spaced(p.Expect)).Append("\n    mode: ").Append(p.Mode).Append('\n');
+                    if (p.Code.Length > 0)
+                        sb.Append("    code: |\n").Append(string.Concat(p.Code.Split('\n').Select(l => "      " + l + "\n")));
+                }
+                return PatchFiles.Parse(sb.ToString(), id + ".micropatch.yaml");
+            }
+
+            public string ForeignSymbol => Kind == X86Images.Pe ? "kernel32.dll!GetTickCount" : "libc.so.6!getpid";
+
+            /// <summary>Every mapped byte, region by region: equal snapshots mean nothing was written, allocated or left behind.</summary>
+            public List<(ulong Start, ulong End, bool Cave, string Bytes)> Snapshot() =>
+                Process.Memory.GetRegions().Select(r => (r.Start, r.End, r.IsAnonymousPrivate, Convert.ToHexString(Read(r.Start, (int)(r.End - r.Start))))).ToList();
+
+            /// <summary>
+            /// Checks the site holds `jmp rel32` to the cave plus int3 fill, and decodes the cave's code as 32-bit x86
+            /// up to its jump back to site+span.
+            /// </summary>
+            public List<Instruction> Cave(InstallResult result, ulong site, int span)
+            {
+                var written = Read(site, span);
+                Assert.Equal(0xE9, written[0]);
+                Assert.All(written.Skip(5), b => Assert.Equal(0xCC, b));
+                ulong code = (uint)(site + 5 + (ulong)(long)BitConverter.ToInt32(written, 1));
+                Assert.InRange(code, result.Patch.CaveAddress, result.Patch.CaveAddress + (ulong)result.Patch.CaveSize - 1);
+                Assert.Contains(Process.Memory.GetRegions(), r => r.IsAnonymousPrivate && r.Executable && code >= r.Start && code < r.End);
+
+                var bytes = new byte[512];
+                int n = Process.Memory.TryRead(code, bytes);
+                var decoder = Decoder.Create(32, new ByteArrayCodeReader(bytes, 0, n), code);
+                var listing = new List<Instruction>();
+                while (true)
+                {
+                    decoder.Decode(out var ins);
+                    Assert.False(ins.IsInvalid, "undecodable cave byte at 0x" + ins.IP.ToString("x") + " after " + string.Join("; ", listing.Select(Format)));
+                    listing.Add(ins);
+                    if (ins.Mnemonic == Mnemonic.Jmp && ins.Op0Kind == OpKind.NearBranch32 && ins.NearBranchTarget == site + (ulong)span) return listing;
+                    Assert.True(listing.Count < 64, "no jump back to 0x" + (site + (ulong)span).ToString("x") + " in the cave");
+                }
+            }
+
+            public void UninstallAndCheck(string id, List<(ulong, ulong, bool, string)> before)
+            {
+                var removed = Engine.Uninstall(Pid, id);
+                Assert.True(removed.CaveFreed, removed.Message);
+                Assert.Equal(before, Snapshot());
+            }
+
+            public HotpatchException Refused(HotpatchErrorKind kind, string reason, params PatchletSpec[] patchlets)
+            {
+                var before = Snapshot();
+                var e = Assert.ThrowsAny<HotpatchException>(() => Engine.Install(Patch("X86-REFUSE", patchlets), Pid));
+                Assert.True(kind == e.Kind, "expected " + kind + ", got " + e.Kind + ": " + e.Message);
+                Assert.Contains(reason, e.Message);
+                Assert.Equal(before, Snapshot());
+                Assert.Empty(Engine.GetInstalled(Pid));
+                return e;
+            }
+        }
+
+        private static readonly Formatter Formatter = CreateFormatter();
+
+        private static Formatter CreateFormatter()
+        {
+            var f = new IntelFormatter();
+            f.Options.HexPrefix = "0x";
+            f.Options.HexSuffix = null;
+            f.Options.UppercaseHex = false;
+            f.Options.SpaceAfterOperandSeparator = true;
+            f.Options.BranchLeadingZeros = false;
+            f.Options.LeadingZeros = false;
+            f.Options.ShowBranchSize = false;
+            return f;
+        }
+
+        private static string Format(Instruction ins)
+        {
+            var output = new StringOutput();
+            Formatter.Format(ins, output);
+            return output.ToStringAndReset();
+        }
+
+        private static string H(ulong address) => "0x" + address.ToString("x");
+
+        private static void AssertListing(IEnumerable<Instruction> listing, params string[] expected) =>
+            Assert.Equal(expected, listing.Select(Format).ToArray());
+
+        // ---- the offline image itself ----
+
+        [Fact]
+        public void Pe32_image_is_mapped_as_the_windows_loader_maps_it()
+        {
+            string path = _images.PathOf(X86Images.Pe);
+            var platform = new OfflinePlatform(path);
+            var p = platform.Process;
+            var module = Assert.Single(p.Modules.GetModules());
+            ulong imageBase = PeTools.ImageBase(path);
+            uint sizeOfImage = PeTools.SizeOfImage(path);
+
+            Assert.Equal((TargetOs.Windows, 32, "sites32.dll"), (platform.Os, p.Bitness, p.Name));
+            Assert.Equal((imageBase, imageBase + sizeOfImage, "sites32.dll", path), (module.Base, module.End, module.Name, module.ReadablePath));
+            var listed = Assert.Single(platform.ListProcesses());
+            Assert.Equal((Pid, "sites32.dll"), (listed.Id, listed.Name));
+            Assert.Same(p, platform.Open(Pid));
+            Assert.Equal(HotpatchErrorKind.ProcessNotFound, Assert.Throws<HotpatchException>(() => platform.Open(2)).Kind);
+
+            var image = new byte[sizeOfImage];
+            p.Memory.Read(imageBase, image);
+            Assert.Equal(PeTools.LoadedLayout(File.ReadAllBytes(path)), image);
+            Assert.Equal(0, p.Memory.TryRead(imageBase + sizeOfImage, new byte[1]));
+            Assert.Equal(0, p.Memory.TryRead(imageBase - 1, new byte[1]));
+
+            var regions = p.Memory.GetRegions();
+            Assert.Equal(imageBase, regions[0].Start);
+            Assert.Equal(imageBase + sizeOfImage, regions[^1].End);
+            Assert.All(regions.Zip(regions.Skip(1)), pair => Assert.Equal(pair.First.End, pair.Second.Start));
+            Assert.All(regions, r => Assert.False(r.IsAnonymousPrivate));
+            var text = regions.Single(r => r.Start <= _images.Va(X86Images.Pe, "callee") && _images.Va(X86Images.Pe, "callee") < r.End);
+            var data = regions.Single(r => r.Start <= _images.Va(X86Images.Pe, "g_value") && _images.Va(X86Images.Pe, "g_value") < r.End);
+            Assert.Equal((true, false, true), (text.Readable, text.Writable, text.Executable));
+            Assert.Equal((true, true, false), (data.Readable, data.Writable, data.Executable));
+
+            using var sha = System.Security.Cryptography.SHA256.Create();
+            Assert.Equal(Convert.ToHexString(sha.ComputeHash(File.ReadAllBytes(path))).ToLowerInvariant(), p.Modules.ComputeSha256(module));
+            Assert.Equal(32, p.Modules.OpenImage(module).Bitness);
+        }
+
+        [Theory]
+        [InlineData(X86Images.ElfExec)]
+        [InlineData(X86Images.ElfShared)]
+        public void Elf32_segments_are_mapped_as_mmap_maps_them(string kind)
+        {
+            string path = _images.PathOf(kind);
+            var platform = new OfflinePlatform(path);
+            var p = platform.Process;
+            Assert.Equal((TargetOs.Linux, 32), (platform.Os, p.Bitness));
+
+            var file = File.ReadAllBytes(path);
+            var loads = Regex.Matches(NativeBuild.Run("readelf", "-lW", path), @"^\s+LOAD\s+0x([0-9a-f]+) 0x([0-9a-f]+) 0x[0-9a-f]+ 0x([0-9a-f]+) 0x([0-9a-f]+) (.{3})", RegexOptions.Multiline)
+                .Select(m => (Offset: Hex64(m.Groups[1].Value), Vaddr: Hex64(m.Groups[2].Value), FileSize: Hex64(m.Groups[3].Value), MemSize: Hex64(m.Groups[4].Value), Flags: m.Groups[5].Value))
+                .ToList();
+            Assert.NotEmpty(loads);
+            ulong bias = kind == X86Images.ElfShared ? ImageProcess.ElfBase32 : 0;
+            Assert.Equal(loads.Min(l => l.Vaddr) & ~0xfffUL, p.Module.Base - bias);
+            foreach (var l in loads)
+            {
+                var mem = new byte[l.MemSize];
+                p.Memory.Read(bias + l.Vaddr, mem);
+                Assert.Equal(file.Skip((int)l.Offset).Take((int)l.FileSize), mem.Take((int)l.FileSize));
+                Assert.All(mem.Skip((int)l.FileSize), b => Assert.Equal(0, b));
+                if (l.MemSize == 0) continue;
+                var r = p.Memory.GetRegions().Single(r => r.Start <= bias + l.Vaddr && bias + l.Vaddr < r.End);
+                Assert.Equal((l.Flags[0] == 'R', l.Flags[1] == 'W', l.Flags[2] == 'E'), (r.Readable, r.Writable, r.Executable));
+            }
+            var callee = new byte[8];
+            p.Memory.Read(_images.Va(kind, "callee"), callee);
+            Assert.Equal(new byte[] { 0x8b, 0x44, 0x24, 0x04, 0x83, 0xc0, 0x07, 0xc3 }, callee);
+        }
+
+        private static ulong Hex64(string s) => ulong.Parse(s, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+
+        // ---- installs: the cave's code, decoded as 32-bit x86 ----
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void A_call_rel32_first_instruction_is_relocated_to_the_same_callee(string kind)
+        {
+            var o = new Offline(_images, kind);
+            ulong site = o.Va("call_first");
+            var before = o.Snapshot();
+            var result = o.Engine.Install(o.Patch("X86-CALL", o.At("call_first", 5)), Pid);
+
+            var cave = o.Cave(result, site, 5);
+            AssertListing(cave, "call " + H(o.Va("callee")), "jmp " + H(site + 5));
+            Assert.Equal(Code.Call_rel32_32, cave[0].Code);
+            Assert.Equal(PatchState.Installed, result.Patch.State);
+            o.UninstallAndCheck("X86-CALL", before);
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void A_short_jcc_in_the_span_becomes_a_near_jcc_to_the_same_target(string kind)
+        {
+            var o = new Offline(_images, kind);
+            ulong site = o.Va("short_jcc");
+            var before = o.Snapshot();
+            var result = o.Engine.Install(o.Patch("X86-JCC", o.At("short_jcc", 6)), Pid);
+
+            var cave = o.Cave(result, site, 6);
+            AssertListing(cave, "xor eax, eax", "test ecx, ecx", "je " + H(site + 10), "jmp " + H(site + 6));
+            Assert.Equal(Code.Je_rel32_32, cave[2].Code);
+            o.UninstallAndCheck("X86-JCC", before);
+        }
+
+        [Theory]
+        [MemberData(nameof(Unrelocated))]
+        public void An_absolute_memory_operand_is_copied_byte_for_byte(string kind)
+        {
+            var o = new Offline(_images, kind);
+            ulong site = o.Va("abs_mem");
+            var original = o.Read(site, 5);
+            var before = o.Snapshot();
+            var result = o.Engine.Install(o.Patch("X86-ABS", o.At("abs_mem", 5)), Pid);
+
+            var cave = o.Cave(result, site, 5);
+            AssertListing(cave, "mov eax, [" + H(o.Va("g_value")) + "]", "jmp " + H(site + 5));
+            Assert.Equal(original, o.Read(cave[0].IP, cave[0].Length));
+            o.UninstallAndCheck("X86-ABS", before);
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Patch_code_runs_first_and_jbe_resume_reaches_the_relocated_span(string kind)
+        {
+            var o = new Offline(_images, kind);
+            ulong site = o.Va("guarded");
+            var before = o.Snapshot();
+            var result = o.Engine.Install(o.Patch("X86-GUARD", o.At("guarded", 7, "cmp dword ptr [esp+4], 100\njbe resume\nmov eax, -1\nret")), Pid);
+
+            var cave = o.Cave(result, site, 7);
+            AssertListing(cave,
+                "cmp dword ptr [esp+4], 0x64", "jbe " + H(cave[4].IP), "mov eax, 0xffffffff", "ret",
+                "mov eax, [esp+4]", "lea eax, [eax+eax*2]", "jmp " + H(site + 7));
+            o.UninstallAndCheck("X86-GUARD", before);
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Patch_code_calls_and_reads_symbols_of_the_module_at_their_absolute_addresses(string kind)
+        {
+            var o = new Offline(_images, kind);
+            ulong site = o.Va("guarded");
+            var before = o.Snapshot();
+            var result = o.Engine.Install(o.Patch("X86-SYM",
+                o.At("guarded", 7, "push dword ptr [esp+4]\ncall callee\nadd esp, 4\nadd eax, dword ptr [g_value]\nret")), Pid);
+
+            var cave = o.Cave(result, site, 7);
+            AssertListing(cave,
+                "push dword ptr [esp+4]", "call " + H(o.Va("callee")), "add esp, 4", "add eax, [" + H(o.Va("g_value")) + "]", "ret",
+                "mov eax, [esp+4]", "lea eax, [eax+eax*2]", "jmp " + H(site + 7));
+            Assert.Equal(Register.None, cave[3].MemoryBase);
+            o.UninstallAndCheck("X86-SYM", before);
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Replace_assembles_at_the_site_and_fills_with_nops(string kind)
+        {
+            var o = new Offline(_images, kind);
+            ulong site = o.Va("guarded");
+            var before = o.Snapshot();
+            var result = o.Engine.Install(o.Patch("X86-REPL", o.At("guarded", 7, "mov eax, [esp+4]\nadd eax, eax", "replace")), Pid);
+
+            Assert.Equal(new byte[] { 0x8b, 0x44, 0x24, 0x04, 0x01, 0xc0, 0x90 }, o.Read(site, 7));
+            Assert.Equal(PatchState.Installed, Assert.Single(o.Engine.GetInstalled(Pid)).State);
+            Assert.Equal("Replace", Assert.Single(result.Patch.Sites).Mode);
+            o.UninstallAndCheck("X86-REPL", before);
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Several_patchlets_share_one_cave_and_are_removed_together(string kind)
+        {
+            var o = new Offline(_images, kind);
+            var before = o.Snapshot();
+            var result = o.Engine.Install(o.Patch("X86-MULTI", o.At("call_first", 5), o.At("short_jcc", 6), o.At("guarded", 7, "xor eax, eax\nret")), Pid);
+
+            AssertListing(o.Cave(result, o.Va("call_first"), 5), "call " + H(o.Va("callee")), "jmp " + H(o.Va("call_first") + 5));
+            AssertListing(o.Cave(result, o.Va("short_jcc"), 6), "xor eax, eax", "test ecx, ecx", "je " + H(o.Va("short_jcc") + 10), "jmp " + H(o.Va("short_jcc") + 6));
+            AssertListing(o.Cave(result, o.Va("guarded"), 7), "xor eax, eax", "ret", "mov eax, [esp+4]", "lea eax, [eax+eax*2]", "jmp " + H(o.Va("guarded") + 7));
+            Assert.Single(o.Process.Memory.GetRegions(), r => r.IsAnonymousPrivate);
+            o.UninstallAndCheck("X86-MULTI", before);
+        }
+
+        // ---- refusals: the error kind, and not one byte changed ----
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Refuses_expect_that_differs(string kind)
+        {
+            var o = new Offline(_images, kind);
+            var spec = o.At("guarded", 7);
+            var wrong = (byte[])spec.Expect.Clone();
+            wrong[6] ^= 0xff;
+            o.Refused(HotpatchErrorKind.ExpectMismatch, "not the expected", spec with { Expect = wrong });
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Refuses_expect_shorter_than_the_span(string kind)
+        {
+            var o = new Offline(_images, kind);
+            o.Refused(HotpatchErrorKind.UnsafeSite, "covering 7 bytes; extend expect", o.At("guarded", 4));
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Refuses_a_branch_of_the_function_into_the_span(string kind)
+        {
+            var o = new Offline(_images, kind);
+            o.Refused(HotpatchErrorKind.UnsafeSite, "branches into the overwritten bytes at " + H(o.Va("branch_into") + 2), o.At("branch_into", 7));
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Refuses_a_branch_of_the_patch_code_into_the_span(string kind)
+        {
+            var o = new Offline(_images, kind);
+            o.Refused(HotpatchErrorKind.UnsafeSite, "its code branches to " + H(o.Va("guarded") + 4), o.At("guarded", 7, "jmp guarded+0x4"));
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Refuses_a_call_that_returns_into_the_span(string kind)
+        {
+            var o = new Offline(_images, kind);
+            o.Refused(HotpatchErrorKind.UnsafeSite, "returns to " + H(o.Va("call_inside") + 2), o.At("call_inside", 5));
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Refuses_a_loop_that_leaves_the_span(string kind)
+        {
+            var o = new Offline(_images, kind);
+            o.Refused(HotpatchErrorKind.UnsafeSite, "has no near form", o.At("loop_out", 7));
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Refuses_a_span_past_the_end_of_the_function(string kind)
+        {
+            var o = new Offline(_images, kind);
+            o.Refused(HotpatchErrorKind.UnsafeSite, "run past the end of tiny", o.At("tiny", 8));
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Refuses_code_naming_a_module_that_is_not_loaded(string kind)
+        {
+            var o = new Offline(_images, kind);
+            o.Refused(HotpatchErrorKind.AssemblyError, o.ForeignSymbol, o.At("guarded", 7, "call " + o.ForeignSymbol));
+        }
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void Refuses_a_patch_for_the_other_architecture(string kind)
+        {
+            var o = new Offline(_images, kind);
+            var before = o.Snapshot();
+            // PatchFiles writes x64 patches for this machine's OS; only the OS is made the image's.
+            var x64 = PatchFiles.Parse(PatchFiles.Yaml("X86-ARCH", o.Process.Name, new[] { o.At("guarded", 7) })
+                .Replace("os: " + TestPlatform.Os, "os: " + o.Platform.Os.FileName()));
+            var e = Assert.Throws<HotpatchException>(() => o.Engine.Install(x64, Pid));
+            Assert.Equal(HotpatchErrorKind.IdentityMismatch, e.Kind);
+            Assert.Contains("is 32-bit", e.Message);
+            Assert.Equal(before, o.Snapshot());
+        }
+
+        // ---- threads the test places in the imagined process ----
+
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void A_thread_inside_the_span_blocks_the_install_and_nothing_is_written(string kind)
+        {
+            var o = new Offline(_images, kind, new EngineOptions { ThreadWait = TimeSpan.FromMilliseconds(50) });
+            ulong inside = o.Va("guarded") + 4;
+            o.Process.SimulatedThreads.Add(new ThreadSnapshot { Id = 7, Ip = inside, ResumeIp = inside });
+            var e = o.Refused(HotpatchErrorKind.ThreadInSpan, "thread 7 stayed at " + H(inside), o.At("guarded", 7));
+            Assert.Contains("nothing was written", e.Message);
+        }
+
+        /// <summary>
+        /// A thread inside callee, called from the relocated call in the cave: its stack holds a 4-byte return
+        /// address into the cave, so uninstall must keep the cave (retired) until a later uninstall finds it unused.
+        /// </summary>
+        [Theory]
+        [MemberData(nameof(Images))]
+        public void A_4_byte_return_address_on_a_32_bit_stack_keeps_the_cave(string kind)
+        {
+            var o = new Offline(_images, kind);
+            var before = o.Snapshot();
+            var original = o.Read(o.Va("call_first"), 5);
+            var result = o.Engine.Install(o.Patch("X86-STACK", o.At("call_first", 5)), Pid);
+            var call = o.Cave(result, o.Va("call_first"), 5)[0];
+
+            // Neighbours that are not zero: an 8-byte read at either 8-byte slot around it sees no cave address.
+            const ulong stack = 0x2000_0000;
+            Assert.True(o.Process.Memory.TryAllocateAt(stack, 4096, null));
+            ulong esp = stack + 4096 - 16;
+            var frame = new byte[16];
+            BitConverter.GetBytes(0x1111_1111u).CopyTo(frame, 0);
+            BitConverter.GetBytes((uint)call.NextIP).CopyTo(frame, 4);
+            BitConverter.GetBytes(0x2222_2222u).CopyTo(frame, 8);
+            BitConverter.GetBytes(0x3333_3333u).CopyTo(frame, 12);
+            o.Process.Memory.Write(esp, frame);
+            o.Process.SimulatedThreads.Add(new ThreadSnapshot { Id = 9, Ip = o.Va("callee"), ResumeIp = o.Va("callee"), StackPointer = esp });
+
+            var removed = o.Engine.Uninstall(Pid, "X86-STACK");
+            Assert.False(removed.CaveFreed, removed.Message);
+            Assert.Contains("may return into it", removed.Message);
+            Assert.Equal(original, o.Read(o.Va("call_first"), 5));
+            Assert.Equal(PatchState.Retired, Assert.Single(o.Engine.GetInstalled(Pid)).State);
+
+            // Once the thread has returned, the next uninstall collects the retired cave.
+            o.Process.SimulatedThreads.Clear();
+            o.Process.Memory.Free(stack, 4096, null);
+            o.Engine.Install(o.Patch("X86-NEXT", o.At("guarded", 7)), Pid);
+            o.UninstallAndCheck("X86-NEXT", before);
+        }
+    }
+}

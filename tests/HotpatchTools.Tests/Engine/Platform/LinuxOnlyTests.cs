@@ -1,0 +1,64 @@
+using System;
+using HotpatchTools.Engine;
+using HotpatchTools.Engine.Patching;
+using HotpatchTools.Tests.Support;
+using Xunit;
+
+namespace HotpatchTools.Tests
+{
+    /// <summary>Behaviour that only Linux has: ptrace's one-tracer rule and system call restart.</summary>
+    public sealed class LinuxOnlyTests : IDisposable
+    {
+        private readonly TargetProcess _t = TargetProcess.Start();
+        private readonly HotpatchEngine _engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromMilliseconds(300) });
+
+        public void Dispose() => _t.Dispose();
+
+        private PatchletSpec At(string symbol, int expectLength) => PatchFiles.At(_t, symbol, expectLength);
+
+        [Fact]
+        public void Install_on_a_process_traced_by_someone_else_is_Busy_and_writes_nothing()
+        {
+            var before = _t.ReadSymbol("triple", 6);
+            var patch = PatchFiles.For(_t, "T-BUSY", At("triple", 6));
+            using var holding = new System.Threading.ManualResetEventSlim();
+            using var release = new System.Threading.ManualResetEventSlim();
+            // Another tracer: a different OS thread holds every thread of the target stopped.
+            var tracer = new System.Threading.Thread(() =>
+            {
+                using var other = new HotpatchTools.Engine.Platform.Linux.LinuxPlatform().Open(_t.Pid);
+                using var frozen = other.Threads.Freeze(TimeSpan.FromSeconds(5));
+                holding.Set();
+                release.Wait();
+            });
+            tracer.Start();
+            holding.Wait();
+            try
+            {
+                var e = Assert.Throws<HotpatchException>(() => _engine.Install(patch, _t.Pid));
+                Assert.Equal(HotpatchErrorKind.Busy, e.Kind);
+                Assert.Contains("being traced", e.Message);
+            }
+            finally
+            {
+                release.Set();
+                tracer.Join();
+            }
+            Assert.Equal(before, _t.ReadSymbol("triple", 6));
+            Assert.Equal(0, _t.CaveCount());
+            Assert.Equal(16, _t.Call("triple", 5));
+        }
+        [Fact]
+        public void Install_refuses_a_thread_that_would_restart_a_syscall_inside_the_span()
+        {
+            // The parked thread's rip is just past the syscall, at the span's end; only rip-2 is inside.
+            Assert.Equal("ok", _t.Send("park"));
+            var before = _t.ReadSymbol("park_fn", 12);
+            var e = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.For(_t, "T-PARK", At("park_fn", 6)), _t.Pid));
+            Assert.Equal(HotpatchErrorKind.ThreadInSpan, e.Kind);
+            Assert.Equal(before, _t.ReadSymbol("park_fn", 12));
+            Assert.Equal(0, _t.CaveCount());
+            Assert.DoesNotContain('t', _t.ThreadStates());
+        }
+    }
+}
