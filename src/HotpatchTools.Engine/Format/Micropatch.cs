@@ -4,7 +4,7 @@ namespace HotpatchTools.Engine.Format
 {
     public enum TargetOs { Windows, Linux }
 
-    public static class TargetOsNames
+    internal static class TargetOsNames
     {
         /// <summary>The name a patch file's target.os gives it ("windows", "linux").</summary>
         public static string FileName(this TargetOs os) => os == TargetOs.Windows ? "windows" : "linux";

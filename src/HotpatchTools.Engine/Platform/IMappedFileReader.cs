@@ -3,7 +3,7 @@ using System.Collections.Generic;
 namespace HotpatchTools.Engine.Platform
 {
     /// <summary>One file mapping of a process: its address range as the OS prints it and the file's path.</summary>
-    public readonly struct MappedFile
+    internal readonly struct MappedFile
     {
         public MappedFile(string range, string path) { Range = range; Path = path; }
         public string Range { get; }
@@ -14,7 +14,7 @@ namespace HotpatchTools.Engine.Platform
     /// A platform that can tell which files a process maps from one cheap read, without opening or stopping it:
     /// an enforcement pass looks at every process in every pass, and opening each one costs several times more.
     /// </summary>
-    public interface IMappedFileReader
+    internal interface IMappedFileReader
     {
         /// <summary>
         /// Changes when the process maps or unmaps memory or its id is reused (start time and size); null when it is
