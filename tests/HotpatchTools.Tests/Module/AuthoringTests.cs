@@ -37,16 +37,6 @@ namespace HotpatchTools.Tests
 
         private static string BuildId(string path) => Regex.Match(NativeBuild.Run("readelf", "-n", path), @"Build ID: ([0-9a-f]+)").Groups[1].Value;
 
-        /// <summary>The whole instructions objdump lists from `address` until at least `min` bytes are covered.</summary>
-        private static string ObjdumpBytes(string objdump, string file, ulong address, int min)
-        {
-            var listing = NativeBuild.Run(objdump, "-d", "--start-address=0x" + address.ToString("x"), "--stop-address=0x" + (address + 32).ToString("x"), file);
-            var bytes = Regex.Matches(listing, @"^\s+[0-9a-f]+:\t((?:[0-9a-f]{2} )+)", RegexOptions.Multiline)
-                .Select(m => m.Groups[1].Value.Trim()).ToList();
-            var taken = bytes.Aggregate(("", 0), (acc, ins) => acc.Item2 >= min ? acc : ((acc.Item1 + " " + ins).Trim(), acc.Item2 + ins.Split(' ').Length));
-            return taken.Item1;
-        }
-
         private PSObject NewPatch(string script, params object[] args)
         {
             var output = _sh.Run(script, args);
@@ -71,7 +61,7 @@ namespace HotpatchTools.Tests
             Assert.Equal(Sha256(t.ExePath), Field(yaml, "sha256"));
             string expect = Field(yaml, "expect");
             ulong rva = NativeBuild.SymbolRva(t.ExePath, "rip_first");
-            Assert.Equal(ObjdumpBytes("objdump", t.ExePath, rva, 5), expect);
+            Assert.Equal(ElfTools.ObjdumpBytes("objdump", t.ExePath, rva, 5), expect);
             Assert.Equal(expect, string.Join(" ", t.ReadSymbol("rip_first", expect.Split(' ').Length).Select(b => b.ToString("x2"))));
             // The site's instructions as comments, the overwritten ones marked.
             Assert.Matches(@"(?m)^  #=> 0x[0-9a-f]+: [0-9a-f ]+  \S+", yaml);
@@ -172,7 +162,7 @@ namespace HotpatchTools.Tests
             Assert.Equal(Sha256(_pe.Dll64), Field(yaml, "sha256"));
             ulong imageBase = BitConverter.ToUInt64(pe, header + 24 + 24);
             ulong va = Convert.ToUInt64(Regex.Match(NativeBuild.Run(PeSamples.Prefix64 + "nm", _pe.Dll64), @"^([0-9a-f]+) T use$", RegexOptions.Multiline).Groups[1].Value, 16);
-            Assert.Equal(ObjdumpBytes(PeSamples.Prefix64 + "objdump", _pe.Dll64, va, 5), Field(yaml, "expect"));
+            Assert.Equal(ElfTools.ObjdumpBytes(PeSamples.Prefix64 + "objdump", _pe.Dll64, va, 5), Field(yaml, "expect"));
             Assert.Contains("module offset 0x" + (va - imageBase).ToString("x"), yaml);
 
             var check = Assert.Single(_sh.Run("[System.IO.FileInfo]::new($args[0]) | Test-Micropatch -ModulePath $args[1]", path, _pe.Dll64));
