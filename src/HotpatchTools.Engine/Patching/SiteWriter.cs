@@ -46,11 +46,12 @@ namespace HotpatchTools.Engine.Patching
         /// <param name="settle">Under the same freeze, after every write held: what follows from them (retiring caves, choosing what to free).</param>
         public static FreezeOutcome Write(ITargetProcess target, TimeSpan stopTimeout, Func<IFrozenProcess, IReadOnlyList<SiteWrite>?> compare, Action<IFrozenProcess> settle)
         {
-            var held = Stopwatch.StartNew();
             int threads;
             bool written = false;
+            IFrozenProcess? hold;
             using (var frozen = target.Threads.Freeze(stopTimeout))
             {
+                hold = frozen;
                 threads = frozen.Threads.Count;
                 var writes = compare(frozen);
                 if (writes != null)
@@ -60,8 +61,8 @@ namespace HotpatchTools.Engine.Patching
                     written = true;
                 }
             }
-            held.Stop();
-            return new FreezeOutcome(written, threads, held.Elapsed);
+            // The hold as the threads felt it (first stop to last release), not the listing and attaching before it.
+            return new FreezeOutcome(written, threads, hold.Held);
         }
 
         private static void WriteAll(ITargetProcess target, IReadOnlyList<SiteWrite> writes)

@@ -127,5 +127,11 @@ namespace HotpatchTools.Engine.Platform
     public interface IFrozenProcess : IDisposable
     {
         IReadOnlyList<ThreadSnapshot> Threads { get; }
+
+        /// <summary>
+        /// How long the process's threads were held: from the first thread stopped to the last one let go (up to now
+        /// while still held). Listing and attaching to threads before the first stop hold nothing and are not in it.
+        /// </summary>
+        TimeSpan Held { get; }
     }
 }

@@ -141,6 +141,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                     var t = Seize(tid);
                     if (t != null) { _tracees.Add(t); batch.Add(t); }
                 }
+                if (_firstStop == 0) _firstStop = Stopwatch.GetTimestamp();
                 foreach (var t in batch.ToArray())
                     if (!Interrupt(t)) batch.Remove(t);
                 foreach (var t in batch) { WaitForStop(t, deadline, timeout); t.Stopped = true; }
@@ -309,6 +310,15 @@ namespace HotpatchTools.Engine.Platform.Linux
                 throw new InvalidOperationException("ptrace calls must come from the thread that stopped the process.");
         }
 
+        // Stopwatch timestamps; 0 until it happened.
+        private long _firstStop, _lastRelease;
+
+        public TimeSpan Held => HeldBetween(_firstStop, _lastRelease);
+
+        internal static TimeSpan HeldBetween(long firstStop, long lastRelease) =>
+            firstStop == 0 ? TimeSpan.Zero
+                : TimeSpan.FromSeconds(((lastRelease != 0 ? lastRelease : Stopwatch.GetTimestamp()) - firstStop) / (double)Stopwatch.Frequency);
+
         public void Dispose()
         {
             if (_disposed) return;
@@ -335,6 +345,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             }
             foreach (var t in _tracees)
                 LibC.ptrace(LibC.PTRACE_DETACH, t.Tid, IntPtr.Zero, (IntPtr)t.PendingSignal);
+            _lastRelease = Stopwatch.GetTimestamp();
             _tracees.Clear();
             _reapGuard?.Dispose();
         }

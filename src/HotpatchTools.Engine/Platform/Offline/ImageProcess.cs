@@ -221,6 +221,8 @@ namespace HotpatchTools.Engine.Platform.Offline
         {
             public Frozen(IReadOnlyList<ThreadSnapshot> threads) { Threads = threads; }
             public IReadOnlyList<ThreadSnapshot> Threads { get; }
+            // An image on disk has no threads to hold.
+            public TimeSpan Held => TimeSpan.Zero;
             public void Dispose() { }
         }
     }

@@ -26,6 +26,11 @@ namespace HotpatchTools.Engine.Platform.Windows
 
         public IReadOnlyList<ThreadSnapshot> Threads => _snapshots;
 
+        // Stopwatch timestamps; 0 until it happened.
+        private long _firstStop, _lastRelease;
+
+        public TimeSpan Held => Linux.LinuxFrozenProcess.HeldBetween(_firstStop, _lastRelease);
+
         public static WindowsFrozenProcess Stop(WindowsTargetProcess target, TimeSpan timeout)
         {
             var f = new WindowsFrozenProcess(target.Id);
@@ -57,7 +62,9 @@ namespace HotpatchTools.Engine.Platform.Windows
                         "Process " + _pid + " is being debugged (by a debugger, or by another HotpatchTools install at this moment); it cannot be stopped while another debugger holds it. Nothing was written.") { ProcessId = _pid };
                 throw WindowsPlatform.Denied(_pid, err);
             }
+            // Attaching suspends every thread of the process: the hold starts here.
             _attached = true;
+            _firstStop = Stopwatch.GetTimestamp();
             FailPoint.Hit("freeze.after-attach");
 
             var clock = Stopwatch.StartNew();
@@ -194,6 +201,7 @@ namespace HotpatchTools.Engine.Platform.Windows
             // that exited meanwhile.
             if (_heldThread != 0) Win32.ContinueDebugEvent(_pid, _heldThread, Win32.DBG_CONTINUE);
             Win32.DebugActiveProcessStop(_pid);
+            _lastRelease = Stopwatch.GetTimestamp();
         }
     }
 }

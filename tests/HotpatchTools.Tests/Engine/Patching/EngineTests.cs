@@ -38,6 +38,23 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void The_reported_hold_is_the_threads_stop_to_release_within_the_call()
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var installed = _engine.Install(PatchFiles.For(_t, "T-HOLD", At("short_jcc", 7)), _t.Pid);
+            var installCall = clock.Elapsed;
+            clock.Restart();
+            var removed = _engine.Uninstall(_t.Pid, "T-HOLD");
+            var uninstallCall = clock.Elapsed;
+
+            // Threads were really held (the stop, the compare and the write take time), and the hold is a part of the
+            // call: reading the process, planning, attaching and the allocation are not in it.
+            Assert.InRange(installed.FreezeTime, TimeSpan.FromTicks(1), installCall);
+            Assert.InRange(removed.FreezeTime, TimeSpan.FromTicks(1), uninstallCall);
+            Assert.True(installed.ThreadCount >= 1);
+        }
+
+        [Fact]
         public void Insert_relocates_a_short_jcc_inside_the_span()
         {
             _engine.Install(PatchFiles.For(_t, "T-JCC", At("short_jcc", 7)), _t.Pid);
