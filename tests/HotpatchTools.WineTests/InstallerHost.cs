@@ -1,9 +1,13 @@
 using System;
+using System.Diagnostics;
+using System.Globalization;
 using System.IO;
+using System.Threading;
 using System.Runtime.CompilerServices;
 using HotpatchTools.Engine;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Patching;
+using Xunit;
 
 namespace HotpatchTools.Tests
 {
@@ -40,6 +44,31 @@ namespace HotpatchTools.Tests
             {
                 Console.WriteLine("error " + e.Kind + " " + e.Message.Replace('\n', ' '));
                 return 1;
+            }
+        }
+
+        /// <summary>
+        /// Starts this program as the installer, held at `failPoint` by the fail point, and kills it there: what an admin's
+        /// kill or a remediation timeout does to a real installer. Returns once the installer is dead.
+        /// </summary>
+        public static void KillAt(string mode, string file, int pid, string failPoint)
+        {
+            var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardInput = true, UseShellExecute = false };
+            foreach (var a in new[] { Flag, mode, file, pid.ToString(CultureInfo.InvariantCulture) }) psi.ArgumentList.Add(a);
+            psi.Environment[FailPoint.Variable] = failPoint;
+            using var host = Process.Start(psi)!;
+            try
+            {
+                string? reached = null;
+                var reader = new Thread(() => reached = host.StandardOutput.ReadLine()) { IsBackground = true };
+                reader.Start();
+                Assert.True(reader.Join(TimeSpan.FromSeconds(120)), "the installer did not reach " + failPoint);
+                Assert.Equal("failpoint " + failPoint, reached);
+            }
+            finally
+            {
+                host.Kill();
+                Assert.True(host.WaitForExit(20_000), "the installer did not die");
             }
         }
     }

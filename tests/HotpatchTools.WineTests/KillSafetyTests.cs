@@ -1,6 +1,5 @@
 using System;
 using System.Diagnostics;
-using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
@@ -52,25 +51,7 @@ namespace HotpatchTools.Tests
                 if (mode == "uninstall") new HotpatchEngine().Install(patch, t.Pid);
                 var before = Originals(t);
 
-                var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardInput = true, UseShellExecute = false };
-                foreach (var a in new[] { InstallerHost.Flag, mode, file, t.Pid.ToString(CultureInfo.InvariantCulture) }) psi.ArgumentList.Add(a);
-                psi.Environment[FailPoint.Variable] = failPoint;
-                using (var host = Process.Start(psi)!)
-                {
-                    try
-                    {
-                        string? reached = null;
-                        var reader = new Thread(() => reached = host.StandardOutput.ReadLine()) { IsBackground = true };
-                        reader.Start();
-                        Assert.True(reader.Join(TimeSpan.FromSeconds(120)), "the installer did not reach " + failPoint);
-                        Assert.Equal("failpoint " + failPoint, reached);
-                    }
-                    finally
-                    {
-                        host.Kill();
-                        Assert.True(host.WaitForExit(20_000), "the installer did not die");
-                    }
-                }
+                InstallerHost.KillAt(mode, file, t.Pid, failPoint);
 
                 var context = mode + " killed at " + failPoint;
                 // Every thread runs again: the hammer threads count on, and the main thread answers.

@@ -243,25 +243,7 @@ namespace HotpatchTools.Tests
             var patch = PatchFiles.Parse(File.ReadAllText(file));
             if (mode == "uninstall") _engine.Install(patch, _t.Pid);
 
-            var psi = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardInput = true, UseShellExecute = false };
-            foreach (var a in new[] { InstallerHost.Flag, mode, file, _t.Pid.ToString(CultureInfo.InvariantCulture) }) psi.ArgumentList.Add(a);
-            psi.Environment[FailPoint.Variable] = failPoint;
-            using (var host = System.Diagnostics.Process.Start(psi)!)
-            {
-                try
-                {
-                    string? reached = null;
-                    var reader = new Thread(() => reached = host.StandardOutput.ReadLine()) { IsBackground = true };
-                    reader.Start();
-                    Assert.True(reader.Join(TimeSpan.FromSeconds(120)), "the installer did not reach " + failPoint);
-                    Assert.Equal("failpoint " + failPoint, reached);
-                }
-                finally
-                {
-                    host.Kill();
-                    Assert.True(host.WaitForExit(20_000), "the installer did not die");
-                }
-            }
+            InstallerHost.KillAt(mode, file, _t.Pid, failPoint);
 
             long calls0 = _t.Stats().Calls, calls = calls0;
             var clock = System.Diagnostics.Stopwatch.StartNew();
