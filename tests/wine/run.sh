@@ -30,6 +30,8 @@ x86_64-w64-mingw32-gcc -O2 -Wl,--export-all-symbols -o "$out/native/target.exe" 
 cp "$out/native/target.exe" "$out/native/widetarget.exe"
 # And under a third name for the enforcement tests, which sweep every process that has their module.
 cp "$out/native/target.exe" "$out/native/enftarget.exe"
+# Loaded by the test program itself: without it Wine hangs the program after the first failing test (see the file).
+x86_64-w64-mingw32-gcc -O2 -shared -Wall -Wno-array-bounds -o "$out/native/stale_seh_frames.dll" tests/wine/stale_seh_frames.c || { echo "Wine suite: 0 passed, 1 failed"; exit 1; }
 # Symbol listings for the tests' oracle; mingw's nm omits __ImageBase, so it is added from the PE header.
 for exe in target.exe widetarget.exe enftarget.exe; do
     x86_64-w64-mingw32-nm --defined-only "$out/native/$exe" > "$out/native/$exe.syms"
