@@ -13,48 +13,48 @@ namespace HotpatchTools
     /// </summary>
     public sealed class ModuleInitAndCleanup : IModuleAssemblyInitializer, IModuleAssemblyCleanup
     {
-        private static readonly Assembly s_self = typeof(ModuleInitAndCleanup).Assembly;
-        private static readonly Dictionary<string, (string Path, Version? Version)> s_dependencies = FindDependencies();
-        private static readonly Func<string, Assembly> s_load = CreateLoader();
-        private static readonly Dictionary<string, Assembly> s_loaded = new Dictionary<string, Assembly>(StringComparer.OrdinalIgnoreCase);
-        private static readonly object s_lock = new object();
-        private static int s_imports;
-        private static bool s_registered;
+        private static readonly Assembly Self = typeof(ModuleInitAndCleanup).Assembly;
+        private static readonly Dictionary<string, (string Path, Version? Version)> Dependencies = FindDependencies();
+        private static readonly Func<string, Assembly> Loader = CreateLoader();
+        private static readonly Dictionary<string, Assembly> Loaded = new Dictionary<string, Assembly>(StringComparer.OrdinalIgnoreCase);
+        private static readonly object Gate = new object();
+        private static int _imports;
+        private static bool _registered;
 
         // Public types of this assembly name no engine type, so PowerShell can list them before OnImport runs.
         private static void RegisterResolver()
         {
-            lock (s_lock)
+            lock (Gate)
             {
-                if (s_registered) return;
+                if (_registered) return;
                 AppDomain.CurrentDomain.AssemblyResolve += Resolve;
-                s_registered = true;
+                _registered = true;
             }
         }
 
         // The handler is process-wide but imports happen per runspace: it stays until the last import is removed.
         public void OnImport()
         {
-            lock (s_lock)
+            lock (Gate)
             {
-                s_imports++;
+                _imports++;
                 RegisterResolver();
             }
         }
 
         public void OnRemove(PSModuleInfo psModuleInfo)
         {
-            lock (s_lock)
+            lock (Gate)
             {
-                if (s_imports == 0 || --s_imports > 0) return;
+                if (_imports == 0 || --_imports > 0) return;
                 AppDomain.CurrentDomain.AssemblyResolve -= Resolve;
-                s_registered = false;
+                _registered = false;
             }
         }
 
         private static Dictionary<string, (string Path, Version? Version)> FindDependencies()
         {
-            var moduleFolder = Path.GetDirectoryName(s_self.Location)!;
+            var moduleFolder = Path.GetDirectoryName(Self.Location)!;
             var packaged = Path.Combine(moduleFolder, "Dependencies");
             var folder = Directory.Exists(packaged) ? packaged : moduleFolder;
             var found = new Dictionary<string, (string Path, Version? Version)>(StringComparer.OrdinalIgnoreCase);
@@ -63,7 +63,7 @@ namespace HotpatchTools
                 var name = AssemblyName.GetAssemblyName(file);
                 // A source build also holds the module itself and PowerShellStandard's reference assembly; the host's
                 // own System.Management.Automation must always win.
-                if (name.Name == s_self.GetName().Name || name.Name == typeof(PSObject).Assembly.GetName().Name) continue;
+                if (name.Name == Self.GetName().Name || name.Name == typeof(PSObject).Assembly.GetName().Name) continue;
                 found[name.Name!] = (file, name.Version);
             }
             return found;
@@ -86,18 +86,18 @@ namespace HotpatchTools
         private static Assembly? Resolve(object? sender, ResolveEventArgs args)
         {
             var wanted = new AssemblyName(args.Name);
-            if (wanted.Name == null || !s_dependencies.TryGetValue(wanted.Name, out var shipped)) return null;
+            if (wanted.Name == null || !Dependencies.TryGetValue(wanted.Name, out var shipped)) return null;
             // Another module asking for an assembly that happens to share a name with one of ours gets no answer from us.
             var requester = args.RequestingAssembly;
-            if (requester != null && requester != s_self && !s_dependencies.ContainsKey(requester.GetName().Name!)) return null;
+            if (requester != null && requester != Self && !Dependencies.ContainsKey(requester.GetName().Name!)) return null;
             // A newer or equal version answers an older request, as a binding redirect would (System.Memory asks
             // for an older System.Runtime.CompilerServices.Unsafe than the one that ships with it).
             if (wanted.Version != null && shipped.Version != null && shipped.Version < wanted.Version) return null;
             // The runtime asks again from each load context that needs it, and our context refuses a second load of one path.
-            lock (s_lock)
+            lock (Gate)
             {
-                if (!s_loaded.TryGetValue(wanted.Name, out var assembly))
-                    s_loaded[wanted.Name] = assembly = s_load(shipped.Path);
+                if (!Loaded.TryGetValue(wanted.Name, out var assembly))
+                    Loaded[wanted.Name] = assembly = Loader(shipped.Path);
                 return assembly;
             }
         }

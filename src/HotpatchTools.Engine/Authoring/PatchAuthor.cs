@@ -95,7 +95,7 @@ namespace HotpatchTools.Engine.Authoring
             string moduleName = (image as ElfImage)?.Soname ?? (string.IsNullOrEmpty(request.ModuleName) ? process.Name : request.ModuleName!);
             var warnings = new List<string>();
 
-            ulong rva = Resolve(image, module, request.At, "-At");
+            ulong rva = Resolve(image, module, request.At, "location");
             ulong site = module.Base + rva;
             var span = Span(process, site, image.Bitness, request.Mode, request.At);
             var expect = new byte[span.Sum(i => i.Length)];
@@ -114,8 +114,8 @@ namespace HotpatchTools.Engine.Authoring
             {
                 if (request.FunctionStart == null || request.FunctionEnd == null)
                     throw new ArgumentException("A declared function needs both its start and its end: it is [start, end).");
-                fStart = Resolve(image, module, request.FunctionStart, "-FunctionStart");
-                fEnd = Resolve(image, module, request.FunctionEnd, "-FunctionEnd");
+                fStart = Resolve(image, module, request.FunctionStart, "function start");
+                fEnd = Resolve(image, module, request.FunctionEnd, "function end");
                 if (!(fStart <= rva && rva + (ulong)expect.Length <= fEnd))
                     throw new HotpatchException(HotpatchErrorKind.UnsafeSite,
                         "The declared function [0x" + fStart.ToString("x") + ", 0x" + fEnd.ToString("x") + ") does not contain the " + expect.Length + " bytes at 0x" + rva.ToString("x") + ".");
@@ -147,13 +147,16 @@ namespace HotpatchTools.Engine.Authoring
             };
         }
 
-        /// <summary>`at` syntax, read and resolved as an install reads and resolves it.</summary>
-        internal static ulong Resolve(IModuleImage image, LoadedModule module, string location, string parameter)
+        /// <summary>
+        /// `at` syntax, read and resolved as an install reads and resolves it. Errors end with "(label)": the
+        /// engine names what was asked for, not a parameter, and a host maps the label to its own words.
+        /// </summary>
+        internal static ulong Resolve(IModuleImage image, LoadedModule module, string location, string label)
         {
             SiteLocation loc;
             try { loc = MicropatchParser.ParseLocation(location.Trim()); }
-            catch (ArgumentException e) { throw new ArgumentException(parameter + " " + e.Message, e); }
-            return PatchPlanner.ResolveRva(image, module, loc, why => new HotpatchException(HotpatchErrorKind.IdentityMismatch, why + " (" + parameter + ")"));
+            catch (ArgumentException e) { throw new ArgumentException(e.Message.TrimEnd('.') + " (" + label + ").", e); }
+            return PatchPlanner.ResolveRva(image, module, loc, why => new HotpatchException(HotpatchErrorKind.IdentityMismatch, why + " (" + label + ")"));
         }
 
         /// <summary>

@@ -133,7 +133,7 @@ namespace HotpatchTools.Engine.Catalog
             {
                 if (existing.FileSha256 == patch.FileSha256) return existing;
                 throw new HotpatchException(HotpatchErrorKind.AlreadyInstalled,
-                    "Patch " + patch.Id + " is already registered with different content (SHA-256 " + existing.FileSha256 + "); use -Force to replace it.");
+                    "Patch " + patch.Id + " is already registered with different content (SHA-256 " + existing.FileSha256 + "); it is replaced only when replacing is asked for.");
             }
 
             SecureFiles.EnsureAdminDirectory(Directory);

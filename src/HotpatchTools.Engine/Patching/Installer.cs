@@ -193,7 +193,7 @@ namespace HotpatchTools.Engine.Patching
             }
             catch
             {
-                try { target.Memory.Free(cave.Address, cave.Size, null); }
+                try { target.Memory.Free(cave.Address, cave.Size); }
                 catch (HotpatchException) { /* the process is gone or the original error says more */ }
                 throw;
             }
@@ -201,7 +201,7 @@ namespace HotpatchTools.Engine.Patching
             foreach (var c in toFree)
             {
                 if (!CaveReader.StillHolds(target, c)) { Log("replaced cave at 0x" + c.Address.ToString("x") + " changed since it was read; not freed"); continue; }
-                try { target.Memory.Free(c.Address, (int)c.Header.CaveSize, null); }
+                try { target.Memory.Free(c.Address, (int)c.Header.CaveSize); }
                 catch (HotpatchException e) { Log("replaced cave at 0x" + c.Address.ToString("x") + " not freed: " + e.Message); }
             }
             foreach (var c in replaced)
@@ -236,7 +236,7 @@ namespace HotpatchTools.Engine.Patching
             {
                 // Encoded before allocating: nothing is computed while the target is stopped.
                 var built = CaveBuilder.Build(plan, address, size, now);
-                if (target.Memory.TryAllocateAt(address, size, null)) return built;
+                if (target.Memory.TryAllocateAt(address, size)) return built;
                 Log("cave address 0x" + address.ToString("x") + " was taken meanwhile; trying the next hole");
             }
             throw new HotpatchException(HotpatchErrorKind.NoCaveSpace,

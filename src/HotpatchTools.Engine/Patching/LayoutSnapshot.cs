@@ -32,8 +32,8 @@ namespace HotpatchTools.Engine.Patching
         public int TryRead(ulong address, byte[] buffer) => _target.Memory.TryRead(address, buffer);
         public void Write(ulong address, byte[] data) => _target.Memory.Write(address, data);
         public IReadOnlyList<MemoryRegion> GetRegions() => _regions ??= _target.Memory.GetRegions();
-        public bool TryAllocateAt(ulong address, int size, IFrozenProcess? frozen) => _target.Memory.TryAllocateAt(address, size, frozen);
-        public void Free(ulong address, int size, IFrozenProcess? frozen) => _target.Memory.Free(address, size, frozen);
+        public bool TryAllocateAt(ulong address, int size) => _target.Memory.TryAllocateAt(address, size);
+        public void Free(ulong address, int size) => _target.Memory.Free(address, size);
 
         public IReadOnlyList<LoadedModule> GetModules() => _modules ??= _target.Modules.GetModules();
         public Modules.IModuleImage OpenImage(LoadedModule module) => _target.Modules.OpenImage(module);

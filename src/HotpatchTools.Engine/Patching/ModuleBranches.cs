@@ -21,19 +21,19 @@ namespace HotpatchTools.Engine.Patching
         /// <summary>Largest single range read at once: no real function comes near it; a lying unwind entry may.</summary>
         private const ulong MaxRange = 64UL << 20;
 
-        private readonly ulong[] targets, sources;
+        private readonly ulong[] _targets, _sources;
 
         private ModuleBranches(ulong[] targets, ulong[] sources, ulong decodedBytes, int ranges)
         {
-            this.targets = targets;
-            this.sources = sources;
+            _targets = targets;
+            _sources = sources;
             DecodedBytes = decodedBytes;
             Ranges = ranges;
         }
 
         public ulong DecodedBytes { get; }
         public int Ranges { get; }
-        public int Count => targets.Length;
+        public int Count => _targets.Length;
 
         public static ModuleBranches For(PatchPlan plan, ITargetProcess target)
         {
@@ -84,12 +84,12 @@ namespace HotpatchTools.Engine.Patching
         /// <summary>A branch (by module offsets) whose target lies in (fromRva, toRva), i.e. inside a span but not at its first byte.</summary>
         public bool TryFindInto(ulong fromRva, ulong toRva, out ulong sourceRva, out ulong targetRva)
         {
-            int i = Array.BinarySearch(targets, fromRva + 1);
+            int i = Array.BinarySearch(_targets, fromRva + 1);
             if (i < 0) i = ~i;
-            else while (i > 0 && targets[i - 1] == fromRva + 1) i--;
-            bool found = i < targets.Length && targets[i] < toRva;
-            sourceRva = found ? sources[i] : 0;
-            targetRva = found ? targets[i] : 0;
+            else while (i > 0 && _targets[i - 1] == fromRva + 1) i--;
+            bool found = i < _targets.Length && _targets[i] < toRva;
+            sourceRva = found ? _sources[i] : 0;
+            targetRva = found ? _targets[i] : 0;
             return found;
         }
     }

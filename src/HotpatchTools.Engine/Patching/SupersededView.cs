@@ -61,7 +61,7 @@ namespace HotpatchTools.Engine.Patching
 
         public void Write(ulong address, byte[] data) => _target.Memory.Write(address, data);
         public IReadOnlyList<MemoryRegion> GetRegions() => _target.Memory.GetRegions();
-        public bool TryAllocateAt(ulong address, int size, IFrozenProcess? frozen) => _target.Memory.TryAllocateAt(address, size, frozen);
-        public void Free(ulong address, int size, IFrozenProcess? frozen) => _target.Memory.Free(address, size, frozen);
+        public bool TryAllocateAt(ulong address, int size) => _target.Memory.TryAllocateAt(address, size);
+        public void Free(ulong address, int size) => _target.Memory.Free(address, size);
     }
 }

@@ -83,7 +83,7 @@ namespace HotpatchTools.Engine.Patching
                 // Every writer holds the lock, so the cave is still the one decided on; a writer that does not (an
                 // older version, another tool) could have freed it and mapped another there: unmap only what is ours.
                 if (!CaveReader.StillHolds(target, c)) { Log("cave at 0x" + c.Address.ToString("x") + " changed since it was read; not freed"); continue; }
-                target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
+                target.Memory.Free(c.Address, (int)c.Header.CaveSize);
             }
             if (toFree.Count > (result.CaveFreed ? 1 : 0)) Log("freed " + (toFree.Count - (result.CaveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");
             Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + outcome.Threads + " threads held for " + result.FreezeTime.TotalMilliseconds.ToString("0.000") + " ms (stop, restore, release)");
@@ -100,7 +100,7 @@ namespace HotpatchTools.Engine.Patching
         private UninstallResult FreeOrphans(ITargetProcess target, List<FoundCave> orphans, string patchId)
         {
             foreach (var c in orphans)
-                if (CaveReader.StillHolds(target, c)) target.Memory.Free(c.Address, (int)c.Header.CaveSize, null);
+                if (CaveReader.StillHolds(target, c)) target.Memory.Free(c.Address, (int)c.Header.CaveSize);
             Log("freed " + orphans.Count + " orphaned cave(s) of " + patchId + " in process " + target.Id);
             var described = CaveReader.Describe(target, orphans[0]);
             described.State = PatchState.Removed;

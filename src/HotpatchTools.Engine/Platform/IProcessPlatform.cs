@@ -100,10 +100,10 @@ namespace HotpatchTools.Engine.Platform
         IReadOnlyList<MemoryRegion> GetRegions();
         /// <summary>
         /// Allocates size bytes of executable memory at exactly `address` (page aligned).
-        /// Returns false when that range is already taken. May need the process frozen (see IFrozenProcess).
+        /// Returns false when that range is already taken. The backend stops what it needs itself (Linux: one thread, to inject the mmap).
         /// </summary>
-        bool TryAllocateAt(ulong address, int size, IFrozenProcess? frozen);
-        void Free(ulong address, int size, IFrozenProcess? frozen);
+        bool TryAllocateAt(ulong address, int size);
+        void Free(ulong address, int size);
     }
 
     public interface IModuleEnumerator

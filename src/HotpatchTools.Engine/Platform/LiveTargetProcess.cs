@@ -35,7 +35,7 @@ namespace HotpatchTools.Engine.Platform
         public static void RefuseSelf(int processId, string why)
         {
             if (processId == Self)
-                throw new HotpatchException(HotpatchErrorKind.AccessDenied, "Process " + processId + " is this PowerShell process itself; " + why) { ProcessId = processId };
+                throw new HotpatchException(HotpatchErrorKind.AccessDenied, "Process " + processId + " is this process itself; " + why) { ProcessId = processId };
         }
     }
 }

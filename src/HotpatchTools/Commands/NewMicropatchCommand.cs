@@ -99,8 +99,13 @@ namespace HotpatchTools.Commands
                     draft = PatchAuthor.Draft(request);
                 }
             }
-            catch (HotpatchException e) { WriteFailure(e, (object?)ModulePath ?? ProcessId); return; }
-            catch (ArgumentException e) { WriteError(new ErrorRecord(e, "InvalidLocation", ErrorCategory.InvalidArgument, At)); return; }
+            catch (HotpatchException e)
+            {
+                var named = new HotpatchException(e.Kind, NameParameters(e.Message), e) { ProcessId = e.ProcessId, Patchlet = e.Patchlet };
+                WriteFailure(named, (object?)ModulePath ?? ProcessId);
+                return;
+            }
+            catch (ArgumentException e) { WriteError(new ErrorRecord(new ArgumentException(NameParameters(e.Message), e), "InvalidLocation", ErrorCategory.InvalidArgument, At)); return; }
             catch (IOException e) { WriteError(new ErrorRecord(e, "ModuleUnreadable", ErrorCategory.ReadError, ModulePath)); return; }
 
             string path = Destination(draft.Id);
@@ -122,6 +127,10 @@ namespace HotpatchTools.Commands
             }
             WriteObject(new FileInfo(path));
         }
+
+        /// <summary>The engine labels the locations it resolves; the user typed them as these parameters.</summary>
+        private static string NameParameters(string message) => message
+            .Replace("(location)", "(-At)").Replace("(function start)", "(-FunctionStart)").Replace("(function end)", "(-FunctionEnd)");
 
         private string Destination(string id)
         {

@@ -45,7 +45,11 @@ namespace HotpatchTools.Commands
                     WriteVerbose("registered " + entry.PatchId + " at " + entry.PatchPath + (entry.SignaturePath != null ? " with its signature" : ""));
                     if (PassThru) WriteObject(MicropatchCatalogEntry.From(entry));
                 }
-                catch (HotpatchException e) { WriteFailure(e, file); }
+                catch (HotpatchException e)
+                {
+                    if (e.Kind == HotpatchErrorKind.AlreadyInstalled) e.Advice ??= "Use -Force to replace it.";
+                    WriteFailure(e, file);
+                }
                 catch (System.Exception e) when (e is System.IO.IOException || e is System.UnauthorizedAccessException)
                 {
                     WriteError(new ErrorRecord(e, "CatalogWriteFailed", ErrorCategory.WriteError, file));

@@ -191,8 +191,11 @@ namespace HotpatchTools.Tests
 
         [Theory]
         [InlineData("-At no_such_symbol", "IdentityMismatch", "no_such_symbol")]
+        [InlineData("-At no_such_symbol", "IdentityMismatch", "(-At)")]
         [InlineData("-At triple+zz", "InvalidLocation", "offset after '+'")]
+        [InlineData("-At triple+zz", "InvalidLocation", "(-At)")]
         [InlineData("-At 0x7fffffff", "IdentityMismatch", "outside")]
+        [InlineData("-At triple -FunctionStart nope -FunctionEnd triple", "IdentityMismatch", "(-FunctionStart)")]
         [InlineData("-At triple -FunctionStart triple", "InvalidLocation", "-FunctionEnd")]
         public void A_bad_location_is_an_error_naming_it_and_writes_nothing(string arguments, string errorId, string says)
         {

@@ -74,7 +74,9 @@ namespace HotpatchTools.Tests
             Assert.Empty(_sh.Errors);
             var other = Write("HP-CATM-1", PatchFiles.Yaml("HP-CATM-1", "catm-nothing", new[] { new PatchletSpec("triple", WorkflowTargets.TripleBytes) }), "v2");
             _sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -Confirm:$false", other);
-            Assert.StartsWith("AlreadyInstalled", Assert.Single(_sh.Errors).FullyQualifiedErrorId);
+            var exists = Assert.Single(_sh.Errors);
+            Assert.StartsWith("AlreadyInstalled", exists.FullyQualifiedErrorId);
+            Assert.Contains("Use -Force to replace it.", exists.Exception.Message);
             Assert.Equal(Prop(entry, "FileSha256"), _sh.Run("(Get-MicropatchCatalog HP-CATM-1).FileSha256").Single().ToString());
             _sh.Run("Register-Micropatch -Path $args[0] -AllowUnsigned -WhatIf -Force", other);
             Assert.Equal(Prop(entry, "FileSha256"), _sh.Run("(Get-MicropatchCatalog HP-CATM-1).FileSha256").Single().ToString());

@@ -154,10 +154,10 @@ namespace HotpatchTools.Engine.Platform.Linux
         private const int MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_FIXED_NOREPLACE = 0x100000;
         private const int SYS_mmap = 9, SYS_munmap = 11;
 
-        public bool TryAllocateAt(ulong address, int size, IFrozenProcess? frozen)
+        public bool TryAllocateAt(ulong address, int size)
         {
             // r-x only: we write through /proc/PID/mem, so the cave never needs to be writable.
-            long r = InjectSyscall(frozen, SYS_mmap, address, (ulong)size, PROT_READ | PROT_EXEC,
+            long r = InjectSyscall(SYS_mmap, address, (ulong)size, PROT_READ | PROT_EXEC,
                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, ulong.MaxValue, 0);
             if (r == -LibC.EEXIST) return false;
             if (r < 0 && r > -4096)
@@ -166,25 +166,24 @@ namespace HotpatchTools.Engine.Platform.Linux
             if ((ulong)r != address)
             {
                 // A kernel without MAP_FIXED_NOREPLACE treats the address as a hint: give the mapping back.
-                InjectSyscall(frozen, SYS_munmap, (ulong)r, (ulong)size, 0, 0, 0, 0);
+                InjectSyscall(SYS_munmap, (ulong)r, (ulong)size, 0, 0, 0, 0);
                 return false;
             }
             return true;
         }
 
-        public void Free(ulong address, int size, IFrozenProcess? frozen)
+        public void Free(ulong address, int size)
         {
-            long r = InjectSyscall(frozen, SYS_munmap, address, (ulong)size, 0, 0, 0, 0);
+            long r = InjectSyscall(SYS_munmap, address, (ulong)size, 0, 0, 0, 0);
             if (r < 0)
                 throw new HotpatchException(HotpatchErrorKind.Internal,
                     "munmap at 0x" + address.ToString("x") + " in process " + Id + " failed: " + LibC.StrError((int)-r) + ".") { ProcessId = Id };
         }
 
         /// <summary>Runs one system call in a stopped thread of the target and puts the thread back exactly.</summary>
-        private long InjectSyscall(IFrozenProcess? frozen, long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
+        private long InjectSyscall(long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
         {
             var gadgets = Gadgets();
-            if (frozen is LinuxFrozenProcess f) return SyscallInjector.Run(f, gadgets, nr, a0, a1, a2, a3, a4, a5);
             // Stop a single thread only: the rest of the process keeps running while we allocate.
             using var one = LinuxFrozenProcess.Stop(this, TimeSpan.FromSeconds(5), singleThread: true);
             return SyscallInjector.Run(one, gadgets, nr, a0, a1, a2, a3, a4, a5);

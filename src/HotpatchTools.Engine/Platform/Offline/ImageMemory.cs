@@ -109,7 +109,7 @@ namespace HotpatchTools.Engine.Platform.Offline
         }
 
         /// <summary>Read and execute only, as the Linux backend maps caves: every write goes through <see cref="Write"/>.</summary>
-        public bool TryAllocateAt(ulong address, int size, IFrozenProcess? frozen)
+        public bool TryAllocateAt(ulong address, int size)
         {
             if ((address & PageMask) != 0) throw new ArgumentException("0x" + address.ToString("x") + " is not page aligned.", nameof(address));
             if (size <= 0) throw new ArgumentOutOfRangeException(nameof(size), size, "must be positive");
@@ -124,7 +124,7 @@ namespace HotpatchTools.Engine.Platform.Offline
         }
 
         /// <summary>Only a whole allocation is released: anything else is a bug in the caller, and is refused rather than guessed at.</summary>
-        public void Free(ulong address, int size, IFrozenProcess? frozen)
+        public void Free(ulong address, int size)
         {
             if (size <= 0 || !_pages.TryGetValue(address, out var page) || !page.Owner.IsAllocation
                 || page.Owner.Start != address || page.Owner.End != RoundUp(address + (ulong)size))

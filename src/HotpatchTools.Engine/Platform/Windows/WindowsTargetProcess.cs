@@ -123,7 +123,7 @@ namespace HotpatchTools.Engine.Platform.Windows
             return list;
         }
 
-        public bool TryAllocateAt(ulong address, int size, IFrozenProcess? frozen)
+        public bool TryAllocateAt(ulong address, int size)
         {
             IntPtr r = Win32.VirtualAllocEx(WriteHandle(), (IntPtr)(long)address, (IntPtr)size, Win32.MEM_COMMIT | Win32.MEM_RESERVE, Win32.PAGE_EXECUTE_READ);
             if (r != IntPtr.Zero)
@@ -138,7 +138,7 @@ namespace HotpatchTools.Engine.Platform.Windows
                 "VirtualAllocEx of " + size + " bytes at 0x" + address.ToString("x") + " in process " + Id + " failed: " + Win32.Message(err) + ".") { ProcessId = Id };
         }
 
-        public void Free(ulong address, int size, IFrozenProcess? frozen)
+        public void Free(ulong address, int size)
         {
             if (!Win32.VirtualFreeEx(WriteHandle(), (IntPtr)(long)address, IntPtr.Zero, Win32.MEM_RELEASE))
                 throw new HotpatchException(HotpatchErrorKind.Internal,

@@ -73,7 +73,7 @@ namespace HotpatchTools.Tests
             var v2 = WritePatch("HP-CAT-2", expectLast: 0xc3, name: "v2");
             var e = Assert.Throws<HotpatchException>(() => catalog.Register(MicropatchParserLoad(v2), v2, enabled: true, allowUnsigned: false, replace: false));
             Assert.Equal(HotpatchErrorKind.AlreadyInstalled, e.Kind);
-            Assert.Contains("-Force", e.Message);
+            Assert.DoesNotContain("-Force", e.Message); // the engine names no parameter: Register-Micropatch adds the advice
             Assert.Equal(first.FileSha256, catalog.Get("HP-CAT-2").FileSha256);
 
             var replaced = catalog.Register(MicropatchParserLoad(v2), v2, enabled: true, allowUnsigned: false, replace: true);

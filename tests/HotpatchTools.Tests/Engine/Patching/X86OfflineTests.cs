@@ -452,7 +452,7 @@ namespace HotpatchTools.Tests
 
             // Neighbours that are not zero: an 8-byte read at either 8-byte slot around it sees no cave address.
             const ulong stack = 0x2000_0000;
-            Assert.True(o.Process.Memory.TryAllocateAt(stack, 4096, null));
+            Assert.True(o.Process.Memory.TryAllocateAt(stack, 4096));
             ulong esp = stack + 4096 - 16;
             var frame = new byte[16];
             BitConverter.GetBytes(0x1111_1111u).CopyTo(frame, 0);
@@ -470,7 +470,7 @@ namespace HotpatchTools.Tests
 
             // Once the thread has returned, the next uninstall collects the retired cave.
             o.Process.SimulatedThreads.Clear();
-            o.Process.Memory.Free(stack, 4096, null);
+            o.Process.Memory.Free(stack, 4096);
             o.Engine.Install(o.Patch("X86-NEXT", o.At("guarded", 7)), Pid);
             o.UninstallAndCheck("X86-NEXT", before);
         }
