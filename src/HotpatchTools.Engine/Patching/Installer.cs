@@ -67,21 +67,27 @@ namespace HotpatchTools.Engine.Patching
 
                 var caves = CaveReader.FindCaves(target);
                 var mine = caves.Where(c => CaveReader.SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
-                if (mine.Count > 0 && CaveReader.Describe(target, mine[0]).State != PatchState.Installed)
+                var described = mine.Count > 0 ? CaveReader.Describe(target, mine[0]) : null;
+                if (described != null && described.State != PatchState.Installed)
                 {
                     // Reading takes no lock, so another session may be between writing a cave and its sites: once its
-                    // writer is done, look again before calling the patch inconsistent.
+                    // writer is done, look again before calling the patch inconsistent. The sites are read under the lock
+                    // too: read after it, they could show the next session halfway again.
                     try
                     {
                         // The process as it is now, not the snapshot: the other session may have mapped more since.
-                        using (Machine.TargetLock.Acquire(pid, _options.LockWait)) caves = CaveReader.FindCaves(opened);
-                        mine = caves.Where(c => CaveReader.SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
+                        using (Machine.TargetLock.Acquire(pid, _options.LockWait))
+                        {
+                            caves = CaveReader.FindCaves(opened);
+                            mine = caves.Where(c => CaveReader.SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
+                            described = mine.Count > 0 ? CaveReader.Describe(opened, mine[0]) : null;
+                        }
                     }
                     catch (HotpatchException e) { Log("process " + pid + ": not looked at again under its writer's lock: " + e.Message); }
                 }
-                if (mine.Count > 0)
+                if (described != null)
                 {
-                    var p = CaveReader.Describe(target, mine[0]);
+                    var p = described;
                     status.State = p.State == PatchState.Installed ? TargetState.Patched : TargetState.Inconsistent;
                     status.ErrorKind = p.State == PatchState.Installed ? HotpatchErrorKind.AlreadyInstalled : HotpatchErrorKind.SiteModified;
                     status.Reason = p.State == PatchState.Installed

@@ -161,7 +161,15 @@ namespace HotpatchTools.Tests
                     var deadline = DateTime.UtcNow.AddSeconds(10);
                     while (File.ReadAllText("/proc/" + _t.Pid + "/comm").Trim() != "sleep" && DateTime.UtcNow < deadline) Thread.Sleep(10);
                     Assert.Equal("sleep", File.ReadAllText("/proc/" + _t.Pid + "/comm").Trim());
-                    var maps = File.ReadAllText("/proc/" + _t.Pid + "/maps");
+                    // The new program's loader is still at work right after the exec (its RELRO mprotect changes the map):
+                    // the map compared afterwards is the settled one.
+                    string maps = "", last;
+                    do
+                    {
+                        last = maps;
+                        Thread.Sleep(100);
+                        maps = File.ReadAllText("/proc/" + _t.Pid + "/maps");
+                    } while (maps != last && DateTime.UtcNow < deadline.AddSeconds(10));
                     host.StandardInput.WriteLine();
                     var output = host.StandardOutput.ReadToEnd();
                     Assert.True(host.WaitForExit(30_000));
