@@ -129,7 +129,10 @@ namespace HotpatchTools.Engine.Machine
         }
 
         private static bool IsAdmin(string sid) =>
-            Array.IndexOf(AdminSids, sid) >= 0 || (Privilege.IsElevated() && sid == Win32.CurrentUserSid());
+            Array.IndexOf(AdminSids, sid) >= 0 || (ElevatedUser.Value is string me && sid == me);
+
+        // A process's token does not change its user or elevation: asked once, not for every entry of every folder.
+        private static readonly Lazy<string?> ElevatedUser = new Lazy<string?>(() => Privilege.IsElevated() ? Win32.CurrentUserSid() : null);
 
         /// <summary>The first principal other than an administrator that an allow entry gives one of the rights, or null.</summary>
         private static unsafe string? WhoElseMayWrite(IntPtr dacl, uint forbidden)

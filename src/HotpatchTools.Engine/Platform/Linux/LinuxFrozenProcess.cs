@@ -141,7 +141,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                     var t = Seize(tid);
                     if (t != null) { _tracees.Add(t); batch.Add(t); }
                 }
-                if (_firstStop == 0) _firstStop = Stopwatch.GetTimestamp();
+                _hold.Stopping();
                 foreach (var t in batch.ToArray())
                     if (!Interrupt(t)) batch.Remove(t);
                 foreach (var t in batch) { WaitForStop(t, deadline, timeout); t.Stopped = true; }
@@ -310,14 +310,9 @@ namespace HotpatchTools.Engine.Platform.Linux
                 throw new InvalidOperationException("ptrace calls must come from the thread that stopped the process.");
         }
 
-        // Stopwatch timestamps; 0 until it happened.
-        private long _firstStop, _lastRelease;
+        private HoldClock _hold;
 
-        public TimeSpan Held => HeldBetween(_firstStop, _lastRelease);
-
-        internal static TimeSpan HeldBetween(long firstStop, long lastRelease) =>
-            firstStop == 0 ? TimeSpan.Zero
-                : TimeSpan.FromSeconds(((lastRelease != 0 ? lastRelease : Stopwatch.GetTimestamp()) - firstStop) / (double)Stopwatch.Frequency);
+        public TimeSpan Held => _hold.Held;
 
         public void Dispose()
         {
@@ -345,7 +340,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             }
             foreach (var t in _tracees)
                 LibC.ptrace(LibC.PTRACE_DETACH, t.Tid, IntPtr.Zero, (IntPtr)t.PendingSignal);
-            _lastRelease = Stopwatch.GetTimestamp();
+            _hold.Released();
             _tracees.Clear();
             _reapGuard?.Dispose();
         }

@@ -26,10 +26,9 @@ namespace HotpatchTools.Engine.Platform.Windows
 
         public IReadOnlyList<ThreadSnapshot> Threads => _snapshots;
 
-        // Stopwatch timestamps; 0 until it happened.
-        private long _firstStop, _lastRelease;
+        private HoldClock _hold;
 
-        public TimeSpan Held => Linux.LinuxFrozenProcess.HeldBetween(_firstStop, _lastRelease);
+        public TimeSpan Held => _hold.Held;
 
         public static WindowsFrozenProcess Stop(WindowsTargetProcess target, TimeSpan timeout)
         {
@@ -64,7 +63,7 @@ namespace HotpatchTools.Engine.Platform.Windows
             }
             // Attaching suspends every thread of the process: the hold starts here.
             _attached = true;
-            _firstStop = Stopwatch.GetTimestamp();
+            _hold.Stopping();
             FailPoint.Hit("freeze.after-attach");
 
             var clock = Stopwatch.StartNew();
@@ -201,7 +200,7 @@ namespace HotpatchTools.Engine.Platform.Windows
             // that exited meanwhile.
             if (_heldThread != 0) Win32.ContinueDebugEvent(_pid, _heldThread, Win32.DBG_CONTINUE);
             Win32.DebugActiveProcessStop(_pid);
-            _lastRelease = Stopwatch.GetTimestamp();
+            _hold.Released();
         }
     }
 }
