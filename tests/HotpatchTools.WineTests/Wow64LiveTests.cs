@@ -18,18 +18,18 @@ namespace HotpatchTools.Tests
     /// Debian's wine32) patched live by this 64-bit program, through the engine and through the module's cmdlets.
     /// Addresses come from nm's listing and from the target's own loader (GetModuleHandle), bytes from the process.
     /// </summary>
-    public sealed class Wow64LiveTests : IDisposable
+    public abstract class Wow64TestBase : IDisposable
     {
-        private const string Guard = "cmp eax, 100\njbe resume\nmov eax, -1\nret";
-        private static readonly byte[] TripleBytes = { 0x8d, 0x04, 0x40, 0x83, 0xc0, 0x01 };
+        protected const string Guard = "cmp eax, 100\njbe resume\nmov eax, -1\nret";
+        protected static readonly byte[] TripleBytes = { 0x8d, 0x04, 0x40, 0x83, 0xc0, 0x01 };
         /// <summary>spin_fn's loop (inc dword ptr [eax]; pause; jmp back): the 9 bytes a jump overwrites.</summary>
-        private const int SpinSpan = 9;
+        protected const int SpinSpan = 9;
 
-        private readonly WindowsTarget _t;
-        private readonly HotpatchEngine _engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(2) });
-        private readonly string _dir = Directory.CreateTempSubdirectory("hpt-wow64-").FullName;
+        protected readonly WindowsTarget _t;
+        protected readonly HotpatchEngine _engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(2) });
+        protected readonly string _dir = Directory.CreateTempSubdirectory("hpt-wow64-").FullName;
 
-        public Wow64LiveTests()
+        protected Wow64TestBase()
         {
             Assert.True(Environment.Is64BitProcess, "the patching side must be the 64-bit program");
             _t = new WindowsTarget(Target32());
@@ -49,14 +49,14 @@ namespace HotpatchTools.Tests
         }
 
         /// <summary>i386 C symbols carry a leading underscore in nm's listing; the exports (what patches name) do not.</summary>
-        private ulong Symbol(string name) => _t.ModuleBase() + NativeBuild.SymbolRva(_t.ExePath, "_" + name);
+        protected ulong Symbol(string name) => _t.ModuleBase() + NativeBuild.SymbolRva(_t.ExePath, "_" + name);
 
-        private byte[] ReadSymbol(string name, int count) => _t.Read(Symbol(name), count);
+        protected byte[] ReadSymbol(string name, int count) => _t.Read(Symbol(name), count);
 
         /// <summary>The target's loader's address of a module or of an export.</summary>
-        private ulong Loader(string what) => ulong.Parse(_t.Send("module " + what), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+        protected ulong Loader(string what) => ulong.Parse(_t.Send("module " + what), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
 
-        private string Yaml(string id, params (string At, byte[] Expect, string Code)[] sites)
+        protected string Yaml(string id, params (string At, byte[] Expect, string Code)[] sites)
         {
             var yaml = "format: 1\nid: " + id + "\ntitle: Test patch " + id + "\ntarget:\n  os: windows\n  arch: x86\n  module: " + _t.ModuleName + "\npatchlets:\n";
             foreach (var (at, expect, code) in sites)
@@ -68,13 +68,17 @@ namespace HotpatchTools.Tests
         }
 
         /// <summary>The absolute target of the E9 jump at address (rel32 from the end of its 5 bytes, wrapping in 32 bits).</summary>
-        private ulong JumpTarget(ulong address)
+        protected ulong JumpTarget(ulong address)
         {
             var jmp = _t.Read(address, 5);
             Assert.Equal(0xE9, jmp[0]);
             return (uint)(address + 5 + (ulong)(long)BitConverter.ToInt32(jmp, 1));
         }
+    }
 
+    /// <summary>The engine against a live 32-bit target (see <see cref="Wow64TestBase"/>).</summary>
+    public sealed class Wow64LiveTests : Wow64TestBase
+    {
         [Fact]
         public void The_engine_sees_a_32_bit_process_and_only_its_32_bit_modules()
         {
@@ -164,7 +168,7 @@ namespace HotpatchTools.Tests
             Assert.Equal(new byte[] { 0xff, 0x00, 0xf3, 0x90, 0xe9 }, original[..5]);
 
             var e = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(Yaml("W32-SPIN", ("spin_fn", original, ""))), _t.Pid));
-            Assert.Equal(HotpatchErrorKind.ThreadInSpan, e.Kind);
+            Assert.True(e.Kind == HotpatchErrorKind.ThreadInSpan, e.Kind + ": " + e.Message);
             Assert.Contains("nothing was written", e.Message, StringComparison.OrdinalIgnoreCase);
             Assert.Equal(original, ReadSymbol("spin_fn", SpinSpan));
             Assert.Equal(0, _t.CaveCount());
@@ -174,41 +178,6 @@ namespace HotpatchTools.Tests
             Assert.Equal(-1, _t.Call("triple", 500));
             _engine.Uninstall(_t.Pid, "W32-ELSE");
             Assert.Equal(1501, _t.Call("triple", 500));
-        }
-
-        [Fact]
-        public void The_cmdlets_in_a_64_bit_PowerShell_install_list_show_and_uninstall_a_patch_in_a_32_bit_process()
-        {
-            using var sh = new ModuleShell();
-            var path = PatchFiles.WriteFile(_dir, "W32-PS", Yaml("W32-PS", ("triple", TripleBytes, Guard)));
-            ulong site = Symbol("triple");
-
-            sh.Run("Install-Micropatch -Path $args[0] -ProcessId $args[1] -AllowUnsigned -Force", path, _t.Pid);
-            Assert.Empty(sh.Errors);
-            Assert.Equal(-1, _t.Call("triple", 500));
-
-            var listed = Assert.Single(sh.Run("Get-Micropatch -ProcessId $args[0]", _t.Pid));
-            Assert.Empty(sh.Errors);
-            Assert.Equal("W32-PS", listed.Properties["PatchId"].Value?.ToString());
-            Assert.Equal("Installed", listed.Properties["State"].Value?.ToString());
-
-            // The site as the module shows it: x86 code (eax, not rax), the jump into the cave, the cave's guard.
-            var shown = Assert.Single(sh.Run("Get-Micropatch -ProcessId $args[0] | Get-MicropatchSite", _t.Pid));
-            Assert.Empty(sh.Errors);
-            Assert.Equal("Patched", shown.Properties["State"].Value?.ToString());
-            Assert.Equal("0x" + site.ToString("x"), shown.Properties["Address"].Value);
-            var code = ((IEnumerable<string>)shown.Properties["Disassembly"].Value).Where(l => !l.StartsWith(";")).Select(l => l.Substring(l.IndexOf("  ", StringComparison.Ordinal) + 2)).ToArray();
-            Assert.Equal("jmp 0x" + JumpTarget(site).ToString("x"), code[0]);
-            Assert.Contains("cmp eax,0x64", code);
-            Assert.Contains("lea eax,[eax+eax*2]", code);
-            Assert.Contains("jmp 0x" + (site + 6).ToString("x"), code);
-
-            sh.Run("Uninstall-Micropatch -PatchId W32-PS -ProcessId $args[0] -Force", _t.Pid);
-            Assert.Empty(sh.Errors);
-            Assert.Equal(TripleBytes, _t.Read(site, 6));
-            Assert.Equal(1501, _t.Call("triple", 500));
-            Assert.Empty(sh.Run("Get-Micropatch -ProcessId $args[0]", _t.Pid));
-            Assert.Equal(0, _t.CaveCount());
         }
 
         /// <summary>x86 sites the engine must refuse as it does on x64: bounds from COFF symbols (no .pdata in a PE32).</summary>
