@@ -29,112 +29,33 @@ namespace HotpatchTools.Engine.Patching
         /// <param name="keepOpen">Keep the process open in the result when it is Vulnerable, for the install that follows.</param>
         public PreparedInstall? Prepare(Micropatch patch, int pid, bool includeNotLoaded, ICollection<string>? denied, bool keepOpen)
         {
-            // In a machine-wide sweep a process we cannot read may or may not have the module: say so in
-            // the log, not as a result, or every protected process would look like a failed target.
-            PreparedInstall? Denied(HotpatchException e, string name)
-            {
-                if (includeNotLoaded)
-                    return new PreparedInstall(new TargetStatus { ProcessId = pid, ProcessName = name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module, State = TargetState.AccessDenied, Reason = e.Message, ErrorKind = e.Kind });
-                // This process itself is the one documented blind spot (ptrace cannot attach to itself), not a gap.
-                if (denied != null) { if (pid != HotpatchEngine.Self) denied.Add(pid + (name.Length > 0 ? " (" + name + ")" : "")); }
-                else Log("skipped process " + pid + ": " + e.Message);
-                return null;
-            }
-
             ITargetProcess opened;
             try { opened = _platform.Open(pid); }
-            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied) { return Denied(e, ""); }
+            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied) { return Denied(patch, pid, "", e, includeNotLoaded, denied); }
             bool kept = false;
             try
             {
-                var target = new LayoutSnapshot(opened);
-                var status = new TargetStatus { ProcessId = pid, ProcessName = target.Name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module };
-                var prepared = new PreparedInstall(status);
-                LoadedModule? module;
-                try { module = PatchPlanner.FindModule(target, patch.Target); }
-                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied) { return Denied(e, target.Name); }
-                if (module == null)
+                var prepared = Examine(patch, opened, new LayoutSnapshot(opened), includeNotLoaded, denied, out bool settled);
+                if (!settled)
                 {
-                    if (!includeNotLoaded) return null;
-                    status.State = TargetState.NotLoaded;
-                    status.Reason = "Module " + patch.Target.Module + " is not loaded in process " + pid + " (" + target.Name + ").";
-                    status.ErrorKind = HotpatchErrorKind.ModuleNotLoaded;
-                    return prepared;
-                }
-                status.Module = module.Name;
-                status.ModulePath = module.Path;
-                status.ModuleBase = module.Base;
-
-                var caves = CaveReader.FindCaves(target);
-                var mine = caves.Where(c => CaveReader.SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
-                var described = mine.Count > 0 ? CaveReader.Describe(target, mine[0]) : null;
-                if (described != null && described.State != PatchState.Installed)
-                {
-                    // Reading takes no lock, so another session may be between writing a cave and its sites: once its
-                    // writer is done, look again before calling the patch inconsistent. The sites are read under the lock
-                    // too: read after it, they could show the next session halfway again.
+                    // Reading takes no lock, so another session may be between writing a cave and its sites: a patch of
+                    // ours that is half there, or bytes that are no longer `expect` because another session is writing
+                    // this very patch. Once its writer is done, look again, under the lock and at the process as it is
+                    // now, before calling the patch inconsistent or the process another build.
                     try
                     {
-                        // The process as it is now, not the snapshot: the other session may have mapped more since.
                         using (Machine.TargetLock.Acquire(pid, _options.LockWait))
-                        {
-                            caves = CaveReader.FindCaves(opened);
-                            mine = caves.Where(c => CaveReader.SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
-                            described = mine.Count > 0 ? CaveReader.Describe(opened, mine[0]) : null;
-                        }
+                            prepared = Examine(patch, opened, new LayoutSnapshot(opened), includeNotLoaded, denied, out _);
                     }
-                    catch (HotpatchException e) { Log("process " + pid + ": not looked at again under its writer's lock: " + e.Message); }
-                }
-                if (described != null)
-                {
-                    var p = described;
-                    status.State = p.State == PatchState.Installed ? TargetState.Patched : TargetState.Inconsistent;
-                    status.ErrorKind = p.State == PatchState.Installed ? HotpatchErrorKind.AlreadyInstalled : HotpatchErrorKind.SiteModified;
-                    status.Reason = p.State == PatchState.Installed
-                        ? "Installed " + p.InstalledUtc.ToString("u") + ", cave at 0x" + p.CaveAddress.ToString("x") + (p.FileSha256 == patch.FileSha256 ? "." : "; from a different version of the file (SHA-256 " + p.FileSha256 + ").")
-                        : "A cave of this patch is present but not every site holds its jump.";
-                    return prepared;
-                }
-                var successor = CaveReader.Successor(caves, patch.Id);
-                if (successor != null)
-                {
-                    status.State = TargetState.Superseded;
-                    status.ErrorKind = HotpatchErrorKind.AlreadyInstalled;
-                    status.Reason = "Superseded by " + successor.Header.PatchId + ", installed " + CaveReader.Describe(target, successor).InstalledUtc.ToString("u") + ".";
-                    return prepared;
-                }
-                var replaced = CaveReader.Replaced(caves, patch);
-                try
-                {
-                    ITargetProcess view = replaced.Count == 0 ? target : new SupersededView(target, replaced.SelectMany(c => c.Header.Sites));
-                    var plan = PatchPlanner.Plan(patch, view, _platform.Os);
-                    // Of several mappings of the name, the one whose identity matched.
-                    status.Module = plan.Module.Name;
-                    status.ModulePath = plan.Module.Path;
-                    status.ModuleBase = plan.Module.Base;
-                    status.State = TargetState.Vulnerable;
-                    status.Reason = "Every check passed at " + string.Join(", ", plan.Sites.Select(s => "0x" + s.Address.ToString("x"))) + "."
-                        + (replaced.Count > 0 ? " Installing replaces " + string.Join(", ", replaced.Select(c => c.Header.PatchId)) + "." : "");
-                    prepared.Patch = patch;
-                    prepared.Plan = plan;
-                    prepared.Replaced = replaced;
-                    status.Prepared = prepared;
-                    if (keepOpen)
+                    catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited)
                     {
-                        prepared.Target = opened;
-                        kept = true;
+                        Log("process " + pid + ": not looked at again under its writer's lock: " + e.Message);
                     }
                 }
-                catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited && e.Kind != HotpatchErrorKind.Internal)
+                if (keepOpen && prepared?.Plan != null)
                 {
-                    status.State = e.Kind switch
-                    {
-                        HotpatchErrorKind.IdentityMismatch or HotpatchErrorKind.ExpectMismatch or HotpatchErrorKind.ModuleNotLoaded => TargetState.Mismatch,
-                        HotpatchErrorKind.AccessDenied => TargetState.AccessDenied,
-                        _ => TargetState.Unsupported,
-                    };
-                    status.Reason = e.Message + (e.Kind == HotpatchErrorKind.ExpectMismatch ? OwnerHint(target) : "");
-                    status.ErrorKind = e.Kind;
+                    prepared.Target = opened;
+                    kept = true;
                 }
                 return prepared;
             }
@@ -142,6 +63,95 @@ namespace HotpatchTools.Engine.Patching
             {
                 if (!kept) opened.Dispose();
             }
+        }
+
+        // In a machine-wide sweep a process we cannot read may or may not have the module: say so in
+        // the log, not as a result, or every protected process would look like a failed target.
+        private PreparedInstall? Denied(Micropatch patch, int pid, string name, HotpatchException e, bool includeNotLoaded, ICollection<string>? denied)
+        {
+            if (includeNotLoaded)
+                return new PreparedInstall(new TargetStatus { ProcessId = pid, ProcessName = name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module, State = TargetState.AccessDenied, Reason = e.Message, ErrorKind = e.Kind });
+            // This process itself is the one documented blind spot (ptrace cannot attach to itself), not a gap.
+            if (denied != null) { if (pid != HotpatchEngine.Self) denied.Add(pid + (name.Length > 0 ? " (" + name + ")" : "")); }
+            else Log("skipped process " + pid + ": " + e.Message);
+            return null;
+        }
+
+        /// <param name="settled">False when what was seen may be another session's write in progress: look again under its lock.</param>
+        private PreparedInstall? Examine(Micropatch patch, ITargetProcess opened, LayoutSnapshot target, bool includeNotLoaded, ICollection<string>? denied, out bool settled)
+        {
+            settled = true;
+            int pid = opened.Id;
+            var status = new TargetStatus { ProcessId = pid, ProcessName = target.Name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module };
+            var prepared = new PreparedInstall(status);
+            LoadedModule? module;
+            try { module = PatchPlanner.FindModule(target, patch.Target); }
+            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied) { return Denied(patch, pid, target.Name, e, includeNotLoaded, denied); }
+            if (module == null)
+            {
+                if (!includeNotLoaded) return null;
+                status.State = TargetState.NotLoaded;
+                status.Reason = "Module " + patch.Target.Module + " is not loaded in process " + pid + " (" + target.Name + ").";
+                status.ErrorKind = HotpatchErrorKind.ModuleNotLoaded;
+                return prepared;
+            }
+            status.Module = module.Name;
+            status.ModulePath = module.Path;
+            status.ModuleBase = module.Base;
+
+            var caves = CaveReader.FindCaves(target);
+            var mine = caves.Where(c => CaveReader.SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
+            var described = mine.Count > 0 ? CaveReader.Describe(target, mine[0]) : null;
+            if (described != null)
+            {
+                var p = described;
+                settled = p.State == PatchState.Installed;
+                status.State = p.State == PatchState.Installed ? TargetState.Patched : TargetState.Inconsistent;
+                status.ErrorKind = p.State == PatchState.Installed ? HotpatchErrorKind.AlreadyInstalled : HotpatchErrorKind.SiteModified;
+                status.Reason = p.State == PatchState.Installed
+                    ? "Installed " + p.InstalledUtc.ToString("u") + ", cave at 0x" + p.CaveAddress.ToString("x") + (p.FileSha256 == patch.FileSha256 ? "." : "; from a different version of the file (SHA-256 " + p.FileSha256 + ").")
+                    : "A cave of this patch is present but not every site holds its jump.";
+                return prepared;
+            }
+            var successor = CaveReader.Successor(caves, patch.Id);
+            if (successor != null)
+            {
+                status.State = TargetState.Superseded;
+                status.ErrorKind = HotpatchErrorKind.AlreadyInstalled;
+                status.Reason = "Superseded by " + successor.Header.PatchId + ", installed " + CaveReader.Describe(target, successor).InstalledUtc.ToString("u") + ".";
+                return prepared;
+            }
+            var replaced = CaveReader.Replaced(caves, patch);
+            try
+            {
+                ITargetProcess view = replaced.Count == 0 ? target : new SupersededView(target, replaced.SelectMany(c => c.Header.Sites));
+                var plan = PatchPlanner.Plan(patch, view, _platform.Os);
+                // Of several mappings of the name, the one whose identity matched.
+                status.Module = plan.Module.Name;
+                status.ModulePath = plan.Module.Path;
+                status.ModuleBase = plan.Module.Base;
+                status.State = TargetState.Vulnerable;
+                status.Reason = "Every check passed at " + string.Join(", ", plan.Sites.Select(s => "0x" + s.Address.ToString("x"))) + "."
+                    + (replaced.Count > 0 ? " Installing replaces " + string.Join(", ", replaced.Select(c => c.Header.PatchId)) + "." : "");
+                prepared.Patch = patch;
+                prepared.Plan = plan;
+                prepared.Replaced = replaced;
+                status.Prepared = prepared;
+            }
+            catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited && e.Kind != HotpatchErrorKind.Internal)
+            {
+                // A site that is not `expect` may be one another session is patching (its cave not yet marked installed).
+                settled = e.Kind != HotpatchErrorKind.ExpectMismatch;
+                status.State = e.Kind switch
+                {
+                    HotpatchErrorKind.IdentityMismatch or HotpatchErrorKind.ExpectMismatch or HotpatchErrorKind.ModuleNotLoaded => TargetState.Mismatch,
+                    HotpatchErrorKind.AccessDenied => TargetState.AccessDenied,
+                    _ => TargetState.Unsupported,
+                };
+                status.Reason = e.Message + (e.Kind == HotpatchErrorKind.ExpectMismatch ? OwnerHint(target) : "");
+                status.ErrorKind = e.Kind;
+            }
+            return prepared;
         }
 
         private static string OwnerHint(ITargetProcess target)

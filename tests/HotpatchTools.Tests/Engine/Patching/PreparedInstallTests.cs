@@ -60,5 +60,37 @@ namespace HotpatchTools.Tests
             Assert.Equal(7, _t.Call("triple", 5));
             Assert.Equal(1, _t.CaveCount());
         }
+
+        [Fact]
+        public void A_site_that_is_not_expect_while_another_session_writes_is_looked_at_again_once_its_lock_is_free()
+        {
+            // Another session in the middle of installing this very patch: it holds the target's writer lock and the
+            // site holds other bytes for now. An inspection that reads then must wait for it, not report another build.
+            var patch = PatchFiles.For(_t, "T-PREP-MIDWRITE", Triple());
+            ulong site = _t.Symbol("triple");
+            var original = _t.Read(site, 1);
+            Assert.Equal(TargetState.Vulnerable, _engine.Inspect(patch, _t.Pid)!.State); // and what a first look costs is paid
+            Inspection? inspection;
+            using (var writer = HotpatchTools.Engine.Machine.TargetLock.Acquire(_t.Pid, TimeSpan.FromSeconds(5)))
+            {
+                using (var other = _engine.Platform.Open(_t.Pid)) other.Memory.Write(site, new byte[] { (byte)(original[0] ^ 0xff) });
+                inspection = new Inspection(() => _engine.Inspect(patch, _t.Pid));
+                Assert.False(inspection.Done.Wait(3000), "the inspection did not wait for the writer: " + inspection.Describe());
+                using (var other = _engine.Platform.Open(_t.Pid)) other.Memory.Write(site, original);
+            }
+            Assert.True(inspection.Done.Wait(30000));
+            Assert.Equal(TargetState.Vulnerable, inspection.Status!.State);
+            Assert.Equal(0, _t.CaveCount());
+        }
+
+        private sealed class Inspection
+        {
+            public readonly System.Threading.Tasks.Task Done;
+            public TargetStatus? Status;
+
+            public Inspection(Func<TargetStatus?> inspect) { Done = System.Threading.Tasks.Task.Run(() => { Status = inspect(); }); }
+
+            public string Describe() => Status == null ? "(none)" : Status.State + ": " + Status.Reason;
+        }
     }
 }
