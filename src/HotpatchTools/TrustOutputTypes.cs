@@ -89,7 +89,7 @@ namespace HotpatchTools
 
         internal static MicropatchAuditRecord From(AuditRecord r) => new MicropatchAuditRecord
         {
-            Time = r.TimeUtc.ToLocalTime(), ComputerName = r.Host, User = r.User, ConnectedUser = r.ConnectedUser ?? "", Action = r.Action, Result = r.Result.ToString(),
+            Time = r.TimeUtc.ToLocalTime(), ComputerName = r.Host, User = r.User, ConnectedUser = r.ConnectedUser ?? "", Action = r.ActionName, Result = r.Result.ToString(),
             PatchId = r.PatchId ?? "", ProcessId = r.ProcessId, ProcessName = r.ProcessName ?? "", Module = r.Module ?? "", FileSha256 = r.FileSha256 ?? "",
             Path = r.Path ?? "", Signer = r.Signer ?? "", Thumbprint = r.Thumbprint ?? "", SignatureStatus = r.SignatureStatus ?? "", ErrorId = r.ErrorId ?? "", Error = r.Error ?? "",
         };

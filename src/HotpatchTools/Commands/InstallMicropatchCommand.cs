@@ -161,7 +161,7 @@ namespace HotpatchTools.Commands
                 {
                     PreparedInstall? prepared;
                     try { prepared = Engine.Prepare(patch, pid); }
-                    catch (HotpatchException e) { WriteRefusal(e, pid, AuditRecord.ActionInstall, patch.Id, patch); continue; }
+                    catch (HotpatchException e) { WriteRefusal(e, pid, AuditAction.Install, patch.Id, patch); continue; }
                     // The install that follows uses this inspection's plan and open process.
                     using (prepared) if (prepared != null) Handle(patch, prepared.Status, named: true);
                 }
@@ -207,7 +207,7 @@ namespace HotpatchTools.Commands
                 // In a machine-wide run a process already patched is counted; named, it is told plainly, not as a success.
                 if (!named) { WriteVerbose(where + ": already installed. " + t.Reason); return; }
                 WriteRefusal(new HotpatchException(HotpatchErrorKind.AlreadyInstalled, where + ": patch " + patch.Id + " is already installed there, nothing was changed (" + t.Reason.TrimEnd('.') + ").") { ProcessId = t.ProcessId },
-                    t.ProcessId, AuditRecord.ActionInstall, patch.Id, patch, t.ProcessName, t.Module);
+                    t.ProcessId, AuditAction.Install, patch.Id, patch, t.ProcessName, t.Module);
                 return;
             }
             if (action == InstallAction.OtherBuild) { summary.OtherBuild++; summary.FirstMismatch ??= where + ": " + t.Reason; }
@@ -220,7 +220,7 @@ namespace HotpatchTools.Commands
                 return;
             }
             WriteRefusal(new HotpatchException(t.ErrorKind ?? HotpatchErrorKind.UnsafeSite, where + ": " + t.Reason) { ProcessId = t.ProcessId }, t.ProcessId,
-                AuditRecord.ActionInstall, patch.Id, patch, t.ProcessName, t.Module);
+                AuditAction.Install, patch.Id, patch, t.ProcessName, t.Module);
         }
 
         private void InstallOne(Micropatch patch, TargetStatus t, Summary summary)
