@@ -64,5 +64,21 @@ namespace HotpatchTools.Engine
         public string? Advice { get; set; }
 
         public override string Message => Advice == null ? base.Message : base.Message + " " + Advice;
+
+        /// <summary>
+        /// What a failed open or read of a file means, or null for an exception that is not about the file: missing,
+        /// access denied, or unreadable, each as the caller's kind (a patch file's problems are the file's; a module
+        /// file's say which), with <paramref name="doing"/> ("open", "read") in the last.
+        /// </summary>
+        internal static HotpatchException? ForFile(Exception e, string path, string doing, HotpatchErrorKind missing, HotpatchErrorKind denied, HotpatchErrorKind unreadable)
+        {
+            if (e is System.IO.FileNotFoundException || e is System.IO.DirectoryNotFoundException)
+                return new HotpatchException(missing, path + ": file not found", e);
+            if (e is UnauthorizedAccessException || e is System.Security.SecurityException)
+                return new HotpatchException(denied, path + ": access denied", e);
+            if (e is System.IO.IOException || e is ArgumentException || e is NotSupportedException)
+                return new HotpatchException(unreadable, path + ": cannot " + doing + " the file: " + e.Message, e);
+            return null;
+        }
     }
 }

@@ -4,26 +4,14 @@ using HotpatchTools.Engine.Trust;
 
 namespace HotpatchTools
 {
-    // Flat snapshots, like OutputTypes.cs: strings, numbers and dates only (statuses as names of the module's enums).
-
-    /// <summary>What a patch file's signature says (see Get-MicropatchSignature).</summary>
-    public enum MicropatchSignatureStatus
-    {
-        Valid,
-        NotSigned,
-        HashMismatch,
-        InvalidSignature,
-        NotCodeSigning,
-        CertificateExpired,
-        UntrustedPublisher,
-    }
+    // Flat snapshots, like OutputTypes.cs: strings, numbers and dates only (statuses as names of the engine's enums).
 
     /// <summary>Get-MicropatchSignature, Set-MicropatchSignature -PassThru.</summary>
     public sealed class MicropatchSignature
     {
         public string ComputerName { get; set; } = Environment.MachineName;
         public string Path { get; set; } = "";
-        /// <summary>A <see cref="MicropatchSignatureStatus"/> name.</summary>
+        /// <summary>A <see cref="SignatureStatus"/> name.</summary>
         public string Status { get; set; } = "";
         /// <summary>True only when Status is Valid: intact, and signed by a publisher this machine trusts.</summary>
         public bool Trusted { get; set; }
@@ -39,7 +27,7 @@ namespace HotpatchTools
 
         internal static MicropatchSignature From(PatchSignature s) => new MicropatchSignature
         {
-            Path = s.Path, Status = ((MicropatchSignatureStatus)Enum.Parse(typeof(MicropatchSignatureStatus), s.Status.ToString())).ToString(), Trusted = s.Trusted,
+            Path = s.Path, Status = s.Status.ToString(), Trusted = s.Trusted,
             StatusMessage = s.Status == SignatureStatus.UntrustedPublisher ? s.StatusMessage + " " + Commands.HotpatchCommandBase.TrustAdvice : s.StatusMessage, Signer = s.Signer ?? "", Thumbprint = s.Thumbprint ?? "", SigningTime = s.SigningTimeUtc?.ToLocalTime(),
             NotAfter = s.NotAfterUtc?.ToLocalTime(), TrustedBy = s.TrustedBy ?? "", FileSha256 = s.FileSha256, SignaturePath = s.SignaturePath,
         };
@@ -89,7 +77,7 @@ namespace HotpatchTools
 
         internal static MicropatchAuditRecord From(AuditRecord r) => new MicropatchAuditRecord
         {
-            Time = r.TimeUtc.ToLocalTime(), ComputerName = r.Host, User = r.User, ConnectedUser = r.ConnectedUser ?? "", Action = r.Action, Result = r.Result.ToString(),
+            Time = r.TimeUtc.ToLocalTime(), ComputerName = r.Host, User = r.User, ConnectedUser = r.ConnectedUser ?? "", Action = r.ActionName, Result = r.Result.ToString(),
             PatchId = r.PatchId ?? "", ProcessId = r.ProcessId, ProcessName = r.ProcessName ?? "", Module = r.Module ?? "", FileSha256 = r.FileSha256 ?? "",
             Path = r.Path ?? "", Signer = r.Signer ?? "", Thumbprint = r.Thumbprint ?? "", SignatureStatus = r.SignatureStatus ?? "", ErrorId = r.ErrorId ?? "", Error = r.Error ?? "",
         };

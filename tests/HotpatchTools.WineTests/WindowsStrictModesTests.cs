@@ -49,8 +49,8 @@ namespace HotpatchTools.Tests
             Assert.Single(store.List());
 
             var log = new AuditLog(Path.Combine(_root, "log", "audit.jsonl"));
-            log.Append(new AuditRecord { Action = AuditRecord.ActionInstall, Result = AuditResult.Installed, PatchId = "T-STRICT" });
-            log.Append(new AuditRecord { Action = AuditRecord.ActionInstall, Result = AuditResult.Refused, PatchId = "T-STRICT" });
+            log.Append(new AuditRecord { Action = AuditAction.Install, Result = AuditResult.Installed, PatchId = "T-STRICT" });
+            log.Append(new AuditRecord { Action = AuditAction.Install, Result = AuditResult.Refused, PatchId = "T-STRICT" });
             var records = log.Read(out int unreadable);
             Assert.Equal(0, unreadable);
             Assert.Equal(new[] { AuditResult.Installed, AuditResult.Refused }, new[] { records[0].Result, records[1].Result });

@@ -98,29 +98,14 @@ namespace HotpatchTools.Tests
                 _engine.Install(PatchFiles.Parse(yaml), t.Pid);
                 Assert.Equal(0xE9, t.Read(at, 1)[0]);
                 long calls = t.Stats().Calls;
-                WaitForCalls(t, calls);
+                t.WaitForCalls(calls, "comparer threads");
                 Assert.Equal("1", t.Send("compare"));
                 _engine.Uninstall(t.Pid, "W-CMP");
                 Assert.Equal(expect, t.Read(at, expect.Length));
-                WaitForCalls(t, t.Stats().Calls);
+                t.WaitForCalls(t.Stats().Calls, "comparer threads");
             }
-            Assert.Equal("ok", t.Send("calm"));
-            var (total, errors) = t.Stats();
-            Assert.True(total > 10, "the comparers made only " + total + " calls");
-            Assert.Equal(0L, errors);
-            // A cave a comparer was inside at uninstall is retired, not freed; with the comparers stopped, the next
-            // uninstall frees it along with its own.
-            _engine.Install(PatchFiles.Parse(yaml), t.Pid);
-            Assert.True(_engine.Uninstall(t.Pid, "W-CMP").CaveFreed);
+            t.CalmAndFreeRetiredCaves(_engine, yaml, "W-CMP", minCalls: 10, "comparers");
             Assert.Equal(expect, t.Read(at, expect.Length));
-            Assert.Equal(0, t.CaveCount());
-        }
-
-        /// <summary>The comparer threads go on calling (through the detour, when installed): fails if they stall.</summary>
-        private static void WaitForCalls(TargetProcess t, long before)
-        {
-            for (int i = 0; i < 200 && t.Stats().Calls <= before + 10; i++) Thread.Sleep(50);
-            Assert.True(t.Stats().Calls > before + 10, "the comparer threads stopped calling");
         }
     }
 }

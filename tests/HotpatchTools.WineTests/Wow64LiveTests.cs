@@ -140,23 +140,16 @@ namespace HotpatchTools.Tests
             {
                 _engine.Install(PatchFiles.Parse(yaml), _t.Pid);
                 foreach (var name in new[] { "rip_first", "short_jcc", "triple" }) Assert.Equal(0xE9, ReadSymbol(name, 1)[0]);
-                WaitForCalls(_t.Stats().Calls);
+                _t.WaitForCalls(_t.Stats().Calls, "hammer threads");
                 Assert.Equal(42, _t.Call("rip_first", 2));
                 Assert.Equal(2, _t.Call("short_jcc", 0));
                 Assert.Equal(6, _t.Call("short_jcc", 5));
                 _engine.Uninstall(_t.Pid, "W32-LOAD");
                 Assert.Equal(absolute, ReadSymbol("rip_first", 6));
                 Assert.Equal(jcc, ReadSymbol("short_jcc", 7));
-                WaitForCalls(_t.Stats().Calls);
+                _t.WaitForCalls(_t.Stats().Calls, "hammer threads");
             }
-            Assert.Equal("ok", _t.Send("calm"));
-            var (calls, errors) = _t.Stats();
-            Assert.True(calls > 100, "the hammer threads made only " + calls + " calls");
-            Assert.Equal(0L, errors);
-            // A cave a hammer thread was inside at an uninstall is retired, not freed: with the threads stopped, one more round frees them all.
-            _engine.Install(PatchFiles.Parse(yaml), _t.Pid);
-            Assert.True(_engine.Uninstall(_t.Pid, "W32-LOAD").CaveFreed);
-            Assert.Equal(0, _t.CaveCount());
+            _t.CalmAndFreeRetiredCaves(_engine, yaml, "W32-LOAD", minCalls: 100, "hammer threads");
         }
 
         [Fact]
@@ -229,13 +222,6 @@ namespace HotpatchTools.Tests
             Assert.Equal(jcc, ReadSymbol("short_jcc", 7));
             Assert.Equal("ok", _t.Send("calm"));
             Assert.Equal(0L, _t.Stats().Errors);
-        }
-
-        /// <summary>The hammer threads go on calling (through the detours, when installed): fails if they stall.</summary>
-        private void WaitForCalls(long before)
-        {
-            for (int i = 0; i < 200 && _t.Stats().Calls <= before + 10; i++) Thread.Sleep(50);
-            Assert.True(_t.Stats().Calls > before + 10, "the hammer threads stopped calling");
         }
     }
 }

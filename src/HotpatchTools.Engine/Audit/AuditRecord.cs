@@ -19,11 +19,24 @@ namespace HotpatchTools.Engine.Audit
         Added,
     }
 
+    /// <summary>What an audited record did; written to the log by name.</summary>
+    public enum AuditAction
+    {
+        /// <summary>
+        /// Named by text alone (<see cref="AuditRecord.ActionName"/>): a refusal before any work (not elevated) names the
+        /// cmdlet that was refused, and a log written elsewhere may hold an action this version does not know.
+        /// </summary>
+        Other,
+        Install,
+        Uninstall,
+        AddTrustedPublisher,
+        RemoveTrustedPublisher,
+    }
+
     /// <summary>One install, uninstall or refusal, as one line of the machine's audit log.</summary>
     public sealed class AuditRecord
     {
-        // Actions stay text: a refusal before any work (not elevated) names the cmdlet that was refused.
-        public const string ActionInstall = "Install", ActionUninstall = "Uninstall";
+        private string _otherAction = "";
 
         public DateTime TimeUtc { get; set; } = DateTime.UtcNow;
         public string User { get; set; } = CurrentUser();
@@ -33,7 +46,23 @@ namespace HotpatchTools.Engine.Audit
         /// who ran sudo.
         /// </summary>
         public string? ConnectedUser { get; set; } = IsWindows ? null : NullIfEmpty(Environment.GetEnvironmentVariable("SUDO_USER"));
-        public string Action { get; set; } = "";
+        public AuditAction Action { get; set; }
+
+        /// <summary>
+        /// The action as the log writes it: the name of <see cref="Action"/>, or for <see cref="AuditAction.Other"/> the
+        /// text it was given. Setting a known name sets <see cref="Action"/>; any other text makes it Other.
+        /// </summary>
+        public string ActionName
+        {
+            get => Action == AuditAction.Other ? _otherAction : Action.ToString();
+            set
+            {
+                // Only a name exactly as written: a number or a list would parse as some value, and text kept as Other reads back as it was.
+                bool known = Enum.TryParse(value, false, out AuditAction action) && Enum.IsDefined(typeof(AuditAction), action) && action != AuditAction.Other && action.ToString() == value;
+                Action = known ? action : AuditAction.Other;
+                _otherAction = known ? "" : value;
+            }
+        }
         public AuditResult Result { get; set; }
         public string? PatchId { get; set; }
         public string? FileSha256 { get; set; }
@@ -76,7 +105,7 @@ namespace HotpatchTools.Engine.Audit
             yield return F("user", User);
             yield return F("host", Host);
             yield return F("connectedUser", ConnectedUser);
-            yield return F("action", Action);
+            yield return F("action", ActionName);
             yield return F("result", Result.ToString());
             yield return F("patchId", PatchId);
             yield return F("fileSha256", FileSha256);
@@ -106,7 +135,7 @@ namespace HotpatchTools.Engine.Audit
             return new AuditRecord
             {
                 TimeUtc = DateTime.SpecifyKind(when, DateTimeKind.Utc), User = S("user") ?? "", Host = S("host") ?? "", ConnectedUser = S("connectedUser"),
-                Action = S("action") ?? "", Result = result, PatchId = S("patchId"), FileSha256 = S("fileSha256"), Path = S("path"),
+                ActionName = S("action") ?? "", Result = result, PatchId = S("patchId"), FileSha256 = S("fileSha256"), Path = S("path"),
                 Signer = S("signer"), Thumbprint = S("thumbprint"), SignatureStatus = S("signatureStatus"),
                 ProcessId = o.TryGetValue("processId", out var p) && p is long pid ? (int?)pid : null,
                 ProcessName = S("processName"), Module = S("module"), ErrorId = S("errorId"), Error = S("error"),
@@ -116,7 +145,7 @@ namespace HotpatchTools.Engine.Audit
         /// <summary>The refusal of a patch file by the trust policy, before any process was looked at.</summary>
         public static AuditRecord ForRefusal(Trust.PatchRefusedException e) => new AuditRecord
         {
-            Action = ActionInstall, Result = AuditResult.Refused, PatchId = e.PatchId, FileSha256 = e.Signature.FileSha256, Path = e.Signature.Path,
+            Action = AuditAction.Install, Result = AuditResult.Refused, PatchId = e.PatchId, FileSha256 = e.Signature.FileSha256, Path = e.Signature.Path,
             Signer = e.Signature.Signer, Thumbprint = e.Signature.Thumbprint, SignatureStatus = e.Signature.Status.ToString(),
             ErrorId = e.Kind.ToString(), Error = e.Message,
         };

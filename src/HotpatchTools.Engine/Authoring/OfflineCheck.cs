@@ -55,8 +55,8 @@ namespace HotpatchTools.Engine.Authoring
             if ((patch.Target.Os == TargetOs.Windows) != windows || (patch.Target.Arch == TargetArch.X64 ? 64 : 32) != image.Bitness)
             {
                 result.State = OfflineCheckState.NotApplicable;
-                result.Reason = image.Name + " is a " + (windows ? "Windows" : "Linux") + " " + (image.Bitness == 64 ? "x64" : "x86") + " module; the patch is for "
-                    + patch.Target.Os.ToString().ToLowerInvariant() + " " + patch.Target.Arch.ToString().ToLowerInvariant() + ".";
+                result.Reason = image.Name + " is a " + (windows ? "Windows" : "Linux") + " " + (image.Bitness == 64 ? TargetArch.X64 : TargetArch.X86).FileName() + " module; the patch is for "
+                    + patch.Target.Os.FileName() + " " + patch.Target.Arch.FileName() + ".";
                 return result;
             }
             var platform = new OfflinePlatform(image);

@@ -216,8 +216,8 @@ namespace HotpatchTools.Engine.Authoring
             y.Append("title: ").Append(Quote(r.Title ?? "Fix in " + (symbol.Length > 0 ? symbol : r.At) + " of " + moduleName)).Append('\n');
             y.Append("description: |\n  TODO: what the flaw is and how this patch closes it.\n");
             y.Append("target:\n");
-            y.Append("  os: ").Append(image.Format == ModuleFormat.Pe ? "windows" : "linux").Append('\n');
-            y.Append("  arch: ").Append(image.Bitness == 64 ? "x64" : "x86").Append('\n');
+            y.Append("  os: ").Append((image.Format == ModuleFormat.Pe ? TargetOs.Windows : TargetOs.Linux).FileName()).Append('\n');
+            y.Append("  arch: ").Append((image.Bitness == 64 ? TargetArch.X64 : TargetArch.X86).FileName()).Append('\n');
             y.Append("  module: ").Append(Quote(moduleName)).Append('\n');
             y.Append("  identity:\n");
             if (image.BuildId != null) y.Append("    buildId: ").Append(image.BuildId).Append('\n');

@@ -4,10 +4,14 @@ namespace HotpatchTools.Engine.Format
 {
     public enum TargetOs { Windows, Linux }
 
+    /// <summary>The names a patch file gives the target (the spec's words): read and written by these alone.</summary>
     internal static class TargetOsNames
     {
         /// <summary>The name a patch file's target.os gives it ("windows", "linux").</summary>
         public static string FileName(this TargetOs os) => os == TargetOs.Windows ? "windows" : "linux";
+
+        /// <summary>The name a patch file's target.arch gives it ("x64", "x86").</summary>
+        public static string FileName(this TargetArch arch) => arch == TargetArch.X64 ? "x64" : "x86";
     }
     public enum TargetArch { X64, X86 }
     public enum PatchMode { Insert, Replace }

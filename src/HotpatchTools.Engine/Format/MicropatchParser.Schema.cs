@@ -109,9 +109,9 @@ namespace HotpatchTools.Engine.Format
                 var keys = Fields(node, "target", TargetKeys);
                 var target = new MicropatchTarget
                 {
-                    Os = Choice(Required(keys, node, "target", "os"), "target.os", new[] { "windows", "linux" },
+                    Os = Choice(Required(keys, node, "target", "os"), "target.os", new[] { TargetOs.Windows.FileName(), TargetOs.Linux.FileName() },
                         new[] { TargetOs.Windows, TargetOs.Linux }),
-                    Arch = Choice(Required(keys, node, "target", "arch"), "target.arch", new[] { "x64", "x86" },
+                    Arch = Choice(Required(keys, node, "target", "arch"), "target.arch", new[] { TargetArch.X64.FileName(), TargetArch.X86.FileName() },
                         new[] { TargetArch.X64, TargetArch.X86 }),
                 };
 

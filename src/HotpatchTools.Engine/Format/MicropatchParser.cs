@@ -1,7 +1,6 @@
 using System;
 using System.Globalization;
 using System.IO;
-using System.Security;
 using System.Security.Cryptography;
 using System.Text;
 using YamlDotNet.RepresentationModel;
@@ -92,17 +91,10 @@ namespace HotpatchTools.Engine.Format
                     }
                 }
             }
-            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
+            catch (Exception e) when (HotpatchException.ForFile(e, path, "read", HotpatchErrorKind.InvalidPatchFile, HotpatchErrorKind.InvalidPatchFile,
+                HotpatchErrorKind.InvalidPatchFile) is HotpatchException problem)
             {
-                throw new HotpatchException(HotpatchErrorKind.InvalidPatchFile, path + ": file not found", e);
-            }
-            catch (Exception e) when (e is UnauthorizedAccessException || e is SecurityException)
-            {
-                throw new HotpatchException(HotpatchErrorKind.InvalidPatchFile, path + ": access denied", e);
-            }
-            catch (Exception e) when (e is IOException || e is ArgumentException || e is NotSupportedException)
-            {
-                throw new HotpatchException(HotpatchErrorKind.InvalidPatchFile, path + ": cannot read the file: " + e.Message, e);
+                throw problem;
             }
             return bytes;
         }

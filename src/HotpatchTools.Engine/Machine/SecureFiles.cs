@@ -79,19 +79,30 @@ namespace HotpatchTools.Engine.Machine
         private static string? WhyParentsNotRootOnly(string path)
         {
             var full = Path.GetFullPath(path);
-            var real = LibC.RealPath(full);
-            foreach (var start in real == null || real == full ? new[] { full } : new[] { full, real })
+            return FirstProblemAbove(full, LibC.RealPath(full), StringComparison.Ordinal, dir =>
+            {
+                var st = LibC.LStat(dir);
+                if (st == null) return null;
+                var (mode, uid, gid) = st.Value;
+                if (uid != 0) return dir + " (above " + path + ") is owned by uid " + uid + ", not root";
+                if ((mode & LibC.S_IFMT) == LibC.S_IFLNK) return null; // a root-owned link; its target's folders are checked as `real`
+                bool sticky = (mode & LibC.S_ISVTX) != 0;
+                if ((mode & 2) != 0 && !sticky) return dir + " (above " + path + ") is writable by everyone (mode " + Convert.ToString(mode & 0xfff, 8) + ")";
+                if ((mode & 16) != 0 && !sticky && gid >= 1000) return dir + " (above " + path + ") is writable by group " + gid + " (mode " + Convert.ToString(mode & 0xfff, 8) + ")";
+                return null;
+            });
+        }
+
+        /// <summary>
+        /// The first reason <paramref name="why"/> gives for a folder above the path, nearest first, up to the root: above
+        /// the path as written and, where links lead elsewhere, above <paramref name="real"/> (where they lead) too, since
+        /// whoever can swap either can swap what lies below. Each system judges a folder its own way.
+        /// </summary>
+        internal static string? FirstProblemAbove(string full, string? real, StringComparison sameName, Func<string, string?> why)
+        {
+            foreach (var start in real == null || string.Equals(real, full, sameName) ? new[] { full } : new[] { full, real })
                 for (var dir = Path.GetDirectoryName(start); !string.IsNullOrEmpty(dir); dir = Path.GetDirectoryName(dir))
-                {
-                    var st = LibC.LStat(dir!);
-                    if (st == null) continue;
-                    var (mode, uid, gid) = st.Value;
-                    if (uid != 0) return dir + " (above " + path + ") is owned by uid " + uid + ", not root";
-                    if ((mode & LibC.S_IFMT) == LibC.S_IFLNK) continue; // a root-owned link; its target's folders are checked as `real`
-                    bool sticky = (mode & LibC.S_ISVTX) != 0;
-                    if ((mode & 2) != 0 && !sticky) return dir + " (above " + path + ") is writable by everyone (mode " + Convert.ToString(mode & 0xfff, 8) + ")";
-                    if ((mode & 16) != 0 && !sticky && gid >= 1000) return dir + " (above " + path + ") is writable by group " + gid + " (mode " + Convert.ToString(mode & 0xfff, 8) + ")";
-                }
+                    if (why(dir!) is string reason) return reason;
             return null;
         }
 

@@ -91,18 +91,13 @@ namespace HotpatchTools.Engine.Machine
         /// Every folder above the path up to its root, as written and as the system resolves it (links and junctions
         /// followed), owned by administrators and with no one else able to remove, rename or re-permission what it holds.
         /// </summary>
-        private static string? WhyParentsNotAdminOnly(string full)
-        {
-            var real = FinalPath(full);
-            foreach (var start in real == null || string.Equals(real, full, StringComparison.OrdinalIgnoreCase) ? new[] { full } : new[] { full, real })
-                for (var dir = Path.GetDirectoryName(start); !string.IsNullOrEmpty(dir); dir = Path.GetDirectoryName(dir))
-                {
-                    using var h = Open(dir!);
-                    if (h == null) continue;
-                    if (WhyNotAdminOnly(h, dir!, SwapsOrChanges.Swaps, mustBeFile: false) is string why) return why + " (above " + full + ")";
-                }
-            return null;
-        }
+        private static string? WhyParentsNotAdminOnly(string full) =>
+            SecureFiles.FirstProblemAbove(full, FinalPath(full), StringComparison.OrdinalIgnoreCase, dir =>
+            {
+                using var h = Open(dir);
+                if (h == null) return null;
+                return WhyNotAdminOnly(h, dir, SwapsOrChanges.Swaps, mustBeFile: false) is string why ? why + " (above " + full + ")" : null;
+            });
 
         private static string? WhyNotAdminOnly(SafeFileHandle h, string path, SwapsOrChanges rule, bool mustBeFile)
         {

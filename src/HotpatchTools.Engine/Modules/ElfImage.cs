@@ -277,8 +277,8 @@ namespace HotpatchTools.Engine.Modules
             if (machine != (is64 ? EmX86_64 : EmI386))
                 throw file.Invalid("e_machine " + machine + " is not " + (is64 ? "x86-64" : "i386") + " for a " + (is64 ? 64 : 32) + "-bit file");
 
-            ulong phOffset = is64 ? U64(header, 32) : U32(header, 28);
-            ulong shOffset = is64 ? U64(header, 40) : U32(header, 32);
+            ulong phOffset = Word(is64, header, 0, 32, 28);
+            ulong shOffset = Word(is64, header, 0, 40, 32);
             int o = is64 ? 54 : 42;
             ushort phEntrySize = U16(header, o), phCount16 = U16(header, o + 2);
             ushort shEntrySize = U16(header, o + 4), shCount16 = U16(header, o + 6), shStringIndex16 = U16(header, o + 8);
@@ -310,10 +310,10 @@ namespace HotpatchTools.Engine.Modules
                 int entry = is64 ? 16 : 8;
                 for (int p = 0; p + entry <= dynamic.Length; p += entry)
                 {
-                    ulong tag = is64 ? U64(dynamic, p) : U32(dynamic, p);
+                    ulong tag = Word(is64, dynamic, p, 0, 0);
                     if (tag == DtNull) break;
                     if (tag != DtSoname) continue;
-                    ulong value = is64 ? U64(dynamic, p + 8) : U32(dynamic, p + 4);
+                    ulong value = Word(is64, dynamic, p, 8, 4);
                     if (value > uint.MaxValue) throw file.Invalid("DT_SONAME is outside the dynamic string table");
                     var strings = file.ReadSection(sections[s.Link], "the dynamic string table");
                     return CString(file, strings, (uint)value, "DT_SONAME");
@@ -383,7 +383,7 @@ namespace HotpatchTools.Engine.Modules
 
             // Section 0 carries the real counts when they do not fit in the ELF header (extended numbering).
             var first = file.Read(offset, minEntry, "section header 0");
-            ulong count = count16 == 0 ? (is64 ? U64(first, 32) : U32(first, 20)) : count16;
+            ulong count = count16 == 0 ? Word(is64, first, 0, 32, 20) : count16;
             ulong stringIndex = stringIndex16 == ShnXindex ? U32(first, is64 ? 40 : 24) : stringIndex16;
             extendedPhCount = U32(first, is64 ? 44 : 28);
             if (count == 0) return new Section[0];
@@ -398,24 +398,12 @@ namespace HotpatchTools.Engine.Modules
                 ref var s = ref sections[i];
                 s.Name = "";
                 s.Type = U32(table, p + 4);
-                if (is64)
-                {
-                    s.Address = U64(table, p + 16);
-                    s.Offset = U64(table, p + 24);
-                    s.Size = U64(table, p + 32);
-                    s.Link = U32(table, p + 40);
-                    s.Alignment = U64(table, p + 48);
-                    s.EntrySize = U64(table, p + 56);
-                }
-                else
-                {
-                    s.Address = U32(table, p + 12);
-                    s.Offset = U32(table, p + 16);
-                    s.Size = U32(table, p + 20);
-                    s.Link = U32(table, p + 24);
-                    s.Alignment = U32(table, p + 32);
-                    s.EntrySize = U32(table, p + 36);
-                }
+                s.Address = Word(is64, table, p, 16, 12);
+                s.Offset = Word(is64, table, p, 24, 16);
+                s.Size = Word(is64, table, p, 32, 20);
+                s.Link = U32(table, p + (is64 ? 40 : 24));
+                s.Alignment = Word(is64, table, p, 48, 32);
+                s.EntrySize = Word(is64, table, p, 56, 36);
                 if (s.Type != ShtNobits && s.Type != 0 && (s.Offset > file.Length || s.Size > file.Length - s.Offset))
                     throw file.Invalid("section " + i + " lies outside the file");
             }
@@ -445,22 +433,11 @@ namespace HotpatchTools.Engine.Modules
                 int p = (int)(i * entrySize);
                 ref var s = ref segments[i];
                 s.Type = U32(table, p);
-                if (is64)
-                {
-                    s.Flags = U32(table, p + 4);
-                    s.Offset = U64(table, p + 8);
-                    s.VirtualAddress = U64(table, p + 16);
-                    s.FileSize = U64(table, p + 32);
-                    s.Alignment = U64(table, p + 48);
-                }
-                else
-                {
-                    s.Offset = U32(table, p + 4);
-                    s.VirtualAddress = U32(table, p + 8);
-                    s.FileSize = U32(table, p + 16);
-                    s.Flags = U32(table, p + 24);
-                    s.Alignment = U32(table, p + 28);
-                }
+                s.Flags = U32(table, p + (is64 ? 4 : 24));
+                s.Offset = Word(is64, table, p, 8, 4);
+                s.VirtualAddress = Word(is64, table, p, 16, 8);
+                s.FileSize = Word(is64, table, p, 32, 16);
+                s.Alignment = Word(is64, table, p, 48, 28);
                 if ((s.Type == PtLoad || s.Type == PtNote) && (s.Offset > file.Length || s.FileSize > file.Length - s.Offset))
                     throw file.Invalid("segment " + i + " lies outside the file");
             }
@@ -548,23 +525,9 @@ namespace HotpatchTools.Engine.Modules
                     {
                         int p = (int)(i * entrySize);
                         uint nameOffset = U32(data, p);
-                        byte info;
-                        ushort sectionIndex;
-                        ulong value, size;
-                        if (is64)
-                        {
-                            info = data[p + 4];
-                            sectionIndex = U16(data, p + 6);
-                            value = U64(data, p + 8);
-                            size = U64(data, p + 16);
-                        }
-                        else
-                        {
-                            value = U32(data, p + 4);
-                            size = U32(data, p + 8);
-                            info = data[p + 12];
-                            sectionIndex = U16(data, p + 14);
-                        }
+                        byte info = data[p + (is64 ? 4 : 12)];
+                        ushort sectionIndex = U16(data, p + (is64 ? 6 : 14));
+                        ulong value = Word(is64, data, p, 8, 4), size = Word(is64, data, p, 16, 8);
                         byte type = (byte)(info & 0xf);
                         // Undefined, absolute (version names, file names) and common symbols have no address in the
                         // image, TLS ones only an offset in the TLS block, section symbols no name.
@@ -606,6 +569,12 @@ namespace HotpatchTools.Engine.Modules
         private static ushort U16(byte[] b, int p) => (ushort)(b[p] | b[p + 1] << 8);
         private static uint U32(byte[] b, int p) => (uint)(b[p] | b[p + 1] << 8 | b[p + 2] << 16 | b[p + 3] << 24);
         private static ulong U64(byte[] b, int p) => U32(b, p) | (ulong)U32(b, p + 4) << 32;
+
+        /// <summary>
+        /// An address-sized field (Addr, Off, Xword): 8 bytes at <paramref name="at64"/> in ELF64, 4 at
+        /// <paramref name="at32"/> in ELF32. The classes differ in widths and order, not meaning, so one reader serves both.
+        /// </summary>
+        private static ulong Word(bool is64, byte[] b, int p, int at64, int at32) => is64 ? U64(b, p + at64) : U32(b, p + at32);
 
         /// <summary>Bounds-checked reads, so that no offset or count in a corrupt file can index out of range or over-allocate.</summary>
         private sealed class FileReader

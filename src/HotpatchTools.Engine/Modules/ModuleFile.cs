@@ -1,6 +1,5 @@
 using System;
 using System.IO;
-using System.Security;
 
 namespace HotpatchTools.Engine.Modules
 {
@@ -76,17 +75,10 @@ namespace HotpatchTools.Engine.Modules
             {
                 stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
             }
-            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
+            catch (Exception e) when (HotpatchException.ForFile(e, path, "open", HotpatchErrorKind.ModuleNotLoaded, HotpatchErrorKind.AccessDenied,
+                HotpatchErrorKind.Internal) is HotpatchException problem)
             {
-                throw new HotpatchException(HotpatchErrorKind.ModuleNotLoaded, path + ": file not found", e);
-            }
-            catch (Exception e) when (e is UnauthorizedAccessException || e is SecurityException)
-            {
-                throw new HotpatchException(HotpatchErrorKind.AccessDenied, path + ": access denied", e);
-            }
-            catch (Exception e) when (e is IOException || e is ArgumentException || e is NotSupportedException)
-            {
-                throw new HotpatchException(HotpatchErrorKind.Internal, path + ": cannot open the file: " + e.Message, e);
+                throw problem;
             }
 
             using (stream)

@@ -117,7 +117,7 @@ namespace HotpatchTools.Engine.Patching
         {
             var record = new AuditRecord
             {
-                Action = AuditRecord.ActionInstall, PatchId = patch.Id, FileSha256 = patch.FileSha256, Path = patch.SourceName, ProcessId = pid,
+                Action = AuditAction.Install, PatchId = patch.Id, FileSha256 = patch.FileSha256, Path = patch.SourceName, ProcessId = pid,
                 Module = patch.Target.Module, Signer = patch.Signature?.Signer, Thumbprint = patch.Signature?.Thumbprint,
                 SignatureStatus = patch.Signature?.Status.ToString() ?? "NotChecked",
             };
@@ -139,7 +139,7 @@ namespace HotpatchTools.Engine.Patching
 
         public UninstallResult Uninstall(int pid, string patchId)
         {
-            var record = new AuditRecord { Action = AuditRecord.ActionUninstall, PatchId = patchId, ProcessId = pid };
+            var record = new AuditRecord { Action = AuditAction.Uninstall, PatchId = patchId, ProcessId = pid };
             try
             {
                 var result = _uninstaller.Uninstall(pid, patchId, record);

@@ -223,7 +223,7 @@ namespace HotpatchTools.Engine.Patching
             foreach (var c in replaced)
                 _audit(new AuditRecord
                 {
-                    Action = AuditRecord.ActionUninstall, Result = AuditResult.Removed, PatchId = c.Header.PatchId, ProcessId = pid, ProcessName = target.Name,
+                    Action = AuditAction.Uninstall, Result = AuditResult.Removed, PatchId = c.Header.PatchId, ProcessId = pid, ProcessName = target.Name,
                     Module = c.Header.Module, FileSha256 = Hex.Lower(c.Header.FileSha256), Error = "Superseded by " + patch.Id + ".",
                 });
             return result;

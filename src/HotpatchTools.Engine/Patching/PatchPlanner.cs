@@ -100,7 +100,7 @@ namespace HotpatchTools.Engine.Patching
             int bitness = t.Arch == TargetArch.X64 ? 64 : 32;
             if (bitness != target.Bitness)
                 throw new HotpatchException(HotpatchErrorKind.IdentityMismatch,
-                    "Patch " + patch.Id + " is for " + (bitness == 64 ? "x64" : "x86") + " processes; process " + target.Id + " (" + target.Name + ") is " + target.Bitness + "-bit.") { ProcessId = target.Id };
+                    "Patch " + patch.Id + " is for " + t.Arch.FileName() + " processes; process " + target.Id + " (" + target.Name + ") is " + target.Bitness + "-bit.") { ProcessId = target.Id };
 
             var candidates = FindModules(target, t.Module, t.Os == TargetOs.Windows).ToList();
             // A process being torn down has no mappings left: it exited, it did not unload the module.

@@ -85,7 +85,7 @@ namespace HotpatchTools.Commands
             try
             {
                 var entry = add(TrustStore.Machine);
-                RecordAudit(new AuditRecord { Action = "AddTrustedPublisher", Result = AuditResult.Added, Thumbprint = entry.Thumbprint, Signer = entry.Subject, SignatureStatus = entry.Kind.ToString() });
+                RecordAudit(new AuditRecord { Action = AuditAction.AddTrustedPublisher, Result = AuditResult.Added, Thumbprint = entry.Thumbprint, Signer = entry.Subject, SignatureStatus = entry.Kind.ToString() });
                 if (PassThru) WriteObject(MicropatchTrustedPublisher.From(entry));
             }
             catch (HotpatchException e) { WriteFailure(e, target); }

@@ -73,7 +73,7 @@ namespace HotpatchTools.Commands
                 if (patterns != null && (r.PatchId == null || !patterns.Any(w => w.IsMatch(r.PatchId)))) continue;
                 if (ProcessId != null && (r.ProcessId == null || !ProcessId.Contains(r.ProcessId.Value))) continue;
                 if (Result != null && !Result.Contains(r.Result.ToString(), StringComparer.OrdinalIgnoreCase)) continue;
-                if (Action != null && !Action.Contains(r.Action, StringComparer.OrdinalIgnoreCase)) continue;
+                if (Action != null && !Action.Contains(r.ActionName, StringComparer.OrdinalIgnoreCase)) continue;
                 if (after != null && r.TimeUtc < after) continue;
                 if (before != null && r.TimeUtc > before) continue;
                 _matches.Add(MicropatchAuditRecord.From(r));

@@ -156,7 +156,7 @@ namespace HotpatchTools.Commands
             catch (HotpatchException e)
             {
                 if (e.Kind == HotpatchErrorKind.NotElevated)
-                    RecordAudit(new AuditRecord { Action = MyInvocation.MyCommand.Name, Result = AuditResult.Refused, ErrorId = e.Kind.ToString(), Error = e.Message });
+                    RecordAudit(new AuditRecord { ActionName = MyInvocation.MyCommand.Name, Result = AuditResult.Refused, ErrorId = e.Kind.ToString(), Error = e.Message });
                 ThrowFailure(e, null);
             }
             catch (Exception e) when (e is System.IO.IOException || e is UnauthorizedAccessException)
@@ -170,7 +170,7 @@ namespace HotpatchTools.Commands
         /// Reports a target that the cmdlet refused before asking the engine to change it (the engine records its own
         /// outcomes), and records the refusal.
         /// </summary>
-        internal void WriteRefusal(HotpatchException e, int pid, string action, string patchId, Micropatch? patch = null, string? processName = null, string? module = null)
+        internal void WriteRefusal(HotpatchException e, int pid, AuditAction action, string patchId, Micropatch? patch = null, string? processName = null, string? module = null)
         {
             RecordAudit(new AuditRecord
             {

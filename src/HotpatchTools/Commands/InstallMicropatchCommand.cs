@@ -14,10 +14,6 @@ namespace HotpatchTools.Commands
     [OutputType(typeof(MicropatchResult))]
     public sealed class InstallMicropatchCommand : CatalogCommandBase
     {
-        private const string PathSet = "Path";
-        private const string LiteralPathSet = "LiteralPath";
-        private const string CatalogSet = "Catalog";
-
         private readonly Dictionary<string, Micropatch?> _patches = new Dictionary<string, Micropatch?>();
 
         /// <summary>Patch files; wildcards take every match, and several paths may be given.</summary>
@@ -71,31 +67,17 @@ namespace HotpatchTools.Commands
         protected override void ProcessRecord()
         {
             using var debug = UseDebugDirectories(DebugDirectory);
-            if (ParameterSetName == CatalogSet)
-            {
-                foreach (var id in PatchId)
-                {
-                    var entry = FindEntry(id);
-                    if (entry == null) continue;
-                    // Disabling is how an admin withdraws a patch; an operator's install by id must not bypass it.
-                    if (!entry.Enabled)
-                    {
-                        WriteError(new ErrorRecord(new System.InvalidOperationException("Patch " + entry.PatchId + " is disabled in the catalog; Enable-Micropatch it first."),
-                            "PatchDisabled", ErrorCategory.InvalidOperation, entry.PatchId));
-                        continue;
-                    }
-                    var fromCatalog = LoadCatalogPatch(entry);
-                    if (fromCatalog != null) InstallPatch(fromCatalog);
-                }
-                return;
-            }
-            bool literal = ParameterSetName == LiteralPathSet;
-            foreach (var file in ResolvePaths(literal ? LiteralPath : Path, literal))
-            {
+            ForEachPatch(PatchId, ParameterSetName == LiteralPathSet ? LiteralPath : Path,
                 // Piped targets repeat the same file: check and parse it once per command.
-                if (!_patches.TryGetValue(file, out var patch)) _patches[file] = patch = LoadPatch(file, AllowUnsigned);
-                if (patch != null) InstallPatch(patch);
-            }
+                file => _patches.TryGetValue(file, out var known) ? known : _patches[file] = LoadPatch(file, AllowUnsigned),
+                InstallPatch, admit: entry =>
+                {
+                    // Disabling is how an admin withdraws a patch; an operator's install by id must not bypass it.
+                    if (entry.Enabled) return true;
+                    WriteError(new ErrorRecord(new System.InvalidOperationException("Patch " + entry.PatchId + " is disabled in the catalog; Enable-Micropatch it first."),
+                        "PatchDisabled", ErrorCategory.InvalidOperation, entry.PatchId));
+                    return false;
+                });
         }
 
         protected override void EndProcessing()
@@ -161,7 +143,7 @@ namespace HotpatchTools.Commands
                 {
                     PreparedInstall? prepared;
                     try { prepared = Engine.Prepare(patch, pid); }
-                    catch (HotpatchException e) { WriteRefusal(e, pid, AuditRecord.ActionInstall, patch.Id, patch); continue; }
+                    catch (HotpatchException e) { WriteRefusal(e, pid, AuditAction.Install, patch.Id, patch); continue; }
                     // The install that follows uses this inspection's plan and open process.
                     using (prepared) if (prepared != null) Handle(patch, prepared.Status, named: true);
                 }
@@ -207,7 +189,7 @@ namespace HotpatchTools.Commands
                 // In a machine-wide run a process already patched is counted; named, it is told plainly, not as a success.
                 if (!named) { WriteVerbose(where + ": already installed. " + t.Reason); return; }
                 WriteRefusal(new HotpatchException(HotpatchErrorKind.AlreadyInstalled, where + ": patch " + patch.Id + " is already installed there, nothing was changed (" + t.Reason.TrimEnd('.') + ").") { ProcessId = t.ProcessId },
-                    t.ProcessId, AuditRecord.ActionInstall, patch.Id, patch, t.ProcessName, t.Module);
+                    t.ProcessId, AuditAction.Install, patch.Id, patch, t.ProcessName, t.Module);
                 return;
             }
             if (action == InstallAction.OtherBuild) { summary.OtherBuild++; summary.FirstMismatch ??= where + ": " + t.Reason; }
@@ -220,7 +202,7 @@ namespace HotpatchTools.Commands
                 return;
             }
             WriteRefusal(new HotpatchException(t.ErrorKind ?? HotpatchErrorKind.UnsafeSite, where + ": " + t.Reason) { ProcessId = t.ProcessId }, t.ProcessId,
-                AuditRecord.ActionInstall, patch.Id, patch, t.ProcessName, t.Module);
+                AuditAction.Install, patch.Id, patch, t.ProcessName, t.Module);
         }
 
         private void InstallOne(Micropatch patch, TargetStatus t, Summary summary)

@@ -36,7 +36,7 @@ namespace HotpatchTools.Commands
                         WriteError(new ErrorRecord(new ItemNotFoundException("No trusted publisher has the thumbprint " + t + "."), "PublisherNotFound", ErrorCategory.ObjectNotFound, t));
                         continue;
                     }
-                    RecordAudit(new AuditRecord { Action = "RemoveTrustedPublisher", Result = AuditResult.Removed, Thumbprint = removed.Thumbprint, Signer = removed.Subject, SignatureStatus = removed.Kind.ToString() });
+                    RecordAudit(new AuditRecord { Action = AuditAction.RemoveTrustedPublisher, Result = AuditResult.Removed, Thumbprint = removed.Thumbprint, Signer = removed.Subject, SignatureStatus = removed.Kind.ToString() });
                     if (PassThru) WriteObject(MicropatchTrustedPublisher.From(removed));
                 }
                 catch (HotpatchException e) { WriteFailure(e, t); }

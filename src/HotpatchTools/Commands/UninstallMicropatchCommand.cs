@@ -58,13 +58,13 @@ namespace HotpatchTools.Commands
                 {
                     List<HotpatchTools.Engine.Patching.InstalledPatch> installed;
                     try { installed = Engine.GetInstalled(pid).Where(p => p.State != PatchState.Retired).ToList(); }
-                    catch (HotpatchException e) { foreach (var id in PatchId) WriteRefusal(e, pid, AuditRecord.ActionUninstall, id); continue; }
+                    catch (HotpatchException e) { foreach (var id in PatchId) WriteRefusal(e, pid, AuditAction.Uninstall, id); continue; }
                     for (int i = 0; i < PatchId.Length; i++)
                     {
                         var matched = installed.Where(p => patterns[i].IsMatch(p.PatchId)).ToList();
                         if (matched.Count == 0)
                             WriteRefusal(new HotpatchException(HotpatchErrorKind.NotInstalled, "Patch " + PatchId[i] + " is not installed in process " + pid + ".") { ProcessId = pid }, pid,
-                                AuditRecord.ActionUninstall, PatchId[i]);
+                                AuditAction.Uninstall, PatchId[i]);
                         foreach (var p in matched)
                             if (!targets.Any(t => t.Pid == pid && t.PatchId == p.PatchId)) targets.Add((pid, p.ProcessName, p.PatchId, p.Module));
                     }

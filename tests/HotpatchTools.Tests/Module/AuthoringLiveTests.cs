@@ -11,18 +11,9 @@ namespace HotpatchTools.Tests
     /// A patch written by New-Micropatch from a live process, checked by Test-Micropatch and installed there:
     /// on Linux against the gcc-built target, and under Wine against the mingw-built one.
     /// </summary>
-    public sealed class AuthoringLiveTests : IDisposable
+    public sealed class AuthoringLiveTests : LiveModuleTest
     {
-        private readonly TargetProcess _t = TargetProcess.Start();
-        private readonly ModuleShell _sh = new ModuleShell();
-        private readonly string _dir = Directory.CreateTempSubdirectory("hpt-authlive-").FullName;
-
-        public void Dispose()
-        {
-            _sh.Dispose();
-            _t.Dispose();
-            Directory.Delete(_dir, recursive: true);
-        }
+        public AuthoringLiveTests() : base("authlive") { }
 
         [Fact]
         public void A_patch_written_from_a_live_process_checks_offline_installs_and_changes_behaviour()

@@ -32,6 +32,7 @@ namespace HotpatchTools.Tests
         /// </summary>
         private static readonly string[] EngineFace =
         {
+            "HotpatchTools.Engine.Audit.AuditAction",
             "HotpatchTools.Engine.Audit.AuditLog",
             "HotpatchTools.Engine.Audit.AuditRecord",
             "HotpatchTools.Engine.Audit.AuditResult",

@@ -13,18 +13,9 @@ namespace HotpatchTools.Tests
     /// whose addresses and identity come from nm and the module file (readelf, or the PE header), not from the engine.
     /// Runs on Linux and, with the mingw-built target, under Wine.
     /// </summary>
-    public sealed class InspectionTests : IDisposable
+    public sealed class InspectionTests : LiveModuleTest
     {
-        private readonly TargetProcess _t = TargetProcess.Start();
-        private readonly ModuleShell _sh = new ModuleShell();
-        private readonly string _dir = Directory.CreateTempSubdirectory("hpt-inspect-").FullName;
-
-        public void Dispose()
-        {
-            _sh.Dispose();
-            _t.Dispose();
-            Directory.Delete(_dir, recursive: true);
-        }
+        public InspectionTests() : base("inspect") { }
 
         private string WritePatch(string id, string at = "triple", int expect = 6) => PatchFiles.Write(_dir, _t, id, at, expectLength: expect);
 

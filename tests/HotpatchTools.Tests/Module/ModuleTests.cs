@@ -7,18 +7,9 @@ using Xunit;
 namespace HotpatchTools.Tests
 {
     /// <summary>The module through a hosted runspace, against a live target.</summary>
-    public sealed class ModuleTests : IDisposable
+    public sealed class ModuleTests : LiveModuleTest
     {
-        private readonly TargetProcess _t = TargetProcess.Start();
-        private readonly ModuleShell _sh = new ModuleShell();
-        private readonly string _dir = Directory.CreateTempSubdirectory("hpt-module-").FullName;
-
-        public void Dispose()
-        {
-            _sh.Dispose();
-            _t.Dispose();
-            Directory.Delete(_dir, recursive: true);
-        }
+        public ModuleTests() : base("module") { }
 
         private string WritePatch(string id, string code = PatchFiles.GuardCode, byte[]? expect = null) => PatchFiles.Write(_dir, _t, id, code: code, expect: expect);
 

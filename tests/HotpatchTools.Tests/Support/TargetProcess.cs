@@ -4,6 +4,8 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Text;
+using HotpatchTools.Engine.Patching;
+using Xunit;
 
 namespace HotpatchTools.Tests.Support
 {
@@ -102,6 +104,29 @@ namespace HotpatchTools.Tests.Support
         public abstract List<(ulong Start, ulong End)> CaveRegions();
 
         public int CaveCount() => CaveRegions().Count;
+
+        /// <summary>The target's calling threads go on calling (through a detour, when installed): fails if they stall.</summary>
+        public void WaitForCalls(long before, string threads)
+        {
+            for (int i = 0; i < 200 && Stats().Calls <= before + 10; i++) System.Threading.Thread.Sleep(50);
+            Assert.True(Stats().Calls > before + 10, "the " + threads + " stopped calling");
+        }
+
+        /// <summary>
+        /// Ends a run under load: the target's calling threads stop, having made more than <paramref name="minCalls"/>
+        /// calls and no wrong result; then one more install and uninstall frees, with its own, every cave an uninstall
+        /// had to retire while one of them was inside it.
+        /// </summary>
+        public void CalmAndFreeRetiredCaves(HotpatchEngine engine, string yaml, string patchId, long minCalls, string threads)
+        {
+            Assert.Equal("ok", Send("calm"));
+            var (calls, errors) = Stats();
+            Assert.True(calls > minCalls, "the " + threads + " made only " + calls + " calls");
+            Assert.Equal(0L, errors);
+            engine.Install(PatchFiles.Parse(yaml), Pid);
+            Assert.True(engine.Uninstall(Pid, patchId).CaveFreed);
+            Assert.Equal(0, CaveCount());
+        }
 
         protected static readonly byte[] CaveMagic = Encoding.ASCII.GetBytes("HPTCAVE1");
 

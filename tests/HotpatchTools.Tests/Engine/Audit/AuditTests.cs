@@ -45,7 +45,7 @@ namespace HotpatchTools.Tests
             {
                 start.SignalAndWait();
                 for (int i = 0; i < linesEach; i++)
-                    log.Append(new AuditRecord { Action = "Install", Result = AuditResult.Failed, PatchId = "HP-BIG-" + _run, ProcessId = k * 1000 + i, Error = new string((char)('a' + k), bigField) });
+                    log.Append(new AuditRecord { Action = AuditAction.Install, Result = AuditResult.Failed, PatchId = "HP-BIG-" + _run, ProcessId = k * 1000 + i, Error = new string((char)('a' + k), bigField) });
             })).ToList();
             writers.ForEach(w => w.Start());
             File.WriteAllText(go, "");
@@ -158,19 +158,40 @@ namespace HotpatchTools.Tests
         public void A_log_that_others_could_edit_gets_no_more_records()
         {
             var log = new AuditLog(Path.Combine(_dir, "loose.jsonl"));
-            log.Append(new AuditRecord { Action = "Install", Result = AuditResult.Installed, PatchId = "HP-LOOSE-1" });
+            log.Append(new AuditRecord { Action = AuditAction.Install, Result = AuditResult.Installed, PatchId = "HP-LOOSE-1" });
             File.SetUnixFileMode(log.Path, File.GetUnixFileMode(log.Path) | UnixFileMode.OtherWrite);
-            var e = Assert.Throws<HotpatchException>(() => AuditTrail.Record(new AuditRecord { Action = "Install", Result = AuditResult.Installed, PatchId = "HP-LOOSE-2" }, log));
+            var e = Assert.Throws<HotpatchException>(() => AuditTrail.Record(new AuditRecord { Action = AuditAction.Install, Result = AuditResult.Installed, PatchId = "HP-LOOSE-2" }, log));
             Assert.Equal(HotpatchErrorKind.AuditFailed, e.Kind);
             Assert.Contains("writable by group or others", e.Message);
             Assert.Equal(new[] { "HP-LOOSE-1" }, log.Read(out _).Select(r => r.PatchId));
         }
 
         [Fact]
+        public void An_action_is_written_by_name_and_any_other_text_reads_back_and_is_written_again_unchanged()
+        {
+            foreach (var action in new[] { AuditAction.Install, AuditAction.Uninstall, AuditAction.AddTrustedPublisher, AuditAction.RemoveTrustedPublisher })
+            {
+                var json = new AuditRecord { Action = action, Result = AuditResult.Refused }.ToJson();
+                Assert.Contains("\"action\":\"" + action + "\"", json);
+                Assert.Equal(action, AuditRecord.FromJson(json)!.Action);
+            }
+            // A refusal before any work names the cmdlet; another version's log may hold what this one does not know.
+            foreach (var text in new[] { "Install-Micropatch", "install", "7", "Install, Uninstall", "Other", "" })
+            {
+                var json = new AuditRecord { ActionName = text, Result = AuditResult.Refused }.ToJson();
+                Assert.Contains("\"action\":\"" + text + "\"", json);
+                var back = AuditRecord.FromJson(json)!;
+                Assert.Equal(AuditAction.Other, back.Action);
+                Assert.Equal(text, back.ActionName);
+                Assert.Equal(json, back.ToJson());
+            }
+        }
+
+        [Fact]
         public void A_record_is_one_line_whatever_its_fields_hold_and_reads_back_unchanged()
         {
             var nasty = "line1\nline2\r\t\"quoted\" back\\slash \u0001\u001f \u2028\u2029 \u0085 é 日本 \ud83d\ude00";
-            var r = new AuditRecord { Action = "Install", Result = AuditResult.Failed, PatchId = nasty, ProcessId = 42, Error = nasty, Path = "C:\\x\\y" };
+            var r = new AuditRecord { Action = AuditAction.Install, Result = AuditResult.Failed, PatchId = nasty, ProcessId = 42, Error = nasty, Path = "C:\\x\\y" };
             var json = r.ToJson();
             Assert.DoesNotContain(json, c => c < 0x20 || c == '\u2028' || c == '\u2029' || c == '\u0085');
             var back = AuditRecord.FromJson(json)!;
@@ -193,7 +214,7 @@ namespace HotpatchTools.Tests
             for (int i = 0; i < 10; i++)
                 log.Append(new AuditRecord
                 {
-                    TimeUtc = t0.AddHours(i), Action = i % 2 == 0 ? "Install" : "Uninstall", Result = i % 3 == 0 ? AuditResult.Refused : i % 2 == 0 ? AuditResult.Installed : AuditResult.Removed,
+                    TimeUtc = t0.AddHours(i), Action = i % 2 == 0 ? AuditAction.Install : AuditAction.Uninstall, Result = i % 3 == 0 ? AuditResult.Refused : i % 2 == 0 ? AuditResult.Installed : AuditResult.Removed,
                     PatchId = i < 5 ? "HP-A-1" : "HP-B-2", ProcessId = 100 + i % 2, ErrorId = i % 3 == 0 ? "ExpectMismatch" : null,
                 });
             File.AppendAllText(path, "not a record\n");

@@ -533,26 +533,11 @@ patchlets:
             var specials = Encoding.ASCII.GetBytes(":-[]{}\"'|>&*!#%@`,?\t \n\r\\~0x");
             var rng = new Random(Fuzz.Seed(20260101));
             int cases = Fuzz.Cases(2000);
-            int parsed = 0, refused = 0;
-
-            await Fuzz.Run(cases, iteration =>
-            {
-                var bytes = Mutate(original, rng, specials);
-                try
-                {
-                    MicropatchParser.Parse(bytes, "fuzz");
-                    parsed++;
-                }
-                catch (MicropatchFormatException e)
-                {
-                    Assert.True(e.Line >= 1 && e.Column >= 1, e.Message);
-                    refused++;
-                }
-                catch (Exception e)
-                {
-                    Assert.Fail("iteration " + iteration + ": " + e + "\ninput:\n" + Encoding.UTF8.GetString(bytes));
-                }
-            });
+            var (parsed, refused) = await Fuzz.ParseOrRefuse<MicropatchFormatException>(cases,
+                _ => Mutate(original, rng, specials),
+                (_, bytes) => MicropatchParser.Parse(bytes, "fuzz"),
+                (_, bytes) => "input:\n" + Encoding.UTF8.GetString(bytes),
+                e => Assert.True(e.Line >= 1 && e.Column >= 1, e.Message));
             Assert.True(parsed > 0 && refused > 0, $"parsed {parsed}, refused {refused}");
         }
 

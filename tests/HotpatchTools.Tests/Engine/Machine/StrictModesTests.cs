@@ -71,7 +71,7 @@ namespace HotpatchTools.Tests
             File.WriteAllText(victim, "setting = 1\n");
             File.CreateSymbolicLink(Path.Combine(logs, "audit.jsonl"), victim);
             var log = new AuditLog(Path.Combine(logs, "audit.jsonl"));
-            var e = Record.Exception(() => log.Append(new AuditRecord { Action = "Install", Result = AuditResult.Installed, PatchId = "HP-LINK" }));
+            var e = Record.Exception(() => log.Append(new AuditRecord { Action = AuditAction.Install, Result = AuditResult.Installed, PatchId = "HP-LINK" }));
             Assert.True(e is UnauthorizedAccessException || e is IOException, "appending through a link: " + (e?.ToString() ?? "no error"));
             Assert.Equal("setting = 1\n", File.ReadAllText(victim));
         }

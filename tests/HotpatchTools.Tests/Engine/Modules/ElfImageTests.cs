@@ -228,33 +228,23 @@ namespace HotpatchTools.Tests
             Assert.True(size > 0);
             var rng = new Random(Fuzz.Seed(4343));
             int cases = Fuzz.Cases(2000);
-            int parsed = 0, refused = 0;
-            await Fuzz.Run(cases, iteration =>
-            {
-                var bytes = (byte[])original.Clone();
-                for (int e = 1 + rng.Next(4); e > 0; e--)
+            var (parsed, refused) = await Fuzz.ParseOrRefuse<ModuleFormatException>(cases, _ =>
                 {
-                    int at = offset + rng.Next(size);
-                    bytes[at] = rng.Next(3) switch { 0 => (byte)rng.Next(256), 1 => (byte)(bytes[at] ^ (1 << rng.Next(8))), _ => 0xff };
-                }
-                try
+                    var bytes = (byte[])original.Clone();
+                    for (int e = 1 + rng.Next(4); e > 0; e--)
+                    {
+                        int at = offset + rng.Next(size);
+                        bytes[at] = rng.Next(3) switch { 0 => (byte)rng.Next(256), 1 => (byte)(bytes[at] ^ (1 << rng.Next(8))), _ => 0xff };
+                    }
+                    return bytes;
+                },
+                (iteration, bytes) =>
                 {
                     var image = ElfImage.Parse(bytes, "fuzz.so");
                     foreach (var r in image.FdeRanges()) Assert.True(r.End > r.Start);
                     image.TryGetFunctionBounds((ulong)rng.Next(0x10000), out _, out _, out _);
-                    parsed++;
-                }
-                catch (ModuleFormatException)
-                {
-                    refused++;
-                }
-                catch (Exception e)
-                {
-                    var path = Path.Combine(Path.GetTempPath(), "ehframe-fuzz-failure-" + iteration + ".so");
-                    File.WriteAllBytes(path, bytes);
-                    Assert.Fail("iteration " + iteration + " (input saved as " + path + "): " + e);
-                }
-            });
+                },
+                (iteration, bytes) => Fuzz.SaveInput("ehframe", iteration, bytes, ".so"));
             Assert.True(parsed > 0 && refused > 0, $"parsed {parsed}, refused {refused}");
         }
 
@@ -378,68 +368,12 @@ namespace HotpatchTools.Tests
         {
             var original = File.ReadAllBytes(_samples.SharedLibrary);
             var rng = new Random(Fuzz.Seed(4242));
-            int cases = Fuzz.Cases(2000);
-            int parsed = 0, refused = 0;
-            await Fuzz.Run(cases, iteration =>
-            {
-                var bytes = Mutate(original, rng);
-                try
-                {
-                    ElfImage.Parse(bytes, "fuzz.so");
-                    parsed++;
-                }
-                catch (ModuleFormatException)
-                {
-                    refused++;
-                }
-                catch (Exception e)
-                {
-                    var path = Path.Combine(Path.GetTempPath(), "elf-fuzz-failure-" + iteration + ".so");
-                    File.WriteAllBytes(path, bytes);
-                    Assert.Fail("iteration " + iteration + " (input saved as " + path + "): " + e);
-                }
-            });
+            // Half the edits in the ELF header and program headers, where a wrong byte changes what the reader does.
+            var (parsed, refused) = await Fuzz.ParseOrRefuse<ModuleFormatException>(Fuzz.Cases(2000),
+                _ => Fuzz.Mutate(original, rng, 6, (r, length) => r.Next(Math.Min(length, r.Next(2) == 0 ? 64 + 56 * 12 : length)), wordSize: 8),
+                (_, bytes) => ElfImage.Parse(bytes, "fuzz.so"),
+                (iteration, bytes) => Fuzz.SaveInput("elf", iteration, bytes, ".so"));
             Assert.True(parsed > 0 && refused > 0, $"parsed {parsed}, refused {refused}");
-        }
-
-        /// <summary>Mostly hits the headers and tables, where a wrong byte changes what the reader does.</summary>
-        private static byte[] Mutate(byte[] original, Random rng)
-        {
-            var bytes = (byte[])original.Clone();
-            int length = bytes.Length;
-            int edits = 1 + rng.Next(6);
-            for (int e = 0; e < edits; e++)
-            {
-                switch (rng.Next(5))
-                {
-                    case 0:
-                        bytes[rng.Next(length)] ^= (byte)(1 << rng.Next(8));
-                        break;
-                    case 1:
-                        bytes[rng.Next(Math.Min(length, 64 + 56 * 12))] = (byte)rng.Next(256);
-                        break;
-                    case 2 when length > 8:
-                    {
-                        int at = rng.Next(length - 8) & ~7;
-                        ulong value = rng.Next(3) switch
-                        {
-                            0 => ulong.MaxValue,
-                            1 => (ulong)rng.Next(),
-                            _ => 0x7fffffffUL << rng.Next(32),
-                        };
-                        BitConverter.GetBytes(value).CopyTo(bytes, at);
-                        break;
-                    }
-                    case 3:
-                        length = rng.Next(length + 1);
-                        break;
-                    default:
-                        bytes[rng.Next(length)] = (byte)rng.Next(256);
-                        break;
-                }
-                if (length == 0) break;
-            }
-            return bytes.Take(length).ToArray();
         }
     }
 }

@@ -30,29 +30,26 @@ namespace HotpatchTools.Tests
         public void Pe32_plus_identity()
         {
             foreach (var path in new[] { _samples.Dll64, _samples.Exe64 })
-            {
-                var image = PeImage.Load(path);
-                Assert.Equal(ModuleFormat.Pe, image.Format);
-                Assert.Equal(64, image.Bitness);
-                Assert.Equal(PeImage.MachineAmd64, image.Machine);
-                Assert.Null(image.BuildId);
-                Assert.Equal(PeTools.TimeDateStamp(path), image.TimeDateStamp);
-                Assert.Equal(PeTools.SizeOfImage(path), image.SizeOfImage);
-            }
+                Assert.Equal(ModuleFormat.Pe, AssertIdentity(path, 64, PeImage.MachineAmd64).Format);
         }
 
         [Fact]
         public void Pe32_identity()
         {
             foreach (var path in new[] { _samples.Dll32, _samples.Exe32, _samples.Stripped32 })
-            {
-                var image = PeImage.Load(path);
-                Assert.Equal(32, image.Bitness);
-                Assert.Equal(PeImage.MachineI386, image.Machine);
-                Assert.Null(image.BuildId);
-                Assert.Equal(PeTools.TimeDateStamp(path), image.TimeDateStamp);
-                Assert.Equal(PeTools.SizeOfImage(path), image.SizeOfImage);
-            }
+                AssertIdentity(path, 32, PeImage.MachineI386);
+        }
+
+        /// <summary>Bitness and machine as given, no build id, and the stamp and size objdump reads from the headers.</summary>
+        private static PeImage AssertIdentity(string path, int bitness, ushort machine)
+        {
+            var image = PeImage.Load(path);
+            Assert.Equal(bitness, image.Bitness);
+            Assert.Equal(machine, image.Machine);
+            Assert.Null(image.BuildId);
+            Assert.Equal(PeTools.TimeDateStamp(path), image.TimeDateStamp);
+            Assert.Equal(PeTools.SizeOfImage(path), image.SizeOfImage);
+            return image;
         }
 
         [Fact]
@@ -424,14 +421,16 @@ namespace HotpatchTools.Tests
             };
             var rng = new Random(Fuzz.Seed(4243));
             int cases = Fuzz.Cases(2000);
-            int parsed = 0, refused = 0;
-            await Fuzz.Run(cases, iteration =>
-            {
-                var input = inputs[iteration % inputs.Length];
-                var bytes = Mutate(input.Bytes, input.Hot, rng);
-                try
+            // A third of the edits anywhere, the rest where a wrong byte changes what the reader does.
+            var (parsed, refused) = await Fuzz.ParseOrRefuse<ModuleFormatException>(cases,
+                iteration =>
                 {
-                    var image = input.Loaded ? PeImage.FromLoadedImage(bytes, "fuzz.dll") : PeImage.Parse(bytes, "fuzz.dll");
+                    var input = inputs[iteration % inputs.Length];
+                    return Fuzz.Mutate(input.Bytes, rng, 4, (r, length) => r.Next(3) == 0 ? r.Next(length) : input.Hot[r.Next(input.Hot.Length)], wordSize: 4);
+                },
+                (iteration, bytes) =>
+                {
+                    var image = inputs[iteration % inputs.Length].Loaded ? PeImage.FromLoadedImage(bytes, "fuzz.dll") : PeImage.Parse(bytes, "fuzz.dll");
                     foreach (var e in image.Exports)
                     {
                         if (e.Name == null) continue;
@@ -439,19 +438,8 @@ namespace HotpatchTools.Tests
                         image.TryGetForwarder(e.Name, out _, out _);
                         image.TryGetFunctionBounds(e.Rva, out _, out _, out _);
                     }
-                    parsed++;
-                }
-                catch (ModuleFormatException)
-                {
-                    refused++;
-                }
-                catch (Exception e)
-                {
-                    var path = Path.Combine(Path.GetTempPath(), "pe-fuzz-failure-" + iteration + ".bin");
-                    File.WriteAllBytes(path, bytes);
-                    Assert.Fail("iteration " + iteration + " (input saved as " + path + ", loaded layout: " + input.Loaded + "): " + e);
-                }
-            });
+                },
+                (iteration, bytes) => Fuzz.SaveInput("pe", iteration, bytes, ".bin") + ", loaded layout: " + inputs[iteration % inputs.Length].Loaded);
             Assert.True(parsed > 100 && refused > 100, $"parsed {parsed}, refused {refused}");
         }
 
@@ -472,44 +460,6 @@ namespace HotpatchTools.Tests
             if (!loaded && h.SymbolCount > 0)
                 hot.AddRange(Enumerable.Range((int)h.SymbolTable, Math.Min(18 * 400, file.Length - (int)h.SymbolTable)));
             return hot.ToArray();
-        }
-
-        private static byte[] Mutate(byte[] original, int[] hot, Random rng)
-        {
-            var bytes = (byte[])original.Clone();
-            int length = bytes.Length;
-            int edits = 1 + rng.Next(4);
-            for (int e = 0; e < edits; e++)
-            {
-                int at = rng.Next(3) == 0 ? rng.Next(length) : hot[rng.Next(hot.Length)];
-                if (at >= length) continue;
-                switch (rng.Next(5))
-                {
-                    case 0:
-                        bytes[at] ^= (byte)(1 << rng.Next(8));
-                        break;
-                    case 1 when at + 4 <= length:
-                    {
-                        uint value = rng.Next(4) switch
-                        {
-                            0 => uint.MaxValue,
-                            1 => (uint)rng.Next(),
-                            2 => (uint)rng.Next(0x100),
-                            _ => 0x7fffffffu >> rng.Next(31),
-                        };
-                        BitConverter.GetBytes(value).CopyTo(bytes, at);
-                        break;
-                    }
-                    case 2 when rng.Next(4) == 0:
-                        length = rng.Next(length + 1);
-                        break;
-                    default:
-                        bytes[at] = (byte)rng.Next(256);
-                        break;
-                }
-                if (length == 0) break;
-            }
-            return bytes.Take(length).ToArray();
         }
     }
 }

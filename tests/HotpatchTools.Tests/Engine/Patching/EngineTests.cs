@@ -8,16 +8,8 @@ using Xunit;
 namespace HotpatchTools.Tests
 {
     /// <summary>The engine against live processes compiled from tests/native: on Linux, and on Windows under Wine.</summary>
-    public sealed class EngineTests : IDisposable
+    public sealed class EngineTests : LiveEngineTest
     {
-        private readonly TargetProcess _t = TargetProcess.Start();
-        private readonly HotpatchEngine _engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromMilliseconds(300) });
-
-        public void Dispose() => _t.Dispose();
-
-        private PatchletSpec At(string symbol, int expectLength, string code = "", string mode = "insert", int offset = 0) =>
-            PatchFiles.At(_t, symbol, expectLength, code, mode, offset);
-
         [Fact]
         public void Insert_with_empty_code_relocates_a_rip_relative_first_instruction()
         {

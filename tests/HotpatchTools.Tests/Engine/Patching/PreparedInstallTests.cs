@@ -10,13 +10,8 @@ namespace HotpatchTools.Tests
     /// An install that uses the plan its inspection made: the plan is used only while what it was made from still
     /// holds, and what it read is compared again under the freeze.
     /// </summary>
-    public sealed class PreparedInstallTests : IDisposable
+    public sealed class PreparedInstallTests : LiveEngineTest
     {
-        private readonly TargetProcess _t = TargetProcess.Start();
-        private readonly HotpatchEngine _engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromMilliseconds(300) });
-
-        public void Dispose() => _t.Dispose();
-
         private PatchletSpec Triple(string code = "cmp edi, 100\njbe resume\nmov eax, -1\nret") => new PatchletSpec("triple", _t.ReadSymbol("triple", 6), code);
 
         [Fact]

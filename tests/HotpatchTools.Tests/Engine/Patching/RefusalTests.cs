@@ -8,13 +8,8 @@ using Xunit;
 namespace HotpatchTools.Tests
 {
     /// <summary>Every refusal the spec lists, against a live target: a clear error, and not one byte changed.</summary>
-    public sealed class RefusalTests : IDisposable
+    public sealed class RefusalTests : LiveEngineTest
     {
-        private readonly TargetProcess _t = TargetProcess.Start();
-        private readonly HotpatchEngine _engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromMilliseconds(300) });
-
-        public void Dispose() => _t.Dispose();
-
         internal HotpatchException Refused(string function, int length, string yaml, HotpatchErrorKind kind, string messagePart, bool staticRefusal = true)
         {
             var before = _t.ReadSymbol(function, length + 16);

@@ -15,18 +15,16 @@ namespace HotpatchTools.Tests
     /// `supersedes`: a new version of a patch replaces the old one under one freeze, in a live target whose threads
     /// count every answer they get, so a call that saw neither version (the original code) would show.
     /// </summary>
-    public sealed class SupersedeTests : IDisposable
+    public sealed class SupersedeTests : LiveEngineTest
     {
-        private readonly TargetProcess _t = TargetProcess.Start();
-        private readonly HotpatchEngine _engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromMilliseconds(300) });
         private readonly string _dir = Directory.CreateTempSubdirectory("hpt-supersede-").FullName;
         private readonly byte[] _site;
 
         public SupersedeTests() { _site = _t.ReadSymbol("rip_first", 6); }
 
-        public void Dispose()
+        public override void Dispose()
         {
-            _t.Dispose();
+            base.Dispose();
             Directory.Delete(_dir, recursive: true);
         }
 

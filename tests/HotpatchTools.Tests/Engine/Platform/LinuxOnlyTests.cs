@@ -7,15 +7,8 @@ using Xunit;
 namespace HotpatchTools.Tests
 {
     /// <summary>Behaviour that only Linux has: ptrace's one-tracer rule and system call restart.</summary>
-    public sealed class LinuxOnlyTests : IDisposable
+    public sealed class LinuxOnlyTests : LiveEngineTest
     {
-        private readonly TargetProcess _t = TargetProcess.Start();
-        private readonly HotpatchEngine _engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromMilliseconds(300) });
-
-        public void Dispose() => _t.Dispose();
-
-        private PatchletSpec At(string symbol, int expectLength) => PatchFiles.At(_t, symbol, expectLength);
-
         [Fact]
         public void Install_on_a_process_traced_by_someone_else_is_Busy_and_writes_nothing()
         {
