@@ -52,7 +52,7 @@ namespace HotpatchTools.Engine.Machine
                 Thread.Sleep(wait);
                 wait = Math.Min(wait * 2, 20);
             }
-            RemoveStale(dir);
+            if (StaleSweepDue()) RemoveStale(dir);
             return held;
         }
 
@@ -106,6 +106,20 @@ namespace HotpatchTools.Engine.Machine
             }
         }
 
+        private static long _lastSweep = -1;
+
+        /// <summary>
+        /// At most one sweep a second per engine process: a machine-wide install takes a lock per process, and a sweep
+        /// (list the folder, read a /proc stat per file) cost more than the rest of a small process's install. Files left
+        /// meanwhile are only files; the next sweep takes them.
+        /// </summary>
+        private static bool StaleSweepDue()
+        {
+            long now = Stopwatch.GetTimestamp(), last = Interlocked.Read(ref _lastSweep);
+            if (last >= 0 && now - last < Stopwatch.Frequency) return false;
+            return Interlocked.CompareExchange(ref _lastSweep, now, last) == last;
+        }
+
         /// <summary>Lock files of processes that are gone (or whose pid now names another process).</summary>
         private static void RemoveStale(string dir)
         {
@@ -115,7 +129,7 @@ namespace HotpatchTools.Engine.Machine
             catch (IOException) { return; }
             // Bounded work per acquisition, from a random place so that every file is looked at in time.
             int start = files.Length == 0 ? 0 : new Random().Next(files.Length);
-            for (int i = 0; i < Math.Min(files.Length, 64); i++)
+            for (int i = 0; i < Math.Min(files.Length, 256); i++)
             {
                 var f = files[(start + i) % files.Length];
                 var name = Path.GetFileNameWithoutExtension(f);
