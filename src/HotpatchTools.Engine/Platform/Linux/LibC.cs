@@ -152,6 +152,18 @@ namespace HotpatchTools.Engine.Platform.Linux
         [DllImport(Lib, SetLastError = true)] public static extern int open([MarshalAs(UnmanagedType.LPStr)] string path, int flags, int mode);
         [DllImport(Lib, SetLastError = true)] public static extern IntPtr write(int fd, byte* buf, UIntPtr count);
         [DllImport(Lib, SetLastError = true)] public static extern int flock(int fd, int operation);
+
+        /// <summary>struct flock of x86-64 Linux, for open-file-description (OFD) byte-range locks.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        public struct FlockRange
+        {
+            public short Type, Whence;
+            public long Start, Length;
+            public int Pid;
+        }
+
+        public const int F_OFD_SETLK = 37, F_WRLCK = 1, EINVAL = 22;
+        [DllImport(Lib, SetLastError = true)] public static extern int fcntl(int fd, int cmd, ref FlockRange range);
         [DllImport(Lib, SetLastError = true)] public static extern int chmod([MarshalAs(UnmanagedType.LPStr)] string path, int mode);
         [DllImport(Lib, SetLastError = true)] public static extern IntPtr sendto(int fd, byte* buf, UIntPtr len, int flags, byte* addr, int addrlen);
 
