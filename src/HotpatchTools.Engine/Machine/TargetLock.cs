@@ -130,7 +130,7 @@ namespace HotpatchTools.Engine.Machine
                     using var p = Process.GetProcessById(pid);
                     return p.StartTime.ToUniversalTime().Ticks.ToString(CultureInfo.InvariantCulture);
                 }
-                var stat = File.ReadAllText("/proc/" + pid + "/stat");
+                var stat = LibC.ReadProcFile("/proc/" + pid + "/stat");
                 var fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
                 return fields.Length > 19 ? fields[19] : "0";
             }

@@ -213,6 +213,57 @@ namespace HotpatchTools.Engine.Platform.Linux
             return (*(int*)(buf + 24), *(uint*)(buf + 28));
         }
 
+        [DllImport(Lib, SetLastError = true, EntryPoint = "readlink")] private static extern IntPtr readlink_(string path, byte* buf, UIntPtr size);
+
+        /// <summary>What one symbolic link holds (one system call, where realpath takes one per path component); null when it cannot be read.</summary>
+        public static string? ReadLink(string path)
+        {
+            const int Size = 4096;
+            var buf = stackalloc byte[Size];
+            long n = (long)readlink_(path, buf, (UIntPtr)Size);
+            return n < 0 || n >= Size ? null : System.Text.Encoding.UTF8.GetString(buf, (int)n);
+        }
+
+        /// <summary>
+        /// A whole /proc file, read with open/read/close: File.ReadAllText adds an fstat, two flocks and a reader, and a
+        /// machine-wide install reads a dozen such files per process. Fails as File.ReadAllText does (FileNotFound for a
+        /// process that is gone, UnauthorizedAccess, IOException).
+        /// </summary>
+        public static string ReadProcFile(string path)
+        {
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == ENOENT || errno == ESRCH) throw new System.IO.FileNotFoundException(path + ": " + StrError(errno), path);
+                if (errno == EACCES || errno == EPERM) throw new UnauthorizedAccessException(path + ": " + StrError(errno));
+                throw new System.IO.IOException(path + ": " + StrError(errno));
+            }
+            try
+            {
+                var buffer = new byte[4096];
+                int length = 0;
+                while (true)
+                {
+                    if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+                    long n;
+                    fixed (byte* b = buffer) n = (long)read(fd, b + length, (UIntPtr)(buffer.Length - length));
+                    if (n < 0)
+                    {
+                        int errno = Marshal.GetLastWin32Error();
+                        if (errno == EINTR) continue;
+                        if (errno == ESRCH || errno == ENOENT) throw new System.IO.FileNotFoundException(path + ": " + StrError(errno), path);
+                        if (errno == EACCES || errno == EPERM) throw new UnauthorizedAccessException(path + ": " + StrError(errno));
+                        throw new System.IO.IOException(path + ": " + StrError(errno));
+                    }
+                    if (n == 0) break;
+                    length += (int)n;
+                }
+                return System.Text.Encoding.UTF8.GetString(buffer, 0, length);
+            }
+            finally { close(fd); }
+        }
+
         /// <summary>The path with every symbolic link resolved, or null when it cannot be resolved.</summary>
         public static string? RealPath(string path)
         {
