@@ -64,7 +64,7 @@ namespace HotpatchTools.Engine.Patching
             var denied = new List<string>();
             int done = 0;
             // Each process is inspected on its own, so several at once; statuses, warnings and progress come in pid order.
-            foreach (var o in OrderedWorkers.Run(pids, p => SweepOne(patch, p.Id), Math.Min(Workers, pids.Count)))
+            foreach (var o in OrderedWorkers.Run(pids, p => SweepOne(patch, p.Id), Math.Max(1, Math.Min(Workers, pids.Count))))
             {
                 progress?.Invoke(done++, pids.Count);
                 if (o.Result == null) continue;
