@@ -87,11 +87,27 @@ namespace HotpatchTools.Engine.Audit
                 or HotpatchErrorKind.SuspiciousProcess
                 ? AuditResult.Refused : AuditResult.Failed;
 
+        private sealed class UnixUser
+        {
+            public uint Uid;
+            public string Name = "";
+        }
+
+        private static UnixUser? _unixUser;
+
         public static string CurrentUser()
         {
             try
             {
-                return IsWindows ? Environment.UserDomainName + "\\" + Environment.UserName : Environment.UserName;
+                if (IsWindows) return Environment.UserDomainName + "\\" + Environment.UserName;
+                // A machine-wide install writes a record per process, and the name lookup reads /etc/passwd each time:
+                // kept while the effective uid is the same.
+                uint uid = Platform.Linux.LibC.geteuid();
+                var known = _unixUser;
+                if (known != null && known.Uid == uid) return known.Name;
+                var name = Environment.UserName;
+                _unixUser = new UnixUser { Uid = uid, Name = name };
+                return name;
             }
             catch (Exception e) when (e is InvalidOperationException || e is PlatformNotSupportedException) { return "uid " + Environment.GetEnvironmentVariable("USER"); }
         }

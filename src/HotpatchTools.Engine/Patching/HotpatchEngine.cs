@@ -40,7 +40,10 @@ namespace HotpatchTools.Engine.Patching
                 "HotpatchTools supports Windows and Linux x64; this is " + RuntimeInformation.OSDescription + " (" + RuntimeInformation.ProcessArchitecture + ").");
         }
 
-        private void Log(string message) => _options.Log?.Invoke(message);
+        private void Log(string message)
+        {
+            if (_options.Log != null) WorkerOutput.Emit(() => _options.Log?.Invoke(message));
+        }
 
         /// <summary>How many caves a process may hold before it is reported as forging them (see <see cref="CaveReader"/>).</summary>
         internal const int MaxCavesPerProcess = CaveReader.MaxCavesPerProcess;
@@ -59,23 +62,51 @@ namespace HotpatchTools.Engine.Patching
                 ? filter.ListProcessesWithModule(patch.Target.Module, patch.Target.Os == TargetOs.Windows)
                 : _platform.ListProcesses();
             var denied = new List<string>();
-            for (int i = 0; i < pids.Count; i++)
+            int done = 0;
+            // Each process is inspected on its own, so several at once; statuses, warnings and progress come in pid order.
+            foreach (var o in OrderedWorkers.Run(pids, p => SweepOne(patch, p.Id), Math.Max(1, Math.Min(Workers, pids.Count))))
             {
-                progress?.Invoke(i, pids.Count);
-                TargetStatus? status;
-                // A process that exits while the machine is swept is simply no longer a target.
-                try { status = Inspect(patch, pids[i].Id, includeNotLoaded: false, denied: denied); }
-                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound) { continue; }
-                // One hostile process must not end (or hide the rest of) a sweep.
-                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.SuspiciousProcess) { Warn(e.Message); continue; }
-                if (status != null) yield return status;
+                progress?.Invoke(done++, pids.Count);
+                if (o.Result == null) continue;
+                denied.AddRange(o.Result.Denied);
+                if (o.Result.Status != null) yield return o.Result.Status;
             }
             WarnUnreadable(denied);
         }
 
+        private sealed class Swept
+        {
+            public TargetStatus? Status;
+            public readonly List<string> Denied = new List<string>();
+        }
+
+        private Swept SweepOne(Micropatch patch, int pid)
+        {
+            var swept = new Swept();
+            // A process that exits while the machine is swept is simply no longer a target.
+            try { swept.Status = Inspect(patch, pid, includeNotLoaded: false, denied: swept.Denied); }
+            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound) { }
+            // One hostile process must not end (or hide the rest of) a sweep.
+            catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.SuspiciousProcess) { Warn(e.Message); }
+            return swept;
+        }
+
+        private int Workers => _options.Workers > 0 ? _options.Workers : Environment.ProcessorCount;
+
+        /// <summary>
+        /// Runs `work` (engine calls such as <see cref="Install(Micropatch, TargetStatus)"/> or <see cref="Uninstall"/>) for
+        /// each item on up to <see cref="EngineOptions.Workers"/> threads, one item's work whole on one thread. Outcomes come
+        /// in the items' order, on the enumerating thread, and so does everything the engine reports meanwhile (log lines,
+        /// warnings, audit records), each item's just before its outcome. Items are taken from `items` on the enumerating
+        /// thread, a few ahead of the outcomes. A <see cref="HotpatchException"/> is that item's outcome; any other
+        /// exception ends the run and is thrown here once the work under way has ended.
+        /// </summary>
+        public IEnumerable<FleetOutcome<TItem, TResult>> RunEach<TItem, TResult>(IEnumerable<TItem> items, Func<TItem, TResult?> work) where TResult : class =>
+            OrderedWorkers.Run(items, work, Workers);
+
         private void Warn(string message)
         {
-            if (_options.Warn != null) _options.Warn(message); else Log(message);
+            if (_options.Warn != null) WorkerOutput.Emit(() => _options.Warn?.Invoke(message)); else Log(message);
         }
 
         /// <summary>One warning with the count of processes a sweep could not read; their names go to the log (-Verbose).</summary>
@@ -166,8 +197,11 @@ namespace HotpatchTools.Engine.Patching
         private void Audit(AuditRecord record)
         {
             if (_options.Audit == null) return;
-            try { _options.Audit(record); }
-            catch (Exception e) { Log("audit record not written: " + e.Message); }
+            WorkerOutput.Emit(() =>
+            {
+                try { _options.Audit?.Invoke(record); }
+                catch (Exception e) { _options.Log?.Invoke("audit record not written: " + e.Message); }
+            }, audit: true);
         }
     }
 }

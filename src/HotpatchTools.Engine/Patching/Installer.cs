@@ -23,7 +23,10 @@ namespace HotpatchTools.Engine.Patching
             _audit = audit;
         }
 
-        private void Log(string message) => _options.Log?.Invoke(message);
+        private void Log(string message)
+        {
+            if (_options.Log != null) WorkerOutput.Emit(() => _options.Log?.Invoke(message));
+        }
 
         /// <param name="denied">In a sweep, collects "pid (name)" of each process that could not be read instead of a log line.</param>
         /// <param name="keepOpen">Keep the process open in the result when it is Vulnerable, for the install that follows.</param>

@@ -140,5 +140,7 @@ namespace HotpatchTools.Engine.Patching
         /// Whatever it throws is logged and never replaces the outcome.
         /// </summary>
         public Action<Audit.AuditRecord>? Audit { get; set; }
+        /// <summary>How many processes a sweep or <see cref="HotpatchEngine.RunEach{TItem, TResult}"/> works on at once; 0: one per processor.</summary>
+        public int Workers { get; set; }
     }
 }

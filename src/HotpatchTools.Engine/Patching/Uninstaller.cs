@@ -17,7 +17,10 @@ namespace HotpatchTools.Engine.Patching
             _options = options;
         }
 
-        private void Log(string message) => _options.Log?.Invoke(message);
+        private void Log(string message)
+        {
+            if (_options.Log != null) WorkerOutput.Emit(() => _options.Log?.Invoke(message));
+        }
 
         public UninstallResult Uninstall(int pid, string patchId, AuditRecord record)
         {

@@ -258,6 +258,19 @@ namespace HotpatchTools.Commands
             }
         }
 
+        /// <summary>
+        /// True when <see cref="ShouldWrite"/> will ask no one (-Force, -Confirm:$false, $ConfirmPreference None) and it is
+        /// no -WhatIf: then several processes may be worked on at once, as no answer must come before the next one is touched.
+        /// </summary>
+        internal bool WritesWithoutAsking(bool force)
+        {
+            if (WhatIfRequested()) return false;
+            if (force) return true;
+            if (MyInvocation.BoundParameters.TryGetValue("Confirm", out var c)) return !((SwitchParameter)c).IsPresent;
+            // Install and Uninstall confirm at High impact: only None keeps ShouldProcess from asking.
+            return GetVariableValue("ConfirmPreference") is object pref && LanguagePrimitives.TryConvertTo<ConfirmImpact>(pref, out var impact) && impact == ConfirmImpact.None;
+        }
+
         private bool WhatIfRequested()
         {
             if (MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w)) return ((SwitchParameter)w).IsPresent;

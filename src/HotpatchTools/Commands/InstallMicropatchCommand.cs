@@ -156,13 +156,42 @@ namespace HotpatchTools.Commands
             if (targets.Count == 0)
                 WriteWarning("No running process has " + patch.Target.Module + " loaded; patch " + patch.Id + " was not installed anywhere."
                     + (Engine.Platform.Os == TargetOs.Linux && !HotpatchTools.Engine.Machine.Privilege.IsElevated() ? " Processes of other users cannot be read from this session." : ""));
-            SummaryOf(patch).MachineWide = true;
+            var summary = SummaryOf(patch);
+            summary.MachineWide = true;
             _done = 0;
-            foreach (var t in targets)
+            if (!WritesWithoutAsking(Force))
             {
-                if (_badFiles.Contains(patch.SourceName)) break;
+                // Each install is asked for, then done, then reported, one process after another.
+                foreach (var t in targets)
+                {
+                    if (_badFiles.Contains(patch.SourceName)) break;
+                    Progress(2, InstallActivity, _done++, targets.Count, patch.Id + ": " + Describe(t.ProcessId, t.ProcessName, t.Module));
+                    Handle(patch, t, named: false);
+                }
+                return;
+            }
+
+            // Nobody is asked: the installs run on a worker per core, and each outcome is written here, in the sweep's order.
+            IEnumerable<(TargetStatus Target, bool Go)> Approved()
+            {
+                foreach (var t in targets)
+                {
+                    if (_badFiles.Contains(patch.SourceName)) yield break;
+                    yield return (t, InstallDecision.For(t.State) == InstallAction.Install && ShouldWrite(Force, Describe(t.ProcessId, t.ProcessName, t.Module), "Install micropatch " + patch.Id));
+                }
+            }
+            foreach (var o in Engine.RunEach(Approved(), x => x.Go ? Engine.Install(patch, x.Target) : null))
+            {
+                var t = o.Item.Target;
                 Progress(2, InstallActivity, _done++, targets.Count, patch.Id + ": " + Describe(t.ProcessId, t.ProcessName, t.Module));
-                Handle(patch, t, named: false);
+                if (InstallDecision.For(t.State) != InstallAction.Install) Handle(patch, t, named: false);
+                else if (!o.Item.Go) summary.Declined++;
+                else if (o.Error != null)
+                {
+                    summary.Refused++;
+                    WriteFailure(o.Error, t.ProcessId);
+                }
+                else Installed(patch, t, o.Result!, summary);
             }
         }
 
@@ -210,24 +239,28 @@ namespace HotpatchTools.Commands
             int pid = t.ProcessId;
             string processName = t.ProcessName;
             if (!ShouldWrite(Force, Describe(pid, processName, t.Module), "Install micropatch " + patch.Id)) { summary.Declined++; return; }
-            try
-            {
-                var r = Engine.Install(patch, t);
-                summary.Installed++;
-                if (PassThru)
-                    WriteObject(new MicropatchResult
-                    {
-                        ProcessId = pid, ProcessName = processName, PatchId = patch.Id, Module = r.Patch.Module, Result = PatchState.Installed.ToString(),
-                        Message = r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped."
-                            + (r.Replaced.Count > 0 ? " Replaced " + string.Join(", ", r.Replaced) + "." : ""),
-                        FreezeMilliseconds = r.FreezeTime.TotalMilliseconds, CaveAddress = "0x" + r.Patch.CaveAddress.ToString("x"),
-                    });
-            }
+            InstallResult r;
+            try { r = Engine.Install(patch, t); }
             catch (HotpatchException e)
             {
                 summary.Refused++;
                 WriteFailure(e, pid);
+                return;
             }
+            Installed(patch, t, r, summary);
+        }
+
+        private void Installed(Micropatch patch, TargetStatus t, InstallResult r, Summary summary)
+        {
+            summary.Installed++;
+            if (PassThru)
+                WriteObject(new MicropatchResult
+                {
+                    ProcessId = t.ProcessId, ProcessName = t.ProcessName, PatchId = patch.Id, Module = r.Patch.Module, Result = PatchState.Installed.ToString(),
+                    Message = r.Patch.Sites.Count + " site(s) patched; " + r.ThreadCount + " thread(s) stopped."
+                        + (r.Replaced.Count > 0 ? " Replaced " + string.Join(", ", r.Replaced) + "." : ""),
+                    FreezeMilliseconds = r.FreezeTime.TotalMilliseconds, CaveAddress = "0x" + r.Patch.CaveAddress.ToString("x"),
+                });
         }
     }
 }

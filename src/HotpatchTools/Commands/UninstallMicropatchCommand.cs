@@ -74,43 +74,64 @@ namespace HotpatchTools.Commands
             {
                 const string activity = "Finding installed micropatches";
                 var all = Engine.Platform.ListProcesses();
-                for (int i = 0; i < all.Count; i++)
+                int done = 0;
+                // Reading changes nothing: the processes are read on a worker per core, in order here.
+                foreach (var o in Engine.RunEach(all, p => Engine.GetInstalled(p.Id)))
                 {
-                    Progress(2, activity, i, all.Count, "pid " + all[i].Id);
-                    try
-                    {
-                        foreach (var p in Engine.GetInstalled(all[i].Id))
-                            if (p.State != PatchState.Retired && patterns.Any(w => w.IsMatch(p.PatchId)))
-                                targets.Add((p.ProcessId, p.ProcessName, p.PatchId, p.Module));
-                    }
-                    catch (HotpatchException) { }
+                    Progress(2, activity, done++, all.Count, "pid " + o.Item.Id);
+                    foreach (var p in o.Result ?? new List<HotpatchTools.Engine.Patching.InstalledPatch>())
+                        if (p.State != PatchState.Retired && patterns.Any(w => w.IsMatch(p.PatchId)))
+                            targets.Add((p.ProcessId, p.ProcessName, p.PatchId, p.Module));
                 }
                 CompleteProgress(2, activity);
                 if (targets.Count == 0) WriteWarning("Patch " + string.Join(", ", PatchId) + " is not installed in any running process.");
             }
 
-            for (int i = 0; i < targets.Count; i++)
+            if (!WritesWithoutAsking(Force))
             {
-                var t = targets[i];
-                Progress(3, UninstallActivity, i, targets.Count, t.PatchId + ": " + Describe(t.Pid, t.Name, t.Module));
-                if (!ShouldWrite(Force, Describe(t.Pid, t.Name, t.Module), "Uninstall micropatch " + t.PatchId)) continue;
-                try
+                // Each removal is asked for, then done, then reported, one process after another.
+                for (int i = 0; i < targets.Count; i++)
                 {
-                    var r = Engine.Uninstall(t.Pid, t.PatchId);
-                    if (!r.CaveFreed)
-                    {
-                        _kept.Add(Describe(t.Pid, t.Name, t.Module) + ": " + r.Message);
-                        WriteVerbose(_kept[_kept.Count - 1]);
-                    }
-                    if (PassThru)
-                        WriteObject(new MicropatchResult
-                        {
-                            ProcessId = t.Pid, ProcessName = t.Name, PatchId = t.PatchId, Module = t.Module, Result = PatchState.Removed.ToString(), Message = r.Message,
-                            FreezeMilliseconds = r.FreezeTime.TotalMilliseconds, CaveAddress = "0x" + r.Patch.CaveAddress.ToString("x"),
-                        });
+                    var t = targets[i];
+                    Progress(3, UninstallActivity, i, targets.Count, t.PatchId + ": " + Describe(t.Pid, t.Name, t.Module));
+                    if (!ShouldWrite(Force, Describe(t.Pid, t.Name, t.Module), "Uninstall micropatch " + t.PatchId)) continue;
+                    UninstallResult r;
+                    try { r = Engine.Uninstall(t.Pid, t.PatchId); }
+                    catch (HotpatchException e) { WriteFailure(e, t.Pid); continue; }
+                    Removed(t, r);
                 }
-                catch (HotpatchException e) { WriteFailure(e, t.Pid); }
+                return;
             }
+
+            // Nobody is asked: the removals run on a worker per core, and each outcome is written here, in order.
+            IEnumerable<(int Pid, string Name, string PatchId, string Module, bool Go)> Approved()
+            {
+                foreach (var t in targets)
+                    yield return (t.Pid, t.Name, t.PatchId, t.Module, ShouldWrite(Force, Describe(t.Pid, t.Name, t.Module), "Uninstall micropatch " + t.PatchId));
+            }
+            int n = 0;
+            foreach (var o in Engine.RunEach(Approved(), x => x.Go ? Engine.Uninstall(x.Pid, x.PatchId) : null))
+            {
+                var t = o.Item;
+                Progress(3, UninstallActivity, n++, targets.Count, t.PatchId + ": " + Describe(t.Pid, t.Name, t.Module));
+                if (o.Error != null) WriteFailure(o.Error, t.Pid);
+                else if (o.Result != null) Removed((t.Pid, t.Name, t.PatchId, t.Module), o.Result);
+            }
+        }
+
+        private void Removed((int Pid, string Name, string PatchId, string Module) t, UninstallResult r)
+        {
+            if (!r.CaveFreed)
+            {
+                _kept.Add(Describe(t.Pid, t.Name, t.Module) + ": " + r.Message);
+                WriteVerbose(_kept[_kept.Count - 1]);
+            }
+            if (PassThru)
+                WriteObject(new MicropatchResult
+                {
+                    ProcessId = t.Pid, ProcessName = t.Name, PatchId = t.PatchId, Module = t.Module, Result = PatchState.Removed.ToString(), Message = r.Message,
+                    FreezeMilliseconds = r.FreezeTime.TotalMilliseconds, CaveAddress = "0x" + r.Patch.CaveAddress.ToString("x"),
+                });
         }
     }
 }

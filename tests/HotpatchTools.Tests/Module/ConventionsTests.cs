@@ -76,6 +76,7 @@ namespace HotpatchTools.Tests
             "HotpatchTools.Engine.Modules.IModuleImage",
             "HotpatchTools.Engine.Modules.ModuleFormat",
             "HotpatchTools.Engine.Patching.EngineOptions",
+            "HotpatchTools.Engine.Patching.FleetOutcome`2",
             "HotpatchTools.Engine.Patching.HotpatchEngine",
             "HotpatchTools.Engine.Patching.InstallAction",
             "HotpatchTools.Engine.Patching.InstallDecision",

@@ -43,7 +43,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             try
             {
-                var stat = File.ReadAllText("/proc/" + pid + "/stat");
+                var stat = LibC.ReadProcFile("/proc/" + pid + "/stat");
                 var fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
                 return int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
             }

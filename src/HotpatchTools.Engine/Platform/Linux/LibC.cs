@@ -152,6 +152,18 @@ namespace HotpatchTools.Engine.Platform.Linux
         [DllImport(Lib, SetLastError = true)] public static extern int open([MarshalAs(UnmanagedType.LPStr)] string path, int flags, int mode);
         [DllImport(Lib, SetLastError = true)] public static extern IntPtr write(int fd, byte* buf, UIntPtr count);
         [DllImport(Lib, SetLastError = true)] public static extern int flock(int fd, int operation);
+
+        /// <summary>struct flock of x86-64 Linux, for open-file-description (OFD) byte-range locks.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        public struct FlockRange
+        {
+            public short Type, Whence;
+            public long Start, Length;
+            public int Pid;
+        }
+
+        public const int F_OFD_SETLK = 37, F_WRLCK = 1, EINVAL = 22;
+        [DllImport(Lib, SetLastError = true)] public static extern int fcntl(int fd, int cmd, ref FlockRange range);
         [DllImport(Lib, SetLastError = true)] public static extern int chmod([MarshalAs(UnmanagedType.LPStr)] string path, int mode);
         [DllImport(Lib, SetLastError = true)] public static extern IntPtr sendto(int fd, byte* buf, UIntPtr len, int flags, byte* addr, int addrlen);
 
@@ -199,6 +211,57 @@ namespace HotpatchTools.Engine.Platform.Linux
             catch (EntryPointNotFoundException) { r = __fxstat(1, fd, buf); }
             if (r != 0) return null;
             return (*(int*)(buf + 24), *(uint*)(buf + 28));
+        }
+
+        [DllImport(Lib, SetLastError = true, EntryPoint = "readlink")] private static extern IntPtr readlink_(string path, byte* buf, UIntPtr size);
+
+        /// <summary>What one symbolic link holds (one system call, where realpath takes one per path component); null when it cannot be read.</summary>
+        public static string? ReadLink(string path)
+        {
+            const int Size = 4096;
+            var buf = stackalloc byte[Size];
+            long n = (long)readlink_(path, buf, (UIntPtr)Size);
+            return n < 0 || n >= Size ? null : System.Text.Encoding.UTF8.GetString(buf, (int)n);
+        }
+
+        /// <summary>
+        /// A whole /proc file, read with open/read/close: File.ReadAllText adds an fstat, two flocks and a reader, and a
+        /// machine-wide install reads a dozen such files per process. Fails as File.ReadAllText does (FileNotFound for a
+        /// process that is gone, UnauthorizedAccess, IOException).
+        /// </summary>
+        public static string ReadProcFile(string path)
+        {
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == ENOENT || errno == ESRCH) throw new System.IO.FileNotFoundException(path + ": " + StrError(errno), path);
+                if (errno == EACCES || errno == EPERM) throw new UnauthorizedAccessException(path + ": " + StrError(errno));
+                throw new System.IO.IOException(path + ": " + StrError(errno));
+            }
+            try
+            {
+                var buffer = new byte[4096];
+                int length = 0;
+                while (true)
+                {
+                    if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+                    long n;
+                    fixed (byte* b = buffer) n = (long)read(fd, b + length, (UIntPtr)(buffer.Length - length));
+                    if (n < 0)
+                    {
+                        int errno = Marshal.GetLastWin32Error();
+                        if (errno == EINTR) continue;
+                        if (errno == ESRCH || errno == ENOENT) throw new System.IO.FileNotFoundException(path + ": " + StrError(errno), path);
+                        if (errno == EACCES || errno == EPERM) throw new UnauthorizedAccessException(path + ": " + StrError(errno));
+                        throw new System.IO.IOException(path + ": " + StrError(errno));
+                    }
+                    if (n == 0) break;
+                    length += (int)n;
+                }
+                return System.Text.Encoding.UTF8.GetString(buffer, 0, length);
+            }
+            finally { close(fd); }
         }
 
         /// <summary>The path with every symbolic link resolved, or null when it cannot be resolved.</summary>

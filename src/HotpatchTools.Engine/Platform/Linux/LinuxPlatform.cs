@@ -94,7 +94,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         public IReadOnlyList<MappedFile>? ReadMappedFiles(int pid, IReadOnlyCollection<string> anyOfNames)
         {
             string text;
-            try { text = File.ReadAllText("/proc/" + pid + "/maps"); }
+            try { text = LibC.ReadProcFile("/proc/" + pid + "/maps"); }
             catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException) { return null; }
             catch (UnauthorizedAccessException e) { throw ProcFs.Denied(pid, e); }
             catch (IOException) when (!Directory.Exists("/proc/" + pid)) { return null; }
@@ -130,7 +130,7 @@ namespace HotpatchTools.Engine.Platform.Linux
     {
         public static string? TryReadComm(int pid)
         {
-            try { return File.ReadAllText("/proc/" + pid + "/comm").TrimEnd('\n'); }
+            try { return LibC.ReadProcFile("/proc/" + pid + "/comm").TrimEnd('\n'); }
             catch (IOException) { return null; }
             catch (UnauthorizedAccessException) { return null; }
         }
@@ -145,7 +145,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         public static List<MapsLine> ReadMaps(int pid)
         {
             string text;
-            try { text = File.ReadAllText("/proc/" + pid + "/maps"); }
+            try { text = LibC.ReadProcFile("/proc/" + pid + "/maps"); }
             catch (FileNotFoundException) { throw Gone(pid); }
             catch (DirectoryNotFoundException) { throw Gone(pid); }
             catch (UnauthorizedAccessException e) { throw Denied(pid, e); }
@@ -201,7 +201,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             try
             {
-                foreach (var line in File.ReadLines("/proc/" + pid + "/status"))
+                foreach (var line in LibC.ReadProcFile("/proc/" + pid + "/status").Split('\n'))
                     if (line.StartsWith("ShdPnd:", StringComparison.Ordinal))
                         return ulong.TryParse(line.Substring(7).Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong set) && (set & (1UL << 8)) != 0;
             }
@@ -216,7 +216,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         public static string? StatFields(int pid, params int[] indexes)
         {
             string stat;
-            try { stat = File.ReadAllText("/proc/" + pid + "/stat"); }
+            try { stat = LibC.ReadProcFile("/proc/" + pid + "/stat"); }
             catch (IOException) { return null; }
             var fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
             return string.Join(" ", indexes.Select(i => i < fields.Length ? fields[i] : ""));
@@ -226,7 +226,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             try
             {
-                var s = File.ReadAllText("/proc/" + pid + "/task/" + tid + "/stat");
+                var s = LibC.ReadProcFile("/proc/" + pid + "/task/" + tid + "/stat");
                 int close = s.LastIndexOf(')');
                 return close >= 0 && close + 2 < s.Length ? s[close + 2] : '\0';
             }
@@ -238,7 +238,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             try
             {
-                foreach (var line in File.ReadAllLines("/proc/" + pid + "/task/" + tid + "/status"))
+                foreach (var line in LibC.ReadProcFile("/proc/" + pid + "/task/" + tid + "/status").Split('\n'))
                     if (line.StartsWith("TracerPid:", StringComparison.Ordinal))
                         return int.Parse(line.Substring(10).Trim(), CultureInfo.InvariantCulture);
             }

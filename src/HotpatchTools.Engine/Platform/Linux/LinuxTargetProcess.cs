@@ -29,8 +29,11 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             try
             {
-                string exe = LibC.RealPath("/proc/" + pid + "/exe") ?? "";
-                var stat = File.ReadAllText("/proc/" + pid + "/stat");
+                // The kernel's own name for the file: no component of it is a link. " (deleted)" is cut so that an upgrade
+                // replacing the file on disk is not taken for a new program.
+                string exe = LibC.ReadLink("/proc/" + pid + "/exe") ?? "";
+                if (exe.EndsWith(" (deleted)", StringComparison.Ordinal)) exe = exe.Substring(0, exe.Length - 10);
+                var stat = LibC.ReadProcFile("/proc/" + pid + "/stat");
                 var f = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
                 // startcode, endcode, startstack (fields 26 to 28)
                 return exe + "|" + (f.Length > 25 ? f[23] + " " + f[24] + " " + f[25] : "");
@@ -72,13 +75,14 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         private static int ReadBitness(int pid)
         {
+            int fd = LibC.open("/proc/" + pid + "/exe", LibC.O_RDONLY | LibC.O_CLOEXEC);
+            if (fd < 0) return 64;
             try
             {
-                using var f = File.OpenRead("/proc/" + pid + "/exe");
-                var ident = new byte[5];
-                return f.Read(ident, 0, 5) == 5 && ident[4] == 1 ? 32 : 64;
+                var ident = stackalloc byte[5];
+                return (long)LibC.pread(fd, ident, (UIntPtr)5, 0) == 5 && ident[4] == 1 ? 32 : 64;
             }
-            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { return 64; }
+            finally { LibC.close(fd); }
         }
 
         // ---- memory ----
