@@ -55,7 +55,7 @@ namespace HotpatchTools.Tests
         {
             var exe = Copy("a", "fleetcheck" + Environment.ProcessId);
             for (int i = 0; i < 20; i++) Start(exe);
-            var audited = new List<(int Thread, int Pid, AuditResult Result, string Action)>();
+            var audited = new List<(int Thread, int Pid, AuditResult Result, AuditAction Action)>();
             var logged = new List<int>();
             var engine = new HotpatchEngine(options: new EngineOptions
             {
@@ -106,7 +106,7 @@ namespace HotpatchTools.Tests
             Assert.Equal(installed.Select(p => p.ProcessId), removed.Select(o => o.Item.ProcessId));
             Assert.All(removed, o => Assert.Null(o.Error));
             Assert.Equal(removed.Select(o => o.Item.ProcessId), audited.Select(a => a.Pid));
-            Assert.All(audited, a => Assert.Equal(AuditRecord.ActionUninstall, a.Action));
+            Assert.All(audited, a => Assert.Equal(AuditAction.Uninstall, a.Action));
             foreach (var t in _targets.Where(t => t != gone))
             {
                 Assert.Equal(304, t.Call("triple", 101));
