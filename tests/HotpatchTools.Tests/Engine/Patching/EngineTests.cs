@@ -78,7 +78,10 @@ namespace HotpatchTools.Tests
             Assert.Equal(_t.Pid, _t.Call("triple", 5));
             var removed = _engine.Uninstall(_t.Pid, "T-CALL");
             Assert.Equal(16, _t.Call("triple", 5));
-            Assert.True(removed.CaveFreed, removed.Message);
+            // A cave that calls out is freed only when no stack holds an address in it. The scan is conservative: a dead
+            // return address into the cave, left in a frame the thread reuses while it waits, keeps it (retired) — seen
+            // under load. Anything else keeping it is a failure.
+            Assert.True(removed.CaveFreed || removed.Message.Contains("may return into it", StringComparison.Ordinal), removed.Message);
         }
 
         [Fact]
