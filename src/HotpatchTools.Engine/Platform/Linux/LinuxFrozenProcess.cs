@@ -177,21 +177,23 @@ namespace HotpatchTools.Engine.Platform.Linux
         internal static int QuietestThread(int pid)
         {
             bool child = ChildReapGuard.ParentPid(pid) == LibC.getpid();
-            int pick = 0, looked = 0;
-            long fewest = long.MaxValue;
             var tids = ProcFs.ListTasks(pid);
             // The leader first: it is often the quiet one, and it is not in every first few listed.
             tids.Sort((a, b) => (a == pid ? 0 : 1).CompareTo(b == pid ? 0 : 1));
-            foreach (int tid in tids)
+            var runs = new List<(long Runs, int Tid)>();
+            foreach (int tid in tids.Take(InjectionCandidates))
             {
-                if (looked++ >= InjectionCandidates) break;
-                long switches = ProcFs.TimesRun(pid, tid);
-                if (switches < 0 || tid == pid && ProcFs.TaskState(pid, pid) is 'Z' or 'X' or '\0') continue;
+                long n = ProcFs.TimesRun(pid, tid);
+                if (n < 0) continue; // gone
                 // Our own child's leader only when no other thread can do it.
-                if (child && tid == pid) switches = long.MaxValue - 1;
-                if (switches < fewest) { fewest = switches; pick = tid; }
+                runs.Add((child && tid == pid ? long.MaxValue : n, tid));
             }
-            return pick;
+            runs.Sort();
+            // A thread in uninterruptible sleep (a slow disk, a hung mount) is quiet too, but would not stop in time;
+            // a zombie leader cannot run anything.
+            foreach (var (_, tid) in runs)
+                if (ProcFs.TaskState(pid, tid) is not ('D' or 'Z' or 'X' or '\0')) return tid;
+            return 0;
         }
 
         /// <summary>
