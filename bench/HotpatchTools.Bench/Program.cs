@@ -64,11 +64,14 @@ namespace HotpatchTools.Bench
             return 0;
         }
 
+        // The load average before and after each section: on a shared machine a figure means little without it.
+        private static string Load() { try { return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); } catch (IOException) { return "?"; } }
+
         private static void Section(string name, Action body)
         {
             var sw = Stopwatch.StartNew();
-            Console.Write($"{name}... ");
-            try { body(); Console.WriteLine($"done ({sw.Elapsed.TotalSeconds:F1} s)"); }
+            Console.Write($"{name} (load {Load()})... ");
+            try { body(); Console.WriteLine($"done ({sw.Elapsed.TotalSeconds:F1} s, load {Load()})"); }
             catch (Exception e) { Console.WriteLine("FAILED: " + e.Message); Rows.Add(new[] { name, "failed: " + e.GetType().Name, "", "", "", "", "n/a" }); }
         }
 
