@@ -206,11 +206,11 @@ namespace HotpatchTools.Bench
                 double b = Median(baseGaps), p = Median(patchGaps), extra = p - b, ctl = Median(gaps["control"]);
                 string goal = n == 16 ? "≤ 1 ms extra" : "";
                 string met = n == 16 ? (extra <= 1.0 ? "yes" : "NO") : "";
-                Rows.Add(new[] { "Freeze", $"{n} threads: longest gap, {Cycles} install+uninstall (median of {rounds} rounds)", $"{b:F2} ms", $"{p:F2} ms", $"{extra:+0.00;-0.00} ms", goal, met });
-                Rows.Add(new[] { "", $"{n} threads: same window, engine inspecting only (control)", $"{b:F2} ms", $"{ctl:F2} ms", $"{ctl - b:+0.00;-0.00} ms", "", "" });
+                Rows.Add(new[] { "Freeze", $"{n} threads: longest gap, {Cycles} install+uninstall (median of {rounds} rounds)", $"{b:F2} ms", $"{p:F2} ms", $"{extra:+0.00;-0.00;0.00} ms", goal, met });
+                Rows.Add(new[] { "", $"{n} threads: same window, engine inspecting only (control)", $"{b:F2} ms", $"{ctl:F2} ms", $"{ctl - b:+0.00;-0.00;0.00} ms", "", "" });
                 // How far one round's figure is from the judged one: the extra of each round against its own baseline.
                 var perRound = patchGaps.Zip(baseGaps, (x, y) => x - y).OrderBy(x => x).ToList();
-                Rows.Add(new[] { "", $"{n} threads: extra per round, patched − same round's baseline (quartiles)", "", $"{Percentile(perRound, 0.25):+0.00;-0.00} … {Percentile(perRound, 0.75):+0.00;-0.00} ms", $"median {Median(perRound):+0.00;-0.00} ms", "", "" });
+                Rows.Add(new[] { "", $"{n} threads: extra per round, patched − same round's baseline (quartiles)", "", $"{Percentile(perRound, 0.25):+0.00;-0.00;0.00} … {Percentile(perRound, 0.75):+0.00;-0.00;0.00} ms", $"median {Median(perRound):+0.00;-0.00;0.00} ms", "", "" });
                 // Issue 16: at 256 threads no single hold over 20 ms (install or uninstall, every cycle of every round).
                 double longestHold = Math.Max(freezes.Max(), unFreezes.Max());
                 Rows.Add(new[] { "", $"{n} threads: threads held, stop→release, install / uninstall (median, max)", "", $"{Median(freezes):F2} / {Median(unFreezes):F2} ms", $"max {freezes.Max():F2} / {unFreezes.Max():F2} ms",
