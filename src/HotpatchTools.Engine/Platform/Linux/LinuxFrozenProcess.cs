@@ -326,17 +326,14 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         /// <summary>
-        /// Between two looks for a stop: every thread already stopped waits on this one. A sleep of microseconds for
-        /// the first milliseconds, not a yield: with many busy threads on few cores, a yielding tracer goes behind
-        /// every one of them (hundreds of milliseconds), where a waking sleeper is run at once. Each look wakes the
-        /// real-time tracer, which takes its core from whichever target thread runs there, perhaps one on its way
-        /// into the stop: so the sleep grows with the wait so far (20 to 200 µs), late by at most about as long as
-        /// it has already waited. Thread.Sleep's shortest is a millisecond or more.
+        /// Between two looks for a stop: every thread already stopped waits on this one. A few microseconds of sleep
+        /// for the first milliseconds, not a yield: with many busy threads on few cores, a yielding tracer goes behind
+        /// every one of them (hundreds of milliseconds), where a waking sleeper is run at once. Thread.Sleep's
+        /// shortest is a millisecond or more.
         /// </summary>
         internal static void PollPause(Stopwatch waiting)
         {
-            double us = waiting.Elapsed.TotalMilliseconds * 1000;
-            if (us < 20_000) LibC.usleep((uint)Math.Min(200, Math.Max(20, us))); else Thread.Sleep(1);
+            if (waiting.ElapsedMilliseconds < 20) LibC.usleep(20); else Thread.Sleep(1);
         }
 
         internal void CheckOwner()
