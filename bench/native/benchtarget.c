@@ -2,6 +2,7 @@
  * and record the longest gap between their iterations. Protocol on stdin/stdout, one line each:
  *   reset          -> "ok"            (clears the longest gap)
  *   gap            -> "<ns>"          (longest gap any thread saw since reset)
+ *   gaps           -> "<ns> <ns> ..." (each thread's longest gap since reset, in creation order)
  *   bench <n>      -> "<ns per call>" (calls work_fn n times in a tight loop on this thread)   */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -15,12 +16,14 @@
 int work_fn(int);
 static int (*volatile work_ptr)(int) = work_fn;
 static atomic_llong max_gap;
+#define MAX_THREADS 1024
+static atomic_llong thread_gap[MAX_THREADS];
 static atomic_int generation;
 
 static long long now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000LL + t.tv_nsec; }
 
 static void *sleeper(void *arg) {
-    (void)arg;
+    atomic_llong *mine = &thread_gap[(long)arg % MAX_THREADS];
     struct timespec d = { 0, 200000 };
     int gen = atomic_load(&generation);
     long long prev = now_ns();
@@ -31,6 +34,7 @@ static void *sleeper(void *arg) {
         if (g != gen) { gen = g; prev = t; continue; } /* a reset happened: start a fresh interval */
         long long gap = t - prev, cur = atomic_load(&max_gap);
         while (gap > cur && !atomic_compare_exchange_weak(&max_gap, &cur, gap)) {}
+        if (gap > atomic_load(mine)) atomic_store(mine, gap);
         prev = t;
     }
     return NULL;
@@ -41,7 +45,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 0; i < n; i++) {
         pthread_t t;
-        pthread_create(&t, NULL, sleeper, NULL);
+        pthread_create(&t, NULL, sleeper, (void *)(long)i);
         pthread_detach(t);
     }
     printf("ready %d\n", getpid());
@@ -51,7 +55,11 @@ int main(int argc, char **argv) {
             atomic_fetch_add(&generation, 1);
             usleep(2000); /* let every thread see the new generation */
             atomic_store(&max_gap, 0);
+            for (int i = 0; i < MAX_THREADS; i++) atomic_store(&thread_gap[i], 0);
             printf("ok\n");
+        } else if (!strncmp(line, "gaps", 4)) {
+            for (int i = 0; i < n && i < MAX_THREADS; i++) printf(i ? " %lld" : "%lld", (long long)atomic_load(&thread_gap[i]));
+            printf("\n");
         } else if (!strncmp(line, "gap", 3)) {
             printf("%lld\n", (long long)atomic_load(&max_gap));
         } else if (!strncmp(line, "bench ", 6)) {

@@ -30,14 +30,13 @@ namespace HotpatchTools.Engine.Platform.Linux
         private readonly int _ownerThread = Environment.CurrentManagedThreadId;
         private List<ThreadSnapshot> _snapshots = new List<ThreadSnapshot>();
         private readonly IDisposable? _reapGuard;
-        private readonly IDisposable? _boost;
+        private IDisposable? _boost;
         private bool _disposed, _released;
 
-        private LinuxFrozenProcess(LinuxTargetProcess proc, IDisposable? boost)
+        private LinuxFrozenProcess(LinuxTargetProcess proc)
         {
             _proc = proc;
             _reapGuard = ChildReapGuard.EnterIfChild(proc.Id);
-            _boost = boost;
         }
 
         public IReadOnlyList<ThreadSnapshot> Threads => _snapshots;
@@ -62,42 +61,34 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         /// <summary>
         /// Stops the threads (all, or one for an injected call) and keeps the calling thread at real-time priority
-        /// until they are released: with many busy threads on few cores, a tracer at normal priority loses the CPU
-        /// to the target's running threads for tens of milliseconds at a time, while every thread it already stopped
-        /// waits. It never spins at that priority: it sleeps between looks for a stop (see PollPause).
+        /// from the first stop until they are released: with many busy threads on few cores, a tracer at normal
+        /// priority loses the CPU to the target's running threads for tens of milliseconds at a time, while every
+        /// thread it already stopped waits. It never spins at that priority: it sleeps between looks for a stop (see
+        /// PollPause). Nothing before the first stop runs boosted: while nothing is held, a tracer that loses the CPU
+        /// delays no one, and one that keeps a core to itself delays the target's threads that wait for that core.
         /// </summary>
-        /// <param name="beforeStop">Runs boosted before anything is stopped (reading what the freeze needs to know).</param>
+        /// <param name="beforeStop">Runs before anything is stopped (reading what the freeze needs to know).</param>
         public static LinuxFrozenProcess Stop(LinuxTargetProcess proc, TimeSpan timeout, bool singleThread, Action? beforeStop = null)
         {
-            var boost = RealtimeBoost.Enter();
-            try
-            {
-                beforeStop?.Invoke();
-            }
-            catch
-            {
-                boost?.Dispose();
-                throw;
-            }
+            // Chosen before anything runs boosted: a file read per thread.
+            int quiet = singleThread && !FirstThreadForInjection ? QuietestThread(proc.Id) : 0;
+            beforeStop?.Invoke();
             var clock = Stopwatch.StartNew();
             var backoff = new Random();
             while (true)
             {
-                var f = new LinuxFrozenProcess(proc, boost);
+                var f = new LinuxFrozenProcess(proc);
                 try
                 {
-                    f.StopThreads(timeout, singleThread);
+                    f.StopThreads(timeout, singleThread, quiet);
                     return f;
                 }
                 catch (TracedElsewhereException e)
                 {
                     // Let go of everything first: two installers each holding some threads would wait on each other.
-                    f.Release();
+                    f.Dispose();
                     if (clock.Elapsed >= TracedWait)
-                    {
-                        boost?.Dispose();
                         throw new HotpatchException(HotpatchErrorKind.Busy, e.Message) { ProcessId = e.ProcessId };
-                    }
                     Thread.Sleep(backoff.Next(1, 8));
                 }
                 catch
@@ -113,7 +104,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             public TracedElsewhereException(string message) : base(HotpatchErrorKind.Busy, message) { }
         }
 
-        private void StopThreads(TimeSpan timeout, bool singleThread)
+        private void StopThreads(TimeSpan timeout, bool singleThread, int quiet)
         {
             var deadline = Stopwatch.StartNew();
             var seen = new HashSet<int>();
@@ -124,9 +115,9 @@ namespace HotpatchTools.Engine.Platform.Linux
                     if (seen.Add(tid)) fresh.Add(tid);
                 if (singleThread && fresh.Count > 0)
                 {
-                    // Any live thread can run an injected call; a non-leader is best (see Inject), and the
-                    // leader may be a zombie whose threads live on.
-                    int pick = fresh.Find(t => t != Pid && ProcFs.TaskState(Pid, t) != 'Z');
+                    // Any live thread can run an injected call: the quietest (chosen above) if it is still there, else a
+                    // non-leader (see InjectionThread); the leader may be a zombie whose threads live on.
+                    int pick = quiet != 0 && fresh.Contains(quiet) ? quiet : fresh.Find(t => t != Pid && ProcFs.TaskState(Pid, t) != 'Z');
                     if (pick == 0 && ProcFs.TaskState(Pid, Pid) != 'Z' && fresh.Contains(Pid)) pick = Pid;
                     fresh = pick != 0 ? new List<int> { pick } : new List<int>();
                 }
@@ -141,6 +132,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                     var t = Seize(tid);
                     if (t != null) { _tracees.Add(t); batch.Add(t); }
                 }
+                if (_boost == null && batch.Count > 0) _boost = RealtimeBoost.Enter() ?? NoBoost;
                 _hold.Stopping();
                 foreach (var t in batch.ToArray())
                     if (!Interrupt(t)) batch.Remove(t);
@@ -162,6 +154,46 @@ namespace HotpatchTools.Engine.Platform.Linux
             if (_tracees.Find(InLeftoverInjection) is Tracee leftover)
                 throw new TracedElsewhereException(
                     "Thread " + leftover.Tid + " of process " + Pid + " is still running a system call injected by an installer that was killed; try again when it has finished.") { ProcessId = Pid };
+        }
+
+        /// <summary>
+        /// A test hook (HOTPATCHTOOLS_INJECT_THREAD=first): injected calls run in the first non-leader thread listed, the
+        /// one the fault tests put in a known state (AVX registers live, blocked in read) before killing the installer.
+        /// </summary>
+        internal const string InjectThreadVariable = "HOTPATCHTOOLS_INJECT_THREAD";
+
+        private static readonly bool FirstThreadForInjection = Environment.GetEnvironmentVariable(InjectThreadVariable) == "first";
+
+        /// <summary>How many threads are compared when one is chosen for an injected call: reading each costs a file read.</summary>
+        private const int InjectionCandidates = 8;
+
+        /// <summary>
+        /// The thread to run an injected call: the one that has been put on a CPU the fewest times (of the leader
+        /// and the first others listed). The thread is held while the call runs, and a thread that rarely
+        /// wakes (a main thread waiting in read or join, an idle worker) does not notice, where one that runs every
+        /// few hundred microseconds sees the whole stop as a late wake-up. The leader may be a zombie whose threads
+        /// live on; when the target is our own child, a non-leader still goes first (see InjectionThread).
+        /// </summary>
+        internal static int QuietestThread(int pid)
+        {
+            bool child = ChildReapGuard.ParentPid(pid) == LibC.getpid();
+            var tids = ProcFs.ListTasks(pid);
+            // The leader first: it is often the quiet one, and it is not in every first few listed.
+            tids.Sort((a, b) => (a == pid ? 0 : 1).CompareTo(b == pid ? 0 : 1));
+            var runs = new List<(long Runs, int Tid)>();
+            foreach (int tid in tids.Take(InjectionCandidates))
+            {
+                long n = ProcFs.TimesRun(pid, tid);
+                if (n < 0) continue; // gone
+                // Our own child's leader only when no other thread can do it.
+                runs.Add((child && tid == pid ? long.MaxValue : n, tid));
+            }
+            runs.Sort();
+            // A thread in uninterruptible sleep (a slow disk, a hung mount) is quiet too, but would not stop in time;
+            // a zombie leader cannot run anything.
+            foreach (var (_, tid) in runs)
+                if (ProcFs.TaskState(pid, tid) is not ('D' or 'Z' or 'X' or '\0')) return tid;
+            return 0;
         }
 
         /// <summary>
@@ -322,7 +354,12 @@ namespace HotpatchTools.Engine.Platform.Linux
             _boost?.Dispose();
         }
 
-        /// <summary>Lets every thread go; the priority boost stays with the caller (a retry keeps it).</summary>
+        /// <summary>Stands for a boost that was tried and refused (no privilege), so it is not tried again.</summary>
+        private static readonly IDisposable NoBoost = new NoDispose();
+
+        private sealed class NoDispose : IDisposable { public void Dispose() { } }
+
+        /// <summary>Lets every thread go; the priority boost ends in Dispose, after the last release.</summary>
         private void Release()
         {
             if (_released) return;

@@ -233,6 +233,43 @@ namespace HotpatchTools.Engine.Platform.Linux
             catch (IOException) { return '\0'; }
         }
 
+        /// <summary>
+        /// How many times one thread has been put on a CPU: the third field of /proc/PID/task/TID/schedstat (a small
+        /// file), else its voluntary plus involuntary context switches from status. -1 when the thread is gone. A zombie
+        /// leader (its threads live on) keeps its counters: the caller checks its state.
+        /// </summary>
+        public static long TimesRun(int pid, int tid)
+        {
+            string dir = "/proc/" + pid + "/task/" + tid + "/";
+            try
+            {
+                var f = File.ReadAllText(dir + "schedstat").Split(' ');
+                if (f.Length >= 3 && long.TryParse(f[2].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long runs)) return runs;
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+            long total = 0;
+            int found = 0;
+            try
+            {
+                foreach (var line in File.ReadLines(dir + "status"))
+                {
+                    if (line.StartsWith("State:", StringComparison.Ordinal) && line.Substring(6).TrimStart() is string st && st.Length > 0 && (st[0] == 'Z' || st[0] == 'X'))
+                        return -1;
+                    int colon = line.IndexOf(':');
+                    if (colon > 0 && (line.StartsWith("voluntary_ctxt_switches:", StringComparison.Ordinal) || line.StartsWith("nonvoluntary_ctxt_switches:", StringComparison.Ordinal))
+                        && long.TryParse(line.Substring(colon + 1).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long n))
+                    {
+                        total += n;
+                        found++;
+                    }
+                }
+            }
+            catch (IOException) { return -1; }
+            catch (UnauthorizedAccessException) { return -1; }
+            return found > 0 ? total : long.MaxValue / 2; // no counters: any live thread will do
+        }
+
         /// <summary>TracerPid of one thread from /proc/PID/task/TID/status; 0 when not traced.</summary>
         public static int TracerPid(int pid, int tid)
         {

@@ -160,8 +160,9 @@ namespace HotpatchTools.Tests
 
         public static TheoryData<string, string, string> KillPoints() => new()
         {
-            // The injected mmap that makes the cave: the chosen thread (the first non-leader one) is in user code
-            // with live AVX registers, or blocked in read() (its call must be restarted, not fail).
+            // The injected mmap that makes the cave: the chosen thread (the first non-leader one, by the test hook
+            // HOTPATCHTOOLS_INJECT_THREAD=first) is in user code with live AVX registers, or blocked in read() (its
+            // call must be restarted, not fail).
             { "install", "inject.after-setregs", "vecspin" },
             { "install", "inject.after-syscall", "vecspin" },
             { "install", "inject.after-setregs", "pipewait" },
@@ -201,7 +202,8 @@ namespace HotpatchTools.Tests
                 if (mode == "uninstall") new HotpatchEngine().Install(patch, t.Pid);
                 var patchedBefore = Originals(t);
 
-                var host = FaultHost.Start(new Dictionary<string, string> { [FailPoint.Variable] = failPoint }, "", mode, file, t.Pid.ToString(CultureInfo.InvariantCulture));
+                var host = FaultHost.Start(new Dictionary<string, string> { [FailPoint.Variable] = failPoint, [HotpatchTools.Engine.Platform.Linux.LinuxFrozenProcess.InjectThreadVariable] = "first" },
+                    "", mode, file, t.Pid.ToString(CultureInfo.InvariantCulture));
                 try
                 {
                     var reached = await host.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(90));

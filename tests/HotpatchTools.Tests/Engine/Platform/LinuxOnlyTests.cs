@@ -53,5 +53,31 @@ namespace HotpatchTools.Tests
             Assert.Equal(0, _t.CaveCount());
             Assert.DoesNotContain('t', _t.ThreadStates());
         }
+
+        [Fact]
+        public void An_injected_call_runs_in_a_quiet_thread_not_in_a_busy_one()
+        {
+            // Busy: a spinner and two hammers. Quiet: the main thread and one blocked in read() on a pipe. A busy thread
+            // held for an injected mmap or munmap feels every microsecond of it; a blocked one does not.
+            Assert.Equal("ok", _t.Send("vecspin"));
+            Assert.Equal("ok", _t.Send("hammer 2"));
+            Assert.Equal("ok", _t.Send("pipewait"));
+            System.Threading.Thread.Sleep(300);
+            int tid = HotpatchTools.Engine.Platform.Linux.LinuxFrozenProcess.QuietestThread(_t.Pid);
+            Assert.NotEqual(0, tid);
+            var call = System.IO.File.ReadAllText("/proc/" + _t.Pid + "/task/" + tid + "/syscall");
+            Assert.True(call.StartsWith("0 ", StringComparison.Ordinal), "thread " + tid + " chosen, not blocked in read: " + call);
+
+            // The chosen thread runs the cave's mmap and munmap and reads on afterwards.
+            var patch = PatchFiles.For(_t, "T-QUIET", At("triple", 6));
+            _engine.Install(patch, _t.Pid);
+            Assert.Equal(1, _t.CaveCount());
+            _engine.Uninstall(_t.Pid, "T-QUIET");
+            Assert.Equal(0, _t.CaveCount());
+            Assert.Equal("1", _t.Send("poke"));
+            Assert.Equal(16, _t.Call("triple", 5));
+            Assert.Equal("ok", _t.Send("calm"));
+            Assert.Equal(0, _t.Stats().Errors);
+        }
     }
 }
