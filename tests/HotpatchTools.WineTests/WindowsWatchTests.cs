@@ -62,7 +62,11 @@ namespace HotpatchTools.Tests
                     catch (Exception e) { _error = e; }
                 }) { IsBackground = true };
                 _loop.Start();
-                Assert.True(firstPass.Wait(TimeSpan.FromSeconds(60)), "no first pass");
+                if (firstPass.Wait(TimeSpan.FromSeconds(60))) return;
+                _stop.Cancel();
+                _loop.Join(TimeSpan.FromSeconds(10));
+                var processes = string.Join(", ", new HotpatchEngine().Platform.ListProcesses().Select(p => p.Id + " " + p.Name));
+                Assert.Fail("no first pass within 60 s; " + (_error != null ? "the loop threw " + _error : "log: " + string.Join(" | ", Lines())) + "; processes: " + processes);
             }
 
             public string[] Lines() { lock (Log) return Log.ToArray(); }
@@ -96,7 +100,9 @@ namespace HotpatchTools.Tests
                     if (UnderWine)
                     {
                         Assert.Contains(lines, l => l.StartsWith("ETW process events unavailable: OpenTraceW: ", StringComparison.Ordinal) && l.EndsWith("(error 5)", StringComparison.Ordinal));
-                        Assert.StartsWith("watch: process events from the process list every 50 ms (no ETW: OpenTraceW: ", source);
+                        Assert.StartsWith("watch: process events from the process list every ", source);
+                        Assert.Contains("; no ETW: OpenTraceW: ", source);
+                        Assert.EndsWith("(error 5))", source);
                     }
                     else Assert.StartsWith("watch: process events from ETW session HotpatchTools-Watch-", source);
 
@@ -147,18 +153,29 @@ namespace HotpatchTools.Tests
 
         /// <summary>
         /// What the event source costs while nothing happens: the watcher's CPU, and under Wine the wineserver's, which
-        /// answers the process-list reads. The bound is loose (a spinning loop would take a whole core); the figure is printed.
+        /// answers the process-list reads. Under Wine the process list costs milliseconds a read: a fixed 50 ms period took 5.7% of a core, the adaptive one must stay under 5%.
         /// </summary>
         [Fact]
         public void An_idle_watch_costs_little_CPU()
         {
             var patch = WorkflowTargets.Guard("T-WWIDLE", "wwidle-none.exe");
+            // The same program without a watch: the runtime's and the test runner's own idle cost, once the work of
+            // the tests before (targets exiting, collections) is over.
+            Thread.Sleep(3000);
+            var (own0, server0, _) = IdleCost(TimeSpan.FromSeconds(6));
             using var watch = new Watching(patch, TimeSpan.FromMinutes(10), useEvents: true);
+            // The runtime compiles the loop's hot methods again in the background during its first seconds: not the watch's cost.
+            Thread.Sleep(3000);
+            int before = watch.Lines().Length;
             var (own, server, seconds) = IdleCost(TimeSpan.FromSeconds(6));
+            _out.WriteLine("log lines while measuring: " + string.Join(" | ", watch.Lines().Skip(before)));
+            double added = own - own0 + (server ?? 0) - (server0 ?? 0);
             _out.WriteLine(string.Join(Environment.NewLine, watch.Lines().Where(l => l.StartsWith("watch: ", StringComparison.Ordinal))));
-            _out.WriteLine("idle watch over " + seconds.ToString("0.0", CultureInfo.InvariantCulture) + " s: this process " + Percent(own) + " of a core"
-                           + (server is double s ? ", wineserver " + Percent(s) : ""));
-            Assert.True(own + (server ?? 0) < 0.10, "the idle watch took " + Percent(own + (server ?? 0)) + " of a core");
+            _out.WriteLine("idle, over " + seconds.ToString("0.0", CultureInfo.InvariantCulture) + " s: this process " + Percent(own0) + " without the watch, " + Percent(own) + " with it"
+                           + (server is double s ? "; wineserver " + Percent(server0 ?? 0) + " without, " + Percent(s) + " with" : "; wineserver not found")
+                           + "; the watch adds " + Percent(added) + " of a core");
+            // The reads are held to 1% of a core by their period; wineserver's share and the loop's own are on top.
+            Assert.True(added < 0.05, "the idle watch took " + Percent(added) + " of a core");
         }
 
         private static string Percent(double share) => (share * 100).ToString("0.00", CultureInfo.InvariantCulture) + "%";
@@ -188,7 +205,7 @@ namespace HotpatchTools.Tests
                 foreach (var dir in Directory.EnumerateDirectories(@"Z:\proc"))
                 {
                     if (!int.TryParse(Path.GetFileName(dir), out _)) continue;
-                    try { if (File.ReadAllText(Path.Combine(dir, "comm")).Trim() == "wineserver") return Path.Combine(dir, "stat"); }
+                    try { if (File.ReadAllText(Path.Combine(dir, "comm")).StartsWith("wineserver", StringComparison.Ordinal)) return Path.Combine(dir, "stat"); }
                     catch (IOException) { } catch (UnauthorizedAccessException) { }
                 }
             }

@@ -9,15 +9,28 @@ namespace HotpatchTools.Engine.Platform.Windows
     /// <summary>
     /// The fallback where no ETW session can be had (not elevated, Wine, an old system): the process list alone,
     /// read in one NtQuerySystemInformation call every <see cref="Period"/>, and every process not in the previous
-    /// read (by id and creation time, so a reused id counts as new) reported as started. It sees no late module
+    /// read (by id and creation time, so a reused id counts as new) reported as started. The period adapts to
+    /// what a read costs, so that a watch that waits costs about 1% of a core at most: on Windows a read takes a fraction of a
+    /// millisecond and the period stays at its 50 ms floor; Wine answers in a few milliseconds (its ntdll reads
+    /// /proc for every process), and there the period grows to a few hundred. It sees no late module
     /// loads: the watch's passes still find those. A new process is reported again a few times while young: its
     /// loader may not have listed its modules yet when the first look comes (process start takes up to a second under
     /// Wine). The kernel's answer is walked with every offset bounds-checked.
     /// </summary>
     internal sealed unsafe class ProcessListEvents : IProcessEvents
     {
-        /// <summary>Short enough for a new process to be looked at within a few tens of milliseconds; one system call a tick.</summary>
-        public static readonly TimeSpan Period = TimeSpan.FromMilliseconds(50);
+        /// <summary>The shortest and the longest period: a new process looked at within tens of milliseconds, and never later than a second.</summary>
+        public static readonly TimeSpan MinPeriod = TimeSpan.FromMilliseconds(50), MaxPeriod = TimeSpan.FromSeconds(1);
+        /// <summary>
+        /// A period this many times the wall time of a read: the reads take 0.5% of the time. Their CPU cost is about
+        /// twice that under Wine (measured: a read and the wait around it cost more CPU than the read's wall time).
+        /// </summary>
+        private const int Duty = 200;
+        /// <summary>The cost of a read, smoothed (ms).</summary>
+        private double _readMs;
+
+        /// <summary>The current period: <see cref="Duty"/> times the smoothed cost of a read, within its bounds.</summary>
+        public TimeSpan Period => TimeSpan.FromMilliseconds(Math.Max(MinPeriod.TotalMilliseconds, Math.Min(MaxPeriod.TotalMilliseconds, _readMs * Duty)));
         private const int MaxPending = 4096;
         /// <summary>The list of a machine with thousands of processes fits; beyond this a read fails and the tick is skipped.</summary>
         private const int MaxBuffer = 64 << 20;
@@ -44,14 +57,19 @@ namespace HotpatchTools.Engine.Platform.Windows
         public static ProcessListEvents? TryOpen(string why, Action<string>? log)
         {
             var events = new ProcessListEvents(why, log);
+            // Twice: the first read pays for first calls and page faults, and would set the period too long.
             string? error = events.Read(events._known);
+            events._readMs = 0;
+            if (error == null) error = events.Read(events._known);
             if (error == null) return events;
             log?.Invoke("process list unreadable: " + error);
             events.Dispose();
             return null;
         }
 
-        public string Description => "the process list every " + Period.TotalMilliseconds + " ms (no ETW: " + _why + ")";
+        public string Description =>
+            "the process list every " + Period.TotalMilliseconds.ToString("0", System.Globalization.CultureInfo.InvariantCulture) + " ms (one read: "
+            + _readMs.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture) + " ms; no ETW: " + _why + ")";
 
         /// <summary>Late loads are not seen here; the passes find them.</summary>
         public void WatchModules(IEnumerable<string> moduleNames, IEnumerable<string> knownPaths) { }
@@ -99,6 +117,18 @@ namespace HotpatchTools.Engine.Platform.Windows
 
         /// <summary>Fills <paramref name="into"/> with the running processes; null, or what went wrong.</summary>
         private string? Read(HashSet<(int Pid, long Created)> into)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            try { return ReadList(into); }
+            finally
+            {
+                double ms = clock.Elapsed.TotalMilliseconds;
+                // The first read sets the figure; later ones move it a quarter of the way, so one slow read (a busy machine) does not stretch the period at once.
+                _readMs = _readMs == 0 ? ms : _readMs + (ms - _readMs) / 4;
+            }
+        }
+
+        private string? ReadList(HashSet<(int Pid, long Created)> into)
         {
             int status;
             while (true)
