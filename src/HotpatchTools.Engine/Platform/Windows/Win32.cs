@@ -197,7 +197,7 @@ namespace HotpatchTools.Engine.Platform.Windows
 
         // EVENT_TRACE_PROPERTIES: a WNODE_HEADER (48 bytes), ULONGs, a HANDLE, the two name offsets; 8-byte aligned on both bitnesses.
         public const int EtpBufferSize = 48, EtpMinimumBuffers = 52, EtpMaximumBuffers = 56, EtpLogFileMode = 64, EtpFlushTimer = 68;
-        public const int EtpWnodeBufferSize = 0, EtpWnodeClientContext = 40, EtpWnodeFlags = 44, EtpSize = 120;
+        public const int EtpWnodeBufferSize = 0, EtpWnodeGuid = 24, EtpWnodeClientContext = 40, EtpWnodeFlags = 44, EtpSize = 120;
         public static int EtpLogFileNameOffset => 104 + IntPtr.Size;
         public static int EtpLoggerNameOffset => 108 + IntPtr.Size;
 

@@ -104,6 +104,10 @@ namespace HotpatchTools.Engine.Platform.Windows
             var props = Properties();
             try
             {
+                // Real time only: no log file name (an empty one would be a file name).
+                Marshal.WriteInt32(props, Win32.EtpLogFileNameOffset, 0);
+                // The session's own GUID, not the provider's.
+                Marshal.StructureToPtr(Guid.NewGuid(), props + Win32.EtpWnodeGuid, false);
                 Marshal.WriteInt32(props, Win32.EtpWnodeFlags, unchecked((int)Win32.WNODE_FLAG_TRACED_GUID));
                 Marshal.WriteInt32(props, Win32.EtpWnodeClientContext, 1); // QPC time stamps
                 Marshal.WriteInt32(props, Win32.EtpBufferSize, 16);         // KB: starts are small and rare
@@ -118,7 +122,7 @@ namespace HotpatchTools.Engine.Platform.Windows
             finally { Marshal.FreeHGlobal(props); }
         }
 
-        /// <summary>A zeroed EVENT_TRACE_PROPERTIES with room for the session name (and a log file name) after it.</summary>
+        /// <summary>A zeroed EVENT_TRACE_PROPERTIES with room for the session name and a log file name after it, where ETW writes them back.</summary>
         private static IntPtr Properties()
         {
             int size = Win32.EtpSize + 2 * NameRoom;
@@ -204,35 +208,47 @@ namespace HotpatchTools.Engine.Platform.Windows
         {
             try
             {
-                if (record == IntPtr.Zero) return;
-                byte* r = (byte*)record;
-                if (*(Guid*)(r + Win32.ErProviderId) != Win32.KernelProcessProvider) return;
-                ushort id = *(ushort*)(r + Win32.ErEventId);
-                int length = *(ushort*)(r + Win32.ErUserDataLength);
-                byte* data = *(byte**)(r + Win32.ErUserData);
-                if (data == null) return;
-                if (id == ProcessStartId)
-                {
-                    // ProcessStart (every version): ProcessID (UInt32) first. The header's ProcessId is the parent's.
-                    if (length >= 4) Add(*(int*)data, ProcessEventKind.Started);
-                }
-                else if (id == ImageLoadId)
-                {
-                    // ImageLoad: ImageBase, ImageSize (pointers of the logging kernel), ProcessID, ImageCheckSum,
-                    // TimeDateStamp (UInt32), DefaultBase (pointer), ImageName (NUL-terminated UTF-16).
-                    int pointer = (*(ushort*)(r + Win32.ErFlags) & Win32.EVENT_HEADER_FLAG_32_BIT_HEADER) != 0 ? 4 : 8;
-                    int pidAt = 2 * pointer, nameAt = 3 * pointer + 12;
-                    if (length < nameAt + 2) return;
-                    string? file = FileName((char*)(data + nameAt), (length - nameAt) / 2);
-                    if (file == null) return;
-                    lock (_gate) if (!_names.Contains(file)) return;
-                    Add(*(int*)(data + pidAt), ProcessEventKind.OpenedModule);
-                }
+                var e = Parse(record, IsWatched);
+                if (e is ProcessEvent ev) Add(ev.ProcessId, ev.Kind);
             }
             catch (Exception e)
             {
                 _log?.Invoke("ETW: event skipped: " + e.GetType().Name + ": " + e.Message);
             }
+        }
+
+        private bool IsWatched(string file)
+        {
+            lock (_gate) return _names.Contains(file);
+        }
+
+        /// <summary>
+        /// What one EVENT_RECORD says: a process started, a process loaded an image whose file name <paramref name="watched"/>
+        /// accepts, or nothing. Every length comes from the record and is checked before a byte is read.
+        /// </summary>
+        internal static ProcessEvent? Parse(IntPtr record, Func<string, bool> watched)
+        {
+            if (record == IntPtr.Zero) return null;
+            byte* r = (byte*)record;
+            if (*(Guid*)(r + Win32.ErProviderId) != Win32.KernelProcessProvider) return null;
+            ushort id = *(ushort*)(r + Win32.ErEventId);
+            int length = *(ushort*)(r + Win32.ErUserDataLength);
+            byte* data = *(byte**)(r + Win32.ErUserData);
+            if (data == null) return null;
+            if (id == ProcessStartId)
+            {
+                // ProcessStart (every version): ProcessID (UInt32) first. The header's ProcessId is the parent's.
+                return length >= 4 ? new ProcessEvent(*(int*)data, ProcessEventKind.Started) : (ProcessEvent?)null;
+            }
+            if (id != ImageLoadId) return null;
+            // ImageLoad: ImageBase, ImageSize (pointers of the logging kernel), ProcessID, ImageCheckSum,
+            // TimeDateStamp (UInt32), DefaultBase (pointer), ImageName (NUL-terminated UTF-16).
+            int pointer = (*(ushort*)(r + Win32.ErFlags) & Win32.EVENT_HEADER_FLAG_32_BIT_HEADER) != 0 ? 4 : 8;
+            int pidAt = 2 * pointer, nameAt = 3 * pointer + 12;
+            if (length < nameAt + 2) return null;
+            string? file = FileName((char*)(data + nameAt), (length - nameAt) / 2);
+            if (file == null || !watched(file)) return null;
+            return new ProcessEvent(*(int*)(data + pidAt), ProcessEventKind.OpenedModule);
         }
 
         /// <summary>The last component of a path of at most <paramref name="max"/> characters (\Device\HarddiskVolume3\...\x.dll), or null.</summary>
