@@ -121,6 +121,7 @@ namespace HotpatchTools.Tests
                         Assert.Equal(16, t.Call("triple", 5));
                     }
                     Assert.Contains(watch.Lines(), l => l.StartsWith("event follow-up: ", StringComparison.Ordinal));
+                    _out.WriteLine("follow-ups: " + string.Join(" | ", watch.Lines().Where(l => l.StartsWith("event follow-up: ", StringComparison.Ordinal)).Select(l => l.Substring(16))));
                     // Only the first pass ran: nothing else can have patched them.
                     Assert.Single(watch.Lines(), l => l.StartsWith("enforcement pass", StringComparison.Ordinal));
                 }
