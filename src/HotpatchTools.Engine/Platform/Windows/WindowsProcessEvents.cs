@@ -195,7 +195,7 @@ namespace HotpatchTools.Engine.Platform.Windows
         {
             int rc;
             try { rc = Win32.ProcessTrace(new[] { _trace }, 1, IntPtr.Zero, IntPtr.Zero); }
-            catch (Exception e) { rc = -1; _log?.Invoke("ETW: ProcessTrace threw " + e.GetType().Name + ": " + e.Message); }
+            catch (Exception e) { rc = -1; Defer("ETW: ProcessTrace threw " + e.GetType().Name + ": " + e.Message); }
             lock (_gate)
             {
                 _ended = "ProcessTrace returned " + (rc == -1 ? "an exception" : Win32.Message(rc));
@@ -213,7 +213,7 @@ namespace HotpatchTools.Engine.Platform.Windows
             }
             catch (Exception e)
             {
-                _log?.Invoke("ETW: event skipped: " + e.GetType().Name + ": " + e.Message);
+                Defer("ETW: event skipped: " + e.GetType().Name + ": " + e.Message);
             }
         }
 
@@ -262,6 +262,32 @@ namespace HotpatchTools.Engine.Platform.Windows
             return n == 0 || n > 260 ? null : new string(path, start, n);
         }
 
+        /// <summary>
+        /// A message from the ProcessTrace thread, written to the log by the next <see cref="Wait"/>: the log belongs to
+        /// the watch's thread (a cmdlet's WriteDebug throws on any other). A few are kept; a flood of them is one.
+        /// </summary>
+        private void Defer(string message)
+        {
+            lock (_gate)
+            {
+                if (_deferred.Count < 8) _deferred.Add(message);
+            }
+        }
+
+        private readonly List<string> _deferred = new List<string>();
+
+        private void FlushDeferred()
+        {
+            string[] messages;
+            lock (_gate)
+            {
+                if (_deferred.Count == 0) return;
+                messages = _deferred.ToArray();
+                _deferred.Clear();
+            }
+            foreach (var m in messages) _log?.Invoke(m);
+        }
+
         private void Add(int pid, ProcessEventKind kind)
         {
             if (pid <= 0 || pid == _self) return;
@@ -276,7 +302,7 @@ namespace HotpatchTools.Engine.Platform.Windows
                 if (_pending.Count >= MaxPending)
                 {
                     // The next pass finds what is dropped here, as on Linux.
-                    if (!_overflowing) _log?.Invoke("ETW: " + MaxPending + " processes pending; the others wait for the next pass");
+                    if (!_overflowing) Defer("ETW: " + MaxPending + " processes pending; the others wait for the next pass");
                     _overflowing = true;
                     return;
                 }
@@ -305,6 +331,13 @@ namespace HotpatchTools.Engine.Platform.Windows
         }
 
         public IReadOnlyCollection<ProcessEvent> Wait(TimeSpan timeout, CancellationToken cancel)
+        {
+            FlushDeferred();
+            try { return WaitForEvents(timeout, cancel); }
+            finally { FlushDeferred(); }
+        }
+
+        private IReadOnlyCollection<ProcessEvent> WaitForEvents(TimeSpan timeout, CancellationToken cancel)
         {
             var until = DateTime.UtcNow + timeout;
             lock (_gate)
