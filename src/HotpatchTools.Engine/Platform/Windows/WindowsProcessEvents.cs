@@ -315,18 +315,17 @@ namespace HotpatchTools.Engine.Platform.Windows
         {
             lock (_gate)
             {
+                // A module name is a file name; the event names the file by its full path.
                 foreach (var name in moduleNames)
-                {
-                    if (_names.Count >= MaxNames) { _log?.Invoke("ETW: " + MaxNames + " module names watched, no more"); return; }
-                    // A module name is a file name; the event names the file by its full path.
-                    if (name.Length > 0 && name.IndexOf('\\') < 0 && name.IndexOf('/') < 0) _names.Add(name);
-                }
-                foreach (var path in knownPaths)
-                {
-                    if (_names.Count >= MaxNames) return;
-                    var name = Path.GetFileName(path);
-                    if (!string.IsNullOrEmpty(name)) _names.Add(name);
-                }
+                    if (name.Length > 0 && name.IndexOf('\\') < 0 && name.IndexOf('/') < 0) Watch(name);
+                foreach (var path in knownPaths) Watch(Path.GetFileName(path));
+            }
+
+            void Watch(string name)
+            {
+                if (string.IsNullOrEmpty(name) || _names.Contains(name)) return;
+                if (_names.Count < MaxNames) _names.Add(name);
+                else if (_deferred.Count < 8) _deferred.Add("ETW: " + MaxNames + " module names watched; " + name + " is not");
             }
         }
 
