@@ -26,6 +26,7 @@ namespace HotpatchTools.Tests
         {
             var args = Environment.GetCommandLineArgs();
             if (args.Length >= 2 && args[1] == PlatformBench.Flag) Environment.Exit(PlatformBench.Run());
+            if (args.Length >= 4 && args[1] == PlatformBench.WatcherFlag) Environment.Exit(PlatformBench.Watcher(args[2], int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture)));
             if (args.Length < 5 || args[1] != Flag) return;
             Environment.Exit(Run(args[2], args[3], int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture)));
         }

@@ -4,7 +4,7 @@ using System.Text;
 
 namespace HotpatchTools.Engine.Platform.Windows
 {
-    /// <summary>Every Win32 call of the engine (all of them implemented by Wine as well).</summary>
+    /// <summary>Every Win32 call of the engine (all implemented by Wine as well, but event tracing: Wine 8 cannot open a trace, see WindowsProcessEvents).</summary>
     internal static class Win32
     {
         public const uint PROCESS_VM_OPERATION = 0x0008, PROCESS_VM_READ = 0x0010, PROCESS_VM_WRITE = 0x0020, PROCESS_QUERY_INFORMATION = 0x0400;
@@ -182,6 +182,56 @@ namespace HotpatchTools.Engine.Platform.Windows
                 CloseHandle(token);
             }
         }
+
+        // ---- event tracing: process starts and image loads for the watch (WindowsProcessEvents) ----
+
+        /// <summary>Microsoft-Windows-Kernel-Process; its keywords WINEVENT_KEYWORD_PROCESS (0x10) and WINEVENT_KEYWORD_IMAGE (0x40).</summary>
+        public static readonly Guid KernelProcessProvider = new Guid("22FB2CD6-0E7B-422B-A0C7-2FAD1FD0E716");
+        public const ulong KeywordProcess = 0x10, KeywordImage = 0x40;
+        public const uint WNODE_FLAG_TRACED_GUID = 0x00020000, EVENT_TRACE_REAL_TIME_MODE = 0x100, EVENT_TRACE_USE_MS_FLUSH_TIMER = 0x10;
+        public const uint EVENT_TRACE_CONTROL_STOP = 1, EVENT_CONTROL_CODE_ENABLE_PROVIDER = 1;
+        public const uint PROCESS_TRACE_MODE_REAL_TIME = 0x100, PROCESS_TRACE_MODE_EVENT_RECORD = 0x10000000;
+        public const byte TRACE_LEVEL_INFORMATION = 4;
+        public const ushort EVENT_HEADER_FLAG_32_BIT_HEADER = 0x20;
+        public const int ERROR_ALREADY_EXISTS = 183, ERROR_MORE_DATA = 234, ERROR_WMI_INSTANCE_NOT_FOUND = 4201;
+
+        // EVENT_TRACE_PROPERTIES: a WNODE_HEADER (48 bytes), ULONGs, a HANDLE, the two name offsets; 8-byte aligned on both bitnesses.
+        public const int EtpBufferSize = 48, EtpMinimumBuffers = 52, EtpMaximumBuffers = 56, EtpLogFileMode = 64, EtpFlushTimer = 68;
+        public const int EtpWnodeBufferSize = 0, EtpWnodeGuid = 24, EtpWnodeClientContext = 40, EtpWnodeFlags = 44, EtpSize = 120;
+        public static int EtpLogFileNameOffset => 104 + IntPtr.Size;
+        public static int EtpLoggerNameOffset => 108 + IntPtr.Size;
+
+        // EVENT_TRACE_LOGFILEW: where OpenTraceW reads the session name, the mode and the callback (x64 and x86 layouts).
+        public static int LogfileSize => IntPtr.Size == 8 ? 448 : 416;
+        public static int LogfileLoggerName => IntPtr.Size;
+        public static int LogfileProcessTraceMode => IntPtr.Size == 8 ? 28 : 20;
+        public static int LogfileEventRecordCallback => IntPtr.Size == 8 ? 424 : 400;
+
+        // EVENT_RECORD: EVENT_HEADER (80 bytes), ETW_BUFFER_CONTEXT (4), ExtendedDataCount, UserDataLength, then pointers.
+        public const int ErFlags = 4, ErProviderId = 24, ErEventId = 40, ErUserDataLength = 86;
+        public static int ErUserData => 88 + IntPtr.Size;
+
+        /// <summary>Called by ProcessTrace on its thread with an EVENT_RECORD*.</summary>
+        [UnmanagedFunctionPointer(CallingConvention.Winapi)] public delegate void EventRecordCallback(IntPtr eventRecord);
+
+        [DllImport("advapi32.dll", CharSet = CharSet.Unicode)] public static extern int StartTraceW(out ulong handle, string name, IntPtr properties);
+        [DllImport("advapi32.dll", CharSet = CharSet.Unicode)] public static extern int ControlTraceW(ulong handle, string? name, IntPtr properties, uint control);
+        [DllImport("advapi32.dll")] public static extern int QueryAllTracesW([In] IntPtr[] properties, uint count, out uint returned);
+        [DllImport("advapi32.dll")]
+        public static extern int EnableTraceEx2(ulong handle, ref Guid provider, uint control, byte level, ulong matchAny, ulong matchAll, uint timeout, IntPtr parameters);
+        [DllImport("advapi32.dll", SetLastError = true)] public static extern ulong OpenTraceW(IntPtr logfile);
+        [DllImport("advapi32.dll")] public static extern int ProcessTrace([In] ulong[] handles, uint count, IntPtr startTime, IntPtr endTime);
+        [DllImport("advapi32.dll")] public static extern int CloseTrace(ulong handle);
+
+        /// <summary>The process list with each process's creation time, in one call (SystemProcessInformation).</summary>
+        public const int SystemProcessInformation = 5, STATUS_INFO_LENGTH_MISMATCH = unchecked((int)0xC0000004);
+        // SYSTEM_PROCESS_INFORMATION: NextEntryOffset (ULONG), CreateTime at 32, UniqueProcessId after the image name and base priority.
+        public const int SpiNextEntryOffset = 0, SpiCreateTime = 32;
+        public static int SpiUniqueProcessId => IntPtr.Size == 8 ? 80 : 68;
+        [DllImport("ntdll.dll")] public static extern int NtQuerySystemInformation(int infoClass, IntPtr buffer, int length, out int returned);
+
+        /// <summary>INVALID_PROCESSTRACE_HANDLE: INVALID_HANDLE_VALUE widened, which a 32-bit process sees as 0xFFFFFFFF.</summary>
+        public static bool IsInvalidTrace(ulong h) => h == ulong.MaxValue || h == 0xFFFFFFFFUL || h == 0;
 
         [DllImport("advapi32.dll", SetLastError = true, CharSet = CharSet.Unicode)] public static extern IntPtr RegisterEventSourceW(string? server, string source);
         [DllImport("advapi32.dll", SetLastError = true)] public static extern bool DeregisterEventSource(IntPtr h);

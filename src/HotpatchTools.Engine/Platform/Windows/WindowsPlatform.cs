@@ -4,8 +4,17 @@ using System.Runtime.InteropServices;
 
 namespace HotpatchTools.Engine.Platform.Windows
 {
-    internal sealed class WindowsPlatform : IProcessPlatform
+    internal sealed class WindowsPlatform : IProcessPlatform, IProcessEventPlatform
     {
+        /// <summary>An ETW session where it can be had; else the process list polled, with the reason ETW could not be used.</summary>
+        public IProcessEvents? OpenEvents(Action<string>? log)
+        {
+            var etw = WindowsProcessEvents.TryOpen(log, out var why);
+            if (etw != null) return etw;
+            log?.Invoke("ETW process events unavailable: " + why);
+            return ProcessListEvents.TryOpen(why ?? "?", log);
+        }
+
         private static bool _debugPrivilegeTried;
 
         public Format.TargetOs Os => Format.TargetOs.Windows;
