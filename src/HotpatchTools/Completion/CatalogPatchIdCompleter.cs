@@ -15,7 +15,7 @@ namespace HotpatchTools.Completion
         public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
             CommandAst commandAst, IDictionary fakeBoundParameters)
         {
-            var match = new WildcardPattern(CompletionText.Unquote(wordToComplete) + "*", WildcardOptions.IgnoreCase);
+            var match = CompletionText.StartsWith(wordToComplete);
             IReadOnlyList<CatalogEntry> entries;
             try { entries = new MicropatchCatalog().List(); }
             // An unreadable catalog has nothing to offer, and completion must not fail.

@@ -17,6 +17,9 @@ namespace HotpatchTools.Completion
             return word.Substring(1, end - 1);
         }
 
+        /// <summary>What an id offered must match: it starts with the typed word, ignoring case.</summary>
+        internal static WildcardPattern StartsWith(string? word) => new WildcardPattern(Unquote(word) + "*", WildcardOptions.IgnoreCase);
+
         /// <summary>The text as one argument: single-quoted when PowerShell would otherwise split or expand it.</summary>
         internal static string Quote(string text) =>
             text.Length > 0 && text.IndexOfAny(" \t'\"`$&@(){};,|<>#".ToCharArray()) < 0 ? text : "'" + text.Replace("'", "''") + "'";

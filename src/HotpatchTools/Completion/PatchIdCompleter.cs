@@ -21,7 +21,7 @@ namespace HotpatchTools.Completion
         public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
             CommandAst commandAst, IDictionary fakeBoundParameters)
         {
-            var match = new WildcardPattern(CompletionText.Unquote(wordToComplete) + "*", WildcardOptions.IgnoreCase);
+            var match = CompletionText.StartsWith(wordToComplete);
             var found = new SortedDictionary<string, List<string>>(StringComparer.OrdinalIgnoreCase);
             foreach (var (id, where) in InstalledIds(BoundProcessIds(fakeBoundParameters)).Concat(FileIds()))
             {

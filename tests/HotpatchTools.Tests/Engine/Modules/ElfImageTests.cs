@@ -18,6 +18,15 @@ namespace HotpatchTools.Tests
 
         public ElfImageTests(ElfSamples samples) => _samples = samples;
 
+        /// <summary>The sample library as sstrip leaves it: the section header table dropped from the ELF header.</summary>
+        private ElfImage WithoutSections()
+        {
+            var bytes = File.ReadAllBytes(_samples.SharedLibrary);
+            Array.Clear(bytes, 40, 8);
+            Array.Clear(bytes, 60, 4);
+            return ElfImage.Parse(bytes, "no-sections.so");
+        }
+
         private static HashSet<(string, ulong, ulong)> SymbolSet(ElfImage image) =>
             image.Symbols.Select(s => (s.Name, s.Rva, s.Size)).ToHashSet();
 
@@ -143,11 +152,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Build_id_comes_from_program_headers_when_there_are_no_sections()
         {
-            var bytes = File.ReadAllBytes(_samples.SharedLibrary);
-            // What sstrip does: the section header table is dropped from the ELF header.
-            Array.Clear(bytes, 40, 8);
-            Array.Clear(bytes, 60, 4);
-            var image = ElfImage.Parse(bytes, "no-sections.so");
+            var image = WithoutSections();
             Assert.Equal(ElfTools.ReadElfBuildId(_samples.SharedLibrary), image.BuildId);
             Assert.Empty(image.Symbols);
             Assert.False(image.TryResolveSymbol("add", out _));
@@ -202,10 +207,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Fdes_come_from_eh_frame_hdr_when_there_are_no_sections()
         {
-            var bytes = File.ReadAllBytes(_samples.SharedLibrary);
-            Array.Clear(bytes, 40, 8);
-            Array.Clear(bytes, 60, 4);
-            var image = ElfImage.Parse(bytes, "no-sections.so");
+            var image = WithoutSections();
             Assert.Equal(ElfImage.Load(_samples.SharedLibrary).FdeRanges().ToList(), image.FdeRanges().ToList());
             Assert.NotEmpty(image.FdeRanges());
         }

@@ -5,7 +5,7 @@ using System.Linq;
 namespace HotpatchTools.Tests.Support
 {
     /// <summary>Small ELF files compiled once for all tests of <see cref="ElfImageTests"/>.</summary>
-    public sealed class ElfSamples : IDisposable
+    public sealed class ElfSamples : SampleFolder
     {
         private const string LibSource = @"
 int counter = 5;
@@ -31,44 +31,26 @@ __attribute__((noinline)) int helper(int x) { sink = x; return x * 2 + 1; }
 int main(void) { printf(""%d\n"", helper(3)); return 0; }
 ";
 
-        public ElfSamples()
+        public ElfSamples() : base("elfimage-")
         {
-            Dir = Directory.CreateTempSubdirectory("elfimage-").FullName;
             string lib = Write("lib.c", LibSource), main = Write("main.c", MainSource);
             string localTwin = Write("local_twin.c", LocalTwinSource), globalTwin = Write("global_twin.c", GlobalTwinSource);
 
-            SharedLibrary = Compile("libtest.so", "-O1", "-shared", "-fPIC", "-Wl,--build-id=sha1", lib, localTwin, globalTwin);
-            PieExecutable = Compile("pie", "-O1", "-fPIE", "-pie", "-Wl,--build-id=sha1", main);
-            NonPieExecutable = Compile("nopie", "-O1", "-fno-pie", "-no-pie", "-Wl,--build-id=sha1", main);
-            NoBuildId = Compile("nobuildid.so", "-O1", "-shared", "-fPIC", "-Wl,--build-id=none", lib);
+            SharedLibrary = Compile("gcc", "libtest.so", "-O1", "-shared", "-fPIC", "-Wl,--build-id=sha1", lib, localTwin, globalTwin);
+            PieExecutable = Compile("gcc", "pie", "-O1", "-fPIE", "-pie", "-Wl,--build-id=sha1", main);
+            NonPieExecutable = Compile("gcc", "nopie", "-O1", "-fno-pie", "-no-pie", "-Wl,--build-id=sha1", main);
+            NoBuildId = Compile("gcc", "nobuildid.so", "-O1", "-shared", "-fPIC", "-Wl,--build-id=none", lib);
             // -nostdlib: the 32-bit libgcc and crt files are not installed, and a shared object needs neither.
-            SharedLibrary32 = Compile("libtest32.so", "-m32", "-O1", "-shared", "-fPIC", "-nostdlib", "-Wl,--build-id=sha1", lib);
+            SharedLibrary32 = Compile("gcc", "libtest32.so", "-m32", "-O1", "-shared", "-fPIC", "-nostdlib", "-Wl,--build-id=sha1", lib);
             Stripped = Path.Combine(Dir, "stripped.so");
             NativeBuild.Run("strip", "-o", Stripped, SharedLibrary);
         }
 
-        public string Dir { get; }
         public string SharedLibrary { get; }
         public string PieExecutable { get; }
         public string NonPieExecutable { get; }
         public string NoBuildId { get; }
         public string SharedLibrary32 { get; }
         public string Stripped { get; }
-
-        private string Write(string name, string text)
-        {
-            var path = Path.Combine(Dir, name);
-            File.WriteAllText(path, text);
-            return path;
-        }
-
-        private string Compile(string output, params string[] args)
-        {
-            var path = Path.Combine(Dir, output);
-            NativeBuild.Run("gcc", args.Concat(new[] { "-o", path }).ToArray());
-            return path;
-        }
-
-        public void Dispose() => Directory.Delete(Dir, true);
     }
 }

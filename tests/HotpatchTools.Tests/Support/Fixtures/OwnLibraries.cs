@@ -10,7 +10,7 @@ namespace HotpatchTools.Tests.Support
     /// Libraries built here the way distributions build theirs: with -fcf-protection (endbr64 at every entry), split
     /// into a stripped file and a debug file, and without unwind tables. A host dlopens one and calls it by name.
     /// </summary>
-    public sealed class OwnLibraries : IDisposable
+    public sealed class OwnLibraries : SampleFolder
     {
         private const string Lib = @"
 static __attribute__((noinline)) int hidden_scale(int x)
@@ -75,9 +75,8 @@ hot_cold:
     .section .note.GNU-stack, """", @progbits
 ";
 
-        public OwnLibraries()
+        public OwnLibraries() : base("ownlibs-")
         {
-            Dir = Directory.CreateTempSubdirectory("ownlibs-").FullName;
             string lib = Write("lib.c", Lib), host = Write("host.c", Host);
             HostExe = Path.Combine(Dir, "host");
             NativeBuild.Run("gcc", "-O2", "-o", HostExe, host, "-ldl");
@@ -115,7 +114,6 @@ hot_cold:
             NativeBuild.Run("strip", "-o", NoFde, NoFdeFull);
         }
 
-        public string Dir { get; }
         public string HostExe { get; }
         public string Cet { get; }
         public string SplitFull { get; }
@@ -130,21 +128,12 @@ hot_cold:
         public string Cold { get; }
         public string NoFde { get; }
 
-        private string Write(string name, string text)
-        {
-            var path = Path.Combine(Dir, name);
-            File.WriteAllText(path, text);
-            return path;
-        }
-
         private string Build(string name, string source, params string[] flags)
         {
             var path = Path.Combine(Dir, name);
             NativeBuild.Run("gcc", new[] { "-O2", "-shared", "-fPIC", "-Wl,--build-id=sha1", "-o", path, source }.Concat(flags).ToArray());
             return path;
         }
-
-        public void Dispose() => Directory.Delete(Dir, true);
 
         /// <summary>A symbol's value and size in an unstripped build.</summary>
         public static (ulong Rva, ulong Size) Symbol(string path, string name)

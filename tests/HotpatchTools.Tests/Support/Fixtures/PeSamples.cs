@@ -5,7 +5,7 @@ using System.Linq;
 namespace HotpatchTools.Tests.Support
 {
     /// <summary>Small PE files cross-compiled with MinGW once for all tests of <see cref="PeImageTests"/>.</summary>
-    public sealed class PeSamples : IDisposable
+    public sealed class PeSamples : SampleFolder
     {
         public const string Gcc64 = "x86_64-w64-mingw32-gcc", Gcc32 = "i686-w64-mingw32-gcc";
         public const string Prefix64 = "x86_64-w64-mingw32-", Prefix32 = "i686-w64-mingw32-";
@@ -48,9 +48,8 @@ static __attribute__((noinline)) int shadow(int x) { return x - 7; }
 int call_twin(int x) { return shadow(x) * 2; }
 ";
 
-        public PeSamples()
+        public PeSamples() : base("peimage-")
         {
-            Dir = Directory.CreateTempSubdirectory("peimage-").FullName;
             string lib = Write("lib.c", LibSource), def = Write("lib.def", LibDef);
             string exe = Write("exe.c", ExeSource), twin = Write("twin.c", TwinSource);
 
@@ -61,27 +60,10 @@ int call_twin(int x) { return shadow(x) * 2; }
             Stripped32 = Compile(Gcc32, "stripped32.exe", "-O1", "-s", exe, twin);
         }
 
-        public string Dir { get; }
         public string Dll64 { get; }
         public string Exe64 { get; }
         public string Dll32 { get; }
         public string Exe32 { get; }
         public string Stripped32 { get; }
-
-        private string Write(string name, string text)
-        {
-            var path = Path.Combine(Dir, name);
-            File.WriteAllText(path, text);
-            return path;
-        }
-
-        private string Compile(string compiler, string output, params string[] args)
-        {
-            var path = Path.Combine(Dir, output);
-            NativeBuild.Run(compiler, args.Concat(new[] { "-o", path }).ToArray());
-            return path;
-        }
-
-        public void Dispose() => Directory.Delete(Dir, true);
     }
 }
