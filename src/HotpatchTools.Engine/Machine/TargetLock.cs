@@ -65,16 +65,19 @@ namespace HotpatchTools.Engine.Machine
         /// <summary>Set once the kernel refuses OFD locks: every later acquisition uses a file per process.</summary>
         private static int _noRanges;
 
+        private void OpenOnce(string path, int pid)
+        {
+            if (_fd >= 0) return;
+            // O_NOFOLLOW: the folder is root's, but a link planted in it must still not be followed.
+            _fd = LibC.open(path, LibC.O_RDWR | LibC.O_CREAT | LibC.O_CLOEXEC | LibC.O_NOFOLLOW, Convert.ToInt32("600", 8));
+            if (_fd < 0)
+                throw new HotpatchException(HotpatchErrorKind.AccessDenied,
+                    "Cannot write to process " + pid + ": the writer's lock " + path + " cannot be opened (errno " + Marshal.GetLastWin32Error() + "); run as root.") { ProcessId = pid };
+        }
+
         private bool TryRange(string path, int pid)
         {
-            if (_fd < 0)
-            {
-                // O_NOFOLLOW: the folder is root's, but a link planted in it must still not be followed.
-                _fd = LibC.open(path, LibC.O_RDWR | LibC.O_CREAT | LibC.O_CLOEXEC | LibC.O_NOFOLLOW, Convert.ToInt32("600", 8));
-                if (_fd < 0)
-                    throw new HotpatchException(HotpatchErrorKind.AccessDenied,
-                        "Cannot write to process " + pid + ": the writers' lock " + path + " cannot be opened (errno " + Marshal.GetLastWin32Error() + "); run as root.") { ProcessId = pid };
-            }
+            OpenOnce(path, pid);
             var range = new LibC.FlockRange { Type = LibC.F_WRLCK, Whence = 0, Start = pid, Length = 1 };
             if (LibC.fcntl(_fd, LibC.F_OFD_SETLK, ref range) == 0) return true;
             int errno = Marshal.GetLastWin32Error();
@@ -92,14 +95,7 @@ namespace HotpatchTools.Engine.Machine
 
         private bool TryLinux(string path, int pid)
         {
-            if (_fd < 0)
-            {
-                // O_NOFOLLOW: the folder is root's, but a link planted in it must still not be followed.
-                _fd = LibC.open(path, LibC.O_RDWR | LibC.O_CREAT | LibC.O_CLOEXEC | LibC.O_NOFOLLOW, Convert.ToInt32("600", 8));
-                if (_fd < 0)
-                    throw new HotpatchException(HotpatchErrorKind.AccessDenied,
-                        "Cannot write to process " + pid + ": its writer's lock " + path + " cannot be opened (errno " + Marshal.GetLastWin32Error() + "); run as root.") { ProcessId = pid };
-            }
+            OpenOnce(path, pid);
             if (LibC.flock(_fd, LibC.LOCK_EX | LibC.LOCK_NB) == 0) return true;
             int errno = Marshal.GetLastWin32Error();
             if (errno == LibC.EWOULDBLOCK || errno == LibC.EINTR) return false;
