@@ -11,6 +11,9 @@ namespace HotpatchTools.Commands
     /// <summary>What the cmdlets that read or change the machine catalog share.</summary>
     public abstract class CatalogCommandBase : HotpatchCommandBase
     {
+        /// <summary>The parameter sets of a cmdlet that takes patches by file (wildcards or literal) or by catalog id.</summary>
+        internal const string PathSet = "Path", LiteralPathSet = "LiteralPath", CatalogSet = "Catalog";
+
         private MicropatchCatalog? _catalog;
 
         /// <summary>Where MachinePaths says, read when first used so a test's override (set before the command) applies.</summary>
@@ -39,6 +42,28 @@ namespace HotpatchTools.Commands
                 WriteError(new ErrorRecord(new ItemNotFoundException("Patch " + patchId + " is not registered in the catalog (" + Catalog.Directory + ")."),
                     "PatchNotRegistered", ErrorCategory.ObjectNotFound, patchId));
             return entry;
+        }
+
+        /// <summary>
+        /// Each patch the parameter set names, handed to <paramref name="use"/>: by catalog id (an entry
+        /// <paramref name="admit"/> turns down is skipped; it says why), or by path, resolved and read by
+        /// <paramref name="loadFile"/>. A patch that cannot be had is an error record already and is skipped.
+        /// </summary>
+        internal void ForEachPatch(string[] patchIds, string[] paths, Func<string, Micropatch?> loadFile, Action<Micropatch> use,
+            Func<CatalogEntry, bool>? admit = null)
+        {
+            if (ParameterSetName == CatalogSet)
+            {
+                foreach (var id in patchIds)
+                {
+                    var entry = FindEntry(id);
+                    if (entry == null || (admit != null && !admit(entry))) continue;
+                    if (LoadCatalogPatch(entry) is Micropatch fromCatalog) use(fromCatalog);
+                }
+                return;
+            }
+            foreach (var file in ResolvePaths(paths, literal: ParameterSetName == LiteralPathSet))
+                if (loadFile(file) is Micropatch patch) use(patch);
         }
 
         /// <summary>

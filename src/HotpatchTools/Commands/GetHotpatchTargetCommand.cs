@@ -11,10 +11,6 @@ namespace HotpatchTools.Commands
     [OutputType(typeof(HotpatchTarget))]
     public sealed class GetHotpatchTargetCommand : CatalogCommandBase
     {
-        private const string PathSet = "Path";
-        private const string LiteralPathSet = "LiteralPath";
-        private const string CatalogSet = "Catalog";
-
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [SupportsWildcards]
         [ValidateNotNullOrEmpty]
@@ -47,22 +43,7 @@ namespace HotpatchTools.Commands
         protected override void ProcessRecord()
         {
             using var debug = UseDebugDirectories(DebugDirectory);
-            if (ParameterSetName == CatalogSet)
-            {
-                foreach (var id in PatchId)
-                {
-                    var entry = FindEntry(id);
-                    var patch = entry == null ? null : LoadCatalogPatch(entry);
-                    if (patch != null) Report(patch);
-                }
-                return;
-            }
-            bool literal = ParameterSetName == LiteralPathSet;
-            foreach (var file in ResolvePaths(literal ? LiteralPath : Path, literal))
-            {
-                var patch = ReadPatch(file);
-                if (patch != null) Report(patch);
-            }
+            ForEachPatch(PatchId, ParameterSetName == LiteralPathSet ? LiteralPath : Path, ReadPatch, Report);
         }
 
         private void Report(HotpatchTools.Engine.Format.Micropatch patch)

@@ -14,10 +14,6 @@ namespace HotpatchTools.Commands
     [OutputType(typeof(MicropatchResult))]
     public sealed class InstallMicropatchCommand : CatalogCommandBase
     {
-        private const string PathSet = "Path";
-        private const string LiteralPathSet = "LiteralPath";
-        private const string CatalogSet = "Catalog";
-
         private readonly Dictionary<string, Micropatch?> _patches = new Dictionary<string, Micropatch?>();
 
         /// <summary>Patch files; wildcards take every match, and several paths may be given.</summary>
@@ -71,31 +67,17 @@ namespace HotpatchTools.Commands
         protected override void ProcessRecord()
         {
             using var debug = UseDebugDirectories(DebugDirectory);
-            if (ParameterSetName == CatalogSet)
-            {
-                foreach (var id in PatchId)
-                {
-                    var entry = FindEntry(id);
-                    if (entry == null) continue;
-                    // Disabling is how an admin withdraws a patch; an operator's install by id must not bypass it.
-                    if (!entry.Enabled)
-                    {
-                        WriteError(new ErrorRecord(new System.InvalidOperationException("Patch " + entry.PatchId + " is disabled in the catalog; Enable-Micropatch it first."),
-                            "PatchDisabled", ErrorCategory.InvalidOperation, entry.PatchId));
-                        continue;
-                    }
-                    var fromCatalog = LoadCatalogPatch(entry);
-                    if (fromCatalog != null) InstallPatch(fromCatalog);
-                }
-                return;
-            }
-            bool literal = ParameterSetName == LiteralPathSet;
-            foreach (var file in ResolvePaths(literal ? LiteralPath : Path, literal))
-            {
+            ForEachPatch(PatchId, ParameterSetName == LiteralPathSet ? LiteralPath : Path,
                 // Piped targets repeat the same file: check and parse it once per command.
-                if (!_patches.TryGetValue(file, out var patch)) _patches[file] = patch = LoadPatch(file, AllowUnsigned);
-                if (patch != null) InstallPatch(patch);
-            }
+                file => _patches.TryGetValue(file, out var known) ? known : _patches[file] = LoadPatch(file, AllowUnsigned),
+                InstallPatch, admit: entry =>
+                {
+                    // Disabling is how an admin withdraws a patch; an operator's install by id must not bypass it.
+                    if (entry.Enabled) return true;
+                    WriteError(new ErrorRecord(new System.InvalidOperationException("Patch " + entry.PatchId + " is disabled in the catalog; Enable-Micropatch it first."),
+                        "PatchDisabled", ErrorCategory.InvalidOperation, entry.PatchId));
+                    return false;
+                });
         }
 
         protected override void EndProcessing()
