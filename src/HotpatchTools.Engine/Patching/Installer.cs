@@ -38,7 +38,7 @@ namespace HotpatchTools.Engine.Patching
             bool kept = false;
             try
             {
-                var prepared = Examine(patch, opened, new LayoutSnapshot(opened), includeNotLoaded, denied, out bool settled);
+                var prepared = Examine(patch, new LayoutSnapshot(opened), includeNotLoaded, denied, out bool settled);
                 if (!settled)
                 {
                     // Reading takes no lock, so another session may be between writing a cave and its sites: a patch of
@@ -48,7 +48,7 @@ namespace HotpatchTools.Engine.Patching
                     try
                     {
                         using (Machine.TargetLock.Acquire(pid, _options.LockWait))
-                            prepared = Examine(patch, opened, new LayoutSnapshot(opened), includeNotLoaded, denied, out _);
+                            prepared = Examine(patch, new LayoutSnapshot(opened), includeNotLoaded, denied, out _);
                     }
                     catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited)
                     {
@@ -81,10 +81,10 @@ namespace HotpatchTools.Engine.Patching
         }
 
         /// <param name="settled">False when what was seen may be another session's write in progress: look again under its lock.</param>
-        private PreparedInstall? Examine(Micropatch patch, ITargetProcess opened, LayoutSnapshot target, bool includeNotLoaded, ICollection<string>? denied, out bool settled)
+        private PreparedInstall? Examine(Micropatch patch, LayoutSnapshot target, bool includeNotLoaded, ICollection<string>? denied, out bool settled)
         {
             settled = true;
-            int pid = opened.Id;
+            int pid = target.Id;
             var status = new TargetStatus { ProcessId = pid, ProcessName = target.Name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module };
             var prepared = new PreparedInstall(status);
             LoadedModule? module;
