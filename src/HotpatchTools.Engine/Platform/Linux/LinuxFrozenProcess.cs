@@ -178,6 +178,9 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             bool child = ChildReapGuard.ParentPid(pid) == LibC.getpid();
             var tids = ProcFs.ListTasks(pid);
+            // One thread is no choice: the usual pick (see StopThreads) takes it without reading its counters, which a
+            // machine-wide install of single-thread processes would pay twice per process.
+            if (tids.Count < 2) return 0;
             // The leader first: it is often the quiet one, and it is not in every first few listed.
             tids.Sort((a, b) => (a == pid ? 0 : 1).CompareTo(b == pid ? 0 : 1));
             var runs = new List<(long Runs, int Tid)>();

@@ -243,7 +243,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             string dir = "/proc/" + pid + "/task/" + tid + "/";
             try
             {
-                var f = File.ReadAllText(dir + "schedstat").Split(' ');
+                var f = LibC.ReadProcFile(dir + "schedstat").Split(' ');
                 if (f.Length >= 3 && long.TryParse(f[2].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long runs)) return runs;
             }
             catch (IOException) { }
@@ -252,7 +252,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             int found = 0;
             try
             {
-                foreach (var line in File.ReadLines(dir + "status"))
+                foreach (var line in LibC.ReadProcFile(dir + "status").Split('\n'))
                 {
                     if (line.StartsWith("State:", StringComparison.Ordinal) && line.Substring(6).TrimStart() is string st && st.Length > 0 && (st[0] == 'Z' || st[0] == 'X'))
                         return -1;

@@ -19,8 +19,6 @@ namespace HotpatchTools.Engine.Platform.Linux
         private const int CnIdxProc = 1, CnValProc = 1, ProcCnMcastListen = 1, ProcCnMcastIgnore = 2;
         private const int NlMsgHdrLength = 16, CnMsgLength = 20, NlmsgDone = 3;
         private const uint ProcEventExec = 0x2;
-        /// <summary>Processes reported and not yet taken by <see cref="Wait"/>: a flood of exec events must not grow without bound.</summary>
-        private const int MaxPending = 4096;
         /// <summary>Files marked: each mark pins an inode in the kernel.</summary>
         private const int MaxMarks = 1024;
 
@@ -156,7 +154,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                 if (kind == ProcessEventKind.OpenedModule && had != kind) _pending[pid] = kind;
                 return;
             }
-            if (_pending.Count >= MaxPending) return; // the next poll pass finds what is dropped here
+            if (_pending.Count >= ProcessEventLimits.MaxPending) return; // the next poll pass finds what is dropped here
             _pending[pid] = kind;
         }
 
