@@ -32,6 +32,15 @@ namespace HotpatchTools.Engine.Platform
         OpenedModule,
     }
 
+    internal static class ProcessEventLimits
+    {
+        /// <summary>
+        /// Processes an event source holds for <see cref="IProcessEvents.Wait"/> at most: a flood of starts must not grow
+        /// memory without bound; what is dropped waits for the watch's next pass.
+        /// </summary>
+        public const int MaxPending = 4096;
+    }
+
     internal readonly struct ProcessEvent
     {
         public ProcessEvent(int processId, ProcessEventKind kind)

@@ -31,7 +31,6 @@ namespace HotpatchTools.Engine.Platform.Windows
 
         /// <summary>The current period: <see cref="Duty"/> times the smoothed cost of a read, within its bounds.</summary>
         public TimeSpan Period => TimeSpan.FromMilliseconds(Math.Max(MinPeriod.TotalMilliseconds, Math.Min(MaxPeriod.TotalMilliseconds, _readMs * Duty)));
-        private const int MaxPending = 4096;
         /// <summary>The list of a machine with thousands of processes fits; beyond this a read fails and the tick is skipped.</summary>
         private const int MaxBuffer = 64 << 20;
 
@@ -86,9 +85,9 @@ namespace HotpatchTools.Engine.Platform.Windows
                 {
                     foreach (var p in _next)
                     {
-                        if (_known.Contains(p) || p.Pid == _self || result.Count >= MaxPending) continue;
+                        if (_known.Contains(p) || p.Pid == _self || result.Count >= ProcessEventLimits.MaxPending) continue;
                         result.Add(new ProcessEvent(p.Pid, ProcessEventKind.Started));
-                        if (_young.Count < MaxPending) _young[p] = (now, 0);
+                        if (_young.Count < ProcessEventLimits.MaxPending) _young[p] = (now, 0);
                     }
                     (_known, _next) = (_next, _known);
                     _lastError = null;
@@ -103,7 +102,7 @@ namespace HotpatchTools.Engine.Platform.Windows
                 {
                     if (!_known.Contains(y.Key)) { _young.Remove(y.Key); continue; }
                     if ((now - y.Value.Seen).TotalMilliseconds < Again[y.Value.Next]) continue;
-                    if (result.Count < MaxPending) result.Add(new ProcessEvent(y.Key.Pid, ProcessEventKind.Started));
+                    if (result.Count < ProcessEventLimits.MaxPending) result.Add(new ProcessEvent(y.Key.Pid, ProcessEventKind.Started));
                     if (y.Value.Next + 1 < Again.Length) _young[y.Key] = (y.Value.Seen, y.Value.Next + 1);
                     else _young.Remove(y.Key);
                 }

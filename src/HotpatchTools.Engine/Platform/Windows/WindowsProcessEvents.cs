@@ -19,8 +19,6 @@ namespace HotpatchTools.Engine.Platform.Windows
         /// <summary>Sessions are named after the watcher's process id: two watchers never stop each other's, and one left by a killed watcher is recognised.</summary>
         private const string SessionPrefix = "HotpatchTools-Watch-";
         private const ushort ProcessStartId = 1, ImageLoadId = 5;
-        /// <summary>Processes reported and not yet taken by <see cref="Wait"/>: a flood of starts must not grow without bound.</summary>
-        private const int MaxPending = 4096;
         private const int MaxNames = 1024;
         /// <summary>How long the session may hold an event before handing it over (EVENT_TRACE_USE_MS_FLUSH_TIMER; the default is a second).</summary>
         private const uint FlushMilliseconds = 20;
@@ -299,10 +297,10 @@ namespace HotpatchTools.Engine.Platform.Windows
                     if (kind == ProcessEventKind.OpenedModule && had != kind) _pending[pid] = kind;
                     return;
                 }
-                if (_pending.Count >= MaxPending)
+                if (_pending.Count >= ProcessEventLimits.MaxPending)
                 {
                     // The next pass finds what is dropped here, as on Linux.
-                    if (!_overflowing) Defer("ETW: " + MaxPending + " processes pending; the others wait for the next pass");
+                    if (!_overflowing) Defer("ETW: " + ProcessEventLimits.MaxPending + " processes pending; the others wait for the next pass");
                     _overflowing = true;
                     return;
                 }
