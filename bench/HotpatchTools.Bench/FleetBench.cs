@@ -1,12 +1,4 @@
-using System;
-using System.Collections.Generic;
-using System.Diagnostics;
 using System.Globalization;
-using System.Linq;
-using System.Runtime.InteropServices;
-using System.Text;
-using HotpatchTools.Engine.Format;
-using HotpatchTools.Engine.Patching;
 
 namespace HotpatchTools.Bench
 {

@@ -1,16 +1,6 @@
 // HotpatchTools benchmarks: every figure next to a baseline measured in the same run, and the goal from issue 4.
 // Run (as root, Linux x64, gcc on PATH):  dotnet run --project bench/HotpatchTools.Bench -c Release
-using System;
-using System.Collections.Generic;
-using System.Diagnostics;
 using System.Globalization;
-using System.IO;
-using System.Linq;
-using System.Runtime.InteropServices;
-using System.Text;
-using System.Threading;
-using HotpatchTools.Engine.Format;
-using HotpatchTools.Engine.Patching;
 
 namespace HotpatchTools.Bench
 {

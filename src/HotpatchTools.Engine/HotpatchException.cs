@@ -1,5 +1,3 @@
-using System;
-
 namespace HotpatchTools.Engine
 {
     /// <summary>What went wrong, stable enough for a cmdlet to turn into an ErrorId and category.</summary>

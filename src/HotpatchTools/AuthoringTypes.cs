@@ -1,5 +1,3 @@
-using System;
-using System.Linq;
 using HotpatchTools.Engine.Authoring;
 
 namespace HotpatchTools

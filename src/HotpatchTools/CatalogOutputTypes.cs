@@ -1,4 +1,3 @@
-using System;
 using HotpatchTools.Engine.Catalog;
 
 namespace HotpatchTools

@@ -1,5 +1,3 @@
-using System;
-using System.Linq;
 using HotpatchTools.Engine.Inspection;
 
 namespace HotpatchTools

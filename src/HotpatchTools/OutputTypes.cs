@@ -1,6 +1,3 @@
-using System;
-using System.Linq;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Patching;
 
 namespace HotpatchTools

@@ -1,6 +1,7 @@
-using System;
 using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Trust;
+// System.Management.Automation, open in every file of the module, has a SignatureStatus of its own.
+using SignatureStatus = HotpatchTools.Engine.Trust.SignatureStatus;
 
 namespace HotpatchTools
 {

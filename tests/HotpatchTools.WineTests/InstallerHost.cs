@@ -1,13 +1,8 @@
-using System;
 using System.Diagnostics;
 using System.Globalization;
-using System.IO;
 using System.Threading;
 using System.Runtime.CompilerServices;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Format;
-using HotpatchTools.Engine.Patching;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

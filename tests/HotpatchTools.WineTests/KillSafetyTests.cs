@@ -1,14 +1,7 @@
-using System;
 using System.Diagnostics;
-using System.IO;
-using System.Linq;
 using System.Runtime.InteropServices;
 using System.Threading;
-using HotpatchTools.Engine;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
 using static HotpatchTools.Tests.Support.TwoSitePatch;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,12 +1,8 @@
-using System;
-using System.IO;
 using System.Runtime.InteropServices;
 using System.Text;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Machine;
 using HotpatchTools.Engine.Trust;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

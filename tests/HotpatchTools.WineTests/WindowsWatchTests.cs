@@ -1,17 +1,9 @@
-using System;
-using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
-using System.IO;
-using System.Linq;
 using System.Runtime.InteropServices;
 using System.Threading;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Catalog;
 using HotpatchTools.Engine.Format;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

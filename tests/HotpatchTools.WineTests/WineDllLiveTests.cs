@@ -1,13 +1,6 @@
-using System;
 using System.Globalization;
-using System.IO;
-using System.Linq;
 using System.Threading;
-using HotpatchTools.Engine;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
 using Iced.Intel;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

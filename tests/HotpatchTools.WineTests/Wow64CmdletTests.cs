@@ -1,9 +1,3 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
-using HotpatchTools.Tests.Support;
-using Xunit;
-
 namespace HotpatchTools.Tests
 {
     /// <summary>

@@ -1,15 +1,7 @@
-using System;
-using System.Collections.Generic;
 using System.Globalization;
-using System.IO;
-using System.Linq;
 using System.Management.Automation;
 using System.Threading;
-using HotpatchTools.Engine;
-using HotpatchTools.Engine.Patching;
 using HotpatchTools.Engine.Platform.Windows;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,5 +1,3 @@
-using System;
-using System.Collections.Generic;
 using Iced.Intel;
 
 namespace HotpatchTools.Engine.Assembly

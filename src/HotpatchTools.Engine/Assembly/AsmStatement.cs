@@ -1,6 +1,3 @@
-using System;
-using System.Collections.Generic;
-
 namespace HotpatchTools.Engine.Assembly
 {
     /// <summary>The shape of one source line: labels, prefixes, mnemonic and the tokens of each operand.</summary>

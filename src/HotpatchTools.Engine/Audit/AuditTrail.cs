@@ -1,6 +1,3 @@
-using System;
-using System.IO;
-
 namespace HotpatchTools.Engine.Audit
 {
     /// <summary>Where every record goes: the machine's audit log file and the system log.</summary>

@@ -1,7 +1,4 @@
-using System;
-using System.Collections.Generic;
 using System.Globalization;
-using System.Linq;
 using System.Text;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Inspection;

@@ -1,4 +1,3 @@
-using System.IO;
 using HotpatchTools.Engine.Machine;
 
 namespace HotpatchTools.Engine.Catalog

@@ -1,6 +1,3 @@
-using System.Collections.Generic;
-using System.Linq;
-
 namespace HotpatchTools.Engine.Catalog
 {
     /// <summary>"Is this machine protected?" from one report-only enforcement pass.</summary>

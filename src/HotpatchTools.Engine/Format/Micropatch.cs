@@ -1,5 +1,3 @@
-using System.Collections.Generic;
-
 namespace HotpatchTools.Engine.Format
 {
     public enum TargetOs { Windows, Linux }

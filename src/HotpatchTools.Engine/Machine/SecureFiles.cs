@@ -1,5 +1,3 @@
-using System;
-using System.IO;
 using System.Runtime.InteropServices;
 using HotpatchTools.Engine.Platform.Linux;
 using HotpatchTools.Engine.Platform.Windows;

@@ -1,6 +1,3 @@
-using System;
-using System.IO;
-
 namespace HotpatchTools.Engine.Modules
 {
     /// <summary>Opens a module file for a reader and turns every I/O failure into an error that names the file and the cause.</summary>

@@ -1,6 +1,3 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Platform;
 

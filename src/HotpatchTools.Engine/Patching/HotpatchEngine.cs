@@ -1,7 +1,4 @@
-using System;
-using System.Collections.Generic;
 using System.Diagnostics;
-using System.Linq;
 using System.Runtime.InteropServices;
 using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Format;

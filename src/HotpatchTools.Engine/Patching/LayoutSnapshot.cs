@@ -1,4 +1,3 @@
-using System.Collections.Generic;
 using HotpatchTools.Engine.Platform;
 
 namespace HotpatchTools.Engine.Patching

@@ -1,5 +1,3 @@
-using System.Collections.Generic;
-using System.Linq;
 using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Platform;
 

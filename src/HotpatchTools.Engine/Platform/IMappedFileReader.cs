@@ -1,5 +1,3 @@
-using System.Collections.Generic;
-
 namespace HotpatchTools.Engine.Platform
 {
     /// <summary>One file mapping of a process: its address range as the OS prints it and the file's path.</summary>

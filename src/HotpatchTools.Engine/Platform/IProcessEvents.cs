@@ -1,5 +1,3 @@
-using System;
-using System.Collections.Generic;
 using System.Threading;
 
 namespace HotpatchTools.Engine.Platform

@@ -1,6 +1,3 @@
-using System;
-using System.Collections.Generic;
-
 namespace HotpatchTools.Engine.Platform
 {
     public sealed class ProcessInfo

@@ -1,4 +1,3 @@
-using System;
 using HotpatchTools.Engine.Format;
 
 namespace HotpatchTools.Engine.Trust

@@ -1,9 +1,5 @@
-using System;
-using System.Collections.Generic;
-using System.Management.Automation;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Trust;
 

@@ -1,5 +1,3 @@
-using System.Management.Automation;
-
 namespace HotpatchTools.Commands
 {
     /// <summary>Keeps a registered patch but stops Sync-Micropatch from applying it; installed copies stay installed.</summary>

@@ -1,5 +1,3 @@
-using System.Management.Automation;
-
 namespace HotpatchTools.Commands
 {
     /// <summary>Lets Sync-Micropatch apply a registered patch again.</summary>

@@ -1,7 +1,4 @@
-using System.Linq;
-using System.Management.Automation;
 using HotpatchTools.Completion;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Inspection;
 
 namespace HotpatchTools.Commands

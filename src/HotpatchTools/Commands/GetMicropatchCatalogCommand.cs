@@ -1,4 +1,3 @@
-using System.Management.Automation;
 using HotpatchTools.Completion;
 
 namespace HotpatchTools.Commands

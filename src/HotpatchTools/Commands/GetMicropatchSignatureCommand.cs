@@ -1,6 +1,4 @@
-using System.Management.Automation;
 using HotpatchTools.Completion;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Trust;
 
 namespace HotpatchTools.Commands

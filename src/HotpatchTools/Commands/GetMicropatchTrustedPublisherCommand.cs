@@ -1,6 +1,3 @@
-using System.Linq;
-using System.Management.Automation;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Trust;
 
 namespace HotpatchTools.Commands

@@ -1,9 +1,4 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
-using System.Management.Automation;
 using System.Management.Automation.Remoting;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Machine;

@@ -1,9 +1,6 @@
-using System;
 using System.IO;
-using System.Management.Automation;
 using System.Text;
 using HotpatchTools.Completion;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Authoring;
 using HotpatchTools.Engine.Format;
 

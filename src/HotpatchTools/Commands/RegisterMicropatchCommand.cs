@@ -1,6 +1,4 @@
-using System.Management.Automation;
 using HotpatchTools.Completion;
-using HotpatchTools.Engine;
 
 namespace HotpatchTools.Commands
 {

@@ -1,6 +1,3 @@
-using System;
-using System.Management.Automation;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Trust;
 

@@ -1,10 +1,7 @@
-using System;
-using System.Management.Automation;
 using System.Runtime.InteropServices;
 using System.Security;
 using System.Security.Cryptography.X509Certificates;
 using HotpatchTools.Completion;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Trust;
 
 namespace HotpatchTools.Commands

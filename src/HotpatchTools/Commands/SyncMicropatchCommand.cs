@@ -1,11 +1,6 @@
-using System;
-using System.Collections.Generic;
 using System.Globalization;
-using System.Linq;
-using System.Management.Automation;
 using System.Threading;
 using HotpatchTools.Completion;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Catalog;
 using HotpatchTools.Engine.Format;
 

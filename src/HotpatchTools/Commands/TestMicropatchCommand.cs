@@ -1,9 +1,5 @@
-using System.Collections.Generic;
 using System.IO;
-using System.Linq;
-using System.Management.Automation;
 using HotpatchTools.Completion;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Authoring;
 
 namespace HotpatchTools.Commands

@@ -1,8 +1,4 @@
-using System.Collections.Generic;
-using System.Linq;
-using System.Management.Automation;
 using HotpatchTools.Completion;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Patching;
 using HotpatchTools.Engine.Audit;
 

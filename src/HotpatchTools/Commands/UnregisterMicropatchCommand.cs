@@ -1,5 +1,3 @@
-using System.Management.Automation;
-
 namespace HotpatchTools.Commands
 {
     /// <summary>Removes a patch from the catalog; installed copies stay installed (Uninstall-Micropatch removes them).</summary>

@@ -1,7 +1,3 @@
-using System;
-using System.Linq;
-using System.Management.Automation;
-
 namespace HotpatchTools.Completion
 {
     /// <summary>What the completers share: the word as typed, the session's current folder, quoting.</summary>

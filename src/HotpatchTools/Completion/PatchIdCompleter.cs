@@ -1,12 +1,7 @@
-using System;
 using System.Collections;
-using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
-using System.Linq;
-using System.Management.Automation;
 using System.Management.Automation.Language;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Patching;
 

@@ -1,13 +1,8 @@
-using System;
 using System.Collections;
-using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
-using System.Linq;
-using System.Management.Automation;
 using System.Management.Automation.Language;
 using System.Runtime.InteropServices;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Patching;
 using HotpatchTools.Engine.Platform;

@@ -1,13 +1,8 @@
-using System;
 using System.Diagnostics;
-using System.IO;
-using System.Linq;
 using System.Management.Automation;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using System.Threading;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,9 +1,3 @@
-using System;
-using System.IO;
-using System.Linq;
-using HotpatchTools.Tests.Support;
-using Xunit;
-
 namespace HotpatchTools.Tests
 {
     /// <summary>The module through a hosted runspace, against a live target.</summary>

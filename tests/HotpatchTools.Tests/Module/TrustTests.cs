@@ -1,13 +1,7 @@
-using System;
-using System.Collections.Generic;
-using System.IO;
-using System.Linq;
 using System.Management.Automation;
 using System.Security;
 using System.Security.Cryptography.X509Certificates;
-using HotpatchTools.Tests.Support;
 using static HotpatchTools.Tests.Support.PSObjects;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,9 +1,4 @@
-using System;
 using System.Globalization;
-using System.IO;
-using System.Linq;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,10 +1,5 @@
-using System;
-using System.IO;
-using System.Linq;
 using System.Management.Automation;
-using HotpatchTools.Tests.Support;
 using static HotpatchTools.Tests.Support.PSObjects;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,8 +1,5 @@
-using System;
 using System.Globalization;
-using System.IO;
 using System.Threading.Tasks;
-using Xunit;
 
 namespace HotpatchTools.Tests.Support
 {

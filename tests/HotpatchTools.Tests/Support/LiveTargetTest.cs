@@ -1,7 +1,3 @@
-using System;
-using System.IO;
-using HotpatchTools.Engine.Patching;
-
 namespace HotpatchTools.Tests.Support
 {
     /// <summary>

@@ -1,8 +1,5 @@
-using System;
-using System.IO;
 using System.Runtime.CompilerServices;
 using HotpatchTools.Engine.Machine;
-using Xunit;
 
 namespace HotpatchTools.Tests.Support
 {

@@ -1,8 +1,4 @@
-using System.Collections.Generic;
-using System.IO;
-using System.Linq;
 using System.Text;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Format;
 
 namespace HotpatchTools.Tests.Support

@@ -1,11 +1,6 @@
-using System;
-using System.Collections.Generic;
 using System.Globalization;
-using System.IO;
-using System.Linq;
 using System.Text.RegularExpressions;
 using HotpatchTools.Engine.Modules;
-using Xunit;
 
 namespace HotpatchTools.Tests.Support
 {

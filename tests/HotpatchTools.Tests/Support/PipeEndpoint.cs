@@ -1,8 +1,5 @@
-using System;
 using System.Diagnostics;
-using System.IO;
 using System.Reflection;
-using HotpatchTools.Tests.Support;
 
 namespace HotpatchTools.Tests.Support
 {

@@ -1,11 +1,5 @@
-using System;
-using System.Collections.Generic;
 using System.Globalization;
-using System.IO;
-using System.Linq;
 using System.Text;
-using HotpatchTools.Engine.Patching;
-using Xunit;
 
 namespace HotpatchTools.Tests.Support
 {

@@ -1,6 +1,3 @@
-using System;
-using System.IO;
-
 namespace HotpatchTools.Tests.Support
 {
     /// <summary>The few things the engine tests say differently on Linux and on Windows (under Wine).</summary>

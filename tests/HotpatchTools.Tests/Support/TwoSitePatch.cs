@@ -1,7 +1,4 @@
-using System;
-using System.Linq;
 using HotpatchTools.Engine.Format;
-using Xunit;
 
 namespace HotpatchTools.Tests.Support
 {

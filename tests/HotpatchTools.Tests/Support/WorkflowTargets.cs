@@ -1,9 +1,5 @@
-using System;
 using System.Globalization;
-using System.IO;
-using System.Linq;
 using HotpatchTools.Engine.Format;
-using HotpatchTools.Tests.Support;
 
 namespace HotpatchTools.Tests.Support
 {

@@ -1,14 +1,9 @@
-using System;
 using System.Diagnostics;
-using System.IO;
-using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Runspaces;
 using System.Threading;
 using HotpatchTools.Engine.Machine;
-using HotpatchTools.Tests.Support;
 using static HotpatchTools.Tests.Support.PSObjects;
-using Xunit;
 using Xunit.Abstractions;
 
 namespace HotpatchTools.Tests

@@ -1,5 +1,3 @@
-using System;
-
 namespace HotpatchTools.Engine.Platform.Linux
 {
     /// <summary>

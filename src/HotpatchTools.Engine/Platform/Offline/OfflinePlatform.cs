@@ -1,4 +1,3 @@
-using System.Collections.Generic;
 using HotpatchTools.Engine.Modules;
 
 namespace HotpatchTools.Engine.Platform.Offline

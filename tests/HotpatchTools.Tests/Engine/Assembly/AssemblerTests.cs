@@ -1,12 +1,6 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
 using System.Threading.Tasks;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Assembly;
 using Iced.Intel;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

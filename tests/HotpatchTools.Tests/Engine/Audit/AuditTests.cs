@@ -1,17 +1,9 @@
-using System;
-using System.Collections.Generic;
 using System.Globalization;
-using System.IO;
-using System.Linq;
 using System.Net.Sockets;
 using System.Text;
 using System.Threading;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Machine;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,13 +1,7 @@
-using System;
-using System.Collections.Generic;
 using System.Diagnostics;
-using System.Linq;
 using System.Threading;
 using HotpatchTools.Engine.Catalog;
 using HotpatchTools.Engine.Format;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
-using Xunit;
 using Xunit.Abstractions;
 
 namespace HotpatchTools.Tests

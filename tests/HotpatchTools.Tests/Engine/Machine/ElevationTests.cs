@@ -1,10 +1,5 @@
-using System;
 using System.Globalization;
-using System.IO;
-using System.Linq;
 using HotpatchTools.Engine.Machine;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

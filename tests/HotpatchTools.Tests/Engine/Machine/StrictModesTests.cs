@@ -1,11 +1,6 @@
-using System;
-using System.IO;
 using System.Text;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Trust;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,13 +1,6 @@
-using System;
-using System.Collections.Generic;
-using System.IO;
-using System.Linq;
 using System.Text.RegularExpressions;
 using System.Threading.Tasks;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Modules;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,11 +1,4 @@
-using System;
-using System.IO;
-using System.Linq;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Modules;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

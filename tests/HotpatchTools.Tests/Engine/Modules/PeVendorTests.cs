@@ -1,15 +1,7 @@
-using System;
-using System.Collections.Generic;
-using System.IO;
-using System.Linq;
 using System.Text.RegularExpressions;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Modules;
-using HotpatchTools.Engine.Patching;
 using HotpatchTools.Engine.Platform.Offline;
-using HotpatchTools.Tests.Support;
 using Iced.Intel;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

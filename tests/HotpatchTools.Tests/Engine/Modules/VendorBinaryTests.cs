@@ -1,12 +1,5 @@
-using System;
-using System.IO;
-using System.Linq;
 using System.Threading;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Modules;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,10 +1,3 @@
-using System;
-using System.Linq;
-using HotpatchTools.Engine;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
-using Xunit;
-
 namespace HotpatchTools.Tests
 {
     /// <summary>The engine against live processes compiled from tests/native: on Linux, and on Windows under Wine.</summary>

@@ -1,17 +1,9 @@
-using System;
-using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
-using System.IO;
-using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Format;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
 using static HotpatchTools.Tests.Support.TwoSitePatch;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

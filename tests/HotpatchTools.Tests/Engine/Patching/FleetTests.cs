@@ -1,14 +1,6 @@
-using System;
-using System.Collections.Generic;
-using System.IO;
-using System.Linq;
 using System.Threading;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Machine;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,9 +1,3 @@
-using System;
-using HotpatchTools.Engine;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
-using Xunit;
-
 namespace HotpatchTools.Tests
 {
     /// <summary>

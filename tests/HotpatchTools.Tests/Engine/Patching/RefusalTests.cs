@@ -1,10 +1,3 @@
-using System;
-using System.Linq;
-using HotpatchTools.Engine;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
-using Xunit;
-
 namespace HotpatchTools.Tests
 {
     /// <summary>Every refusal the spec lists, against a live target: a clear error, and not one byte changed.</summary>

@@ -1,13 +1,6 @@
-using System;
-using System.IO;
-using System.Linq;
 using System.Management.Automation;
 using System.Threading;
-using HotpatchTools.Engine;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
 using static HotpatchTools.Tests.Support.PSObjects;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,19 +1,11 @@
-using System;
-using System.Collections.Generic;
 using System.Globalization;
-using System.IO;
-using System.Linq;
 using System.Text;
 using Decoder = Iced.Intel.Decoder;
 using System.Text.RegularExpressions;
-using HotpatchTools.Engine;
 using HotpatchTools.Engine.Format;
-using HotpatchTools.Engine.Patching;
 using HotpatchTools.Engine.Platform;
 using HotpatchTools.Engine.Platform.Offline;
-using HotpatchTools.Tests.Support;
 using Iced.Intel;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,10 +1,4 @@
-using System;
 using System.Diagnostics;
-using System.IO;
-using HotpatchTools.Engine;
-using HotpatchTools.Engine.Patching;
-using HotpatchTools.Tests.Support;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,10 +1,7 @@
-using System;
-using System.Collections.Generic;
 using System.Runtime.InteropServices;
 using System.Text;
 using HotpatchTools.Engine.Platform;
 using HotpatchTools.Engine.Platform.Windows;
-using Xunit;
 
 namespace HotpatchTools.Tests
 {

@@ -1,7 +1,3 @@
-using System;
-using System.IO;
-using System.Linq;
-
 namespace HotpatchTools.Tests.Support
 {
     /// <summary>Small ELF files compiled once for all tests of <see cref="ElfImageTests"/>.</summary>

@@ -1,6 +1,3 @@
-using System;
-using System.IO;
-using System.Linq;
 using HotpatchTools.Engine.Modules;
 using Iced.Intel;
 

@@ -1,7 +1,3 @@
-using System;
-using System.IO;
-using System.Linq;
-
 namespace HotpatchTools.Tests.Support
 {
     /// <summary>Small PE files cross-compiled with MinGW once for all tests of <see cref="PeImageTests"/>.</summary>

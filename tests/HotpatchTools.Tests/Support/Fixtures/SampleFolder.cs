@@ -1,7 +1,3 @@
-using System;
-using System.IO;
-using System.Linq;
-
 namespace HotpatchTools.Tests.Support
 {
     /// <summary>A fixture that builds its sample binaries from source in a temporary folder of its own, deleted after the class.</summary>
