@@ -98,8 +98,13 @@ namespace HotpatchTools.Engine.Patching
         /// thread, a few ahead of the outcomes. A <see cref="HotpatchException"/> is that item's outcome; any other
         /// exception ends the run and is thrown here once the work under way has ended.
         /// </summary>
-        public IEnumerable<FleetOutcome<TItem, TResult>> RunEach<TItem, TResult>(IEnumerable<TItem> items, Func<TItem, TResult?> work) where TResult : class =>
-            OrderedWorkers.Run(items, work, Workers);
+        /// <param name="oneAtATime">
+        /// Everything on the enumerating thread: an item is taken, worked on and given back before the next is taken, so a
+        /// caller that asks a question while taking an item (a confirmation prompt) has each answer acted on before the next.
+        /// </param>
+        public IEnumerable<FleetOutcome<TItem, TResult>> RunEach<TItem, TResult>(IEnumerable<TItem> items, Func<TItem, TResult?> work, bool oneAtATime = false)
+            where TResult : class =>
+            OrderedWorkers.Run(items, work, oneAtATime ? 1 : Workers);
 
         private void Warn(string message)
         {

@@ -155,31 +155,22 @@ namespace HotpatchTools.Commands
             var summary = SummaryOf(patch);
             summary.MachineWide = true;
             _done = 0;
-            if (!WritesWithoutAsking(Force))
-            {
-                // Each install is asked for, then done, then reported, one process after another.
-                foreach (var t in targets)
-                {
-                    if (_badFiles.Contains(patch.SourceName)) break;
-                    Progress(2, InstallActivity, _done++, targets.Count, patch.Id + ": " + Describe(t.ProcessId, t.ProcessName, t.Module));
-                    Handle(patch, t, named: false);
-                }
-                return;
-            }
-
-            // Nobody is asked: the installs run on a worker per core, and each outcome is written here, in the sweep's order.
+            // One loop whether anyone is asked or not. Asked (or -WhatIf): one process at a time on this thread, each
+            // install asked for, done and reported before the next is asked. Unasked: the installs run on a worker per
+            // core, and each outcome is written here, in the sweep's order.
             IEnumerable<(TargetStatus Target, bool Go)> Approved()
             {
                 foreach (var t in targets)
                 {
                     if (_badFiles.Contains(patch.SourceName)) yield break;
-                    yield return (t, InstallDecision.For(t.State) == InstallAction.Install && ShouldWrite(Force, Describe(t.ProcessId, t.ProcessName, t.Module), "Install micropatch " + patch.Id));
+                    string where = Describe(t.ProcessId, t.ProcessName, t.Module);
+                    Progress(2, InstallActivity, _done++, targets.Count, patch.Id + ": " + where);
+                    yield return (t, InstallDecision.For(t.State) == InstallAction.Install && ShouldWrite(Force, where, "Install micropatch " + patch.Id));
                 }
             }
-            foreach (var o in Engine.RunEach(Approved(), x => x.Go ? Engine.Install(patch, x.Target) : null))
+            foreach (var o in Engine.RunEach(Approved(), x => x.Go ? Engine.Install(patch, x.Target) : null, oneAtATime: !WritesWithoutAsking(Force)))
             {
                 var t = o.Item.Target;
-                Progress(2, InstallActivity, _done++, targets.Count, patch.Id + ": " + Describe(t.ProcessId, t.ProcessName, t.Module));
                 if (InstallDecision.For(t.State) != InstallAction.Install) Handle(patch, t, named: false);
                 else if (!o.Item.Go) summary.Declined++;
                 else if (o.Error != null)

@@ -83,33 +83,22 @@ namespace HotpatchTools.Commands
                 if (targets.Count == 0) WriteWarning("Patch " + string.Join(", ", PatchId) + " is not installed in any running process.");
             }
 
-            if (!WritesWithoutAsking(Force))
-            {
-                // Each removal is asked for, then done, then reported, one process after another.
-                for (int i = 0; i < targets.Count; i++)
-                {
-                    var t = targets[i];
-                    Progress(3, UninstallActivity, i, targets.Count, t.PatchId + ": " + Describe(t.Pid, t.Name, t.Module));
-                    if (!ShouldWrite(Force, Describe(t.Pid, t.Name, t.Module), "Uninstall micropatch " + t.PatchId)) continue;
-                    UninstallResult r;
-                    try { r = Engine.Uninstall(t.Pid, t.PatchId); }
-                    catch (HotpatchException e) { WriteFailure(e, t.Pid); continue; }
-                    Removed(t, r);
-                }
-                return;
-            }
-
-            // Nobody is asked: the removals run on a worker per core, and each outcome is written here, in order.
+            // One loop whether anyone is asked or not. Asked (or -WhatIf): one process at a time on this thread, each
+            // removal asked for, done and reported before the next is asked. Unasked: the removals run on a worker per
+            // core, and each outcome is written here, in order.
+            int n = 0;
             IEnumerable<(int Pid, string Name, string PatchId, string Module, bool Go)> Approved()
             {
                 foreach (var t in targets)
-                    yield return (t.Pid, t.Name, t.PatchId, t.Module, ShouldWrite(Force, Describe(t.Pid, t.Name, t.Module), "Uninstall micropatch " + t.PatchId));
+                {
+                    string where = Describe(t.Pid, t.Name, t.Module);
+                    Progress(3, UninstallActivity, n++, targets.Count, t.PatchId + ": " + where);
+                    yield return (t.Pid, t.Name, t.PatchId, t.Module, ShouldWrite(Force, where, "Uninstall micropatch " + t.PatchId));
+                }
             }
-            int n = 0;
-            foreach (var o in Engine.RunEach(Approved(), x => x.Go ? Engine.Uninstall(x.Pid, x.PatchId) : null))
+            foreach (var o in Engine.RunEach(Approved(), x => x.Go ? Engine.Uninstall(x.Pid, x.PatchId) : null, oneAtATime: !WritesWithoutAsking(Force)))
             {
                 var t = o.Item;
-                Progress(3, UninstallActivity, n++, targets.Count, t.PatchId + ": " + Describe(t.Pid, t.Name, t.Module));
                 if (o.Error != null) WriteFailure(o.Error, t.Pid);
                 else if (o.Result != null) Removed((t.Pid, t.Name, t.PatchId, t.Module), o.Result);
             }
