@@ -327,21 +327,8 @@ namespace HotpatchTools.Tests
         {
             var good = File.ReadAllBytes(_samples.SharedLibrary);
 
-            void Refused(byte[] bytes, string reason)
-            {
-                var e = Assert.Throws<ModuleFormatException>(() => ElfImage.Parse(bytes, "bad.so"));
-                Assert.Equal(HotpatchErrorKind.Internal, e.Kind);
-                Assert.Equal("bad.so", e.Source);
-                Assert.StartsWith("bad.so: not a valid ELF file: ", e.Message);
-                Assert.Contains(reason, e.Reason);
-            }
-
-            byte[] With(Action<byte[]> edit)
-            {
-                var copy = (byte[])good.Clone();
-                edit(copy);
-                return copy;
-            }
+            void Refused(byte[] bytes, string reason) => MalformedModules.Refused(ElfImage.Parse, "ELF", bytes, "bad.so", reason);
+            byte[] With(Action<byte[]> edit) => MalformedModules.With(good, edit);
 
             Refused(new byte[0], "too short");
             Refused(System.Text.Encoding.ASCII.GetBytes("#!/bin/sh\necho not an ELF file\n"), "bad magic");

@@ -355,21 +355,8 @@ namespace HotpatchTools.Tests
             var good = File.ReadAllBytes(_samples.Dll64);
             var h = PeTools.Header(good);
 
-            void Refused(byte[] bytes, string reason)
-            {
-                var e = Assert.Throws<ModuleFormatException>(() => PeImage.Parse(bytes, "bad.dll"));
-                Assert.Equal(HotpatchErrorKind.Internal, e.Kind);
-                Assert.Equal("bad.dll", e.Source);
-                Assert.StartsWith("bad.dll: not a valid PE file: ", e.Message);
-                Assert.Contains(reason, e.Reason);
-            }
-
-            byte[] With(Action<byte[]> edit)
-            {
-                var copy = (byte[])good.Clone();
-                edit(copy);
-                return copy;
-            }
+            void Refused(byte[] bytes, string reason) => MalformedModules.Refused(PeImage.Parse, "PE", bytes, "bad.dll", reason);
+            byte[] With(Action<byte[]> edit) => MalformedModules.With(good, edit);
 
             void Put(byte[] b, int at, uint value) => BitConverter.GetBytes(value).CopyTo(b, at);
 
