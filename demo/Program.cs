@@ -111,15 +111,22 @@ void Expect(bool ok, string what)
     if (!ok) failures++;
 }
 
-// A command that must be refused with this ErrorId: the refusal is the point, not a failure of the demo.
-void PsRefused(Runspace rs, string command, string errorId)
+// The command shown as a user would type it, ready to run in the runspace.
+PowerShell Echoed(Runspace rs, string command)
 {
     Console.ForegroundColor = ConsoleColor.Yellow;
     Console.WriteLine("PS> " + command.Replace(root + "/", "./"));
     Console.ResetColor();
-    using var ps = PowerShell.Create();
+    var ps = PowerShell.Create();
     ps.Runspace = rs;
     ps.AddScript(command);
+    return ps;
+}
+
+// A command that must be refused with this ErrorId: the refusal is the point, not a failure of the demo.
+void PsRefused(Runspace rs, string command, string errorId)
+{
+    using var ps = Echoed(rs, command);
     ps.Invoke();
     foreach (var e in ps.Streams.Error) Console.WriteLine("ERROR: " + e);
     Expect(ps.Streams.Error.Count == 1 && ps.Streams.Error[0].FullyQualifiedErrorId.StartsWith(errorId, StringComparison.Ordinal), "refused with " + errorId);
@@ -135,12 +142,7 @@ static void Step(string title)
 
 List<PSObject> Ps(Runspace rs, string command)
 {
-    Console.ForegroundColor = ConsoleColor.Yellow;
-    Console.WriteLine("PS> " + command.Replace(root + "/", "./"));
-    Console.ResetColor();
-    using var ps = PowerShell.Create();
-    ps.Runspace = rs;
-    ps.AddScript(command);
+    using var ps = Echoed(rs, command);
     var result = ps.Invoke().ToList();
     foreach (var v in ps.Streams.Verbose) Console.WriteLine("VERBOSE: " + v.Message);
     foreach (var w in ps.Streams.Warning) Console.WriteLine("WARNING: " + w.Message);

@@ -200,35 +200,33 @@ Describe 'Errors as scripts see them' {
 }
 
 Describe 'Completion' {
+    BeforeAll {
+        # What TabExpansion2 offers with the cursor at the end of the line.
+        function Complete([string] $line) { (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches }
+    }
+
     It 'TabExpansion2 completes the cmdlet names' {
-        $r = TabExpansion2 -inputScript 'Install-Micro' -cursorColumn 13
-        $r.CompletionMatches.CompletionText | Should -Contain 'Install-Micropatch'
+        (Complete 'Install-Micro').CompletionText | Should -Contain 'Install-Micropatch'
     }
 
     It 'TabExpansion2 completes -PatchId from the installed patches' {
-        $line = 'Uninstall-Micropatch -PatchId HP-PES'
-        $r = TabExpansion2 -inputScript $line -cursorColumn $line.Length
-        $r.CompletionMatches.CompletionText | Should -Contain 'HP-PESTER-0001'
+        (Complete 'Uninstall-Micropatch -PatchId HP-PES').CompletionText | Should -Contain 'HP-PESTER-0001'
     }
 
     It 'TabExpansion2 completes -ProcessId with the target and not kernel threads' {
-        $line = "Get-Micropatch -ProcessId "
-        $r = TabExpansion2 -inputScript $line -cursorColumn $line.Length
-        $r.CompletionMatches.CompletionText | Should -Contain "$($target.Id)"
-        $r.CompletionMatches.ListItemText | Should -Not -Match 'kthreadd'
+        $r = Complete 'Get-Micropatch -ProcessId '
+        $r.CompletionText | Should -Contain "$($target.Id)"
+        $r.ListItemText | Should -Not -Match 'kthreadd'
     }
 
     It 'TabExpansion2 completes -ProcessId by process name' {
-        $line = "Get-Micropatch -ProcessId psttar"
-        $r = TabExpansion2 -inputScript $line -cursorColumn $line.Length
-        $r.CompletionMatches.CompletionText | Should -Contain "$($target.Id)"
+        (Complete 'Get-Micropatch -ProcessId psttar').CompletionText | Should -Contain "$($target.Id)"
     }
 
     It 'TabExpansion2 offers for -ProcessId only processes that load the module of the -Path file' {
-        $line = "Install-Micropatch -Path '$patch' -ProcessId "
-        $r = TabExpansion2 -inputScript $line -cursorColumn $line.Length
-        $r.CompletionMatches.CompletionText | Should -Contain "$($target.Id)"
-        $r.CompletionMatches.ListItemText | ForEach-Object { $_ | Should -Match '\(psttarget\)$' }
+        $r = Complete "Install-Micropatch -Path '$patch' -ProcessId "
+        $r.CompletionText | Should -Contain "$($target.Id)"
+        $r.ListItemText | ForEach-Object { $_ | Should -Match '\(psttarget\)$' }
     }
 }
 
