@@ -4,7 +4,8 @@ namespace HotpatchTools.Tests
 {
     /// <summary>
     /// Install-/Uninstall-Micropatch machine-wide without prompts, where the processes are worked on at once: results
-    /// and errors in the sweep's order from the cmdlet's own thread, one process that cannot be patched reported alone.
+    /// and errors in the sweep's order from the cmdlet's own thread, one process that cannot be patched reported alone;
+    /// and with prompts, where each process is asked for and worked on before the next is asked.
     /// </summary>
     public sealed class FleetCmdletTests : IDisposable
     {
@@ -80,6 +81,33 @@ namespace HotpatchTools.Tests
             Assert.Equal(others, removed.Select(o => (int)o.Properties["ProcessId"].Value));
             Assert.All(removed, o => Assert.Equal("Removed", o.Properties["Result"].Value));
             Assert.All(_targets, t => Assert.Equal(1501, t.Call("triple", 500)));
+        }
+
+        [Fact]
+        public void With_prompts_each_process_is_asked_for_and_patched_before_the_next_is_asked()
+        {
+            StartFleet(3);
+            var path = PatchFiles.Write(_dir, _targets[0], "HP-FLEET-ASK");
+            var answers = new Queue<string>(new[] { "Yes", "No", "Yes" });
+            var patchedWhenAsked = new List<int>();
+            var host = new CaptureHost
+            {
+                AnswerChoice = (message, choices) =>
+                {
+                    patchedWhenAsked.Add(_targets.Count(t => t.Call("triple", 500) == -1));
+                    return choices.Select(c => c.Label.Replace("&", "")).ToList().IndexOf(answers.Dequeue());
+                },
+            };
+            using var sh = new ModuleShell(host);
+
+            var installed = sh.Run("Install-Micropatch -Path $args[0] -AllowUnsigned -PassThru -Verbose", path);
+
+            Assert.Empty(sh.Errors);
+            Assert.Equal(new[] { 0, 1, 1 }, patchedWhenAsked);
+            var sweep = _targets.OrderBy(t => t.Pid).ToList();
+            Assert.Equal(new[] { sweep[0].Pid, sweep[2].Pid }, installed.Select(o => (int)o.Properties["ProcessId"].Value));
+            Assert.Equal(new[] { -1, 1501, -1 }, sweep.Select(t => t.Call("triple", 500)));
+            Assert.Contains(sh.Verbose, v => v.Contains("installed in 2") && v.Contains("not confirmed in 1"));
         }
     }
 }

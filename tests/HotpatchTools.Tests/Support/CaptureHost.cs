@@ -13,7 +13,12 @@ namespace HotpatchTools.Tests.Support
     /// </summary>
     public sealed class CaptureHost : PSHost
     {
-        private readonly CaptureUI _ui = new CaptureUI();
+        private readonly CaptureUI _ui;
+
+        public CaptureHost() => _ui = new CaptureUI(this);
+
+        /// <summary>Answers a choice prompt (a confirmation): the prompt's message and choices in, the index chosen out.</summary>
+        public Func<string, Collection<ChoiceDescription>, int>? AnswerChoice { get; set; }
         public override string Name => "HotpatchTools.Tests.CaptureHost";
         public override Version Version => new Version(1, 0);
         public override Guid InstanceId { get; } = Guid.NewGuid();
@@ -41,6 +46,10 @@ namespace HotpatchTools.Tests.Support
         {
             public readonly StringBuilder Text = new StringBuilder();
             private readonly RawUI _raw = new RawUI();
+            private readonly CaptureHost _host;
+
+            public CaptureUI(CaptureHost host) => _host = host;
+
             public override PSHostRawUserInterface RawUI => _raw;
             public override void Write(string value) { lock (Text) Text.Append(value); }
             public override void Write(ConsoleColor foregroundColor, ConsoleColor backgroundColor, string value) => Write(value);
@@ -50,13 +59,15 @@ namespace HotpatchTools.Tests.Support
             public override void WriteProgress(long sourceId, ProgressRecord record) { }
             public override void WriteVerboseLine(string message) { }
             public override void WriteWarningLine(string message) { }
-            // No one answers prompts in a test: a command that asks fails, as it would in a non-interactive session.
+            // No one answers prompts in a test (but the choices AnswerChoice is given for): a command that asks fails,
+            // as it would in a non-interactive session.
             public override string ReadLine() => throw new NotSupportedException();
             public override SecureString ReadLineAsSecureString() => throw new NotSupportedException();
             public override Dictionary<string, PSObject> Prompt(string caption, string message, Collection<FieldDescription> descriptions) => throw new NotSupportedException();
             public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName) => throw new NotSupportedException();
             public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName, PSCredentialTypes allowedCredentialTypes, PSCredentialUIOptions options) => throw new NotSupportedException();
-            public override int PromptForChoice(string caption, string message, Collection<ChoiceDescription> choices, int defaultChoice) => throw new NotSupportedException();
+            public override int PromptForChoice(string caption, string message, Collection<ChoiceDescription> choices, int defaultChoice) =>
+                _host.AnswerChoice != null ? _host.AnswerChoice(message, choices) : throw new NotSupportedException();
         }
 
         private sealed class RawUI : PSHostRawUserInterface

@@ -5,13 +5,14 @@ namespace HotpatchTools.Tests.Support
     /// <summary>A real PowerShell runspace that imports the repository's manifest, exactly as a user would.</summary>
     public sealed class ModuleShell : HostedShell
     {
-        public ModuleShell()
+        /// <param name="host">The host the cmdlets write to and ask through; without one, PowerShell's default (which cannot prompt).</param>
+        public ModuleShell(System.Management.Automation.Host.PSHost? host = null)
         {
             var iss = InitialSessionState.CreateDefault2();
             // Windows' default policy refuses the module's .psm1, as it would for an admin who had not set
             // RemoteSigned; Intune and ConfigMgr run scripts with Bypass. Linux has no policy (setting one throws).
             if (OperatingSystem.IsWindows()) iss.ExecutionPolicy = Microsoft.PowerShell.ExecutionPolicy.Bypass;
-            Open(RunspaceFactory.CreateRunspace(iss));
+            Open(host != null ? RunspaceFactory.CreateRunspace(host, iss) : RunspaceFactory.CreateRunspace(iss));
             Run("Import-Module -Name $args[0] -ErrorAction Stop", ManifestPath);
         }
 
