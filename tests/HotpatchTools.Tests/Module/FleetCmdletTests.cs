@@ -84,7 +84,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void With_prompts_each_process_is_asked_for_and_patched_before_the_next_is_asked()
+        public void With_prompts_each_process_is_asked_for_and_worked_on_before_the_next_is_asked()
         {
             StartFleet(3);
             var path = PatchFiles.Write(_dir, _targets[0], "HP-FLEET-ASK");
@@ -108,6 +108,15 @@ namespace HotpatchTools.Tests
             Assert.Equal(new[] { sweep[0].Pid, sweep[2].Pid }, installed.Select(o => (int)o.Properties["ProcessId"].Value));
             Assert.Equal(new[] { -1, 1501, -1 }, sweep.Select(t => t.Call("triple", 500)));
             Assert.Contains(sh.Verbose, v => v.Contains("installed in 2") && v.Contains("not confirmed in 1"));
+
+            // Removals are asked for the same way: the first is done before the second is asked.
+            foreach (var answer in new[] { "Yes", "No" }) answers.Enqueue(answer);
+            patchedWhenAsked.Clear();
+            var removed = sh.Run("Uninstall-Micropatch -PatchId HP-FLEET-ASK -PassThru");
+            Assert.Empty(sh.Errors);
+            Assert.Equal(new[] { 2, 1 }, patchedWhenAsked);
+            Assert.Equal(sweep[0].Pid, (int)Assert.Single(removed).Properties["ProcessId"].Value);
+            Assert.Equal(new[] { 1501, 1501, -1 }, sweep.Select(t => t.Call("triple", 500)));
         }
     }
 }
