@@ -6,11 +6,13 @@
  *   forge installed    one cave saying Installed for a site that still holds its original bytes
  *   map PATH           maps the first megabyte of a file read-only (a "module" under the file's name)
  *   exec PATH ARGS     answers "ok", then runs another program under the same pid
+ *   thread             starts a second thread that only waits (a process with one thread is patched differently)
  * Each answers "ok"; "call forged_site X" answers forged_site(X). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -120,6 +122,12 @@ static int forge_one(const char *id, uint32_t code_offset, uint32_t code_length)
     return seal(c, PAGE);
 }
 
+static void *idle(void *arg) {
+    (void)arg;
+    for (;;) pause();
+    return NULL;
+}
+
 int main(void) {
     char line[256], what[32];
     int n = 0, x = 0;
@@ -138,6 +146,11 @@ int main(void) {
             fflush(stdout);
             execv(argv[0], argv);
             printf("failed\n");
+            continue;
+        }
+        if (!strncmp(line, "thread", 6)) {
+            pthread_t t;
+            printf(pthread_create(&t, NULL, idle, NULL) == 0 ? "ok\n" : "failed\n");
             continue;
         }
         if (!strncmp(line, "map ", 4)) {

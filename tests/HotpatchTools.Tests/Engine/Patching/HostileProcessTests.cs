@@ -18,7 +18,7 @@ namespace HotpatchTools.Tests
     /// </summary>
     public sealed class HostileProcessTests : IDisposable
     {
-        private static string Forger => NativeBuild.Build("forger", "-O2", "forger.c");
+        private static string Forger => NativeBuild.Build("forger", "-O2 -pthread", "forger.c");
 
         private readonly LinuxTarget _t = new LinuxTarget(Forger);
         private readonly List<string> _warnings = new List<string>();
@@ -150,6 +150,8 @@ namespace HotpatchTools.Tests
             {
                 var yaml = PatchFiles.Yaml("T-EXEC", _t.ModuleName, new[] { new PatchletSpec("forged_site", _t.ReadSymbol("forged_site", ForgedSiteSpan)) });
                 var file = PatchFiles.WriteFile(dir, "T-EXEC", yaml);
+                // Two threads: the cave is unmapped after the freeze (with one, within it, before the exec could come).
+                Assert.Equal("ok", _t.Send("thread"));
                 _engine.Install(PatchFiles.Parse(yaml), _t.Pid);
                 // The uninstall restores the site and decides to free the cave, then is held before the injected munmap.
                 var host = FaultHost.Start(new Dictionary<string, string> { [FailPoint.Variable] = "uninstall.before-free", [FailPoint.ResumeVariable] = "1" },
