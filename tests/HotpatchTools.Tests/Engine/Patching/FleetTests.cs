@@ -257,5 +257,31 @@ namespace HotpatchTools.Tests
             }
             using (TargetLock.Acquire(t.Pid, TimeSpan.FromMilliseconds(200))) { }
         }
+
+        /// <summary>
+        /// Whoever can write the lock folder can hold, or swap, every process's lock. Its trust is checked once a second
+        /// at most (a fleet takes a lock per process), and never skipped for a folder that did not pass. Another engine
+        /// process, with a machine root of its own, so that this one's folder is left alone.
+        /// </summary>
+        [Fact]
+        public void A_lock_folder_that_others_can_write_refuses_every_install()
+        {
+            var t = Start(Copy("a", "fleetlockdir" + Environment.ProcessId));
+            var root = Path.Combine(_dir, "root");
+            var locks = Path.Combine(root, "locks");
+            Directory.CreateDirectory(locks);
+            File.SetUnixFileMode(root, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+            File.SetUnixFileMode(locks, (UnixFileMode)Convert.ToInt32("777", 8));
+            var file = PatchFiles.Write(Path.Combine(_dir, "patches"), t, "T-FLEET-LOCKDIR");
+            var environment = new Dictionary<string, string> { [MachinePaths.OverrideVariable] = root };
+            using var host = FaultHost.Start(environment, "", "install", file, t.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            var output = host.StandardOutput.ReadToEnd();
+            Assert.True(host.WaitForExit(60_000));
+            Assert.StartsWith("error AccessDenied The lock folder cannot be trusted: ", output);
+            Assert.Contains(locks, output);
+            Assert.Equal(1, host.ExitCode);
+            Assert.Equal(0, t.CaveCount());
+            Assert.Equal(304, t.Call("triple", 101));
+        }
     }
 }
