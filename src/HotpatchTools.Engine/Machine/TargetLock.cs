@@ -33,19 +33,15 @@ namespace HotpatchTools.Engine.Machine
         public static TargetLock Acquire(int pid, TimeSpan timeout)
         {
             string dir = Directory;
-            if (!FolderTrustedLately(dir))
+            try { SecureFiles.EnsureAdminDirectory(dir); }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
-                try { SecureFiles.EnsureAdminDirectory(dir); }
-                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
-                {
-                    throw new HotpatchException(HotpatchErrorKind.AccessDenied,
-                        "Cannot write to process " + pid + ": its writer's lock in " + dir + " cannot be created (" + e.Message + "); run as root or an elevated Administrator.", e) { ProcessId = pid };
-                }
-                // A folder another user could write would let them hold (or swap) every process's lock.
-                if (SecureFiles.WhyNotAdminOnly(dir) is string why)
-                    throw new HotpatchException(HotpatchErrorKind.AccessDenied, "The lock folder cannot be trusted: " + why + ".") { ProcessId = pid };
-                _trusted = new TrustedFolder(dir, Stopwatch.GetTimestamp());
+                throw new HotpatchException(HotpatchErrorKind.AccessDenied,
+                    "Cannot write to process " + pid + ": its writer's lock in " + dir + " cannot be created (" + e.Message + "); run as root or an elevated Administrator.", e) { ProcessId = pid };
             }
+            // A folder another user could write would let them hold (or swap) every process's lock.
+            if (SecureFiles.WhyNotAdminOnly(dir) is string why)
+                throw new HotpatchException(HotpatchErrorKind.AccessDenied, "The lock folder cannot be trusted: " + why + ".") { ProcessId = pid };
             string? file = null;
             string File() => file ??= Path.Combine(dir, pid.ToString(CultureInfo.InvariantCulture) + "-" + StartTime(pid) + ".lock");
             var clock = Stopwatch.StartNew();
@@ -64,26 +60,6 @@ namespace HotpatchTools.Engine.Machine
             }
             if (StaleSweepDue()) RemoveStale(dir);
             return held;
-        }
-
-        private sealed class TrustedFolder
-        {
-            public TrustedFolder(string path, long checkedAt) { Path = path; CheckedAt = checkedAt; }
-            public string Path { get; }
-            public long CheckedAt { get; }
-        }
-
-        private static TrustedFolder? _trusted;
-
-        /// <summary>
-        /// The folder's owner and modes were checked less than a second ago: a machine-wide install takes a lock per
-        /// process, and walking the folder's parents each time cost a dozen system calls per process. Only an
-        /// administrator can change a folder that passed, so a second's delay in noticing is all this gives away.
-        /// </summary>
-        private static bool FolderTrustedLately(string dir)
-        {
-            var t = Volatile.Read(ref _trusted);
-            return t != null && t.Path == dir && Stopwatch.GetTimestamp() - t.CheckedAt < Stopwatch.Frequency;
         }
 
         /// <summary>Set once the kernel refuses OFD locks: every later acquisition uses a file per process.</summary>

@@ -259,9 +259,8 @@ namespace HotpatchTools.Tests
         }
 
         /// <summary>
-        /// Whoever can write the lock folder can hold, or swap, every process's lock. Its trust is checked once a second
-        /// at most (a fleet takes a lock per process), and never skipped for a folder that did not pass. Another engine
-        /// process, with a machine root of its own, so that this one's folder is left alone.
+        /// Whoever can write the lock folder can hold, or swap, every process's lock: it is checked before every lock is
+        /// taken. Another engine process, with a machine root of its own, so that this one's folder is left alone.
         /// </summary>
         [Fact]
         public void A_lock_folder_that_others_can_write_refuses_every_install()
