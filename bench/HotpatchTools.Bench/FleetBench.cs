@@ -29,8 +29,16 @@ namespace HotpatchTools.Bench
                 var install = Stopwatch.StartNew();
                 var cpu = Process.GetCurrentProcess().TotalProcessorTime;
                 var targets = engine.Scan(patch).Where(t => t.State == TargetState.Vulnerable).ToList();
+                double sweep = install.Elapsed.TotalMilliseconds;
                 int installed = 0;
-                foreach (var o in engine.RunEach(targets, t => engine.Install(patch, t)))
+                var installCalls = new System.Collections.Concurrent.ConcurrentBag<(double Call, double Held)>();
+                foreach (var o in engine.RunEach(targets, t =>
+                {
+                    var call = Stopwatch.StartNew();
+                    var r = engine.Install(patch, t);
+                    installCalls.Add((call.Elapsed.TotalMilliseconds, r.FreezeTime.TotalMilliseconds));
+                    return r;
+                }))
                     if (o.Error == null) installed++;
                 install.Stop();
                 double installCpu = Cpu(ref cpu);
@@ -41,8 +49,16 @@ namespace HotpatchTools.Bench
                 var mine = new List<InstalledPatch>();
                 foreach (var o in engine.RunEach(engine.Platform.ListProcesses(), p => engine.GetInstalled(p.Id)))
                     if (o.Result != null) mine.AddRange(o.Result.Where(x => x.PatchId == patch.Id));
+                double listing = uninstall.Elapsed.TotalMilliseconds;
                 int removed = 0;
-                foreach (var o in engine.RunEach(mine, x => engine.Uninstall(x.ProcessId, x.PatchId)))
+                var removeCalls = new System.Collections.Concurrent.ConcurrentBag<(double Call, double Held)>();
+                foreach (var o in engine.RunEach(mine, x =>
+                {
+                    var call = Stopwatch.StartNew();
+                    var r = engine.Uninstall(x.ProcessId, x.PatchId);
+                    removeCalls.Add((call.Elapsed.TotalMilliseconds, r.FreezeTime.TotalMilliseconds));
+                    return r;
+                }))
                     if (o.Error == null) removed++;
                 uninstall.Stop();
                 double uninstallCpu = Cpu(ref cpu);
@@ -52,12 +68,22 @@ namespace HotpatchTools.Bench
                 string Per(double ms) => (ms / n).ToString("F2", CultureInfo.InvariantCulture) + " ms/process";
                 yield return new[] { "Fleet", $"{n} processes: seize+interrupt+detach each (the ptrace floor)", "", $"{f:F0} ms", Per(f), "", "" };
                 yield return new[] { "", $"{n} processes: machine-wide install (sweep, then a worker per core)", $"{f:F0} ms (floor)", $"{i:F0} ms", $"{i / f:F1}× floor, {Per(i)} ({Per(installCpu)} CPU)", "≤ 1 ms/process", i / n <= 1.0 ? "yes" : "NO" };
+                yield return new[] { "", "  of which the sweep (Scan) / the installs", "", $"{sweep:F0} / {i - sweep:F0} ms", "", "", "" };
+                yield return new[] { "", "  one Install call / its threads held (median, on a worker)", "", $"{Median(installCalls.Select(c => c.Call)):F2} / {Median(installCalls.Select(c => c.Held)):F2} ms", "", "", "" };
                 yield return new[] { "", $"{n} processes: machine-wide uninstall (sweep, then a worker per core)", $"{f:F0} ms (floor)", $"{u:F0} ms", $"{u / f:F1}× floor, {Per(u)} ({Per(uninstallCpu)} CPU)", "≤ 1 ms/process", u / n <= 1.0 ? "yes" : "NO" };
+                yield return new[] { "", "  of which the sweep (caves of every process) / the removals", "", $"{listing:F0} / {u - listing:F0} ms", "", "", "" };
+                yield return new[] { "", "  one Uninstall call / its threads held (median, on a worker)", "", $"{Median(removeCalls.Select(c => c.Call)):F2} / {Median(removeCalls.Select(c => c.Held)):F2} ms", "", "", "" };
             }
             finally
             {
                 foreach (var pid in pids) Program.Kill(pid, 9);
             }
+        }
+
+        private static double Median(IEnumerable<double> values)
+        {
+            var v = values.OrderBy(x => x).ToList();
+            return v.Count == 0 ? double.NaN : v[v.Count / 2];
         }
 
         /// <summary>Milliseconds of CPU this process spent since the last mark, all threads (a loaded machine stretches the wall clock, not this).</summary>

@@ -8,7 +8,7 @@ namespace HotpatchTools.Bench
     {
         private static readonly List<string[]> Rows = new();
         private static string _exe = "";
-        private static readonly HotpatchEngine Engine = new HotpatchEngine();
+        private static HotpatchEngine Engine = new HotpatchEngine();
 
         private static int Main(string[] args)
         {
@@ -16,6 +16,9 @@ namespace HotpatchTools.Bench
             Thread.CurrentThread.CurrentCulture = CultureInfo.InvariantCulture;
             if (!OperatingSystem.IsLinux()) { Console.Error.WriteLine("The benchmarks run on Linux x64 only."); return 2; }
             bool quick = args.Contains("--quick");
+            // --workers N: the fleet's workers (default: one per core), for trying other counts.
+            int workersAt = Array.IndexOf(args, "--workers");
+            if (workersAt >= 0 && workersAt + 1 < args.Length) Engine = new HotpatchEngine(options: new EngineOptions { Workers = int.Parse(args[workersAt + 1], CultureInfo.InvariantCulture) });
             // --only Freeze,Discovery: a subset, for working on one figure.
             int only = Array.IndexOf(args, "--only");
             var sections = only >= 0 && only + 1 < args.Length ? args[only + 1].Split(',') : null;

@@ -5,13 +5,18 @@
  *   forge codelen      one cave whose site (at forged_site, holding its bytes) claims 2^31 bytes of code
  *   forge installed    one cave saying Installed for a site that still holds its original bytes
  *   map PATH           maps the first megabyte of a file read-only (a "module" under the file's name)
+ *   mapmany DIR N      maps one page N times from a file whose path (made below DIR) is about 3,800 bytes long:
+ *                      a /proc/PID/maps of N long lines (the mappings do not merge: each is at file offset 0)
  *   exec PATH ARGS     answers "ok", then runs another program under the same pid
+ *   thread             starts a second thread that only waits (a process with one thread is patched differently)
  * Each answers "ok"; "call forged_site X" answers forged_site(X). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PAGE 4096u
@@ -120,8 +125,34 @@ static int forge_one(const char *id, uint32_t code_offset, uint32_t code_length)
     return seal(c, PAGE);
 }
 
+static int map_many(const char *dir, int n) {
+    char comp[251];
+    memset(comp, 'x', 250);
+    comp[250] = 0;
+    int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    for (int i = 0; i < 15 && d >= 0; i++) {
+        mkdirat(d, comp, 0700);
+        int next = openat(d, comp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        close(d);
+        d = next;
+    }
+    if (d < 0) return -1;
+    int fd = openat(d, "page", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    close(d);
+    if (fd < 0 || ftruncate(fd, PAGE) != 0) return -1;
+    for (int i = 0; i < n; i++)
+        if (mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE, fd, 0) == MAP_FAILED) return -1;
+    return 0;
+}
+
+static void *idle(void *arg) {
+    (void)arg;
+    for (;;) pause();
+    return NULL;
+}
+
 int main(void) {
-    char line[256], what[32];
+    char line[256], what[32], what_dir[201];
     int n = 0, x = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("ready %d\n", (int)getpid());
@@ -138,6 +169,15 @@ int main(void) {
             fflush(stdout);
             execv(argv[0], argv);
             printf("failed\n");
+            continue;
+        }
+        if (!strncmp(line, "thread", 6)) {
+            pthread_t t;
+            printf(pthread_create(&t, NULL, idle, NULL) == 0 ? "ok\n" : "failed\n");
+            continue;
+        }
+        if (sscanf(line, "mapmany %200s %d", what_dir, &n) == 2) {
+            printf(map_many(what_dir, n) == 0 ? "ok\n" : "failed\n");
             continue;
         }
         if (!strncmp(line, "map ", 4)) {

@@ -168,8 +168,9 @@ namespace HotpatchTools.Engine.Patching
             var target = opened ?? prepared!.Target!;
             using var writer = Machine.TargetLock.Acquire(pid, _options.LockWait);
             record.ProcessName = target.Name;
-            // One read of the memory map under the lock: for the caves, and for where a new one may go.
-            var regions = target.Memory.GetRegions();
+            // One read of the memory map under the lock: for the caves, where a new one may go, and the module.
+            var layout = new LayoutSnapshot(target);
+            var regions = layout.GetRegions();
             var caves = CaveReader.FindCaves(target, regions);
             var existing = CaveReader.Installed(caves, patch.Id);
             if (existing != null)
@@ -182,8 +183,8 @@ namespace HotpatchTools.Engine.Patching
 
             // The patches this one replaces: it is planned against the code as it was before them.
             var replaced = CaveReader.Replaced(caves, patch);
-            var view = replaced.Count == 0 ? target : new SupersededView(target, replaced.SelectMany(c => c.Header.Sites));
-            var plan = StillValid(prepared, target, replaced);
+            ITargetProcess view = replaced.Count == 0 ? layout : new SupersededView(layout, replaced.SelectMany(c => c.Header.Sites));
+            var plan = StillValid(prepared, layout, replaced);
             if (plan != null) Log("the plan of the inspection still holds: module " + plan.Module.Name + " at 0x" + plan.Module.Base.ToString("x") + ", the same patches to replace");
             else plan = PatchPlanner.Plan(patch, view, _platform.Os);
             foreach (var s in plan.Sites)
@@ -193,24 +194,22 @@ namespace HotpatchTools.Engine.Patching
             int size = CaveBuilder.EstimateSize(plan);
             if (size > CaveHeader.MaxCaveSize)
                 throw new HotpatchException(HotpatchErrorKind.NoCaveSpace, "Patch " + patch.Id + " needs a " + size + "-byte cave; at most " + CaveHeader.MaxCaveSize + " bytes are read back as a cave.") { ProcessId = pid };
-            var cave = AllocateCave(target, regions, plan, size);
-            Log("cave: " + size + " bytes at 0x" + cave.Address.ToString("x"));
+            // A process with one thread is stopped once: its cave is mapped within the freeze that writes the sites.
+            var placement = new CavePlacement(target, regions, plan, size);
+            if (!target.Threads.AllocateWithinFreeze) Allocate(target, placement, within: false);
             InstallResult result;
             var toFree = new List<FoundCave>();
             try
             {
-                // Marked as ours at once (nothing reaches it yet, so no thread need stop): an installer killed before the
-                // commit leaves a cave that later sessions list as Orphaned and Uninstall frees, not an anonymous page.
-                var pending = (byte[])cave.Image.Clone();
-                CaveHeader.WithState(cave.Header.Serialize(), CaveState.Pending).CopyTo(pending, 0);
-                target.Memory.Write(cave.Address, pending);
-                FailPoint.Hit("install.after-allocate");
-                result = Commit(target, view, plan, cave, replaced, toFree);
+                result = Commit(target, view, plan, placement, replaced, toFree);
             }
             catch
             {
-                try { target.Memory.Free(cave.Address, cave.Size); }
-                catch (HotpatchException) { /* the process is gone or the original error says more */ }
+                if (placement.Cave is BuiltCave cave)
+                {
+                    try { target.Memory.Free(cave.Address, cave.Size); }
+                    catch (HotpatchException) { /* the process is gone or the original error says more */ }
+                }
                 throw;
             }
             // As in an uninstall: once no site jumps into a replaced cave and no thread is in it or may return into it, nothing reaches it.
@@ -244,22 +243,54 @@ namespace HotpatchTools.Engine.Patching
             return target.Modules.GetModules().Any(n => n.Key == m.Key && n.Base == m.Base && n.End == m.End && n.Path == m.Path) ? plan : null;
         }
 
-        private BuiltCave AllocateCave(ITargetProcess target, IReadOnlyList<MemoryRegion> regions, PatchPlan plan, int size)
+        /// <summary>Where the cave goes: the holes to try, and the cave built for the first before anything is stopped.</summary>
+        private sealed class CavePlacement
         {
-            var now = DateTime.UtcNow;
-            var candidates = CaveBuilder.CandidateAddresses(regions, plan.Module.Base, plan.Module.End, size, plan.Bitness, target.Memory.AllocationGranularity).Take(16);
-            foreach (var address in candidates)
+            public CavePlacement(ITargetProcess target, IReadOnlyList<MemoryRegion> regions, PatchPlan plan, int size)
             {
-                // Encoded before allocating: nothing is computed while the target is stopped.
-                var built = CaveBuilder.Build(plan, address, size, now);
-                if (target.Memory.TryAllocateAt(address, size)) return built;
-                Log("cave address 0x" + address.ToString("x") + " was taken meanwhile; trying the next hole");
+                Plan = plan;
+                Size = size;
+                Addresses = CaveBuilder.CandidateAddresses(regions, plan.Module.Base, plan.Module.End, size, plan.Bitness, target.Memory.AllocationGranularity).Take(16).ToList();
+                // Encoded before allocating: nothing is computed while the target is stopped (unless that hole was taken).
+                First = Addresses.Count > 0 ? CaveBuilder.Build(plan, Addresses[0], size, Now) : null;
             }
-            throw new HotpatchException(HotpatchErrorKind.NoCaveSpace,
-                "No free memory within 2 GB of module " + plan.Module.Name + " in process " + target.Id + " for a " + size + "-byte cave.") { ProcessId = target.Id };
+
+            public readonly PatchPlan Plan;
+            public readonly int Size;
+            public readonly List<ulong> Addresses;
+            public readonly BuiltCave? First;
+            public readonly DateTime Now = DateTime.UtcNow;
+            /// <summary>Set once mapped in the target.</summary>
+            public BuiltCave? Cave;
         }
 
-        private InstallResult Commit(ITargetProcess target, ITargetProcess view, PatchPlan plan, BuiltCave cave, List<FoundCave> replaced, List<FoundCave> toFree)
+        /// <summary>Maps the cave and marks it as ours at once (nothing reaches it yet, so nothing need stop for that write).</summary>
+        private void Allocate(ITargetProcess target, CavePlacement placement, bool within)
+        {
+            var plan = placement.Plan;
+            foreach (var address in placement.Addresses)
+            {
+                var built = address == placement.Addresses[0] && placement.First != null ? placement.First : CaveBuilder.Build(plan, address, placement.Size, placement.Now);
+                if (!target.Memory.TryAllocateAt(address, placement.Size))
+                {
+                    Log("cave address 0x" + address.ToString("x") + " was taken meanwhile; trying the next hole");
+                    continue;
+                }
+                placement.Cave = built;
+                Log("cave: " + placement.Size + " bytes at 0x" + address.ToString("x") + (within ? ", mapped within the freeze (one thread: one stop)" : ""));
+                // An installer killed before the commit leaves a cave that later sessions list as Orphaned and Uninstall
+                // frees, not an anonymous page.
+                var pending = (byte[])built.Image.Clone();
+                CaveHeader.WithState(built.Header.Serialize(), CaveState.Pending).CopyTo(pending, 0);
+                target.Memory.Write(built.Address, pending);
+                FailPoint.Hit("install.after-allocate");
+                return;
+            }
+            throw new HotpatchException(HotpatchErrorKind.NoCaveSpace,
+                "No free memory within 2 GB of module " + plan.Module.Name + " in process " + target.Id + " for a " + placement.Size + "-byte cave.") { ProcessId = target.Id };
+        }
+
+        private InstallResult Commit(ITargetProcess target, ITargetProcess view, PatchPlan plan, CavePlacement placement, List<FoundCave> replaced, List<FoundCave> toFree)
         {
             var clock = Stopwatch.StartNew();
             for (int attempt = 1; ; attempt++)
@@ -297,6 +328,8 @@ namespace HotpatchTools.Engine.Patching
                         foreach (var s in plan.Sites)
                             if (s.Contains(t.ResumeIp) || s.Contains(t.Ip)) { blocker = t; blocked = s; }
                     if (blocker != null) return null;
+                    if (placement.Cave == null) Allocate(target, placement, within: true);
+                    var cave = placement.Cave!;
                     // Old patches out first, so that a site both patches use holds the original bytes before the new jump.
                     var writes = replaced.SelectMany(c => c.Header.Sites).Select(site => new SiteWrite(site.Address, site.Original, site.Written)).ToList();
                     writes.Add(new SiteWrite(cave.Address, cave.Image, null, "install.after-cave"));
@@ -317,6 +350,7 @@ namespace HotpatchTools.Engine.Patching
                 if (outcome.Written)
                 {
                     Log("installed " + plan.Patch.Id + " in process " + target.Id + ": " + outcome.Threads + " threads held for " + outcome.Held.TotalMilliseconds.ToString("0.000") + " ms (stop, write, release), attempt " + attempt);
+                    var cave = placement.Cave!;
                     var found = new FoundCave { Address = cave.Address, Header = cave.Header, HeaderBytes = cave.Header.Serialize() };
                     return new InstallResult
                     {

@@ -5,8 +5,8 @@ namespace HotpatchTools.Engine.Patching
     /// <summary>
     /// A target whose memory map and module list are read once: an inspection asks for them from several places
     /// (finding the module, the caves, symbols, refusal hints), and on Linux each ask is another parse of
-    /// /proc/PID/maps. Only for work that changes nothing in the process and takes no lock; reads of memory go
-    /// through, and what is decided under the writer lock is read again there.
+    /// /proc/PID/maps. For reading: an inspection (no lock; what it decides is read again under the writer lock), or
+    /// the start of an install or uninstall under that lock. Reads of memory go through.
     /// </summary>
     internal sealed class LayoutSnapshot : ITargetProcess, IProcessMemory, IModuleEnumerator
     {
@@ -30,11 +30,24 @@ namespace HotpatchTools.Engine.Patching
         public void Read(ulong address, byte[] buffer) => _target.Memory.Read(address, buffer);
         public int TryRead(ulong address, byte[] buffer) => _target.Memory.TryRead(address, buffer);
         public void Write(ulong address, byte[] data) => _target.Memory.Write(address, data);
-        public IReadOnlyList<MemoryRegion> GetRegions() => _regions ??= _target.Memory.GetRegions();
+        public IReadOnlyList<MemoryRegion> GetRegions()
+        {
+            if (_regions == null) ReadLayout();
+            return _regions ??= _target.Memory.GetRegions();
+        }
+
+        private void ReadLayout()
+        {
+            if (_target is ILayoutReader reader) (_regions, _modules) = reader.ReadLayout();
+        }
         public bool TryAllocateAt(ulong address, int size) => _target.Memory.TryAllocateAt(address, size);
         public void Free(ulong address, int size) => _target.Memory.Free(address, size);
 
-        public IReadOnlyList<LoadedModule> GetModules() => _modules ??= _target.Modules.GetModules();
+        public IReadOnlyList<LoadedModule> GetModules()
+        {
+            if (_modules == null) ReadLayout();
+            return _modules ??= _target.Modules.GetModules();
+        }
         public Modules.IModuleImage OpenImage(LoadedModule module) => _target.Modules.OpenImage(module);
         public string ComputeSha256(LoadedModule module) => _target.Modules.ComputeSha256(module);
     }

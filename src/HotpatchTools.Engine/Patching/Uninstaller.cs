@@ -44,6 +44,9 @@ namespace HotpatchTools.Engine.Patching
             // bytes and no thread is in a cave or may return into it, nothing can reach that cave any more, so
             // unmapping it need not hold the whole process still.
             var toFree = new List<FoundCave>();
+            // A process with one thread is stopped once: what can be freed is unmapped within the freeze.
+            bool freeWithin = target.Threads.AllocateWithinFreeze;
+            int freedWithin = 0;
             var outcome = SiteWriter.Write(target, _options.StopTimeout, frozen =>
             {
                 var writes = new List<SiteWrite>();
@@ -74,6 +77,7 @@ namespace HotpatchTools.Engine.Patching
                 }
                 // Caves retired by earlier uninstalls are freed once no thread is in them or may return into them.
                 toFree.AddRange(all.Where(c => c.Header.State == CaveState.Retired && CaveReader.InUse(target, frozen, c) == null));
+                if (freeWithin) freedWithin = toFree.RemoveAll(c => FreeWithinFreeze(target, c));
             });
             result.FreezeTime = outcome.Held;
             FailPoint.Hit("uninstall.before-free");
@@ -86,12 +90,30 @@ namespace HotpatchTools.Engine.Patching
                 if (!CaveReader.StillHolds(target, c)) { Log("cave at 0x" + c.Address.ToString("x") + " changed since it was read; not freed"); continue; }
                 target.Memory.Free(c.Address, (int)c.Header.CaveSize);
             }
-            if (toFree.Count > (result.CaveFreed ? 1 : 0)) Log("freed " + (toFree.Count - (result.CaveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");
+            int freed = toFree.Count + freedWithin;
+            if (freed > (result.CaveFreed ? 1 : 0)) Log("freed " + (freed - (result.CaveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");
             Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + outcome.Threads + " threads held for " + result.FreezeTime.TotalMilliseconds.ToString("0.000") + " ms (stop, restore, release)");
             var described = CaveReader.Describe(target, cave);
             described.State = PatchState.Removed;
             result.Patch = described;
             return result;
+        }
+
+        /// <summary>True when the cave was unmapped; false leaves it to the free after the freeze, which reports what fails.</summary>
+        private bool FreeWithinFreeze(ITargetProcess target, FoundCave c)
+        {
+            try
+            {
+                if (!CaveReader.StillHolds(target, c)) return false;
+                target.Memory.Free(c.Address, (int)c.Header.CaveSize);
+                Log("cave at 0x" + c.Address.ToString("x") + " unmapped within the freeze (one thread: one stop)");
+                return true;
+            }
+            catch (HotpatchException e)
+            {
+                Log("cave at 0x" + c.Address.ToString("x") + " not freed within the freeze: " + e.Message);
+                return false;
+            }
         }
 
         /// <summary>

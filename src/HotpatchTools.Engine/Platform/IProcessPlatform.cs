@@ -97,10 +97,20 @@ namespace HotpatchTools.Engine.Platform
         IReadOnlyList<MemoryRegion> GetRegions();
         /// <summary>
         /// Allocates size bytes of executable memory at exactly `address` (page aligned).
-        /// Returns false when that range is already taken. The backend stops what it needs itself (Linux: one thread, to inject the mmap).
+        /// Returns false when that range is already taken. The backend stops what it needs itself (Linux: one thread, to
+        /// inject the mmap); called by the thread that holds a freeze of this process, it works within that freeze.
         /// </summary>
         bool TryAllocateAt(ulong address, int size);
         void Free(ulong address, int size);
+    }
+
+    /// <summary>
+    /// A backend that reads the memory map and the module list in one go (Linux: both come from /proc/PID/maps, which
+    /// costs the kernel a walk of the whole address space each time).
+    /// </summary>
+    internal interface ILayoutReader
+    {
+        (IReadOnlyList<MemoryRegion> Regions, IReadOnlyList<LoadedModule> Modules) ReadLayout();
     }
 
     public interface IModuleEnumerator
@@ -119,6 +129,13 @@ namespace HotpatchTools.Engine.Platform
         /// thread resumed. Disposing the result resumes all threads exactly as they were.
         /// </summary>
         IFrozenProcess Freeze(TimeSpan timeout);
+
+        /// <summary>
+        /// Whether a cave is best allocated (and freed) within the freeze that writes the sites rather than before it
+        /// (or after): on Linux when the process has one thread, because the injected mmap would stop that same thread
+        /// once more. Read before the freeze; a thread started meanwhile makes that freeze a little longer, nothing worse.
+        /// </summary>
+        bool AllocateWithinFreeze { get; }
     }
 
     public interface IFrozenProcess : IDisposable

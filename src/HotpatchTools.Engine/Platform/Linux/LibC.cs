@@ -228,7 +228,10 @@ namespace HotpatchTools.Engine.Platform.Linux
         /// machine-wide install reads a dozen such files per process. Fails as File.ReadAllText does (FileNotFound for a
         /// process that is gone, UnauthorizedAccess, IOException).
         /// </summary>
-        public static string ReadProcFile(string path)
+        /// <param name="limit">The most bytes read: the maps of a process are as long as it makes them (every mapping of a
+        /// file with a 4 KB path adds a 4 KB line), and a sweep run as root must not hold what a local user chose to fill.</param>
+        /// <exception cref="ProcFileTooLargeException">The file holds more than <paramref name="limit"/> bytes.</exception>
+        public static string ReadProcFile(string path, int limit = SmallProcFileLimit)
         {
             int fd = open(path, O_RDONLY | O_CLOEXEC);
             if (fd < 0)
@@ -240,11 +243,13 @@ namespace HotpatchTools.Engine.Platform.Linux
             }
             try
             {
-                var buffer = new byte[4096];
+                var buffer = new byte[Math.Min(4096, limit + 1)];
                 int length = 0;
                 while (true)
                 {
-                    if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+                    // One byte past the limit tells a file of exactly `limit` bytes from a longer one.
+                    if (length > limit) throw new ProcFileTooLargeException(path, limit);
+                    if (length == buffer.Length) Array.Resize(ref buffer, (int)Math.Min((long)buffer.Length * 2, (long)limit + 1));
                     long n;
                     fixed (byte* b = buffer) n = (long)read(fd, b + length, (UIntPtr)(buffer.Length - length));
                     if (n < 0)
@@ -263,6 +268,9 @@ namespace HotpatchTools.Engine.Platform.Linux
             finally { close(fd); }
         }
 
+        /// <summary>Far above what the kernel writes in stat, status, comm or schedstat.</summary>
+        public const int SmallProcFileLimit = 1 << 20;
+
         /// <summary>The path with every symbolic link resolved, or null when it cannot be resolved.</summary>
         public static string? RealPath(string path)
         {
@@ -271,5 +279,12 @@ namespace HotpatchTools.Engine.Platform.Linux
             try { return Marshal.PtrToStringAnsi(p); }
             finally { free(p); }
         }
+    }
+
+    /// <summary>A /proc file longer than its caller's limit: nothing of it was used.</summary>
+    internal sealed class ProcFileTooLargeException : System.IO.IOException
+    {
+        public ProcFileTooLargeException(string path, int limit) : base(path + " is larger than " + (limit >> 20) + " MiB.") { Limit = limit; }
+        public int Limit { get; }
     }
 }

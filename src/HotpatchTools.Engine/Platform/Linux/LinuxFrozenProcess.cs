@@ -336,6 +336,8 @@ namespace HotpatchTools.Engine.Platform.Linux
             if (waiting.ElapsedMilliseconds < 20) LibC.usleep(20); else Thread.Sleep(1);
         }
 
+        internal bool OwnedHere => Environment.CurrentManagedThreadId == _ownerThread && !_released;
+
         internal void CheckOwner()
         {
             if (Environment.CurrentManagedThreadId != _ownerThread)
@@ -379,6 +381,7 @@ namespace HotpatchTools.Engine.Platform.Linux
                 LibC.ptrace(LibC.PTRACE_DETACH, t.Tid, IntPtr.Zero, (IntPtr)t.PendingSignal);
             _hold.Released();
             _tracees.Clear();
+            _proc.Released(this);
             _reapGuard?.Dispose();
         }
     }

@@ -54,7 +54,9 @@ namespace HotpatchTools.Engine.Platform.Linux
                 while ((n = f.Read(buffer, length, buffer.Length - length)) > 0)
                 {
                     length += n;
-                    if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+                    // Past the limit the engine refuses the process when it opens it: a candidate, not read further here.
+                    if (length > ProcFs.MaxMapsBytes) return true;
+                    if (length == buffer.Length) Array.Resize(ref buffer, Math.Min(buffer.Length * 2, ProcFs.MaxMapsBytes + 1));
                 }
             }
             // Not ours to read: it may have the module, so it is a candidate, and Inspect reports it (a sweep counts it).
@@ -90,7 +92,8 @@ namespace HotpatchTools.Engine.Platform.Linux
         public IReadOnlyList<MappedFile>? ReadMappedFiles(int pid, IReadOnlyCollection<string> anyOfNames)
         {
             string text;
-            try { text = LibC.ReadProcFile("/proc/" + pid + "/maps"); }
+            try { text = LibC.ReadProcFile("/proc/" + pid + "/maps", ProcFs.MaxMapsBytes); }
+            catch (ProcFileTooLargeException) { throw ProcFs.MapsTooLarge(pid); }
             catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException) { return null; }
             catch (UnauthorizedAccessException e) { throw ProcFs.Denied(pid, e); }
             catch (IOException) when (!Directory.Exists("/proc/" + pid)) { return null; }
@@ -141,7 +144,8 @@ namespace HotpatchTools.Engine.Platform.Linux
         public static List<MapsLine> ReadMaps(int pid)
         {
             string text;
-            try { text = LibC.ReadProcFile("/proc/" + pid + "/maps"); }
+            try { text = LibC.ReadProcFile("/proc/" + pid + "/maps", MaxMapsBytes); }
+            catch (ProcFileTooLargeException) { throw MapsTooLarge(pid); }
             catch (FileNotFoundException) { throw Gone(pid); }
             catch (DirectoryNotFoundException) { throw Gone(pid); }
             catch (UnauthorizedAccessException e) { throw Denied(pid, e); }
@@ -278,6 +282,18 @@ namespace HotpatchTools.Engine.Platform.Linux
             catch (IOException) { }
             return 0;
         }
+
+        /// <summary>
+        /// The most of a memory map read: 32 MiB is over 300,000 mappings with typical paths, more than the default
+        /// vm.max_map_count (65,530) allows a process; a process past it is refused, not read in part, since a cave or a
+        /// module missed in a partial map would make a wrong decision.
+        /// </summary>
+        public const int MaxMapsBytes = 32 << 20;
+
+        public static HotpatchException MapsTooLarge(int pid) =>
+            new HotpatchException(HotpatchErrorKind.SuspiciousProcess,
+                "Process " + pid + " (" + (TryReadComm(pid) ?? "?") + "): its memory map (/proc/" + pid + "/maps) is larger than " + (MaxMapsBytes >> 20) +
+                " MiB, more than a process normally maps; it was not read (a local user can grow it to make a sweep run as root use up memory), and nothing was written to it.") { ProcessId = pid };
 
         public static HotpatchException Gone(int pid, Exception? inner = null) =>
             new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " has exited.", inner) { ProcessId = pid };

@@ -3,7 +3,7 @@ using HotpatchTools.Engine.Modules;
 
 namespace HotpatchTools.Engine.Platform.Linux
 {
-    internal sealed unsafe class LinuxTargetProcess : LiveTargetProcess, ITargetProcess, IProcessMemory, IModuleEnumerator, IThreadController
+    internal sealed unsafe class LinuxTargetProcess : LiveTargetProcess, ITargetProcess, IProcessMemory, IModuleEnumerator, IThreadController, ILayoutReader
     {
         private int _memFd = -1;
         private InjectionGadgets? _gadgets;
@@ -138,10 +138,27 @@ namespace HotpatchTools.Engine.Platform.Linux
             return _memFd = fd;
         }
 
-        public IReadOnlyList<MemoryRegion> GetRegions()
+        /// <summary>
+        /// The last memory map read, for finding the injection gadgets without another read: a gadget lies in libc
+        /// (or another mapping no program unmaps) and its bytes are checked before use.
+        /// </summary>
+        private List<ProcFs.MapsLine>? _lastMaps;
+
+        private List<ProcFs.MapsLine> ReadMaps() => _lastMaps = ProcFs.ReadMaps(Id);
+
+        /// <summary>Regions and modules from one read of /proc/PID/maps (see LayoutSnapshot).</summary>
+        public (IReadOnlyList<MemoryRegion> Regions, IReadOnlyList<LoadedModule> Modules) ReadLayout()
         {
-            var list = new List<MemoryRegion>();
-            foreach (var m in ProcFs.ReadMaps(Id))
+            var maps = ReadMaps();
+            return (Regions(maps), ModuleList(maps));
+        }
+
+        public IReadOnlyList<MemoryRegion> GetRegions() => Regions(ReadMaps());
+
+        private static IReadOnlyList<MemoryRegion> Regions(List<ProcFs.MapsLine> maps)
+        {
+            var list = new List<MemoryRegion>(maps.Count);
+            foreach (var m in maps)
                 list.Add(new MemoryRegion
                 {
                     Start = m.Start, End = m.End, Readable = m.R, Writable = m.W, Executable = m.X,
@@ -185,6 +202,8 @@ namespace HotpatchTools.Engine.Platform.Linux
         private long InjectSyscall(long nr, ulong a0, ulong a1, ulong a2, ulong a3, ulong a4, ulong a5)
         {
             var gadgets = Gadgets();
+            // Within a freeze this thread holds: every thread is stopped already, so one of them runs the call.
+            if (_frozen is LinuxFrozenProcess held && held.OwnedHere) return SyscallInjector.Run(held, gadgets, nr, a0, a1, a2, a3, a4, a5);
             // Stop a single thread only: the rest of the process keeps running while we allocate.
             using var one = LinuxFrozenProcess.Stop(this, TimeSpan.FromSeconds(5), singleThread: true);
             return SyscallInjector.Run(one, gadgets, nr, a0, a1, a2, a3, a4, a5);
@@ -218,7 +237,8 @@ namespace HotpatchTools.Engine.Platform.Linux
         internal InjectionGadgets Gadgets()
         {
             if (_gadgets != null) return _gadgets;
-            var maps = ProcFs.ReadMaps(Id);
+            // Sorted below: a copy of the remembered map.
+            var maps = _lastMaps != null ? new List<ProcFs.MapsLine>(_lastMaps) : ProcFs.ReadMaps(Id);
             // libc first: it always holds syscall instructions and the signal restorer; the vdso as a last resort.
             maps.Sort((a, b) => Rank(a).CompareTo(Rank(b)));
             ulong syscallRet = 0, anySyscall = 0, restorer = 0;
@@ -288,11 +308,13 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         // ---- modules ----
 
-        public IReadOnlyList<LoadedModule> GetModules()
+        public IReadOnlyList<LoadedModule> GetModules() => ModuleList(ReadMaps());
+
+        private static IReadOnlyList<LoadedModule> ModuleList(List<ProcFs.MapsLine> maps)
         {
             var byKey = new Dictionary<string, LoadedModule>(StringComparer.Ordinal);
             var order = new List<LoadedModule>();
-            foreach (var m in ProcFs.ReadMaps(Id))
+            foreach (var m in maps)
             {
                 if (m.Inode == 0 || !m.Path.StartsWith("/", StringComparison.Ordinal)) continue;
                 string key = m.Dev + ":" + m.Inode;
@@ -328,15 +350,29 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         // ---- threads ----
 
+        /// <summary>The freeze of every thread that this object holds now, if any (see InjectSyscall).</summary>
+        private LinuxFrozenProcess? _frozen;
+
         public IFrozenProcess Freeze(TimeSpan timeout)
         {
-            // Known before anything stops, so the freeze can tell a thread still finishing a killed installer's call.
-            return LinuxFrozenProcess.Stop(this, timeout, singleThread: false, beforeStop: () =>
+            // Known before anything stops, so the freeze can tell a thread still finishing a killed installer's call,
+            // and an injected call within the freeze needs no look at the memory map.
+            var frozen = LinuxFrozenProcess.Stop(this, timeout, singleThread: false, beforeStop: () =>
             {
                 try { Gadgets(); }
                 catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.Internal) { }
             });
+            _frozen = frozen;
+            return frozen;
         }
+
+        internal void Released(LinuxFrozenProcess frozen)
+        {
+            if (ReferenceEquals(_frozen, frozen)) _frozen = null;
+        }
+
+        /// <summary>One thread: the injected mmap would stop it a second time (num_threads, field 20 of stat).</summary>
+        public bool AllocateWithinFreeze => ProcFs.StatFields(Id, 17) == "1";
 
         internal InjectionGadgets? KnownGadgets => _gadgets;
     }

@@ -211,6 +211,9 @@ namespace HotpatchTools.Engine.Platform.Offline
             public ThreadController(ImageProcess process) { _process = process; }
 
             public IFrozenProcess Freeze(TimeSpan timeout) => new Frozen(_process.SimulatedThreads.ToList());
+
+            // Allocating in an image stops nothing.
+            public bool AllocateWithinFreeze => false;
         }
 
         private sealed class Frozen : IFrozenProcess

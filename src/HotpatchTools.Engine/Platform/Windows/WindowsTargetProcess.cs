@@ -239,5 +239,8 @@ namespace HotpatchTools.Engine.Platform.Windows
         // ---- threads ----
 
         public IFrozenProcess Freeze(TimeSpan timeout) => WindowsFrozenProcess.Stop(this, timeout);
+
+        /// <summary>VirtualAllocEx and VirtualFreeEx stop nothing: the threads are held no longer than the writes need.</summary>
+        public bool AllocateWithinFreeze => false;
     }
 }

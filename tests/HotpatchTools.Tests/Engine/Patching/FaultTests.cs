@@ -169,6 +169,14 @@ namespace HotpatchTools.Tests
             // The injected munmap that frees the cave after the threads run again.
             { "uninstall", "inject.after-setregs", "pipewait" },
             { "uninstall", "inject.after-syscall", "vecspin" },
+            // One thread (the main one, blocked in read): the cave is mapped and unmapped within the freeze that
+            // writes the sites, so the installer dies holding that thread in an injected call or between writes.
+            { "install", "inject.after-setregs", "none" },
+            { "install", "inject.after-syscall", "none" },
+            { "install", "install.after-allocate", "none" },
+            { "install", "install.after-site-1", "none" },
+            { "uninstall", "uninstall.after-site-1", "none" },
+            { "uninstall", "inject.after-syscall", "none" },
         };
 
         /// <summary>
@@ -181,10 +189,11 @@ namespace HotpatchTools.Tests
         public async Task An_installer_killed_at_each_step_leaves_the_target_running_and_every_site_whole(string mode, string failPoint, string firstThread)
         {
             using var t = TargetProcess.Start();
-            Assert.Equal("ok", t.Send(firstThread));
+            bool single = firstThread == "none";
+            if (!single) Assert.Equal("ok", t.Send(firstThread));
             // The munmap of an uninstall only happens when no thread is in the cave: no hammering there.
             bool freeing = mode == "uninstall" && failPoint.StartsWith("inject.", StringComparison.Ordinal);
-            if (!freeing) Assert.Equal("ok", t.Send("hammer 2"));
+            if (!freeing && !single) Assert.Equal("ok", t.Send("hammer 2"));
             var originals = Originals(t);
             var dir = Directory.CreateTempSubdirectory("hpt-fault-step-").FullName;
             try

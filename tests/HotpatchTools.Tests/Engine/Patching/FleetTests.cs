@@ -42,6 +42,47 @@ namespace HotpatchTools.Tests
 
         private static PatchletSpec Guard(TargetProcess t) => new PatchletSpec("triple", t.ReadSymbol("triple", 6), PatchFiles.GuardCode);
 
+        /// <summary>
+        /// Most processes of a fleet have one thread: the injected mmap would stop that thread once before the freeze and
+        /// the munmap once after it, so the cave is mapped and unmapped within the one freeze. A second thread brings
+        /// back the single-thread stop for the injected call (the freeze of many threads stays short).
+        /// </summary>
+        [Fact]
+        public void A_single_thread_process_gets_its_cave_mapped_and_unmapped_within_the_one_freeze()
+        {
+            var t = Start(NativeBuild.Target);
+            string Maps() => File.ReadAllText("/proc/" + t.Pid + "/maps");
+            var before = Maps();
+            var log = new List<string>();
+            var engine = new HotpatchEngine(options: new EngineOptions { Log = log.Add, ThreadWait = TimeSpan.FromSeconds(5) });
+            var patch = PatchFiles.For(t, "T-ONESTOP", Guard(t));
+
+            var installed = engine.Install(patch, t.Pid);
+            Assert.Equal(1, installed.ThreadCount);
+            Assert.Contains(log, l => l.StartsWith("cave: ", StringComparison.Ordinal) && l.EndsWith("mapped within the freeze (one thread: one stop)", StringComparison.Ordinal));
+            Assert.Equal(-1, t.Call("triple", 500));
+            Assert.Equal(31, t.Call("triple", 10));
+            Assert.NotEqual(before, Maps());
+
+            var removed = engine.Uninstall(t.Pid, "T-ONESTOP");
+            Assert.True(removed.CaveFreed, removed.Message);
+            Assert.Contains(log, l => l == "cave at 0x" + installed.Patch.CaveAddress.ToString("x") + " unmapped within the freeze (one thread: one stop)");
+            Assert.Equal(1501, t.Call("triple", 500));
+            Assert.Equal(before, Maps());
+
+            // Two threads: the cave is mapped before the freeze, by a stop of one thread, and unmapped after it.
+            Assert.Equal("ok", t.Send("sleepers 1"));
+            log.Clear();
+            installed = engine.Install(patch, t.Pid);
+            Assert.Equal(2, installed.ThreadCount);
+            Assert.Contains(log, l => l.StartsWith("cave: ", StringComparison.Ordinal));
+            Assert.DoesNotContain(log, l => l.Contains("within the freeze", StringComparison.Ordinal));
+            Assert.Equal(-1, t.Call("triple", 500));
+            Assert.True(engine.Uninstall(t.Pid, "T-ONESTOP").CaveFreed);
+            Assert.DoesNotContain(log, l => l.Contains("within the freeze", StringComparison.Ordinal));
+            Assert.Equal(1501, t.Call("triple", 500));
+        }
+
         [Fact]
         public void Twenty_processes_are_patched_once_each_in_order_and_one_that_exits_fails_alone()
         {
@@ -207,6 +248,31 @@ namespace HotpatchTools.Tests
                 Assert.Equal(0, t.CaveCount());
             }
             using (TargetLock.Acquire(t.Pid, TimeSpan.FromMilliseconds(200))) { }
+        }
+
+        /// <summary>
+        /// Whoever can write the lock folder can hold, or swap, every process's lock: it is checked before every lock is
+        /// taken. Another engine process, with a machine root of its own, so that this one's folder is left alone.
+        /// </summary>
+        [Fact]
+        public void A_lock_folder_that_others_can_write_refuses_every_install()
+        {
+            var t = Start(Copy("a", "fleetlockdir" + Environment.ProcessId));
+            var root = Path.Combine(_dir, "root");
+            var locks = Path.Combine(root, "locks");
+            Directory.CreateDirectory(locks);
+            File.SetUnixFileMode(root, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+            File.SetUnixFileMode(locks, (UnixFileMode)Convert.ToInt32("777", 8));
+            var file = PatchFiles.Write(Path.Combine(_dir, "patches"), t, "T-FLEET-LOCKDIR");
+            var environment = new Dictionary<string, string> { [MachinePaths.OverrideVariable] = root };
+            using var host = FaultHost.Start(environment, "", "install", file, t.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            var output = host.StandardOutput.ReadToEnd();
+            Assert.True(host.WaitForExit(60_000));
+            Assert.StartsWith("error AccessDenied The lock folder cannot be trusted: ", output);
+            Assert.Contains(locks, output);
+            Assert.Equal(1, host.ExitCode);
+            Assert.Equal(0, t.CaveCount());
+            Assert.Equal(304, t.Call("triple", 101));
         }
     }
 }

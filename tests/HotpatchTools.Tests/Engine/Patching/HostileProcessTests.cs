@@ -10,7 +10,7 @@ namespace HotpatchTools.Tests
     /// </summary>
     public sealed class HostileProcessTests : IDisposable
     {
-        private static string Forger => NativeBuild.Build("forger", "-O2", "forger.c");
+        private static string Forger => NativeBuild.Build("forger", "-O2 -pthread", "forger.c");
 
         private readonly LinuxTarget _t = new LinuxTarget(Forger);
         private readonly List<string> _warnings = new List<string>();
@@ -48,6 +48,41 @@ namespace HotpatchTools.Tests
             Assert.Equal(HotpatchErrorKind.SuspiciousProcess, e!.Kind);
             Assert.Contains("Process " + _t.Pid + " (", e.Message);
             Assert.True(bytes < 16 << 20, "reading the forger's caves allocated " + (bytes >> 20) + " MiB");
+        }
+
+        /// <summary>
+        /// A memory map is as long as its process makes it: 9,000 mappings of a file with a 3,800-byte path are 34 MiB of
+        /// /proc/PID/maps. The engine reads no more than 32 MiB of it and refuses the process (a partial map could
+        /// hide a cave or a module); a sweep warns about it and goes on.
+        /// </summary>
+        [Fact]
+        public void A_memory_map_larger_than_the_limit_is_refused_unread_and_a_sweep_goes_on()
+        {
+            var dir = Directory.CreateTempSubdirectory("hpt-longmaps-").FullName;
+            try
+            {
+                Assert.Equal("ok", _t.Send("mapmany " + dir + " 9000"));
+                Assert.True(File.ReadAllText("/proc/" + _t.Pid + "/maps").Length > 32 << 20, "the forger's map is not over the limit");
+                var patch = PatchForForger("T-LONGMAPS");
+                HotpatchException? e = null;
+                long bytes = Allocated(() => e = Assert.Throws<HotpatchException>(() => _engine.Inspect(patch, _t.Pid)));
+                Assert.Equal(HotpatchErrorKind.SuspiciousProcess, e!.Kind);
+                Assert.Contains("Process " + _t.Pid + " (forger): its memory map (/proc/" + _t.Pid + "/maps) is larger than 32 MiB", e.Message);
+                Assert.True(bytes < 100 << 20, "reading the forger's map allocated " + (bytes >> 20) + " MiB");
+                Assert.Equal(HotpatchErrorKind.SuspiciousProcess, Assert.Throws<HotpatchException>(() => _engine.Install(patch, _t.Pid)).Kind);
+                Assert.Equal(HotpatchErrorKind.SuspiciousProcess, Assert.Throws<HotpatchException>(() => _engine.GetInstalled(_t.Pid)).Kind);
+                Assert.Equal("7", _t.Send("call forged_site 2")); // nothing written: the site is as it was
+
+                using var other = new LinuxTarget(Forger);
+                var found = _engine.Scan(patch).ToList();
+                Assert.Equal(new[] { other.Pid }, found.Select(s => s.ProcessId).ToArray());
+                Assert.Contains(_warnings, w => w.Contains("Process " + _t.Pid + " (forger): its memory map"));
+            }
+            finally
+            {
+                _t.Dispose(); // its mappings keep the file open
+                Directory.Delete(dir, recursive: true);
+            }
         }
 
         [Fact]
@@ -142,6 +177,8 @@ namespace HotpatchTools.Tests
             {
                 var yaml = PatchFiles.Yaml("T-EXEC", _t.ModuleName, new[] { new PatchletSpec("forged_site", _t.ReadSymbol("forged_site", ForgedSiteSpan)) });
                 var file = PatchFiles.WriteFile(dir, "T-EXEC", yaml);
+                // Two threads: the cave is unmapped after the freeze (with one, within it, before the exec could come).
+                Assert.Equal("ok", _t.Send("thread"));
                 _engine.Install(PatchFiles.Parse(yaml), _t.Pid);
                 // The uninstall restores the site and decides to free the cave, then is held before the injected munmap.
                 var host = FaultHost.Start(new Dictionary<string, string> { [FailPoint.Variable] = "uninstall.before-free", [FailPoint.ResumeVariable] = "1" },
