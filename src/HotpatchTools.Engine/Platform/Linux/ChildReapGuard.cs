@@ -17,10 +17,10 @@ namespace HotpatchTools.Engine.Platform.Linux
                 ?.GetField("s_childProcessWaitStates", BindingFlags.NonPublic | BindingFlags.Static)
                 ?.GetValue(null);
 
-        /// <summary>Null when the target is not our child. Must be disposed on the thread that entered.</summary>
-        public static IDisposable? EnterIfChild(int pid)
+        /// <summary>Holds off the runtime's reaping of our children. Must be disposed on the thread that entered.</summary>
+        public static IDisposable? Enter()
         {
-            if (RuntimeReapLock == null || ParentPid(pid) != LibC.getpid()) return null;
+            if (RuntimeReapLock == null) return null;
             Monitor.Enter(RuntimeReapLock);
             return new Releaser();
         }

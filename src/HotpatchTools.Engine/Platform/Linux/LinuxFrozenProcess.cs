@@ -30,13 +30,17 @@ namespace HotpatchTools.Engine.Platform.Linux
         private IDisposable? _boost;
         private bool _disposed, _released;
 
-        private LinuxFrozenProcess(LinuxTargetProcess proc)
+        private LinuxFrozenProcess(LinuxTargetProcess proc, bool everyThread)
         {
+            HoldsEveryThread = everyThread;
             _proc = proc;
-            _reapGuard = ChildReapGuard.EnterIfChild(proc.Id);
+            _reapGuard = proc.OurChild ? ChildReapGuard.Enter() : null;
         }
 
         public IReadOnlyList<ThreadSnapshot> Threads => _snapshots;
+
+        /// <summary>Every thread of the process, not one for an injected call: none of them can run another program meanwhile.</summary>
+        internal bool HoldsEveryThread { get; }
 
         private int Pid => _proc.Id;
 
@@ -74,7 +78,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             var backoff = new Random();
             while (true)
             {
-                var f = new LinuxFrozenProcess(proc);
+                var f = new LinuxFrozenProcess(proc, everyThread: !singleThread);
                 try
                 {
                     f.StopThreads(timeout, singleThread, quiet);

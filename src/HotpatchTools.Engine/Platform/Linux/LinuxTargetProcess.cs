@@ -15,15 +15,29 @@ namespace HotpatchTools.Engine.Platform.Linux
             Id = pid;
             Name = name;
             Bitness = ReadBitness(pid);
-            _program = Program(pid);
+            _program = Program(pid, out _parent, out _threads);
         }
+
+        /// <summary>The parent and the thread count from the same read of stat as the program (see OurChild, AllocateWithinFreeze).</summary>
+        private readonly int _parent, _threads;
+
+        /// <summary>
+        /// Our own child, as opened: then the runtime's reaping must be held off while its threads are (ChildReapGuard).
+        /// A process that was not our child cannot become one (this process is no subreaper), and one that was stays ours.
+        /// </summary>
+        internal bool OurChild => _parent == Self;
+
+        private static readonly int Self = LibC.getpid();
 
         /// <summary>
         /// What changes when the process runs another program under the same pid (execve keeps the pid and the start
         /// time): the executable, and where its code and stack were placed in the new address space.
         /// </summary>
-        private static string Program(int pid)
+        private static string Program(int pid) => Program(pid, out _, out _);
+
+        private static string Program(int pid, out int parent, out int threads)
         {
+            parent = threads = 0;
             try
             {
                 // The kernel's own name for the file: no component of it is a link. " (deleted)" is cut so that an upgrade
@@ -32,6 +46,12 @@ namespace HotpatchTools.Engine.Platform.Linux
                 if (exe.EndsWith(" (deleted)", StringComparison.Ordinal)) exe = exe.Substring(0, exe.Length - 10);
                 var stat = LibC.ReadProcFile("/proc/" + pid + "/stat");
                 var f = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
+                // ppid (field 4), num_threads (field 20)
+                if (f.Length > 17)
+                {
+                    int.TryParse(f[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out parent);
+                    int.TryParse(f[17], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out threads);
+                }
                 // startcode, endcode, startstack (fields 26 to 28)
                 return exe + "|" + (f.Length > 25 ? f[23] + " " + f[24] + " " + f[25] : "");
             }
@@ -371,8 +391,11 @@ namespace HotpatchTools.Engine.Platform.Linux
             if (ReferenceEquals(_frozen, frozen)) _frozen = null;
         }
 
-        /// <summary>One thread: the injected mmap would stop it a second time (num_threads, field 20 of stat).</summary>
-        public bool AllocateWithinFreeze => ProcFs.StatFields(Id, 17) == "1";
+        /// <summary>
+        /// One thread when opened: the injected mmap would stop it a second time. Not read again: a process that starts a
+        /// thread between the open and the freeze only makes that freeze longer by the injected call.
+        /// </summary>
+        public bool AllocateWithinFreeze => _threads == 1;
 
         internal InjectionGadgets? KnownGadgets => _gadgets;
     }

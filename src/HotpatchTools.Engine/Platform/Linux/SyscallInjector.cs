@@ -53,7 +53,8 @@ namespace HotpatchTools.Engine.Platform.Linux
                         // The entry stop shows -ENOSYS in rax; mmap and munmap never return it.
                         if (after.rip == gadgets.Syscall + 2 && (long)after.rax != -LibC.ENOSYS)
                         {
-                            proc.CheckSameProgram();
+                            // Another thread may have run execve meanwhile, unless every thread is held.
+                            if (!frozen.HoldsEveryThread) proc.CheckSameProgram();
                             FailPoint.Hit("inject.after-syscall");
                             return (long)after.rax;
                         }
