@@ -70,13 +70,7 @@ namespace HotpatchTools.Bench
             round.Sweep = install.Elapsed.TotalMilliseconds;
             int installed = 0;
             var installCalls = new System.Collections.Concurrent.ConcurrentBag<(double Call, double Held)>();
-            foreach (var o in engine.RunEach(targets, t =>
-            {
-                var call = Stopwatch.StartNew();
-                var r = engine.Install(patch, t);
-                installCalls.Add((call.Elapsed.TotalMilliseconds, r.FreezeTime.TotalMilliseconds));
-                return r;
-            }))
+            foreach (var o in engine.RunEach(targets, Timed(installCalls, (TargetStatus t) => engine.Install(patch, t), r => r.FreezeTime)))
                 if (o.Error == null) installed++;
             round.Install = install.Elapsed.TotalMilliseconds;
             round.InstallCpu = Cpu(ref cpu);
@@ -92,13 +86,7 @@ namespace HotpatchTools.Bench
             round.Listing = uninstall.Elapsed.TotalMilliseconds;
             int removed = 0;
             var removeCalls = new System.Collections.Concurrent.ConcurrentBag<(double Call, double Held)>();
-            foreach (var o in engine.RunEach(mine, x =>
-            {
-                var call = Stopwatch.StartNew();
-                var r = engine.Uninstall(x.ProcessId, x.PatchId);
-                removeCalls.Add((call.Elapsed.TotalMilliseconds, r.FreezeTime.TotalMilliseconds));
-                return r;
-            }))
+            foreach (var o in engine.RunEach(mine, Timed(removeCalls, (InstalledPatch x) => engine.Uninstall(x.ProcessId, x.PatchId), r => r.FreezeTime)))
                 if (o.Error == null) removed++;
             round.Uninstall = uninstall.Elapsed.TotalMilliseconds;
             round.UninstallCpu = Cpu(ref cpu);
@@ -107,6 +95,16 @@ namespace HotpatchTools.Bench
             round.UninstallHeld = Median(removeCalls.Select(c => c.Held));
             return round;
         }
+
+        /// <summary>The work, with each call's time and how long it held the threads added to `calls`.</summary>
+        private static Func<TItem, TResult> Timed<TItem, TResult>(System.Collections.Concurrent.ConcurrentBag<(double Call, double Held)> calls, Func<TItem, TResult> work, Func<TResult, TimeSpan> held) =>
+            item =>
+            {
+                var clock = Stopwatch.StartNew();
+                var result = work(item);
+                calls.Add((clock.Elapsed.TotalMilliseconds, held(result).TotalMilliseconds));
+                return result;
+            };
 
         private static double Median(IEnumerable<double> values)
         {

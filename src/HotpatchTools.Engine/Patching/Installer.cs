@@ -213,12 +213,7 @@ namespace HotpatchTools.Engine.Patching
                 throw;
             }
             // As in an uninstall: once no site jumps into a replaced cave and no thread is in it or may return into it, nothing reaches it.
-            foreach (var c in toFree)
-            {
-                if (!CaveReader.StillHolds(target, c)) { Log("replaced cave at 0x" + c.Address.ToString("x") + " changed since it was read; not freed"); continue; }
-                try { target.Memory.Free(c.Address, (int)c.Header.CaveSize); }
-                catch (HotpatchException e) { Log("replaced cave at 0x" + c.Address.ToString("x") + " not freed: " + e.Message); }
-            }
+            foreach (var c in toFree) Uninstaller.TryFree(target, c, "replaced cave", Log);
             foreach (var c in replaced)
                 _audit(new AuditRecord
                 {

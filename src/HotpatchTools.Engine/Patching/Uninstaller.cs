@@ -104,16 +104,32 @@ namespace HotpatchTools.Engine.Patching
         {
             try
             {
-                if (!CaveReader.StillHolds(target, c)) return false;
-                target.Memory.Free(c.Address, (int)c.Header.CaveSize);
-                Log("cave at 0x" + c.Address.ToString("x") + " unmapped within the freeze (one thread: one stop)");
-                return true;
+                if (!TryFree(target, c, "cave", Log)) return false;
             }
             catch (HotpatchException e)
             {
+                // Reading the header failed (the process was killed while held): the check after the freeze says so.
                 Log("cave at 0x" + c.Address.ToString("x") + " not freed within the freeze: " + e.Message);
                 return false;
             }
+            Log("cave at 0x" + c.Address.ToString("x") + " unmapped within the freeze (one thread: one stop)");
+            return true;
+        }
+
+        /// <summary>
+        /// Unmaps a cave that nothing can reach any more, if it still holds the header it was read with (another tool
+        /// could have freed it and mapped something else there); false, with a log line, when it changed or the unmap failed.
+        /// </summary>
+        internal static bool TryFree(ITargetProcess target, FoundCave c, string what, Action<string> log)
+        {
+            if (!CaveReader.StillHolds(target, c)) { log(what + " at 0x" + c.Address.ToString("x") + " changed since it was read; not freed"); return false; }
+            try { target.Memory.Free(c.Address, (int)c.Header.CaveSize); }
+            catch (HotpatchException e)
+            {
+                log(what + " at 0x" + c.Address.ToString("x") + " not freed: " + e.Message);
+                return false;
+            }
+            return true;
         }
 
         /// <summary>

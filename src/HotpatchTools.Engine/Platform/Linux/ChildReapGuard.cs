@@ -36,16 +36,5 @@ namespace HotpatchTools.Engine.Platform.Linux
                 Monitor.Exit(RuntimeReapLock!);
             }
         }
-
-        internal static int ParentPid(int pid)
-        {
-            try
-            {
-                var stat = LibC.ReadProcFile("/proc/" + pid + "/stat");
-                var fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
-                return int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
-            }
-            catch (Exception e) when (e is IOException || e is FormatException || e is IndexOutOfRangeException) { return 0; }
-        }
     }
 }

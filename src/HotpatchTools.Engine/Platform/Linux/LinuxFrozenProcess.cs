@@ -72,7 +72,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         public static LinuxFrozenProcess Stop(LinuxTargetProcess proc, TimeSpan timeout, bool singleThread, Action? beforeStop = null)
         {
             // Chosen before anything runs boosted: a file read per thread.
-            int quiet = singleThread && !FirstThreadForInjection ? QuietestThread(proc.Id) : 0;
+            int quiet = singleThread && !FirstThreadForInjection ? QuietestThread(proc.Id, proc.OurChild) : 0;
             beforeStop?.Invoke();
             var clock = Stopwatch.StartNew();
             var backoff = new Random();
@@ -175,9 +175,8 @@ namespace HotpatchTools.Engine.Platform.Linux
         /// few hundred microseconds sees the whole stop as a late wake-up. The leader may be a zombie whose threads
         /// live on; when the target is our own child, a non-leader still goes first (see InjectionThread).
         /// </summary>
-        internal static int QuietestThread(int pid)
+        internal static int QuietestThread(int pid, bool child)
         {
-            bool child = ChildReapGuard.ParentPid(pid) == LibC.getpid();
             var tids = ProcFs.ListTasks(pid);
             // One thread is no choice: the usual pick (see StopThreads) takes it without reading its counters, which a
             // machine-wide install of single-thread processes would pay twice per process.
