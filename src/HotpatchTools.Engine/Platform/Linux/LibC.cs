@@ -284,7 +284,6 @@ namespace HotpatchTools.Engine.Platform.Linux
     /// <summary>A /proc file longer than its caller's limit: nothing of it was used.</summary>
     internal sealed class ProcFileTooLargeException : System.IO.IOException
     {
-        public ProcFileTooLargeException(string path, int limit) : base(path + " is larger than " + (limit >> 20) + " MiB.") { Limit = limit; }
-        public int Limit { get; }
+        public ProcFileTooLargeException(string path, int limit) : base(path + " is larger than " + (limit >> 20) + " MiB.") { }
     }
 }
