@@ -30,23 +30,25 @@ namespace HotpatchTools.Bench
                 int rounds = quick ? 1 : 5;
                 var results = new List<Round>();
                 for (int r = 0; r < rounds; r++) results.Add(OneRound(engine, patch, n));
-                var mid = results.OrderBy(x => x.Install).ElementAt(rounds / 2);
-                var midU = results.OrderBy(x => x.Uninstall).ElementAt(rounds / 2);
-                var first = results[0];
 
                 double f = floor.Elapsed.TotalMilliseconds;
                 string Per(double ms) => (ms / n).ToString("F2", CultureInfo.InvariantCulture) + " ms/process";
                 string Of = rounds > 1 ? $" (median of {rounds} rounds)" : "";
                 yield return new[] { "Fleet", $"{n} processes: seize+interrupt+detach each (the ptrace floor)", "", $"{f:F0} ms", Per(f), "", "" };
-                yield return new[] { "", $"{n} processes: machine-wide install{Of}", $"{f:F0} ms (floor)", $"{mid.Install:F0} ms", $"{mid.Install / f:F1}× floor, {Per(mid.Install)} ({Per(mid.InstallCpu)} CPU)", "≤ 1 ms/process", mid.Install / n <= 1.0 ? "yes" : "NO" };
-                yield return new[] { "", "  of which the sweep (Scan) / the installs", "", $"{mid.Sweep:F0} / {mid.Install - mid.Sweep:F0} ms", "", "", "" };
-                yield return new[] { "", "  one Install call / its threads held (median, on a worker)", "", $"{mid.InstallCall:F2} / {mid.InstallHeld:F2} ms", "", "", "" };
-                if (rounds > 1) yield return new[] { "", "  the first round (the engine's code compiled as it runs)", "", $"{first.Install:F0} ms", Per(first.Install), "", "" };
-                yield return new[] { "", $"{n} processes: machine-wide uninstall{Of}", $"{f:F0} ms (floor)", $"{midU.Uninstall:F0} ms", $"{midU.Uninstall / f:F1}× floor, {Per(midU.Uninstall)} ({Per(midU.UninstallCpu)} CPU)", "≤ 1 ms/process", midU.Uninstall / n <= 1.0 ? "yes" : "NO" };
-                yield return new[] { "", "  of which the sweep (caves of every process) / the removals", "", $"{midU.Listing:F0} / {midU.Uninstall - midU.Listing:F0} ms", "", "", "" };
-                yield return new[] { "", "  one Uninstall call / its threads held (median, on a worker)", "", $"{midU.UninstallCall:F2} / {midU.UninstallHeld:F2} ms", "", "", "" };
-                if (rounds > 1) yield return new[] { "", "  the first round", "", $"{first.Uninstall:F0} ms", Per(first.Uninstall), "", "" };
-                Console.Write($"[fleet rounds, install/uninstall ms: {string.Join(", ", results.Select(x => $"{x.Install:F0}/{x.Uninstall:F0}"))}] ");
+                foreach (var (name, phase, sweep) in new (string, Func<Round, Phase>, string)[]
+                {
+                    ("install", x => x.Install, "the sweep (Scan) / the installs"),
+                    ("uninstall", x => x.Uninstall, "the sweep (caves of every process) / the removals"),
+                })
+                {
+                    var mid = results.Select(phase).OrderBy(x => x.Total).ElementAt(rounds / 2);
+                    var first = phase(results[0]);
+                    yield return new[] { "", $"{n} processes: machine-wide {name}{Of}", $"{f:F0} ms (floor)", $"{mid.Total:F0} ms", $"{mid.Total / f:F1}× floor, {Per(mid.Total)} ({Per(mid.Cpu)} CPU)", "≤ 1 ms/process", mid.Total / n <= 1.0 ? "yes" : "NO" };
+                    yield return new[] { "", "  of which " + sweep, "", $"{mid.Sweep:F0} / {mid.Total - mid.Sweep:F0} ms", "", "", "" };
+                    yield return new[] { "", $"  one {char.ToUpperInvariant(name[0]) + name.Substring(1)} call / its threads held (median, on a worker)", "", $"{mid.Call:F2} / {mid.Held:F2} ms", "", "", "" };
+                    if (rounds > 1) yield return new[] { "", "  the first round" + (name == "install" ? " (the engine's code compiled as it runs)" : ""), "", $"{first.Total:F0} ms", Per(first.Total), "", "" };
+                }
+                Console.Write($"[fleet rounds, install/uninstall ms: {string.Join(", ", results.Select(x => $"{x.Install.Total:F0}/{x.Uninstall.Total:F0}"))}] ");
             }
             finally
             {
@@ -54,57 +56,57 @@ namespace HotpatchTools.Bench
             }
         }
 
+        /// <summary>One machine-wide install or uninstall: its sweep, then its calls, each timed.</summary>
+        private sealed class Phase
+        {
+            public double Total, Sweep, Cpu, Call, Held;
+        }
+
         private sealed class Round
         {
-            public double Install, Sweep, InstallCpu, InstallCall, InstallHeld, Uninstall, Listing, UninstallCpu, UninstallCall, UninstallHeld;
+            public Phase Install = null!, Uninstall = null!;
         }
 
         /// <summary>One machine-wide install of every process, then one machine-wide uninstall, as the cmdlets do them with -Force.</summary>
         private static Round OneRound(HotpatchEngine engine, Micropatch patch, int n)
         {
-            var round = new Round();
-            // As Install-Micropatch -Force does it: a sweep, then the installs on a worker per core, outcomes in order.
-            var install = Stopwatch.StartNew();
             var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-            var targets = engine.Scan(patch).Where(t => t.State == TargetState.Vulnerable).ToList();
-            round.Sweep = install.Elapsed.TotalMilliseconds;
-            int installed = 0;
-            var installCalls = new System.Collections.Concurrent.ConcurrentBag<(double Call, double Held)>();
-            foreach (var o in engine.RunEach(targets, Timed(installCalls, (TargetStatus t) => engine.Install(patch, t), r => r.FreezeTime)))
-                if (o.Error == null) installed++;
-            round.Install = install.Elapsed.TotalMilliseconds;
-            round.InstallCpu = Cpu(ref cpu);
-            if (installed != n) throw new InvalidOperationException("installed in " + installed + " of " + n + " processes");
-            round.InstallCall = Median(installCalls.Select(c => c.Call));
-            round.InstallHeld = Median(installCalls.Select(c => c.Held));
-
-            // As Uninstall-Micropatch -Force does it: every process's caves read, then the removals.
-            var uninstall = Stopwatch.StartNew();
-            var mine = new List<InstalledPatch>();
-            foreach (var o in engine.RunEach(engine.Platform.ListProcesses(), p => engine.GetInstalled(p.Id)))
-                if (o.Result != null) mine.AddRange(o.Result.Where(x => x.PatchId == patch.Id));
-            round.Listing = uninstall.Elapsed.TotalMilliseconds;
-            int removed = 0;
-            var removeCalls = new System.Collections.Concurrent.ConcurrentBag<(double Call, double Held)>();
-            foreach (var o in engine.RunEach(mine, Timed(removeCalls, (InstalledPatch x) => engine.Uninstall(x.ProcessId, x.PatchId), r => r.FreezeTime)))
-                if (o.Error == null) removed++;
-            round.Uninstall = uninstall.Elapsed.TotalMilliseconds;
-            round.UninstallCpu = Cpu(ref cpu);
-            if (removed != n) throw new InvalidOperationException("removed from " + removed + " of " + n + " processes");
-            round.UninstallCall = Median(removeCalls.Select(c => c.Call));
-            round.UninstallHeld = Median(removeCalls.Select(c => c.Held));
-            return round;
+            return new Round
+            {
+                // As Install-Micropatch -Force does it: a sweep, then the installs on a worker per core, outcomes in order.
+                Install = Measure(engine, n, "installed in", ref cpu,
+                    () => engine.Scan(patch).Where(t => t.State == TargetState.Vulnerable).ToList(),
+                    t => engine.Install(patch, t).FreezeTime),
+                // As Uninstall-Micropatch -Force does it: every process's caves read, then the removals.
+                Uninstall = Measure(engine, n, "removed from", ref cpu,
+                    () => engine.RunEach(engine.Platform.ListProcesses(), p => engine.GetInstalled(p.Id))
+                        .Where(o => o.Result != null).SelectMany(o => o.Result!.Where(x => x.PatchId == patch.Id)).ToList(),
+                    x => engine.Uninstall(x.ProcessId, x.PatchId).FreezeTime),
+            };
         }
 
-        /// <summary>The work, with each call's time and how long it held the threads added to `calls`.</summary>
-        private static Func<TItem, TResult> Timed<TItem, TResult>(System.Collections.Concurrent.ConcurrentBag<(double Call, double Held)> calls, Func<TItem, TResult> work, Func<TResult, TimeSpan> held) =>
-            item =>
+        /// <summary>Times the sweep, then every call on the engine's workers; each call returns how long it held the threads.</summary>
+        private static Phase Measure<T>(HotpatchEngine engine, int n, string done, ref TimeSpan cpu, Func<List<T>> sweep, Func<T, TimeSpan> call)
+        {
+            var phase = new Phase();
+            var clock = Stopwatch.StartNew();
+            var items = sweep();
+            phase.Sweep = clock.Elapsed.TotalMilliseconds;
+            var calls = new System.Collections.Concurrent.ConcurrentBag<(double Call, double Held)>();
+            int ok = engine.RunEach(items, item =>
             {
-                var clock = Stopwatch.StartNew();
-                var result = work(item);
-                calls.Add((clock.Elapsed.TotalMilliseconds, held(result).TotalMilliseconds));
-                return result;
-            };
+                var one = Stopwatch.StartNew();
+                var held = call(item);
+                calls.Add((one.Elapsed.TotalMilliseconds, held.TotalMilliseconds));
+                return (object)held; // RunEach takes reference results; only whether the call failed counts here.
+            }).Count(o => o.Error == null);
+            phase.Total = clock.Elapsed.TotalMilliseconds;
+            phase.Cpu = Cpu(ref cpu);
+            if (ok != n) throw new InvalidOperationException(done + " " + ok + " of " + n + " processes");
+            phase.Call = Median(calls.Select(c => c.Call));
+            phase.Held = Median(calls.Select(c => c.Held));
+            return phase;
+        }
 
         private static double Median(IEnumerable<double> values)
         {

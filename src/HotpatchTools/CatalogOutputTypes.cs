@@ -11,9 +11,13 @@ namespace HotpatchTools
         public string PatchId { get; set; } = "";
         public string Title { get; set; } = "";
         public string Module { get; set; } = "";
+        /// <summary>Whether Sync-Micropatch applies it; Enable-Micropatch and Disable-Micropatch switch it.</summary>
         public bool Enabled { get; set; }
+        /// <summary>Registered with -AllowUnsigned: enforced though unsigned (a signature it has must still verify).</summary>
         public bool AllowUnsigned { get; set; }
+        /// <summary>What the catalog's copy must still hash to whenever it is loaded; a changed copy is refused.</summary>
         public string FileSha256 { get; set; } = "";
+        /// <summary>When it was registered, in local time.</summary>
         public DateTime RegisteredTime { get; set; }
         /// <summary>The catalog's copy of the patch file.</summary>
         public string Path { get; set; } = "";

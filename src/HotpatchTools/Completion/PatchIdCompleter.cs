@@ -1,7 +1,6 @@
 using System.Collections;
 using System.Diagnostics;
 using System.IO;
-using System.Management.Automation.Language;
 using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Patching;
 
@@ -11,20 +10,18 @@ namespace HotpatchTools.Completion
     /// -PatchId: ids installed in running processes (only those of -ProcessId when it is given) and ids of the
     /// micropatch files in the current folder.
     /// </summary>
-    public sealed class PatchIdCompleter : IArgumentCompleter
+    public sealed class PatchIdCompleter : PatchIdCompleterBase
     {
-        public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
-            CommandAst commandAst, IDictionary fakeBoundParameters)
+        private protected override IEnumerable<(string Id, string Tooltip)> Candidates(IDictionary? fakeBoundParameters)
         {
-            var match = CompletionText.StartsWith(wordToComplete);
+            // An id both installed and in a file in this folder is offered once, with both places.
             var found = new SortedDictionary<string, List<string>>(StringComparer.OrdinalIgnoreCase);
             foreach (var (id, where) in InstalledIds(BoundProcessIds(fakeBoundParameters)).Concat(FileIds()))
             {
-                if (!match.IsMatch(id)) continue;
                 if (!found.TryGetValue(id, out var places)) found[id] = places = new List<string>();
                 places.Add(where);
             }
-            return found.Select(f => new CompletionResult(f.Key, f.Key, CompletionResultType.ParameterValue, string.Join("; ", f.Value))).ToList();
+            return found.Select(f => (f.Key, string.Join("; ", f.Value)));
         }
 
         private static readonly int CurrentProcessId = Process.GetCurrentProcess().Id;
