@@ -117,27 +117,7 @@ namespace HotpatchTools.Tests
             }
         }
 
-        private static readonly Formatter Formatter = CreateFormatter();
-
-        private static Formatter CreateFormatter()
-        {
-            var f = new IntelFormatter();
-            f.Options.HexPrefix = "0x";
-            f.Options.HexSuffix = null;
-            f.Options.UppercaseHex = false;
-            f.Options.SpaceAfterOperandSeparator = true;
-            f.Options.BranchLeadingZeros = false;
-            f.Options.LeadingZeros = false;
-            f.Options.ShowBranchSize = false;
-            return f;
-        }
-
-        private static string Format(Instruction ins)
-        {
-            var output = new StringOutput();
-            Formatter.Format(ins, output);
-            return output.ToStringAndReset();
-        }
+        private static string Format(Instruction ins) => InstructionText.Of(ins);
 
         private static string H(ulong address) => "0x" + address.ToString("x");
 
