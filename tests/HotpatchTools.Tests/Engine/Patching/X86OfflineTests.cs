@@ -16,7 +16,9 @@ namespace HotpatchTools.Tests
 
         public X86OfflineTests(X86Images images) => _images = images;
 
-        public static TheoryData<string> Images => new TheoryData<string> { X86Images.Pe, X86Images.ElfExec, X86Images.ElfShared };
+        private static readonly string[] Kinds = { X86Images.Pe, X86Images.ElfExec, X86Images.ElfShared };
+
+        public static TheoryData<string> Images => new TheoryData<string>(Kinds);
 
         /// <summary>Where the bytes of an absolute operand are right as they stand: no relocation is applied offline.</summary>
         public static TheoryData<string> Unrelocated => new TheoryData<string> { X86Images.Pe, X86Images.ElfExec };
@@ -324,52 +326,40 @@ namespace HotpatchTools.Tests
             o.Refused(HotpatchErrorKind.ExpectMismatch, "not the expected", spec with { Expect = wrong });
         }
 
-        [Theory]
-        [MemberData(nameof(Images))]
-        public void Refuses_expect_shorter_than_the_span(string kind)
+        /// <summary>
+        /// Sites refused on every image although expect is the image's bytes: the case; the patchlet (at, expect
+        /// length, code); the error kind; and what the message must say, where {symbol+N} stands for that address.
+        /// </summary>
+        private static readonly (string Case, string At, int ExpectLength, string Code, HotpatchErrorKind Kind, string Reason)[] UnsafeSites =
         {
-            var o = new Offline(_images, kind);
-            o.Refused(HotpatchErrorKind.UnsafeSite, "covering 7 bytes; extend expect", o.At("guarded", 4));
+            ("expect shorter than the span", "guarded", 4, "", HotpatchErrorKind.UnsafeSite, "covering 7 bytes; extend expect"),
+            ("a branch of the function into the span", "branch_into", 7, "", HotpatchErrorKind.UnsafeSite, "branches into the overwritten bytes at {branch_into+2}"),
+            ("a branch of the patch code into the span", "guarded", 7, "jmp guarded+0x4", HotpatchErrorKind.UnsafeSite, "its code branches to {guarded+4}"),
+            ("a call that returns into the span", "call_inside", 5, "", HotpatchErrorKind.UnsafeSite, "returns to {call_inside+2}"),
+            ("a loop that leaves the span", "loop_out", 7, "", HotpatchErrorKind.UnsafeSite, "has no near form"),
+            ("a span past the end of the function", "tiny", 8, "", HotpatchErrorKind.UnsafeSite, "run past the end of tiny"),
+        };
+
+        public static TheoryData<string, string, string, int, string, HotpatchErrorKind, string> UnsafeSitesOnEveryImage
+        {
+            get
+            {
+                var data = new TheoryData<string, string, string, int, string, HotpatchErrorKind, string>();
+                foreach (var kind in Kinds)
+                    foreach (var c in UnsafeSites)
+                        data.Add(kind, c.Case, c.At, c.ExpectLength, c.Code, c.Kind, c.Reason);
+                return data;
+            }
         }
 
         [Theory]
-        [MemberData(nameof(Images))]
-        public void Refuses_a_branch_of_the_function_into_the_span(string kind)
+        [MemberData(nameof(UnsafeSitesOnEveryImage))]
+        public void Refuses_an_unsafe_site(string kind, string @case, string at, int expectLength, string code, HotpatchErrorKind error, string reason)
         {
+            _ = @case; // only names the case in the test list and in a failure
             var o = new Offline(_images, kind);
-            o.Refused(HotpatchErrorKind.UnsafeSite, "branches into the overwritten bytes at " + H(o.Va("branch_into") + 2), o.At("branch_into", 7));
-        }
-
-        [Theory]
-        [MemberData(nameof(Images))]
-        public void Refuses_a_branch_of_the_patch_code_into_the_span(string kind)
-        {
-            var o = new Offline(_images, kind);
-            o.Refused(HotpatchErrorKind.UnsafeSite, "its code branches to " + H(o.Va("guarded") + 4), o.At("guarded", 7, "jmp guarded+0x4"));
-        }
-
-        [Theory]
-        [MemberData(nameof(Images))]
-        public void Refuses_a_call_that_returns_into_the_span(string kind)
-        {
-            var o = new Offline(_images, kind);
-            o.Refused(HotpatchErrorKind.UnsafeSite, "returns to " + H(o.Va("call_inside") + 2), o.At("call_inside", 5));
-        }
-
-        [Theory]
-        [MemberData(nameof(Images))]
-        public void Refuses_a_loop_that_leaves_the_span(string kind)
-        {
-            var o = new Offline(_images, kind);
-            o.Refused(HotpatchErrorKind.UnsafeSite, "has no near form", o.At("loop_out", 7));
-        }
-
-        [Theory]
-        [MemberData(nameof(Images))]
-        public void Refuses_a_span_past_the_end_of_the_function(string kind)
-        {
-            var o = new Offline(_images, kind);
-            o.Refused(HotpatchErrorKind.UnsafeSite, "run past the end of tiny", o.At("tiny", 8));
+            var message = Regex.Replace(reason, @"\{(\w+)\+(\d+)\}", m => H(o.Va(m.Groups[1].Value) + ulong.Parse(m.Groups[2].Value)));
+            o.Refused(error, message, o.At(at, expectLength, code));
         }
 
         [Theory]
