@@ -31,6 +31,7 @@ namespace HotpatchTools.Tests
                 Images = images;
                 Platform = new OfflinePlatform(images.PathOf(kind));
                 Engine = new HotpatchEngine(Platform, options);
+                Pristine = Snapshot();
             }
 
             public string Kind { get; }
@@ -38,6 +39,9 @@ namespace HotpatchTools.Tests
             public OfflinePlatform Platform { get; }
             public HotpatchEngine Engine { get; }
             public ImageProcess Process => Platform.Process;
+
+            /// <summary>The image as the test found it: what an uninstall must leave.</summary>
+            public List<(ulong Start, ulong End, bool Cave, string Bytes)> Pristine { get; }
 
             public ulong Va(string symbol) => Images.Va(Kind, symbol);
 
@@ -100,11 +104,18 @@ namespace HotpatchTools.Tests
                 }
             }
 
-            public void UninstallAndCheck(string id, List<(ulong, ulong, bool, string)> before)
+            /// <summary>Installs one insert patchlet whose expect is the bytes at the symbol, and returns its cave's code.</summary>
+            public (InstallResult Result, List<Instruction> Cave) InstallAt(string id, string symbol, int span, string code = "")
+            {
+                var result = Engine.Install(Patch(id, At(symbol, span, code)), Pid);
+                return (result, Cave(result, Va(symbol), span));
+            }
+
+            public void UninstallAndCheck(string id)
             {
                 var removed = Engine.Uninstall(Pid, id);
                 Assert.True(removed.CaveFreed, removed.Message);
-                Assert.Equal(before, Snapshot());
+                Assert.Equal(Pristine, Snapshot());
             }
 
             public HotpatchException Refused(HotpatchErrorKind kind, string reason, params PatchletSpec[] patchlets)
@@ -208,14 +219,12 @@ namespace HotpatchTools.Tests
         {
             var o = new Offline(_images, kind);
             ulong site = o.Va("call_first");
-            var before = o.Snapshot();
-            var result = o.Engine.Install(o.Patch("X86-CALL", o.At("call_first", 5)), Pid);
+            var (result, cave) = o.InstallAt("X86-CALL", "call_first", 5);
 
-            var cave = o.Cave(result, site, 5);
             AssertListing(cave, "call " + H(o.Va("callee")), "jmp " + H(site + 5));
             Assert.Equal(Code.Call_rel32_32, cave[0].Code);
             Assert.Equal(PatchState.Installed, result.Patch.State);
-            o.UninstallAndCheck("X86-CALL", before);
+            o.UninstallAndCheck("X86-CALL");
         }
 
         [Theory]
@@ -224,13 +233,11 @@ namespace HotpatchTools.Tests
         {
             var o = new Offline(_images, kind);
             ulong site = o.Va("short_jcc");
-            var before = o.Snapshot();
-            var result = o.Engine.Install(o.Patch("X86-JCC", o.At("short_jcc", 6)), Pid);
+            var (_, cave) = o.InstallAt("X86-JCC", "short_jcc", 6);
 
-            var cave = o.Cave(result, site, 6);
             AssertListing(cave, "xor eax, eax", "test ecx, ecx", "je " + H(site + 10), "jmp " + H(site + 6));
             Assert.Equal(Code.Je_rel32_32, cave[2].Code);
-            o.UninstallAndCheck("X86-JCC", before);
+            o.UninstallAndCheck("X86-JCC");
         }
 
         [Theory]
@@ -240,13 +247,11 @@ namespace HotpatchTools.Tests
             var o = new Offline(_images, kind);
             ulong site = o.Va("abs_mem");
             var original = o.Read(site, 5);
-            var before = o.Snapshot();
-            var result = o.Engine.Install(o.Patch("X86-ABS", o.At("abs_mem", 5)), Pid);
+            var (_, cave) = o.InstallAt("X86-ABS", "abs_mem", 5);
 
-            var cave = o.Cave(result, site, 5);
             AssertListing(cave, "mov eax, [" + H(o.Va("g_value")) + "]", "jmp " + H(site + 5));
             Assert.Equal(original, o.Read(cave[0].IP, cave[0].Length));
-            o.UninstallAndCheck("X86-ABS", before);
+            o.UninstallAndCheck("X86-ABS");
         }
 
         [Theory]
@@ -255,14 +260,12 @@ namespace HotpatchTools.Tests
         {
             var o = new Offline(_images, kind);
             ulong site = o.Va("guarded");
-            var before = o.Snapshot();
-            var result = o.Engine.Install(o.Patch("X86-GUARD", o.At("guarded", 7, "cmp dword ptr [esp+4], 100\njbe resume\nmov eax, -1\nret")), Pid);
+            var (_, cave) = o.InstallAt("X86-GUARD", "guarded", 7, "cmp dword ptr [esp+4], 100\njbe resume\nmov eax, -1\nret");
 
-            var cave = o.Cave(result, site, 7);
             AssertListing(cave,
                 "cmp dword ptr [esp+4], 0x64", "jbe " + H(cave[4].IP), "mov eax, 0xffffffff", "ret",
                 "mov eax, [esp+4]", "lea eax, [eax+eax*2]", "jmp " + H(site + 7));
-            o.UninstallAndCheck("X86-GUARD", before);
+            o.UninstallAndCheck("X86-GUARD");
         }
 
         [Theory]
@@ -271,16 +274,13 @@ namespace HotpatchTools.Tests
         {
             var o = new Offline(_images, kind);
             ulong site = o.Va("guarded");
-            var before = o.Snapshot();
-            var result = o.Engine.Install(o.Patch("X86-SYM",
-                o.At("guarded", 7, "push dword ptr [esp+4]\ncall callee\nadd esp, 4\nadd eax, dword ptr [g_value]\nret")), Pid);
+            var (_, cave) = o.InstallAt("X86-SYM", "guarded", 7, "push dword ptr [esp+4]\ncall callee\nadd esp, 4\nadd eax, dword ptr [g_value]\nret");
 
-            var cave = o.Cave(result, site, 7);
             AssertListing(cave,
                 "push dword ptr [esp+4]", "call " + H(o.Va("callee")), "add esp, 4", "add eax, [" + H(o.Va("g_value")) + "]", "ret",
                 "mov eax, [esp+4]", "lea eax, [eax+eax*2]", "jmp " + H(site + 7));
             Assert.Equal(Register.None, cave[3].MemoryBase);
-            o.UninstallAndCheck("X86-SYM", before);
+            o.UninstallAndCheck("X86-SYM");
         }
 
         [Theory]
@@ -289,13 +289,12 @@ namespace HotpatchTools.Tests
         {
             var o = new Offline(_images, kind);
             ulong site = o.Va("guarded");
-            var before = o.Snapshot();
             var result = o.Engine.Install(o.Patch("X86-REPL", o.At("guarded", 7, "mov eax, [esp+4]\nadd eax, eax", "replace")), Pid);
 
             Assert.Equal(new byte[] { 0x8b, 0x44, 0x24, 0x04, 0x01, 0xc0, 0x90 }, o.Read(site, 7));
             Assert.Equal(PatchState.Installed, Assert.Single(o.Engine.GetInstalled(Pid)).State);
             Assert.Equal("Replace", Assert.Single(result.Patch.Sites).Mode);
-            o.UninstallAndCheck("X86-REPL", before);
+            o.UninstallAndCheck("X86-REPL");
         }
 
         [Theory]
@@ -303,14 +302,13 @@ namespace HotpatchTools.Tests
         public void Several_patchlets_share_one_cave_and_are_removed_together(string kind)
         {
             var o = new Offline(_images, kind);
-            var before = o.Snapshot();
             var result = o.Engine.Install(o.Patch("X86-MULTI", o.At("call_first", 5), o.At("short_jcc", 6), o.At("guarded", 7, "xor eax, eax\nret")), Pid);
 
             AssertListing(o.Cave(result, o.Va("call_first"), 5), "call " + H(o.Va("callee")), "jmp " + H(o.Va("call_first") + 5));
             AssertListing(o.Cave(result, o.Va("short_jcc"), 6), "xor eax, eax", "test ecx, ecx", "je " + H(o.Va("short_jcc") + 10), "jmp " + H(o.Va("short_jcc") + 6));
             AssertListing(o.Cave(result, o.Va("guarded"), 7), "xor eax, eax", "ret", "mov eax, [esp+4]", "lea eax, [eax+eax*2]", "jmp " + H(o.Va("guarded") + 7));
             Assert.Single(o.Process.Memory.GetRegions(), r => r.IsAnonymousPrivate);
-            o.UninstallAndCheck("X86-MULTI", before);
+            o.UninstallAndCheck("X86-MULTI");
         }
 
         // ---- refusals: the error kind, and not one byte changed ----
@@ -375,14 +373,13 @@ namespace HotpatchTools.Tests
         public void Refuses_a_patch_for_the_other_architecture(string kind)
         {
             var o = new Offline(_images, kind);
-            var before = o.Snapshot();
             // PatchFiles writes x64 patches for this machine's OS; only the OS is made the image's.
             var x64 = PatchFiles.Parse(PatchFiles.Yaml("X86-ARCH", o.Process.Name, new[] { o.At("guarded", 7) })
                 .Replace("os: " + TestPlatform.Os, "os: " + o.Platform.Os.FileName()));
             var e = Assert.Throws<HotpatchException>(() => o.Engine.Install(x64, Pid));
             Assert.Equal(HotpatchErrorKind.IdentityMismatch, e.Kind);
             Assert.Contains("is 32-bit", e.Message);
-            Assert.Equal(before, o.Snapshot());
+            Assert.Equal(o.Pristine, o.Snapshot());
         }
 
         // ---- threads the test places in the imagined process ----
@@ -407,10 +404,8 @@ namespace HotpatchTools.Tests
         public void A_4_byte_return_address_on_a_32_bit_stack_keeps_the_cave(string kind)
         {
             var o = new Offline(_images, kind);
-            var before = o.Snapshot();
             var original = o.Read(o.Va("call_first"), 5);
-            var result = o.Engine.Install(o.Patch("X86-STACK", o.At("call_first", 5)), Pid);
-            var call = o.Cave(result, o.Va("call_first"), 5)[0];
+            var call = o.InstallAt("X86-STACK", "call_first", 5).Cave[0];
 
             // Neighbours that are not zero: an 8-byte read at either 8-byte slot around it sees no cave address.
             const ulong stack = 0x2000_0000;
@@ -434,7 +429,7 @@ namespace HotpatchTools.Tests
             o.Process.SimulatedThreads.Clear();
             o.Process.Memory.Free(stack, 4096);
             o.Engine.Install(o.Patch("X86-NEXT", o.At("guarded", 7)), Pid);
-            o.UninstallAndCheck("X86-NEXT", before);
+            o.UninstallAndCheck("X86-NEXT");
         }
     }
 }
