@@ -38,4 +38,24 @@ namespace HotpatchTools.Tests.Support
             }
         }
     }
+    /// <summary>
+    /// The two-site patch as a file in a temporary folder of its own, for an installer process to read, and parsed for
+    /// this one; the folder is gone when this is disposed.
+    /// </summary>
+    public sealed class TwoSitePatchFile : IDisposable
+    {
+        private readonly string _dir;
+
+        public TwoSitePatchFile(TargetProcess t, string id)
+        {
+            _dir = Directory.CreateTempSubdirectory("hpt-" + id.ToLowerInvariant() + "-").FullName;
+            Path = PatchFiles.WriteFile(_dir, id, TwoSitePatch.TwoSitesYaml(t, id));
+            Patch = PatchFiles.Parse(File.ReadAllText(Path));
+        }
+
+        public string Path { get; }
+        public Micropatch Patch { get; }
+
+        public void Dispose() => Directory.Delete(_dir, recursive: true);
+    }
 }
