@@ -123,20 +123,10 @@ namespace HotpatchTools.Tests
             var passes = new List<EnforcementPass>();
             var passEnds = new List<(double End, double Length)>();
             var since = Stopwatch.StartNew();
-            using var firstPass = new ManualResetEventSlim();
-            using var stop = new CancellationTokenSource();
-            Exception? loopError = null;
-            var loop = new Thread(() =>
-            {
-                try
-                {
-                    // Polling only: this bound is the fallback's, where the platform has no process events.
-                    new Enforcer(new HotpatchEngine()) { UseEvents = false }.Watch(() => patches, interval, p => { lock (passes) { passes.Add(p); passEnds.Add((since.Elapsed.TotalSeconds, p.Elapsed.TotalSeconds)); } firstPass.Set(); }, stop.Token);
-                }
-                catch (Exception e) { loopError = e; }
-            }) { IsBackground = true };
-            loop.Start();
-            Assert.True(firstPass.Wait(TimeSpan.FromSeconds(30)), "no first pass");
+            // Polling only: this bound is the fallback's, where the platform has no process events.
+            using var watch = new WatchLoop(new Enforcer(new HotpatchEngine()) { UseEvents = false }, patches, interval,
+                p => { lock (passes) { passes.Add(p); passEnds.Add((since.Elapsed.TotalSeconds, p.Elapsed.TotalSeconds)); } });
+            watch.WaitForFirstPass();
 
             var targets = new List<TargetProcess>();
             var rng = new Random(7);
@@ -180,13 +170,10 @@ namespace HotpatchTools.Tests
             }
             finally
             {
-                var stopping = Stopwatch.StartNew();
-                stop.Cancel();
-                Assert.True(loop.Join(TimeSpan.FromSeconds(10)), "the watch loop did not stop");
-                _out.WriteLine("watch loop stopped " + stopping.Elapsed.TotalMilliseconds.ToString("0") + " ms after cancellation");
+                _out.WriteLine("watch loop stopped " + watch.Stop().TotalMilliseconds.ToString("0") + " ms after cancellation");
                 foreach (var t in targets) t.Dispose();
             }
-            Assert.Null(loopError);
+            Assert.Null(watch.Error);
             double[] passMs;
             int[] counts;
             lock (passes)
@@ -220,23 +207,12 @@ namespace HotpatchTools.Tests
             Assert.Equal("ok", first.Send("load " + lib));
 
             var log = new List<string>();
-            using var firstPass = new ManualResetEventSlim();
-            using var stop = new CancellationTokenSource();
-            Exception? loopError = null;
-            var loop = new Thread(() =>
-            {
-                try
-                {
-                    new Enforcer(new HotpatchEngine(), m => { lock (log) log.Add(m); }).Watch(() => patches, TimeSpan.FromMinutes(1), p => firstPass.Set(), stop.Token);
-                }
-                catch (Exception e) { loopError = e; }
-            }) { IsBackground = true };
-            loop.Start();
+            using var watch = new WatchLoop(new Enforcer(new HotpatchEngine(), m => { lock (log) log.Add(m); }), patches, TimeSpan.FromMinutes(1));
             var processDelays = new List<double>();
             var moduleDelays = new List<double>();
             try
             {
-                Assert.True(firstPass.Wait(TimeSpan.FromSeconds(30)), "no first pass");
+                watch.WaitForFirstPass();
                 WaitPatched(() => WorkflowTargets.SiteJumps(first, lib, "lib_triple"), Stopwatch.StartNew(), bound, "library in the first process");
                 lock (log) Assert.Contains(log, l => l.StartsWith("watch: process events from process connector, fanotify", StringComparison.Ordinal));
                 for (int i = 0; i < 5; i++)
@@ -260,13 +236,55 @@ namespace HotpatchTools.Tests
             }
             finally
             {
-                stop.Cancel();
-                Assert.True(loop.Join(TimeSpan.FromSeconds(10)), "the watch loop did not stop");
+                watch.Stop();
                 foreach (var t in targets) t.Dispose();
             }
-            Assert.Null(loopError);
+            Assert.Null(watch.Error);
             _out.WriteLine(Describe("event: new process -> patched", processDelays));
             _out.WriteLine(Describe("event: late dlopen -> patched", moduleDelays));
+        }
+
+        /// <summary>
+        /// Enforcer.Watch on a thread of its own, as the service runs it, from construction until Stop; what it threw
+        /// is kept in Error.
+        /// </summary>
+        private sealed class WatchLoop : IDisposable
+        {
+            private readonly CancellationTokenSource _stop = new CancellationTokenSource();
+            private readonly ManualResetEventSlim _firstPass = new ManualResetEventSlim();
+            private readonly Thread _thread;
+
+            public WatchLoop(Enforcer enforcer, Micropatch[] patches, TimeSpan interval, Action<EnforcementPass>? onPass = null)
+            {
+                _thread = new Thread(() =>
+                {
+                    try { enforcer.Watch(() => patches, interval, p => { onPass?.Invoke(p); _firstPass.Set(); }, _stop.Token); }
+                    catch (Exception e) { Error = e; }
+                }) { IsBackground = true };
+                _thread.Start();
+            }
+
+            public Exception? Error { get; private set; }
+
+            public void WaitForFirstPass() => Assert.True(_firstPass.Wait(TimeSpan.FromSeconds(30)), "no first pass");
+
+            /// <summary>Cancels the loop and waits for it to return; returns how long that took.</summary>
+            public TimeSpan Stop()
+            {
+                var stopping = Stopwatch.StartNew();
+                _stop.Cancel();
+                Assert.True(_thread.Join(TimeSpan.FromSeconds(10)), "the watch loop did not stop");
+                return stopping.Elapsed;
+            }
+
+            public void Dispose()
+            {
+                // A test that failed before Stop leaves no loop behind patching the processes of later tests.
+                _stop.Cancel();
+                _thread.Join(TimeSpan.FromSeconds(10));
+                _stop.Dispose();
+                _firstPass.Dispose();
+            }
         }
 
         private static double WaitPatched(Func<bool> patched, Stopwatch clock, TimeSpan bound, string what)
