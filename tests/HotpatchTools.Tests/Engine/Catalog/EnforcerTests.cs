@@ -113,10 +113,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Watch_patches_new_processes_and_late_loaded_modules_within_the_documented_delay()
         {
-            var exe = WorkflowTargets.Exe("enf-watch");
-            var lib = WorkflowTargets.Library("libenfwatch.so");
-            var loaderExe = WorkflowTargets.LateLoader("enf-watch-late");
-            var patches = new[] { WorkflowTargets.Guard("T-ENF-WATCH", "enf-watch"), WorkflowTargets.LibraryPatch("T-ENF-WLIB", "libenfwatch.so") };
+            var (exe, lib, loaderExe, patches) = WatchTargets.Build("watch", "T-ENF-WATCH", "T-ENF-WLIB");
             var interval = TimeSpan.FromSeconds(1);
             // A hang, not a measurement: the documented bound is checked against the passes that really ran, below.
             var giveUp = TimeSpan.FromSeconds(30);
@@ -195,10 +192,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Watch_with_process_events_patches_new_processes_and_late_loads_without_waiting_for_a_pass()
         {
-            var exe = WorkflowTargets.Exe("enf-event");
-            var lib = WorkflowTargets.Library("libenfevent.so");
-            var loaderExe = WorkflowTargets.LateLoader("enf-event-late");
-            var patches = new[] { WorkflowTargets.Guard("T-ENF-EVENT", "enf-event"), WorkflowTargets.LibraryPatch("T-ENF-ELIB", "libenfevent.so") };
+            var (exe, lib, loaderExe, patches) = WatchTargets.Build("event", "T-ENF-EVENT", "T-ENF-ELIB");
             var bound = TimeSpan.FromSeconds(15);
             var targets = new List<TargetProcess>();
             // A process already using the library when the watch starts: the first pass patches it and learns where the file is.
@@ -242,6 +236,20 @@ namespace HotpatchTools.Tests
             Assert.Null(watch.Error);
             _out.WriteLine(Describe("event: new process -> patched", processDelays));
             _out.WriteLine(Describe("event: late dlopen -> patched", moduleDelays));
+        }
+
+        /// <summary>
+        /// What a watch test starts: an executable, a library and a host that loads it late, built under names of this
+        /// test alone (the enforcer patches every process that has the module), and a patch for each module.
+        /// </summary>
+        private sealed record WatchTargets(string Exe, string Library, string LateLoader, Micropatch[] Patches)
+        {
+            public static WatchTargets Build(string name, string exePatchId, string libraryPatchId)
+            {
+                string exe = "enf-" + name, library = "libenf" + name + ".so";
+                return new WatchTargets(WorkflowTargets.Exe(exe), WorkflowTargets.Library(library), WorkflowTargets.LateLoader(exe + "-late"),
+                    new[] { WorkflowTargets.Guard(exePatchId, exe), WorkflowTargets.LibraryPatch(libraryPatchId, library) });
+            }
         }
 
         /// <summary>
