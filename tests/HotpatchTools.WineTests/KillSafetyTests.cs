@@ -32,9 +32,8 @@ namespace HotpatchTools.Tests
         [MemberData(nameof(KillPoints))]
         public void An_installer_killed_at_each_step_leaves_every_thread_running_and_every_site_whole(string mode, string failPoint)
         {
-            using var t = TargetProcess.Start();
+            using var t = HammeredTarget();
             var w = (WindowsTarget)t;
-            Assert.Equal("ok", t.Send("hammer 2"));
             var originals = Originals(t);
             using var patchFile = new TwoSitePatchFile(t, "T-WKILL");
             if (mode == "uninstall") new HotpatchEngine().Install(patchFile.Patch, t.Pid);
@@ -129,8 +128,7 @@ namespace HotpatchTools.Tests
         public void A_stop_holds_every_thread_until_it_is_released()
         {
             // The debug-object freeze must really stop threads: a counter the hammer threads bump stays still while held.
-            using var t = TargetProcess.Start();
-            Assert.Equal("ok", t.Send("hammer 2"));
+            using var t = HammeredTarget();
             ulong counter = t.Symbol("calls");
             var engine = new HotpatchEngine();
             using var target = engine.Platform.Open(t.Pid);

@@ -12,6 +12,25 @@ namespace HotpatchTools.Tests.Support
         private static readonly string[] Sites = { "triple", "short_jcc" };
         private static readonly int[] Spans = { 6, 7 };
 
+        /// <summary>
+        /// A target with two threads calling both sites (and rip_first) in a loop, each result checked against the
+        /// original meaning (Stats().Errors): an interruption lands while threads run through the sites.
+        /// </summary>
+        public static TargetProcess HammeredTarget()
+        {
+            var t = TargetProcess.Start();
+            try
+            {
+                Assert.Equal("ok", t.Send("hammer 2"));
+                return t;
+            }
+            catch
+            {
+                t.Dispose();
+                throw;
+            }
+        }
+
         public static string TwoSitesYaml(TargetProcess t, string id) =>
             PatchFiles.Yaml(id, t.ModuleName, Sites.Select((s, i) => PatchFiles.At(t, s, Spans[i])));
 

@@ -28,8 +28,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Two_engines_installing_the_same_patch_at_once_never_patch_twice()
         {
-            using var t = TargetProcess.Start();
-            Assert.Equal("ok", t.Send("hammer 2"));
+            using var t = HammeredTarget();
             var originals = Originals(t);
             var patch = TwoSites(t, "T-RACE");
             var options = new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) };
@@ -88,8 +87,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void An_installer_killed_at_random_moments_leaves_the_target_running_and_every_site_whole()
         {
-            using var t = TargetProcess.Start();
-            Assert.Equal("ok", t.Send("hammer 2"));
+            using var t = HammeredTarget();
             var originals = Originals(t);
             using var patchFile = new TwoSitePatchFile(t, "T-KILL");
             var random = new Random(20261124);
@@ -253,8 +251,7 @@ namespace HotpatchTools.Tests
             var kinds = new Dictionary<HotpatchErrorKind, int>();
             for (int round = 0; round < 15; round++)
             {
-                using var t = TargetProcess.Start();
-                Assert.Equal("ok", t.Send("hammer 2"));
+                using var t = HammeredTarget();
                 var patch = TwoSites(t, "T-DIE");
                 var engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(2), StopTimeout = TimeSpan.FromSeconds(2) });
                 var killer = new Thread(() => { Thread.Sleep(random.Next(0, 60)); t.Kill(); });
@@ -300,8 +297,7 @@ namespace HotpatchTools.Tests
         [MemberData(nameof(TargetKillPoints))]
         public async Task A_target_killed_at_each_step_is_reported_as_exited_in_bounded_time(string mode, string failPoint)
         {
-            using var t = TargetProcess.Start();
-            Assert.Equal("ok", t.Send("hammer 2"));
+            using var t = HammeredTarget();
             using var patchFile = new TwoSitePatchFile(t, "T-DIE");
             if (mode == "uninstall") new HotpatchEngine().Install(patchFile.Patch, t.Pid);
             var environment = new Dictionary<string, string> { [FailPoint.Variable] = failPoint, [FailPoint.ResumeVariable] = "1" };
@@ -383,8 +379,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void A_process_traced_by_strace_is_Busy_naming_the_tracer_and_nothing_is_written()
         {
-            using var t = TargetProcess.Start();
-            Assert.Equal("ok", t.Send("hammer 2"));
+            using var t = HammeredTarget();
             var originals = Originals(t);
             var patch = TwoSites(t, "T-DEBUGGED");
             var psi = new ProcessStartInfo("strace") { RedirectStandardError = true, RedirectStandardOutput = true };
