@@ -56,6 +56,7 @@ namespace HotpatchTools.Tests.Support
     {
         public const string Name = "Machine state";
     }
+
     /// <summary>
     /// A test class that drives the module against the machine catalog: a hosted runspace with the module imported
     /// and a temporary folder, each made for a test and gone after it, and the catalog emptied before the test.

@@ -57,6 +57,7 @@ namespace HotpatchTools.Tests.Support
             }
         }
     }
+
     /// <summary>
     /// The two-site patch as a file in a temporary folder of its own, for an installer process to read, and parsed for
     /// this one; the folder is gone when this is disposed.
