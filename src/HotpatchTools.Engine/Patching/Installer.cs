@@ -7,18 +7,11 @@ using HotpatchTools.Engine.Platform;
 namespace HotpatchTools.Engine.Patching
 {
     /// <summary>Where a patch stands in a process (inspection, which plans it) and its install.</summary>
-    internal sealed class Installer
+    internal sealed class Installer(IProcessPlatform platform, EngineOptions options, Action<AuditRecord> audit)
     {
-        private readonly IProcessPlatform _platform;
-        private readonly EngineOptions _options;
-        private readonly Action<AuditRecord> _audit;
-
-        public Installer(IProcessPlatform platform, EngineOptions options, Action<AuditRecord> audit)
-        {
-            _platform = platform;
-            _options = options;
-            _audit = audit;
-        }
+        private readonly IProcessPlatform _platform = platform;
+        private readonly EngineOptions _options = options;
+        private readonly Action<AuditRecord> _audit = audit;
 
         private void Log(string message)
         {

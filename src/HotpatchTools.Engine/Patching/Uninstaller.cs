@@ -4,16 +4,10 @@ using HotpatchTools.Engine.Platform;
 namespace HotpatchTools.Engine.Patching
 {
     /// <summary>Removes an installed patch: its sites back to their original bytes, its cave freed once nothing can reach it.</summary>
-    internal sealed class Uninstaller
+    internal sealed class Uninstaller(IProcessPlatform platform, EngineOptions options)
     {
-        private readonly IProcessPlatform _platform;
-        private readonly EngineOptions _options;
-
-        public Uninstaller(IProcessPlatform platform, EngineOptions options)
-        {
-            _platform = platform;
-            _options = options;
-        }
+        private readonly IProcessPlatform _platform = platform;
+        private readonly EngineOptions _options = options;
 
         private void Log(string message)
         {
