@@ -318,7 +318,7 @@ namespace HotpatchTools.Engine.Format
                         throw Error(key, node, "'" + group + "' has an odd number of hex digits; bytes are pairs of hex digits");
                     for (int i = 0; i < group.Length; i += 2)
                     {
-                        int high = HexDigit(group[i]), low = HexDigit(group[i + 1]);
+                        int high = Hex.Digit(group[i]), low = Hex.Digit(group[i + 1]);
                         if (high < 0 || low < 0)
                             throw Error(key, node, "'" + group + "' is not hex; bytes are pairs of hex digits like 8b 47 08");
                         bytes.Add((byte)(high << 4 | low));
