@@ -6,24 +6,12 @@ using HotpatchTools.Engine.Platform;
 namespace HotpatchTools.Engine.Inspection
 {
     /// <summary>A loaded module with the identity a patch file binds to.</summary>
-    public sealed class ModuleDescription
-    {
-        public int ProcessId { get; set; }
-        public string ProcessName { get; set; } = "";
-        public string Name { get; set; } = "";
-        public string Path { get; set; } = "";
-        public ulong Base { get; set; }
-        public ulong Size { get; set; }
-        /// <summary>Null when the file could not be read.</summary>
-        public ModuleFormat? Format { get; set; }
-        public string? BuildId { get; set; }
-        /// <summary>ELF DT_SONAME (libz.so.1 for libz.so.1.2.13): a patch's target.module may name it.</summary>
-        public string? Soname { get; set; }
-        public uint? TimeDateStamp { get; set; }
-        public uint? SizeOfImage { get; set; }
-        /// <summary>Why the file's identity is missing, if it is.</summary>
-        public string? Problem { get; set; }
-    }
+    /// <param name="Format">Null when the file could not be read.</param>
+    /// <param name="Soname">ELF DT_SONAME (libz.so.1 for libz.so.1.2.13): a patch's target.module may name it.</param>
+    /// <param name="Problem">Why the file's identity is missing, if it is.</param>
+    public sealed record ModuleDescription(
+        int ProcessId, string ProcessName, string Name, string Path, ulong Base, ulong Size,
+        ModuleFormat? Format = null, string? BuildId = null, string? Soname = null, uint? TimeDateStamp = null, uint? SizeOfImage = null, string? Problem = null);
 
     public enum SiteState
     {
@@ -80,20 +68,20 @@ namespace HotpatchTools.Engine.Inspection
             var result = new List<ModuleDescription>();
             foreach (var m in target.Modules.GetModules())
             {
-                var d = new ModuleDescription { ProcessId = pid, ProcessName = target.Name, Name = m.Name, Path = m.Path, Base = m.Base, Size = m.End - m.Base };
+                var d = new ModuleDescription(pid, target.Name, m.Name, m.Path, m.Base, m.End - m.Base);
                 try
                 {
                     var image = target.Modules.OpenImage(m);
-                    d.Format = image.Format;
-                    d.BuildId = image.BuildId;
-                    d.Soname = (image as ElfImage)?.Soname;
-                    d.TimeDateStamp = image.TimeDateStamp;
-                    d.SizeOfImage = image.SizeOfImage;
+                    d = d with
+                    {
+                        Format = image.Format, BuildId = image.BuildId, Soname = (image as ElfImage)?.Soname,
+                        TimeDateStamp = image.TimeDateStamp, SizeOfImage = image.SizeOfImage,
+                    };
                 }
                 // A module whose file is gone or unreadable is still loaded: list it without an identity.
                 catch (Exception e) when (e is HotpatchException || e is ModuleFormatException || e is System.IO.IOException || e is UnauthorizedAccessException)
                 {
-                    d.Problem = e.Message;
+                    d = d with { Problem = e.Message };
                 }
                 result.Add(d);
             }

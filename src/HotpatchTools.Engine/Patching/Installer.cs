@@ -340,11 +340,7 @@ namespace HotpatchTools.Engine.Patching
                     Log("installed " + plan.Patch.Id + " in process " + target.Id + ": " + outcome.Threads + " threads held for " + outcome.Held.TotalMilliseconds.ToString("0.000") + " ms (stop, write, release), attempt " + attempt);
                     var cave = placement.Cave!;
                     var found = new FoundCave { Address = cave.Address, Header = cave.Header, HeaderBytes = cave.Header.Serialize() };
-                    return new InstallResult
-                    {
-                        Patch = CaveReader.Describe(target, found), FreezeTime = outcome.Held, ThreadCount = outcome.Threads,
-                        Replaced = replaced.Select(c => c.Header.PatchId).ToList(),
-                    };
+                    return new InstallResult(CaveReader.Describe(target, found), outcome.Held, outcome.Threads, replaced.Select(c => c.Header.PatchId).ToList());
                 }
                 if (blocker == null || blocked == null) throw new InvalidOperationException("no write and no blocking thread");
                 if (clock.Elapsed > _options.ThreadWait)

@@ -86,36 +86,14 @@ namespace HotpatchTools.Engine.Patching
         Orphaned,
     }
 
-    public sealed class InstalledPatch
-    {
-        public int ProcessId { get; set; }
-        public string ProcessName { get; set; } = "";
-        public string PatchId { get; set; } = "";
-        public string FileSha256 { get; set; } = "";
-        public string Module { get; set; } = "";
-        public DateTime InstalledUtc { get; set; }
-        public ulong CaveAddress { get; set; }
-        public int CaveSize { get; set; }
-        public PatchState State { get; set; }
-        public IReadOnlyList<SiteRecord> Sites { get; set; } = new SiteRecord[0];
-    }
+    public sealed record InstalledPatch(
+        int ProcessId, string ProcessName, string PatchId, string FileSha256, string Module, DateTime InstalledUtc,
+        ulong CaveAddress, int CaveSize, PatchState State, IReadOnlyList<SiteRecord> Sites);
 
-    public sealed class InstallResult
-    {
-        public InstalledPatch Patch { get; set; } = new InstalledPatch();
-        public TimeSpan FreezeTime { get; set; }
-        public int ThreadCount { get; set; }
-        /// <summary>Ids of the patches this install removed because the new one supersedes them.</summary>
-        public IReadOnlyList<string> Replaced { get; set; } = new string[0];
-    }
+    /// <param name="Replaced">Ids of the patches this install removed because the new one supersedes them.</param>
+    public sealed record InstallResult(InstalledPatch Patch, TimeSpan FreezeTime, int ThreadCount, IReadOnlyList<string> Replaced);
 
-    public sealed class UninstallResult
-    {
-        public InstalledPatch Patch { get; set; } = new InstalledPatch();
-        public bool CaveFreed { get; set; }
-        public string Message { get; set; } = "";
-        public TimeSpan FreezeTime { get; set; }
-    }
+    public sealed record UninstallResult(InstalledPatch Patch, bool CaveFreed, string Message, TimeSpan FreezeTime);
 
     public sealed class EngineOptions
     {
