@@ -19,20 +19,11 @@ namespace HotpatchTools.Engine.Patching
         Superseded,
     }
 
-    public sealed class TargetStatus
+    /// <param name="ErrorKind">What installing into this target now would fail with; null when it is Vulnerable.</param>
+    public sealed record TargetStatus(
+        int ProcessId, string ProcessName, string Module, string ModulePath, ulong ModuleBase, string PatchId, string PatchTitle, string PatchPath,
+        TargetState State, string Reason, HotpatchErrorKind? ErrorKind)
     {
-        public int ProcessId { get; set; }
-        public string ProcessName { get; set; } = "";
-        public string Module { get; set; } = "";
-        public string ModulePath { get; set; } = "";
-        public ulong ModuleBase { get; set; }
-        public string PatchId { get; set; } = "";
-        public string PatchTitle { get; set; } = "";
-        public string PatchPath { get; set; } = "";
-        public TargetState State { get; set; }
-        public string Reason { get; set; } = "";
-        /// <summary>What installing into this target now would fail with; null when it is Vulnerable.</summary>
-        public HotpatchErrorKind? ErrorKind { get; set; }
         /// <summary>For a Vulnerable target, the plan the inspection made, for the install to re-check instead of planning again.</summary>
         internal PreparedInstall? Prepared { get; set; }
     }
