@@ -22,5 +22,14 @@ namespace HotpatchTools.Engine
             }
             return sb.ToString();
         }
+
+        /// <summary>The value of one hex digit, either case; -1 for any other character.</summary>
+        internal static int Digit(char c)
+        {
+            if (c >= '0' && c <= '9') return c - '0';
+            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+            return -1;
+        }
     }
 }

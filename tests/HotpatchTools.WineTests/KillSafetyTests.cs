@@ -32,54 +32,47 @@ namespace HotpatchTools.Tests
         [MemberData(nameof(KillPoints))]
         public void An_installer_killed_at_each_step_leaves_every_thread_running_and_every_site_whole(string mode, string failPoint)
         {
-            using var t = TargetProcess.Start();
+            using var t = HammeredTarget();
             var w = (WindowsTarget)t;
-            Assert.Equal("ok", t.Send("hammer 2"));
             var originals = Originals(t);
-            var dir = Directory.CreateTempSubdirectory("hpt-wine-kill-").FullName;
-            try
-            {
-                var file = PatchFiles.WriteFile(dir, "T-WKILL", TwoSitesYaml(t, "T-WKILL"));
-                var patch = PatchFiles.Parse(File.ReadAllText(file));
-                if (mode == "uninstall") new HotpatchEngine().Install(patch, t.Pid);
-                var before = Originals(t);
+            using var patchFile = new TwoSitePatchFile(t, "T-WKILL");
+            if (mode == "uninstall") new HotpatchEngine().Install(patchFile.Patch, t.Pid);
+            var before = Originals(t);
 
-                InstallerHost.KillAt(mode, file, t.Pid, failPoint);
+            InstallerHost.KillAt(mode, patchFile.Path, t.Pid, failPoint);
 
-                var context = mode + " killed at " + failPoint;
-                // Every thread runs again: the hammer threads count on, and the main thread answers.
-                var (calls0, _) = t.Stats();
-                var clock = Stopwatch.StartNew();
-                long calls = calls0;
-                while (calls == calls0 && clock.Elapsed < TimeSpan.FromSeconds(10)) { Thread.Sleep(20); calls = t.Stats().Calls; }
-                Assert.True(calls > calls0, context + ": the hammer threads stayed stopped");
-                Assert.Equal(16, t.Call("triple", 5));
-                Assert.Equal(2, t.Call("short_jcc", 0));
-                Assert.Equal(6, t.Call("short_jcc", 5));
-                AssertEachSiteOriginalOrPatched(w, originals, context);
-                Assert.Equal(0, t.Stats().Errors);
+            var context = mode + " killed at " + failPoint;
+            // Every thread runs again: the hammer threads count on, and the main thread answers.
+            var (calls0, _) = t.Stats();
+            var clock = Stopwatch.StartNew();
+            long calls = calls0;
+            while (calls == calls0 && clock.Elapsed < TimeSpan.FromSeconds(10)) { Thread.Sleep(20); calls = t.Stats().Calls; }
+            Assert.True(calls > calls0, context + ": the hammer threads stayed stopped");
+            Assert.Equal(16, t.Call("triple", 5));
+            Assert.Equal(2, t.Call("short_jcc", 0));
+            Assert.Equal(6, t.Call("short_jcc", 5));
+            AssertEachSiteOriginalOrPatched(w, originals, context);
+            Assert.Equal(0, t.Stats().Errors);
 
-                // Nothing is written before the cave is complete, and uninstall frees only after every site is restored.
-                if (failPoint == "uninstall.before-free") Assert.Equal(originals, Originals(t));
-                else if (failPoint.StartsWith("freeze.", StringComparison.Ordinal) || failPoint is "install.after-allocate" or "install.after-cave")
-                    Assert.Equal(before, Originals(t));
+            // Nothing is written before the cave is complete, and uninstall frees only after every site is restored.
+            if (failPoint == "uninstall.before-free") Assert.Equal(originals, Originals(t));
+            else if (failPoint.StartsWith("freeze.", StringComparison.Ordinal) || failPoint is "install.after-allocate" or "install.after-cave")
+                Assert.Equal(before, Originals(t));
 
-                // A fresh engine can stop the process again (the dead installer's debug object is gone) and clean up.
-                var fresh = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) });
-                var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-WKILL" && p.State != PatchState.Retired).ToList();
-                Assert.True(left.Count <= 1, context + ": " + left.Count + " installed caves");
-                if (failPoint is "install.after-site-1" or "uninstall.after-site-1")
-                    Assert.Equal(PatchState.Inconsistent, Assert.Single(left).State);
-                if (left.Count == 1) fresh.Uninstall(t.Pid, "T-WKILL");
-                Assert.Equal(originals, Originals(t));
-                Assert.Equal(TargetState.Vulnerable, fresh.Inspect(patch, t.Pid)!.State);
-                fresh.Install(patch, t.Pid);
-                fresh.Uninstall(t.Pid, "T-WKILL");
-                Assert.Equal(originals, Originals(t));
-                Assert.Equal(16, t.Call("triple", 5));
-                Assert.Equal(0, t.Stats().Errors);
-            }
-            finally { Directory.Delete(dir, recursive: true); }
+            // A fresh engine can stop the process again (the dead installer's debug object is gone) and clean up.
+            var fresh = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) });
+            var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-WKILL" && p.State != PatchState.Retired).ToList();
+            Assert.True(left.Count <= 1, context + ": " + left.Count + " installed caves");
+            if (failPoint is "install.after-site-1" or "uninstall.after-site-1")
+                Assert.Equal(PatchState.Inconsistent, Assert.Single(left).State);
+            if (left.Count == 1) fresh.Uninstall(t.Pid, "T-WKILL");
+            Assert.Equal(originals, Originals(t));
+            Assert.Equal(TargetState.Vulnerable, fresh.Inspect(patchFile.Patch, t.Pid)!.State);
+            fresh.Install(patchFile.Patch, t.Pid);
+            fresh.Uninstall(t.Pid, "T-WKILL");
+            Assert.Equal(originals, Originals(t));
+            Assert.Equal(16, t.Call("triple", 5));
+            Assert.Equal(0, t.Stats().Errors);
         }
 
         [Fact]
@@ -135,8 +128,7 @@ namespace HotpatchTools.Tests
         public void A_stop_holds_every_thread_until_it_is_released()
         {
             // The debug-object freeze must really stop threads: a counter the hammer threads bump stays still while held.
-            using var t = TargetProcess.Start();
-            Assert.Equal("ok", t.Send("hammer 2"));
+            using var t = HammeredTarget();
             ulong counter = t.Symbol("calls");
             var engine = new HotpatchEngine();
             using var target = engine.Platform.Open(t.Pid);

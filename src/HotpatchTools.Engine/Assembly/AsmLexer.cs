@@ -23,17 +23,8 @@ namespace HotpatchTools.Engine.Assembly
     }
 
     /// <summary>One line of assembler text, able to turn a character position into a file-positioned error.</summary>
-    internal sealed class SourceLine
+    internal sealed record SourceLine(string Text, int FileLine, int FirstColumn)
     {
-        public SourceLine(string text, int fileLine, int firstColumn)
-        {
-            Text = text; FileLine = fileLine; FirstColumn = firstColumn;
-        }
-
-        public string Text { get; }
-        public int FileLine { get; }
-        public int FirstColumn { get; }
-
         public AsmException Error(int column, string message) => new AsmException(FileLine, FirstColumn + column, message);
 
         public string Slice(Token first, Token last) => Text.Substring(first.Column, last.End - first.Column);
@@ -139,7 +130,7 @@ namespace HotpatchTools.Engine.Assembly
             BigInteger value = BigInteger.Zero;
             foreach (char d in digits)
             {
-                int digit = HexDigit(d);
+                int digit = Hex.Digit(d);
                 if (digit < 0 || digit >= radix)
                     throw line.Error(column, "invalid number '" + literal + "'");
                 value = value * radix + digit;
@@ -147,14 +138,6 @@ namespace HotpatchTools.Engine.Assembly
                     throw line.Error(column, "number '" + literal + "' is larger than 64 bits");
             }
             return value;
-        }
-
-        private static int HexDigit(char c)
-        {
-            if (c >= '0' && c <= '9') return c - '0';
-            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-            return -1;
         }
     }
 }

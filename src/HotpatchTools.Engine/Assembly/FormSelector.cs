@@ -452,52 +452,20 @@ namespace HotpatchTools.Engine.Assembly
 
         private static void SetImmediate(ref Instruction instruction, int operand, OpCodeOperandKind kind, ulong bits, bool isSecond)
         {
-            switch (kind)
+            instruction.SetOpKind(operand, kind switch
             {
-                case OpCodeOperandKind.imm8:
-                case OpCodeOperandKind.imm8_const_1:
-                    if (isSecond)
-                    {
-                        instruction.SetOpKind(operand, OpKind.Immediate8_2nd);
-                        instruction.Immediate8_2nd = (byte)bits;
-                    }
-                    else
-                    {
-                        instruction.SetOpKind(operand, OpKind.Immediate8);
-                        instruction.Immediate8 = (byte)bits;
-                    }
-                    break;
-                case OpCodeOperandKind.imm8sex16:
-                    instruction.SetOpKind(operand, OpKind.Immediate8to16);
-                    instruction.Immediate8to16 = (sbyte)bits;
-                    break;
-                case OpCodeOperandKind.imm8sex32:
-                    instruction.SetOpKind(operand, OpKind.Immediate8to32);
-                    instruction.Immediate8to32 = (sbyte)bits;
-                    break;
-                case OpCodeOperandKind.imm8sex64:
-                    instruction.SetOpKind(operand, OpKind.Immediate8to64);
-                    instruction.Immediate8to64 = (sbyte)bits;
-                    break;
-                case OpCodeOperandKind.imm16:
-                    instruction.SetOpKind(operand, OpKind.Immediate16);
-                    instruction.Immediate16 = (ushort)bits;
-                    break;
-                case OpCodeOperandKind.imm32:
-                    instruction.SetOpKind(operand, OpKind.Immediate32);
-                    instruction.Immediate32 = (uint)bits;
-                    break;
-                case OpCodeOperandKind.imm32sex64:
-                    instruction.SetOpKind(operand, OpKind.Immediate32to64);
-                    instruction.Immediate32to64 = (int)bits;
-                    break;
-                case OpCodeOperandKind.imm64:
-                    instruction.SetOpKind(operand, OpKind.Immediate64);
-                    instruction.Immediate64 = bits;
-                    break;
-                default:
-                    throw new InvalidOperationException("operand " + operand + " is not an immediate");
-            }
+                OpCodeOperandKind.imm8 or OpCodeOperandKind.imm8_const_1 => isSecond ? OpKind.Immediate8_2nd : OpKind.Immediate8,
+                OpCodeOperandKind.imm8sex16 => OpKind.Immediate8to16,
+                OpCodeOperandKind.imm8sex32 => OpKind.Immediate8to32,
+                OpCodeOperandKind.imm8sex64 => OpKind.Immediate8to64,
+                OpCodeOperandKind.imm16 => OpKind.Immediate16,
+                OpCodeOperandKind.imm32 => OpKind.Immediate32,
+                OpCodeOperandKind.imm32sex64 => OpKind.Immediate32to64,
+                OpCodeOperandKind.imm64 => OpKind.Immediate64,
+                _ => throw new InvalidOperationException("operand " + operand + " is not an immediate"),
+            });
+            // Iced keeps the value as the operand kind just set holds it: truncated to its width, sign-extended on use.
+            instruction.SetImmediate(operand, bits);
         }
 
         private static Dictionary<Mnemonic, Code[]> BuildCodeTable()

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Text;
 using HotpatchTools.Engine.Machine;
 using HotpatchTools.Engine.Platform.Linux;

@@ -2,7 +2,6 @@ using HotpatchTools.Engine.Format;
 using HotpatchTools.Engine.Inspection;
 using HotpatchTools.Engine.Modules;
 using HotpatchTools.Engine.Patching;
-using HotpatchTools.Engine.Platform;
 using HotpatchTools.Engine.Platform.Offline;
 
 namespace HotpatchTools.Engine.Authoring

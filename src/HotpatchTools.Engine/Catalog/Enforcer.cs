@@ -25,16 +25,10 @@ namespace HotpatchTools.Engine.Catalog
     }
 
     /// <summary>One patch in one process, as one enforcement pass found or left it.</summary>
-    public sealed class EnforcementResult
+    public sealed record EnforcementResult(
+        string PatchId, int ProcessId, string ProcessName, string Module, EnforcementOutcome Outcome, string Reason, HotpatchErrorKind? ErrorKind)
     {
-        public string PatchId { get; set; } = "";
-        public int ProcessId { get; set; }
-        public string ProcessName { get; set; } = "";
-        public string Module { get; set; } = "";
-        public EnforcementOutcome Outcome { get; set; }
-        public string Reason { get; set; } = "";
-        public HotpatchErrorKind? ErrorKind { get; set; }
-        public DateTime TimestampUtc { get; set; } = DateTime.UtcNow;
+        public DateTime TimestampUtc { get; init; } = DateTime.UtcNow;
     }
 
     public sealed class EnforcementPass
@@ -438,7 +432,7 @@ namespace HotpatchTools.Engine.Catalog
             Result(patch, s.ProcessId, s.ProcessName, s.Module, outcome, reason, kind);
 
         private static EnforcementResult Result(Micropatch patch, int pid, string name, string module, EnforcementOutcome outcome, string reason, HotpatchErrorKind? kind) =>
-            new EnforcementResult { PatchId = patch.Id, ProcessId = pid, ProcessName = name, Module = module, Outcome = outcome, Reason = reason, ErrorKind = kind };
+            new EnforcementResult(patch.Id, pid, name, module, outcome, reason, kind);
 
         /// <summary>
         /// The module list of a process is read again only when its change stamp (start time and virtual size) changed:

@@ -6,23 +6,13 @@ using HotpatchTools.Engine.Machine;
 namespace HotpatchTools.Engine.Catalog
 {
     /// <summary>One registered patch: its copy in the catalog and whether enforcement applies it.</summary>
-    public sealed class CatalogEntry
-    {
-        public string PatchId { get; set; } = "";
-        public string Title { get; set; } = "";
-        public string Module { get; set; } = "";
-        public bool Enabled { get; set; }
-        public bool AllowUnsigned { get; set; }
-        /// <summary>SHA-256 of the registered file, lowercase hex; the copy must still hash to it when it is loaded.</summary>
-        public string FileSha256 { get; set; } = "";
-        public DateTime RegisteredUtc { get; set; }
-        /// <summary>The catalog's copy of the patch file.</summary>
-        public string PatchPath { get; set; } = "";
-        /// <summary>The copy of the detached signature, or null when none was registered.</summary>
-        public string? SignaturePath { get; set; }
-        /// <summary>Where the file was registered from (informational only: the catalog never reads it again).</summary>
-        public string SourcePath { get; set; } = "";
-    }
+    /// <param name="FileSha256">SHA-256 of the registered file, lowercase hex; the copy must still hash to it when it is loaded.</param>
+    /// <param name="PatchPath">The catalog's copy of the patch file.</param>
+    /// <param name="SignaturePath">The copy of the detached signature, or null when none was registered.</param>
+    /// <param name="SourcePath">Where the file was registered from (informational only: the catalog never reads it again).</param>
+    public sealed record CatalogEntry(
+        string PatchId, string Title, string Module, bool Enabled, bool AllowUnsigned, string FileSha256, DateTime RegisteredUtc,
+        string PatchPath, string? SignaturePath, string SourcePath);
 
     /// <summary>
     /// The machine-wide patch catalog: one folder per patch id holding a copy of the patch file (and its
@@ -93,19 +83,17 @@ namespace HotpatchTools.Engine.Catalog
             if (Value("format") != "1") throw new FormatException(dir + ": state format " + Value("format") + " is not supported");
             var file = Path.Combine(dir, Value("file"));
             var sig = file + SignatureSuffix;
-            return new CatalogEntry
-            {
-                PatchId = Value("id"),
-                Title = Value("title"),
-                Module = Value("module"),
-                Enabled = Value("enabled") == "true",
-                AllowUnsigned = Value("allowUnsigned") == "true",
-                FileSha256 = Value("sha256"),
-                RegisteredUtc = DateTime.ParseExact(Value("registered"), "o", CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal),
-                PatchPath = file,
-                SignaturePath = File.Exists(sig) ? sig : null,
-                SourcePath = values.TryGetValue("source", out var s) ? s : "",
-            };
+            return new CatalogEntry(
+                Value("id"),
+                Value("title"),
+                Value("module"),
+                Enabled: Value("enabled") == "true",
+                AllowUnsigned: Value("allowUnsigned") == "true",
+                Value("sha256"),
+                DateTime.ParseExact(Value("registered"), "o", CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal),
+                file,
+                File.Exists(sig) ? sig : null,
+                values.TryGetValue("source", out var s) ? s : "");
         }
 
         // ---- writing ----
@@ -142,11 +130,9 @@ namespace HotpatchTools.Engine.Catalog
                 string fileName = patch.Id + "-" + patch.FileSha256.Substring(0, 12) + PatchFileSuffix;
                 WriteFile(Path.Combine(staging, fileName), bytes);
                 if (sig != null) WriteFile(Path.Combine(staging, fileName + SignatureSuffix), sig);
-                var entry = new CatalogEntry
-                {
-                    PatchId = patch.Id, Title = patch.Title, Module = patch.Target.Module, Enabled = enabled, AllowUnsigned = allowUnsigned,
-                    FileSha256 = patch.FileSha256, RegisteredUtc = DateTime.UtcNow, SourcePath = Path.GetFullPath(sourcePath),
-                };
+                // Where the copy lands is known after the move below: the state file names it relative to its folder.
+                var entry = new CatalogEntry(patch.Id, patch.Title, patch.Target.Module, enabled, allowUnsigned,
+                    patch.FileSha256, DateTime.UtcNow, PatchPath: "", SignaturePath: null, Path.GetFullPath(sourcePath));
                 WriteFile(Path.Combine(staging, StateFileName), Serialize(entry, fileName));
 
                 var final = Path.Combine(Directory, existing != null ? Path.GetFileName(Path.GetDirectoryName(existing.PatchPath)!) : patch.Id);
@@ -181,7 +167,7 @@ namespace HotpatchTools.Engine.Catalog
         {
             var entry = Get(patchId);
             if (entry.Enabled == enabled) return entry;
-            entry.Enabled = enabled;
+            entry = entry with { Enabled = enabled };
             var dir = Path.GetDirectoryName(entry.PatchPath)!;
             var state = Path.Combine(dir, StateFileName);
             var tmp = Path.Combine(dir, ScratchPrefix + StateFileName + "-" + Guid.NewGuid().ToString("N"));

@@ -53,40 +53,21 @@ namespace HotpatchTools.Engine.Format
                     patch.Description = Text(description, "description");
 
                 if (keys.TryGetValue("references", out var references))
-                {
-                    var list = new List<string>();
-                    int i = 0;
-                    foreach (var item in Sequence(references, "references").Children)
-                    {
-                        string path = "references[" + i++ + "]";
-                        string reference = Text(item, path);
-                        if (reference.Trim().Length == 0) throw Error(path, item, "a reference must not be empty");
-                        list.Add(reference);
-                    }
-                    patch.References = list.ToArray();
-                }
+                    patch.References = Texts(references, "references",
+                        (reference, _) => reference.Trim().Length == 0 ? "a reference must not be empty" : null);
 
                 if (keys.TryGetValue("severity", out var severity))
                     patch.Severity = Choice(severity, "severity", new[] { "low", "medium", "high", "critical" },
                         new[] { Severity.Low, Severity.Medium, Severity.High, Severity.Critical });
 
                 if (keys.TryGetValue("supersedes", out var supersedes))
-                {
-                    var ids = new List<string>();
-                    int i = 0;
-                    foreach (var item in Sequence(supersedes, "supersedes").Children)
-                    {
-                        string path = "supersedes[" + i++ + "]";
-                        string old = Text(item, path);
-                        if (!IsValidId(old)) throw Error(path, item, "'" + old + "' is not a valid patch id");
-                        if (string.Equals(old, patch.Id, StringComparison.OrdinalIgnoreCase)) throw Error(path, item, "a patch cannot supersede itself");
-                        if (ids.Exists(x => string.Equals(x, old, StringComparison.OrdinalIgnoreCase))) throw Error(path, item, "'" + old + "' is listed twice");
+                    patch.Supersedes = Texts(supersedes, "supersedes", (old, ids) =>
+                        !IsValidId(old) ? "'" + old + "' is not a valid patch id"
+                        : string.Equals(old, patch.Id, StringComparison.OrdinalIgnoreCase) ? "a patch cannot supersede itself"
+                        : ids.Exists(x => string.Equals(x, old, StringComparison.OrdinalIgnoreCase)) ? "'" + old + "' is listed twice"
                         // One replacement touches every cave it names under one freeze: keep that bounded.
-                        if (ids.Count == MaxSupersedes) throw Error(path, item, "at most " + MaxSupersedes + " superseded patches");
-                        ids.Add(old);
-                    }
-                    patch.Supersedes = ids.ToArray();
-                }
+                        : ids.Count == MaxSupersedes ? "at most " + MaxSupersedes + " superseded patches"
+                        : null);
 
                 patch.Target = ReadTarget(Mapping(Required(keys, root, "", "target"), "target"));
 
@@ -281,6 +262,21 @@ namespace HotpatchTools.Engine.Format
                 throw Error(key, node, "expected a string, found " + Describe(node));
             }
 
+            /// <summary>A list of strings, each refused with the reason <paramref name="problem"/> gives (seeing the items before it), if it gives one.</summary>
+            private string[] Texts(YamlNode node, string key, Func<string, List<string>, string?> problem)
+            {
+                var list = new List<string>();
+                int i = 0;
+                foreach (var item in Sequence(node, key).Children)
+                {
+                    string path = key + "[" + i++ + "]";
+                    string text = Text(item, path);
+                    if (problem(text, list) is { } reason) throw Error(path, item, reason);
+                    list.Add(text);
+                }
+                return list.ToArray();
+            }
+
             /// <summary>Numbers are plain scalars: a quoted "1" is a string to YAML, and the format is strict about types.</summary>
             private ulong Integer(YamlNode node, string key)
             {
@@ -318,7 +314,7 @@ namespace HotpatchTools.Engine.Format
                         throw Error(key, node, "'" + group + "' has an odd number of hex digits; bytes are pairs of hex digits");
                     for (int i = 0; i < group.Length; i += 2)
                     {
-                        int high = HexDigit(group[i]), low = HexDigit(group[i + 1]);
+                        int high = Hex.Digit(group[i]), low = Hex.Digit(group[i + 1]);
                         if (high < 0 || low < 0)
                             throw Error(key, node, "'" + group + "' is not hex; bytes are pairs of hex digits like 8b 47 08");
                         bytes.Add((byte)(high << 4 | low));

@@ -151,7 +151,7 @@ namespace HotpatchTools.Engine.Format
             {
                 for (int i = 2; i < text.Length; i++)
                 {
-                    int digit = HexDigit(text[i]);
+                    int digit = Hex.Digit(text[i]);
                     if (digit < 0 || value > ulong.MaxValue >> 4) return false;
                     value = value << 4 | (uint)digit;
                 }
@@ -166,14 +166,6 @@ namespace HotpatchTools.Engine.Format
                 value = value * 10 + digit;
             }
             return true;
-        }
-
-        internal static int HexDigit(char c)
-        {
-            if (c >= '0' && c <= '9') return c - '0';
-            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-            return -1;
         }
     }
 }

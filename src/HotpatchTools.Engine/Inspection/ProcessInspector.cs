@@ -6,24 +6,12 @@ using HotpatchTools.Engine.Platform;
 namespace HotpatchTools.Engine.Inspection
 {
     /// <summary>A loaded module with the identity a patch file binds to.</summary>
-    public sealed class ModuleDescription
-    {
-        public int ProcessId { get; set; }
-        public string ProcessName { get; set; } = "";
-        public string Name { get; set; } = "";
-        public string Path { get; set; } = "";
-        public ulong Base { get; set; }
-        public ulong Size { get; set; }
-        /// <summary>Null when the file could not be read.</summary>
-        public ModuleFormat? Format { get; set; }
-        public string? BuildId { get; set; }
-        /// <summary>ELF DT_SONAME (libz.so.1 for libz.so.1.2.13): a patch's target.module may name it.</summary>
-        public string? Soname { get; set; }
-        public uint? TimeDateStamp { get; set; }
-        public uint? SizeOfImage { get; set; }
-        /// <summary>Why the file's identity is missing, if it is.</summary>
-        public string? Problem { get; set; }
-    }
+    /// <param name="Format">Null when the file could not be read.</param>
+    /// <param name="Soname">ELF DT_SONAME (libz.so.1 for libz.so.1.2.13): a patch's target.module may name it.</param>
+    /// <param name="Problem">Why the file's identity is missing, if it is.</param>
+    public sealed record ModuleDescription(
+        int ProcessId, string ProcessName, string Name, string Path, ulong Base, ulong Size,
+        ModuleFormat? Format = null, string? BuildId = null, string? Soname = null, uint? TimeDateStamp = null, uint? SizeOfImage = null, string? Problem = null);
 
     public enum SiteState
     {
@@ -36,28 +24,17 @@ namespace HotpatchTools.Engine.Inspection
     }
 
     /// <summary>One patchlet's site in one process: where it lands, what is there now, what install would do.</summary>
-    public sealed class SiteDescription
+    /// <param name="Patchlet">"patchlets[0] (at parse_record)" for a patch file; "sites[0]" for an installed patch read from its cave.</param>
+    /// <param name="Symbol">Containing function and offset, e.g. "parse_record+0x4"; empty when no function is known there.</param>
+    /// <param name="SpanLength">Bytes the patch overwrites (or overwrote) at the site; 0 when it could not be planned.</param>
+    /// <param name="Plan">What install does here, or why it would refuse.</param>
+    /// <param name="Refusal">The refusal's kind when install would refuse this site; null when it would proceed (or it is installed).</param>
+    public sealed record SiteDescription(
+        int ProcessId, string ProcessName, string PatchId, string Patchlet, string Module, ulong Address = 0, string Symbol = "", string Mode = "",
+        int SpanLength = 0, SiteState State = SiteState.Original, string Plan = "", HotpatchErrorKind? Refusal = null, ulong CaveAddress = 0)
     {
-        public int ProcessId { get; set; }
-        public string ProcessName { get; set; } = "";
-        public string PatchId { get; set; } = "";
-        /// <summary>"patchlets[0] (at parse_record)" for a patch file; "sites[0]" for an installed patch read from its cave.</summary>
-        public string Patchlet { get; set; } = "";
-        public string Module { get; set; } = "";
-        public ulong Address { get; set; }
-        /// <summary>Containing function and offset, e.g. "parse_record+0x4"; empty when no function is known there.</summary>
-        public string Symbol { get; set; } = "";
-        public string Mode { get; set; } = "";
-        /// <summary>Bytes the patch overwrites (or overwrote) at the site; 0 when it could not be planned.</summary>
-        public int SpanLength { get; set; }
-        public SiteState State { get; set; }
-        /// <summary>What install does here, or why it would refuse.</summary>
-        public string Plan { get; set; } = "";
-        /// <summary>The refusal's kind when install would refuse this site; null when it would proceed (or it is installed).</summary>
-        public HotpatchErrorKind? Refusal { get; set; }
-        public ulong CaveAddress { get; set; }
         /// <summary>The instructions at the site now, and when the site jumps into the patch's cave, the cave's code for it.</summary>
-        public IReadOnlyList<string> Disassembly { get; set; } = new string[0];
+        public IReadOnlyList<string> Disassembly { get; init; } = new string[0];
     }
 
     /// <summary>
@@ -80,20 +57,20 @@ namespace HotpatchTools.Engine.Inspection
             var result = new List<ModuleDescription>();
             foreach (var m in target.Modules.GetModules())
             {
-                var d = new ModuleDescription { ProcessId = pid, ProcessName = target.Name, Name = m.Name, Path = m.Path, Base = m.Base, Size = m.End - m.Base };
+                var d = new ModuleDescription(pid, target.Name, m.Name, m.Path, m.Base, m.End - m.Base);
                 try
                 {
                     var image = target.Modules.OpenImage(m);
-                    d.Format = image.Format;
-                    d.BuildId = image.BuildId;
-                    d.Soname = (image as ElfImage)?.Soname;
-                    d.TimeDateStamp = image.TimeDateStamp;
-                    d.SizeOfImage = image.SizeOfImage;
+                    d = d with
+                    {
+                        Format = image.Format, BuildId = image.BuildId, Soname = (image as ElfImage)?.Soname,
+                        TimeDateStamp = image.TimeDateStamp, SizeOfImage = image.SizeOfImage,
+                    };
                 }
                 // A module whose file is gone or unreadable is still loaded: list it without an identity.
                 catch (Exception e) when (e is HotpatchException || e is ModuleFormatException || e is System.IO.IOException || e is UnauthorizedAccessException)
                 {
-                    d.Problem = e.Message;
+                    d = d with { Problem = e.Message };
                 }
                 result.Add(d);
             }
@@ -120,22 +97,17 @@ namespace HotpatchTools.Engine.Inspection
                 catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited && e.Kind != HotpatchErrorKind.AccessDenied) { whole = e; }
             }
 
-            var sites = new List<SiteDescription>();
-            foreach (var p in patch.Patchlets)
+            // Each site is described whole from what is found there: the first refusal, or where it ends up.
+            SiteDescription Site(Patchlet p)
             {
-                var d = new SiteDescription { ProcessId = pid, ProcessName = target.Name, PatchId = patch.Id, Patchlet = p.Name, Module = module.Name, Mode = p.Mode.ToString() };
-                sites.Add(d);
+                var d = new SiteDescription(pid, target.Name, patch.Id, p.Name, module.Name, Mode: p.Mode.ToString());
                 ulong address;
                 try { address = PatchPlanner.ResolveSite(plan, p, target); }
                 catch (HotpatchException e)
                 {
-                    d.State = SiteState.Modified;
-                    d.Refusal = e.Kind;
-                    d.Plan = "Refused: " + e.Message;
-                    continue;
+                    return d with { State = SiteState.Modified, Refusal = e.Kind, Plan = "Refused: " + e.Message };
                 }
-                d.Address = address;
-                d.Symbol = SymbolOf(image, module, address);
+                d = d with { Address = address, Symbol = SymbolOf(image, module, address) };
                 // An insert at an endbr writes its jump after it (and the cave records that address).
                 var head = new byte[4];
                 ulong jumpAt = target.Memory.TryRead(address, head) == 4 && p.Mode == PatchMode.Insert ? address + (ulong)PatchPlanner.EndbrLength(head) : address;
@@ -144,14 +116,14 @@ namespace HotpatchTools.Engine.Inspection
                 int span = installed?.Original.Length ?? 0;
                 if (installed != null && cave != null && ReadHoldsOurs(target, cave.Address, installed))
                 {
-                    d.State = SiteState.Patched;
-                    d.SpanLength = span;
-                    d.CaveAddress = cave.Address;
-                    d.Plan = (jumpAt != address ? KeepsEndbr(head, address) : "") + Installed(installed, cave.Address);
-                    d.Disassembly = PatchedListing(target, bitness, jumpAt, installed, cave.Address);
-                    continue;
+                    return d with
+                    {
+                        State = SiteState.Patched, SpanLength = span, CaveAddress = cave.Address,
+                        Plan = (jumpAt != address ? KeepsEndbr(head, address) : "") + Installed(installed, cave.Address),
+                        Disassembly = PatchedListing(target, bitness, jumpAt, installed, cave.Address),
+                    };
                 }
-                d.State = ReadEquals(target, address, p.Expect) ? SiteState.Original : SiteState.Modified;
+                d = d with { State = ReadEquals(target, address, p.Expect) ? SiteState.Original : SiteState.Modified };
                 // Refusals of the patch as a whole (identity, platform) are every site's; otherwise each site is planned on its own.
                 HotpatchException? own = whole != null && whole.Patchlet == null ? whole : null;
                 if (site == null && own == null && cave == null)
@@ -161,18 +133,21 @@ namespace HotpatchTools.Engine.Inspection
                 }
                 if (site != null)
                 {
-                    d.SpanLength = site.SpanLength;
-                    d.Plan = Describe(site);
                     // This site is fine, but install is all or nothing: say what stops it.
-                    if (whole != null) d.Plan += " Install refuses the patch as a whole: " + whole.Message;
+                    d = d with { SpanLength = site.SpanLength, Plan = Describe(site) + (whole != null ? " Install refuses the patch as a whole: " + whole.Message : "") };
                 }
                 else
                 {
-                    d.Refusal = own?.Kind ?? HotpatchErrorKind.SiteModified;
-                    d.Plan = "Refused: " + (own?.Message ?? "the patch's cave is present but this site does not hold its jump.");
+                    d = d with
+                    {
+                        Refusal = own?.Kind ?? HotpatchErrorKind.SiteModified,
+                        Plan = "Refused: " + (own?.Message ?? "the patch's cave is present but this site does not hold its jump."),
+                    };
                 }
-                d.Disassembly = SiteListing(target, bitness, address, Math.Max(d.SpanLength, p.Expect.Length));
+                return d with { Disassembly = SiteListing(target, bitness, address, Math.Max(d.SpanLength, p.Expect.Length)) };
             }
+
+            var sites = patch.Patchlets.Select(Site).ToList();
             return sites;
         }
 
@@ -187,27 +162,27 @@ namespace HotpatchTools.Engine.Inspection
                 for (int i = 0; i < cave.Header.Sites.Count; i++)
                 {
                     var s = cave.Header.Sites[i];
-                    var d = new SiteDescription
-                    {
-                        ProcessId = pid, ProcessName = target.Name, PatchId = cave.Header.PatchId, Patchlet = "sites[" + i + "]", Module = cave.Header.Module,
-                        Address = s.Address, Mode = s.Mode.ToString(), SpanLength = s.Original.Length, CaveAddress = cave.Address,
-                    };
+                    string symbol = "";
                     var module = modules.FirstOrDefault(m => s.Address >= m.Base && s.Address < m.End);
                     if (module != null)
                     {
-                        try { d.Symbol = SymbolOf(target.Modules.OpenImage(module), module, s.Address); }
+                        try { symbol = SymbolOf(target.Modules.OpenImage(module), module, s.Address); }
                         catch (Exception e) when (e is HotpatchException || e is ModuleFormatException || e is System.IO.IOException) { }
                     }
                     var now = new byte[s.Written.Length];
                     int got = target.Memory.TryRead(s.Address, now);
                     bool patched = got == now.Length && CaveReader.HoldsOurs(cave.Address, s, now);
-                    d.State = patched && cave.Header.State == CaveState.Installed ? SiteState.Patched
-                        : got == now.Length && now.SequenceEqual(s.Original) ? SiteState.Original : SiteState.Modified;
-                    d.Plan = cave.Header.State == CaveState.Retired ? "Retired: original bytes restored; the cave is kept while a thread may return into it."
-                        : cave.Header.State == CaveState.Pending ? "Orphaned: its installer stopped before writing any site; uninstalling the patch frees it."
-                        : Installed(s, cave.Address);
-                    d.Disassembly = patched ? PatchedListing(target, target.Bitness, s.Address, s, cave.Address) : SiteListing(target, target.Bitness, s.Address, s.Original.Length);
-                    sites.Add(d);
+                    sites.Add(new SiteDescription(
+                        pid, target.Name, cave.Header.PatchId, "sites[" + i + "]", cave.Header.Module, s.Address, symbol, s.Mode.ToString(), s.Original.Length,
+                        State: patched && cave.Header.State == CaveState.Installed ? SiteState.Patched
+                            : got == now.Length && now.SequenceEqual(s.Original) ? SiteState.Original : SiteState.Modified,
+                        Plan: cave.Header.State == CaveState.Retired ? "Retired: original bytes restored; the cave is kept while a thread may return into it."
+                            : cave.Header.State == CaveState.Pending ? "Orphaned: its installer stopped before writing any site; uninstalling the patch frees it."
+                            : Installed(s, cave.Address),
+                        CaveAddress: cave.Address)
+                    {
+                        Disassembly = patched ? PatchedListing(target, target.Bitness, s.Address, s, cave.Address) : SiteListing(target, target.Bitness, s.Address, s.Original.Length),
+                    });
                 }
             }
             return sites;

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using HotpatchTools.Engine.Platform.Linux;
 using HotpatchTools.Engine.Platform.Windows;
 using static HotpatchTools.Engine.Platform.HostOs;

@@ -574,19 +574,12 @@ namespace HotpatchTools.Engine.Modules
         private static ulong Word(bool is64, byte[] b, int p, int at64, int at32) => is64 ? U64(b, p + at64) : U32(b, p + at32);
 
         /// <summary>Bounds-checked reads, so that no offset or count in a corrupt file can index out of range or over-allocate.</summary>
-        private sealed class FileReader
+        private sealed class FileReader(Stream stream, string source)
         {
-            private readonly Stream _stream;
-            private readonly string _source;
+            private readonly Stream _stream = stream;
+            private readonly string _source = source;
 
-            public FileReader(Stream stream, string source)
-            {
-                _stream = stream;
-                _source = source;
-                Length = (ulong)stream.Length;
-            }
-
-            public ulong Length { get; }
+            public ulong Length { get; } = (ulong)stream.Length;
 
             public ModuleFormatException Invalid(string reason) => new ModuleFormatException(ModuleFormat.Elf, _source, reason);
 

@@ -124,12 +124,10 @@ namespace HotpatchTools.Engine.Patching
             var state = c.Header.State == CaveState.Retired ? PatchState.Retired
                 : c.Header.State == CaveState.Pending ? PatchState.Orphaned
                 : c.Header.Sites.Select((s, i) => HoldsOurs(c.Address, s, sites[i].Current)).All(x => x) ? PatchState.Installed : PatchState.Inconsistent;
-            return new InstalledPatch
-            {
-                ProcessId = target.Id, ProcessName = target.Name, PatchId = c.Header.PatchId, FileSha256 = Hex.Lower(c.Header.FileSha256),
-                Module = c.Header.Module, InstalledUtc = new DateTime(1970, 1, 1, 0, 0, 0, DateTimeKind.Utc).AddMilliseconds(c.Header.InstalledUnixMs),
-                CaveAddress = c.Address, CaveSize = (int)c.Header.CaveSize, State = state, Sites = sites,
-            };
+            return new InstalledPatch(
+                target.Id, target.Name, c.Header.PatchId, Hex.Lower(c.Header.FileSha256),
+                c.Header.Module, new DateTime(1970, 1, 1, 0, 0, 0, DateTimeKind.Utc).AddMilliseconds(c.Header.InstalledUnixMs),
+                c.Address, (int)c.Header.CaveSize, state, sites);
         }
 
         /// <summary>The installed cave of this patch, if any.</summary>

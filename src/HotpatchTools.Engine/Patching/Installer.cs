@@ -7,18 +7,11 @@ using HotpatchTools.Engine.Platform;
 namespace HotpatchTools.Engine.Patching
 {
     /// <summary>Where a patch stands in a process (inspection, which plans it) and its install.</summary>
-    internal sealed class Installer
+    internal sealed class Installer(IProcessPlatform platform, EngineOptions options, Action<AuditRecord> audit)
     {
-        private readonly IProcessPlatform _platform;
-        private readonly EngineOptions _options;
-        private readonly Action<AuditRecord> _audit;
-
-        public Installer(IProcessPlatform platform, EngineOptions options, Action<AuditRecord> audit)
-        {
-            _platform = platform;
-            _options = options;
-            _audit = audit;
-        }
+        private readonly IProcessPlatform _platform = platform;
+        private readonly EngineOptions _options = options;
+        private readonly Action<AuditRecord> _audit = audit;
 
         private void Log(string message)
         {
@@ -70,34 +63,33 @@ namespace HotpatchTools.Engine.Patching
         private PreparedInstall? Denied(Micropatch patch, int pid, string name, HotpatchException e, bool includeNotLoaded, ICollection<string>? denied)
         {
             if (includeNotLoaded)
-                return new PreparedInstall(new TargetStatus { ProcessId = pid, ProcessName = name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module, State = TargetState.AccessDenied, Reason = e.Message, ErrorKind = e.Kind });
+                return new PreparedInstall(Status(patch, pid, name, TargetState.AccessDenied, e.Message, e.Kind));
             // This process itself is the one documented blind spot (ptrace cannot attach to itself), not a gap.
             if (denied != null) { if (pid != HotpatchEngine.Self) denied.Add(pid + (name.Length > 0 ? " (" + name + ")" : "")); }
             else Log("skipped process " + pid + ": " + e.Message);
             return null;
         }
 
+        /// <summary>What is known of a target before its module is found: the patch and the process.</summary>
+        private static TargetStatus Status(Micropatch patch, int pid, string name, TargetState state, string reason, HotpatchErrorKind? kind) =>
+            new TargetStatus(pid, name, patch.Target.Module, ModulePath: "", ModuleBase: 0, patch.Id, patch.Title, patch.SourceName, state, reason, kind);
+
         /// <param name="settled">False when what was seen may be another session's write in progress: look again under its lock.</param>
         private PreparedInstall? Examine(Micropatch patch, LayoutSnapshot target, bool includeNotLoaded, ICollection<string>? denied, out bool settled)
         {
             settled = true;
             int pid = target.Id;
-            var status = new TargetStatus { ProcessId = pid, ProcessName = target.Name, PatchId = patch.Id, PatchTitle = patch.Title, PatchPath = patch.SourceName, Module = patch.Target.Module };
-            var prepared = new PreparedInstall(status);
             LoadedModule? module;
             try { module = PatchPlanner.FindModule(target, patch.Target); }
             catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied) { return Denied(patch, pid, target.Name, e, includeNotLoaded, denied); }
             if (module == null)
             {
                 if (!includeNotLoaded) return null;
-                status.State = TargetState.NotLoaded;
-                status.Reason = "Module " + patch.Target.Module + " is not loaded in process " + pid + " (" + target.Name + ").";
-                status.ErrorKind = HotpatchErrorKind.ModuleNotLoaded;
-                return prepared;
+                return new PreparedInstall(Status(patch, pid, target.Name, TargetState.NotLoaded,
+                    "Module " + patch.Target.Module + " is not loaded in process " + pid + " (" + target.Name + ").", HotpatchErrorKind.ModuleNotLoaded));
             }
-            status.Module = module.Name;
-            status.ModulePath = module.Path;
-            status.ModuleBase = module.Base;
+            // State and reason are each outcome's below.
+            var status = Status(patch, pid, target.Name, TargetState.Vulnerable, "", null) with { Module = module.Name, ModulePath = module.Path, ModuleBase = module.Base };
 
             var caves = CaveReader.FindCaves(target);
             var mine = caves.Where(c => CaveReader.SameId(c.Header.PatchId, patch.Id) && c.Header.State == CaveState.Installed).ToList();
@@ -106,52 +98,60 @@ namespace HotpatchTools.Engine.Patching
             {
                 var p = described;
                 settled = p.State == PatchState.Installed;
-                status.State = p.State == PatchState.Installed ? TargetState.Patched : TargetState.Inconsistent;
-                status.ErrorKind = p.State == PatchState.Installed ? HotpatchErrorKind.AlreadyInstalled : HotpatchErrorKind.SiteModified;
-                status.Reason = p.State == PatchState.Installed
-                    ? "Installed " + p.InstalledUtc.ToString("u") + ", cave at 0x" + p.CaveAddress.ToString("x") + (p.FileSha256 == patch.FileSha256 ? "." : "; from a different version of the file (SHA-256 " + p.FileSha256 + ").")
-                    : "A cave of this patch is present but not every site holds its jump.";
-                return prepared;
+                return new PreparedInstall(status with
+                {
+                    State = p.State == PatchState.Installed ? TargetState.Patched : TargetState.Inconsistent,
+                    ErrorKind = p.State == PatchState.Installed ? HotpatchErrorKind.AlreadyInstalled : HotpatchErrorKind.SiteModified,
+                    Reason = p.State == PatchState.Installed
+                        ? "Installed " + p.InstalledUtc.ToString("u") + ", cave at 0x" + p.CaveAddress.ToString("x") + (p.FileSha256 == patch.FileSha256 ? "." : "; from a different version of the file (SHA-256 " + p.FileSha256 + ").")
+                        : "A cave of this patch is present but not every site holds its jump.",
+                });
             }
             var successor = CaveReader.Successor(caves, patch.Id);
             if (successor != null)
             {
-                status.State = TargetState.Superseded;
-                status.ErrorKind = HotpatchErrorKind.AlreadyInstalled;
-                status.Reason = "Superseded by " + successor.Header.PatchId + ", installed " + CaveReader.Describe(target, successor).InstalledUtc.ToString("u") + ".";
-                return prepared;
+                return new PreparedInstall(status with
+                {
+                    State = TargetState.Superseded,
+                    ErrorKind = HotpatchErrorKind.AlreadyInstalled,
+                    Reason = "Superseded by " + successor.Header.PatchId + ", installed " + CaveReader.Describe(target, successor).InstalledUtc.ToString("u") + ".",
+                });
             }
             var replaced = CaveReader.Replaced(caves, patch);
             try
             {
                 ITargetProcess view = replaced.Count == 0 ? target : new SupersededView(target, replaced.SelectMany(c => c.Header.Sites));
                 var plan = PatchPlanner.Plan(patch, view, _platform.Os);
-                // Of several mappings of the name, the one whose identity matched.
-                status.Module = plan.Module.Name;
-                status.ModulePath = plan.Module.Path;
-                status.ModuleBase = plan.Module.Base;
-                status.State = TargetState.Vulnerable;
-                status.Reason = "Every check passed at " + string.Join(", ", plan.Sites.Select(s => "0x" + s.Address.ToString("x"))) + "."
-                    + (replaced.Count > 0 ? " Installing replaces " + string.Join(", ", replaced.Select(c => c.Header.PatchId)) + "." : "");
-                prepared.Patch = patch;
-                prepared.Plan = plan;
-                prepared.Replaced = replaced;
-                status.Prepared = prepared;
+                var prepared = new PreparedInstall(status with
+                {
+                    // Of several mappings of the name, the one whose identity matched.
+                    Module = plan.Module.Name, ModulePath = plan.Module.Path, ModuleBase = plan.Module.Base,
+                    State = TargetState.Vulnerable,
+                    Reason = "Every check passed at " + string.Join(", ", plan.Sites.Select(s => "0x" + s.Address.ToString("x"))) + "."
+                        + (replaced.Count > 0 ? " Installing replaces " + string.Join(", ", replaced.Select(c => c.Header.PatchId)) + "." : ""),
+                })
+                {
+                    Patch = patch, Plan = plan, Replaced = replaced,
+                };
+                prepared.Status.Prepared = prepared;
+                return prepared;
             }
             catch (HotpatchException e) when (e.Kind != HotpatchErrorKind.ProcessExited && e.Kind != HotpatchErrorKind.Internal)
             {
                 // A site that is not `expect` may be one another session is patching (its cave not yet marked installed).
                 settled = e.Kind != HotpatchErrorKind.ExpectMismatch;
-                status.State = e.Kind switch
+                return new PreparedInstall(status with
                 {
-                    HotpatchErrorKind.IdentityMismatch or HotpatchErrorKind.ExpectMismatch or HotpatchErrorKind.ModuleNotLoaded => TargetState.Mismatch,
-                    HotpatchErrorKind.AccessDenied => TargetState.AccessDenied,
-                    _ => TargetState.Unsupported,
-                };
-                status.Reason = e.Message + (e.Kind == HotpatchErrorKind.ExpectMismatch ? OwnerHint(target) : "");
-                status.ErrorKind = e.Kind;
+                    State = e.Kind switch
+                    {
+                        HotpatchErrorKind.IdentityMismatch or HotpatchErrorKind.ExpectMismatch or HotpatchErrorKind.ModuleNotLoaded => TargetState.Mismatch,
+                        HotpatchErrorKind.AccessDenied => TargetState.AccessDenied,
+                        _ => TargetState.Unsupported,
+                    },
+                    Reason = e.Message + (e.Kind == HotpatchErrorKind.ExpectMismatch ? OwnerHint(target) : ""),
+                    ErrorKind = e.Kind,
+                });
             }
-            return prepared;
         }
 
         private static string OwnerHint(ITargetProcess target)
@@ -347,11 +347,7 @@ namespace HotpatchTools.Engine.Patching
                     Log("installed " + plan.Patch.Id + " in process " + target.Id + ": " + outcome.Threads + " threads held for " + outcome.Held.TotalMilliseconds.ToString("0.000") + " ms (stop, write, release), attempt " + attempt);
                     var cave = placement.Cave!;
                     var found = new FoundCave { Address = cave.Address, Header = cave.Header, HeaderBytes = cave.Header.Serialize() };
-                    return new InstallResult
-                    {
-                        Patch = CaveReader.Describe(target, found), FreezeTime = outcome.Held, ThreadCount = outcome.Threads,
-                        Replaced = replaced.Select(c => c.Header.PatchId).ToList(),
-                    };
+                    return new InstallResult(CaveReader.Describe(target, found), outcome.Held, outcome.Threads, replaced.Select(c => c.Header.PatchId).ToList());
                 }
                 if (blocker == null || blocked == null) throw new InvalidOperationException("no write and no blocking thread");
                 if (clock.Elapsed > _options.ThreadWait)

@@ -19,20 +19,11 @@ namespace HotpatchTools.Engine.Patching
         Superseded,
     }
 
-    public sealed class TargetStatus
+    /// <param name="ErrorKind">What installing into this target now would fail with; null when it is Vulnerable.</param>
+    public sealed record TargetStatus(
+        int ProcessId, string ProcessName, string Module, string ModulePath, ulong ModuleBase, string PatchId, string PatchTitle, string PatchPath,
+        TargetState State, string Reason, HotpatchErrorKind? ErrorKind)
     {
-        public int ProcessId { get; set; }
-        public string ProcessName { get; set; } = "";
-        public string Module { get; set; } = "";
-        public string ModulePath { get; set; } = "";
-        public ulong ModuleBase { get; set; }
-        public string PatchId { get; set; } = "";
-        public string PatchTitle { get; set; } = "";
-        public string PatchPath { get; set; } = "";
-        public TargetState State { get; set; }
-        public string Reason { get; set; } = "";
-        /// <summary>What installing into this target now would fail with; null when it is Vulnerable.</summary>
-        public HotpatchErrorKind? ErrorKind { get; set; }
         /// <summary>For a Vulnerable target, the plan the inspection made, for the install to re-check instead of planning again.</summary>
         internal PreparedInstall? Prepared { get; set; }
     }
@@ -86,36 +77,14 @@ namespace HotpatchTools.Engine.Patching
         Orphaned,
     }
 
-    public sealed class InstalledPatch
-    {
-        public int ProcessId { get; set; }
-        public string ProcessName { get; set; } = "";
-        public string PatchId { get; set; } = "";
-        public string FileSha256 { get; set; } = "";
-        public string Module { get; set; } = "";
-        public DateTime InstalledUtc { get; set; }
-        public ulong CaveAddress { get; set; }
-        public int CaveSize { get; set; }
-        public PatchState State { get; set; }
-        public IReadOnlyList<SiteRecord> Sites { get; set; } = new SiteRecord[0];
-    }
+    public sealed record InstalledPatch(
+        int ProcessId, string ProcessName, string PatchId, string FileSha256, string Module, DateTime InstalledUtc,
+        ulong CaveAddress, int CaveSize, PatchState State, IReadOnlyList<SiteRecord> Sites);
 
-    public sealed class InstallResult
-    {
-        public InstalledPatch Patch { get; set; } = new InstalledPatch();
-        public TimeSpan FreezeTime { get; set; }
-        public int ThreadCount { get; set; }
-        /// <summary>Ids of the patches this install removed because the new one supersedes them.</summary>
-        public IReadOnlyList<string> Replaced { get; set; } = new string[0];
-    }
+    /// <param name="Replaced">Ids of the patches this install removed because the new one supersedes them.</param>
+    public sealed record InstallResult(InstalledPatch Patch, TimeSpan FreezeTime, int ThreadCount, IReadOnlyList<string> Replaced);
 
-    public sealed class UninstallResult
-    {
-        public InstalledPatch Patch { get; set; } = new InstalledPatch();
-        public bool CaveFreed { get; set; }
-        public string Message { get; set; } = "";
-        public TimeSpan FreezeTime { get; set; }
-    }
+    public sealed record UninstallResult(InstalledPatch Patch, bool CaveFreed, string Message, TimeSpan FreezeTime);
 
     public sealed class EngineOptions
     {

@@ -4,16 +4,10 @@ using HotpatchTools.Engine.Platform;
 namespace HotpatchTools.Engine.Patching
 {
     /// <summary>Removes an installed patch: its sites back to their original bytes, its cave freed once nothing can reach it.</summary>
-    internal sealed class Uninstaller
+    internal sealed class Uninstaller(IProcessPlatform platform, EngineOptions options)
     {
-        private readonly IProcessPlatform _platform;
-        private readonly EngineOptions _options;
-
-        public Uninstaller(IProcessPlatform platform, EngineOptions options)
-        {
-            _platform = platform;
-            _options = options;
-        }
+        private readonly IProcessPlatform _platform = platform;
+        private readonly EngineOptions _options = options;
 
         private void Log(string message)
         {
@@ -39,7 +33,8 @@ namespace HotpatchTools.Engine.Patching
             record.Module = cave.Header.Module;
             record.FileSha256 = Hex.Lower(cave.Header.FileSha256);
 
-            var result = new UninstallResult();
+            bool caveFreed = false;
+            string message = "";
             // Decided while every thread is stopped, done after they run again: once the sites hold their original
             // bytes and no thread is in a cave or may return into it, nothing can reach that cave any more, so
             // unmapping it need not hold the whole process still.
@@ -67,19 +62,18 @@ namespace HotpatchTools.Engine.Patching
                 if (busy == null)
                 {
                     toFree.Add(cave);
-                    result.CaveFreed = true;
-                    result.Message = "Original bytes restored; cave freed.";
+                    caveFreed = true;
+                    message = "Original bytes restored; cave freed.";
                 }
                 else
                 {
                     target.Memory.Write(cave.Address, CaveHeader.WithState(cave.HeaderBytes, CaveState.Retired));
-                    result.Message = "Original bytes restored; the cave at 0x" + cave.Address.ToString("x") + " is kept (retired) because " + busy + ".";
+                    message = "Original bytes restored; the cave at 0x" + cave.Address.ToString("x") + " is kept (retired) because " + busy + ".";
                 }
                 // Caves retired by earlier uninstalls are freed once no thread is in them or may return into them.
                 toFree.AddRange(all.Where(c => c.Header.State == CaveState.Retired && CaveReader.InUse(target, frozen, c) == null));
                 if (freeWithin) freedWithin = toFree.RemoveAll(c => FreeWithinFreeze(target, c));
             });
-            result.FreezeTime = outcome.Held;
             FailPoint.Hit("uninstall.before-free");
             if (target.HasExited)
                 throw new HotpatchException(HotpatchErrorKind.ProcessExited, "Process " + pid + " was killed, or ran another program, while patch " + patchId + " was being removed; nothing more was written to it.") { ProcessId = pid };
@@ -91,12 +85,9 @@ namespace HotpatchTools.Engine.Patching
                 target.Memory.Free(c.Address, (int)c.Header.CaveSize);
             }
             int freed = toFree.Count + freedWithin;
-            if (freed > (result.CaveFreed ? 1 : 0)) Log("freed " + (freed - (result.CaveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");
-            Log("uninstalled " + patchId + " from process " + pid + ": " + result.Message + " " + outcome.Threads + " threads held for " + result.FreezeTime.TotalMilliseconds.ToString("0.000") + " ms (stop, restore, release)");
-            var described = CaveReader.Describe(target, cave);
-            described.State = PatchState.Removed;
-            result.Patch = described;
-            return result;
+            if (freed > (caveFreed ? 1 : 0)) Log("freed " + (freed - (caveFreed ? 1 : 0)) + " retired cave(s) no thread can reach any more");
+            Log("uninstalled " + patchId + " from process " + pid + ": " + message + " " + outcome.Threads + " threads held for " + outcome.Held.TotalMilliseconds.ToString("0.000") + " ms (stop, restore, release)");
+            return new UninstallResult(CaveReader.Describe(target, cave) with { State = PatchState.Removed }, caveFreed, message, outcome.Held);
         }
 
         /// <summary>True when the cave was unmapped; false leaves it to the free after the freeze, which reports what fails.</summary>
@@ -141,9 +132,8 @@ namespace HotpatchTools.Engine.Patching
             foreach (var c in orphans)
                 if (CaveReader.StillHolds(target, c)) target.Memory.Free(c.Address, (int)c.Header.CaveSize);
             Log("freed " + orphans.Count + " orphaned cave(s) of " + patchId + " in process " + target.Id);
-            var described = CaveReader.Describe(target, orphans[0]);
-            described.State = PatchState.Removed;
-            return new UninstallResult { Patch = described, CaveFreed = true, Message = "An orphaned cave (its installer stopped before writing any site) was freed; no site was changed." };
+            return new UninstallResult(CaveReader.Describe(target, orphans[0]) with { State = PatchState.Removed }, CaveFreed: true,
+                "An orphaned cave (its installer stopped before writing any site) was freed; no site was changed.", FreezeTime: TimeSpan.Zero);
         }
     }
 }

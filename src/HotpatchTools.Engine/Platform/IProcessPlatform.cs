@@ -22,17 +22,8 @@ namespace HotpatchTools.Engine.Platform
         internal string? BaseMapping { get; set; }
     }
 
-    public sealed class MemoryRegion
-    {
-        public ulong Start { get; set; }
-        public ulong End { get; set; }
-        public bool Readable { get; set; }
-        public bool Writable { get; set; }
-        public bool Executable { get; set; }
-        /// <summary>Private anonymous memory (where caves live).</summary>
-        public bool IsAnonymousPrivate { get; set; }
-        public string Path { get; set; } = "";
-    }
+    /// <param name="IsAnonymousPrivate">Private anonymous memory (where caves live).</param>
+    public sealed record MemoryRegion(ulong Start, ulong End, bool Readable, bool Writable, bool Executable, bool IsAnonymousPrivate, string Path = "");
 
     /// <summary>A thread of a frozen process, as the engine needs to see it.</summary>
     public sealed class ThreadSnapshot

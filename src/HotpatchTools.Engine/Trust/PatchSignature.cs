@@ -21,26 +21,17 @@ namespace HotpatchTools.Engine.Trust
         UntrustedPublisher,
     }
 
-    public sealed class PatchSignature
+    /// <param name="Path">Full path of the patch file.</param>
+    /// <param name="SignaturePath">Where the signature was looked for: the patch file's path with ".sig" appended.</param>
+    /// <param name="StatusMessage">Why, in a sentence an administrator can act on.</param>
+    /// <param name="FileSha256">SHA-256 of the exact bytes checked, lowercase hex.</param>
+    /// <param name="Thumbprint">SHA-1 thumbprint of the signer's certificate, uppercase hex, as Windows shows it.</param>
+    /// <param name="TrustedBy">The trusted publisher or root entry that vouched for the signer.</param>
+    public sealed record PatchSignature(
+        string Path, string SignaturePath, SignatureStatus Status, string StatusMessage, string FileSha256,
+        string? Signer = null, string? Thumbprint = null, DateTime? SigningTimeUtc = null, DateTime? NotAfterUtc = null, string? TrustedBy = null,
+        X509Certificate2? Certificate = null)
     {
-        /// <summary>Full path of the patch file.</summary>
-        public string Path { get; set; } = "";
-        /// <summary>Where the signature was looked for: the patch file's path with ".sig" appended.</summary>
-        public string SignaturePath { get; set; } = "";
-        public SignatureStatus Status { get; set; }
-        /// <summary>Why, in a sentence an administrator can act on.</summary>
-        public string StatusMessage { get; set; } = "";
-        /// <summary>SHA-256 of the exact bytes checked, lowercase hex.</summary>
-        public string FileSha256 { get; set; } = "";
-        public string? Signer { get; set; }
-        /// <summary>SHA-1 thumbprint of the signer's certificate, uppercase hex, as Windows shows it.</summary>
-        public string? Thumbprint { get; set; }
-        public DateTime? SigningTimeUtc { get; set; }
-        public DateTime? NotAfterUtc { get; set; }
-        /// <summary>The trusted publisher or root entry that vouched for the signer.</summary>
-        public string? TrustedBy { get; set; }
-        public X509Certificate2? Certificate { get; set; }
-
         public bool Trusted => Status == SignatureStatus.Valid;
 
         /// <summary>The signature file's conventional name for a patch file.</summary>

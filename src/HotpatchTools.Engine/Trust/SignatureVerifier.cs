@@ -6,12 +6,7 @@ using HotpatchTools.Engine.Format;
 namespace HotpatchTools.Engine.Trust
 {
     /// <summary>A patch file's bytes as read once, and what its signature says about exactly those bytes.</summary>
-    public sealed class VerifiedFile
-    {
-        public string FullPath { get; set; } = "";
-        public byte[] Bytes { get; set; } = new byte[0];
-        public PatchSignature Signature { get; set; } = new PatchSignature();
-    }
+    public sealed record VerifiedFile(string FullPath, byte[] Bytes, PatchSignature Signature);
 
     /// <summary>
     /// Checks the detached CMS signature beside a patch file. The file is read once and the bytes hashed are the
@@ -27,83 +22,74 @@ namespace HotpatchTools.Engine.Trust
         public static VerifiedFile Verify(string path, TrustStore? store)
         {
             var bytes = MicropatchParser.ReadFile(path, out var fullPath);
-            var s = new PatchSignature { Path = fullPath, SignaturePath = PatchSignature.SignatureFileFor(fullPath), FileSha256 = Sha256Hex(bytes) };
-            var result = new VerifiedFile { FullPath = fullPath, Bytes = bytes, Signature = s };
-            Check(s, bytes, store);
-            return result;
+            // The status and its message are Check's to give: every path through it does.
+            var unverified = new PatchSignature(fullPath, PatchSignature.SignatureFileFor(fullPath), Status: default, StatusMessage: "", Sha256Hex(bytes));
+            return new VerifiedFile(fullPath, bytes, Check(unverified, bytes, store));
         }
 
-        private static void Check(PatchSignature s, byte[] bytes, TrustStore? store)
+        private static PatchSignature Check(PatchSignature s, byte[] bytes, TrustStore? store)
         {
-            void Set(SignatureStatus status, string message) { s.Status = status; s.StatusMessage = message; }
+            PatchSignature Set(SignatureStatus status, string message) => s with { Status = status, StatusMessage = message };
 
             byte[] der;
             try
             {
                 var info = new FileInfo(s.SignaturePath);
-                if (!info.Exists) { Set(SignatureStatus.NotSigned, "No signature file " + s.SignaturePath + "."); return; }
-                if (info.Length > MaxSignatureBytes) { Set(SignatureStatus.InvalidSignature, s.SignaturePath + " is larger than " + MaxSignatureBytes + " bytes; it is no patch signature."); return; }
+                if (!info.Exists) return Set(SignatureStatus.NotSigned, "No signature file " + s.SignaturePath + ".");
+                if (info.Length > MaxSignatureBytes) return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " is larger than " + MaxSignatureBytes + " bytes; it is no patch signature.");
                 der = File.ReadAllBytes(s.SignaturePath);
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
-                Set(SignatureStatus.InvalidSignature, "Cannot read " + s.SignaturePath + ": " + e.Message);
-                return;
+                return Set(SignatureStatus.InvalidSignature, "Cannot read " + s.SignaturePath + ": " + e.Message);
             }
 
             var cms = new SignedCms(new ContentInfo(bytes), detached: true);
             try { cms.Decode(der); }
-            catch (CryptographicException e) { Set(SignatureStatus.InvalidSignature, s.SignaturePath + " is not a CMS/PKCS#7 signature: " + e.Message); return; }
-            if (cms.SignerInfos.Count != 1) { Set(SignatureStatus.InvalidSignature, s.SignaturePath + " has " + cms.SignerInfos.Count + " signers; a patch signature has exactly one."); return; }
+            catch (CryptographicException e) { return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " is not a CMS/PKCS#7 signature: " + e.Message); }
+            if (cms.SignerInfos.Count != 1) return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " has " + cms.SignerInfos.Count + " signers; a patch signature has exactly one.");
 
             var signer = cms.SignerInfos[0];
             var cert = signer.Certificate;
-            if (cert == null) { Set(SignatureStatus.InvalidSignature, s.SignaturePath + " does not carry the signer's certificate."); return; }
-            s.Certificate = cert;
-            s.Signer = cert.Subject;
-            s.Thumbprint = cert.Thumbprint.ToUpperInvariant();
-            s.NotAfterUtc = cert.NotAfter.ToUniversalTime();
+            if (cert == null) return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " does not carry the signer's certificate.");
+            s = s with { Certificate = cert, Signer = cert.Subject, Thumbprint = cert.Thumbprint.ToUpperInvariant(), NotAfterUtc = cert.NotAfter.ToUniversalTime() };
             foreach (var a in signer.SignedAttributes)
                 foreach (var v in a.Values)
-                    if (v is Pkcs9SigningTime t) s.SigningTimeUtc = t.SigningTime.ToUniversalTime();
+                    if (v is Pkcs9SigningTime t) s = s with { SigningTimeUtc = t.SigningTime.ToUniversalTime() };
 
             string digestOid = signer.DigestAlgorithm.Value ?? "";
             if (!StrongDigests.Contains(digestOid))
             {
-                Set(SignatureStatus.InvalidSignature, "The signature uses the digest " + (signer.DigestAlgorithm.FriendlyName ?? digestOid) + "; SHA-256 or stronger is required.");
-                return;
+                return Set(SignatureStatus.InvalidSignature, "The signature uses the digest " + (signer.DigestAlgorithm.FriendlyName ?? digestOid) + "; SHA-256 or stronger is required.");
             }
             var claimed = signer.SignedAttributes.Cast<CryptographicAttributeObject>().SelectMany(a => a.Values.Cast<AsnEncodedData>()).OfType<Pkcs9MessageDigest>().FirstOrDefault();
-            if (claimed == null) { Set(SignatureStatus.InvalidSignature, "The signature has no signed message digest; it does not bind the file's bytes."); return; }
+            if (claimed == null) return Set(SignatureStatus.InvalidSignature, "The signature has no signed message digest; it does not bind the file's bytes.");
             var actual = Digest(digestOid, bytes);
             if (!actual.SequenceEqual(claimed.MessageDigest))
             {
-                Set(SignatureStatus.HashMismatch, "The file changed after it was signed: its SHA-256 is " + s.FileSha256 + ", and the signature by " + s.Signer + " covers other bytes.");
-                return;
+                return Set(SignatureStatus.HashMismatch, "The file changed after it was signed: its SHA-256 is " + s.FileSha256 + ", and the signature by " + s.Signer + " covers other bytes.");
             }
             try { signer.CheckSignature(verifySignatureOnly: true); }
-            catch (CryptographicException e) { Set(SignatureStatus.InvalidSignature, "The signature does not verify with the certificate of " + s.Signer + ": " + e.Message); return; }
+            catch (CryptographicException e) { return Set(SignatureStatus.InvalidSignature, "The signature does not verify with the certificate of " + s.Signer + ": " + e.Message); }
 
             var why = WhyNotCodeSigning(cert);
-            if (why != null) { Set(SignatureStatus.NotCodeSigning, "The certificate of " + s.Signer + " " + why + "."); return; }
+            if (why != null) return Set(SignatureStatus.NotCodeSigning, "The certificate of " + s.Signer + " " + why + ".");
             var now = DateTime.UtcNow;
             if (now < cert.NotBefore.ToUniversalTime() || now > cert.NotAfter.ToUniversalTime())
             {
-                Set(SignatureStatus.CertificateExpired, "The certificate of " + s.Signer + " is valid from " + cert.NotBefore.ToUniversalTime().ToString("u") + " to " +
+                return Set(SignatureStatus.CertificateExpired, "The certificate of " + s.Signer + " is valid from " + cert.NotBefore.ToUniversalTime().ToString("u") + " to " +
                     cert.NotAfter.ToUniversalTime().ToString("u") + ", not now; re-sign the file with a current certificate.");
-                return;
             }
 
-            if (store == null) { Set(SignatureStatus.UntrustedPublisher, "The signature is intact; no trust store was consulted."); return; }
+            if (store == null) return Set(SignatureStatus.UntrustedPublisher, "The signature is intact; no trust store was consulted.");
             var entry = store.Match(cert, cms.Certificates, out var reason);
             if (entry == null)
             {
-                Set(SignatureStatus.UntrustedPublisher, "The signature is intact, but its signer " + s.Signer + " (thumbprint " + s.Thumbprint + ") is not a trusted publisher on this machine" +
+                return Set(SignatureStatus.UntrustedPublisher, "The signature is intact, but its signer " + s.Signer + " (thumbprint " + s.Thumbprint + ") is not a trusted publisher on this machine" +
                     (reason.Length > 0 ? " (" + reason + ")" : "") + ".");
-                return;
             }
-            s.TrustedBy = entry.Thumbprint;
-            Set(SignatureStatus.Valid, "Signed by " + s.Signer + ", trusted " + (entry.Kind == TrustKind.Root ? "through the root " + entry.Subject : "as a publisher") + ".");
+            s = s with { TrustedBy = entry.Thumbprint };
+            return Set(SignatureStatus.Valid, "Signed by " + s.Signer + ", trusted " + (entry.Kind == TrustKind.Root ? "through the root " + entry.Subject : "as a publisher") + ".");
         }
 
         /// <summary>

@@ -32,13 +32,12 @@ namespace HotpatchTools.Engine.Trust
             catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.TrustStoreError)
             {
                 // A trust list nobody can rely on trusts nobody: a refusal like any other, audited as one.
-                var unknown = new PatchSignature { Path = path, SignaturePath = PatchSignature.SignatureFileFor(path), Status = SignatureStatus.UntrustedPublisher, StatusMessage = e.Message };
+                var unknown = new PatchSignature(path, PatchSignature.SignatureFileFor(path), SignatureStatus.UntrustedPublisher, e.Message, FileSha256: "");
                 string? id = null;
                 try
                 {
                     var bytes = MicropatchParser.ReadFile(path, out var fullPath);
-                    unknown.Path = fullPath;
-                    unknown.FileSha256 = SignatureVerifier.Sha256Hex(bytes);
+                    unknown = unknown with { Path = fullPath, FileSha256 = SignatureVerifier.Sha256Hex(bytes) };
                     id = MicropatchParser.Parse(bytes, fullPath).Id;
                 }
                 catch (HotpatchException) { /* the untrusted list is the news */ }

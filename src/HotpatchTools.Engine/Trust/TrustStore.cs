@@ -15,18 +15,10 @@ namespace HotpatchTools.Engine.Trust
         Root,
     }
 
-    public sealed class TrustedPublisher
-    {
-        public string Thumbprint { get; set; } = "";
-        public TrustKind Kind { get; set; }
-        /// <summary>Empty when only the thumbprint was given.</summary>
-        public string Subject { get; set; } = "";
-        public DateTime? NotAfterUtc { get; set; }
-        public DateTime AddedUtc { get; set; }
-        public string AddedBy { get; set; } = "";
-        /// <summary>The copy of the certificate in the trust folder, or empty.</summary>
-        public string CertificatePath { get; set; } = "";
-    }
+    /// <param name="Subject">Empty when only the thumbprint was given.</param>
+    /// <param name="CertificatePath">The copy of the certificate in the trust folder, or empty.</param>
+    public sealed record TrustedPublisher(
+        string Thumbprint, TrustKind Kind, string Subject, DateTime? NotAfterUtc, DateTime AddedUtc, string AddedBy, string CertificatePath);
 
     /// <summary>
     /// The machine's trusted publishers: trusted-publishers.jsonl (one JSON object per entry) and a DER copy of each
@@ -70,12 +62,9 @@ namespace HotpatchTools.Engine.Trust
                 DateTime? Time(string k) => DateTime.TryParse(Str(k), CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var t) ? t : (DateTime?)null;
                 if (!Enum.TryParse<TrustKind>(Str("kind"), out var kind) || Str("thumbprint").Length == 0)
                     throw new HotpatchException(HotpatchErrorKind.TrustStoreError, ListFile + ", line " + n + ": no valid kind and thumbprint.");
-                list.Add(new TrustedPublisher
-                {
-                    Thumbprint = Str("thumbprint"), Kind = kind, Subject = Str("subject"), NotAfterUtc = Time("notAfter"),
-                    AddedUtc = Time("added") ?? DateTime.MinValue, AddedBy = Str("addedBy"),
-                    CertificatePath = Str("certificate").Length == 0 ? "" : Path.Combine(Directory, Str("certificate")),
-                });
+                list.Add(new TrustedPublisher(
+                    Str("thumbprint"), kind, Str("subject"), Time("notAfter"), Time("added") ?? DateTime.MinValue, Str("addedBy"),
+                    Str("certificate").Length == 0 ? "" : Path.Combine(Directory, Str("certificate"))));
             }
             return list;
         }
@@ -96,11 +85,9 @@ namespace HotpatchTools.Engine.Trust
                 var why = SignatureVerifier.WhyNotCodeSigning(certificate);
                 if (why != null) throw new HotpatchException(HotpatchErrorKind.TrustStoreError, "The certificate " + certificate.Subject + " " + why + "; it can never sign a patch that would be accepted.");
             }
-            var entry = new TrustedPublisher
-            {
-                Thumbprint = certificate.Thumbprint.ToUpperInvariant(), Kind = kind, Subject = certificate.Subject, NotAfterUtc = certificate.NotAfter.ToUniversalTime(),
-                AddedUtc = DateTime.UtcNow, AddedBy = AuditRecord.CurrentUser(), CertificatePath = Path.Combine(Directory, certificate.Thumbprint.ToUpperInvariant() + ".cer"),
-            };
+            var entry = new TrustedPublisher(
+                certificate.Thumbprint.ToUpperInvariant(), kind, certificate.Subject, certificate.NotAfter.ToUniversalTime(),
+                DateTime.UtcNow, AuditRecord.CurrentUser(), Path.Combine(Directory, certificate.Thumbprint.ToUpperInvariant() + ".cer"));
             Change("Adding a trusted publisher", list =>
             {
                 File.WriteAllBytes(entry.CertificatePath, certificate.Export(X509ContentType.Cert));
@@ -114,7 +101,8 @@ namespace HotpatchTools.Engine.Trust
         /// <summary>Trusts a publisher known only by thumbprint (its certificate arrives inside each signature).</summary>
         public TrustedPublisher AddThumbprint(string thumbprint)
         {
-            var entry = new TrustedPublisher { Thumbprint = NormalizeThumbprint(thumbprint), Kind = TrustKind.Publisher, AddedUtc = DateTime.UtcNow, AddedBy = AuditRecord.CurrentUser() };
+            var entry = new TrustedPublisher(NormalizeThumbprint(thumbprint), TrustKind.Publisher, Subject: "", NotAfterUtc: null,
+                DateTime.UtcNow, AuditRecord.CurrentUser(), CertificatePath: "");
             Change("Adding a trusted publisher", list =>
             {
                 list.RemoveAll(p => p.Thumbprint == entry.Thumbprint);

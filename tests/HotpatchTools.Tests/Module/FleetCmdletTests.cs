@@ -1,5 +1,3 @@
-using System.Threading;
-
 namespace HotpatchTools.Tests
 {
     /// <summary>
@@ -36,28 +34,10 @@ namespace HotpatchTools.Tests
             StartFleet(12);
             var path = PatchFiles.Write(_dir, _targets[0], "HP-FLEET");
             var held = _targets[5];
-            using var holding = new ManualResetEventSlim();
-            using var release = new ManualResetEventSlim();
             // Another tracer holds one process stopped for the whole install: that one is Busy, the others are not held up.
-            var tracer = new Thread(() =>
-            {
-                using var other = new HotpatchTools.Engine.Platform.Linux.LinuxPlatform().Open(held.Pid);
-                using var frozen = other.Threads.Freeze(TimeSpan.FromSeconds(5));
-                holding.Set();
-                release.Wait();
-            });
-            tracer.Start();
-            holding.Wait();
             System.Collections.ObjectModel.Collection<System.Management.Automation.PSObject> installed;
-            try
-            {
+            using (new OtherTracer(held.Pid))
                 installed = _sh.Run("Install-Micropatch -Path $args[0] -AllowUnsigned -Force -PassThru", path);
-            }
-            finally
-            {
-                release.Set();
-                tracer.Join();
-            }
             var error = Assert.Single(_sh.Errors);
             Assert.StartsWith("Busy", error.FullyQualifiedErrorId);
             Assert.Equal(held.Pid, error.TargetObject);

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
 
@@ -146,29 +145,11 @@ foreach ($a in [System.AppDomain]::CurrentDomain.GetAssemblies()) {
             public PackagedModule()
             {
                 var output = Path.Combine(Root, "package");
-                Dotnet("build", Path.Combine(ModuleShell.RepoRoot, "src", "HotpatchTools"), "-c", "Release", "-t:Package", "-p:PackageOutput=" + output);
+                ChildProcess.Dotnet("build", Path.Combine(ModuleShell.RepoRoot, "src", "HotpatchTools"), "-c", "Release", "-t:Package", "-p:PackageOutput=" + output);
                 CopyTree(Path.Combine(output, "HotpatchTools"), Path.Combine(ModulesPath, "HotpatchTools"));
             }
 
             public void Dispose() => Directory.Delete(Root, recursive: true);
-
-            private static void Dotnet(params string[] args)
-            {
-                // No build servers left behind by a test run.
-                var (exit, stdout, stderr) = Run("dotnet", args.Concat(new[] { "-nologo", "-v:q", "-nodeReuse:false", "-p:UseSharedCompilation=false" }).ToArray());
-                if (exit != 0) throw new InvalidOperationException("dotnet " + string.Join(" ", args) + " failed (" + exit + "):\n" + stdout + stderr);
-            }
-
-            private static (int Exit, string Stdout, string Stderr) Run(string file, string[] args)
-            {
-                var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-                foreach (var a in args) psi.ArgumentList.Add(a);
-                using var p = Process.Start(psi)!;
-                var stdout = p.StandardOutput.ReadToEndAsync();
-                var stderr = p.StandardError.ReadToEndAsync();
-                if (!p.WaitForExit(300_000)) { p.Kill(entireProcessTree: true); throw new TimeoutException(file + " " + string.Join(" ", args)); }
-                return (p.ExitCode, stdout.Result, stderr.Result);
-            }
 
             private static void CopyTree(string from, string to)
             {

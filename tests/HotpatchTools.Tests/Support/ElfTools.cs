@@ -4,6 +4,9 @@ namespace HotpatchTools.Tests.Support
 {
     internal static class ElfTools
     {
+        /// <summary>The system's libc: a distribution binary that nobody here wrote.</summary>
+        public const string Libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+
         public static string ReadElfBuildId(string path) =>
             Regex.Match(NativeBuild.Run("readelf", "-n", path), @"Build ID: ([0-9a-f]+)").Groups[1].Value;
 

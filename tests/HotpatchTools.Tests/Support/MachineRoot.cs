@@ -56,4 +56,30 @@ namespace HotpatchTools.Tests.Support
     {
         public const string Name = "Machine state";
     }
+
+    /// <summary>
+    /// A test class that drives the module against the machine catalog: a hosted runspace with the module imported
+    /// and a temporary folder, each made for a test and gone after it, and the catalog emptied before the test.
+    /// Derived classes join <see cref="MachineStateCollection"/>.
+    /// </summary>
+    public abstract class CatalogModuleTest : IDisposable
+    {
+        protected readonly ModuleShell _sh = new ModuleShell();
+        protected readonly string _dir;
+        protected readonly MachineState _root;
+
+        /// <param name="folderName">Names the temporary folder (hpt-NAME-*), so a test that leaves one behind is known.</param>
+        protected CatalogModuleTest(MachineState root, string folderName)
+        {
+            _dir = Directory.CreateTempSubdirectory("hpt-" + folderName + "-").FullName;
+            _root = root;
+            _root.Reset();
+        }
+
+        public void Dispose()
+        {
+            _sh.Dispose();
+            Directory.Delete(_dir, recursive: true);
+        }
+    }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 
@@ -79,16 +78,10 @@ namespace HotpatchTools.Tests.Support
                 throw new InvalidOperationException(file + " is not installed: install Debian's " + package
                     + " (apt-get install -y --no-install-recommends " + package + ")");
             }
-            var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in args) psi.ArgumentList.Add(a);
             // objdump prints the COFF time stamp with ctime(), in local time.
-            psi.Environment["TZ"] = "UTC";
-            using var p = Process.Start(psi)!;
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            if (!p.WaitForExit(120_000)) { p.Kill(); throw new TimeoutException(file + " " + string.Join(" ", args)); }
-            if (p.ExitCode != 0) throw new InvalidOperationException(file + " " + string.Join(" ", args) + " failed (" + p.ExitCode + "):\n" + stderr.Result);
-            return stdout.Result;
+            var (exit, stdout, stderr) = ChildProcess.Run(file, args, 120_000, new Dictionary<string, string> { ["TZ"] = "UTC" });
+            if (exit != 0) throw new InvalidOperationException(file + " " + string.Join(" ", args) + " failed (" + exit + "):\n" + stderr);
+            return stdout;
         }
     }
 }

@@ -82,21 +82,7 @@ namespace HotpatchTools.Tests.Support
             return (uint)(labels[i + 1].Address - ImageBase(path));
         }
 
-        public readonly struct SectionInfo
-        {
-            public SectionInfo(uint virtualSize, uint virtualAddress, uint rawSize, uint rawPointer)
-            {
-                VirtualSize = virtualSize;
-                VirtualAddress = virtualAddress;
-                RawSize = rawSize;
-                RawPointer = rawPointer;
-            }
-
-            public uint VirtualSize { get; }
-            public uint VirtualAddress { get; }
-            public uint RawSize { get; }
-            public uint RawPointer { get; }
-        }
+        public readonly record struct SectionInfo(uint VirtualSize, uint VirtualAddress, uint RawSize, uint RawPointer);
 
         public sealed class HeaderInfo
         {

@@ -41,10 +41,8 @@ namespace HotpatchTools.Tests.Support
 ");
             File.WriteAllText(Path.Combine(root, "Program.cs"), Program);
             var output = Path.Combine(root, "out");
-            var (exit, stdout, stderr) = full
-                ? Run("dotnet", new[] { "publish", root, "-c", "Release", "-r", OperatingSystem.IsWindows() ? "win-x64" : "linux-x64", "--self-contained", "false", "-o", output, "-nologo", "-v:q", "-nodeReuse:false", "-p:UseSharedCompilation=false" }, null, 300_000)
-                : Run("dotnet", new[] { "build", root, "-c", "Release", "-o", output, "-nologo", "-v:q", "-nodeReuse:false", "-p:UseSharedCompilation=false" }, null, 300_000);
-            if (exit != 0) throw new InvalidOperationException("building the PowerShell host failed:\n" + stdout + stderr);
+            if (full) ChildProcess.Dotnet("publish", root, "-c", "Release", "-r", OperatingSystem.IsWindows() ? "win-x64" : "linux-x64", "--self-contained", "false", "-o", output);
+            else ChildProcess.Dotnet("build", root, "-c", "Release", "-o", output);
             if (!OperatingSystem.IsWindows())
             {
                 const UnixFileMode open = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute |
@@ -96,17 +94,6 @@ namespace HotpatchTools.Tests.Support
             var stderr = p.StandardError.ReadToEndAsync();
             if (!p.WaitForExit(120_000)) { p.Kill(entireProcessTree: true); throw new TimeoutException("PowerShell host: " + script); }
             return (p.ExitCode, stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToArray(), stderr.Result);
-        }
-
-        private static (int Exit, string Stdout, string Stderr) Run(string file, string[] args, string? dir, int timeoutMs)
-        {
-            var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in args) psi.ArgumentList.Add(a);
-            using var p = Process.Start(psi)!;
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            if (!p.WaitForExit(timeoutMs)) { p.Kill(entireProcessTree: true); throw new TimeoutException(file + " " + string.Join(" ", args)); }
-            return (p.ExitCode, stdout.Result, stderr.Result);
         }
 
         private const string Program = @"using System;

@@ -12,6 +12,25 @@ namespace HotpatchTools.Tests.Support
         private static readonly string[] Sites = { "triple", "short_jcc" };
         private static readonly int[] Spans = { 6, 7 };
 
+        /// <summary>
+        /// A target with two threads calling both sites (and rip_first) in a loop, each result checked against the
+        /// original meaning (Stats().Errors): an interruption lands while threads run through the sites.
+        /// </summary>
+        public static TargetProcess HammeredTarget()
+        {
+            var t = TargetProcess.Start();
+            try
+            {
+                Assert.Equal("ok", t.Send("hammer 2"));
+                return t;
+            }
+            catch
+            {
+                t.Dispose();
+                throw;
+            }
+        }
+
         public static string TwoSitesYaml(TargetProcess t, string id) =>
             PatchFiles.Yaml(id, t.ModuleName, Sites.Select((s, i) => PatchFiles.At(t, s, Spans[i])));
 
@@ -37,5 +56,26 @@ namespace HotpatchTools.Tests.Support
                 Assert.True(now.AsSpan(Spans[i]).SequenceEqual(originals[i].AsSpan(Spans[i])), context + ": bytes past " + Sites[i] + "'s span changed");
             }
         }
+    }
+
+    /// <summary>
+    /// The two-site patch as a file in a temporary folder of its own, for an installer process to read, and parsed for
+    /// this one; the folder is gone when this is disposed.
+    /// </summary>
+    public sealed class TwoSitePatchFile : IDisposable
+    {
+        private readonly string _dir;
+
+        public TwoSitePatchFile(TargetProcess t, string id)
+        {
+            _dir = Directory.CreateTempSubdirectory("hpt-" + id.ToLowerInvariant() + "-").FullName;
+            Path = PatchFiles.WriteFile(_dir, id, TwoSitePatch.TwoSitesYaml(t, id));
+            Patch = PatchFiles.Parse(File.ReadAllText(Path));
+        }
+
+        public string Path { get; }
+        public Micropatch Patch { get; }
+
+        public void Dispose() => Directory.Delete(_dir, recursive: true);
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using static HotpatchTools.Engine.Platform.Windows.Win32;
 
 namespace HotpatchTools.Tests.Support
 {
@@ -17,7 +18,7 @@ namespace HotpatchTools.Tests.Support
             var line = ReadLine() ?? throw new InvalidOperationException("target did not start");
             if (!line.StartsWith("ready ")) throw new InvalidOperationException("target said '" + line + "'");
             Pid = _process.Id;
-            _handle = OpenProcess(0x0410 /* QUERY_INFORMATION | VM_READ */, false, Pid);
+            _handle = OpenProcess(PROCESS_QUERY_INFORMATION | PROCESS_VM_READ, false, Pid);
         }
 
         public override bool IsAlive => !_process.HasExited;
@@ -26,7 +27,7 @@ namespace HotpatchTools.Tests.Support
         public override ulong ModuleBase()
         {
             var modules = new IntPtr[1];
-            if (!EnumProcessModulesEx(_handle, modules, IntPtr.Size, out _, 3))
+            if (!EnumProcessModulesEx(_handle, modules, IntPtr.Size, out _, LIST_MODULES_ALL))
                 throw new InvalidOperationException("EnumProcessModulesEx failed: " + Marshal.GetLastWin32Error());
             return (ulong)(long)modules[0];
         }
@@ -43,9 +44,9 @@ namespace HotpatchTools.Tests.Support
         {
             var caves = new System.Collections.Generic.List<(ulong, ulong)>();
             ulong address = 0x10000;
-            while (address < 0x7FFF_FFFF_0000UL && VirtualQueryEx(_handle, (IntPtr)(long)address, out var mbi, (IntPtr)Marshal.SizeOf<MemoryInfo>()) != IntPtr.Zero)
+            while (address < 0x7FFF_FFFF_0000UL && VirtualQueryEx(_handle, (IntPtr)(long)address, out var mbi, (IntPtr)Marshal.SizeOf<MEMORY_BASIC_INFORMATION>()) != IntPtr.Zero)
             {
-                bool privateExec = mbi.State == 0x1000 && mbi.Type == 0x20000 && (mbi.Protect & 0xF0) != 0;
+                bool privateExec = mbi.State == MEM_COMMIT && mbi.Type == MEM_PRIVATE && (mbi.Protect & (PAGE_EXECUTE | PAGE_EXECUTE_READ | PAGE_EXECUTE_READWRITE | PAGE_EXECUTE_WRITECOPY)) != 0;
                 ulong start = (ulong)(long)mbi.BaseAddress, next = start + (ulong)(long)mbi.RegionSize;
                 if (privateExec)
                 {
@@ -69,20 +70,5 @@ namespace HotpatchTools.Tests.Support
             CloseHandle(_handle);
             _process.Dispose();
         }
-
-        [StructLayout(LayoutKind.Sequential)]
-        private struct MemoryInfo
-        {
-            public IntPtr BaseAddress, AllocationBase;
-            public uint AllocationProtect;
-            public IntPtr RegionSize;
-            public uint State, Protect, Type;
-        }
-
-        [DllImport("kernel32.dll", SetLastError = true)] private static extern IntPtr OpenProcess(uint access, bool inherit, int pid);
-        [DllImport("kernel32.dll", SetLastError = true)] private static extern bool CloseHandle(IntPtr h);
-        [DllImport("kernel32.dll", SetLastError = true)] private static extern bool ReadProcessMemory(IntPtr h, IntPtr address, byte[] buffer, IntPtr size, out IntPtr read);
-        [DllImport("psapi.dll", SetLastError = true)] private static extern bool EnumProcessModulesEx(IntPtr h, [Out] IntPtr[] modules, int cb, out int needed, int filter);
-        [DllImport("kernel32.dll", SetLastError = true)] private static extern IntPtr VirtualQueryEx(IntPtr h, IntPtr address, out MemoryInfo info, IntPtr length);
     }
 }

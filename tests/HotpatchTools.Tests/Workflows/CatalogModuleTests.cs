@@ -10,25 +10,11 @@ namespace HotpatchTools.Tests
 {
     /// <summary>The catalog, Install-Micropatch -PatchId, Sync-Micropatch and Test-MicropatchCompliance through a hosted runspace.</summary>
     [Collection(MachineStateCollection.Name)]
-    public sealed class CatalogModuleTests : IDisposable
+    public sealed class CatalogModuleTests : CatalogModuleTest
     {
-        private readonly MachineState _root;
         private readonly ITestOutputHelper _out;
-        private readonly ModuleShell _sh = new ModuleShell();
-        private readonly string _dir = Directory.CreateTempSubdirectory("hpt-catmod-").FullName;
 
-        public CatalogModuleTests(MachineState root, ITestOutputHelper output)
-        {
-            _root = root;
-            _out = output;
-            _root.Reset();
-        }
-
-        public void Dispose()
-        {
-            _sh.Dispose();
-            Directory.Delete(_dir, recursive: true);
-        }
+        public CatalogModuleTests(MachineState root, ITestOutputHelper output) : base(root, "catmod") => _out = output;
 
         private string Write(string id, string yaml, string? name = null) => PatchFiles.WriteFile(Path.Combine(_dir, name ?? id), id, yaml);
 

@@ -10,18 +10,9 @@ namespace HotpatchTools.Tests
     /// replaced with ReplaceFile and the enforcer reads module lists through EnumProcessModulesEx.
     /// </summary>
     [Collection(MachineStateCollection.Name)]
-    public sealed class PortableWorkflowTests : IDisposable
+    public sealed class PortableWorkflowTests : CatalogModuleTest
     {
-        private readonly ModuleShell _sh = new ModuleShell();
-        private readonly string _dir = Directory.CreateTempSubdirectory("hpt-portable-").FullName;
-
-        public PortableWorkflowTests(MachineState root) { root.Reset(); }
-
-        public void Dispose()
-        {
-            _sh.Dispose();
-            Directory.Delete(_dir, recursive: true);
-        }
+        public PortableWorkflowTests(MachineState root) : base(root, "portable") { }
 
         [Fact]
         public void Register_sync_and_compliance_through_the_cmdlets()

@@ -7,18 +7,9 @@ namespace HotpatchTools.Tests
     /// runspace, against a live vulnerable process before and after remediation.
     /// </summary>
     [Collection(MachineStateCollection.Name)]
-    public sealed class SampleScriptTests : IDisposable
+    public sealed class SampleScriptTests : CatalogModuleTest
     {
-        private readonly ModuleShell _sh = new ModuleShell();
-        private readonly string _dir = Directory.CreateTempSubdirectory("hpt-samples-").FullName;
-
-        public SampleScriptTests(MachineState root) { root.Reset(); }
-
-        public void Dispose()
-        {
-            _sh.Dispose();
-            Directory.Delete(_dir, recursive: true);
-        }
+        public SampleScriptTests(MachineState root) : base(root, "samples") { }
 
         private static string Sample(string name) => Path.Combine(ModuleShell.RepoRoot, "docs", "samples", name);
 

@@ -166,10 +166,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         [DllImport(Lib, SetLastError = true)] public static extern int chmod([MarshalAs(UnmanagedType.LPStr)] string path, int mode);
         [DllImport(Lib, SetLastError = true)] public static extern IntPtr sendto(int fd, byte* buf, UIntPtr len, int flags, byte* addr, int addrlen);
 
-        // glibc 2.33 and later export stat itself; older ones only the versioned __xstat.
-        [DllImport(Lib, SetLastError = true, EntryPoint = "stat")] private static extern int stat_(string path, byte* buf);
-        [DllImport(Lib, SetLastError = true)] private static extern int __xstat(int ver, string path, byte* buf);
-
+        // glibc 2.33 and later export lstat and fstat themselves; older ones only the versioned __lxstat and __fxstat.
         [DllImport(Lib, SetLastError = true, EntryPoint = "lstat")] private static extern int lstat_(string path, byte* buf);
         [DllImport(Lib, SetLastError = true)] private static extern int __lxstat(int ver, string path, byte* buf);
         [DllImport(Lib, SetLastError = true, EntryPoint = "fstat")] private static extern int fstat_(int fd, byte* buf);
@@ -179,18 +176,10 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         public const int S_IFMT = 0xF000, S_IFDIR = 0x4000, S_IFREG = 0x8000, S_IFLNK = 0xA000, S_ISVTX = 0x200;
 
-        /// <summary>Mode bits, owner and group of a file (x86-64 struct stat: st_mode at 24, st_uid at 28, st_gid at 32), or null if it does not exist.</summary>
-        public static (int Mode, uint Uid)? Stat(string path)
-        {
-            var buf = stackalloc byte[256];
-            int r;
-            try { r = stat_(path, buf); }
-            catch (EntryPointNotFoundException) { r = __xstat(1, path, buf); }
-            if (r != 0) return null;
-            return (*(int*)(buf + 24), *(uint*)(buf + 28));
-        }
-
-        /// <summary>As <see cref="Stat"/>, of a symbolic link itself rather than what it points to.</summary>
+        /// <summary>
+        /// Mode bits, owner and group of a symbolic link itself rather than what it points to (x86-64 struct stat:
+        /// st_mode at 24, st_uid at 28, st_gid at 32), or null if it does not exist.
+        /// </summary>
         public static (int Mode, uint Uid, uint Gid)? LStat(string path)
         {
             var buf = stackalloc byte[256];
@@ -201,7 +190,7 @@ namespace HotpatchTools.Engine.Platform.Linux
             return (*(int*)(buf + 24), *(uint*)(buf + 28), *(uint*)(buf + 32));
         }
 
-        /// <summary>As <see cref="Stat"/>, of an open file: what was opened, whatever the path names now.</summary>
+        /// <summary>Mode bits and owner of an open file, as <see cref="LStat"/>: what was opened, whatever the path names now.</summary>
         public static (int Mode, uint Uid)? FStat(int fd)
         {
             var buf = stackalloc byte[256];

@@ -154,50 +154,49 @@ namespace HotpatchTools.Engine.Platform.Linux
             _pending[pid] = kind;
         }
 
-        private void DrainConnector()
-        {
-            fixed (byte* buf = _buffer)
+        private void DrainConnector() =>
+            Drain(_netlink, NlMsgHdrLength, 4, datagrams: true, (message, length) =>
             {
-                // One datagram a read; the socket is drained until it would block.
-                for (int reads = 0; reads < 256; reads++)
-                {
-                    long got = (long)LibC.read(_netlink, buf, (UIntPtr)_buffer.Length);
-                    if (got <= 0) return;
-                    int off = 0;
-                    while (off + NlMsgHdrLength <= got)
-                    {
-                        uint len = *(uint*)(buf + off);
-                        if (len < NlMsgHdrLength || off + len > got) break;
-                        // proc_event: what (4), cpu (4), timestamp (8), then for exec: pid, tgid.
-                        int ev = off + NlMsgHdrLength + CnMsgLength;
-                        if (ev + 24 <= off + len && *(uint*)(buf + ev) == ProcEventExec)
-                            Add(*(int*)(buf + ev + 20), ProcessEventKind.Started);
-                        off += (int)((len + 3) & ~3u);
-                    }
-                    if (!HasMore(_netlink)) return;
-                }
-            }
-        }
+                // proc_event: what (4), cpu (4), timestamp (8), then for exec: pid, tgid.
+                int ev = NlMsgHdrLength + CnMsgLength;
+                if (ev + 24 <= length && *(uint*)(message + ev) == ProcEventExec)
+                    Add(*(int*)(message + ev + 20), ProcessEventKind.Started);
+            });
 
-        private void DrainFanotify()
+        private void DrainFanotify() =>
+            // fanotify_event_metadata: event_len (4), vers (1), reserved (1), metadata_len (2), mask (8), fd (4), pid (4).
+            Drain(_fanotify, 24, 1, datagrams: false, (ev, _) =>
+            {
+                int fd = *(int*)(ev + 16);
+                if (fd >= 0) LibC.close(fd);
+                Add(*(int*)(ev + 20), ProcessEventKind.OpenedModule);
+            });
+
+        private delegate void RecordHandler(byte* record, uint length);
+
+        /// <summary>
+        /// Reads <paramref name="fd"/> (at most 256 reads a pass) and hands each record of a read to <paramref name="handle"/>.
+        /// Netlink messages and fanotify events both start with their u32 length, each record padded to
+        /// <paramref name="alignment"/>; a length below <paramref name="headerLength"/> or past what was read ends that read.
+        /// </summary>
+        /// <param name="datagrams">One datagram a read: after each, the socket is asked whether another waits, and drained until none does.</param>
+        private void Drain(int fd, int headerLength, uint alignment, bool datagrams, RecordHandler handle)
         {
             fixed (byte* buf = _buffer)
             {
                 for (int reads = 0; reads < 256; reads++)
                 {
-                    long got = (long)LibC.read(_fanotify, buf, (UIntPtr)_buffer.Length);
+                    long got = (long)LibC.read(fd, buf, (UIntPtr)_buffer.Length);
                     if (got <= 0) return;
                     int off = 0;
-                    // fanotify_event_metadata: event_len (4), vers (1), reserved (1), metadata_len (2), mask (8), fd (4), pid (4).
-                    while (off + 24 <= got)
+                    while (off + headerLength <= got)
                     {
                         uint len = *(uint*)(buf + off);
-                        if (len < 24 || off + len > got) break;
-                        int fd = *(int*)(buf + off + 16);
-                        if (fd >= 0) LibC.close(fd);
-                        Add(*(int*)(buf + off + 20), ProcessEventKind.OpenedModule);
-                        off += (int)len;
+                        if (len < headerLength || off + len > got) break;
+                        handle(buf + off, len);
+                        off += (int)((len + alignment - 1) & ~(alignment - 1));
                     }
+                    if (datagrams && !HasMore(fd)) return;
                 }
             }
         }

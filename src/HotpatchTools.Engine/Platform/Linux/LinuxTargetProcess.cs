@@ -179,12 +179,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         {
             var list = new List<MemoryRegion>(maps.Count);
             foreach (var m in maps)
-                list.Add(new MemoryRegion
-                {
-                    Start = m.Start, End = m.End, Readable = m.R, Writable = m.W, Executable = m.X,
-                    IsAnonymousPrivate = m.Private && m.Inode == 0 && m.Path.Length == 0,
-                    Path = m.Path,
-                });
+                list.Add(new MemoryRegion(m.Start, m.End, m.R, m.W, m.X, IsAnonymousPrivate: m.Private && m.Inode == 0 && m.Path.Length == 0, m.Path));
             return list;
         }
 

@@ -90,14 +90,10 @@ namespace HotpatchTools.Engine.Platform.Offline
                 var m = kv.Value.Owner;
                 if (last != null && m == lastOwner && last.End == kv.Key)
                 {
-                    last.End += PageSize;
+                    regions[regions.Count - 1] = last = last with { End = last.End + PageSize };
                     continue;
                 }
-                last = new MemoryRegion
-                {
-                    Start = kv.Key, End = kv.Key + PageSize, Readable = m.Readable, Writable = m.Writable, Executable = m.Executable,
-                    IsAnonymousPrivate = m.IsAllocation, Path = m.Path,
-                };
+                last = new MemoryRegion(kv.Key, kv.Key + PageSize, m.Readable, m.Writable, m.Executable, m.IsAllocation, m.Path);
                 lastOwner = m;
                 regions.Add(last);
             }

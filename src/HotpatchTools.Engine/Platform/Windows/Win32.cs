@@ -119,6 +119,27 @@ namespace HotpatchTools.Engine.Platform.Windows
 
         public static string Message(int error) => new System.ComponentModel.Win32Exception(error).Message + " (error " + error + ")";
 
+        /// <summary>Each thread of the machine, from one Toolhelp snapshot; none when no snapshot can be taken.</summary>
+        public static void ForEachThread(Action<THREADENTRY32> visit) =>
+            ForEachEntry(TH32CS_SNAPTHREAD, new THREADENTRY32 { dwSize = (uint)Marshal.SizeOf<THREADENTRY32>() }, Thread32First, Thread32Next, visit);
+
+        /// <summary>Each process of the machine, from one Toolhelp snapshot; none when no snapshot can be taken.</summary>
+        public static void ForEachProcess(Action<PROCESSENTRY32W> visit) =>
+            ForEachEntry(TH32CS_SNAPPROCESS, new PROCESSENTRY32W { dwSize = (uint)Marshal.SizeOf<PROCESSENTRY32W>() }, Process32FirstW, Process32NextW, visit);
+
+        private delegate bool SnapshotStep<T>(IntPtr snapshot, ref T entry);
+
+        private static void ForEachEntry<T>(uint flags, T entry, SnapshotStep<T> first, SnapshotStep<T> next, Action<T> visit)
+        {
+            IntPtr snap = CreateToolhelp32Snapshot(flags, 0);
+            if (snap == new IntPtr(-1)) return;
+            try
+            {
+                for (bool ok = first(snap, ref entry); ok; ok = next(snap, ref entry)) visit(entry);
+            }
+            finally { CloseHandle(snap); }
+        }
+
         // ---- tokens, file security and the event log (the privilege check, the trust store, the audit trail) ----
 
         public const uint TOKEN_QUERY = 0x0008;

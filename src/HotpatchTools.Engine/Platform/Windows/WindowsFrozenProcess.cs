@@ -176,15 +176,7 @@ namespace HotpatchTools.Engine.Platform.Windows
         private static List<int> ThreadIds(int pid)
         {
             var ids = new List<int>();
-            IntPtr snap = Win32.CreateToolhelp32Snapshot(Win32.TH32CS_SNAPTHREAD, 0);
-            if (snap == new IntPtr(-1)) return ids;
-            try
-            {
-                var e = new Win32.THREADENTRY32 { dwSize = (uint)Marshal.SizeOf<Win32.THREADENTRY32>() };
-                for (bool ok = Win32.Thread32First(snap, ref e); ok; ok = Win32.Thread32Next(snap, ref e))
-                    if (e.th32OwnerProcessID == (uint)pid) ids.Add((int)e.th32ThreadID);
-            }
-            finally { Win32.CloseHandle(snap); }
+            Win32.ForEachThread(e => { if (e.th32OwnerProcessID == (uint)pid) ids.Add((int)e.th32ThreadID); });
             return ids;
         }
 

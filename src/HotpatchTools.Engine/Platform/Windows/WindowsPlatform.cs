@@ -20,15 +20,7 @@ namespace HotpatchTools.Engine.Platform.Windows
         public IReadOnlyList<ProcessInfo> ListProcesses()
         {
             var list = new List<ProcessInfo>();
-            IntPtr snap = Win32.CreateToolhelp32Snapshot(Win32.TH32CS_SNAPPROCESS, 0);
-            if (snap == new IntPtr(-1)) return list;
-            try
-            {
-                var e = new Win32.PROCESSENTRY32W { dwSize = (uint)Marshal.SizeOf<Win32.PROCESSENTRY32W>() };
-                for (bool ok = Win32.Process32FirstW(snap, ref e); ok; ok = Win32.Process32NextW(snap, ref e))
-                    if (e.th32ProcessID != 0) list.Add(new ProcessInfo((int)e.th32ProcessID, e.szExeFile));
-            }
-            finally { Win32.CloseHandle(snap); }
+            Win32.ForEachProcess(e => { if (e.th32ProcessID != 0) list.Add(new ProcessInfo((int)e.th32ProcessID, e.szExeFile)); });
             list.Sort((a, b) => a.Id.CompareTo(b.Id));
             return list;
         }

@@ -106,14 +106,12 @@ namespace HotpatchTools.Engine.Platform.Windows
                 if (mbi.State != Win32.MEM_FREE)
                 {
                     bool committed = mbi.State == Win32.MEM_COMMIT;
-                    list.Add(new MemoryRegion
-                    {
-                        Start = start, End = start + length,
-                        Readable = committed && Win32.IsReadable(mbi.Protect),
-                        Writable = committed && (mbi.Protect & (Win32.PAGE_READWRITE | Win32.PAGE_EXECUTE_READWRITE)) != 0,
-                        Executable = committed && Win32.IsExecutable(mbi.Protect),
-                        IsAnonymousPrivate = committed && mbi.Type == Win32.MEM_PRIVATE,
-                    });
+                    list.Add(new MemoryRegion(
+                        start, start + length,
+                        Readable: committed && Win32.IsReadable(mbi.Protect),
+                        Writable: committed && (mbi.Protect & (Win32.PAGE_READWRITE | Win32.PAGE_EXECUTE_READWRITE)) != 0,
+                        Executable: committed && Win32.IsExecutable(mbi.Protect),
+                        IsAnonymousPrivate: committed && mbi.Type == Win32.MEM_PRIVATE));
                 }
                 address = start + length;
             }

@@ -41,20 +41,7 @@ namespace HotpatchTools.Tests
             return Enumerable.Range(0, count).Select(_ => decoder.Decode()).ToList();
         }
 
-        private static string Format(Instruction instruction)
-        {
-            var formatter = new IntelFormatter();
-            formatter.Options.HexPrefix = "0x";
-            formatter.Options.HexSuffix = null;
-            formatter.Options.UppercaseHex = false;
-            formatter.Options.SpaceAfterOperandSeparator = true;
-            formatter.Options.SpaceBetweenMemoryAddOperators = true;
-            formatter.Options.ShowBranchSize = false;
-            formatter.Options.BranchLeadingZeros = false;
-            var output = new StringOutput();
-            formatter.Format(instruction, output);
-            return output.ToStringAndReset();
-        }
+        private static string Format(Instruction instruction) => InstructionText.Of(instruction, spacedMemoryOperands: true);
 
         private static string Listing(byte[] code, ulong address, int count, int bitness = 64) =>
             string.Join("\n", Decode(code, address, count, bitness).Select(i => i.IP.ToString("x") + " " + Format(i)));

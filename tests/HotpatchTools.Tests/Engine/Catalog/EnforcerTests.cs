@@ -113,30 +113,17 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Watch_patches_new_processes_and_late_loaded_modules_within_the_documented_delay()
         {
-            var exe = WorkflowTargets.Exe("enf-watch");
-            var lib = WorkflowTargets.Library("libenfwatch.so");
-            var loaderExe = WorkflowTargets.LateLoader("enf-watch-late");
-            var patches = new[] { WorkflowTargets.Guard("T-ENF-WATCH", "enf-watch"), WorkflowTargets.LibraryPatch("T-ENF-WLIB", "libenfwatch.so") };
+            var (exe, lib, loaderExe, patches) = WatchTargets.Build("watch", "T-ENF-WATCH", "T-ENF-WLIB");
             var interval = TimeSpan.FromSeconds(1);
             // A hang, not a measurement: the documented bound is checked against the passes that really ran, below.
             var giveUp = TimeSpan.FromSeconds(30);
             var passes = new List<EnforcementPass>();
             var passEnds = new List<(double End, double Length)>();
             var since = Stopwatch.StartNew();
-            using var firstPass = new ManualResetEventSlim();
-            using var stop = new CancellationTokenSource();
-            Exception? loopError = null;
-            var loop = new Thread(() =>
-            {
-                try
-                {
-                    // Polling only: this bound is the fallback's, where the platform has no process events.
-                    new Enforcer(new HotpatchEngine()) { UseEvents = false }.Watch(() => patches, interval, p => { lock (passes) { passes.Add(p); passEnds.Add((since.Elapsed.TotalSeconds, p.Elapsed.TotalSeconds)); } firstPass.Set(); }, stop.Token);
-                }
-                catch (Exception e) { loopError = e; }
-            }) { IsBackground = true };
-            loop.Start();
-            Assert.True(firstPass.Wait(TimeSpan.FromSeconds(30)), "no first pass");
+            // Polling only: this bound is the fallback's, where the platform has no process events.
+            using var watch = new WatchLoop(new Enforcer(new HotpatchEngine()) { UseEvents = false }, patches, interval,
+                p => { lock (passes) { passes.Add(p); passEnds.Add((since.Elapsed.TotalSeconds, p.Elapsed.TotalSeconds)); } });
+            watch.WaitForFirstPass();
 
             var targets = new List<TargetProcess>();
             var rng = new Random(7);
@@ -180,13 +167,10 @@ namespace HotpatchTools.Tests
             }
             finally
             {
-                var stopping = Stopwatch.StartNew();
-                stop.Cancel();
-                Assert.True(loop.Join(TimeSpan.FromSeconds(10)), "the watch loop did not stop");
-                _out.WriteLine("watch loop stopped " + stopping.Elapsed.TotalMilliseconds.ToString("0") + " ms after cancellation");
+                _out.WriteLine("watch loop stopped " + watch.Stop().TotalMilliseconds.ToString("0") + " ms after cancellation");
                 foreach (var t in targets) t.Dispose();
             }
-            Assert.Null(loopError);
+            Assert.Null(watch.Error);
             double[] passMs;
             int[] counts;
             lock (passes)
@@ -208,10 +192,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Watch_with_process_events_patches_new_processes_and_late_loads_without_waiting_for_a_pass()
         {
-            var exe = WorkflowTargets.Exe("enf-event");
-            var lib = WorkflowTargets.Library("libenfevent.so");
-            var loaderExe = WorkflowTargets.LateLoader("enf-event-late");
-            var patches = new[] { WorkflowTargets.Guard("T-ENF-EVENT", "enf-event"), WorkflowTargets.LibraryPatch("T-ENF-ELIB", "libenfevent.so") };
+            var (exe, lib, loaderExe, patches) = WatchTargets.Build("event", "T-ENF-EVENT", "T-ENF-ELIB");
             var bound = TimeSpan.FromSeconds(15);
             var targets = new List<TargetProcess>();
             // A process already using the library when the watch starts: the first pass patches it and learns where the file is.
@@ -220,23 +201,12 @@ namespace HotpatchTools.Tests
             Assert.Equal("ok", first.Send("load " + lib));
 
             var log = new List<string>();
-            using var firstPass = new ManualResetEventSlim();
-            using var stop = new CancellationTokenSource();
-            Exception? loopError = null;
-            var loop = new Thread(() =>
-            {
-                try
-                {
-                    new Enforcer(new HotpatchEngine(), m => { lock (log) log.Add(m); }).Watch(() => patches, TimeSpan.FromMinutes(1), p => firstPass.Set(), stop.Token);
-                }
-                catch (Exception e) { loopError = e; }
-            }) { IsBackground = true };
-            loop.Start();
+            using var watch = new WatchLoop(new Enforcer(new HotpatchEngine(), m => { lock (log) log.Add(m); }), patches, TimeSpan.FromMinutes(1));
             var processDelays = new List<double>();
             var moduleDelays = new List<double>();
             try
             {
-                Assert.True(firstPass.Wait(TimeSpan.FromSeconds(30)), "no first pass");
+                watch.WaitForFirstPass();
                 WaitPatched(() => WorkflowTargets.SiteJumps(first, lib, "lib_triple"), Stopwatch.StartNew(), bound, "library in the first process");
                 lock (log) Assert.Contains(log, l => l.StartsWith("watch: process events from process connector, fanotify", StringComparison.Ordinal));
                 for (int i = 0; i < 5; i++)
@@ -260,13 +230,69 @@ namespace HotpatchTools.Tests
             }
             finally
             {
-                stop.Cancel();
-                Assert.True(loop.Join(TimeSpan.FromSeconds(10)), "the watch loop did not stop");
+                watch.Stop();
                 foreach (var t in targets) t.Dispose();
             }
-            Assert.Null(loopError);
+            Assert.Null(watch.Error);
             _out.WriteLine(Describe("event: new process -> patched", processDelays));
             _out.WriteLine(Describe("event: late dlopen -> patched", moduleDelays));
+        }
+
+        /// <summary>
+        /// What a watch test starts: an executable, a library and a host that loads it late, built under names of this
+        /// test alone (the enforcer patches every process that has the module), and a patch for each module.
+        /// </summary>
+        private sealed record WatchTargets(string Exe, string Library, string LateLoader, Micropatch[] Patches)
+        {
+            public static WatchTargets Build(string name, string exePatchId, string libraryPatchId)
+            {
+                string exe = "enf-" + name, library = "libenf" + name + ".so";
+                return new WatchTargets(WorkflowTargets.Exe(exe), WorkflowTargets.Library(library), WorkflowTargets.LateLoader(exe + "-late"),
+                    new[] { WorkflowTargets.Guard(exePatchId, exe), WorkflowTargets.LibraryPatch(libraryPatchId, library) });
+            }
+        }
+
+        /// <summary>
+        /// Enforcer.Watch on a thread of its own, as the service runs it, from construction until Stop; what it threw
+        /// is kept in Error.
+        /// </summary>
+        private sealed class WatchLoop : IDisposable
+        {
+            private readonly CancellationTokenSource _stop = new CancellationTokenSource();
+            private readonly ManualResetEventSlim _firstPass = new ManualResetEventSlim();
+            private readonly Thread _thread;
+
+            public WatchLoop(Enforcer enforcer, Micropatch[] patches, TimeSpan interval, Action<EnforcementPass>? onPass = null)
+            {
+                _thread = new Thread(() =>
+                {
+                    try { enforcer.Watch(() => patches, interval, p => { onPass?.Invoke(p); _firstPass.Set(); }, _stop.Token); }
+                    catch (Exception e) { Error = e; }
+                }) { IsBackground = true };
+                _thread.Start();
+            }
+
+            public Exception? Error { get; private set; }
+
+            public void WaitForFirstPass() => Assert.True(_firstPass.Wait(TimeSpan.FromSeconds(30)), "no first pass");
+
+            /// <summary>Cancels the loop and waits for it to return; returns how long that took.</summary>
+            public TimeSpan Stop()
+            {
+                var stopping = Stopwatch.StartNew();
+                _stop.Cancel();
+                Assert.True(_thread.Join(TimeSpan.FromSeconds(10)), "the watch loop did not stop");
+                return stopping.Elapsed;
+            }
+
+            public void Dispose()
+            {
+                // A test that failed before Stop leaves no loop behind patching the processes of later tests.
+                _stop.Cancel();
+                _thread.Join(TimeSpan.FromSeconds(10));
+                _stop.Dispose();
+                _firstPass.Dispose();
+            }
         }
 
         private static double WaitPatched(Func<bool> patched, Stopwatch clock, TimeSpan bound, string what)

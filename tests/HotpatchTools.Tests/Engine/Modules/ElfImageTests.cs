@@ -6,7 +6,6 @@ namespace HotpatchTools.Tests
 {
     public class ElfImageTests : IClassFixture<ElfSamples>
     {
-        private const string Libc = "/lib/x86_64-linux-gnu/libc.so.6";
         private readonly ElfSamples _samples;
 
         public ElfImageTests(ElfSamples samples) => _samples = samples;
@@ -153,7 +152,7 @@ namespace HotpatchTools.Tests
 
         [Theory]
         [InlineData("/usr/lib/x86_64-linux-gnu/libz.so.1")]
-        [InlineData(Libc)]
+        [InlineData(ElfTools.Libc)]
         [InlineData("/usr/bin/python3")]
         public void Fdes_of_distribution_binaries_are_those_readelf_shows(string path)
         {
@@ -209,7 +208,7 @@ namespace HotpatchTools.Tests
         public void Soname_is_read_and_absent_where_the_linker_set_none()
         {
             Assert.Equal("libz.so.1", ElfImage.Load("/usr/lib/x86_64-linux-gnu/libz.so.1.2.13").Soname);
-            Assert.Equal("libc.so.6", ElfImage.Load(Libc).Soname);
+            Assert.Equal("libc.so.6", ElfImage.Load(ElfTools.Libc).Soname);
             Assert.Null(ElfImage.Load(_samples.SharedLibrary).Soname);
         }
 
@@ -251,13 +250,20 @@ namespace HotpatchTools.Tests
             Assert.True(image.TryResolveSymbol("add", out _));
         }
 
+        /// <summary>Loads a shared object, checking its header against readelf: the bitness, ET_DYN and the build-id.</summary>
+        private static ElfImage LoadSharedObject(string path, int bitness)
+        {
+            var image = ElfImage.Load(path);
+            Assert.Equal(bitness, image.Bitness);
+            Assert.Equal(3, image.ElfType);
+            Assert.Equal(ElfTools.ReadElfBuildId(path), image.BuildId);
+            return image;
+        }
+
         [Fact]
         public void Elf32_shared_library()
         {
-            var image = ElfImage.Load(_samples.SharedLibrary32);
-            Assert.Equal(32, image.Bitness);
-            Assert.Equal(3, image.ElfType);
-            Assert.Equal(ElfTools.ReadElfBuildId(_samples.SharedLibrary32), image.BuildId);
+            var image = LoadSharedObject(_samples.SharedLibrary32, 32);
             Assert.Equal(ElfTools.Nm(_samples.SharedLibrary32, dynamic: false).ToHashSet().OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
             Assert.True(image.TryResolveSymbol("add", out ulong add));
             Assert.Equal(ElfTools.NmValue(_samples.SharedLibrary32, "add"), add);
@@ -277,33 +283,30 @@ namespace HotpatchTools.Tests
         [Fact]
         public void System_libc()
         {
-            var image = ElfImage.Load(Libc);
-            Assert.Equal(64, image.Bitness);
-            Assert.Equal(3, image.ElfType);
-            Assert.Equal(ElfTools.ReadElfBuildId(Libc), image.BuildId);
+            var image = LoadSharedObject(ElfTools.Libc, 64);
             Assert.NotNull(image.BuildId);
 
             Assert.True(image.TryResolveSymbol("getpid", out ulong getpid));
-            Assert.Equal(ElfTools.NmValue(Libc, "getpid", dynamic: true), getpid);
+            Assert.Equal(ElfTools.NmValue(ElfTools.Libc, "getpid", dynamic: true), getpid);
             Assert.True(image.TryGetFunctionBounds(getpid, out ulong start, out ulong end, out _));
             Assert.Equal(getpid, start);
             Assert.True(end > start);
 
             // TLS symbols have no address in the image; nm cannot tell them apart, readelf can.
-            var tls = NativeBuild.Run("readelf", "-sW", "--dyn-syms", Libc).Split('\n')
+            var tls = NativeBuild.Run("readelf", "-sW", "--dyn-syms", ElfTools.Libc).Split('\n')
                 .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
                 .Where(f => f.Length >= 8 && f[3] == "TLS")
                 .Select(f => f[7].Split('@')[0]).ToHashSet();
             Assert.NotEmpty(tls);
-            var expected = ElfTools.Nm(Libc, dynamic: true).Where(s => !tls.Contains(s.Name)).ToHashSet();
+            var expected = ElfTools.Nm(ElfTools.Libc, dynamic: true).Where(s => !tls.Contains(s.Name)).ToHashSet();
             Assert.Equal(expected.OrderBy(s => s), SymbolSet(image).OrderBy(s => s));
         }
 
         [Fact]
         public void Versioned_name_resolves_to_its_default_version()
         {
-            var image = ElfImage.Load(Libc);
-            var versions = NativeBuild.Run("nm", "-D", "--defined-only", Libc).Split('\n')
+            var image = ElfImage.Load(ElfTools.Libc);
+            var versions = NativeBuild.Run("nm", "-D", "--defined-only", ElfTools.Libc).Split('\n')
                 .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
                 .Where(f => f.Length == 3 && f[2].StartsWith("realpath@"))
                 .ToDictionary(f => f[2], f => Convert.ToUInt64(f[0], 16));

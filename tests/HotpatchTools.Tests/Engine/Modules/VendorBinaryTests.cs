@@ -113,8 +113,6 @@ for line in sys.stdin:
             Assert.Equal(0, _py.CaveCount());
         }
 
-        internal const string Libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
-
         /// <summary>Python's results keep coming: waits for more, up to a bound that a loaded machine does not reach.</summary>
         private bool Progresses()
         {
@@ -131,9 +129,9 @@ for line in sys.stdin:
         [Fact]
         public void Glibcs_static_int_malloc_is_named_through_libc6_dbg_and_survives_install_cycles_under_load()
         {
-            var stripped = ElfImage.Load(Libc);
+            var stripped = ElfImage.Load(ElfTools.Libc);
             Assert.False(stripped.TryResolveSymbol("_int_malloc", out _), "libc.so.6 itself does not name _int_malloc");
-            var image = DebugFiles.Attach(stripped, Libc);
+            var image = DebugFiles.Attach(stripped, ElfTools.Libc);
             Assert.True(image.DebugFile != null, "needs Debian's libc6-dbg (apt-get install libc6-dbg): no debug file for build-id " + stripped.BuildId);
             Assert.StartsWith("/usr/lib/debug/.build-id/", image.DebugFile);
             Assert.True(image.TryResolveSymbol("_int_malloc", out var rva));
@@ -142,7 +140,7 @@ for line in sys.stdin:
             Assert.True(end - start > 1000);
 
             // test rsi, rsi; js ...: 9 bytes, the js relocated into the cave.
-            var expect = FileBytes(Libc, rva, 9);
+            var expect = FileBytes(ElfTools.Libc, rva, 9);
             var yaml = PatchFiles.Yaml("V-INT-MALLOC", "libc.so.6", new[] { new PatchletSpec("_int_malloc", expect) }, "buildId: " + stripped.BuildId);
             var patch = PatchFiles.Parse(yaml);
             var first = Stats();

@@ -28,8 +28,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void Two_engines_installing_the_same_patch_at_once_never_patch_twice()
         {
-            using var t = TargetProcess.Start();
-            Assert.Equal("ok", t.Send("hammer 2"));
+            using var t = HammeredTarget();
             var originals = Originals(t);
             var patch = TwoSites(t, "T-RACE");
             var options = new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) };
@@ -88,66 +87,59 @@ namespace HotpatchTools.Tests
         [Fact]
         public void An_installer_killed_at_random_moments_leaves_the_target_running_and_every_site_whole()
         {
-            using var t = TargetProcess.Start();
-            Assert.Equal("ok", t.Send("hammer 2"));
+            using var t = HammeredTarget();
             var originals = Originals(t);
-            var dir = Directory.CreateTempSubdirectory("hpt-fault-kill-").FullName;
-            try
+            using var patchFile = new TwoSitePatchFile(t, "T-KILL");
+            var random = new Random(20261124);
+            int killedWhilePatched = 0;
+            for (int round = 0; round < 12; round++)
             {
-                var file = PatchFiles.WriteFile(dir, "T-KILL", TwoSitesYaml(t, "T-KILL"));
-                var patch = PatchFiles.Parse(File.ReadAllText(file));
-                var random = new Random(20261124);
-                int killedWhilePatched = 0;
-                for (int round = 0; round < 12; round++)
+                var host = FaultHost.Start("", "loop", patchFile.Path, t.Pid.ToString(CultureInfo.InvariantCulture));
+                var lines = new System.Collections.Concurrent.BlockingCollection<string>();
+                // Read on a plain thread: no blocking on async reads under the test framework.
+                var reader = new Thread(() => { string? l; while ((l = host.StandardOutput.ReadLine()) != null) lines.Add(l); lines.CompleteAdding(); }) { IsBackground = true };
+                reader.Start();
+                try
                 {
-                    var host = FaultHost.Start("", "loop", file, t.Pid.ToString(CultureInfo.InvariantCulture));
-                    var lines = new System.Collections.Concurrent.BlockingCollection<string>();
-                    // Read on a plain thread: no blocking on async reads under the test framework.
-                    var reader = new Thread(() => { string? l; while ((l = host.StandardOutput.ReadLine()) != null) lines.Add(l); lines.CompleteAdding(); }) { IsBackground = true };
-                    reader.Start();
-                    try
-                    {
-                        // Once the host has done one step the engine is warm: kill it somewhere in the next cycles.
-                        Assert.True(lines.TryTake(out var first, TimeSpan.FromSeconds(60)), "the fault host printed nothing");
-                        Assert.True(first is "installed" or "removed", "fault host: " + first);
-                        Thread.Sleep(random.Next(0, 40));
-                    }
-                    finally
-                    {
-                        host.Kill();
-                        Assert.True(host.WaitForExit(10_000), "the fault host did not die");
-                        Assert.True(reader.Join(10_000), "the fault host's output did not end");
-                        host.Dispose();
-                    }
-                    Assert.DoesNotContain(lines, l => l.StartsWith("error", StringComparison.Ordinal));
-                    var context = "round " + round;
-                    AssertResponsive(t, context);
-                    AssertEachSiteOriginalOrPatched(t, originals, context);
-
-                    // A fresh engine can always clean up what the dead one left.
-                    var fresh = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) });
-                    // The dead installer's last injected call (an munmap, say) may still be finishing in a target thread:
-                    // a freeze waits for it, so what is listed next is what stays.
-                    using (var settled = fresh.Platform.Open(t.Pid)) settled.Threads.Freeze(TimeSpan.FromSeconds(5)).Dispose();
-                    var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-KILL" && p.State != PatchState.Retired).ToList();
-                    Assert.True(left.Count <= 1, context + ": " + left.Count + " installed caves");
-                    if (left.Count == 1)
-                    {
-                        if (left[0].State == PatchState.Installed) killedWhilePatched++;
-                        fresh.Uninstall(t.Pid, "T-KILL");
-                    }
-                    Assert.Equal(originals, Originals(t));
-                    Assert.Equal(TargetState.Vulnerable, fresh.Inspect(patch, t.Pid)!.State);
+                    // Once the host has done one step the engine is warm: kill it somewhere in the next cycles.
+                    Assert.True(lines.TryTake(out var first, TimeSpan.FromSeconds(60)), "the fault host printed nothing");
+                    Assert.True(first is "installed" or "removed", "fault host: " + first);
+                    Thread.Sleep(random.Next(0, 40));
                 }
-                Assert.Equal("ok", t.Send("calm"));
-                var last = new HotpatchEngine();
-                last.Install(patch, t.Pid);
-                last.Uninstall(t.Pid, "T-KILL");
-                Assert.Equal(0, t.CaveCount());
-                Assert.Equal(0, t.Stats().Errors);
-                AssertResponsive(t, "at the end");
+                finally
+                {
+                    host.Kill();
+                    Assert.True(host.WaitForExit(10_000), "the fault host did not die");
+                    Assert.True(reader.Join(10_000), "the fault host's output did not end");
+                    host.Dispose();
+                }
+                Assert.DoesNotContain(lines, l => l.StartsWith("error", StringComparison.Ordinal));
+                var context = "round " + round;
+                AssertResponsive(t, context);
+                AssertEachSiteOriginalOrPatched(t, originals, context);
+
+                // A fresh engine can always clean up what the dead one left.
+                var fresh = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) });
+                // The dead installer's last injected call (an munmap, say) may still be finishing in a target thread:
+                // a freeze waits for it, so what is listed next is what stays.
+                using (var settled = fresh.Platform.Open(t.Pid)) settled.Threads.Freeze(TimeSpan.FromSeconds(5)).Dispose();
+                var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-KILL" && p.State != PatchState.Retired).ToList();
+                Assert.True(left.Count <= 1, context + ": " + left.Count + " installed caves");
+                if (left.Count == 1)
+                {
+                    if (left[0].State == PatchState.Installed) killedWhilePatched++;
+                    fresh.Uninstall(t.Pid, "T-KILL");
+                }
+                Assert.Equal(originals, Originals(t));
+                Assert.Equal(TargetState.Vulnerable, fresh.Inspect(patchFile.Patch, t.Pid)!.State);
             }
-            finally { Directory.Delete(dir, recursive: true); }
+            Assert.Equal("ok", t.Send("calm"));
+            var last = new HotpatchEngine();
+            last.Install(patchFile.Patch, t.Pid);
+            last.Uninstall(t.Pid, "T-KILL");
+            Assert.Equal(0, t.CaveCount());
+            Assert.Equal(0, t.Stats().Errors);
+            AssertResponsive(t, "at the end");
         }
 
         public static TheoryData<string, string, string> KillPoints() => new()
@@ -195,65 +187,59 @@ namespace HotpatchTools.Tests
             bool freeing = mode == "uninstall" && failPoint.StartsWith("inject.", StringComparison.Ordinal);
             if (!freeing && !single) Assert.Equal("ok", t.Send("hammer 2"));
             var originals = Originals(t);
-            var dir = Directory.CreateTempSubdirectory("hpt-fault-step-").FullName;
+            using var patchFile = new TwoSitePatchFile(t, "T-STEP");
+            if (mode == "uninstall") new HotpatchEngine().Install(patchFile.Patch, t.Pid);
+            var patchedBefore = Originals(t);
+
+            var host = FaultHost.Start(new Dictionary<string, string> { [FailPoint.Variable] = failPoint, [HotpatchTools.Engine.Platform.Linux.LinuxFrozenProcess.InjectThreadVariable] = "first" },
+                "", mode, patchFile.Path, t.Pid.ToString(CultureInfo.InvariantCulture));
             try
             {
-                var file = PatchFiles.WriteFile(dir, "T-STEP", TwoSitesYaml(t, "T-STEP"));
-                var patch = PatchFiles.Parse(File.ReadAllText(file));
-                if (mode == "uninstall") new HotpatchEngine().Install(patch, t.Pid);
-                var patchedBefore = Originals(t);
-
-                var host = FaultHost.Start(new Dictionary<string, string> { [FailPoint.Variable] = failPoint, [HotpatchTools.Engine.Platform.Linux.LinuxFrozenProcess.InjectThreadVariable] = "first" },
-                    "", mode, file, t.Pid.ToString(CultureInfo.InvariantCulture));
-                try
-                {
-                    var reached = await host.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(90));
-                    Assert.Equal("failpoint " + failPoint, reached);
-                }
-                finally
-                {
-                    host.Kill();
-                    Assert.True(host.WaitForExit(10_000), "the installer did not die");
-                    host.Dispose();
-                }
-
-                var context = mode + " killed at " + failPoint;
-                Thread.Sleep(50);
-                AssertResponsive(t, context);
-                AssertEachSiteOriginalOrPatched(t, originals, context);
-                if (firstThread == "pipewait")
-                {
-                    Assert.Equal("1", t.Send("poke"));
-                    Assert.Equal("2", t.Send("poke"));
-                }
-                Thread.Sleep(200); // a damaged vector register shows within one spin of vecspin's loop
-                Assert.Equal(0, t.Stats().Errors);
-
-                // Steps before the first site write leave the process as it was (a mapped but empty cave aside); the
-                // munmap of an uninstall comes after every site is restored.
-                if (freeing || failPoint == "uninstall.before-free") Assert.Equal(originals, Originals(t));
-                else if (failPoint.StartsWith("inject.", StringComparison.Ordinal) || failPoint is "install.after-allocate" or "install.after-cave")
-                    Assert.Equal(patchedBefore, Originals(t));
-
-                var fresh = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) });
-                using (var settled = fresh.Platform.Open(t.Pid)) settled.Threads.Freeze(TimeSpan.FromSeconds(5)).Dispose();
-                var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-STEP" && p.State != PatchState.Retired).ToList();
-                Assert.True(left.Count <= 1, context + ": " + left.Count + " installed caves");
-                if (failPoint is "install.after-site-1" or "uninstall.after-site-1")
-                    Assert.Equal(PatchState.Inconsistent, Assert.Single(left).State); // reported as such until someone removes it
-                if (failPoint == "install.after-allocate")
-                    Assert.Equal(PatchState.Orphaned, Assert.Single(left).State); // marked from the start: found, not leaked
-                if (left.Count == 1) fresh.Uninstall(t.Pid, "T-STEP");
-                Assert.DoesNotContain(fresh.GetInstalled(t.Pid), p => p.State == PatchState.Orphaned);
-                Assert.Equal(originals, Originals(t));
-                Assert.Equal(TargetState.Vulnerable, fresh.Inspect(patch, t.Pid)!.State);
-                fresh.Install(patch, t.Pid);
-                fresh.Uninstall(t.Pid, "T-STEP");
-                Assert.Equal(originals, Originals(t));
-                AssertResponsive(t, context + ", after cleaning up");
-                Assert.Equal(0, t.Stats().Errors);
+                var reached = await host.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(90));
+                Assert.Equal("failpoint " + failPoint, reached);
             }
-            finally { Directory.Delete(dir, recursive: true); }
+            finally
+            {
+                host.Kill();
+                Assert.True(host.WaitForExit(10_000), "the installer did not die");
+                host.Dispose();
+            }
+
+            var context = mode + " killed at " + failPoint;
+            Thread.Sleep(50);
+            AssertResponsive(t, context);
+            AssertEachSiteOriginalOrPatched(t, originals, context);
+            if (firstThread == "pipewait")
+            {
+                Assert.Equal("1", t.Send("poke"));
+                Assert.Equal("2", t.Send("poke"));
+            }
+            Thread.Sleep(200); // a damaged vector register shows within one spin of vecspin's loop
+            Assert.Equal(0, t.Stats().Errors);
+
+            // Steps before the first site write leave the process as it was (a mapped but empty cave aside); the
+            // munmap of an uninstall comes after every site is restored.
+            if (freeing || failPoint == "uninstall.before-free") Assert.Equal(originals, Originals(t));
+            else if (failPoint.StartsWith("inject.", StringComparison.Ordinal) || failPoint is "install.after-allocate" or "install.after-cave")
+                Assert.Equal(patchedBefore, Originals(t));
+
+            var fresh = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(5) });
+            using (var settled = fresh.Platform.Open(t.Pid)) settled.Threads.Freeze(TimeSpan.FromSeconds(5)).Dispose();
+            var left = fresh.GetInstalled(t.Pid).Where(p => p.PatchId == "T-STEP" && p.State != PatchState.Retired).ToList();
+            Assert.True(left.Count <= 1, context + ": " + left.Count + " installed caves");
+            if (failPoint is "install.after-site-1" or "uninstall.after-site-1")
+                Assert.Equal(PatchState.Inconsistent, Assert.Single(left).State); // reported as such until someone removes it
+            if (failPoint == "install.after-allocate")
+                Assert.Equal(PatchState.Orphaned, Assert.Single(left).State); // marked from the start: found, not leaked
+            if (left.Count == 1) fresh.Uninstall(t.Pid, "T-STEP");
+            Assert.DoesNotContain(fresh.GetInstalled(t.Pid), p => p.State == PatchState.Orphaned);
+            Assert.Equal(originals, Originals(t));
+            Assert.Equal(TargetState.Vulnerable, fresh.Inspect(patchFile.Patch, t.Pid)!.State);
+            fresh.Install(patchFile.Patch, t.Pid);
+            fresh.Uninstall(t.Pid, "T-STEP");
+            Assert.Equal(originals, Originals(t));
+            AssertResponsive(t, context + ", after cleaning up");
+            Assert.Equal(0, t.Stats().Errors);
         }
 
         // ---- 3. the target dies under the engine ----
@@ -265,8 +251,7 @@ namespace HotpatchTools.Tests
             var kinds = new Dictionary<HotpatchErrorKind, int>();
             for (int round = 0; round < 15; round++)
             {
-                using var t = TargetProcess.Start();
-                Assert.Equal("ok", t.Send("hammer 2"));
+                using var t = HammeredTarget();
                 var patch = TwoSites(t, "T-DIE");
                 var engine = new HotpatchEngine(options: new EngineOptions { ThreadWait = TimeSpan.FromSeconds(2), StopTimeout = TimeSpan.FromSeconds(2) });
                 var killer = new Thread(() => { Thread.Sleep(random.Next(0, 60)); t.Kill(); });
@@ -312,41 +297,35 @@ namespace HotpatchTools.Tests
         [MemberData(nameof(TargetKillPoints))]
         public async Task A_target_killed_at_each_step_is_reported_as_exited_in_bounded_time(string mode, string failPoint)
         {
-            using var t = TargetProcess.Start();
-            Assert.Equal("ok", t.Send("hammer 2"));
-            var dir = Directory.CreateTempSubdirectory("hpt-fault-die-").FullName;
+            using var t = HammeredTarget();
+            using var patchFile = new TwoSitePatchFile(t, "T-DIE");
+            if (mode == "uninstall") new HotpatchEngine().Install(patchFile.Patch, t.Pid);
+            var environment = new Dictionary<string, string> { [FailPoint.Variable] = failPoint, [FailPoint.ResumeVariable] = "1" };
+            using var host = FaultHost.Start(environment, "", mode, patchFile.Path, t.Pid.ToString(CultureInfo.InvariantCulture));
             try
             {
-                var file = PatchFiles.WriteFile(dir, "T-DIE", TwoSitesYaml(t, "T-DIE"));
-                if (mode == "uninstall") new HotpatchEngine().Install(PatchFiles.Parse(File.ReadAllText(file)), t.Pid);
-                var environment = new Dictionary<string, string> { [FailPoint.Variable] = failPoint, [FailPoint.ResumeVariable] = "1" };
-                using var host = FaultHost.Start(environment, "", mode, file, t.Pid.ToString(CultureInfo.InvariantCulture));
-                try
-                {
-                    var reached = await host.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(90));
-                    Assert.Equal("failpoint " + failPoint, reached);
-                    t.Kill();
-                    var clock = Stopwatch.StartNew();
-                    host.StandardInput.WriteLine("go");
-                    host.StandardInput.Flush();
-                    var outcome = await host.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
-                    Assert.True(host.WaitForExit(30_000), "the installer did not exit");
-                    // Nothing is left to do after the last write of an install or the restores of an uninstall, so
-                    // success is the truth there; anywhere else the death must be reported as such.
-                    bool lastStep = failPoint is "install.after-site-2" or "uninstall.before-free";
-                    string line = outcome ?? "(no output)";
-                    if (lastStep && line is "installed" or "removed") return;
-                    Assert.True(line.StartsWith("error ProcessExited ", StringComparison.Ordinal) || line.StartsWith("error ProcessNotFound ", StringComparison.Ordinal),
-                        failPoint + ": " + line + " after " + clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture) + " s");
-                    Assert.Contains(t.Pid.ToString(CultureInfo.InvariantCulture), line);
-                    Assert.Equal(1, host.ExitCode);
-                }
-                finally
-                {
-                    if (!host.HasExited) host.Kill();
-                }
+                var reached = await host.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(90));
+                Assert.Equal("failpoint " + failPoint, reached);
+                t.Kill();
+                var clock = Stopwatch.StartNew();
+                host.StandardInput.WriteLine("go");
+                host.StandardInput.Flush();
+                var outcome = await host.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+                Assert.True(host.WaitForExit(30_000), "the installer did not exit");
+                // Nothing is left to do after the last write of an install or the restores of an uninstall, so
+                // success is the truth there; anywhere else the death must be reported as such.
+                bool lastStep = failPoint is "install.after-site-2" or "uninstall.before-free";
+                string line = outcome ?? "(no output)";
+                if (lastStep && line is "installed" or "removed") return;
+                Assert.True(line.StartsWith("error ProcessExited ", StringComparison.Ordinal) || line.StartsWith("error ProcessNotFound ", StringComparison.Ordinal),
+                    failPoint + ": " + line + " after " + clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture) + " s");
+                Assert.Contains(t.Pid.ToString(CultureInfo.InvariantCulture), line);
+                Assert.Equal(1, host.ExitCode);
             }
-            finally { Directory.Delete(dir, recursive: true); }
+            finally
+            {
+                if (!host.HasExited) host.Kill();
+            }
         }
 
         // ---- 4. the module is unloaded between discovery and install ----
@@ -400,8 +379,7 @@ namespace HotpatchTools.Tests
         [Fact]
         public void A_process_traced_by_strace_is_Busy_naming_the_tracer_and_nothing_is_written()
         {
-            using var t = TargetProcess.Start();
-            Assert.Equal("ok", t.Send("hammer 2"));
+            using var t = HammeredTarget();
             var originals = Originals(t);
             var patch = TwoSites(t, "T-DEBUGGED");
             var psi = new ProcessStartInfo("strace") { RedirectStandardError = true, RedirectStandardOutput = true };

@@ -31,12 +31,6 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void Install_refuses_when_expect_is_shorter_than_the_overwritten_instructions()
-        {
-            Refused("triple", 6, Yaml("triple", _t.ReadSymbol("triple", 5)), HotpatchErrorKind.UnsafeSite, "covering 6 bytes");
-        }
-
-        [Fact]
         public void Install_refuses_an_identity_mismatch()
         {
             var (line, field) = TestPlatform.WrongIdentity;
@@ -50,46 +44,36 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void Install_refuses_when_a_branch_in_the_function_targets_the_span()
-        {
-            Refused("branch_into", 7, Yaml("branch_into", _t.ReadSymbol("branch_into", 7)), HotpatchErrorKind.UnsafeSite, "branches into the overwritten bytes");
-        }
-
-        [Fact]
         public void Install_refuses_when_code_branches_into_the_span()
         {
             var site = _t.Symbol("triple");
             Refused("triple", 6, Yaml("triple", _t.ReadSymbol("triple", 6), "jmp 0x" + (site + 3).ToString("x")), HotpatchErrorKind.UnsafeSite, "inside the bytes");
         }
 
-        [Fact]
-        public void Install_refuses_when_the_span_runs_past_the_end_of_the_function()
+        /// <summary>
+        /// Sites refused although expect is what the target holds there, by case: the function whose first bytes must
+        /// stay unchanged, and how many; the patchlet's at; where its expect is read (offset into the function,
+        /// length); the error kind and a part of its message.
+        /// </summary>
+        private static readonly Dictionary<string, (string Function, int CheckedLength, string At, int ExpectOffset, int ExpectLength, HotpatchErrorKind Kind, string MessagePart)> RefusedSites = new()
         {
-            Refused("tiny", 6, Yaml("tiny", _t.ReadSymbol("tiny", 6)), HotpatchErrorKind.UnsafeSite, "run past the end of tiny");
-        }
+            ["expect shorter than the overwritten instructions"] = ("triple", 6, "triple", 0, 5, HotpatchErrorKind.UnsafeSite, "covering 6 bytes"),
+            ["a branch in the function targets the span"] = ("branch_into", 7, "branch_into", 0, 7, HotpatchErrorKind.UnsafeSite, "branches into the overwritten bytes"),
+            ["the span runs past the end of the function"] = ("tiny", 6, "tiny", 0, 6, HotpatchErrorKind.UnsafeSite, "run past the end of tiny"),
+            ["a call returns into the span"] = ("call_inside", 12, "call_inside+0x7", 7, 5, HotpatchErrorKind.UnsafeSite, "returns to"),
+            ["a loop whose target leaves the copied bytes"] = ("loop_first", 5, "loop_first", 0, 5, HotpatchErrorKind.UnsafeSite, "no near form"),
+            ["a site that is not an instruction boundary"] = ("triple", 8, "triple+0x1", 1, 6, HotpatchErrorKind.UnsafeSite, "instruction boundary"),
+            ["an unknown symbol"] = ("triple", 6, "no_such_function", 0, 6, HotpatchErrorKind.IdentityMismatch, "no_such_function"),
+        };
 
-        [Fact]
-        public void Install_refuses_a_call_that_returns_into_the_span()
-        {
-            Refused("call_inside", 12, Yaml("call_inside+0x7", _t.Read(_t.Symbol("call_inside") + 7, 5)), HotpatchErrorKind.UnsafeSite, "returns to");
-        }
+        public static TheoryData<string> RefusedSiteCases => new TheoryData<string>(RefusedSites.Keys);
 
-        [Fact]
-        public void Install_refuses_a_loop_whose_target_leaves_the_copied_bytes()
+        [Theory]
+        [MemberData(nameof(RefusedSiteCases))]
+        public void Install_refuses_the_site(string @case)
         {
-            Refused("loop_first", 5, Yaml("loop_first", _t.ReadSymbol("loop_first", 5)), HotpatchErrorKind.UnsafeSite, "no near form");
-        }
-
-        [Fact]
-        public void Install_refuses_a_site_that_is_not_an_instruction_boundary()
-        {
-            Refused("triple", 8, Yaml("triple+0x1", _t.Read(_t.Symbol("triple") + 1, 6)), HotpatchErrorKind.UnsafeSite, "instruction boundary");
-        }
-
-        [Fact]
-        public void Install_refuses_an_unknown_symbol()
-        {
-            Refused("triple", 6, Yaml("no_such_function", _t.ReadSymbol("triple", 6)), HotpatchErrorKind.IdentityMismatch, "no_such_function");
+            var (function, checkedLength, at, expectOffset, expectLength, kind, messagePart) = RefusedSites[@case];
+            Refused(function, checkedLength, Yaml(at, _t.Read(_t.Symbol(function) + (ulong)expectOffset, expectLength)), kind, messagePart);
         }
 
         /// <summary>spin_fn's loop: the 9 bytes a jump overwrites, which a spinning thread never leaves (tests/native/sites.S).</summary>

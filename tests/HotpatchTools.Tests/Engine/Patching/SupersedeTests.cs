@@ -127,23 +127,9 @@ namespace HotpatchTools.Tests
 
     /// <summary>Sync-Micropatch upgrades enforced machines and never installs a superseded patch where its successor applies.</summary>
     [Collection(MachineStateCollection.Name)]
-    public sealed class SupersedeCatalogTests : IDisposable
+    public sealed class SupersedeCatalogTests : CatalogModuleTest
     {
-        private readonly MachineState _root;
-        private readonly ModuleShell _sh = new ModuleShell();
-        private readonly string _dir = Directory.CreateTempSubdirectory("hpt-supcat-").FullName;
-
-        public SupersedeCatalogTests(MachineState root)
-        {
-            _root = root;
-            _root.Reset();
-        }
-
-        public void Dispose()
-        {
-            _sh.Dispose();
-            Directory.Delete(_dir, recursive: true);
-        }
+        public SupersedeCatalogTests(MachineState root) : base(root, "supcat") { }
 
         private void Register(string path)
         {

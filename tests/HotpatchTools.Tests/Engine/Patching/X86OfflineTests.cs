@@ -16,7 +16,9 @@ namespace HotpatchTools.Tests
 
         public X86OfflineTests(X86Images images) => _images = images;
 
-        public static TheoryData<string> Images => new TheoryData<string> { X86Images.Pe, X86Images.ElfExec, X86Images.ElfShared };
+        private static readonly string[] Kinds = { X86Images.Pe, X86Images.ElfExec, X86Images.ElfShared };
+
+        public static TheoryData<string> Images => new TheoryData<string>(Kinds);
 
         /// <summary>Where the bytes of an absolute operand are right as they stand: no relocation is applied offline.</summary>
         public static TheoryData<string> Unrelocated => new TheoryData<string> { X86Images.Pe, X86Images.ElfExec };
@@ -29,6 +31,7 @@ namespace HotpatchTools.Tests
                 Images = images;
                 Platform = new OfflinePlatform(images.PathOf(kind));
                 Engine = new HotpatchEngine(Platform, options);
+                Pristine = Snapshot();
             }
 
             public string Kind { get; }
@@ -36,6 +39,9 @@ namespace HotpatchTools.Tests
             public OfflinePlatform Platform { get; }
             public HotpatchEngine Engine { get; }
             public ImageProcess Process => Platform.Process;
+
+            /// <summary>The image as the test found it: what an uninstall must leave.</summary>
+            public List<(ulong Start, ulong End, bool Cave, string Bytes)> Pristine { get; }
 
             public ulong Va(string symbol) => Images.Va(Kind, symbol);
 
@@ -98,11 +104,18 @@ namespace HotpatchTools.Tests
                 }
             }
 
-            public void UninstallAndCheck(string id, List<(ulong, ulong, bool, string)> before)
+            /// <summary>Installs one insert patchlet whose expect is the bytes at the symbol, and returns its cave's code.</summary>
+            public (InstallResult Result, List<Instruction> Cave) InstallAt(string id, string symbol, int span, string code = "")
+            {
+                var result = Engine.Install(Patch(id, At(symbol, span, code)), Pid);
+                return (result, Cave(result, Va(symbol), span));
+            }
+
+            public void UninstallAndCheck(string id)
             {
                 var removed = Engine.Uninstall(Pid, id);
                 Assert.True(removed.CaveFreed, removed.Message);
-                Assert.Equal(before, Snapshot());
+                Assert.Equal(Pristine, Snapshot());
             }
 
             public HotpatchException Refused(HotpatchErrorKind kind, string reason, params PatchletSpec[] patchlets)
@@ -117,27 +130,7 @@ namespace HotpatchTools.Tests
             }
         }
 
-        private static readonly Formatter Formatter = CreateFormatter();
-
-        private static Formatter CreateFormatter()
-        {
-            var f = new IntelFormatter();
-            f.Options.HexPrefix = "0x";
-            f.Options.HexSuffix = null;
-            f.Options.UppercaseHex = false;
-            f.Options.SpaceAfterOperandSeparator = true;
-            f.Options.BranchLeadingZeros = false;
-            f.Options.LeadingZeros = false;
-            f.Options.ShowBranchSize = false;
-            return f;
-        }
-
-        private static string Format(Instruction ins)
-        {
-            var output = new StringOutput();
-            Formatter.Format(ins, output);
-            return output.ToStringAndReset();
-        }
+        private static string Format(Instruction ins) => InstructionText.Of(ins);
 
         private static string H(ulong address) => "0x" + address.ToString("x");
 
@@ -226,14 +219,12 @@ namespace HotpatchTools.Tests
         {
             var o = new Offline(_images, kind);
             ulong site = o.Va("call_first");
-            var before = o.Snapshot();
-            var result = o.Engine.Install(o.Patch("X86-CALL", o.At("call_first", 5)), Pid);
+            var (result, cave) = o.InstallAt("X86-CALL", "call_first", 5);
 
-            var cave = o.Cave(result, site, 5);
             AssertListing(cave, "call " + H(o.Va("callee")), "jmp " + H(site + 5));
             Assert.Equal(Code.Call_rel32_32, cave[0].Code);
             Assert.Equal(PatchState.Installed, result.Patch.State);
-            o.UninstallAndCheck("X86-CALL", before);
+            o.UninstallAndCheck("X86-CALL");
         }
 
         [Theory]
@@ -242,13 +233,11 @@ namespace HotpatchTools.Tests
         {
             var o = new Offline(_images, kind);
             ulong site = o.Va("short_jcc");
-            var before = o.Snapshot();
-            var result = o.Engine.Install(o.Patch("X86-JCC", o.At("short_jcc", 6)), Pid);
+            var (_, cave) = o.InstallAt("X86-JCC", "short_jcc", 6);
 
-            var cave = o.Cave(result, site, 6);
             AssertListing(cave, "xor eax, eax", "test ecx, ecx", "je " + H(site + 10), "jmp " + H(site + 6));
             Assert.Equal(Code.Je_rel32_32, cave[2].Code);
-            o.UninstallAndCheck("X86-JCC", before);
+            o.UninstallAndCheck("X86-JCC");
         }
 
         [Theory]
@@ -258,13 +247,11 @@ namespace HotpatchTools.Tests
             var o = new Offline(_images, kind);
             ulong site = o.Va("abs_mem");
             var original = o.Read(site, 5);
-            var before = o.Snapshot();
-            var result = o.Engine.Install(o.Patch("X86-ABS", o.At("abs_mem", 5)), Pid);
+            var (_, cave) = o.InstallAt("X86-ABS", "abs_mem", 5);
 
-            var cave = o.Cave(result, site, 5);
             AssertListing(cave, "mov eax, [" + H(o.Va("g_value")) + "]", "jmp " + H(site + 5));
             Assert.Equal(original, o.Read(cave[0].IP, cave[0].Length));
-            o.UninstallAndCheck("X86-ABS", before);
+            o.UninstallAndCheck("X86-ABS");
         }
 
         [Theory]
@@ -273,14 +260,12 @@ namespace HotpatchTools.Tests
         {
             var o = new Offline(_images, kind);
             ulong site = o.Va("guarded");
-            var before = o.Snapshot();
-            var result = o.Engine.Install(o.Patch("X86-GUARD", o.At("guarded", 7, "cmp dword ptr [esp+4], 100\njbe resume\nmov eax, -1\nret")), Pid);
+            var (_, cave) = o.InstallAt("X86-GUARD", "guarded", 7, "cmp dword ptr [esp+4], 100\njbe resume\nmov eax, -1\nret");
 
-            var cave = o.Cave(result, site, 7);
             AssertListing(cave,
                 "cmp dword ptr [esp+4], 0x64", "jbe " + H(cave[4].IP), "mov eax, 0xffffffff", "ret",
                 "mov eax, [esp+4]", "lea eax, [eax+eax*2]", "jmp " + H(site + 7));
-            o.UninstallAndCheck("X86-GUARD", before);
+            o.UninstallAndCheck("X86-GUARD");
         }
 
         [Theory]
@@ -289,16 +274,13 @@ namespace HotpatchTools.Tests
         {
             var o = new Offline(_images, kind);
             ulong site = o.Va("guarded");
-            var before = o.Snapshot();
-            var result = o.Engine.Install(o.Patch("X86-SYM",
-                o.At("guarded", 7, "push dword ptr [esp+4]\ncall callee\nadd esp, 4\nadd eax, dword ptr [g_value]\nret")), Pid);
+            var (_, cave) = o.InstallAt("X86-SYM", "guarded", 7, "push dword ptr [esp+4]\ncall callee\nadd esp, 4\nadd eax, dword ptr [g_value]\nret");
 
-            var cave = o.Cave(result, site, 7);
             AssertListing(cave,
                 "push dword ptr [esp+4]", "call " + H(o.Va("callee")), "add esp, 4", "add eax, [" + H(o.Va("g_value")) + "]", "ret",
                 "mov eax, [esp+4]", "lea eax, [eax+eax*2]", "jmp " + H(site + 7));
             Assert.Equal(Register.None, cave[3].MemoryBase);
-            o.UninstallAndCheck("X86-SYM", before);
+            o.UninstallAndCheck("X86-SYM");
         }
 
         [Theory]
@@ -307,13 +289,12 @@ namespace HotpatchTools.Tests
         {
             var o = new Offline(_images, kind);
             ulong site = o.Va("guarded");
-            var before = o.Snapshot();
             var result = o.Engine.Install(o.Patch("X86-REPL", o.At("guarded", 7, "mov eax, [esp+4]\nadd eax, eax", "replace")), Pid);
 
             Assert.Equal(new byte[] { 0x8b, 0x44, 0x24, 0x04, 0x01, 0xc0, 0x90 }, o.Read(site, 7));
             Assert.Equal(PatchState.Installed, Assert.Single(o.Engine.GetInstalled(Pid)).State);
             Assert.Equal("Replace", Assert.Single(result.Patch.Sites).Mode);
-            o.UninstallAndCheck("X86-REPL", before);
+            o.UninstallAndCheck("X86-REPL");
         }
 
         [Theory]
@@ -321,14 +302,13 @@ namespace HotpatchTools.Tests
         public void Several_patchlets_share_one_cave_and_are_removed_together(string kind)
         {
             var o = new Offline(_images, kind);
-            var before = o.Snapshot();
             var result = o.Engine.Install(o.Patch("X86-MULTI", o.At("call_first", 5), o.At("short_jcc", 6), o.At("guarded", 7, "xor eax, eax\nret")), Pid);
 
             AssertListing(o.Cave(result, o.Va("call_first"), 5), "call " + H(o.Va("callee")), "jmp " + H(o.Va("call_first") + 5));
             AssertListing(o.Cave(result, o.Va("short_jcc"), 6), "xor eax, eax", "test ecx, ecx", "je " + H(o.Va("short_jcc") + 10), "jmp " + H(o.Va("short_jcc") + 6));
             AssertListing(o.Cave(result, o.Va("guarded"), 7), "xor eax, eax", "ret", "mov eax, [esp+4]", "lea eax, [eax+eax*2]", "jmp " + H(o.Va("guarded") + 7));
             Assert.Single(o.Process.Memory.GetRegions(), r => r.IsAnonymousPrivate);
-            o.UninstallAndCheck("X86-MULTI", before);
+            o.UninstallAndCheck("X86-MULTI");
         }
 
         // ---- refusals: the error kind, and not one byte changed ----
@@ -344,52 +324,40 @@ namespace HotpatchTools.Tests
             o.Refused(HotpatchErrorKind.ExpectMismatch, "not the expected", spec with { Expect = wrong });
         }
 
-        [Theory]
-        [MemberData(nameof(Images))]
-        public void Refuses_expect_shorter_than_the_span(string kind)
+        /// <summary>
+        /// Sites refused on every image although expect is the image's bytes, by case: the patchlet (at, expect length,
+        /// code); the error kind; and what the message must say, where {symbol+N} stands for that address.
+        /// </summary>
+        private static readonly Dictionary<string, (string At, int ExpectLength, string Code, HotpatchErrorKind Kind, string Reason)> UnsafeSites = new()
         {
-            var o = new Offline(_images, kind);
-            o.Refused(HotpatchErrorKind.UnsafeSite, "covering 7 bytes; extend expect", o.At("guarded", 4));
+            ["expect shorter than the span"] = ("guarded", 4, "", HotpatchErrorKind.UnsafeSite, "covering 7 bytes; extend expect"),
+            ["a branch of the function into the span"] = ("branch_into", 7, "", HotpatchErrorKind.UnsafeSite, "branches into the overwritten bytes at {branch_into+2}"),
+            ["a branch of the patch code into the span"] = ("guarded", 7, "jmp guarded+0x4", HotpatchErrorKind.UnsafeSite, "its code branches to {guarded+4}"),
+            ["a call that returns into the span"] = ("call_inside", 5, "", HotpatchErrorKind.UnsafeSite, "returns to {call_inside+2}"),
+            ["a loop that leaves the span"] = ("loop_out", 7, "", HotpatchErrorKind.UnsafeSite, "has no near form"),
+            ["a span past the end of the function"] = ("tiny", 8, "", HotpatchErrorKind.UnsafeSite, "run past the end of tiny"),
+        };
+
+        public static TheoryData<string, string> UnsafeSitesOnEveryImage
+        {
+            get
+            {
+                var data = new TheoryData<string, string>();
+                foreach (var kind in Kinds)
+                    foreach (var @case in UnsafeSites.Keys)
+                        data.Add(kind, @case);
+                return data;
+            }
         }
 
         [Theory]
-        [MemberData(nameof(Images))]
-        public void Refuses_a_branch_of_the_function_into_the_span(string kind)
+        [MemberData(nameof(UnsafeSitesOnEveryImage))]
+        public void Refuses_an_unsafe_site(string kind, string @case)
         {
+            var (at, expectLength, code, error, reason) = UnsafeSites[@case];
             var o = new Offline(_images, kind);
-            o.Refused(HotpatchErrorKind.UnsafeSite, "branches into the overwritten bytes at " + H(o.Va("branch_into") + 2), o.At("branch_into", 7));
-        }
-
-        [Theory]
-        [MemberData(nameof(Images))]
-        public void Refuses_a_branch_of_the_patch_code_into_the_span(string kind)
-        {
-            var o = new Offline(_images, kind);
-            o.Refused(HotpatchErrorKind.UnsafeSite, "its code branches to " + H(o.Va("guarded") + 4), o.At("guarded", 7, "jmp guarded+0x4"));
-        }
-
-        [Theory]
-        [MemberData(nameof(Images))]
-        public void Refuses_a_call_that_returns_into_the_span(string kind)
-        {
-            var o = new Offline(_images, kind);
-            o.Refused(HotpatchErrorKind.UnsafeSite, "returns to " + H(o.Va("call_inside") + 2), o.At("call_inside", 5));
-        }
-
-        [Theory]
-        [MemberData(nameof(Images))]
-        public void Refuses_a_loop_that_leaves_the_span(string kind)
-        {
-            var o = new Offline(_images, kind);
-            o.Refused(HotpatchErrorKind.UnsafeSite, "has no near form", o.At("loop_out", 7));
-        }
-
-        [Theory]
-        [MemberData(nameof(Images))]
-        public void Refuses_a_span_past_the_end_of_the_function(string kind)
-        {
-            var o = new Offline(_images, kind);
-            o.Refused(HotpatchErrorKind.UnsafeSite, "run past the end of tiny", o.At("tiny", 8));
+            var message = Regex.Replace(reason, @"\{(\w+)\+(\d+)\}", m => H(o.Va(m.Groups[1].Value) + ulong.Parse(m.Groups[2].Value)));
+            o.Refused(error, message, o.At(at, expectLength, code));
         }
 
         [Theory]
@@ -405,14 +373,13 @@ namespace HotpatchTools.Tests
         public void Refuses_a_patch_for_the_other_architecture(string kind)
         {
             var o = new Offline(_images, kind);
-            var before = o.Snapshot();
             // PatchFiles writes x64 patches for this machine's OS; only the OS is made the image's.
             var x64 = PatchFiles.Parse(PatchFiles.Yaml("X86-ARCH", o.Process.Name, new[] { o.At("guarded", 7) })
                 .Replace("os: " + TestPlatform.Os, "os: " + o.Platform.Os.FileName()));
             var e = Assert.Throws<HotpatchException>(() => o.Engine.Install(x64, Pid));
             Assert.Equal(HotpatchErrorKind.IdentityMismatch, e.Kind);
             Assert.Contains("is 32-bit", e.Message);
-            Assert.Equal(before, o.Snapshot());
+            Assert.Equal(o.Pristine, o.Snapshot());
         }
 
         // ---- threads the test places in the imagined process ----
@@ -437,10 +404,8 @@ namespace HotpatchTools.Tests
         public void A_4_byte_return_address_on_a_32_bit_stack_keeps_the_cave(string kind)
         {
             var o = new Offline(_images, kind);
-            var before = o.Snapshot();
             var original = o.Read(o.Va("call_first"), 5);
-            var result = o.Engine.Install(o.Patch("X86-STACK", o.At("call_first", 5)), Pid);
-            var call = o.Cave(result, o.Va("call_first"), 5)[0];
+            var call = o.InstallAt("X86-STACK", "call_first", 5).Cave[0];
 
             // Neighbours that are not zero: an 8-byte read at either 8-byte slot around it sees no cave address.
             const ulong stack = 0x2000_0000;
@@ -464,7 +429,7 @@ namespace HotpatchTools.Tests
             o.Process.SimulatedThreads.Clear();
             o.Process.Memory.Free(stack, 4096);
             o.Engine.Install(o.Patch("X86-NEXT", o.At("guarded", 7)), Pid);
-            o.UninstallAndCheck("X86-NEXT", before);
+            o.UninstallAndCheck("X86-NEXT");
         }
     }
 }

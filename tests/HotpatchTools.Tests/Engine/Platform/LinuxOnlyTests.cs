@@ -8,28 +8,12 @@ namespace HotpatchTools.Tests
         {
             var before = _t.ReadSymbol("triple", 6);
             var patch = PatchFiles.For(_t, "T-BUSY", At("triple", 6));
-            using var holding = new System.Threading.ManualResetEventSlim();
-            using var release = new System.Threading.ManualResetEventSlim();
-            // Another tracer: a different OS thread holds every thread of the target stopped.
-            var tracer = new System.Threading.Thread(() =>
-            {
-                using var other = new HotpatchTools.Engine.Platform.Linux.LinuxPlatform().Open(_t.Pid);
-                using var frozen = other.Threads.Freeze(TimeSpan.FromSeconds(5));
-                holding.Set();
-                release.Wait();
-            });
-            tracer.Start();
-            holding.Wait();
-            try
+            // Another tracer holds every thread of the target stopped.
+            using (new OtherTracer(_t.Pid))
             {
                 var e = Assert.Throws<HotpatchException>(() => _engine.Install(patch, _t.Pid));
                 Assert.Equal(HotpatchErrorKind.Busy, e.Kind);
                 Assert.Contains("being traced", e.Message);
-            }
-            finally
-            {
-                release.Set();
-                tracer.Join();
             }
             Assert.Equal(before, _t.ReadSymbol("triple", 6));
             Assert.Equal(0, _t.CaveCount());

@@ -38,8 +38,7 @@ int main(void) { printf(""%d\n"", helper(3)); return 0; }
             NoBuildId = Compile("gcc", "nobuildid.so", "-O1", "-shared", "-fPIC", "-Wl,--build-id=none", lib);
             // -nostdlib: the 32-bit libgcc and crt files are not installed, and a shared object needs neither.
             SharedLibrary32 = Compile("gcc", "libtest32.so", "-m32", "-O1", "-shared", "-fPIC", "-nostdlib", "-Wl,--build-id=sha1", lib);
-            Stripped = Path.Combine(Dir, "stripped.so");
-            NativeBuild.Run("strip", "-o", Stripped, SharedLibrary);
+            Stripped = Strip(SharedLibrary, "stripped.so");
         }
 
         public string SharedLibrary { get; }

@@ -82,23 +82,20 @@ hot_cold:
 
             // Split as Debian's dh_strip does: the debug file keeps .symtab, the library keeps a link to it.
             SplitFull = Build("libsplit.full.so", lib, "-g", "-DSPLIT=1");
-            Split = Path.Combine(Dir, "libsplit.so");
             NativeBuild.Run("objcopy", "--only-keep-debug", SplitFull, Path.Combine(Dir, "libsplit.so.debug"));
-            NativeBuild.Run("strip", "-o", Split, SplitFull);
+            Split = Strip(SplitFull, "libsplit.so");
             NativeBuild.Run("objcopy", "--add-gnu-debuglink=" + Path.Combine(Dir, "libsplit.so.debug"), Split);
 
             // Found only by build-id, in a folder an admin configures.
             ByIdFull = Build("libbyid.full.so", lib, "-g", "-DBYID=1");
-            ById = Path.Combine(Dir, "libbyid.so");
-            NativeBuild.Run("strip", "-o", ById, ByIdFull);
+            ById = Strip(ByIdFull, "libbyid.so");
             string id = ElfImage.Load(ById).BuildId!;
             DebugRoot = Path.Combine(Dir, "debug");
             Directory.CreateDirectory(Path.Combine(DebugRoot, ".build-id", id[..2]));
             NativeBuild.Run("objcopy", "--only-keep-debug", ByIdFull, Path.Combine(DebugRoot, ".build-id", id[..2], id[2..] + ".debug"));
 
             ColdFull = Build("libcold.full.so", Write("cold.S", ColdAsm), "-nostdlib");
-            Cold = Path.Combine(Dir, "libcold.so");
-            NativeBuild.Run("strip", "-o", Cold, ColdFull);
+            Cold = Strip(ColdFull, "libcold.so");
 
             // Two builds of one library under one name, in two folders.
             Directory.CreateDirectory(Path.Combine(Dir, "a"));
@@ -107,8 +104,7 @@ hot_cold:
             DupB = Build(Path.Combine("b", "libdup.so"), lib);
 
             NoFdeFull = Build("libnofde.full.so", lib, "-fno-asynchronous-unwind-tables", "-fno-unwind-tables");
-            NoFde = Path.Combine(Dir, "libnofde.so");
-            NativeBuild.Run("strip", "-o", NoFde, NoFdeFull);
+            NoFde = Strip(NoFdeFull, "libnofde.so");
         }
 
         public string HostExe { get; }
@@ -125,12 +121,8 @@ hot_cold:
         public string Cold { get; }
         public string NoFde { get; }
 
-        private string Build(string name, string source, params string[] flags)
-        {
-            var path = Path.Combine(Dir, name);
-            NativeBuild.Run("gcc", new[] { "-O2", "-shared", "-fPIC", "-Wl,--build-id=sha1", "-o", path, source }.Concat(flags).ToArray());
-            return path;
-        }
+        private string Build(string name, string source, params string[] flags) =>
+            Compile("gcc", name, new[] { "-O2", "-shared", "-fPIC", "-Wl,--build-id=sha1", source }.Concat(flags).ToArray());
 
         /// <summary>A symbol's value and size in an unstripped build.</summary>
         public static (ulong Rva, ulong Size) Symbol(string path, string name)

@@ -24,6 +24,9 @@ namespace HotpatchTools.Tests.Support
             return path;
         }
 
+        /// <summary>A copy of <paramref name="input"/> stripped of its symbols, named <paramref name="output"/> in the folder; its path.</summary>
+        protected string Strip(string input, string output) => Compile("strip", output, input);
+
         public void Dispose() => Directory.Delete(Dir, true);
     }
 }
