@@ -17,7 +17,8 @@ namespace HotpatchTools.Tests
         [ModuleInitializer]
         internal static void Load()
         {
-            if (!OperatingSystem.IsWindows() || !UnderWine()) return;
+            // The stale frames are those of Wine's x86_64 dispatcher; the win-x86 run (Wow64HostTests) has no such frames to drop.
+            if (!OperatingSystem.IsWindows() || !Environment.Is64BitProcess || !UnderWine()) return;
             var dir = Environment.GetEnvironmentVariable("HOTPATCH_NATIVE_DIR");
             if (dir is not null && NativeLibrary.TryLoad(Path.Combine(dir, Library), out _)) return;
             Console.Error.WriteLine($"Fatal error. {Library} not loaded from HOTPATCH_NATIVE_DIR ({dir ?? "unset"}): under Wine a failing test would hang the run (see tests/wine/run.sh).");

@@ -48,6 +48,8 @@ x86_64-w64-mingw32-objdump -p "$wine_dll" | awk '/^ImageBase/ { print $2 " A __I
 
 dotnet build src/HotpatchTools -c Release --verbosity quiet -nologo || { echo "Wine suite: 0 passed, 1 failed"; exit 1; }
 dotnet publish tests/HotpatchTools.WineTests -c Release -r win-x64 --self-contained true -o "$out/publish" --verbosity quiet -nologo || { echo "Wine suite: 0 passed, 1 failed"; exit 1; }
+# The same program as a 32-bit process, for the class that checks what a 32-bit PowerShell host gets (Wow64HostTests).
+dotnet publish tests/HotpatchTools.WineTests -c Release -r win-x86 --self-contained true -o "$out/publish32" --verbosity quiet -nologo || { echo "Wine suite: 0 passed, 1 failed"; exit 1; }
 
 # 64-bit programs go to the 64-bit loader explicitly: with Debian's wine32 installed, `wine` is the 32-bit one.
 wine64=/usr/lib/wine/wine64
@@ -73,6 +75,10 @@ export DOTNET_EnableWriteXorExecute=0
 export DOTNET_GCgen0size=0x8000000
 export HOTPATCH_NATIVE_DIR="$(winepath -w "$out/native")" HOTPATCH_REPO="$(winepath -w "$repo")"
 exe="$out/publish/HotpatchTools.WineTests.exe"
+exe32="$out/publish32/HotpatchTools.WineTests.exe"
+wine32=/usr/lib/wine/wine
+[ -x "$wine32" ] || wine32=$(command -v wine)
+host32_class=HotpatchTools.Tests.Wow64HostTests
 
 if [ "${1:-}" = "--bench" ]; then
     # The same bench code on both sides: natively on Linux (as root, ptrace), then as the win-x64 program under Wine.
@@ -94,10 +100,11 @@ class_limit=${WINE_CLASS_LIMIT:-900}
 idle_limit=${WINE_IDLE_LIMIT:-120}
 hz=$(getconf CLK_TCK)
 
-# Runs one class; prints its log; sets $verdict to "" or why it was stopped.
+# Runs one class (in the 64-bit program, or in the one given with its loader); prints its log; sets $verdict to ""
+# or why it was stopped.
 run_class() {
-    local class=$1 log=$2 pid start now ticks last_ticks last_change
-    "$wine64" "$exe" -noLogo -noColor -class "$class" >"$log" 2>&1 &
+    local class=$1 log=$2 loader=${3:-$wine64} program=${4:-$exe} pid start now ticks last_ticks last_change
+    "$loader" "$program" -noLogo -noColor -class "$class" >"$log" 2>&1 &
     pid=$!
     start=$(date +%s); last_ticks=-1; last_change=$start; verdict=""
     while kill -0 "$pid" 2>/dev/null; do
@@ -122,6 +129,7 @@ run_class() {
 suite_start=$(date +%s)
 classes=$(timeout 300 "$wine64" "$exe" -list classes 2>/dev/null | tr -d '\r' | grep -E '^[A-Za-z_][A-Za-z0-9_.+]*$')
 wineserver -k 2>/dev/null
+[ -n "$classes" ] && classes="$(grep -vx "$host32_class" <<<"$classes") $host32_class"
 # WINE_CLASSES="HotpatchTools.Tests.RefusalTests ...": a subset, for working on one area.
 [ -n "${WINE_CLASSES:-}" ] && classes=$WINE_CLASSES
 if [ -z "$classes" ]; then echo "Could not list the test classes"; echo "Wine suite: 0 passed, 1 failed"; exit 1; fi
@@ -131,7 +139,7 @@ mkdir -p "$out/logs"
 for class in $classes; do
     log="$out/logs/$class.log"
     t0=$(date +%s)
-    run_class "$class" "$log"
+    if [ "$class" = "$host32_class" ]; then run_class "$class" "$log" "$wine32" "$exe32"; else run_class "$class" "$log"; fi
     grep -v "FS volume label" "$log" | tee -a "$out/wine.log" | grep -E "\[FAIL\]|^Fatal error" || true
     summary=$(grep -E "Total: [0-9]+, Errors: [0-9]+, Failed: [0-9]+" "$log" | tail -1)
     total=$(sed -n 's/.*Total: \([0-9]*\).*/\1/p' <<<"$summary")

@@ -4,6 +4,18 @@ namespace HotpatchTools.Engine.Platform.Windows
 {
     internal sealed class WindowsPlatform : IProcessPlatform, IProcessEventPlatform
     {
+        /// <summary>
+        /// Refused in a 32-bit process on 64-bit Windows, as a whole: it cannot open the 64-bit processes, so every
+        /// sweep, compliance check and enforcement pass would pass over them and report the machine without them.
+        /// </summary>
+        public WindowsPlatform()
+        {
+            if (Environment.Is64BitOperatingSystem && !Environment.Is64BitProcess)
+                throw new HotpatchException(HotpatchErrorKind.PlatformNotSupported,
+                    "This is a 32-bit process on 64-bit Windows: it can neither read nor patch 64-bit processes, so it would leave them out of every answer. " +
+                    "Run 64-bit PowerShell (for Intune scripts: set 'Run script in 64-bit PowerShell' to Yes).");
+        }
+
         /// <summary>An ETW session where it can be had; else the process list polled, with the reason ETW could not be used.</summary>
         public IProcessEvents? OpenEvents(Action<string>? log)
         {
@@ -38,14 +50,7 @@ namespace HotpatchTools.Engine.Platform.Windows
                     throw new HotpatchException(HotpatchErrorKind.ProcessNotFound, "No process with id " + processId + " is running.") { ProcessId = processId };
                 throw Denied(processId, err);
             }
-            var target = new WindowsTargetProcess(processId, h, NameOf(processId));
-            if (target.Bitness == 64 && IntPtr.Size == 4)
-            {
-                target.Dispose();
-                throw new HotpatchException(HotpatchErrorKind.PlatformNotSupported,
-                    "This is a 32-bit PowerShell; it cannot patch 64-bit process " + processId + ". Run 64-bit PowerShell (for Intune scripts: set 'Run script in 64-bit PowerShell' to Yes).") { ProcessId = processId };
-            }
-            return target;
+            return new WindowsTargetProcess(processId, h, NameOf(processId));
         }
 
         internal static HotpatchException Denied(int pid, int err) =>
