@@ -108,13 +108,15 @@ namespace HotpatchTools.Engine.Catalog
                 if (p.Id == _self) continue;
                 View? view;
                 try { view = LookCached(p.Id, patches, patchSet, full); }
-                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied)
+                // A process whose memory map is too large to read whole is as unknown as one that is denied to us: counted,
+                // not passed over as if it had exited.
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied || e.Kind == HotpatchErrorKind.SuspiciousProcess)
                 {
                     _log?.Invoke("cannot read the modules of process " + p.Id + " (" + p.Name + "): " + e.Message);
                     unreadable++;
                     continue;
                 }
-                catch (HotpatchException) { continue; } // exited meanwhile
+                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound) { continue; }
                 // A watch runs for months as root: whatever one process does to the reader costs that process, not the watch.
                 catch (Exception e) when (e is not OperationCanceledException)
                 {

@@ -77,6 +77,14 @@ namespace HotpatchTools.Tests
                 var found = _engine.Scan(patch).ToList();
                 Assert.Equal(new[] { other.Pid }, found.Select(s => s.ProcessId).ToArray());
                 Assert.Contains(_warnings, w => w.Contains("Process " + _t.Pid + " (forger): its memory map"));
+
+                // Enforcement counts it as a process it could not read (compliance notes it), not as one that exited.
+                var log = new List<string>();
+                var pass = new Enforcer(_engine, log.Add).Run(new[] { patch });
+                Assert.True(pass.Unreadable >= 1, "the forger was not counted as unreadable");
+                Assert.Contains(log, l => l.StartsWith("cannot read the modules of process " + _t.Pid + " (", StringComparison.Ordinal) && l.Contains("is larger than 32 MiB"));
+                Assert.DoesNotContain(pass.Results, r => r.ProcessId == _t.Pid);
+                Assert.Equal(EnforcementOutcome.Applied, pass.Results.Single(r => r.ProcessId == other.Pid).Outcome);
             }
             finally
             {
