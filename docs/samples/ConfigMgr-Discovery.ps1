@@ -6,7 +6,7 @@
     Writes exactly one value, which the configuration item's compliance rule compares:
       Compliant             every enabled catalog patch is installed wherever it applies
       NonCompliant          a process is left vulnerable, a patch failed, or the catalog has a broken entry
-      NotChecked-32BitHost  a 32-bit host on 64-bit Windows cannot inspect 64-bit processes
+      NotChecked-32BitHost  a 32-bit host on 64-bit Windows cannot inspect 64-bit processes (the module refuses it)
       Error                 the module could not be loaded or the check failed
     Setting type: Script, data type String; compliance rule: the value equals "Compliant". Clear "Run scripts
     by using the logged on user credentials" and "Run script as 32-bit process on 64-bit devices". A
@@ -17,28 +17,17 @@
 
 .PARAMETER Module
     The module to import: a name on $env:PSModulePath (the default) or the path of HotpatchTools.psd1.
-
-.PARAMETER Wow64
-    Whether this is a 32-bit host on a 64-bit OS; detected, not meant to be set except by tests.
 #>
-param(
-    [string] $Module = 'HotpatchTools',
-    [bool] $Wow64 = ([Environment]::Is64BitOperatingSystem -and -not [Environment]::Is64BitProcess)
-)
+param([string] $Module = 'HotpatchTools')
 
-$value = 'Error'
 try {
-    if ($Wow64) {
-        $value = 'NotChecked-32BitHost'
-    }
-    else {
-        Import-Module -Name $Module -ErrorAction Stop
-        $compliant = Test-MicropatchCompliance -Quiet -ErrorAction SilentlyContinue
-        $value = if ($compliant -eq $true) { 'Compliant' } else { 'NonCompliant' }
-    }
+    Import-Module -Name $Module -ErrorAction Stop
+    $compliant = Test-MicropatchCompliance -Quiet -ErrorAction SilentlyContinue
+    $value = if ($compliant -eq $true) { 'Compliant' } else { 'NonCompliant' }
 }
 catch {
-    $value = 'Error'
+    # On Windows the module stops with PlatformNotSupported only in a 32-bit host, which cannot read 64-bit processes.
+    $value = if ($_.FullyQualifiedErrorId -like 'PlatformNotSupported,*') { 'NotChecked-32BitHost' } else { 'Error' }
 }
 
 # The value is the script's only output (a bare value: Write-Output lives in a module a minimal host may lack).

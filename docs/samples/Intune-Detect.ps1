@@ -9,43 +9,33 @@
     Intune shows in the "Pre-remediation detection output" column.
 
     Set "Run script in 64-bit PowerShell" to Yes and "Run this script using the logged-on credentials" to No
-    (the script needs SYSTEM). A 32-bit host on 64-bit Windows cannot inspect 64-bit processes: the script
-    says so and exits 1, so the device shows up as needing attention instead of as compliant.
+    (the script needs SYSTEM). A 32-bit host on 64-bit Windows cannot inspect 64-bit processes: the module
+    refuses to check there (PlatformNotSupported), and the script writes NOT CHECKED with the module's reason
+    and exits 1, so the device shows up as needing attention instead of as compliant.
 
 .PARAMETER Module
     The module to import: a name on $env:PSModulePath (the default) or the path of HotpatchTools.psd1.
-
-.PARAMETER Wow64
-    Whether this is a 32-bit host on a 64-bit OS; detected, not meant to be set except by tests.
 #>
-param(
-    [string] $Module = 'HotpatchTools',
-    [bool] $Wow64 = ([Environment]::Is64BitOperatingSystem -and -not [Environment]::Is64BitProcess)
-)
+param([string] $Module = 'HotpatchTools')
 
 $exitCode = 1
-$line = ''
 try {
-    if ($Wow64) {
-        $line = 'NOT CHECKED: 32-bit PowerShell cannot inspect 64-bit processes; set "Run script in 64-bit PowerShell" to Yes.'
+    Import-Module -Name $Module -ErrorAction Stop
+    $c = Test-MicropatchCompliance -ErrorAction SilentlyContinue
+    if ($c.PatchCount -eq 0) {
+        $line = 'NOT COMPLIANT: the catalog is empty, nothing is enforced on this device; deploy the patch files and Register-Micropatch them.'
+    }
+    elseif ($c.Compliant) {
+        $exitCode = 0
+        $line = "COMPLIANT: $($c.PatchCount) patch(es) enforced, $($c.Patched) process(es) patched, $($c.Mismatch) of another build."
     }
     else {
-        Import-Module -Name $Module -ErrorAction Stop
-        $c = Test-MicropatchCompliance -ErrorAction SilentlyContinue
-        if ($c.PatchCount -eq 0) {
-            $line = 'NOT COMPLIANT: the catalog is empty, nothing is enforced on this device; deploy the patch files and Register-Micropatch them.'
-        }
-        elseif ($c.Compliant) {
-            $exitCode = 0
-            $line = "COMPLIANT: $($c.PatchCount) patch(es) enforced, $($c.Patched) process(es) patched, $($c.Mismatch) of another build."
-        }
-        else {
-            $line = "NOT COMPLIANT: $($c.Vulnerable) vulnerable, $($c.Failed) failed. " + ($c.Details -join ' | ')
-        }
+        $line = "NOT COMPLIANT: $($c.Vulnerable) vulnerable, $($c.Failed) failed. " + ($c.Details -join ' | ')
     }
 }
 catch {
-    $line = 'ERROR: ' + $_.Exception.Message
+    # On Windows the module stops with PlatformNotSupported only in a 32-bit host; its message says what to set.
+    $line = $(if ($_.FullyQualifiedErrorId -like 'PlatformNotSupported,*') { 'NOT CHECKED: ' } else { 'ERROR: ' }) + $_.Exception.Message
 }
 
 # One line, within Intune's 2048 characters.

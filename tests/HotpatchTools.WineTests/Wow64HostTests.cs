@@ -46,13 +46,27 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
-        public void The_Intune_detection_sample_detects_the_32_bit_host_itself_and_exits_1()
+        public void The_Intune_and_ConfigMgr_samples_report_the_32_bit_host_and_patch_nothing()
         {
-            var sample = Path.Combine(ModuleShell.RepoRoot, "docs", "samples", "Intune-Detect.ps1");
-            var output = _sh.Run("$global:LASTEXITCODE = -1; & $args[0] -Module $args[1]", sample, ModuleShell.ManifestPath);
-            Assert.Empty(_sh.Errors);
-            Assert.StartsWith("NOT CHECKED: 32-bit PowerShell cannot inspect 64-bit processes", Assert.Single(output).ToString());
-            Assert.Equal(1, (int)_sh.Run("$LASTEXITCODE").Single().BaseObject);
+            using var t = TargetProcess.Start(WorkflowTargets.PortableExe());
+            var path = PatchFiles.WriteFile(_dir, "HP-W64H-2", WorkflowTargets.GuardYaml("HP-W64H-2", t.ModuleName));
+            _sh.RunClean("Register-Micropatch -Path $args[0] -AllowUnsigned -Force", path);
+
+            var detect = _sh.RunSample("Intune-Detect.ps1");
+            Assert.Equal(1, detect.ExitCode);
+            var line = Assert.Single(detect.Output);
+            Assert.StartsWith("NOT CHECKED: This is a 32-bit process on 64-bit Windows", line);
+            Assert.Contains("'Run script in 64-bit PowerShell' to Yes", line);
+
+            var remediate = _sh.RunSample("Intune-Remediate.ps1");
+            Assert.Equal(1, remediate.ExitCode);
+            Assert.StartsWith("NOT REMEDIATED: This is a 32-bit process on 64-bit Windows", Assert.Single(remediate.Output));
+
+            var discovery = _sh.RunSample("ConfigMgr-Discovery.ps1");
+            Assert.Equal(new[] { "NotChecked-32BitHost" }, discovery.Output);
+            Assert.Equal(0, discovery.ExitCode);
+
+            Assert.Equal(1501, t.Call("triple", 500)); // the 64-bit target is left as it was
         }
     }
 }

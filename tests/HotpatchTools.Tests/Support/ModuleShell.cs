@@ -30,5 +30,19 @@ namespace HotpatchTools.Tests.Support
         }
 
         public static string ManifestPath => Path.Combine(RepoRoot, "HotpatchTools.psd1");
+
+        public static string SamplePath(string name) => Path.Combine(RepoRoot, "docs", "samples", name);
+
+        /// <summary>
+        /// Runs a docs/samples script as Intune and ConfigMgr do, as a file (here with this checkout's manifest as its
+        /// -Module): its output lines and exit code. It must write no error record: the products show only the output.
+        /// </summary>
+        public (string[] Output, int ExitCode) RunSample(string name)
+        {
+            var output = Run("$global:LASTEXITCODE = -1; & $args[0] -Module $args[1]", SamplePath(name), ManifestPath)
+                .Select(o => o.ToString()).ToArray();
+            Assert.Empty(Errors);
+            return (output, (int)Run("$LASTEXITCODE").Single().BaseObject);
+        }
     }
 }
