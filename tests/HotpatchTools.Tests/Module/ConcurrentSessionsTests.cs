@@ -42,7 +42,7 @@ foreach ($k in $errors.Keys) { 'errors ' + $k + ' ' + $errors[$k] }
 ";
 
         [Fact]
-        public void Sessions_in_four_processes_installing_and_removing_in_one_hammered_target_never_crash_it()
+        public async System.Threading.Tasks.Task Sessions_in_four_processes_installing_and_removing_in_one_hammered_target_never_crash_it()
         {
             const string guard = "cmp edi, 100000\njbe resume\nmov eax, -1\nret";
             var shared = Patch("T-SESS-SHARED", "triple", 6, guard);
@@ -64,8 +64,9 @@ foreach ($k in $errors.Keys) { 'errors ' + $k + ' ' + $errors[$k] }
                     var stdout = h.StandardOutput.ReadToEndAsync();
                     var stderr = h.StandardError.ReadToEndAsync();
                     Assert.True(h.WaitForExit((Seconds + 120) * 1000), "a PowerShell session hung");
-                    var lines = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToArray();
-                    Assert.True(lines.Any(l => l.StartsWith("installed ", StringComparison.Ordinal)), "session ended early: " + stdout.Result + stderr.Result);
+                    string output = await stdout, error = await stderr;
+                    var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToArray();
+                    Assert.True(lines.Any(l => l.StartsWith("installed ", StringComparison.Ordinal)), "session ended early: " + output + error);
                     outputs.Add(lines);
                 }
             }

@@ -1,3 +1,4 @@
+using System.Runtime.Versioning;
 namespace HotpatchTools.Tests
 {
     /// <summary>
@@ -5,6 +6,7 @@ namespace HotpatchTools.Tests
     /// and errors in the sweep's order from the cmdlet's own thread, one process that cannot be patched reported alone;
     /// and with prompts, where each process is asked for and worked on before the next is asked.
     /// </summary>
+    [SupportedOSPlatform("linux")]
     public sealed class FleetCmdletTests : IDisposable
     {
         private readonly ModuleShell _sh = new ModuleShell();

@@ -109,9 +109,9 @@ for ($i = 4; $i -lt $args.Count; $i++) {
             Assert.DoesNotContain("Register-Micropatch", visible);
             Assert.DoesNotContain("Get-MicropatchAuditLog", visible);
 
-            Assert.Empty(Of(lines, 1).Where(l => !l.StartsWith("out ", StringComparison.Ordinal))); // installed, no error
+            Assert.All(Of(lines, 1), l => Assert.StartsWith("out ", l));                              // installed, no error
             Assert.Equal(new[] { "out 2 " + id }, Of(lines, 2));                                     // and listed
-            Assert.Empty(Of(lines, 3).Where(l => !l.StartsWith("out ", StringComparison.Ordinal))); // removed
+            Assert.All(Of(lines, 3), l => Assert.StartsWith("out ", l));                              // removed
             Assert.Empty(Of(lines, 4));                                                             // -WhatIf: nothing
             Assert.Empty(Of(lines, 5));
             Assert.StartsWith("throw 6 ParameterBindingException ", Assert.Single(Of(lines, 6)));  // no file paths

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.Versioning;
 
 namespace HotpatchTools.Tests.Support
 {
@@ -9,6 +10,7 @@ namespace HotpatchTools.Tests.Support
     /// Usage: dotnet host.dll install|uninstall|loop PATCHFILE PID. Each outcome is one line on stdout:
     /// "installed", "removed" or "error KIND MESSAGE"; "loop" installs and uninstalls until killed.
     /// </summary>
+    [SupportedOSPlatform("linux")]
     public static class FaultHost
     {
         private static readonly Lazy<string> Built = new Lazy<string>(Build);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Management.Automation;
 using System.Management.Automation.Runspaces;
+using System.Runtime.Versioning;
 using System.Threading;
 using HotpatchTools.Engine.Machine;
 using static HotpatchTools.Tests.Support.PSObjects;
@@ -77,6 +78,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        [SupportedOSPlatform("linux")]
         public void Install_by_PatchId_uses_the_catalog_copy_and_refuses_disabled_modified_or_unsafe_entries()
         {
             using var t = TargetProcess.Start(WorkflowTargets.Exe("catm-install"));

@@ -84,7 +84,7 @@ namespace HotpatchTools.Tests
         public void The_task_registration_script_parses_and_its_commands_bind()
         {
             var script = File.ReadAllText(Doc("Register-HotpatchToolsTasks.ps1"));
-            Assert.Empty(Bind(script).Where(l => l.StartsWith("parse:", StringComparison.Ordinal)));
+            Assert.DoesNotContain(Bind(script), l => l.StartsWith("parse:", StringComparison.Ordinal));
             // The commands are inside the task arguments as text: check them like the unit's.
             var commands = Regex.Matches(script, "`\"(Import-Module HotpatchTools[^`]*)`\"").Select(m => m.Groups[1].Value.Replace("$interval", "2")).ToArray();
             Assert.Equal(2, commands.Length);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net.Sockets;
+using System.Runtime.Versioning;
 using System.Text;
 using System.Threading;
 using HotpatchTools.Engine.Audit;
@@ -147,6 +148,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        [SupportedOSPlatform("linux")]
         public void A_log_that_others_could_edit_gets_no_more_records()
         {
             var log = new AuditLog(Path.Combine(_dir, "loose.jsonl"));

@@ -1,3 +1,4 @@
+using System.Runtime.Versioning;
 using System.Threading;
 using HotpatchTools.Engine.Catalog;
 
@@ -21,6 +22,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        [SupportedOSPlatform("linux")]
         public void Register_copies_the_file_and_its_signature_under_the_id_with_root_only_modes()
         {
             var src = WritePatch("HP-CAT-1", name: "some-other-name");

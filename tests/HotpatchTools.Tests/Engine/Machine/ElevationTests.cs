@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.Versioning;
 using HotpatchTools.Engine.Machine;
 
 namespace HotpatchTools.Tests
@@ -16,6 +17,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        [SupportedOSPlatform("linux")]
         public void A_session_that_is_not_root_gets_a_terminating_NotElevated_error_before_anything_is_touched()
         {
             Assert.True(Engine.Platform.Linux.LibC.geteuid() == 0, "this test runs as root (it runs the module as an unprivileged user)");
@@ -63,6 +65,7 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        [SupportedOSPlatform("linux")]
         public void A_session_that_is_not_root_is_told_why_Get_HotpatchTarget_shows_nothing()
         {
             Assert.True(Engine.Platform.Linux.LibC.geteuid() == 0, "this test runs as root (it runs the module as an unprivileged user)");

@@ -1,3 +1,4 @@
+using System.Runtime.Versioning;
 using System.Text;
 using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Trust;
@@ -9,6 +10,7 @@ namespace HotpatchTools.Tests
     /// have changed them, parents included (as sshd's StrictModes), and are read or appended through the handle that
     /// was checked, never through a link.
     /// </summary>
+    [SupportedOSPlatform("linux")]
     public sealed class StrictModesTests : IDisposable
     {
         private readonly string _dir = Directory.CreateTempSubdirectory("hpt-strict-").FullName;

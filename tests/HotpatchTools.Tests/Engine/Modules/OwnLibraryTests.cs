@@ -110,7 +110,7 @@ namespace HotpatchTools.Tests
             Assert.Contains("no symbol 'hidden_scale'", (string)without.Properties["Plan"].Value);
             var with = sh.Run("Get-MicropatchSite -Path $args[0] -ProcessId $args[1] -DebugDirectory $args[2]", file, host.Pid, _libs.DebugRoot).Single();
             Assert.Equal("hidden_scale", (string)with.Properties["Symbol"].Value);
-            Assert.Equal("", (string)with.Properties["Refusal"].Value?.ToString() ?? "");
+            Assert.Equal("", with.Properties["Refusal"].Value?.ToString() ?? "");
 
             // What Install-Micropatch -DebugDirectory does around the engine call (the cmdlet would write the machine's audit log).
             using (DebugFiles.Use(new[] { _libs.DebugRoot }))

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.Versioning;
 using System.Threading;
 using System.Threading.Tasks;
 using HotpatchTools.Engine.Format;
@@ -12,6 +13,7 @@ namespace HotpatchTools.Tests
     /// unloads its module under the engine, no privilege. Each case ends with the target alive (where it should
     /// be), every site fully original or fully patched, and a HotpatchException of a stated kind.
     /// </summary>
+    [SupportedOSPlatform("linux")]
     public sealed class FaultTests
     {
         private static void AssertResponsive(TargetProcess t, string context)

@@ -1,3 +1,4 @@
+using System.Runtime.Versioning;
 using System.Threading;
 using HotpatchTools.Engine.Audit;
 using HotpatchTools.Engine.Machine;
@@ -9,6 +10,7 @@ namespace HotpatchTools.Tests
     /// reports in the order asked and on the asking thread, one failing process leaving the others alone; and nothing
     /// learned from one module file carried to a process that maps another file of the same name.
     /// </summary>
+    [SupportedOSPlatform("linux")]
     public sealed class FleetTests : IDisposable
     {
         private readonly List<TargetProcess> _targets = new List<TargetProcess>();

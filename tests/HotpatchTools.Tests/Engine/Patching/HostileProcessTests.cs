@@ -1,3 +1,4 @@
+using System.Runtime.Versioning;
 using System.Threading;
 using HotpatchTools.Engine.Catalog;
 using HotpatchTools.Engine.Format;
@@ -8,6 +9,7 @@ namespace HotpatchTools.Tests
     /// A local user's process that forges cave headers in its own memory (tests/native/forger.c) against readers
     /// running as root: each sweep costs it little, names it in a warning, and goes on with the other processes.
     /// </summary>
+    [SupportedOSPlatform("linux")]
     public sealed class HostileProcessTests : IDisposable
     {
         private static string Forger => NativeBuild.Build("forger", "-O2 -pthread", "forger.c");
@@ -251,6 +253,7 @@ namespace HotpatchTools.Tests
 namespace HotpatchTools.Tests
 {
     /// <summary>A sweep that could not read some processes says so, so that it never looks complete when it is not.</summary>
+    [SupportedOSPlatform("linux")]
     public sealed class UnreadableProcessTests
     {
         [Fact]

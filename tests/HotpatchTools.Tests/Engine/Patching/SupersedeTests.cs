@@ -155,7 +155,7 @@ namespace HotpatchTools.Tests
 
             var results = _sh.Run("Sync-Micropatch -PatchId HP-SC-* -Force");
             Assert.Empty(_sh.Errors);
-            var byTarget = results.Select(o => ((int)Prop(o, "ProcessId"), (string)Prop(o, "PatchId"), Prop(o, "Result").ToString())).OrderBy(x => x).ToArray();
+            var byTarget = results.Select(o => ((int)Prop(o, "ProcessId"), (string)Prop(o, "PatchId"), (string)Prop(o, "Result"))).OrderBy(x => x).ToArray();
             Assert.Equal(new[]
             {
                 (fresh.Pid, "HP-SC-1", "Superseded"), (fresh.Pid, "HP-SC-2", "Applied"),
