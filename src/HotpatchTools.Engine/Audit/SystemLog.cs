@@ -14,8 +14,11 @@ namespace HotpatchTools.Engine.Audit
     {
         public const string Tag = "hotpatchtools";
         public const string EventSource = "HotpatchTools";
-        public const int EventInstalled = 1000, EventRemoved = 1001, EventRefused = 1002, EventFailed = 1003;
 
+        /// <summary>The Application log's event id for each result, as about_HotpatchTools_Trust documents them.</summary>
+        private enum EventId : uint { Installed = 1000, Removed = 1001, Refused = 1002, Failed = 1003 }
+
+        private const ushort EventWarningType = 2, EventInformationType = 4;
         private const int LogAuthPriv = 10 << 3, LogWarning = 4, LogNotice = 5;
 
         /// <summary>
@@ -34,14 +37,19 @@ namespace HotpatchTools.Engine.Audit
             {
                 // A redirected (test) run keeps out of the machine's event log, as it keeps out of its files.
                 if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(MachinePaths.OverrideVariable))) return false;
-                int id = record.Result == AuditResult.Installed ? EventInstalled : record.Result == AuditResult.Removed ? EventRemoved
-                    : record.Result == AuditResult.Refused ? EventRefused : EventFailed;
-                return ReportEvent(problem ? (ushort)2 : (ushort)4, id, json);
+                var id = record.Result switch
+                {
+                    AuditResult.Installed => EventId.Installed,
+                    AuditResult.Removed => EventId.Removed,
+                    AuditResult.Refused => EventId.Refused,
+                    _ => EventId.Failed,
+                };
+                return ReportEvent(problem ? EventWarningType : EventInformationType, id, json);
             }
             return SendSyslog((problem ? LogWarning : LogNotice) | LogAuthPriv, json);
         }
 
-        private static bool ReportEvent(ushort type, int id, string text)
+        private static bool ReportEvent(ushort type, EventId id, string text)
         {
             var h = Win32.RegisterEventSourceW(null, EventSource);
             if (h == IntPtr.Zero) return false;
