@@ -6,7 +6,7 @@ using HotpatchTools.Engine.Platform.Windows;
 namespace HotpatchTools.Tests
 {
     /// <summary>
-    /// A 32-bit target (tests/native/target.c with sites32.S, built with i686 mingw by tests/wine/run.sh and run by
+    /// A 32-bit target (tests/native/target.c with sites.S, built with i686 mingw by tests/wine/run.sh and run by
     /// Debian's wine32) patched live by this 64-bit program, through the engine and through the module's cmdlets.
     /// Addresses come from nm's listing and from the target's own loader (GetModuleHandle), bytes from the process.
     /// </summary>

@@ -25,7 +25,7 @@ static int my_pid(void) { return getpid(); }
 
 /* sites.S is written once for the System V calling convention (argument in edi); on Windows
  * the harness calls it that way too, so every patch and expected byte is the same on both.
- * 32-bit x86 (sites32.S, the WoW64 tests) takes the argument in eax. */
+ * Assembled for 32-bit x86 (the WoW64 tests) it takes the argument in eax. */
 #if defined(__i386__)
 #define SITE __attribute__((regparm(1)))
 #else

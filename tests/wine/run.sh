@@ -37,8 +37,8 @@ for exe in target.exe widetarget.exe enftarget.exe; do
     x86_64-w64-mingw32-nm --defined-only "$out/native/$exe" > "$out/native/$exe.syms"
     x86_64-w64-mingw32-objdump -p "$out/native/$exe" | awk '/^ImageBase/ { print $2 " A __ImageBase" }' >> "$out/native/$exe.syms"
 done
-# The same target as a 32-bit program (the x86 sites of sites32.S), patched by the 64-bit test program (Wow64LiveTests).
-i686-w64-mingw32-gcc -O2 -Wl,--export-all-symbols -o "$out/native/target32.exe" tests/native/target.c tests/native/sites32.S || { echo "Wine suite: 0 passed, 1 failed"; exit 1; }
+# The same target as a 32-bit program (sites.S assembled for i386), patched by the 64-bit test program (Wow64LiveTests).
+i686-w64-mingw32-gcc -O2 -Wl,--export-all-symbols -o "$out/native/target32.exe" tests/native/target.c tests/native/sites.S || { echo "Wine suite: 0 passed, 1 failed"; exit 1; }
 i686-w64-mingw32-nm --defined-only "$out/native/target32.exe" > "$out/native/target32.exe.syms"
 i686-w64-mingw32-objdump -p "$out/native/target32.exe" | awk '/^ImageBase/ { print $2 " A __ImageBase" }' >> "$out/native/target32.exe.syms"
 # Wine's own kernelbase.dll, patched live by WineDllLiveTests: its static functions named from its COFF symbols.

@@ -169,21 +169,23 @@ namespace HotpatchTools.Engine.Assembly
                 case OpCodeOperandKind.cr_reg: return reg.IsCR();
                 case OpCodeOperandKind.dr_reg: return reg.IsDR();
                 case OpCodeOperandKind.sti_opcode: return reg.IsST();
-                case OpCodeOperandKind.st0: return reg == Register.ST0;
-                case OpCodeOperandKind.al: return reg == Register.AL;
-                case OpCodeOperandKind.cl: return reg == Register.CL;
-                case OpCodeOperandKind.ax: return reg == Register.AX;
-                case OpCodeOperandKind.dx: return reg == Register.DX;
-                case OpCodeOperandKind.eax: return reg == Register.EAX;
-                case OpCodeOperandKind.rax: return reg == Register.RAX;
-                case OpCodeOperandKind.es: return reg == Register.ES;
-                case OpCodeOperandKind.cs: return reg == Register.CS;
-                case OpCodeOperandKind.ss: return reg == Register.SS;
-                case OpCodeOperandKind.ds: return reg == Register.DS;
-                case OpCodeOperandKind.fs: return reg == Register.FS;
-                case OpCodeOperandKind.gs: return reg == Register.GS;
-                default: return false;
+                default: return FixedRegisters.TryGetValue(kind, out var fixedRegister) && reg == fixedRegister;
             }
+        }
+
+        /// <summary>
+        /// The operand kinds that stand for one fixed register (the al of IN AL,DX, st0, the es of PUSH ES).
+        /// Iced names each after its register; None is the only other kind whose name is a register's.
+        /// </summary>
+        internal static readonly IReadOnlyDictionary<OpCodeOperandKind, Register> FixedRegisters = BuildFixedRegisters();
+
+        private static Dictionary<OpCodeOperandKind, Register> BuildFixedRegisters()
+        {
+            var table = new Dictionary<OpCodeOperandKind, Register>();
+            foreach (OpCodeOperandKind kind in Enum.GetValues(typeof(OpCodeOperandKind)))
+                if (kind != OpCodeOperandKind.None && Enum.TryParse(kind.ToString(), ignoreCase: true, out Register register))
+                    table.Add(kind, register);
+            return table;
         }
 
         private static bool MatchesMemory(OpCodeOperandKind kind, MemoryRef memory)

@@ -1,7 +1,5 @@
 using System.Text;
 using HotpatchTools.Engine.Machine;
-using HotpatchTools.Engine.Platform.Linux;
-using HotpatchTools.Engine.Platform.Windows;
 using static HotpatchTools.Engine.Platform.HostOs;
 
 namespace HotpatchTools.Engine.Audit
@@ -14,7 +12,9 @@ namespace HotpatchTools.Engine.Audit
     {
         public const string Tag = "hotpatchtools";
         public const string EventSource = "HotpatchTools";
-        public const int EventInstalled = 1000, EventRemoved = 1001, EventRefused = 1002, EventFailed = 1003;
+
+        /// <summary>The Application log's event id for each result, as about_HotpatchTools_Trust documents them.</summary>
+        private enum EventId : uint { Installed = 1000, Removed = 1001, Refused = 1002, Failed = 1003 }
 
         private const int LogAuthPriv = 10 << 3, LogWarning = 4, LogNotice = 5;
 
@@ -34,41 +34,21 @@ namespace HotpatchTools.Engine.Audit
             {
                 // A redirected (test) run keeps out of the machine's event log, as it keeps out of its files.
                 if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(MachinePaths.OverrideVariable))) return false;
-                int id = record.Result == AuditResult.Installed ? EventInstalled : record.Result == AuditResult.Removed ? EventRemoved
-                    : record.Result == AuditResult.Refused ? EventRefused : EventFailed;
-                return ReportEvent(problem ? (ushort)2 : (ushort)4, id, json);
+                var id = record.Result switch
+                {
+                    AuditResult.Installed => EventId.Installed,
+                    AuditResult.Removed => EventId.Removed,
+                    AuditResult.Refused => EventId.Refused,
+                    _ => EventId.Failed,
+                };
+                return Platform.Windows.EventLog.Report(EventSource, problem ? Platform.Windows.EventLog.Warning : Platform.Windows.EventLog.Information, (uint)id, json);
             }
-            return SendSyslog((problem ? LogWarning : LogNotice) | LogAuthPriv, json);
-        }
-
-        private static bool ReportEvent(ushort type, int id, string text)
-        {
-            var h = Win32.RegisterEventSourceW(null, EventSource);
-            if (h == IntPtr.Zero) return false;
-            try { return Win32.ReportEventW(h, type, 0, (uint)id, IntPtr.Zero, 1, 0, new[] { text }, IntPtr.Zero); }
-            finally { Win32.DeregisterEventSource(h); }
-        }
-
-        private static unsafe bool SendSyslog(int priority, string message)
-        {
-            var socketPath = SyslogSocket;
-            var pathBytes = Encoding.UTF8.GetBytes(socketPath);
-            if (pathBytes.Length >= 108 || !File.Exists(socketPath)) return false;
             // No openlog/syslog(3): those would change the host process's own syslog identity.
-            var bytes = Encoding.UTF8.GetBytes("<" + priority + ">" + Tag + "[" + System.Diagnostics.Process.GetCurrentProcess().Id + "]: " + message);
-            var addr = stackalloc byte[110];
-            addr[0] = LibC.AF_UNIX;
-            addr[1] = 0;
-            for (int i = 0; i < pathBytes.Length; i++) addr[2 + i] = pathBytes[i];
-            addr[2 + pathBytes.Length] = 0;
-            int fd = LibC.socket(LibC.AF_UNIX, LibC.SOCK_DGRAM | LibC.SOCK_CLOEXEC, 0);
-            if (fd < 0) return false;
-            try
-            {
-                fixed (byte* p = bytes)
-                    return (long)LibC.sendto(fd, p, (UIntPtr)bytes.Length, LibC.MSG_NOSIGNAL, addr, 2 + pathBytes.Length + 1) == bytes.Length;
-            }
-            finally { LibC.close(fd); }
+            var socket = SyslogSocket;
+            if (!File.Exists(socket)) return false;
+            int priority = (problem ? LogWarning : LogNotice) | LogAuthPriv;
+            var datagram = Encoding.UTF8.GetBytes("<" + priority + ">" + Tag + "[" + System.Diagnostics.Process.GetCurrentProcess().Id + "]: " + json);
+            return Platform.Linux.UnixDatagram.Send(socket, datagram);
         }
     }
 }

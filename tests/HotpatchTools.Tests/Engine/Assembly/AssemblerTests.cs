@@ -253,7 +253,8 @@ namespace HotpatchTools.Tests
         [InlineData("movabs rax, 0x1122334455667788", "48b88877665544332211")]
         [InlineData("cmp word ptr [rax + rcx*2], 0xffff", "66833c48ff")]
         [InlineData("mov r11b, 0xff", "41b3ff")]
-        [InlineData("mov sil, -1", "40b6ff")]        public void KnownEncodings64(string line, string expectedHex)
+        [InlineData("mov sil, -1", "40b6ff")]
+        public void KnownEncodings64(string line, string expectedHex)
         {
             Assert.Equal(expectedHex, Hex(EncodeBlock(Assemble(line).Instructions, 0x1000)));
         }
@@ -289,7 +290,8 @@ namespace HotpatchTools.Tests
         [InlineData("add eax, 0xFFFFFFFF", "83c0ff")]
         [InlineData("mov eax, fs:[0]", "64a100000000")]
         [InlineData("xchg eax, ecx", "91")]
-        [InlineData("cdq", "99")]        public void KnownEncodings32(string line, string expectedHex)
+        [InlineData("cdq", "99")]
+        public void KnownEncodings32(string line, string expectedHex)
         {
             Assert.Equal(expectedHex, Hex(EncodeBlock(Assemble(line, 32).Instructions, 0x1000, 32)));
         }

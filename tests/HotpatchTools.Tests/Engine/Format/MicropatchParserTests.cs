@@ -358,7 +358,19 @@ patchlets:
             Assert.Equal(7, p.CodeColumn);
         }
 
-        public static TheoryData<string, string, string, int, int> Errors => new TheoryData<string, string, string, int, int>
+        /// <summary>
+        /// Malformed-file cases: replacing find with replace in <see cref="Minimal"/> must fail naming key at line:column.
+        /// Replacements that must fail at the same place are written as one row with their list.
+        /// </summary>
+        public sealed class ErrorCases : TheoryData<string, string, string, int, int>
+        {
+            public void Add(string find, string[] replacements, string key, int line, int column)
+            {
+                foreach (var replace in replacements) Add(find, replace, key, line, column);
+            }
+        }
+
+        public static ErrorCases Errors => new ErrorCases
         {
             // Unknown keys: at the key.
             { "id: HP-TEST-1\n", "id: HP-TEST-1\ncolour: red\n", "colour", 3, 1 },
@@ -368,16 +380,12 @@ patchlets:
             { "    expect: 8b 47 08 48 63 d0\n", "    expect: 8b 47 08 48 63 d0\n    Mode: insert\n", "patchlets[0].Mode", 11, 5 },
 
             // Wrong types: at the value.
-            { "title: Test patch", "title: {text: Test}", "title", 3, 8 },
+            { "title: Test patch", new[] { "title: {text: Test}", "title: ~" }, "title", 3, 8 },
             { "target:\n  os: linux\n  arch: x64\n  module: libvuln.so\n", "target: linux\n", "target", 4, 9 },
             { "  os: linux", "  os: [linux]", "target.os", 5, 7 },
-            { "format: 1", "format: one", "format", 1, 9 },
-            { "format: 1", "format: 1.0", "format", 1, 9 },
-            { "format: 1", "format: \"1\"", "format", 1, 9 },
-            { "format: 1", "format: -1", "format", 1, 9 },
+            { "format: 1", new[] { "format: one", "format: 1.0", "format: \"1\"", "format: -1" }, "format", 1, 9 },
             { "id: HP-TEST-1", "id: [HP, TEST]", "id", 2, 5 },
             { "id: HP-TEST-1", "id:", "id", 2, 4 },
-            { "title: Test patch", "title: ~", "title", 3, 8 },
             { "title: Test patch", "title: Test patch\nreferences: CVE-2026-1", "references", 4, 13 },
             { "title: Test patch", "title: Test patch\nreferences: [CVE-2026-1, [x]]", "references[1]", 4, 26 },
             { "title: Test patch", "title: Test patch\ndescription: [a]", "description", 4, 14 },
@@ -403,43 +411,46 @@ patchlets:
             { "  arch: x64\n", "  arch: x64\n  arch: x86\n", "target.arch", 7, 3 },
 
             // Invalid values: at the value.
-            { "id: HP-TEST-1", "id: -HP-TEST-1", "id", 2, 5 },
-            { "id: HP-TEST-1", "id: HP TEST 1", "id", 2, 5 },
-            { "id: HP-TEST-1", "id: " + new string('a', 65), "id", 2, 5 },
-            { "id: HP-TEST-1", "id: HP/TEST", "id", 2, 5 },
+            { "id: HP-TEST-1", new[] { "id: -HP-TEST-1", "id: HP TEST 1", "id: " + new string('a', 65), "id: HP/TEST" }, "id", 2, 5 },
             { "format: 1", "format: 2", "format", 1, 9 },
             { "title: Test patch", "title: '  '", "title", 3, 8 },
-            { "title: Test patch", "title: Test patch\nseverity: urgent", "severity", 4, 11 },
-            { "title: Test patch", "title: Test patch\nseverity: High", "severity", 4, 11 },
+            { "title: Test patch", new[] { "title: Test patch\nseverity: urgent", "title: Test patch\nseverity: High" }, "severity", 4, 11 },
             { "  os: linux", "  os: macos", "target.os", 5, 7 },
             { "  arch: x64", "  arch: arm64", "target.arch", 6, 9 },
-            { "  module: libvuln.so", "  module: ''", "target.module", 7, 11 },
-            { "  module: libvuln.so", "  module: /usr/lib/libvuln.so", "target.module", 7, 11 },
-            { "  module: libvuln.so\n", "  module: libvuln.so\n  identity:\n    buildId: 9f0c zz\n", "target.identity.buildId", 9, 14 },
-            { "  module: libvuln.so\n", "  module: libvuln.so\n  identity:\n    buildId: 9f0c1\n", "target.identity.buildId", 9, 14 },
-            { "  module: libvuln.so\n", "  module: libvuln.so\n  identity:\n    buildId: ''\n", "target.identity.buildId", 9, 14 },
-            { "  module: libvuln.so\n", "  module: libvuln.so\n  identity:\n    sha256: " + new string('a', 62) + "\n", "target.identity.sha256", 9, 13 },
-            { "  module: libvuln.so\n", "  module: libvuln.so\n  identity:\n    sha256: 0x" + new string('a', 64) + "\n", "target.identity.sha256", 9, 13 },
+            { "  module: libvuln.so", new[] { "  module: ''", "  module: /usr/lib/libvuln.so" }, "target.module", 7, 11 },
+            {
+                "  module: libvuln.so\n",
+                new[]
+                {
+                    "  module: libvuln.so\n  identity:\n    buildId: 9f0c zz\n",
+                    "  module: libvuln.so\n  identity:\n    buildId: 9f0c1\n",
+                    "  module: libvuln.so\n  identity:\n    buildId: ''\n",
+                },
+                "target.identity.buildId", 9, 14
+            },
+            {
+                "  module: libvuln.so\n",
+                new[]
+                {
+                    "  module: libvuln.so\n  identity:\n    sha256: " + new string('a', 62) + "\n",
+                    "  module: libvuln.so\n  identity:\n    sha256: 0x" + new string('a', 64) + "\n",
+                },
+                "target.identity.sha256", 9, 13
+            },
             { PatchletsBlock, "patchlets: []\n", "patchlets", 8, 12 },
-            { "    expect: 8b 47 08 48 63 d0", "    expect: 8 b47 08", "patchlets[0].expect", 10, 13 },
-            { "    expect: 8b 47 08 48 63 d0", "    expect: 8b 47 0g", "patchlets[0].expect", 10, 13 },
-            { "    expect: 8b 47 08 48 63 d0", "    expect: \"\"", "patchlets[0].expect", 10, 13 },
-            { "  - at: parse_record", "  - at: libvuln.so!parse_record", "patchlets[0].at", 9, 9 },
-            { "  - at: parse_record", "  - at: parse_record+", "patchlets[0].at", 9, 9 },
-            { "  - at: parse_record", "  - at: parse_record+0x1g", "patchlets[0].at", 9, 9 },
-            { "  - at: parse_record", "  - at: parse_record+-4", "patchlets[0].at", 9, 9 },
-            { "  - at: parse_record", "  - at: 0x12g", "patchlets[0].at", 9, 9 },
-            { "  - at: parse_record", "  - at: 1parse", "patchlets[0].at", 9, 9 },
-            { "  - at: parse_record", "  - at: 0x10000000000000000", "patchlets[0].at", 9, 9 },
-            { "  - at: parse_record", "  - at: \"parse_record + 4\"", "patchlets[0].at", 9, 9 },
-            { "  - at: parse_record", "  - at: +4", "patchlets[0].at", 9, 9 },
+            { "    expect: 8b 47 08 48 63 d0", new[] { "    expect: 8 b47 08", "    expect: 8b 47 0g", "    expect: \"\"" }, "patchlets[0].expect", 10, 13 },
+            {
+                "  - at: parse_record",
+                new[]
+                {
+                    "  - at: libvuln.so!parse_record", "  - at: parse_record+", "  - at: parse_record+0x1g", "  - at: parse_record+-4",
+                    "  - at: 0x12g", "  - at: 1parse", "  - at: 0x10000000000000000", "  - at: \"parse_record + 4\"", "  - at: +4",
+                },
+                "patchlets[0].at", 9, 9
+            },
 
             // Problems with the document as a whole.
-            { Minimal, "", "(document)", 1, 1 },
-            { Minimal, "# nothing but a comment\n", "(document)", 1, 1 },
-            { Minimal, "---\n...\n", "(document)", 1, 1 },
-            { Minimal, "- format: 1\n", "(document)", 1, 1 },
-            { Minimal, "just text\n", "(document)", 1, 1 },
+            { Minimal, new[] { "", "# nothing but a comment\n", "---\n...\n", "- format: 1\n", "just text\n" }, "(document)", 1, 1 },
             { "  module: libvuln.so\n", "  module: libvuln.so\n---\nformat: 1\n", "(document)", 8, 1 },
             { "title: Test patch", "title: \"Test patch", "(document)", 4, 1 },
             { "  arch: x64", "\tarch: x64", "(document)", 6, 1 },

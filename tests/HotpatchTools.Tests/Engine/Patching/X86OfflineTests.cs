@@ -43,7 +43,12 @@ namespace HotpatchTools.Tests
             /// <summary>The image as the test found it: what an uninstall must leave.</summary>
             public List<(ulong Start, ulong End, bool Cave, string Bytes)> Pristine { get; }
 
-            public ulong Va(string symbol) => Images.Va(Kind, symbol);
+            /// <summary>The address of a symbol, or of a site written as a patch writes it: symbol+0xN.</summary>
+            public ulong Va(string site)
+            {
+                var parts = site.Split("+0x");
+                return Images.Va(Kind, parts[0]) + (parts.Length == 2 ? ulong.Parse(parts[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture) : 0);
+            }
 
             public byte[] Read(ulong address, int length)
             {
@@ -233,10 +238,10 @@ namespace HotpatchTools.Tests
         {
             var o = new Offline(_images, kind);
             ulong site = o.Va("short_jcc");
-            var (_, cave) = o.InstallAt("X86-JCC", "short_jcc", 6);
+            var (_, cave) = o.InstallAt("X86-JCC", "short_jcc", 7);
 
-            AssertListing(cave, "xor eax, eax", "test ecx, ecx", "je " + H(site + 10), "jmp " + H(site + 6));
-            Assert.Equal(Code.Je_rel32_32, cave[2].Code);
+            AssertListing(cave, "test eax, eax", "je " + H(site + 8), "lea eax, [eax+1]", "jmp " + H(site + 7));
+            Assert.Equal(Code.Je_rel32_32, cave[1].Code);
             o.UninstallAndCheck("X86-JCC");
         }
 
@@ -302,10 +307,10 @@ namespace HotpatchTools.Tests
         public void Several_patchlets_share_one_cave_and_are_removed_together(string kind)
         {
             var o = new Offline(_images, kind);
-            var result = o.Engine.Install(o.Patch("X86-MULTI", o.At("call_first", 5), o.At("short_jcc", 6), o.At("guarded", 7, "xor eax, eax\nret")), Pid);
+            var result = o.Engine.Install(o.Patch("X86-MULTI", o.At("call_first", 5), o.At("short_jcc", 7), o.At("guarded", 7, "xor eax, eax\nret")), Pid);
 
             AssertListing(o.Cave(result, o.Va("call_first"), 5), "call " + H(o.Va("callee")), "jmp " + H(o.Va("call_first") + 5));
-            AssertListing(o.Cave(result, o.Va("short_jcc"), 6), "xor eax, eax", "test ecx, ecx", "je " + H(o.Va("short_jcc") + 10), "jmp " + H(o.Va("short_jcc") + 6));
+            AssertListing(o.Cave(result, o.Va("short_jcc"), 7), "test eax, eax", "je " + H(o.Va("short_jcc") + 8), "lea eax, [eax+1]", "jmp " + H(o.Va("short_jcc") + 7));
             AssertListing(o.Cave(result, o.Va("guarded"), 7), "xor eax, eax", "ret", "mov eax, [esp+4]", "lea eax, [eax+eax*2]", "jmp " + H(o.Va("guarded") + 7));
             Assert.Single(o.Process.Memory.GetRegions(), r => r.IsAnonymousPrivate);
             o.UninstallAndCheck("X86-MULTI");
@@ -331,10 +336,10 @@ namespace HotpatchTools.Tests
         private static readonly Dictionary<string, (string At, int ExpectLength, string Code, HotpatchErrorKind Kind, string Reason)> UnsafeSites = new()
         {
             ["expect shorter than the span"] = ("guarded", 4, "", HotpatchErrorKind.UnsafeSite, "covering 7 bytes; extend expect"),
-            ["a branch of the function into the span"] = ("branch_into", 7, "", HotpatchErrorKind.UnsafeSite, "branches into the overwritten bytes at {branch_into+2}"),
+            ["a branch of the function into the span"] = ("branch_into", 6, "", HotpatchErrorKind.UnsafeSite, "branches into the overwritten bytes at {branch_into+4}"),
             ["a branch of the patch code into the span"] = ("guarded", 7, "jmp guarded+0x4", HotpatchErrorKind.UnsafeSite, "its code branches to {guarded+4}"),
-            ["a call that returns into the span"] = ("call_inside", 5, "", HotpatchErrorKind.UnsafeSite, "returns to {call_inside+2}"),
-            ["a loop that leaves the span"] = ("loop_out", 7, "", HotpatchErrorKind.UnsafeSite, "has no near form"),
+            ["a call that returns into the span"] = ("call_inside+0x6", 5, "", HotpatchErrorKind.UnsafeSite, "returns to {call_inside+8}"),
+            ["a loop that leaves the span"] = ("loop_first", 5, "", HotpatchErrorKind.UnsafeSite, "has no near form"),
             ["a span past the end of the function"] = ("tiny", 8, "", HotpatchErrorKind.UnsafeSite, "run past the end of tiny"),
         };
 
