@@ -106,23 +106,7 @@ namespace HotpatchTools.Engine.Catalog
                 if (cancel.IsCancellationRequested) break;
                 // ptrace cannot attach to its own process; the host's own modules are the one blind spot (documented).
                 if (p.Id == _self) continue;
-                View? view;
-                try { view = LookCached(p.Id, patches, patchSet, full); }
-                // A process whose memory map is too large to read whole is as unknown as one that is denied to us: counted,
-                // not passed over as if it had exited.
-                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.AccessDenied || e.Kind == HotpatchErrorKind.SuspiciousProcess)
-                {
-                    _log?.Invoke("cannot read the modules of process " + p.Id + " (" + p.Name + "): " + e.Message);
-                    unreadable++;
-                    continue;
-                }
-                catch (HotpatchException e) when (e.Kind == HotpatchErrorKind.ProcessExited || e.Kind == HotpatchErrorKind.ProcessNotFound) { continue; }
-                // A watch runs for months as root: whatever one process does to the reader costs that process, not the watch.
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    _log?.Invoke("process " + p.Id + " (" + p.Name + ") skipped: " + e.GetType().Name + ": " + e.Message);
-                    continue;
-                }
+                var view = LookAt(p, () => LookCached(p.Id, patches, patchSet, full), ref unreadable);
                 if (view == null) continue;
                 seen.Add(p.Id);
 
@@ -267,17 +251,39 @@ namespace HotpatchTools.Engine.Catalog
             var clock = Stopwatch.StartNew();
             var results = new List<EnforcementResult>();
             var changed = new List<EnforcementResult>();
-            int unchanged = 0;
+            int unchanged = 0, unreadable = 0;
             foreach (int pid in pids)
             {
-                View? view;
-                try { view = Look(pid, patches); }
-                catch (HotpatchException) { continue; } // gone, or not ours to read: the passes report those
+                var p = new ProcessInfo(pid, "");
+                var view = LookAt(p, () => Look(pid, patches), ref unreadable);
                 if (view == null) continue;
-                unchanged += EnforceIn(new ProcessInfo(pid, ""), view, full: false, apply: true, confirm, results, changed);
+                unchanged += EnforceIn(p, view, full: false, apply: true, confirm, results, changed);
             }
             _log?.Invoke("event follow-up: " + pids.Count + " process(es), " + results.Count + " inspected, " + clock.Elapsed.TotalMilliseconds.ToString("0.0", CultureInfo.InvariantCulture) + " ms");
-            return new EnforcementPass { Results = results, Changed = changed, ProcessCount = pids.Count, Unchanged = unchanged, Elapsed = clock.Elapsed };
+            return new EnforcementPass { Results = results, Changed = changed, ProcessCount = pids.Count, Unreadable = unreadable, Unchanged = unchanged, Elapsed = clock.Elapsed };
+        }
+
+        /// <summary>
+        /// One process's view, or null when it has exited or cannot be read. Never throws for what one process does: a
+        /// watch runs for months as root, in full passes and in event follow-ups alike, and whatever one process does to
+        /// the reader costs that process, not the watch.
+        /// </summary>
+        private View? LookAt(ProcessInfo p, Func<View?> look, ref int unreadable)
+        {
+            try { return look(); }
+            // A process whose memory map is too large to read whole is as unknown as one that is denied to us: counted,
+            // not passed over as if it had exited.
+            catch (HotpatchException e) when (e.Kind is HotpatchErrorKind.AccessDenied or HotpatchErrorKind.SuspiciousProcess)
+            {
+                _log?.Invoke("cannot read the modules of process " + p.Id + (p.Name.Length > 0 ? " (" + p.Name + ")" : "") + ": " + e.Message);
+                unreadable++;
+            }
+            catch (HotpatchException e) when (e.Kind is HotpatchErrorKind.ProcessExited or HotpatchErrorKind.ProcessNotFound) { }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                _log?.Invoke("process " + p.Id + (p.Name.Length > 0 ? " (" + p.Name + ")" : "") + " skipped: " + e.GetType().Name + ": " + e.Message);
+            }
+            return null;
         }
 
         /// <summary>The module files to watch for opens: every file a pass saw mapped under a patch's module name.</summary>
