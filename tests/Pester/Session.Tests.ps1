@@ -49,6 +49,28 @@ Describe 'Install-Micropatch -Path and -LiteralPath' {
         $r.Result | Should -Be 'Installed'
     }
 
+    It 'a wildcard that matches no file is a PatchFileNotFound error naming the path, and $? is false' {
+        Install-Micropatch -Path (Join-Path $wild 'HP-NONE-*.micropatch.yaml') -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
+        $ok = $?
+        $ok | Should -BeFalse
+        $e.Count | Should -Be 1
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'PatchFileNotFound*'
+        $e[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        "$($e[0])" | Should -Match 'HP-NONE-\*'
+        # The other paths of the same command still run.
+        Get-HotpatchTarget -Path (Join-Path $wild 'HP-NONE-*.micropatch.yaml'), (Join-Path $wild 'HP-WILD-A.micropatch.yaml') -ProcessId $a.Id -ErrorVariable e2 -ErrorAction SilentlyContinue |
+            ForEach-Object State | Should -Be 'Vulnerable'
+        $e2[0].FullyQualifiedErrorId | Should -BeLike 'PatchFileNotFound*'
+    }
+
+    It 'a -LiteralPath that names no file is PatchFileNotFound (ObjectNotFound), not an invalid patch file' {
+        Install-Micropatch -LiteralPath (Join-Path $wild 'HP-NONE.micropatch.yaml') -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
+        $e.Count | Should -Be 1
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'PatchFileNotFound*'
+        $e[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        "$($e[0])" | Should -Match 'HP-NONE\.micropatch\.yaml'
+    }
+
     It 'a folder given as -Path is named as a folder, not "access denied"' {
         Install-Micropatch -Path $wild -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
         $e.Count | Should -Be 1

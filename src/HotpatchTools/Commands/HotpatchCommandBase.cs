@@ -197,11 +197,15 @@ namespace HotpatchTools.Commands
             return fields.Length >= 2 ? fields[0] + " port " + fields[1] : null;
         }
 
-        /// <summary>Provider paths for -Path, wildcards expanded; a path that matches nothing is an error record.</summary>
         /// <summary>A cmdlet's -DebugDirectory, as full paths, for the engine calls made until the result is disposed.</summary>
         internal IDisposable UseDebugDirectories(string[]? directories) =>
             global::HotpatchTools.Engine.Modules.DebugFiles.Use(directories?.Select(d => SessionState.Path.GetUnresolvedProviderPathFromPSPath(d)));
 
+        /// <summary>
+        /// Provider paths for -Path, wildcards expanded; a path that matches nothing is an error record. A wildcard
+        /// that matches no file is one too: these paths are the command's whole input, and a script whose
+        /// ./patches/*.micropatch.yaml is empty must not look as if it had patched (or checked) something.
+        /// </summary>
         internal IEnumerable<string> ResolvePaths(IEnumerable<string> paths, bool literal, bool foldersAllowed = false)
         {
             foreach (var p in paths)
@@ -209,12 +213,21 @@ namespace HotpatchTools.Commands
                 var resolved = new List<string>();
                 try
                 {
-                    if (literal) resolved.Add(SessionState.Path.GetUnresolvedProviderPathFromPSPath(p));
+                    if (literal)
+                    {
+                        string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(p);
+                        // Else the parser's "file not found" (InvalidPatchFile, InvalidData) would tell a missing file as a bad one.
+                        if (!System.IO.File.Exists(full) && !System.IO.Directory.Exists(full))
+                            throw new ItemNotFoundException("Cannot find path '" + full + "' because it does not exist.");
+                        resolved.Add(full);
+                    }
                     else resolved.AddRange(GetResolvedProviderPathFromPSPath(p, out _));
+                    if (resolved.Count == 0)
+                        throw new ItemNotFoundException("No file matches the path '" + p + "'.");
                 }
                 catch (ItemNotFoundException e)
                 {
-                    WriteError(new ErrorRecord(e, "PatchFileNotFound", ErrorCategory.ObjectNotFound, p));
+                    WriteError(OnThisComputer(new ErrorRecord(e, "PatchFileNotFound", ErrorCategory.ObjectNotFound, p)));
                     continue;
                 }
                 foreach (var r in resolved)
