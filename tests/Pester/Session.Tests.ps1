@@ -183,6 +183,16 @@ Describe 'Uninstall-Micropatch' {
         Invoke-TestTarget $a | Should -Be 1501
     }
 
+    It 'machine-wide, an id installed nowhere is named in a warning even when another id of the command is removed' {
+        $null = Install-Micropatch -Path (New-TestPatch -Directory (Join-Path $dir 'unone') -Id 'HP-UNONE-1' -Module 'pstsessa') -ProcessId $a.Id -AllowUnsigned -Force
+        $r = Uninstall-Micropatch -PatchId 'HP-UNONE-1', 'HP-UNONE-NOWHERE', 'HP-UNONE-Z*' -Force -PassThru -WarningVariable w -WarningAction SilentlyContinue
+        $r.PatchId | Should -Be 'HP-UNONE-1'
+        Invoke-TestTarget $a | Should -Be 1501
+        $named = @($w | Where-Object Message -Match 'not installed in any running process')
+        $named.Count | Should -Be 1
+        $named[0].Message | Should -Be 'Patch HP-UNONE-NOWHERE, HP-UNONE-Z* is not installed in any running process.'
+    }
+
     It 'callers still inside the patch code in many processes give one summary warning, details under -Verbose' {
         # The patch code waits forever (pause in a loop): a thread that called triple stays inside the cave.
         $d1 = Start-TestTarget -Name 'pstsessd'

@@ -80,7 +80,9 @@ namespace HotpatchTools.Commands
                             targets.Add((p.ProcessId, p.ProcessName, p.PatchId, p.Module));
                 }
                 CompleteProgress(2, activity);
-                if (targets.Count == 0) WriteWarning("Patch " + string.Join(", ", PatchId) + " is not installed in any running process.");
+                // Each id on its own: "-PatchId HP-A, HP-B" where only HP-A is installed anywhere must not pass over HP-B in silence.
+                var missing = PatchId.Where((id, i) => !targets.Any(t => patterns[i].IsMatch(t.PatchId))).ToList();
+                if (missing.Count > 0) WriteWarning("Patch " + string.Join(", ", missing) + " is not installed in any running process.");
             }
 
             // One loop whether anyone is asked or not. Asked (or -WhatIf): one process at a time on this thread, each
