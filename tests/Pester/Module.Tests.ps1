@@ -88,6 +88,19 @@ Describe 'Table views' {
         ($text -replace '\s+', '') | Should -Match ([regex]::Escape(($targetRow.Reason -replace '\s+', '')))
     }
 
+    It 'an offline test result shows its whole module path at <_> columns (wrapped, not cut): builds differ at its end' -ForEach 80, 120 {
+        $builds = Join-Path $dir 'builds-with-a-folder-name-long-enough-to-wrap'
+        foreach ($v in '1.2.11', '1.2.13') {
+            $null = New-Item -ItemType Directory -Force -Path (Join-Path $builds $v)
+            Copy-Item (Get-TestTargetPath) (Join-Path $builds "$v/psttarget")
+        }
+        $rows = Test-Micropatch -Path $patch -ModulePath $builds
+        $rows.Count | Should -Be 2
+        $text = $rows | Format-Table | Out-String -Width $_
+        $text | Should -Not -Match '…'
+        foreach ($r in $rows) { ($text -replace '\s+', '') | Should -Match ([regex]::Escape($r.ModulePath)) }
+    }
+
     It 'the audit Result is not cut at 80 columns' {
         $text = $audit | Format-Table | Out-String -Width 80
         $text | Should -Match '\bInstalled\b'
