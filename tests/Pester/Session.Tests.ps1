@@ -71,6 +71,21 @@ Describe 'Install-Micropatch -Path and -LiteralPath' {
         "$($e[0])" | Should -Match 'HP-NONE\.micropatch\.yaml'
     }
 
+    It 'a patch''s detached signature handed over with it (Get-ChildItem of the folder) is named as a signature, not parsed as a patch' {
+        $signed = Join-Path $dir 'signed'
+        $file = New-TestPatch -Directory $signed -Id 'HP-SIGNED' -Module 'pstsessa'
+        [System.IO.File]::WriteAllBytes("$file.sig", [byte[]](0x30, 0x82, 0xff, 0x01))
+        $rows = Get-ChildItem $signed | Get-HotpatchTarget -ProcessId $a.Id -ErrorVariable e -ErrorAction SilentlyContinue
+        $rows.PatchId | Should -Be 'HP-SIGNED'
+        $e.Count | Should -Be 1
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'PatchFileIsSignature*'
+        $e[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        "$($e[0])" | Should -Match ('is the signature of ' + [regex]::Escape($file) + ', not a micropatch file')
+        "$($e[0])" | Should -Not -Match 'UTF-8'
+        Get-MicropatchSignature -Path (Join-Path $signed '*') -ErrorVariable e2 -ErrorAction SilentlyContinue | ForEach-Object Path | Should -Be $file
+        $e2[0].FullyQualifiedErrorId | Should -BeLike 'PatchFileIsSignature*'
+    }
+
     It 'a folder given as -Path is named as a folder, not "access denied"' {
         Install-Micropatch -Path $wild -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
         $e.Count | Should -Be 1

@@ -239,9 +239,27 @@ namespace HotpatchTools.Commands
                             + System.IO.Path.Combine(p, "*" + HotpatchTools.Completion.MicropatchPathCompleter.Extension) + "."), "PatchFileIsFolder", ErrorCategory.InvalidArgument, p)));
                         continue;
                     }
+                    // Signed patches keep their detached signature beside them: "Get-ChildItem ./patches | Install-Micropatch"
+                    // hands it over too, and parsed as a patch it reads as "not valid UTF-8" (or, to the trust check, as an unsigned patch).
+                    string? signed = SignedBy(r);
+                    if (!foldersAllowed && signed != null)
+                    {
+                        WriteError(OnThisComputer(new ErrorRecord(new System.IO.IOException(r + " is the signature of " + signed + ", not a micropatch file; name the patch files, for example "
+                            + System.IO.Path.Combine(System.IO.Path.GetDirectoryName(r) ?? "", "*" + HotpatchTools.Completion.MicropatchPathCompleter.Extension) + "."), "PatchFileIsSignature", ErrorCategory.InvalidArgument, p)));
+                        continue;
+                    }
                     yield return r;
                 }
             }
+        }
+
+        /// <summary>The patch file whose detached signature <paramref name="path"/> is, or null.</summary>
+        private static string? SignedBy(string path)
+        {
+            const string suffix = ".sig";
+            if (!path.EndsWith(suffix, StringComparison.OrdinalIgnoreCase) || path.Length == suffix.Length) return null;
+            string patch = path.Substring(0, path.Length - suffix.Length);
+            return System.IO.File.Exists(patch) && PatchSignature.SignatureFileFor(patch) == path ? patch : null;
         }
 
         internal static string Describe(int pid, string processName, string module) => "pid " + pid + " (" + processName + ") " + module;
