@@ -86,6 +86,20 @@ Describe 'Install-Micropatch -Path and -LiteralPath' {
         $e2[0].FullyQualifiedErrorId | Should -BeLike 'PatchFileIsSignature*'
     }
 
+    It 'a file named with wildcard characters, piped from Get-ChildItem to a cmdlet with only -Path, is that file, not the files the pattern matches' {
+        $br = Join-Path $dir 'brackets'
+        $null = New-TestPatch -Directory $br -Id 'HP-BR1' -Module 'pstsessa'
+        $null = New-TestPatch -Directory $br -Id 'HP-BRACKET' -Module 'pstsessa'
+        $odd = Join-Path $br 'HP-BR[1].micropatch.yaml'
+        Move-Item -LiteralPath (Join-Path $br 'HP-BRACKET.micropatch.yaml') -Destination $odd
+        # "HP-BR[1]" as a pattern matches HP-BR1.micropatch.yaml, the other patch.
+        (Get-Item -LiteralPath $odd | Get-MicropatchSite -ProcessId $a.Id).PatchId | Should -Be 'HP-BRACKET'
+        (Get-Item -LiteralPath $odd | Get-MicropatchSignature).Path | Should -Be $odd
+        (Get-Item -LiteralPath $odd | Test-Micropatch -ModulePath (Get-TestTargetPath)).PatchId | Should -Be 'HP-BRACKET'
+        # A pattern that names no file as it is still expands.
+        (Get-MicropatchSignature -Path (Join-Path $br 'HP-BR?.micropatch.yaml')).Path | Should -Be (Join-Path $br 'HP-BR1.micropatch.yaml')
+    }
+
     It 'a folder given as -Path is named as a folder, not "access denied"' {
         Install-Micropatch -Path $wild -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
         $e.Count | Should -Be 1

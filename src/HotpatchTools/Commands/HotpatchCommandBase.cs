@@ -221,6 +221,10 @@ namespace HotpatchTools.Commands
                             throw new ItemNotFoundException("Cannot find path '" + full + "' because it does not exist.");
                         resolved.Add(full);
                     }
+                    // A file of Get-ChildItem binds its FullName or PSPath to these wildcard -Path parameters: one named
+                    // "HP[1].micropatch.yaml" is that file, not the pattern "HP1.micropatch.yaml", which matches nothing or another file.
+                    else if (WildcardPattern.ContainsWildcardCharacters(p) && System.IO.File.Exists(SessionState.Path.GetUnresolvedProviderPathFromPSPath(p)))
+                        resolved.Add(SessionState.Path.GetUnresolvedProviderPathFromPSPath(p));
                     else resolved.AddRange(GetResolvedProviderPathFromPSPath(p, out _));
                     if (resolved.Count == 0)
                         throw new ItemNotFoundException("No file matches the path '" + p + "'.");
