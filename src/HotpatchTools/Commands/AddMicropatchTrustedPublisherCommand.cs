@@ -62,9 +62,25 @@ namespace HotpatchTools.Commands
             if (ParameterSetName == PathSet)
             {
                 var file = SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path);
+                // The crypto library's own messages ("BIO routines::no such file", "Error occurred during a cryptographic
+                // operation") name neither the file nor what is wrong with it.
+                if (System.IO.Directory.Exists(file))
+                {
+                    WriteError(new ErrorRecord(new System.IO.IOException(file + " is a folder, not a certificate file (.cer, DER or Base64)."), "CertificateIsFolder", ErrorCategory.InvalidArgument, Path));
+                    return;
+                }
+                if (!System.IO.File.Exists(file))
+                {
+                    WriteError(new ErrorRecord(new ItemNotFoundException("The certificate file " + file + " does not exist."), "CertificateNotFound", ErrorCategory.ObjectNotFound, Path));
+                    return;
+                }
                 X509Certificate2 cert;
                 try { cert = new X509Certificate2(file); }
-                catch (CryptographicException e) { WriteError(new ErrorRecord(e, "CertificateUnreadable", ErrorCategory.InvalidData, Path)); return; }
+                catch (CryptographicException e)
+                {
+                    WriteError(new ErrorRecord(new CryptographicException(file + " is not a certificate file (.cer, DER or Base64): " + e.Message, e), "CertificateUnreadable", ErrorCategory.InvalidData, Path));
+                    return;
+                }
                 Add(cert, kind);
                 return;
             }

@@ -205,6 +205,29 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void Add_trusted_publisher_from_a_missing_file_a_folder_or_a_non_certificate_says_which_naming_the_file()
+        {
+            var missing = Path.Combine(_dir, "missing.cer");
+            var notCert = Path.Combine(_dir, "notes.cer");
+            File.WriteAllText(notCert, "not a certificate\n");
+            foreach (var (path, id, category, text) in new[]
+            {
+                (missing, "CertificateNotFound", ErrorCategory.ObjectNotFound, "The certificate file " + missing + " does not exist."),
+                (_dir, "CertificateIsFolder", ErrorCategory.InvalidArgument, _dir + " is a folder, not a certificate file"),
+                (notCert, "CertificateUnreadable", ErrorCategory.InvalidData, notCert + " is not a certificate file (.cer, DER or Base64): "),
+            })
+            {
+                var before = _sh.Run("Get-MicropatchTrustedPublisher").Count;
+                _sh.Run("Add-MicropatchTrustedPublisher -Path $args[0] -Force", path);
+                var error = Assert.Single(_sh.Errors);
+                Assert.StartsWith(id + ",", error.FullyQualifiedErrorId);
+                Assert.Equal(category, error.CategoryInfo.Category);
+                Assert.StartsWith(text, error.Exception.Message);
+                Assert.Equal(before, _sh.Run("Get-MicropatchTrustedPublisher").Count);
+            }
+        }
+
+        [Fact]
         public void A_certificate_issued_under_a_trusted_root_is_trusted_and_one_from_another_CA_is_not()
         {
             using var ca = TestCertificates.CertificateAuthority("CN=HotpatchTools Test Root " + _run);
