@@ -257,3 +257,18 @@ Describe 'Progress' {
         Get-Micropatch -ProcessId $c1.Id, $c2.Id | Uninstall-Micropatch -Force
     }
 }
+
+Describe 'Get-MicropatchAuditLog' {
+    It 'objects piped in select records that come out once each, oldest first, and -Last takes the newest of them all' {
+        $log = Join-Path $dir 'audit-pipe.jsonl'
+        $lines = foreach ($r in @(('HP-LOG-A', 1), ('HP-LOG-B', 2), ('HP-LOG-A', 3), ('HP-LOG-B', 4), ('HP-LOG-C', 5))) {
+            '{"time":"2026-01-01T00:00:0' + $r[1] + 'Z","user":"root","host":"h","action":"Install","result":"Installed","patchId":"' + $r[0] + '","processId":4711,"processName":"svc","module":"svc"}'
+        }
+        [System.IO.File]::WriteAllText($log, ($lines -join "`n") + "`n")
+        $in = [pscustomobject]@{ PatchId = 'HP-LOG-A'; ProcessId = 4711 }, [pscustomobject]@{ PatchId = 'HP-LOG-B'; ProcessId = 4711 }, [pscustomobject]@{ PatchId = 'HP-LOG-A'; ProcessId = 4711 }
+        $all = $in | Get-MicropatchAuditLog -Path $log
+        @($all | ForEach-Object { $_.Time.ToUniversalTime().Second }) | Should -Be @(1, 2, 3, 4)
+        $newest = $in | Get-MicropatchAuditLog -Path $log -Last 2
+        @($newest | ForEach-Object { $_.Time.ToUniversalTime().Second }) | Should -Be @(3, 4)
+    }
+}

@@ -43,43 +43,59 @@ namespace HotpatchTools.Commands
         [ValidateNotNullOrEmpty]
         public string? Path { get; set; }
 
-        private readonly List<MicropatchAuditRecord> _matches = new List<MicropatchAuditRecord>();
+        // By line in the log: objects piped in (Get-Micropatch | Get-MicropatchAuditLog) each select records, and the
+        // output is still each record once, oldest first, so that -Last takes the newest of them all.
+        private readonly SortedDictionary<int, MicropatchAuditRecord> _matches = new SortedDictionary<int, MicropatchAuditRecord>();
+        private List<AuditRecord>? _records;
+        private bool _unreadable;
 
         protected override void ProcessRecord()
         {
-            var log = Path == null ? AuditLog.Machine : new AuditLog(SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path));
-            if (Path != null && !System.IO.File.Exists(log.Path))
+            if (_records == null)
             {
-                WriteError(new ErrorRecord(new ItemNotFoundException("The audit file " + log.Path + " does not exist."), "AuditLogNotFound", ErrorCategory.ObjectNotFound, Path));
-                return;
+                // One error for an unreadable log, not one per piped object.
+                if (_unreadable) return;
+                if (!Read()) { _unreadable = true; return; }
             }
-            List<AuditRecord> records;
-            int unreadable;
-            try { records = log.Read(out unreadable); }
-            catch (Exception e) when (e is System.IO.IOException || e is UnauthorizedAccessException)
-            {
-                WriteError(new ErrorRecord(e, "AuditLogUnreadable", ErrorCategory.ReadError, log.Path));
-                return;
-            }
-            if (unreadable > 0) WriteWarning(log.Path + " has " + unreadable + " line(s) that are not audit records; they were skipped.");
             var patterns = PatchId?.Select(p => new WildcardPattern(p, WildcardOptions.IgnoreCase)).ToList();
             DateTime? after = After?.ToUniversalTime(), before = Before?.ToUniversalTime();
-            foreach (var r in records)
+            for (int i = 0; i < _records!.Count; i++)
             {
+                var r = _records[i];
                 if (patterns != null && (r.PatchId == null || !patterns.Any(w => w.IsMatch(r.PatchId)))) continue;
                 if (ProcessId != null && (r.ProcessId == null || !ProcessId.Contains(r.ProcessId.Value))) continue;
                 if (Result != null && !Result.Contains(r.Result.ToString(), StringComparer.OrdinalIgnoreCase)) continue;
                 if (Action != null && !Action.Contains(r.ActionName, StringComparer.OrdinalIgnoreCase)) continue;
                 if (after != null && r.TimeUtc < after) continue;
                 if (before != null && r.TimeUtc > before) continue;
-                _matches.Add(MicropatchAuditRecord.From(r));
+                if (!_matches.ContainsKey(i)) _matches[i] = MicropatchAuditRecord.From(r);
             }
+        }
+
+        /// <summary>The log, once per command; false (and an error record) when it cannot be read.</summary>
+        private bool Read()
+        {
+            var log = Path == null ? AuditLog.Machine : new AuditLog(SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path));
+            if (Path != null && !System.IO.File.Exists(log.Path))
+            {
+                WriteError(new ErrorRecord(new ItemNotFoundException("The audit file " + log.Path + " does not exist."), "AuditLogNotFound", ErrorCategory.ObjectNotFound, Path));
+                return false;
+            }
+            int unreadable;
+            try { _records = log.Read(out unreadable); }
+            catch (Exception e) when (e is System.IO.IOException || e is UnauthorizedAccessException)
+            {
+                WriteError(new ErrorRecord(e, "AuditLogUnreadable", ErrorCategory.ReadError, log.Path));
+                return false;
+            }
+            if (unreadable > 0) WriteWarning(log.Path + " has " + unreadable + " line(s) that are not audit records; they were skipped.");
+            return true;
         }
 
         protected override void EndProcessing()
         {
             int skip = Last == null ? 0 : Math.Max(0, _matches.Count - Last.Value);
-            foreach (var m in _matches.Skip(skip)) WriteObject(m);
+            foreach (var m in _matches.Values.Skip(skip)) WriteObject(m);
         }
     }
 }
