@@ -180,6 +180,17 @@ Describe 'Pipelines between the cmdlets' {
         (Get-MicropatchCatalog -PatchId 'HP-PESTER-CAT1').Enabled | Should -BeTrue
     }
 
+    It 'objects piped into Get-MicropatchCatalog and Get-MicropatchTrustedPublisher that share an id or thumbprint give each entry once' {
+        # As Get-Micropatch lists a patch once per process, and Get-MicropatchSignature a publisher once per file.
+        $ids = 'HP-PESTER-CAT1', 'HP-PESTER-CAT1', 'HP-PESTER-NOTREG', 'HP-PESTER-NOTREG' | ForEach-Object { [pscustomobject]@{ PatchId = $_ } }
+        $entries = $ids | Get-MicropatchCatalog -ErrorVariable e -ErrorAction SilentlyContinue
+        @($entries).PatchId | Should -Be @('HP-PESTER-CAT1')
+        $e.Count | Should -Be 1
+        "$($e[0])" | Should -Match 'HP-PESTER-NOTREG is not registered'
+        $pubs = 1, 2 | ForEach-Object { [pscustomobject]@{ Thumbprint = $publisher.Thumbprint } } | Get-MicropatchTrustedPublisher
+        @($pubs).Thumbprint | Should -Be @($publisher.Thumbprint)
+    }
+
     It 'Get-MicropatchTrustedPublisher | Get-MicropatchSignature paths: Get-ChildItem | Get-MicropatchSignature' {
         $sigs = Get-ChildItem -Path $dir -Filter '*.micropatch.yaml' | Get-MicropatchSignature
         $sigs.Status | Should -Contain 'NotSigned'

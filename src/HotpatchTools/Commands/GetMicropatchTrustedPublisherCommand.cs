@@ -12,13 +12,16 @@ namespace HotpatchTools.Commands
         [SupportsWildcards]
         public string[]? Thumbprint { get; set; }
 
+        // Objects piped in often share a thumbprint (Get-MicropatchSignature of files one publisher signed): each publisher once.
+        private readonly HashSet<string> _written = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+
         protected override void ProcessRecord()
         {
             var patterns = Thumbprint?.Select(p => new WildcardPattern(p, WildcardOptions.IgnoreCase)).ToList();
             try
             {
                 foreach (var p in TrustStore.Machine.List())
-                    if (patterns == null || patterns.Any(w => w.IsMatch(p.Thumbprint)))
+                    if ((patterns == null || patterns.Any(w => w.IsMatch(p.Thumbprint))) && _written.Add(p.Thumbprint))
                         WriteObject(MicropatchTrustedPublisher.From(p));
             }
             catch (HotpatchException e) { ThrowTerminatingError(ToErrorRecord(e, TrustStore.Machine.ListFile)); }
