@@ -191,6 +191,14 @@ Describe 'Pipelines between the cmdlets' {
         @($pubs).Thumbprint | Should -Be @($publisher.Thumbprint)
     }
 
+    It 'Get-HotpatchModule reads a process piped in several times (one target row per patch) once' {
+        $once = Get-HotpatchModule -ProcessId $target.Id
+        $rows = 1, 2 | ForEach-Object { [pscustomobject]@{ ProcessId = $target.Id; PatchId = "HP-$_" } }
+        $piped = $rows | Get-HotpatchModule
+        $piped.Count | Should -Be $once.Count
+        ($piped | Select-Object -Unique -Property Name).Count | Should -Be $once.Count
+    }
+
     It 'Get-MicropatchTrustedPublisher | Get-MicropatchSignature paths: Get-ChildItem | Get-MicropatchSignature' {
         $sigs = Get-ChildItem -Path $dir -Filter '*.micropatch.yaml' | Get-MicropatchSignature
         $sigs.Status | Should -Contain 'NotSigned'

@@ -20,12 +20,16 @@ namespace HotpatchTools.Commands
         [ValidateNotNullOrEmpty]
         public string[]? Name { get; set; }
 
+        // Piped targets repeat a process (Get-HotpatchTarget: one row per patch and process): each is read once.
+        private readonly HashSet<int> _read = new HashSet<int>();
+
         protected override void ProcessRecord()
         {
             var patterns = Name?.Select(n => new WildcardPattern(n, WildcardOptions.IgnoreCase)).ToList();
             var inspector = new ProcessInspector(Engine.Platform);
             foreach (int pid in ProcessId)
             {
+                if (!_read.Add(pid)) continue;
                 try
                 {
                     foreach (var m in inspector.GetModules(pid))
