@@ -44,6 +44,11 @@ namespace HotpatchTools.Commands
         {
             if (ParameterSetName == CertificateSet) { _certificate = Certificate; return; }
             var pfx = SessionState.Path.GetUnresolvedProviderPathFromPSPath(PfxPath);
+            // Else the engine's SignatureInvalid (SecurityError) reports a mistyped path as a signing problem.
+            if (System.IO.Directory.Exists(pfx))
+                ThrowTerminatingError(new ErrorRecord(new System.IO.IOException(pfx + " is a folder, not a PFX file."), "PfxFileIsFolder", ErrorCategory.InvalidArgument, PfxPath));
+            if (!System.IO.File.Exists(pfx))
+                ThrowTerminatingError(new ErrorRecord(new ItemNotFoundException("The PFX file " + pfx + " does not exist."), "PfxFileNotFound", ErrorCategory.ObjectNotFound, PfxPath));
             try { _certificate = PatchSigner.LoadPfx(pfx, Plain(PfxPassword)); }
             catch (HotpatchException e) { ThrowTerminatingError(ToErrorRecord(e, PfxPath)); }
         }

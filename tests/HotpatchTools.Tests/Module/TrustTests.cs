@@ -283,6 +283,26 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void Signing_with_a_PFX_path_that_is_missing_or_a_folder_says_so_and_signs_nothing()
+        {
+            var path = WritePatch(Id("NOPFX"));
+            var missing = Path.Combine(_dir, "missing.pfx");
+            foreach (var (pfx, id, category, text) in new[]
+            {
+                (missing, "PfxFileNotFound", ErrorCategory.ObjectNotFound, "The PFX file " + missing + " does not exist."),
+                (_dir, "PfxFileIsFolder", ErrorCategory.InvalidArgument, _dir + " is a folder, not a PFX file."),
+            })
+            {
+                _sh.Run("Set-MicropatchSignature -Path $args[0] -PfxPath $args[1] -Force", path, pfx);
+                var error = Assert.Single(_sh.Errors);
+                Assert.StartsWith(id + ",", error.FullyQualifiedErrorId);
+                Assert.Equal(category, error.CategoryInfo.Category);
+                Assert.Equal(text, error.Exception.Message);
+                Assert.False(File.Exists(path + ".sig"));
+            }
+        }
+
+        [Fact]
         public void A_certificate_for_another_purpose_cannot_sign_and_cannot_be_trusted_as_a_publisher()
         {
             using var tls = TestCertificates.SelfSigned("CN=web server " + _run, eku: "1.3.6.1.5.5.7.3.1");
