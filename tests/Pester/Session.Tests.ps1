@@ -259,6 +259,15 @@ Describe 'Progress' {
 }
 
 Describe 'Get-MicropatchAuditLog' {
+    It '-Path that is a folder says so, once, not that it does not exist' {
+        $folder = Join-Path $dir 'audit-folder'
+        $null = New-Item -ItemType Directory -Force -Path $folder
+        1, 2 | ForEach-Object { [pscustomobject]@{ PatchId = "HP-$_" } } | Get-MicropatchAuditLog -Path $folder -ErrorVariable e -ErrorAction SilentlyContinue
+        $e.Count | Should -Be 1
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'AuditLogIsFolder*'
+        "$($e[0])" | Should -Match 'is a folder, not an audit file'
+    }
+
     It 'objects piped in select records that come out once each, oldest first, and -Last takes the newest of them all' {
         $log = Join-Path $dir 'audit-pipe.jsonl'
         $lines = foreach ($r in @(('HP-LOG-A', 1), ('HP-LOG-B', 2), ('HP-LOG-A', 3), ('HP-LOG-B', 4), ('HP-LOG-C', 5))) {

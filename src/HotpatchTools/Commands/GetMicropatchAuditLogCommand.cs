@@ -76,6 +76,12 @@ namespace HotpatchTools.Commands
         private bool Read()
         {
             var log = Path == null ? AuditLog.Machine : new AuditLog(SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path));
+            if (Path != null && System.IO.Directory.Exists(log.Path))
+            {
+                WriteError(new ErrorRecord(new System.IO.IOException(log.Path + " is a folder, not an audit file; name the file, for example "
+                    + System.IO.Path.Combine(log.Path, System.IO.Path.GetFileName(AuditLog.Machine.Path)) + "."), "AuditLogIsFolder", ErrorCategory.InvalidArgument, Path));
+                return false;
+            }
             if (Path != null && !System.IO.File.Exists(log.Path))
             {
                 WriteError(new ErrorRecord(new ItemNotFoundException("The audit file " + log.Path + " does not exist."), "AuditLogNotFound", ErrorCategory.ObjectNotFound, Path));
