@@ -258,6 +258,18 @@ Describe 'Progress' {
     }
 }
 
+Describe 'Test-Micropatch' {
+    It 'a -ModulePath that names nothing is one ModuleFileNotFound error, without a warning that blames the module files' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'offline') -Id 'HP-OFFLINE' -Module 'pstsessa'
+        $r = Test-Micropatch -Path $file -ModulePath (Join-Path $dir 'no-such-build.so') -ErrorVariable e -ErrorAction SilentlyContinue -WarningVariable w -WarningAction SilentlyContinue
+        $r | Should -BeNullOrEmpty
+        $e.Count | Should -Be 1
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'ModuleFileNotFound*'
+        "$($e[0])" | Should -Match 'no-such-build\.so'
+        $w.Count | Should -Be 0
+    }
+}
+
 Describe 'Get-MicropatchAuditLog' {
     It '-Path that is a folder says so, once, not that it does not exist' {
         $folder = Join-Path $dir 'audit-folder'

@@ -206,7 +206,8 @@ namespace HotpatchTools.Commands
         /// that matches no file is one too: these paths are the command's whole input, and a script whose
         /// ./patches/*.micropatch.yaml is empty must not look as if it had patched (or checked) something.
         /// </summary>
-        internal IEnumerable<string> ResolvePaths(IEnumerable<string> paths, bool literal, bool foldersAllowed = false)
+        /// <param name="notFoundId">The ErrorId of a path that names nothing: these are patch files unless the caller says otherwise.</param>
+        internal IEnumerable<string> ResolvePaths(IEnumerable<string> paths, bool literal, bool foldersAllowed = false, string notFoundId = "PatchFileNotFound")
         {
             foreach (var p in paths)
             {
@@ -231,7 +232,7 @@ namespace HotpatchTools.Commands
                 }
                 catch (ItemNotFoundException e)
                 {
-                    WriteError(OnThisComputer(new ErrorRecord(e, "PatchFileNotFound", ErrorCategory.ObjectNotFound, p)));
+                    WriteError(OnThisComputer(new ErrorRecord(e, notFoundId, ErrorCategory.ObjectNotFound, p)));
                     continue;
                 }
                 foreach (var r in resolved)

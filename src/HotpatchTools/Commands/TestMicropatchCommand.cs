@@ -26,12 +26,15 @@ namespace HotpatchTools.Commands
 
         private List<string>? _modules;
         private readonly HashSet<string> _named = new HashSet<string>();
+        // No -ModulePath named anything: its errors said so, and "no file under X is the module" would blame the files.
+        private bool _resolved;
 
         protected override void BeginProcessing()
         {
             _modules = new List<string>();
-            foreach (var p in ResolvePaths(ModulePath, literal: false, foldersAllowed: true))
+            foreach (var p in ResolvePaths(ModulePath, literal: false, foldersAllowed: true, notFoundId: "ModuleFileNotFound"))
             {
+                _resolved = true;
                 if (Directory.Exists(p))
                 {
                     try { _modules.AddRange(OfflineCheck.ModuleFiles(p)); }
@@ -70,7 +73,7 @@ namespace HotpatchTools.Commands
                     WriteObject(MicropatchTestResult.From(r, file));
                 }
                 CompleteProgress(1, "Test-Micropatch " + patch.Id);
-                if (shown == 0)
+                if (shown == 0 && _resolved)
                     WriteWarning("No file under " + string.Join(", ", ModulePath) + " is " + patch.Target.Module + " (" + _modules.Count + " module files looked at).");
             }
         }
