@@ -270,6 +270,15 @@ Describe 'Test-Micropatch' {
     }
 }
 
+Describe 'New-Micropatch' {
+    It 'a -ModulePath that is a folder is called a folder, not a file that does not exist' {
+        New-Micropatch -Id HP-NEW-FOLDER -ModulePath $dir -At triple -OutputPath (Join-Path $dir 'new-folder.micropatch.yaml') -ErrorVariable e -ErrorAction SilentlyContinue
+        $e.Count | Should -Be 1
+        "$($e[0])" | Should -Match 'is a folder, not a module file'
+        Test-Path (Join-Path $dir 'new-folder.micropatch.yaml') | Should -BeFalse
+    }
+}
+
 Describe 'Get-MicropatchAuditLog' {
     It '-Path that is a folder says so, once, not that it does not exist' {
         $folder = Join-Path $dir 'audit-folder'

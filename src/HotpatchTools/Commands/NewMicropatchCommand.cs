@@ -92,7 +92,9 @@ namespace HotpatchTools.Commands
                 {
                     request.ModulePath = SessionState.Path.GetUnresolvedProviderPathFromPSPath(ModulePath);
                     if (!File.Exists(request.ModulePath))
-                        throw new HotpatchException(HotpatchErrorKind.ModuleNotLoaded, "The module file " + request.ModulePath + " does not exist.");
+                        throw new HotpatchException(HotpatchErrorKind.ModuleNotLoaded, Directory.Exists(request.ModulePath)
+                            ? request.ModulePath + " is a folder, not a module file; name the library or executable in it."
+                            : "The module file " + request.ModulePath + " does not exist.");
                     draft = PatchAuthor.Draft(request);
                 }
             }
