@@ -191,6 +191,14 @@ Describe 'Pipelines between the cmdlets' {
         @($pubs).Thumbprint | Should -Be @($publisher.Thumbprint)
     }
 
+    It 'Sync-Micropatch names a -PatchId that matches no enabled entry even when another one does' {
+        # -WhatIf: a machine-wide sync must not reach other sessions' targets of the same module.
+        $null = Sync-Micropatch -PatchId 'HP-PESTER-CAT1', 'HP-PESTER-NOSUCH' -WhatIf -WarningVariable w -WarningAction SilentlyContinue
+        $named = @($w | Where-Object Message -Match 'No enabled catalog patch matches')
+        $named.Count | Should -Be 1
+        $named[0].Message | Should -Match 'matches HP-PESTER-NOSUCH \('
+    }
+
     It 'Get-HotpatchModule reads a process piped in several times (one target row per patch) once' {
         $once = Get-HotpatchModule -ProcessId $target.Id
         $rows = 1, 2 | ForEach-Object { [pscustomobject]@{ ProcessId = $target.Id; PatchId = "HP-$_" } }

@@ -15,6 +15,7 @@ namespace HotpatchTools.Commands
     public sealed class SyncMicropatchCommand : CatalogCommandBase
     {
         private readonly CancellationTokenSource _stop = new CancellationTokenSource();
+        private readonly HashSet<string> _warnedIds = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         private readonly Dictionary<string, (string Sha256, Micropatch? Patch)> _loaded = new Dictionary<string, (string, Micropatch?)>(StringComparer.OrdinalIgnoreCase);
 
         /// <summary>Only catalog entries whose id matches (wildcards); without it, every enabled entry.</summary>
@@ -111,6 +112,13 @@ namespace HotpatchTools.Commands
             }
             if (patches.Count == 0 && warnIfNone)
                 WriteWarning("No enabled catalog patch" + (PatchId != null ? " matches " + string.Join(", ", PatchId) : "") + " (catalog: " + Catalog.Directory + ").");
+            // -PatchId HP-A, HP-B where only HP-A is registered and enabled: HP-B (a typo, or disabled) is named, once a command.
+            else if (patches.Count > 0 && PatchId != null)
+            {
+                var unmatched = PatchId.Where(id => !entries.Any(e => e.Enabled && new WildcardPattern(id, WildcardOptions.IgnoreCase).IsMatch(e.PatchId)) && _warnedIds.Add(id)).ToList();
+                if (unmatched.Count > 0)
+                    WriteWarning("No enabled catalog patch matches " + string.Join(", ", unmatched) + " (catalog: " + Catalog.Directory + ").");
+            }
             return patches;
         }
     }
