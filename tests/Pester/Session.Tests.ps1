@@ -63,6 +63,17 @@ Describe 'Install-Micropatch -Path and -LiteralPath' {
         $e2[0].FullyQualifiedErrorId | Should -BeLike 'PatchFileNotFound*'
     }
 
+    It 'a path on a drive that does not exist, or in a provider without files, is an error of its own and the other paths still run' {
+        $good = Join-Path $wild 'HP-WILD-A.micropatch.yaml'
+        $rows = Get-HotpatchTarget -Path 'nosuchdrive:\HP-*.micropatch.yaml', 'Env:HOM*', $good -ProcessId $a.Id -ErrorVariable e -ErrorAction SilentlyContinue
+        $rows.PatchId | Should -Be 'HP-WILD-A'
+        $e.Count | Should -Be 2
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'PatchFileNotFound*'
+        "$($e[0])" | Should -Match 'nosuchdrive'
+        $e[1].FullyQualifiedErrorId | Should -BeLike 'PathNotFileSystem*'
+        "$($e[1])" | Should -Match 'is not a file system path'
+    }
+
     It 'a -LiteralPath that names no file is PatchFileNotFound (ObjectNotFound), not an invalid patch file' {
         Install-Micropatch -LiteralPath (Join-Path $wild 'HP-NONE.micropatch.yaml') -AllowUnsigned -Force -ErrorVariable e -ErrorAction SilentlyContinue
         $e.Count | Should -Be 1

@@ -212,11 +212,13 @@ namespace HotpatchTools.Commands
             foreach (var p in paths)
             {
                 var resolved = new List<string>();
+                ProviderInfo? provider = null;
                 try
                 {
                     if (literal)
                     {
-                        string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(p);
+                        string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(p, out provider, out _);
+                        if (!IsFileSystem(provider)) { NotAFilePath(p, provider); continue; }
                         // Else the parser's "file not found" (InvalidPatchFile, InvalidData) would tell a missing file as a bad one.
                         if (!System.IO.File.Exists(full) && !System.IO.Directory.Exists(full))
                             throw new ItemNotFoundException("Cannot find path '" + full + "' because it does not exist.");
@@ -224,13 +226,23 @@ namespace HotpatchTools.Commands
                     }
                     // A file of Get-ChildItem binds its FullName or PSPath to these wildcard -Path parameters: one named
                     // "HP[1].micropatch.yaml" is that file, not the pattern "HP1.micropatch.yaml", which matches nothing or another file.
-                    else if (WildcardPattern.ContainsWildcardCharacters(p) && System.IO.File.Exists(SessionState.Path.GetUnresolvedProviderPathFromPSPath(p)))
-                        resolved.Add(SessionState.Path.GetUnresolvedProviderPathFromPSPath(p));
-                    else resolved.AddRange(GetResolvedProviderPathFromPSPath(p, out _));
+                    else
+                    {
+                        string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(p, out provider, out _);
+                        if (!IsFileSystem(provider)) { NotAFilePath(p, provider); continue; }
+                        if (WildcardPattern.ContainsWildcardCharacters(p) && System.IO.File.Exists(full)) resolved.Add(full);
+                        else resolved.AddRange(GetResolvedProviderPathFromPSPath(p, out _));
+                    }
                     if (resolved.Count == 0)
                         throw new ItemNotFoundException("No file matches the path '" + p + "'.");
                 }
                 catch (ItemNotFoundException e)
+                {
+                    WriteError(OnThisComputer(new ErrorRecord(e, notFoundId, ErrorCategory.ObjectNotFound, p)));
+                    continue;
+                }
+                // A drive or provider that does not exist is this path's problem, not the end of the command's other paths.
+                catch (SessionStateException e)
                 {
                     WriteError(OnThisComputer(new ErrorRecord(e, notFoundId, ErrorCategory.ObjectNotFound, p)));
                     continue;
@@ -257,6 +269,14 @@ namespace HotpatchTools.Commands
                 }
             }
         }
+
+        private static bool IsFileSystem(ProviderInfo? provider) =>
+            provider != null && string.Equals(provider.Name, "FileSystem", StringComparison.OrdinalIgnoreCase);
+
+        /// <summary>Env:, Variable:, Cert: ... hold no files: their item names read as "file not found" to the parser.</summary>
+        private void NotAFilePath(string path, ProviderInfo? provider) =>
+            WriteError(OnThisComputer(new ErrorRecord(new ArgumentException("'" + path + "' is not a file system path (it is in the " + provider?.Name + " provider); name files."),
+                "PathNotFileSystem", ErrorCategory.InvalidArgument, path)));
 
         /// <summary>The patch file whose detached signature <paramref name="path"/> is, or null.</summary>
         private static string? SignedBy(string path)
