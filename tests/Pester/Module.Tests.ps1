@@ -191,6 +191,28 @@ Describe 'Pipelines between the cmdlets' {
         @($pubs).Thumbprint | Should -Be @($publisher.Thumbprint)
     }
 
+    It 'Get-HotpatchTarget -PatchId | Install-Micropatch installs the catalog entry as by id: its AllowUnsigned holds, and a disabled entry is refused' {
+        $before = @(Get-Micropatch -ProcessId $target.Id)
+        $before | Uninstall-Micropatch -Force
+        try {
+            Disable-Micropatch -PatchId 'HP-PESTER-CAT1' -Force
+            Get-HotpatchTarget -PatchId 'HP-PESTER-CAT1' -ProcessId $target.Id | Install-Micropatch -Force -ErrorVariable e -ErrorAction SilentlyContinue
+            $e.Count | Should -Be 1
+            $e[0].FullyQualifiedErrorId | Should -BeLike 'PatchDisabled*'
+            Invoke-TestTarget $target -Argument 500 | Should -Be 1501
+            Enable-Micropatch -PatchId 'HP-PESTER-CAT1' -Force
+            # Registered with -AllowUnsigned: the catalog copy has no signature, and the entry says that is allowed.
+            $r = Get-HotpatchTarget -PatchId 'HP-PESTER-CAT1' -ProcessId $target.Id | Install-Micropatch -Force -PassThru
+            $r.Result | Should -Be 'Installed'
+            Invoke-TestTarget $target -Argument 500 | Should -Be -1
+        }
+        finally {
+            Enable-Micropatch -PatchId 'HP-PESTER-CAT1' -Force
+            Get-Micropatch -ProcessId $target.Id | Uninstall-Micropatch -Force
+            $null = Install-Micropatch -Path $patch -ProcessId $target.Id -AllowUnsigned -Force
+        }
+    }
+
     It 'Sync-Micropatch names a -PatchId that matches no enabled entry even when another one does' {
         # -WhatIf: a machine-wide sync must not reach other sessions' targets of the same module.
         $null = Sync-Micropatch -PatchId 'HP-PESTER-CAT1', 'HP-PESTER-NOSUCH' -WhatIf -WarningVariable w -WarningAction SilentlyContinue

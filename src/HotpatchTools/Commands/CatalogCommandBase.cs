@@ -42,7 +42,8 @@ namespace HotpatchTools.Commands
         /// <summary>
         /// Each patch the parameter set names, handed to <paramref name="use"/>: by catalog id (an entry
         /// <paramref name="admit"/> turns down is skipped; it says why), or by path, resolved and read by
-        /// <paramref name="loadFile"/>. A patch that cannot be had is an error record already and is skipped.
+        /// <paramref name="loadFile"/> (with <paramref name="admit"/>, a path to a catalog copy is taken as its entry).
+        /// A patch that cannot be had is an error record already and is skipped.
         /// </summary>
         internal void ForEachPatch(string[] patchIds, string[] paths, Func<string, Micropatch?> loadFile, Action<Micropatch> use,
             Func<CatalogEntry, bool>? admit = null)
@@ -58,7 +59,27 @@ namespace HotpatchTools.Commands
                 return;
             }
             foreach (var file in ResolvePaths(paths, literal: ParameterSetName == LiteralPathSet))
+            {
+                // The catalog's own copy, as the Path of Get-MicropatchCatalog's and Get-HotpatchTarget -PatchId's objects
+                // (piped to Install-Micropatch): it is its entry, with the entry's AllowUnsigned and the entry's admission
+                // (a disabled entry is withdrawn), not a loose file that a pipeline could install past Disable-Micropatch.
+                if (admit != null && EntryOfCopy(file) is CatalogEntry entry)
+                {
+                    if (admit(entry) && LoadCatalogPatch(entry) is Micropatch fromCatalog) use(fromCatalog);
+                    continue;
+                }
                 if (loadFile(file) is Micropatch patch) use(patch);
+            }
+        }
+
+        /// <summary>The entry whose copy <paramref name="file"/> is, or null for a file outside the catalog.</summary>
+        private CatalogEntry? EntryOfCopy(string file)
+        {
+            string dir = System.IO.Path.GetFullPath(Catalog.Directory).TrimEnd(System.IO.Path.DirectorySeparatorChar) + System.IO.Path.DirectorySeparatorChar;
+            string full = System.IO.Path.GetFullPath(file);
+            var comparison = Engine.Platform.Os == TargetOs.Windows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+            if (!full.StartsWith(dir, comparison)) return null;
+            return Catalog.List().FirstOrDefault(e => string.Equals(System.IO.Path.GetFullPath(e.PatchPath), full, comparison));
         }
 
         /// <summary>
