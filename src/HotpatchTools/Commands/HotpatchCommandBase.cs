@@ -230,7 +230,8 @@ namespace HotpatchTools.Commands
                     {
                         string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(p, out provider, out _);
                         if (!IsFileSystem(provider)) { NotAFilePath(p, provider); continue; }
-                        if (WildcardPattern.ContainsWildcardCharacters(p) && System.IO.File.Exists(full)) resolved.Add(full);
+                        // Only brackets: "*" and "?" in a name are rare, and ./HP-*.micropatch.yaml means every match.
+                        if (p.IndexOfAny(new[] { '*', '?' }) < 0 && WildcardPattern.ContainsWildcardCharacters(p) && System.IO.File.Exists(full)) resolved.Add(full);
                         else resolved.AddRange(GetResolvedProviderPathFromPSPath(p, out _));
                     }
                     if (resolved.Count == 0)
