@@ -107,6 +107,12 @@ Describe 'Install-Micropatch -Path and -LiteralPath' {
         (Get-Item -LiteralPath $odd | Get-MicropatchSite -ProcessId $a.Id).PatchId | Should -Be 'HP-BRACKET'
         (Get-Item -LiteralPath $odd | Get-MicropatchSignature).Path | Should -Be $odd
         (Get-Item -LiteralPath $odd | Test-Micropatch -ModulePath (Get-TestTargetPath)).PatchId | Should -Be 'HP-BRACKET'
+        # A name with * is still a pattern: it takes every match, that file among them.
+        $star = Join-Path $dir 'star'
+        $null = New-TestPatch -Directory $star -Id 'HP-S1' -Module 'pstsessa'
+        $null = New-TestPatch -Directory $star -Id 'HP-S2' -Module 'pstsessa'
+        Copy-Item -LiteralPath (Join-Path $star 'HP-S1.micropatch.yaml') -Destination (Join-Path $star 'HP-S*.micropatch.yaml')
+        @(Get-MicropatchSignature -Path (Join-Path $star 'HP-S*.micropatch.yaml')).Count | Should -Be 3
         # A pattern that names no file as it is still expands.
         (Get-MicropatchSignature -Path (Join-Path $br 'HP-BR?.micropatch.yaml')).Path | Should -Be (Join-Path $br 'HP-BR1.micropatch.yaml')
     }
