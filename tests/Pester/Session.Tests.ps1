@@ -297,6 +297,17 @@ Describe 'New-Micropatch' {
 }
 
 Describe 'Get-MicropatchAuditLog' {
+    It '-WhatIf previews of installs and uninstalls that would be refused leave no audit record' {
+        $file = New-TestPatch -Directory (Join-Path $dir 'whatif-audit') -Id 'HP-WHATIF-AUDIT' -Module 'pstsessa'
+        Install-Micropatch -Path $file -ProcessId $a.Id -WhatIf -ErrorAction SilentlyContinue             # not signed
+        Install-Micropatch -Path $file -ProcessId 999999 -AllowUnsigned -WhatIf -ErrorAction SilentlyContinue # no such process
+        Uninstall-Micropatch -PatchId 'HP-WHATIF-AUDIT' -ProcessId $a.Id -WhatIf -ErrorAction SilentlyContinue # not installed
+        Get-MicropatchAuditLog -PatchId 'HP-WHATIF-AUDIT' | Should -BeNullOrEmpty
+        # Without -WhatIf the same refusal is recorded.
+        Install-Micropatch -Path $file -ProcessId $a.Id -Force -ErrorAction SilentlyContinue
+        (Get-MicropatchAuditLog -PatchId 'HP-WHATIF-AUDIT').ErrorId | Should -Be 'NotSigned'
+    }
+
     It '-Path that is a folder says so, once, not that it does not exist' {
         $folder = Join-Path $dir 'audit-folder'
         $null = New-Item -ItemType Directory -Force -Path $folder

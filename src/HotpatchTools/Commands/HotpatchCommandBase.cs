@@ -179,6 +179,9 @@ namespace HotpatchTools.Commands
         /// <summary>Appends to the machine's audit trail; a record that cannot be written is a warning, never a lost outcome.</summary>
         internal void RecordAudit(AuditRecord record)
         {
+            // -WhatIf tries nothing, so it refuses nothing: a preview recorded as "Install Refused NotSigned" would tell an
+            // auditor that someone tried to install the file. A session refused for want of elevation is still recorded.
+            if (WhatIfRequested() && record.ErrorId != nameof(HotpatchErrorKind.NotElevated)) return;
             // In a remote (JEA) session the account is a virtual one: the connected user is who acted.
             if (GetVariableValue("PSSenderInfo") is PSSenderInfo sender && sender.UserInfo?.Identity?.Name is string remote && remote.Length > 0)
                 record.ConnectedUser = remote;
