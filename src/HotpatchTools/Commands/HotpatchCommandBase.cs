@@ -227,13 +227,13 @@ namespace HotpatchTools.Commands
                             throw new ItemNotFoundException("Cannot find path '" + full + "' because it does not exist.");
                         resolved.Add(full);
                     }
-                    // A file of Get-ChildItem binds its FullName or PSPath to these wildcard -Path parameters: one named
-                    // "HP[1].micropatch.yaml" is that file, not the pattern "HP1.micropatch.yaml", which matches nothing or another file.
                     else
                     {
                         string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(p, out provider, out _);
                         if (!IsFileSystem(provider)) { NotAFilePath(p, provider); continue; }
-                        // Only brackets: "*" and "?" in a name are rare, and ./HP-*.micropatch.yaml means every match.
+                        // A file of Get-ChildItem binds its FullName or PSPath to these wildcard -Path parameters: one named
+                        // "HP[1].micropatch.yaml" is that file, not the pattern "HP1.micropatch.yaml", which matches nothing or
+                        // another file. Only brackets: "*" and "?" in a name are rare, and ./HP-*.micropatch.yaml means every match.
                         if (p.IndexOfAny(new[] { '*', '?' }) < 0 && WildcardPattern.ContainsWildcardCharacters(p) && System.IO.File.Exists(full)) resolved.Add(full);
                         else resolved.AddRange(GetResolvedProviderPathFromPSPath(p, out _));
                     }
