@@ -560,6 +560,7 @@ namespace HotpatchTools.Engine.Modules
             if (offset >= table.Length) throw file.Invalid(what + " is outside its string table");
             int end = Array.IndexOf(table, (byte)0, (int)offset);
             if (end < 0) throw file.Invalid(what + " is not terminated");
+            file.ChargeName(end - (int)offset, what);
             return Encoding.UTF8.GetString(table, (int)offset, end - (int)offset);
         }
 
@@ -582,6 +583,20 @@ namespace HotpatchTools.Engine.Modules
             public ulong Length { get; } = (ulong)stream.Length;
 
             public ModuleFormatException Invalid(string reason) => new ModuleFormatException(ModuleFormat.Elf, _source, reason);
+
+            /// <summary>
+            /// Bytes of names still allowed. Every symbol may name the same long string (at the same or a later offset), so
+            /// without a bound on their sum a small file makes the reader copy its string table once per symbol: gigabytes.
+            /// Real names lie side by side in their tables (sharing at most a suffix), so they add up to less than the file.
+            /// </summary>
+            private ulong _nameBudget = 2 * (ulong)stream.Length + 4096;
+
+            public void ChargeName(int length, string what)
+            {
+                if ((ulong)length > _nameBudget)
+                    throw Invalid(what + " takes the names read past twice the file's size: its tables point many names into the same long string");
+                _nameBudget -= (ulong)length;
+            }
 
             public byte[] ReadSection(Section section, string what) =>
                 section.Type == ShtNobits ? new byte[0] : Read(section.Offset, section.Size, what);

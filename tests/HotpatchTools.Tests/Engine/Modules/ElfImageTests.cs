@@ -347,6 +347,52 @@ namespace HotpatchTools.Tests
             Refused(With(b => { b[58] = 8; }), "e_shentsize");
         }
 
+        /// <summary>
+        /// A small ELF64 whose symbols all name one long string: <paramref name="symbols"/> functions (at distinct
+        /// addresses, so none is a duplicate) whose names start <paramref name="step"/> bytes apart in a string of
+        /// <paramref name="nameLength"/> letters.
+        /// </summary>
+        private static byte[] SymbolsSharingOneName(int symbols, int nameLength, int step)
+        {
+            var strtab = new byte[nameLength + 2];
+            for (int i = 1; i <= nameLength; i++) strtab[i] = (byte)'a';
+            var shstrtab = System.Text.Encoding.ASCII.GetBytes("\0.symtab\0.strtab\0.shstrtab\0");
+            int strtabAt = 64 + 56, symtabAt = strtabAt + strtab.Length, shstrtabAt = symtabAt + 24 * symbols;
+            int sectionsAt = (shstrtabAt + shstrtab.Length + 7) & ~7, length = sectionsAt + 4 * 64;
+            var b = new byte[length];
+            void Put(int at, ulong value, int size) { for (int i = 0; i < size; i++) b[at + i] = (byte)(value >> (8 * i)); }
+            new byte[] { 0x7f, (byte)'E', (byte)'L', (byte)'F', 2, 1, 1 }.CopyTo(b, 0);
+            Put(16, 3, 2); Put(18, 62, 2); Put(20, 1, 4); Put(32, 64, 8); Put(40, (ulong)sectionsAt, 8);
+            Put(52, 64, 2); Put(54, 56, 2); Put(56, 1, 2); Put(58, 64, 2); Put(60, 4, 2); Put(62, 3, 2);
+            Put(64, 1, 4); Put(68, 5, 4); Put(64 + 32, (ulong)length, 8); Put(64 + 40, (ulong)length, 8); Put(64 + 48, 0x1000, 8);
+            strtab.CopyTo(b, strtabAt);
+            for (int i = 1; i < symbols; i++)
+            {
+                int at = symtabAt + 24 * i;
+                Put(at, (ulong)(1 + (long)i * step % nameLength), 4); b[at + 4] = 0x12; Put(at + 6, 1, 2); Put(at + 8, (ulong)(0x1000 + i), 8); Put(at + 16, 1, 8);
+            }
+            shstrtab.CopyTo(b, shstrtabAt);
+            void Section(int index, uint name, uint type, int offset, int size, uint link, ulong entrySize)
+            {
+                int at = sectionsAt + 64 * index;
+                Put(at, name, 4); Put(at + 4, type, 4); Put(at + 24, (ulong)offset, 8); Put(at + 32, (ulong)size, 8); Put(at + 40, link, 4); Put(at + 56, entrySize, 8);
+            }
+            Section(1, 1, 2, symtabAt, 24 * symbols, 2, 24);
+            Section(2, 9, 3, strtabAt, strtab.Length, 0, 0);
+            Section(3, 17, 3, shstrtabAt, shstrtab.Length, 0, 0);
+            return b;
+        }
+
+        [Fact]
+        public void Symbols_that_all_name_one_long_string_are_refused_not_copied_once_each()
+        {
+            // Sane: 200 short names into the same string, as suffix sharing does, are read.
+            var fine = ElfImage.Parse(SymbolsSharingOneName(200, 64, 1), "shared-names.so");
+            Assert.Equal(64, fine.Symbols.Select(s => s.Name).Distinct().Count());
+            // 4000 symbols naming (almost all of) one 16 KB string would be 64 MB of names from a 112 KB file.
+            MalformedModules.Refused(ElfImage.Parse, "ELF", SymbolsSharingOneName(4000, 16 << 10, 3), "bomb.so", "twice the file's size");
+        }
+
         [Fact]
         [Trait("Category", Fuzz.Category)]
         public async Task Random_mutations_give_an_image_or_a_format_error()
