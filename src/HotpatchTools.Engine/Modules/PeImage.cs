@@ -603,7 +603,15 @@ namespace HotpatchTools.Engine.Modules
                 _source = source;
                 _loaded = loaded;
                 Length = (ulong)stream.Length;
+                _nameBudget = 2 * Length + 4096;
             }
+
+            /// <summary>
+            /// Bytes of names still allowed. Each name is bounded, but every entry of a large name table may point into the
+            /// same long string, which would copy it once per entry: gigabytes from a small file. Real export names and
+            /// forwarders lie side by side in the image, so they add up to less than it.
+            /// </summary>
+            private ulong _nameBudget;
 
             public PEReader Pe { get; }
             public ulong Length { get; }
@@ -624,6 +632,9 @@ namespace HotpatchTools.Engine.Modules
                 var reader = block.GetReader(0, Math.Min(block.Length, MaxNameLength + 1));
                 int length = reader.IndexOf(0);
                 if (length < 0) throw Invalid(what + " is not terminated within its section or " + MaxNameLength + " bytes");
+                if ((ulong)length > _nameBudget)
+                    throw Invalid(what + " takes the names read past twice the image's size: its tables point many names into the same long string");
+                _nameBudget -= (ulong)length;
                 return reader.ReadUTF8(length);
             }
 
