@@ -326,6 +326,31 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public async Task A_FIFO_or_device_named_as_a_module_is_refused_without_blocking()
+        {
+            // A process (or the folder its .gnu_debuglink is looked up in) can name a FIFO: opening one to read blocks
+            // until a writer comes, which would hang a sweep.
+            var fifo = Path.Combine(_samples.Dir, "fifo-" + Guid.NewGuid().ToString("N") + ".so");
+            NativeBuild.Run("mkfifo", fifo);
+            try
+            {
+                var load = Task.Run(() => Assert.Throws<HotpatchException>(() => ElfImage.Load(fifo)));
+                if (await Task.WhenAny(load, Task.Delay(TimeSpan.FromSeconds(10))) != load)
+                {
+                    using (new FileStream(fifo, FileMode.Open, FileAccess.Write)) { }
+                    Assert.Fail("opening a FIFO as a module blocked");
+                }
+                var e = await load;
+                Assert.Equal(fifo + ": cannot open the file: it is not a regular file but a FIFO", e.Message);
+            }
+            finally { File.Delete(fifo); }
+            Assert.Equal("/dev/zero: cannot open the file: it is not a regular file but a device",
+                Assert.Throws<HotpatchException>(() => PeImage.Load("/dev/zero")).Message);
+            Assert.Equal(_samples.Dir + ": cannot open the file: it is not a regular file but a directory",
+                Assert.Throws<HotpatchException>(() => ElfImage.Load(_samples.Dir)).Message);
+        }
+
+        [Fact]
         public void Malformed_files_are_format_errors()
         {
             var good = File.ReadAllBytes(_samples.SharedLibrary);
