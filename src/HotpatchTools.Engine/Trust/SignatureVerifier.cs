@@ -47,6 +47,19 @@ namespace HotpatchTools.Engine.Trust
             var cms = new SignedCms(new ContentInfo(bytes), detached: true);
             try { cms.Decode(der); }
             catch (CryptographicException e) { return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " is not a CMS/PKCS#7 signature: " + e.Message); }
+            try { return CheckDecoded(s, cms, bytes, store); }
+            catch (CryptographicException e)
+            {
+                // Decode checks the envelope only: the signer's certificate, its validity dates and extensions, and the
+                // signed attributes are decoded where first used, so a damaged or forged one fails there.
+                return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " holds a malformed part (certificate or signed attribute): " + e.Message);
+            }
+        }
+
+        private static PatchSignature CheckDecoded(PatchSignature s, SignedCms cms, byte[] bytes, TrustStore? store)
+        {
+            PatchSignature Set(SignatureStatus status, string message) => s with { Status = status, StatusMessage = message };
+
             if (cms.SignerInfos.Count != 1) return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " has " + cms.SignerInfos.Count + " signers; a patch signature has exactly one.");
 
             var signer = cms.SignerInfos[0];
