@@ -601,8 +601,25 @@ namespace HotpatchTools.Engine.Modules
             public byte[] ReadSection(Section section, string what) =>
                 section.Type == ShtNobits ? new byte[0] : Read(section.Offset, section.Size, what);
 
-            public byte[] Read(ulong offset, ulong count, string what) =>
-                ModuleFile.ReadExact(_stream, Length, offset, count, what, Invalid);
+            /// <summary>
+            /// The most bytes read from one file. Each table is read once or twice, but a section header table may list the
+            /// same large table thousands of times (each one read and walked: hours from a 10 MB file), and a sparse file
+            /// may claim tables of gigabytes that read as zeros; an honest file needs a small multiple of its size, and no
+            /// module's symbol tables come near a gigabyte.
+            /// </summary>
+            private readonly ulong _readLimit = Math.Min(3 * (ulong)stream.Length + (1 << 20), (ulong)ModuleFile.MaxHashBytes);
+            private ulong _read;
+
+            public byte[] Read(ulong offset, ulong count, string what)
+            {
+                // Past the file's end is the more telling error, which ReadExact gives.
+                if (offset <= Length && count <= Length - offset && count > _readLimit - _read)
+                    throw Invalid(what + " takes the bytes read past " + (_readLimit == (ulong)ModuleFile.MaxHashBytes ? "1 GiB, more than any module's tables"
+                        : "three times the file's size: its headers point many tables at the same data"));
+                var bytes = ModuleFile.ReadExact(_stream, Length, offset, count, what, Invalid);
+                _read += count;
+                return bytes;
+            }
         }
     }
 }

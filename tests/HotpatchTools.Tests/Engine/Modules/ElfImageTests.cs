@@ -326,6 +326,17 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void Section_headers_that_list_one_symbol_table_thousands_of_times_are_refused_not_read_each_time()
+        {
+            // Sane: the table listed twice (as a .dynsym and .symtab can overlap) is read.
+            Assert.Empty(ElfImage.Parse(SymbolsSharingOneName(4000, 1, -1, tableCopies: 1), "twice.so").Symbols);
+            // 20,000 copies of a 96 KB table: 2 GB read and 80 million symbols walked, from a 1.4 MB file.
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            MalformedModules.Refused(ElfImage.Parse, "ELF", SymbolsSharingOneName(4000, 1, -1, tableCopies: 20000), "copies.so", "three times the file's size");
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), "refusing took " + clock.Elapsed);
+        }
+
+        [Fact]
         public async Task A_FIFO_or_device_named_as_a_module_is_refused_without_blocking()
         {
             // A process (or the folder its .gnu_debuglink is looked up in) can name a FIFO: opening one to read blocks
@@ -375,26 +386,27 @@ namespace HotpatchTools.Tests
         /// <summary>
         /// A small ELF64 whose symbols all name one long string: <paramref name="symbols"/> functions (at distinct
         /// addresses, so none is a duplicate) whose names start <paramref name="step"/> bytes apart in a string of
-        /// <paramref name="nameLength"/> letters.
+        /// <paramref name="nameLength"/> letters (all nameless for a negative step), and <paramref name="tableCopies"/>
+        /// more section headers that list the same symbol table again.
         /// </summary>
-        private static byte[] SymbolsSharingOneName(int symbols, int nameLength, int step)
+        private static byte[] SymbolsSharingOneName(int symbols, int nameLength, int step, int tableCopies = 0)
         {
             var strtab = new byte[nameLength + 2];
             for (int i = 1; i <= nameLength; i++) strtab[i] = (byte)'a';
             var shstrtab = System.Text.Encoding.ASCII.GetBytes("\0.symtab\0.strtab\0.shstrtab\0");
             int strtabAt = 64 + 56, symtabAt = strtabAt + strtab.Length, shstrtabAt = symtabAt + 24 * symbols;
-            int sectionsAt = (shstrtabAt + shstrtab.Length + 7) & ~7, length = sectionsAt + 4 * 64;
+            int sectionsAt = (shstrtabAt + shstrtab.Length + 7) & ~7, length = sectionsAt + (4 + tableCopies) * 64;
             var b = new byte[length];
             void Put(int at, ulong value, int size) { for (int i = 0; i < size; i++) b[at + i] = (byte)(value >> (8 * i)); }
             new byte[] { 0x7f, (byte)'E', (byte)'L', (byte)'F', 2, 1, 1 }.CopyTo(b, 0);
             Put(16, 3, 2); Put(18, 62, 2); Put(20, 1, 4); Put(32, 64, 8); Put(40, (ulong)sectionsAt, 8);
-            Put(52, 64, 2); Put(54, 56, 2); Put(56, 1, 2); Put(58, 64, 2); Put(60, 4, 2); Put(62, 3, 2);
+            Put(52, 64, 2); Put(54, 56, 2); Put(56, 1, 2); Put(58, 64, 2); Put(60, (ulong)(4 + tableCopies), 2); Put(62, 3, 2);
             Put(64, 1, 4); Put(68, 5, 4); Put(64 + 32, (ulong)length, 8); Put(64 + 40, (ulong)length, 8); Put(64 + 48, 0x1000, 8);
             strtab.CopyTo(b, strtabAt);
             for (int i = 1; i < symbols; i++)
             {
                 int at = symtabAt + 24 * i;
-                Put(at, (ulong)(1 + (long)i * step % nameLength), 4); b[at + 4] = 0x12; Put(at + 6, 1, 2); Put(at + 8, (ulong)(0x1000 + i), 8); Put(at + 16, 1, 8);
+                Put(at, step < 0 ? 0 : (ulong)(1 + (long)i * step % nameLength), 4); b[at + 4] = 0x12; Put(at + 6, 1, 2); Put(at + 8, (ulong)(0x1000 + i), 8); Put(at + 16, 1, 8);
             }
             shstrtab.CopyTo(b, shstrtabAt);
             void Section(int index, uint name, uint type, int offset, int size, uint link, ulong entrySize)
@@ -405,6 +417,7 @@ namespace HotpatchTools.Tests
             Section(1, 1, 2, symtabAt, 24 * symbols, 2, 24);
             Section(2, 9, 3, strtabAt, strtab.Length, 0, 0);
             Section(3, 17, 3, shstrtabAt, shstrtab.Length, 0, 0);
+            for (int i = 0; i < tableCopies; i++) Section(4 + i, 1, 2, symtabAt, 24 * symbols, 2, 24);
             return b;
         }
 
