@@ -353,12 +353,13 @@ namespace HotpatchTools.Tests
         /// A small PE32+ with one section holding an export table of <paramref name="names"/> names (all of one function)
         /// that start <paramref name="step"/> bytes apart in a string of <paramref name="nameLength"/> letters.
         /// </summary>
-        private static byte[] ExportNamesSharingOneString(int names, int nameLength, int step)
+        private static byte[] ExportNamesSharingOneString(int names, int nameLength, int step, int coffSymbols = 0)
         {
             const int raw = 0x200, rva = 0x1000;
             int namesAt = 0x30, ordinalsAt = namesAt + 4 * names, stringAt = ordinalsAt + 2 * names;
             int sectionSize = (stringAt + nameLength + 1 + 0x1ff) & ~0x1ff;
-            var b = new byte[raw + sectionSize];
+            int symbolsAt = raw + sectionSize, stringsAt = symbolsAt + 18 * coffSymbols;
+            var b = new byte[coffSymbols == 0 ? raw + sectionSize : stringsAt + 4 + nameLength + 1];
             void Put(int at, ulong value, int size) { for (int i = 0; i < size; i++) b[at + i] = (byte)(value >> (8 * i)); }
             b[0] = (byte)'M'; b[1] = (byte)'Z'; Put(0x3c, 0x40, 4);
             b[0x40] = (byte)'P'; b[0x41] = (byte)'E';
@@ -376,6 +377,17 @@ namespace HotpatchTools.Tests
             Put(raw + 0x28, rva + 0x28, 4);
             for (int i = 0; i < names; i++) Put(raw + namesAt + 4 * i, (ulong)(rva + stringAt + (long)i * step % nameLength), 4);
             for (int i = 0; i < nameLength; i++) b[raw + stringAt + i] = (byte)'a';
+            if (coffSymbols > 0)
+            {
+                Put(0x4c, (ulong)symbolsAt, 4); Put(0x50, (ulong)coffSymbols, 4);
+                for (int i = 0; i < coffSymbols; i++)
+                {
+                    int at = symbolsAt + 18 * i;
+                    Put(at + 4, (ulong)(4 + (long)i * step % nameLength), 4); Put(at + 12, 1, 2); b[at + 16] = 2;
+                }
+                Put(stringsAt, (ulong)(4 + nameLength + 1), 4);
+                for (int i = 0; i < nameLength; i++) b[stringsAt + 4 + i] = (byte)'a';
+            }
             return b;
         }
 
@@ -387,6 +399,10 @@ namespace HotpatchTools.Tests
             Assert.Equal(64, fine.Exports.Select(e => e.Name).Distinct().Count());
             // 4000 names of (almost all of) one 16 KB string would be 64 MB of names from a 40 KB file.
             MalformedModules.Refused(PeImage.Parse, "PE", ExportNamesSharingOneString(4000, 16 << 10, 3), "bomb.dll", "twice the image's size");
+            // The same through the COFF symbol table: 4000 symbols (72 KB) naming one 16 KB string.
+            var coff = PeImage.Parse(ExportNamesSharingOneString(1, 64, 1, coffSymbols: 200), "coff-names.dll");
+            Assert.True(coff.TryResolveSymbol(new string('a', 60), out _));
+            MalformedModules.Refused(PeImage.Parse, "PE", ExportNamesSharingOneString(1, 16 << 10, 3, coffSymbols: 4000), "coff-bomb.dll", "twice the image's size");
         }
 
         [Fact]
