@@ -474,12 +474,15 @@ namespace HotpatchTools.Engine.Modules
             // Notes are 4-aligned, except in the 8-aligned note sections some linkers emit (e.g. .note.gnu.property).
             ulong align = alignment == 8 ? 8u : 4u;
             ulong pos = 0, length = (ulong)notes.Length;
-            while (length - pos >= 12)
+            // The last note may end unpadded at the end of its section: pos then lies past the end, and ends the walk.
+            while (pos < length && length - pos >= 12)
             {
                 int p = (int)pos;
                 ulong nameSize = U32(notes, p), descSize = U32(notes, p + 4);
                 uint type = U32(notes, p + 8);
-                ulong descStart = pos + 12 + AlignUp(nameSize, align);
+                // As binutils reads them: the descriptor starts where the 12-byte header and the name end, aligned; in an
+                // 8-aligned ELF64 note that is 16 bytes in for "GNU\0", not 12 plus the name rounded up to 8.
+                ulong descStart = pos + AlignUp(12 + nameSize, align);
                 if (descStart > length || descSize > length - descStart)
                     throw file.Invalid("a note runs past the end of its section");
                 if (type == NtGnuBuildId && nameSize == 4 && notes[p + 12] == (byte)'G' && notes[p + 13] == (byte)'N'

@@ -336,6 +336,42 @@ namespace HotpatchTools.Tests
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), "refusing took " + clock.Elapsed);
         }
 
+        /// <summary>File offset of the section header of <paramref name="name"/> in an ELF64 file.</summary>
+        private static int SectionHeader(byte[] elf, string name)
+        {
+            int table = (int)BitConverter.ToUInt64(elf, 40), count = BitConverter.ToUInt16(elf, 60);
+            int names = (int)BitConverter.ToUInt64(elf, table + 64 * BitConverter.ToUInt16(elf, 62) + 24);
+            for (int i = 0; i < count; i++)
+            {
+                int at = names + (int)BitConverter.ToUInt32(elf, table + 64 * i);
+                if (System.Text.Encoding.ASCII.GetString(elf, at, Array.IndexOf(elf, (byte)0, at) - at) == name) return table + 64 * i;
+            }
+            throw new InvalidOperationException("no section " + name);
+        }
+
+        [Fact]
+        public void Notes_are_walked_as_binutils_walks_them()
+        {
+            // Without section headers the build-id comes from the PT_NOTE segments, the first of them libc's 8-aligned
+            // .note.gnu.property, whose descriptor starts 16 bytes in.
+            var libc = File.ReadAllBytes(ElfTools.Libc);
+            Array.Clear(libc, 40, 8);
+            Array.Clear(libc, 60, 4);
+            Assert.Equal(ElfTools.ReadElfBuildId(ElfTools.Libc), ElfImage.Parse(libc, "libc-sstripped.so").BuildId);
+
+            // A note section whose one note (not a build-id) ends unpadded at the end of the section: nothing follows it.
+            var good = File.ReadAllBytes(_samples.SharedLibrary);
+            int header = SectionHeader(good, ".note.gnu.build-id");
+            int notes = (int)BitConverter.ToUInt64(good, header + 24);
+            var odd = MalformedModules.With(good, b =>
+            {
+                BitConverter.GetBytes(17u).CopyTo(b, notes + 4);
+                BitConverter.GetBytes(1u).CopyTo(b, notes + 8);
+                BitConverter.GetBytes(16UL + 17).CopyTo(b, header + 32);
+            });
+            Assert.Null(ElfImage.Parse(odd, "odd-note.so").BuildId);
+        }
+
         [Fact]
         public async Task A_FIFO_or_device_named_as_a_module_is_refused_without_blocking()
         {
