@@ -41,6 +41,7 @@ namespace HotpatchTools.Engine.Modules
             public string? BuildId, Soname, DebugLink;
             public List<(ulong Start, ulong End)> Fdes = new List<(ulong, ulong)>();
             public List<CodeSegment> Code = new List<CodeSegment>();
+            public List<(ulong Offset, ulong VirtualAddress, ulong FileSize, ulong MemorySize, uint Flags)> Loads = new List<(ulong, ulong, ulong, ulong, uint)>();
         }
 
         private ElfImage(Parts parts, ElfSymbol[] symbols, string? debugFile)
@@ -53,6 +54,7 @@ namespace HotpatchTools.Engine.Modules
             DebugLink = parts.DebugLink;
             DebugFile = debugFile;
             CodeSegments = parts.Code.AsReadOnly();
+            LoadSegments = parts.Loads.AsReadOnly();
             _symbols = symbols;
             Symbols = Array.AsReadOnly(symbols);
 
@@ -135,6 +137,12 @@ namespace HotpatchTools.Engine.Modules
 
         /// <summary>Executable PT_LOAD segments: where the code of each RVA lies in the file.</summary>
         public IReadOnlyList<CodeSegment> CodeSegments { get; }
+
+        /// <summary>
+        /// Every PT_LOAD, as read from the program header table this reader checked (extended numbering included), each
+        /// within the file: what a loader maps, for the offline image. Addresses are the file's, not RVAs.
+        /// </summary>
+        public IReadOnlyList<(ulong Offset, ulong VirtualAddress, ulong FileSize, ulong MemorySize, uint Flags)> LoadSegments { get; }
 
         /// <summary>Number of .eh_frame FDEs read.</summary>
         public int FdeCount => _fdeStarts.Length;
@@ -248,7 +256,7 @@ namespace HotpatchTools.Engine.Modules
         private struct Segment
         {
             public uint Type, Flags;
-            public ulong Offset, VirtualAddress, FileSize, Alignment;
+            public ulong Offset, VirtualAddress, FileSize, MemorySize, Alignment;
         }
 
         private static ElfImage Read(Stream stream, string source)
@@ -290,6 +298,8 @@ namespace HotpatchTools.Engine.Modules
             parts.Soname = FindSoname(file, is64, sections);
             parts.DebugLink = FindDebugLink(file, sections);
             parts.Fdes = ReadFdes(file, is64, sections, segments, loadBase);
+            foreach (var s in segments)
+                if (s.Type == PtLoad) parts.Loads.Add((s.Offset, s.VirtualAddress, s.FileSize, s.MemorySize, s.Flags));
             foreach (var s in segments)
                 if (s.Type == PtLoad && (s.Flags & PfX) != 0 && s.FileSize > 0 && s.VirtualAddress >= loadBase)
                     parts.Code.Add(new CodeSegment(s.VirtualAddress - loadBase, s.Offset, s.FileSize));
@@ -434,6 +444,7 @@ namespace HotpatchTools.Engine.Modules
                 s.Offset = Word(is64, table, p, 8, 4);
                 s.VirtualAddress = Word(is64, table, p, 16, 8);
                 s.FileSize = Word(is64, table, p, 32, 16);
+                s.MemorySize = Word(is64, table, p, 40, 20);
                 s.Alignment = Word(is64, table, p, 48, 28);
                 if ((s.Type == PtLoad || s.Type == PtNote) && (s.Offset > file.Length || s.FileSize > file.Length - s.Offset))
                     throw file.Invalid("segment " + i + " lies outside the file");
