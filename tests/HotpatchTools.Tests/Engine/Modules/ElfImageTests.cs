@@ -336,6 +336,26 @@ namespace HotpatchTools.Tests
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), "refusing took " + clock.Elapsed);
         }
 
+        [Fact]
+        public async Task A_folder_scanned_for_module_files_may_hold_a_FIFO()
+        {
+            var dir = Directory.CreateTempSubdirectory("hpt-scan-").FullName;
+            var fifo = Path.Combine(dir, "a-fifo");
+            try
+            {
+                File.Copy(_samples.SharedLibrary, Path.Combine(dir, "lib.so"));
+                NativeBuild.Run("mkfifo", fifo);
+                var scan = Task.Run(() => HotpatchTools.Engine.Authoring.OfflineCheck.ModuleFiles(dir).ToList());
+                if (await Task.WhenAny(scan, Task.Delay(TimeSpan.FromSeconds(10))) != scan)
+                {
+                    using (new FileStream(fifo, FileMode.Open, FileAccess.Write)) { }
+                    Assert.Fail("the scan blocked on a FIFO");
+                }
+                Assert.Equal(new[] { Path.Combine(dir, "lib.so") }, await scan);
+            }
+            finally { Directory.Delete(dir, recursive: true); }
+        }
+
         /// <summary>File offset of the section header of <paramref name="name"/> in an ELF64 file.</summary>
         private static int SectionHeader(byte[] elf, string name)
         {
