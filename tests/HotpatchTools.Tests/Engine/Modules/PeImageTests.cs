@@ -406,6 +406,17 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void A_module_whose_loader_entry_claims_gigabytes_is_not_read_from_memory()
+        {
+            // Windows reads an unreadable module's image from the process, SizeOfImage long as the PEB's loader entry says.
+            var module = new HotpatchTools.Engine.Platform.LoadedModule { Name = "forged.dll", Base = 0x7ff600000000, End = 0x7ff600000000 + 0xfff00000UL };
+            var e = Assert.Throws<ModuleFormatException>(() => HotpatchTools.Engine.Platform.Windows.WindowsTargetProcess.LoadedImageSize(module, 4242));
+            Assert.Equal("forged.dll in process 4242: not a valid PE file: the loader lists it with SizeOfImage 0xfff00000, not between 1 byte and 1024 MiB; its image is not read from memory", e.Message);
+            module.End = module.Base + 0x2d000;
+            Assert.Equal(0x2d000, HotpatchTools.Engine.Platform.Windows.WindowsTargetProcess.LoadedImageSize(module, 4242));
+        }
+
+        [Fact]
         public void Malformed_files_are_format_errors()
         {
             var good = File.ReadAllBytes(_samples.Dll64);
