@@ -70,11 +70,11 @@ namespace HotpatchTools.Engine.Modules
 
         /// <summary>
         /// On Linux a module's path comes from a process's memory map or a .gnu_debuglink name in a folder that process
-        /// chose, so a local user decides what lies there: a FIFO would block the open until someone writes to it (a sweep
+        /// chose, and a patch file or its signature may lie in a folder others write, so a local user decides what lies there: a FIFO would block the open until someone writes to it (a sweep
         /// run as root would hang), a device would read without end. The file is opened without blocking and read only if
         /// the opened handle is a regular file, so no swap between a check and the open can change what is read.
         /// </summary>
-        private static FileStream Open(string path)
+        internal static FileStream OpenRegular(string path)
         {
             if (HostOs.IsWindows) return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
             int fd = LibC.open(path, LibC.O_RDONLY | LibC.O_NONBLOCK | LibC.O_CLOEXEC, 0);
@@ -108,7 +108,7 @@ namespace HotpatchTools.Engine.Modules
             FileStream stream;
             try
             {
-                stream = Open(path);
+                stream = OpenRegular(path);
             }
             catch (Exception e) when (HotpatchException.ForFile(e, path, "open", HotpatchErrorKind.ModuleNotLoaded, HotpatchErrorKind.AccessDenied,
                 HotpatchErrorKind.Internal) is HotpatchException problem)

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.Pkcs;
 using System.Security.Cryptography.X509Certificates;
 using HotpatchTools.Engine.Format;
+using HotpatchTools.Engine.Modules;
 
 namespace HotpatchTools.Engine.Trust
 {
@@ -36,8 +37,13 @@ namespace HotpatchTools.Engine.Trust
             {
                 var info = new FileInfo(s.SignaturePath);
                 if (!info.Exists) return Set(SignatureStatus.NotSigned, "No signature file " + s.SignaturePath + ".");
-                if (info.Length > MaxSignatureBytes) return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " is larger than " + MaxSignatureBytes + " bytes; it is no patch signature.");
-                der = File.ReadAllBytes(s.SignaturePath);
+                // Opened as a module is (a FIFO would block the open), and the length checked on what was opened.
+                using var stream = ModuleFile.OpenRegular(s.SignaturePath);
+                if (stream.Length > MaxSignatureBytes) return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " is larger than " + MaxSignatureBytes + " bytes; it is no patch signature.");
+                der = new byte[stream.Length];
+                int read = 0, n;
+                while (read < der.Length && (n = stream.Read(der, read, der.Length - read)) > 0) read += n;
+                if (read < der.Length) throw new IOException("the file shrank while it was being read");
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {

@@ -1,3 +1,4 @@
+using System.Threading.Tasks;
 using HotpatchTools.Engine.Trust;
 
 namespace HotpatchTools.Tests
@@ -30,6 +31,36 @@ namespace HotpatchTools.Tests
             var s = SignatureVerifier.Verify(patch, null).Signature;
             Assert.Equal(SignatureStatus.InvalidSignature, s.Status);
             Assert.StartsWith(sig + " holds a malformed part (certificate or signed attribute): ", s.StatusMessage);
+        }
+
+        /// <summary>Runs <paramref name="read"/>, failing (after unblocking it) if it waits on the FIFO <paramref name="fifo"/>.</summary>
+        private static async Task<T> WithoutBlocking<T>(string fifo, Func<T> read)
+        {
+            var task = Task.Run(read);
+            if (await Task.WhenAny(task, Task.Delay(TimeSpan.FromSeconds(10))) != task)
+            {
+                using (new FileStream(fifo, FileMode.Open, FileAccess.Write)) { }
+                Assert.Fail("reading blocked on the FIFO " + fifo);
+            }
+            return await task;
+        }
+
+        [Fact]
+        public async Task A_FIFO_as_patch_file_or_signature_is_refused_without_blocking()
+        {
+            // A patch (or its .sig) in a folder others can write may be swapped for a FIFO, whose open waits for a writer.
+            var patch = Path.Combine(_dir, "HP-SIG-2.micropatch.yaml");
+            NativeBuild.Run("mkfifo", patch);
+            var e = await WithoutBlocking(patch, () => Assert.Throws<HotpatchException>(() => SignatureVerifier.Verify(patch, null)));
+            Assert.Equal(HotpatchErrorKind.InvalidPatchFile, e.Kind);
+            Assert.Equal(patch + ": cannot read the file: it is not a regular file but a FIFO", e.Message);
+
+            File.Delete(patch);
+            File.WriteAllText(patch, PatchFiles.Yaml("HP-SIG-2", "libexample.so", new[] { new PatchletSpec("f", new byte[] { 0x90 }) }));
+            NativeBuild.Run("mkfifo", patch + ".sig");
+            var s = (await WithoutBlocking(patch + ".sig", () => SignatureVerifier.Verify(patch, null))).Signature;
+            Assert.Equal(SignatureStatus.InvalidSignature, s.Status);
+            Assert.Equal("Cannot read " + patch + ".sig: it is not a regular file but a FIFO", s.StatusMessage);
         }
 
         private static int IndexOf(byte[] haystack, byte[] needle, int from = 0)
