@@ -142,12 +142,9 @@ namespace HotpatchTools.Engine.Authoring
         private static bool LooksLikeModule(string path)
         {
             var head = new byte[4];
-            try
-            {
-                using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.None);
-                if (f.Read(head, 0, 4) < 2) return false;
-            }
-            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { return false; }
+            // Opened as a module is: a folder may hold a FIFO, whose plain open would block the scan until someone writes to it.
+            try { if (ModuleFile.Read(path, f => f.Read(head, 0, 4)) < 2) return false; }
+            catch (HotpatchException) { return false; }
             return (head[0] == 'M' && head[1] == 'Z') || (head[0] == 0x7f && head[1] == 'E' && head[2] == 'L' && head[3] == 'F');
         }
     }

@@ -72,7 +72,7 @@ namespace HotpatchTools.Engine.Catalog
         private static CatalogEntry Read(string dir)
         {
             var values = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var line in File.ReadAllLines(Path.Combine(dir, StateFileName), Encoding.UTF8))
+            foreach (var line in ReadStateLines(Path.Combine(dir, StateFileName)))
             {
                 if (line.Length == 0 || line[0] == '#') continue;
                 int eq = line.IndexOf('=');
@@ -81,7 +81,11 @@ namespace HotpatchTools.Engine.Catalog
             }
             string Value(string key) => values.TryGetValue(key, out var v) ? v : throw new FormatException(dir + ": no " + key + " in " + StateFileName);
             if (Value("format") != "1") throw new FormatException(dir + ": state format " + Value("format") + " is not supported");
-            var file = Path.Combine(dir, Value("file"));
+            string fileName = Value("file");
+            // The copy lies in the entry's own folder: a name that is a path would make the entry load a file elsewhere.
+            if (fileName.Length == 0 || fileName == "." || fileName == ".." || fileName.IndexOfAny(new[] { '/', '\\', '\0' }) >= 0 || Path.IsPathRooted(fileName))
+                throw new FormatException(dir + ": file '" + fileName + "' in " + StateFileName + " is not a file name");
+            var file = Path.Combine(dir, fileName);
             var sig = file + SignatureSuffix;
             return new CatalogEntry(
                 Value("id"),
@@ -94,6 +98,27 @@ namespace HotpatchTools.Engine.Catalog
                 file,
                 File.Exists(sig) ? sig : null,
                 values.TryGetValue("source", out var s) ? s : "");
+        }
+
+        /// <summary>Far above any state the catalog writes (ten short fields, a title and a source path among them).</summary>
+        private const int MaxStateBytes = 64 << 10;
+
+        /// <summary>The state file's lines, read only up to a bound: a state file of gigabytes is broken, not read whole by every pass.</summary>
+        private static List<string> ReadStateLines(string path)
+        {
+            byte[] bytes;
+            using (var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
+            {
+                if (f.Length > MaxStateBytes) throw new FormatException(path + " is " + f.Length + " bytes, more than any entry's state (" + MaxStateBytes + ")");
+                bytes = new byte[f.Length];
+                int read = 0, n;
+                while (read < bytes.Length && (n = f.Read(bytes, read, bytes.Length - read)) > 0) read += n;
+                if (read < bytes.Length) throw new IOException(path + " shrank while it was being read");
+            }
+            var lines = new List<string>();
+            using (var reader = new StreamReader(new MemoryStream(bytes), Encoding.UTF8))
+                for (string? line; (line = reader.ReadLine()) != null;) lines.Add(line);
+            return lines;
         }
 
         // ---- writing ----

@@ -75,7 +75,7 @@ namespace HotpatchTools.Engine.Format
             try
             {
                 fullPath = Path.GetFullPath(path);
-                using (var stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read))
+                using (var stream = Modules.ModuleFile.OpenRegular(fullPath))
                 {
                     if (stream.Length > MaxFileBytes)
                         throw new MicropatchFormatException(fullPath, DocumentKey, 1, 1, "the file is larger than " + MaxFileBytes + " bytes");

@@ -41,6 +41,7 @@ namespace HotpatchTools.Engine.Modules
             public string? BuildId, Soname, DebugLink;
             public List<(ulong Start, ulong End)> Fdes = new List<(ulong, ulong)>();
             public List<CodeSegment> Code = new List<CodeSegment>();
+            public List<(ulong Offset, ulong VirtualAddress, ulong FileSize, ulong MemorySize, uint Flags)> Loads = new List<(ulong, ulong, ulong, ulong, uint)>();
         }
 
         private ElfImage(Parts parts, ElfSymbol[] symbols, string? debugFile)
@@ -53,6 +54,7 @@ namespace HotpatchTools.Engine.Modules
             DebugLink = parts.DebugLink;
             DebugFile = debugFile;
             CodeSegments = parts.Code.AsReadOnly();
+            LoadSegments = parts.Loads.AsReadOnly();
             _symbols = symbols;
             Symbols = Array.AsReadOnly(symbols);
 
@@ -135,6 +137,12 @@ namespace HotpatchTools.Engine.Modules
 
         /// <summary>Executable PT_LOAD segments: where the code of each RVA lies in the file.</summary>
         public IReadOnlyList<CodeSegment> CodeSegments { get; }
+
+        /// <summary>
+        /// Every PT_LOAD, as read from the program header table this reader checked (extended numbering included), each
+        /// within the file: what a loader maps, for the offline image. Addresses are the file's, not RVAs.
+        /// </summary>
+        public IReadOnlyList<(ulong Offset, ulong VirtualAddress, ulong FileSize, ulong MemorySize, uint Flags)> LoadSegments { get; }
 
         /// <summary>Number of .eh_frame FDEs read.</summary>
         public int FdeCount => _fdeStarts.Length;
@@ -248,7 +256,7 @@ namespace HotpatchTools.Engine.Modules
         private struct Segment
         {
             public uint Type, Flags;
-            public ulong Offset, VirtualAddress, FileSize, Alignment;
+            public ulong Offset, VirtualAddress, FileSize, MemorySize, Alignment;
         }
 
         private static ElfImage Read(Stream stream, string source)
@@ -290,6 +298,8 @@ namespace HotpatchTools.Engine.Modules
             parts.Soname = FindSoname(file, is64, sections);
             parts.DebugLink = FindDebugLink(file, sections);
             parts.Fdes = ReadFdes(file, is64, sections, segments, loadBase);
+            foreach (var s in segments)
+                if (s.Type == PtLoad) parts.Loads.Add((s.Offset, s.VirtualAddress, s.FileSize, s.MemorySize, s.Flags));
             foreach (var s in segments)
                 if (s.Type == PtLoad && (s.Flags & PfX) != 0 && s.FileSize > 0 && s.VirtualAddress >= loadBase)
                     parts.Code.Add(new CodeSegment(s.VirtualAddress - loadBase, s.Offset, s.FileSize));
@@ -434,6 +444,7 @@ namespace HotpatchTools.Engine.Modules
                 s.Offset = Word(is64, table, p, 8, 4);
                 s.VirtualAddress = Word(is64, table, p, 16, 8);
                 s.FileSize = Word(is64, table, p, 32, 16);
+                s.MemorySize = Word(is64, table, p, 40, 20);
                 s.Alignment = Word(is64, table, p, 48, 28);
                 if ((s.Type == PtLoad || s.Type == PtNote) && (s.Offset > file.Length || s.FileSize > file.Length - s.Offset))
                     throw file.Invalid("segment " + i + " lies outside the file");
@@ -474,12 +485,15 @@ namespace HotpatchTools.Engine.Modules
             // Notes are 4-aligned, except in the 8-aligned note sections some linkers emit (e.g. .note.gnu.property).
             ulong align = alignment == 8 ? 8u : 4u;
             ulong pos = 0, length = (ulong)notes.Length;
-            while (length - pos >= 12)
+            // The last note may end unpadded at the end of its section: pos then lies past the end, and ends the walk.
+            while (pos < length && length - pos >= 12)
             {
                 int p = (int)pos;
                 ulong nameSize = U32(notes, p), descSize = U32(notes, p + 4);
                 uint type = U32(notes, p + 8);
-                ulong descStart = pos + 12 + AlignUp(nameSize, align);
+                // As binutils reads them: the descriptor starts where the 12-byte header and the name end, aligned; in an
+                // 8-aligned ELF64 note that is 16 bytes in for "GNU\0", not 12 plus the name rounded up to 8.
+                ulong descStart = pos + AlignUp(12 + nameSize, align);
                 if (descStart > length || descSize > length - descStart)
                     throw file.Invalid("a note runs past the end of its section");
                 if (type == NtGnuBuildId && nameSize == 4 && notes[p + 12] == (byte)'G' && notes[p + 13] == (byte)'N'
@@ -560,6 +574,7 @@ namespace HotpatchTools.Engine.Modules
             if (offset >= table.Length) throw file.Invalid(what + " is outside its string table");
             int end = Array.IndexOf(table, (byte)0, (int)offset);
             if (end < 0) throw file.Invalid(what + " is not terminated");
+            file.ChargeName(end - (int)offset, what);
             return Encoding.UTF8.GetString(table, (int)offset, end - (int)offset);
         }
 
@@ -583,11 +598,42 @@ namespace HotpatchTools.Engine.Modules
 
             public ModuleFormatException Invalid(string reason) => new ModuleFormatException(ModuleFormat.Elf, _source, reason);
 
+            /// <summary>
+            /// Bytes of names still allowed. Every symbol may name the same long string (at the same or a later offset), so
+            /// without a bound on their sum a small file makes the reader copy its string table once per symbol: gigabytes.
+            /// Real names lie side by side in their tables (sharing at most a suffix), so they add up to less than the file.
+            /// </summary>
+            private ulong _nameBudget = 2 * (ulong)stream.Length + 4096;
+
+            public void ChargeName(int length, string what)
+            {
+                if ((ulong)length > _nameBudget)
+                    throw Invalid(what + " takes the names read past twice the file's size: its tables point many names into the same long string");
+                _nameBudget -= (ulong)length;
+            }
+
             public byte[] ReadSection(Section section, string what) =>
                 section.Type == ShtNobits ? new byte[0] : Read(section.Offset, section.Size, what);
 
-            public byte[] Read(ulong offset, ulong count, string what) =>
-                ModuleFile.ReadExact(_stream, Length, offset, count, what, Invalid);
+            /// <summary>
+            /// The most bytes read from one file. Each table is read once or twice, but a section header table may list the
+            /// same large table thousands of times (each one read and walked: hours from a 10 MB file), and a sparse file
+            /// may claim tables of gigabytes that read as zeros; an honest file needs a small multiple of its size, and no
+            /// module's symbol tables come near a gigabyte.
+            /// </summary>
+            private readonly ulong _readLimit = Math.Min(3 * (ulong)stream.Length + (1 << 20), (ulong)ModuleFile.MaxHashBytes);
+            private ulong _read;
+
+            public byte[] Read(ulong offset, ulong count, string what)
+            {
+                // Past the file's end is the more telling error, which ReadExact gives.
+                if (offset <= Length && count <= Length - offset && count > _readLimit - _read)
+                    throw Invalid(what + " takes the bytes read past " + (_readLimit == (ulong)ModuleFile.MaxHashBytes ? "1 GiB, more than any module's tables"
+                        : "three times the file's size: its headers point many tables at the same data"));
+                var bytes = ModuleFile.ReadExact(_stream, Length, offset, count, what, Invalid);
+                _read += count;
+                return bytes;
+            }
         }
     }
 }

@@ -1,3 +1,7 @@
+using System.Runtime.InteropServices;
+using HotpatchTools.Engine.Platform;
+using HotpatchTools.Engine.Platform.Linux;
+
 namespace HotpatchTools.Engine.Modules
 {
     /// <summary>Opens a module file for a reader and turns every I/O failure into an error that names the file and the cause.</summary>
@@ -64,13 +68,47 @@ namespace HotpatchTools.Engine.Modules
             });
         }
 
+        /// <summary>
+        /// On Linux a module's path comes from a process's memory map or a .gnu_debuglink name in a folder that process
+        /// chose, and a patch file or its signature may lie in a folder others write, so a local user decides what lies there: a FIFO would block the open until someone writes to it (a sweep
+        /// run as root would hang), a device would read without end. The file is opened without blocking and read only if
+        /// the opened handle is a regular file, so no swap between a check and the open can change what is read.
+        /// </summary>
+        internal static FileStream OpenRegular(string path)
+        {
+            if (HostOs.IsWindows) return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            int fd = LibC.open(path, LibC.O_RDONLY | LibC.O_NONBLOCK | LibC.O_CLOEXEC, 0);
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == LibC.ENOENT || errno == LibC.ENOTDIR) throw new FileNotFoundException(path + ": " + LibC.StrError(errno), path);
+                if (errno == LibC.EACCES || errno == LibC.EPERM) throw new UnauthorizedAccessException(path + ": " + LibC.StrError(errno));
+                throw new IOException(LibC.StrError(errno));
+            }
+            var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle((IntPtr)fd, true);
+            try
+            {
+                var st = LibC.FStat(fd) ?? throw new IOException("it cannot be examined (fstat failed)");
+                int type = st.Mode & LibC.S_IFMT;
+                if (type != LibC.S_IFREG)
+                    throw new IOException("it is not a regular file but " + (type == LibC.S_IFIFO ? "a FIFO" : type == LibC.S_IFDIR ? "a directory"
+                        : type == LibC.S_IFCHR || type == LibC.S_IFBLK ? "a device" : type == LibC.S_IFSOCK ? "a socket" : "file type 0x" + type.ToString("x")));
+                return new FileStream(handle, FileAccess.Read);
+            }
+            catch
+            {
+                handle.Dispose();
+                throw;
+            }
+        }
+
         public static T Read<T>(string path, Func<FileStream, T> read)
         {
             if (path == null) throw new ArgumentNullException(nameof(path));
             FileStream stream;
             try
             {
-                stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                stream = OpenRegular(path);
             }
             catch (Exception e) when (HotpatchException.ForFile(e, path, "open", HotpatchErrorKind.ModuleNotLoaded, HotpatchErrorKind.AccessDenied,
                 HotpatchErrorKind.Internal) is HotpatchException problem)

@@ -583,6 +583,7 @@ namespace HotpatchTools.Engine.Modules
             if (offset < 4 || offset >= strings.Length) throw image.Invalid("the name of COFF symbol " + symbol + " is outside the string table");
             int end = Array.IndexOf(strings, (byte)0, (int)offset, Math.Min(strings.Length - (int)offset, MaxNameLength + 1));
             if (end < 0) throw image.Invalid("the name of COFF symbol " + symbol + " is not terminated within " + MaxNameLength + " bytes");
+            image.ChargeName(end - (int)offset, "the name of COFF symbol " + symbol);
             return Encoding.UTF8.GetString(strings, (int)offset, end - (int)offset);
         }
 
@@ -603,7 +604,15 @@ namespace HotpatchTools.Engine.Modules
                 _source = source;
                 _loaded = loaded;
                 Length = (ulong)stream.Length;
+                _nameBudget = 2 * Length + 4096;
             }
+
+            /// <summary>
+            /// Bytes of names still allowed. Each name is bounded, but every entry of a large name table (exports, COFF
+            /// symbols) may point into the same long string, which would copy it once per entry: gigabytes from a small
+            /// file. Real names and forwarders lie side by side in the image, so they add up to less than it.
+            /// </summary>
+            private ulong _nameBudget;
 
             public PEReader Pe { get; }
             public ulong Length { get; }
@@ -624,7 +633,15 @@ namespace HotpatchTools.Engine.Modules
                 var reader = block.GetReader(0, Math.Min(block.Length, MaxNameLength + 1));
                 int length = reader.IndexOf(0);
                 if (length < 0) throw Invalid(what + " is not terminated within its section or " + MaxNameLength + " bytes");
+                ChargeName(length, what);
                 return reader.ReadUTF8(length);
+            }
+
+            public void ChargeName(int length, string what)
+            {
+                if ((ulong)length > _nameBudget)
+                    throw Invalid(what + " takes the names read past twice the image's size: its tables point many names into the same long string");
+                _nameBudget -= (ulong)length;
             }
 
             private PEMemoryBlock Section(uint rva, string what)

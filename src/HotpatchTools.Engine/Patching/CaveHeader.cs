@@ -116,6 +116,8 @@ namespace HotpatchTools.Engine.Patching
         public const int MaxHeaderLength = 256 << 10;
         /// <summary>Larger than any cave a patch the parser accepts needs.</summary>
         public const uint MaxCaveSize = 16u << 20;
+        /// <summary>9999-12-31 23:59:59.999 UTC, the last millisecond a DateTime holds, in ms since 1970.</summary>
+        private const long MaxUnixMs = 253402300799999;
         // Address, mode, span length, two empty spans' worth of nothing, code offset and length.
         private const int MinSiteLength = 8 + 1 + 2 + 4 + 4;
 
@@ -162,6 +164,8 @@ namespace HotpatchTools.Engine.Patching
                 r.ReadBytes(8);
                 var h = new CaveHeader { HeaderLength = r.ReadUInt32(), CaveSize = r.ReadUInt32(), State = (CaveState)r.ReadUInt32(), Flags = r.ReadUInt32() };
                 h.InstalledUnixMs = r.ReadInt64();
+                // The engine writes the time it installs at; one no date holds is forged (and would make every reader's date throw).
+                if (h.InstalledUnixMs < 0 || h.InstalledUnixMs > MaxUnixMs) return null;
                 h.FileSha256 = Exactly(32);
                 r.ReadUInt32();
                 h.PatchId = Encoding.UTF8.GetString(Exactly(r.ReadByte()));

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.Pkcs;
 using System.Security.Cryptography.X509Certificates;
 using HotpatchTools.Engine.Format;
+using HotpatchTools.Engine.Modules;
 
 namespace HotpatchTools.Engine.Trust
 {
@@ -36,8 +37,13 @@ namespace HotpatchTools.Engine.Trust
             {
                 var info = new FileInfo(s.SignaturePath);
                 if (!info.Exists) return Set(SignatureStatus.NotSigned, "No signature file " + s.SignaturePath + ".");
-                if (info.Length > MaxSignatureBytes) return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " is larger than " + MaxSignatureBytes + " bytes; it is no patch signature.");
-                der = File.ReadAllBytes(s.SignaturePath);
+                // Opened as a module is (a FIFO would block the open), and the length checked on what was opened.
+                using var stream = ModuleFile.OpenRegular(s.SignaturePath);
+                if (stream.Length > MaxSignatureBytes) return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " is larger than " + MaxSignatureBytes + " bytes; it is no patch signature.");
+                der = new byte[stream.Length];
+                int read = 0, n;
+                while (read < der.Length && (n = stream.Read(der, read, der.Length - read)) > 0) read += n;
+                if (read < der.Length) throw new IOException("the file shrank while it was being read");
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
@@ -47,6 +53,19 @@ namespace HotpatchTools.Engine.Trust
             var cms = new SignedCms(new ContentInfo(bytes), detached: true);
             try { cms.Decode(der); }
             catch (CryptographicException e) { return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " is not a CMS/PKCS#7 signature: " + e.Message); }
+            try { return CheckDecoded(s, cms, bytes, store); }
+            catch (CryptographicException e)
+            {
+                // Decode checks the envelope only: the signer's certificate, its validity dates and extensions, and the
+                // signed attributes are decoded where first used, so a damaged or forged one fails there.
+                return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " holds a malformed part (certificate or signed attribute): " + e.Message);
+            }
+        }
+
+        private static PatchSignature CheckDecoded(PatchSignature s, SignedCms cms, byte[] bytes, TrustStore? store)
+        {
+            PatchSignature Set(SignatureStatus status, string message) => s with { Status = status, StatusMessage = message };
+
             if (cms.SignerInfos.Count != 1) return Set(SignatureStatus.InvalidSignature, s.SignaturePath + " has " + cms.SignerInfos.Count + " signers; a patch signature has exactly one.");
 
             var signer = cms.SignerInfos[0];

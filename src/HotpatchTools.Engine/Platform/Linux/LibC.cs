@@ -143,7 +143,8 @@ namespace HotpatchTools.Engine.Platform.Linux
 
         // ---- files, locks and the system log (the trust store, the audit trail, the target lock) ----
 
-        public const int O_WRONLY = 1, O_CREAT = 0x40, O_APPEND = 0x400, O_NOFOLLOW = 0x20000;
+        public const int O_WRONLY = 1, O_CREAT = 0x40, O_APPEND = 0x400, O_NONBLOCK = 0x800, O_NOFOLLOW = 0x20000;
+        public const int ENOTDIR = 20;
         public const int EWOULDBLOCK = 11;
         public const int AF_UNIX = 1, MSG_NOSIGNAL = 0x4000;
         public const int LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
@@ -174,7 +175,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         [DllImport(Lib, SetLastError = true)] private static extern IntPtr realpath(string path, IntPtr resolved);
         [DllImport(Lib)] private static extern void free(IntPtr p);
 
-        public const int S_IFMT = 0xF000, S_IFDIR = 0x4000, S_IFREG = 0x8000, S_IFLNK = 0xA000, S_ISVTX = 0x200;
+        public const int S_IFMT = 0xF000, S_IFIFO = 0x1000, S_IFCHR = 0x2000, S_IFDIR = 0x4000, S_IFBLK = 0x6000, S_IFREG = 0x8000, S_IFLNK = 0xA000, S_IFSOCK = 0xC000, S_ISVTX = 0x200;
 
         /// <summary>
         /// Mode bits, owner and group of a symbolic link itself rather than what it points to (x86-64 struct stat:

@@ -25,7 +25,7 @@ namespace HotpatchTools.Engine.Platform.Offline
         public const int ProcessId = 1;
         public const ulong ElfBase32 = 0x5655_5000, ElfBase64 = 0x5555_5555_4000;
 
-        private const uint PtLoad = 1, PfX = 1, PfW = 2, PfR = 4;
+        private const uint PfX = 1, PfW = 2, PfR = 4;
         private const ushort EtExec = 2;
 
         private readonly ImageMemory _memory;
@@ -135,19 +135,10 @@ namespace HotpatchTools.Engine.Platform.Offline
 
         private void MapElf(byte[] file, string path, ElfImage image, out ulong moduleBase, out ulong moduleEnd)
         {
-            // ElfImage.Parse has validated the header, the program header table and each PT_LOAD's file range.
+            // The PT_LOADs ElfImage.Parse read and checked (each within the file): reading the table again here, without
+            // its extended numbering (e_phnum 0xffff: the count is in section 0), read past the end of the file.
             bool is64 = image.Bitness == 64;
-            ulong tableOffset = is64 ? U64(file, 32) : U32(file, 28);
-            int entrySize = U16(file, is64 ? 54 : 42), count = U16(file, is64 ? 56 : 44);
-            var loads = new List<(ulong Offset, ulong Vaddr, ulong FileSize, ulong MemSize, uint Flags)>();
-            for (int i = 0; i < count; i++)
-            {
-                int p = (int)tableOffset + i * entrySize;
-                if (U32(file, p) != PtLoad) continue;
-                loads.Add(is64
-                    ? (U64(file, p + 8), U64(file, p + 16), U64(file, p + 32), U64(file, p + 40), U32(file, p + 4))
-                    : (U32(file, p + 4), U32(file, p + 8), U32(file, p + 16), U32(file, p + 20), U32(file, p + 24)));
-            }
+            var loads = image.LoadSegments.Select(l => (l.Offset, Vaddr: l.VirtualAddress, l.FileSize, MemSize: l.MemorySize, l.Flags)).ToList();
             if (loads.Count == 0) throw new ModuleFormatException(ModuleFormat.Elf, path, "there is no PT_LOAD segment");
 
             // The same anchor as ElfImage's RVAs: where file offset 0 is mapped, else the lowest segment.
@@ -172,10 +163,6 @@ namespace HotpatchTools.Engine.Platform.Offline
                 moduleEnd = Math.Max(moduleEnd, (start + l.MemSize + pageMask) & ~pageMask);
             }
         }
-
-        private static ushort U16(byte[] b, int p) => (ushort)(b[p] | b[p + 1] << 8);
-        private static uint U32(byte[] b, int p) => (uint)(b[p] | b[p + 1] << 8 | b[p + 2] << 16 | b[p + 3] << 24);
-        private static ulong U64(byte[] b, int p) => U32(b, p) | (ulong)U32(b, p + 4) << 32;
 
         private sealed class Enumerator : IModuleEnumerator
         {

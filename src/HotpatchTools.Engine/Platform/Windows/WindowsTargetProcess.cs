@@ -227,10 +227,27 @@ namespace HotpatchTools.Engine.Platform.Windows
                     if (file.Bitness == Bitness) return file;
                 }
                 // No readable file (a deleted or inaccessible image): the loaded image in memory has the same headers and tables.
-                var image = new byte[module.End - module.Base];
+                var image = new byte[LoadedImageSize(module, Id)];
                 TryRead(module.Base, image);
                 return PeImage.FromLoadedImage(image, module.Name + " in process " + Id);
             });
+
+        /// <summary>Larger than any DLL's SizeOfImage (the largest real ones are a few hundred MB).</summary>
+        internal const ulong MaxLoadedImage = 1UL << 30;
+
+        /// <summary>
+        /// How many bytes of a module to read from memory. Its size is the loader's entry in the process (GetModuleInformation
+        /// reads it from the PEB), which the process's owner can set to anything up to 4 GiB, and name a file that does not
+        /// exist so that the image is read from memory: a reader running as Administrator must not allocate that.
+        /// </summary>
+        internal static int LoadedImageSize(LoadedModule module, int pid)
+        {
+            ulong size = module.End - module.Base;
+            if (module.End <= module.Base || size > MaxLoadedImage)
+                throw new ModuleFormatException(ModuleFormat.Pe, module.Name + " in process " + pid,
+                    "the loader lists it with SizeOfImage 0x" + size.ToString("x") + ", not between 1 byte and " + (MaxLoadedImage >> 20) + " MiB; its image is not read from memory");
+            return (int)size;
+        }
 
         protected override string ReadablePath(LoadedModule module) => module.ReadablePath;
 

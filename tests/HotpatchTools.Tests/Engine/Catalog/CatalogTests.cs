@@ -148,6 +148,31 @@ namespace HotpatchTools.Tests
             Assert.Equal(0, wrong);
         }
 
+        [Fact]
+        public void A_state_file_that_names_a_path_or_is_larger_than_any_state_is_a_broken_entry()
+        {
+            var src = WritePatch("HP-CAT-STATE");
+            var catalog = new MicropatchCatalog(CatalogDir);
+            var entry = catalog.Register(MicropatchParserLoad(src), src, enabled: true, allowUnsigned: true, replace: false);
+            var state = Path.Combine(Path.GetDirectoryName(entry.PatchPath)!, "entry.state");
+            var good = File.ReadAllText(state);
+            var fileLine = "file=" + Path.GetFileName(entry.PatchPath) + "\n";
+            Assert.Contains(fileLine, good);
+
+            string? Broken(string text)
+            {
+                File.WriteAllText(state, text);
+                string? why = null;
+                Assert.Empty(new MicropatchCatalog(CatalogDir).List((_, w) => why = w));
+                return why;
+            }
+            Assert.Contains("is not a file name", Broken(good.Replace(fileLine, "file=../../" + Path.GetFileName(src) + "\n")));
+            Assert.Contains("is not a file name", Broken(good.Replace(fileLine, "file=" + src + "\n")));
+            Assert.Contains("more than any entry's state", Broken("#" + new string('x', 100 << 10) + "\n" + good));
+            File.WriteAllText(state, good);
+            Assert.Single(new MicropatchCatalog(CatalogDir).List());
+        }
+
         private static Engine.Format.Micropatch MicropatchParserLoad(string path) => Engine.Format.MicropatchParser.Load(path);
     }
 }

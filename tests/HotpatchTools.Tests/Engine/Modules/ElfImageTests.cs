@@ -326,6 +326,98 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void Section_headers_that_list_one_symbol_table_thousands_of_times_are_refused_not_read_each_time()
+        {
+            // Sane: the table listed twice (as a .dynsym and .symtab can overlap) is read.
+            Assert.Empty(ElfImage.Parse(SymbolsSharingOneName(4000, 1, -1, tableCopies: 1), "twice.so").Symbols);
+            // 20,000 copies of a 96 KB table: 2 GB read and 80 million symbols walked, from a 1.4 MB file.
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            MalformedModules.Refused(ElfImage.Parse, "ELF", SymbolsSharingOneName(4000, 1, -1, tableCopies: 20000), "copies.so", "three times the file's size");
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), "refusing took " + clock.Elapsed);
+        }
+
+        [Fact]
+        public async Task A_folder_scanned_for_module_files_may_hold_a_FIFO()
+        {
+            var dir = Directory.CreateTempSubdirectory("hpt-scan-").FullName;
+            var fifo = Path.Combine(dir, "a-fifo");
+            try
+            {
+                File.Copy(_samples.SharedLibrary, Path.Combine(dir, "lib.so"));
+                NativeBuild.Run("mkfifo", fifo);
+                var scan = Task.Run(() => HotpatchTools.Engine.Authoring.OfflineCheck.ModuleFiles(dir).ToList());
+                if (await Task.WhenAny(scan, Task.Delay(TimeSpan.FromSeconds(10))) != scan)
+                {
+                    using (new FileStream(fifo, FileMode.Open, FileAccess.Write)) { }
+                    Assert.Fail("the scan blocked on a FIFO");
+                }
+                Assert.Equal(new[] { Path.Combine(dir, "lib.so") }, await scan);
+            }
+            finally { Directory.Delete(dir, recursive: true); }
+        }
+
+        /// <summary>File offset of the section header of <paramref name="name"/> in an ELF64 file.</summary>
+        private static int SectionHeader(byte[] elf, string name)
+        {
+            int table = (int)BitConverter.ToUInt64(elf, 40), count = BitConverter.ToUInt16(elf, 60);
+            int names = (int)BitConverter.ToUInt64(elf, table + 64 * BitConverter.ToUInt16(elf, 62) + 24);
+            for (int i = 0; i < count; i++)
+            {
+                int at = names + (int)BitConverter.ToUInt32(elf, table + 64 * i);
+                if (System.Text.Encoding.ASCII.GetString(elf, at, Array.IndexOf(elf, (byte)0, at) - at) == name) return table + 64 * i;
+            }
+            throw new InvalidOperationException("no section " + name);
+        }
+
+        [Fact]
+        public void Notes_are_walked_as_binutils_walks_them()
+        {
+            // Without section headers the build-id comes from the PT_NOTE segments, the first of them libc's 8-aligned
+            // .note.gnu.property, whose descriptor starts 16 bytes in.
+            var libc = File.ReadAllBytes(ElfTools.Libc);
+            Array.Clear(libc, 40, 8);
+            Array.Clear(libc, 60, 4);
+            Assert.Equal(ElfTools.ReadElfBuildId(ElfTools.Libc), ElfImage.Parse(libc, "libc-sstripped.so").BuildId);
+
+            // A note section whose one note (not a build-id) ends unpadded at the end of the section: nothing follows it.
+            var good = File.ReadAllBytes(_samples.SharedLibrary);
+            int header = SectionHeader(good, ".note.gnu.build-id");
+            int notes = (int)BitConverter.ToUInt64(good, header + 24);
+            var odd = MalformedModules.With(good, b =>
+            {
+                BitConverter.GetBytes(17u).CopyTo(b, notes + 4);
+                BitConverter.GetBytes(1u).CopyTo(b, notes + 8);
+                BitConverter.GetBytes(16UL + 17).CopyTo(b, header + 32);
+            });
+            Assert.Null(ElfImage.Parse(odd, "odd-note.so").BuildId);
+        }
+
+        [Fact]
+        public async Task A_FIFO_or_device_named_as_a_module_is_refused_without_blocking()
+        {
+            // A process (or the folder its .gnu_debuglink is looked up in) can name a FIFO: opening one to read blocks
+            // until a writer comes, which would hang a sweep.
+            var fifo = Path.Combine(_samples.Dir, "fifo-" + Guid.NewGuid().ToString("N") + ".so");
+            NativeBuild.Run("mkfifo", fifo);
+            try
+            {
+                var load = Task.Run(() => Assert.Throws<HotpatchException>(() => ElfImage.Load(fifo)));
+                if (await Task.WhenAny(load, Task.Delay(TimeSpan.FromSeconds(10))) != load)
+                {
+                    using (new FileStream(fifo, FileMode.Open, FileAccess.Write)) { }
+                    Assert.Fail("opening a FIFO as a module blocked");
+                }
+                var e = await load;
+                Assert.Equal(fifo + ": cannot open the file: it is not a regular file but a FIFO", e.Message);
+            }
+            finally { File.Delete(fifo); }
+            Assert.Equal("/dev/zero: cannot open the file: it is not a regular file but a device",
+                Assert.Throws<HotpatchException>(() => PeImage.Load("/dev/zero")).Message);
+            Assert.Equal(_samples.Dir + ": cannot open the file: it is not a regular file but a directory",
+                Assert.Throws<HotpatchException>(() => ElfImage.Load(_samples.Dir)).Message);
+        }
+
+        [Fact]
         public void Malformed_files_are_format_errors()
         {
             var good = File.ReadAllBytes(_samples.SharedLibrary);
@@ -345,6 +437,54 @@ namespace HotpatchTools.Tests
             Refused(With(b => { b[56] = 0xfe; b[57] = 0xff; }), "program header table");
             Refused(With(b => { for (int i = 40; i < 48; i++) b[i] = 0xff; }), "outside the file");
             Refused(With(b => { b[58] = 8; }), "e_shentsize");
+        }
+
+        /// <summary>
+        /// A small ELF64 whose symbols all name one long string: <paramref name="symbols"/> functions (at distinct
+        /// addresses, so none is a duplicate) whose names start <paramref name="step"/> bytes apart in a string of
+        /// <paramref name="nameLength"/> letters (all nameless for a negative step), and <paramref name="tableCopies"/>
+        /// more section headers that list the same symbol table again.
+        /// </summary>
+        private static byte[] SymbolsSharingOneName(int symbols, int nameLength, int step, int tableCopies = 0)
+        {
+            var strtab = new byte[nameLength + 2];
+            for (int i = 1; i <= nameLength; i++) strtab[i] = (byte)'a';
+            var shstrtab = System.Text.Encoding.ASCII.GetBytes("\0.symtab\0.strtab\0.shstrtab\0");
+            int strtabAt = 64 + 56, symtabAt = strtabAt + strtab.Length, shstrtabAt = symtabAt + 24 * symbols;
+            int sectionsAt = (shstrtabAt + shstrtab.Length + 7) & ~7, length = sectionsAt + (4 + tableCopies) * 64;
+            var b = new byte[length];
+            void Put(int at, ulong value, int size) { for (int i = 0; i < size; i++) b[at + i] = (byte)(value >> (8 * i)); }
+            new byte[] { 0x7f, (byte)'E', (byte)'L', (byte)'F', 2, 1, 1 }.CopyTo(b, 0);
+            Put(16, 3, 2); Put(18, 62, 2); Put(20, 1, 4); Put(32, 64, 8); Put(40, (ulong)sectionsAt, 8);
+            Put(52, 64, 2); Put(54, 56, 2); Put(56, 1, 2); Put(58, 64, 2); Put(60, (ulong)(4 + tableCopies), 2); Put(62, 3, 2);
+            Put(64, 1, 4); Put(68, 5, 4); Put(64 + 32, (ulong)length, 8); Put(64 + 40, (ulong)length, 8); Put(64 + 48, 0x1000, 8);
+            strtab.CopyTo(b, strtabAt);
+            for (int i = 1; i < symbols; i++)
+            {
+                int at = symtabAt + 24 * i;
+                Put(at, step < 0 ? 0 : (ulong)(1 + (long)i * step % nameLength), 4); b[at + 4] = 0x12; Put(at + 6, 1, 2); Put(at + 8, (ulong)(0x1000 + i), 8); Put(at + 16, 1, 8);
+            }
+            shstrtab.CopyTo(b, shstrtabAt);
+            void Section(int index, uint name, uint type, int offset, int size, uint link, ulong entrySize)
+            {
+                int at = sectionsAt + 64 * index;
+                Put(at, name, 4); Put(at + 4, type, 4); Put(at + 24, (ulong)offset, 8); Put(at + 32, (ulong)size, 8); Put(at + 40, link, 4); Put(at + 56, entrySize, 8);
+            }
+            Section(1, 1, 2, symtabAt, 24 * symbols, 2, 24);
+            Section(2, 9, 3, strtabAt, strtab.Length, 0, 0);
+            Section(3, 17, 3, shstrtabAt, shstrtab.Length, 0, 0);
+            for (int i = 0; i < tableCopies; i++) Section(4 + i, 1, 2, symtabAt, 24 * symbols, 2, 24);
+            return b;
+        }
+
+        [Fact]
+        public void Symbols_that_all_name_one_long_string_are_refused_not_copied_once_each()
+        {
+            // Sane: 200 short names into the same string, as suffix sharing does, are read.
+            var fine = ElfImage.Parse(SymbolsSharingOneName(200, 64, 1), "shared-names.so");
+            Assert.Equal(64, fine.Symbols.Select(s => s.Name).Distinct().Count());
+            // 4000 symbols naming (almost all of) one 16 KB string would be 64 MB of names from a 112 KB file.
+            MalformedModules.Refused(ElfImage.Parse, "ELF", SymbolsSharingOneName(4000, 16 << 10, 3), "bomb.so", "twice the file's size");
         }
 
         [Fact]

@@ -349,6 +349,73 @@ namespace HotpatchTools.Tests
             Assert.Equal(path + ": file not found", e.Message);
         }
 
+        /// <summary>
+        /// A small PE32+ with one section holding an export table of <paramref name="names"/> names (all of one function)
+        /// that start <paramref name="step"/> bytes apart in a string of <paramref name="nameLength"/> letters.
+        /// </summary>
+        private static byte[] ExportNamesSharingOneString(int names, int nameLength, int step, int coffSymbols = 0)
+        {
+            const int raw = 0x200, rva = 0x1000;
+            int namesAt = 0x30, ordinalsAt = namesAt + 4 * names, stringAt = ordinalsAt + 2 * names;
+            int sectionSize = (stringAt + nameLength + 1 + 0x1ff) & ~0x1ff;
+            int symbolsAt = raw + sectionSize, stringsAt = symbolsAt + 18 * coffSymbols;
+            var b = new byte[coffSymbols == 0 ? raw + sectionSize : stringsAt + 4 + nameLength + 1];
+            void Put(int at, ulong value, int size) { for (int i = 0; i < size; i++) b[at + i] = (byte)(value >> (8 * i)); }
+            b[0] = (byte)'M'; b[1] = (byte)'Z'; Put(0x3c, 0x40, 4);
+            b[0x40] = (byte)'P'; b[0x41] = (byte)'E';
+            Put(0x44, PeImage.MachineAmd64, 2); Put(0x46, 1, 2); Put(0x54, 240, 2); Put(0x56, 0x2022, 2);
+            const int opt = 0x58;
+            Put(opt, 0x20b, 2); Put(opt + 24, 0x180000000, 8); Put(opt + 32, 0x1000, 4); Put(opt + 36, 0x200, 4);
+            Put(opt + 56, (ulong)(rva + sectionSize), 4); Put(opt + 60, raw, 4); Put(opt + 68, 3, 2); Put(opt + 108, 16, 4);
+            Put(opt + 112, rva, 4); Put(opt + 116, 40, 4);
+            const int section = opt + 240;
+            "edata"u8.ToArray().CopyTo(b, section);
+            Put(section + 8, (ulong)sectionSize, 4); Put(section + 12, rva, 4); Put(section + 16, (ulong)sectionSize, 4); Put(section + 20, raw, 4);
+            Put(section + 36, 0x40000040, 4);
+            Put(raw + 16, 1, 4); Put(raw + 20, 1, 4); Put(raw + 24, (ulong)names, 4);
+            Put(raw + 28, rva + 0x28, 4); Put(raw + 32, (ulong)(rva + namesAt), 4); Put(raw + 36, (ulong)(rva + ordinalsAt), 4);
+            Put(raw + 0x28, rva + 0x28, 4);
+            for (int i = 0; i < names; i++) Put(raw + namesAt + 4 * i, (ulong)(rva + stringAt + (long)i * step % nameLength), 4);
+            for (int i = 0; i < nameLength; i++) b[raw + stringAt + i] = (byte)'a';
+            if (coffSymbols > 0)
+            {
+                Put(0x4c, (ulong)symbolsAt, 4); Put(0x50, (ulong)coffSymbols, 4);
+                for (int i = 0; i < coffSymbols; i++)
+                {
+                    int at = symbolsAt + 18 * i;
+                    Put(at + 4, (ulong)(4 + (long)i * step % nameLength), 4); Put(at + 12, 1, 2); b[at + 16] = 2;
+                }
+                Put(stringsAt, (ulong)(4 + nameLength + 1), 4);
+                for (int i = 0; i < nameLength; i++) b[stringsAt + 4 + i] = (byte)'a';
+            }
+            return b;
+        }
+
+        [Fact]
+        public void Export_names_that_all_name_one_long_string_are_refused_not_copied_once_each()
+        {
+            // Sane: 200 short names into the same string are read.
+            var fine = PeImage.Parse(ExportNamesSharingOneString(200, 64, 1), "shared-names.dll");
+            Assert.Equal(64, fine.Exports.Select(e => e.Name).Distinct().Count());
+            // 4000 names of (almost all of) one 16 KB string would be 64 MB of names from a 40 KB file.
+            MalformedModules.Refused(PeImage.Parse, "PE", ExportNamesSharingOneString(4000, 16 << 10, 3), "bomb.dll", "twice the image's size");
+            // The same through the COFF symbol table: 4000 symbols (72 KB) naming one 16 KB string.
+            var coff = PeImage.Parse(ExportNamesSharingOneString(1, 64, 1, coffSymbols: 200), "coff-names.dll");
+            Assert.True(coff.TryResolveSymbol(new string('a', 60), out _));
+            MalformedModules.Refused(PeImage.Parse, "PE", ExportNamesSharingOneString(1, 16 << 10, 3, coffSymbols: 4000), "coff-bomb.dll", "twice the image's size");
+        }
+
+        [Fact]
+        public void A_module_whose_loader_entry_claims_gigabytes_is_not_read_from_memory()
+        {
+            // Windows reads an unreadable module's image from the process, SizeOfImage long as the PEB's loader entry says.
+            var module = new HotpatchTools.Engine.Platform.LoadedModule { Name = "forged.dll", Base = 0x7ff600000000, End = 0x7ff600000000 + 0xfff00000UL };
+            var e = Assert.Throws<ModuleFormatException>(() => HotpatchTools.Engine.Platform.Windows.WindowsTargetProcess.LoadedImageSize(module, 4242));
+            Assert.Equal("forged.dll in process 4242: not a valid PE file: the loader lists it with SizeOfImage 0xfff00000, not between 1 byte and 1024 MiB; its image is not read from memory", e.Message);
+            module.End = module.Base + 0x2d000;
+            Assert.Equal(0x2d000, HotpatchTools.Engine.Platform.Windows.WindowsTargetProcess.LoadedImageSize(module, 4242));
+        }
+
         [Fact]
         public void Malformed_files_are_format_errors()
         {

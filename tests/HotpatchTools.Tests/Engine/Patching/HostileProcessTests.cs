@@ -158,6 +158,26 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void A_header_with_an_installation_time_no_date_holds_is_not_a_cave()
+        {
+            Forge("installed");
+            var (start, _) = Assert.Single(_t.CaveRegions());
+            var fixedPart = _t.Read(start, 68);
+            var header = _t.Read(start, (int)BitConverter.ToUInt32(fixedPart, 8));
+            // The forger sets the installation time (ms since 1970) past year 9999 and makes the checksum (FNV-1a, itself as zero) right again.
+            BitConverter.GetBytes(long.MaxValue).CopyTo(header, 24);
+            uint sum = 2166136261;
+            for (int i = 0; i < header.Length; i++) sum = (sum ^ (i >= 64 && i < 68 ? 0u : header[i])) * 16777619;
+            BitConverter.GetBytes(sum).CopyTo(header, 64);
+            using (var mem = new FileStream("/proc/" + _t.Pid + "/mem", FileMode.Open, FileAccess.Write))
+            {
+                mem.Seek((long)start, SeekOrigin.Begin);
+                mem.Write(header);
+            }
+            Assert.Empty(_engine.GetInstalled(_t.Pid));
+        }
+
+        [Fact]
         public void A_huge_sparse_file_mapped_under_a_module_name_is_not_hashed()
         {
             var dir = Directory.CreateTempSubdirectory("hpt-sparse-").FullName;

@@ -214,6 +214,29 @@ namespace HotpatchTools.Tests
             Assert.Equal(new byte[] { 0x8b, 0x44, 0x24, 0x04, 0x83, 0xc0, 0x07, 0xc3 }, callee);
         }
 
+        [Fact]
+        public void An_elf_with_its_program_header_count_in_section_0_is_mapped_from_that_count()
+        {
+            // e_phnum 0xffff (PN_XNUM) says the count is in section 0's sh_info, as the gABI allows for 65535 or more.
+            var bytes = File.ReadAllBytes(_images.PathOf(X86Images.ElfShared));
+            int sectionTable = (int)BitConverter.ToUInt32(bytes, 32);
+            BitConverter.GetBytes((uint)BitConverter.ToUInt16(bytes, 44)).CopyTo(bytes, sectionTable + 28);
+            BitConverter.GetBytes((ushort)0xffff).CopyTo(bytes, 44);
+            var dir = Directory.CreateTempSubdirectory("hpt-xnum-").FullName;
+            try
+            {
+                var path = Path.Combine(dir, Path.GetFileName(_images.PathOf(X86Images.ElfShared)));
+                File.WriteAllBytes(path, bytes);
+                var extended = new OfflinePlatform(path).Process;
+                var plain = new OfflinePlatform(_images.PathOf(X86Images.ElfShared)).Process;
+                Assert.Equal((plain.Module.Base, plain.Module.End), (extended.Module.Base, extended.Module.End));
+                var callee = new byte[8];
+                extended.Memory.Read(_images.Va(X86Images.ElfShared, "callee"), callee);
+                Assert.Equal(new byte[] { 0x8b, 0x44, 0x24, 0x04, 0x83, 0xc0, 0x07, 0xc3 }, callee);
+            }
+            finally { Directory.Delete(dir, recursive: true); }
+        }
+
         private static ulong Hex64(string s) => ulong.Parse(s, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
 
         // ---- installs: the cave's code, decoded as 32-bit x86 ----
