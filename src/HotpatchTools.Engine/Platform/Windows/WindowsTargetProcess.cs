@@ -232,7 +232,7 @@ namespace HotpatchTools.Engine.Platform.Windows
                 return PeImage.FromLoadedImage(image, module.Name + " in process " + Id);
             });
 
-        protected override string ReadablePath(LoadedModule module) => module.ReadablePath;
+        public override string ReadablePath(LoadedModule module) => module.ReadablePath;
 
         // ---- threads ----
 
