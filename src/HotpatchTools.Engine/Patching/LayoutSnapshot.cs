@@ -50,5 +50,6 @@ namespace HotpatchTools.Engine.Patching
         }
         public Modules.IModuleImage OpenImage(LoadedModule module) => _target.Modules.OpenImage(module);
         public string ComputeSha256(LoadedModule module) => _target.Modules.ComputeSha256(module);
+        public string ReadablePath(LoadedModule module) => _target.Modules.ReadablePath(module);
     }
 }

@@ -8,8 +8,8 @@ namespace HotpatchTools.Engine.Patching
     /// Every direct branch of a module's code, by target: decoded from each function range the module describes
     /// (symbol sizes, .eh_frame FDEs, .pdata) rather than by a linear sweep of its text, which would run through
     /// jump tables and data. A .cold part of a function is its own range and jumps back into its hot part; this is
-    /// what finds such a branch into a span. Built once per module file (keyed by build-id, else by the file's
-    /// SHA-256), so the second process with the same library costs a lookup.
+    /// what finds such a branch into a span. Built once per module file, from the file, so the second process with
+    /// the same library costs a lookup.
     /// </summary>
     internal sealed class ModuleBranches
     {
@@ -32,19 +32,45 @@ namespace HotpatchTools.Engine.Patching
         public int Ranges { get; }
         public int Count => _targets.Length;
 
+        /// <summary>
+        /// The index of the module's file. It is shared by every process that maps that file, so it is decoded from the
+        /// file, which its owner controls, not from the memory of the first process met, which that process's owner
+        /// does: a local user's process that rewrote its own copy of a library to drop a branch (or one patched in
+        /// the meantime) would otherwise hide that branch from the checks made for every other process with the
+        /// library, root's included. A module whose file cannot be read is decoded from this process alone, unshared.
+        /// </summary>
         public static ModuleBranches For(PatchPlan plan, ITargetProcess target)
         {
             string identity = plan.Image.BuildId ?? target.Modules.ComputeSha256(plan.Module);
+            // The file's own key (device and inode on Linux) too: another file may claim the same build-id.
             // A debug file adds ranges (static functions' symbol sizes), so it is part of what was decoded.
-            string key = "branches|" + plan.Image.Format + "|" + identity + "|" + (plan.Image as ElfImage)?.DebugFile;
-            return ModuleCache.GetOrAdd(key, () => Build(plan.Image, plan.Module, target.Memory, plan.Bitness));
+            string key = "branches|" + plan.Image.Format + "|" + identity + "|" + plan.Module.Key + "|" + (plan.Image as ElfImage)?.DebugFile;
+            var ofFile = ModuleCache.GetOrAdd(key, () => new OfFile(FromFile(plan, target)));
+            return ofFile.Branches ?? Build(plan.Image, plan.Module, target.Memory, plan.Bitness);
         }
 
-        /// <summary>
-        /// Decodes the code as the process holds it now; a site this process already patched holds our jump (to a
-        /// cave outside the module), which only removes the original's branches from the index: their targets lie in
-        /// that span, which no other patch may overlap anyway.
-        /// </summary>
+        /// <summary>What the cache holds for a file: its index, or null when the file could not be read.</summary>
+        private sealed class OfFile(ModuleBranches? branches)
+        {
+            public ModuleBranches? Branches { get; } = branches;
+        }
+
+        private static ModuleBranches? FromFile(PatchPlan plan, ITargetProcess target)
+        {
+            Platform.Offline.ImageProcess file;
+            try { file = new Platform.Offline.ImageProcess(target.Modules.ReadablePath(plan.Module), plan.Module.Name); }
+            catch (Exception e) when (e is HotpatchException || e is IOException || e is UnauthorizedAccessException || e is ArgumentException) { return null; }
+            // Only the file that is mapped: a 64-bit reader of a 32-bit process's system32 path opens the 64-bit file.
+            var a = file.Image;
+            var b = plan.Image;
+            bool same = a.Format == b.Format && a.Bitness == b.Bitness && a.BuildId == b.BuildId && a.TimeDateStamp == b.TimeDateStamp && a.SizeOfImage == b.SizeOfImage;
+            if (!same) return null;
+            // The file laid out as the loader maps it, at the image's base; the extent is the live module's (an ELF
+            // module's last mapping may end before the file image's .bss does).
+            var laidOut = new LoadedModule { Name = plan.Module.Name, Base = file.Module.Base, End = file.Module.Base + (plan.Module.End - plan.Module.Base) };
+            return Build(plan.Image, laidOut, file.Memory, plan.Bitness);
+        }
+
         internal static ModuleBranches Build(IModuleImage image, LoadedModule module, IProcessMemory memory, int bitness)
         {
             ulong size = module.End - module.Base;

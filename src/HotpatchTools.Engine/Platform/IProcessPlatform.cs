@@ -111,6 +111,8 @@ namespace HotpatchTools.Engine.Platform
         Modules.IModuleImage OpenImage(LoadedModule module);
         /// <summary>SHA-256 of the module file, lowercase hex.</summary>
         string ComputeSha256(LoadedModule module);
+        /// <summary>A path this process can open to read the module's file (Linux: through /proc/PID/map_files).</summary>
+        string ReadablePath(LoadedModule module);
     }
 
     public interface IThreadController

@@ -27,7 +27,7 @@ namespace HotpatchTools.Engine.Platform
             ModuleFile.Sha256(ReadablePath(module), module.Key, "Module file " + module.Path + " of process " + Id);
 
         /// <summary>A path this process can open to read the module's file.</summary>
-        protected abstract string ReadablePath(LoadedModule module);
+        public abstract string ReadablePath(LoadedModule module);
 
         private static readonly int Self = System.Diagnostics.Process.GetCurrentProcess().Id;
 

@@ -352,7 +352,7 @@ namespace HotpatchTools.Engine.Platform.Linux
         }
 
         /// <summary>Decided when a module is opened, not listed: a process maps dozens of files and a check costs a syscall each.</summary>
-        protected override string ReadablePath(LoadedModule module)
+        public override string ReadablePath(LoadedModule module)
         {
             if (module.ReadablePath.Length > 0) return module.ReadablePath;
             // map_files reaches the mapped file itself, even when it was replaced on disk or lives in another mount namespace.

@@ -184,6 +184,7 @@ namespace HotpatchTools.Engine.Platform.Offline
 
             /// <summary>Of the bytes that were loaded, which are the file's unless it changed since.</summary>
             public string ComputeSha256(LoadedModule module) => IsMine(module) ? _sha256 : throw NotMine(module);
+            public string ReadablePath(LoadedModule module) => IsMine(module) ? module.ReadablePath : throw NotMine(module);
 
             private bool IsMine(LoadedModule module) => module != null && module.Key == Module.Key;
 

@@ -249,7 +249,7 @@ namespace HotpatchTools.Engine.Platform.Windows
             return (int)size;
         }
 
-        protected override string ReadablePath(LoadedModule module) => module.ReadablePath;
+        public override string ReadablePath(LoadedModule module) => module.ReadablePath;
 
         // ---- threads ----
 

@@ -189,6 +189,32 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void A_process_that_rewrote_its_copy_of_a_library_hides_no_branch_from_the_checks_made_for_other_processes()
+        {
+            string lib = _libs.ColdOwn, name = Path.GetFileName(lib);
+            var hot = OwnLibraries.Symbol(_libs.ColdOwnFull, "hot");
+            var cold = Assert.Single(ElfImage.Load(lib).FdeRanges(), f => f.Start != hot.Rva);
+            var expect = OwnLibraries.Expect(lib, hot.Rva, 5);
+            using var forger = Host(lib);
+            using var honest = Host(lib);
+            // The forger's owner rewrites its own copy so that the cold part returns instead of jumping back into hot's
+            // first bytes (the test writes it as root; the process could as well, after an mprotect of its own).
+            using (var p = HotpatchEngine.CurrentPlatform().Open(forger.Pid))
+                p.Memory.Write(ModuleBase(forger.Pid, name) + cold.Start, new byte[] { 0x31, 0xc0, 0xc3 }); // xor eax, eax; ret
+            Assert.Equal(("0", "1"), (forger.Send("hot -9"), honest.Send("hot -9")));
+            var patch = PatchFiles.Parse(Yaml("K-OWN", name, "hot", expect, ""));
+
+            // A sweep may meet the forger first: the index it builds is the file's, which holds the jump back all the same.
+            var seen = new Engine.Inspection.ProcessInspector(HotpatchEngine.CurrentPlatform()).GetSites(patch, forger.Pid).Single();
+            Assert.Equal(HotpatchErrorKind.UnsafeSite, seen.Refusal);
+            var e = Assert.Throws<HotpatchException>(() => _engine.Install(patch, honest.Pid));
+            Assert.Equal(HotpatchErrorKind.UnsafeSite, e.Kind);
+            Assert.Contains("outside hot", e.Message);
+            Assert.Equal(expect, honest.Read(ModuleBase(honest.Pid, name) + hot.Rva, expect.Length));
+            Assert.Equal(0, honest.CaveCount());
+        }
+
+        [Fact]
         public void Each_mapping_of_a_name_is_identity_checked_and_the_matching_one_patched()
         {
             string idA = ElfImage.Load(_libs.DupA).BuildId!, idB = ElfImage.Load(_libs.DupB).BuildId!;

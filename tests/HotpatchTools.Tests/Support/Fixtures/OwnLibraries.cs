@@ -94,8 +94,12 @@ hot_cold:
             Directory.CreateDirectory(Path.Combine(DebugRoot, ".build-id", id[..2]));
             NativeBuild.Run("objcopy", "--only-keep-debug", ByIdFull, Path.Combine(DebugRoot, ".build-id", id[..2], id[2..] + ".debug"));
 
-            ColdFull = Build("libcold.full.so", Write("cold.S", ColdAsm), "-nostdlib");
+            string coldAsm = Write("cold.S", ColdAsm);
+            ColdFull = Build("libcold.full.so", coldAsm, "-nostdlib");
             Cold = Strip(ColdFull, "libcold.so");
+            // The same code under a build-id of its own, which no other test (nor an earlier run) has met.
+            ColdOwnFull = Build("libcoldown.full.so", coldAsm, "-nostdlib", "-Wl,--build-id=0x" + Guid.NewGuid().ToString("n"));
+            ColdOwn = Strip(ColdOwnFull, "libcoldown.so");
 
             // Two builds of one library under one name, in two folders.
             Directory.CreateDirectory(Path.Combine(Dir, "a"));
@@ -119,6 +123,8 @@ hot_cold:
         public string DupA { get; }
         public string DupB { get; }
         public string Cold { get; }
+        public string ColdOwnFull { get; }
+        public string ColdOwn { get; }
         public string NoFde { get; }
 
         private string Build(string name, string source, params string[] flags) =>
