@@ -173,6 +173,28 @@ Describe 'Pipelines between the cmdlets' {
         Invoke-TestTarget $target -Argument 500 | Should -Be -1
     }
 
+    It 'Get-Micropatch | Uninstall-Micropatch passes over a retired patch (already removed) without an error; named, it is still NotInstalled' {
+        # A call parked in sleep() from the cave holds a return address into it, so the uninstall keeps the cave (retired).
+        $t2 = Start-TestTarget
+        try {
+            $retiring = New-TestPatch -Directory $dir -Id 'HP-PESTER-RETIRE' -Code "push rdi`nmov edi, 30`ncall libc.so.6!sleep`npop rdi"
+            Install-Micropatch -Path $retiring -ProcessId $t2.Id -AllowUnsigned -Force
+            $t2.StandardInput.WriteLine('call triple 500')
+            $t2.StandardInput.Flush()
+            Start-Sleep -Milliseconds 500
+            Uninstall-Micropatch -PatchId 'HP-PESTER-RETIRE' -ProcessId $t2.Id -Force -WarningAction SilentlyContinue
+            $listed = Get-Micropatch -ProcessId $t2.Id
+            $listed.State | Should -Be 'Retired'
+            $verbose = $listed | Uninstall-Micropatch -Force -ErrorVariable e -ErrorAction SilentlyContinue -Verbose 4>&1
+            $e.Count | Should -Be 0
+            "$verbose" | Should -Match 'HP-PESTER-RETIRE is already removed; its cave is kept'
+            Uninstall-Micropatch -PatchId 'HP-PESTER-RETIRE' -ProcessId $t2.Id -Force -ErrorVariable e2 -ErrorAction SilentlyContinue
+            $e2.Count | Should -Be 1
+            $e2[0].FullyQualifiedErrorId | Should -BeLike 'NotInstalled*'
+        }
+        finally { Stop-TestTarget -Target $t2 }
+    }
+
     It 'Get-MicropatchCatalog | Disable-Micropatch | Enable-Micropatch' {
         Get-MicropatchCatalog -PatchId 'HP-PESTER-CAT1' | Disable-Micropatch -Force
         (Get-MicropatchCatalog -PatchId 'HP-PESTER-CAT1').Enabled | Should -BeFalse

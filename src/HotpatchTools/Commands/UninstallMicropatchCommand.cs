@@ -52,13 +52,20 @@ namespace HotpatchTools.Commands
             {
                 foreach (int pid in ProcessId)
                 {
-                    List<HotpatchTools.Engine.Patching.InstalledPatch> installed;
-                    try { installed = Engine.GetInstalled(pid).Where(p => p.State != PatchState.Retired).ToList(); }
+                    IReadOnlyList<InstalledPatch> all;
+                    try { all = Engine.GetInstalled(pid); }
                     catch (HotpatchException e) { foreach (var id in PatchId) WriteRefusal(e, pid, AuditAction.Uninstall, id); continue; }
+                    var installed = all.Where(p => p.State != PatchState.Retired).ToList();
                     for (int i = 0; i < PatchId.Length; i++)
                     {
                         var matched = installed.Where(p => patterns[i].IsMatch(p.PatchId)).ToList();
-                        if (matched.Count == 0)
+                        // Get-Micropatch lists a retired patch too: removing everything it lists must not be an error for what is already removed.
+                        // Named on the command line, a patch that is not installed stays an error.
+                        var retired = MyInvocation.ExpectingInput && matched.Count == 0 ? all.FirstOrDefault(p => p.State == PatchState.Retired && patterns[i].IsMatch(p.PatchId)) : null;
+                        if (retired != null)
+                            WriteVerbose(Describe(pid, retired.ProcessName, retired.Module) + ": patch " + retired.PatchId
+                                + " is already removed; its cave is kept (retired) while a thread may return into it, and is freed by a later uninstall or when the process exits.");
+                        else if (matched.Count == 0)
                             WriteRefusal(new HotpatchException(HotpatchErrorKind.NotInstalled, "Patch " + PatchId[i] + " is not installed in process " + pid + ".") { ProcessId = pid }, pid,
                                 AuditAction.Uninstall, PatchId[i]);
                         foreach (var p in matched)
