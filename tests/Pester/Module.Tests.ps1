@@ -256,6 +256,13 @@ Describe 'Pipelines between the cmdlets' {
         $sigs.Status | Should -Contain 'NotSigned'
     }
 
+    It 'Get-HotpatchTarget | Get-MicropatchSignature writes a file shared by several target rows (one per process) once' {
+        $rows = 1, 2 | ForEach-Object { [pscustomobject]@{ Path = $patch; ProcessId = $target.Id + $_ } }
+        $sigs = $rows | Get-MicropatchSignature
+        @($sigs).Count | Should -Be 1
+        @($sigs)[0].Status | Should -Be 'NotSigned'
+    }
+
     It 'Get-ChildItem | Get-HotpatchTarget takes files by path' {
         $rows = Get-ChildItem -Path $dir -Filter 'HP-PESTER-0001.micropatch.yaml' | Get-HotpatchTarget -ProcessId $target.Id
         $rows.PatchId | Should -Be 'HP-PESTER-0001'

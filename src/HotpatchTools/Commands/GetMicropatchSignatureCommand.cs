@@ -15,10 +15,14 @@ namespace HotpatchTools.Commands
         [ArgumentCompleter(typeof(MicropatchPathCompleter))]
         public string[] Path { get; set; } = new string[0];
 
+        // Objects piped in often share a file (Get-HotpatchTarget lists a patch file once per process): each file is read and written once.
+        private readonly HashSet<string> _seen = new HashSet<string>(StringComparer.Ordinal);
+
         protected override void ProcessRecord()
         {
             foreach (var file in ResolvePaths(Path, literal: false))
             {
+                if (!_seen.Add(file)) continue;
                 try { WriteObject(MicropatchSignature.From(SignatureVerifier.Verify(file, TrustStore.Machine).Signature)); }
                 catch (HotpatchException e) { WriteFailure(e, file); }
             }
