@@ -235,6 +235,18 @@ Describe 'Pipelines between the cmdlets' {
         }
     }
 
+    It 'Target rows of one disabled entry piped to Install-Micropatch give one PatchDisabled error' {
+        # Get-HotpatchTarget -PatchId lists the entry once per process; two rows stand for two processes.
+        Disable-Micropatch -PatchId 'HP-PESTER-CAT1' -Force
+        try {
+            $row = Get-HotpatchTarget -PatchId 'HP-PESTER-CAT1' -ProcessId $target.Id
+            $row, $row | Install-Micropatch -Force -ErrorVariable e -ErrorAction SilentlyContinue
+            $e.Count | Should -Be 1
+            $e[0].FullyQualifiedErrorId | Should -BeLike 'PatchDisabled*'
+        }
+        finally { Enable-Micropatch -PatchId 'HP-PESTER-CAT1' -Force }
+    }
+
     It 'Sync-Micropatch names a -PatchId that matches no enabled entry even when another one does' {
         # -WhatIf: a machine-wide sync must not reach other sessions' targets of the same module.
         $null = Sync-Micropatch -PatchId 'HP-PESTER-CAT1', 'HP-PESTER-NOSUCH' -WhatIf -WarningVariable w -WarningAction SilentlyContinue

@@ -11,6 +11,7 @@ namespace HotpatchTools.Commands
     public sealed class InstallMicropatchCommand : CatalogCommandBase
     {
         private readonly Dictionary<string, Micropatch?> _patches = new Dictionary<string, Micropatch?>();
+        private readonly HashSet<string> _disabled = new HashSet<string>(System.StringComparer.OrdinalIgnoreCase);
 
         /// <summary>Patch files; wildcards take every match, and several paths may be given.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = PathSet)]
@@ -70,8 +71,10 @@ namespace HotpatchTools.Commands
                 {
                     // Disabling is how an admin withdraws a patch; an operator's install by id must not bypass it.
                     if (entry.Enabled) return true;
-                    WriteError(new ErrorRecord(new System.InvalidOperationException("Patch " + entry.PatchId + " is disabled in the catalog; Enable-Micropatch it first."),
-                        "PatchDisabled", ErrorCategory.InvalidOperation, entry.PatchId));
+                    // Piped target rows repeat an entry (one per process): one error for it.
+                    if (_disabled.Add(entry.PatchId))
+                        WriteError(new ErrorRecord(new System.InvalidOperationException("Patch " + entry.PatchId + " is disabled in the catalog; Enable-Micropatch it first."),
+                            "PatchDisabled", ErrorCategory.InvalidOperation, entry.PatchId));
                     return false;
                 });
         }
