@@ -58,7 +58,8 @@ namespace HotpatchTools.Engine.Patching
         private static ModuleBranches? FromFile(PatchPlan plan, ITargetProcess target)
         {
             Platform.Offline.ImageProcess file;
-            try { file = new Platform.Offline.ImageProcess(target.Modules.ReadablePath(plan.Module), plan.Module.Name); }
+            // Only its bytes are needed: the ranges are the plan's image's, with its debug file.
+            try { file = new Platform.Offline.ImageProcess(target.Modules.ReadablePath(plan.Module), plan.Module.Name, debugFiles: false); }
             catch (Exception e) when (e is HotpatchException || e is IOException || e is UnauthorizedAccessException || e is ArgumentException) { return null; }
             // Only the file that is mapped: a 64-bit reader of a 32-bit process's system32 path opens the 64-bit file.
             var a = file.Image;

@@ -35,7 +35,8 @@ namespace HotpatchTools.Engine.Platform.Offline
         /// <summary>Reads and maps the file now; later changes to the file are not seen.</summary>
         /// <param name="path">The module file.</param>
         /// <param name="moduleName">The module's name, where the path does not end in it (a file reached through /proc/PID/map_files).</param>
-        public ImageProcess(string path, string? moduleName = null)
+        /// <param name="debugFiles">Whether to look up the ELF file's separate debug file (its symbols name static functions).</param>
+        public ImageProcess(string path, string? moduleName = null, bool debugFiles = true)
         {
             if (path == null) throw new ArgumentNullException(nameof(path));
             string fullPath = System.IO.Path.GetFullPath(path);
@@ -46,7 +47,7 @@ namespace HotpatchTools.Engine.Platform.Offline
             if (!isPe && !isElf)
                 throw new HotpatchException(HotpatchErrorKind.Internal, fullPath + ": neither a PE (MZ) nor an ELF file.");
 
-            Image = isPe ? PeImage.Parse(file, fullPath) : DebugFiles.Attach(ElfImage.Parse(file, fullPath), fullPath);
+            Image = isPe ? PeImage.Parse(file, fullPath) : debugFiles ? DebugFiles.Attach(ElfImage.Parse(file, fullPath), fullPath) : ElfImage.Parse(file, fullPath);
             Bitness = Image.Bitness;
             _memory = new ImageMemory(this, Bitness);
             ulong moduleBase, moduleEnd;
