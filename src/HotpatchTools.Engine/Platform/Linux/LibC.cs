@@ -202,6 +202,25 @@ namespace HotpatchTools.Engine.Platform.Linux
             return (*(int*)(buf + 24), *(uint*)(buf + 28));
         }
 
+        [DllImport(Lib, SetLastError = true, EntryPoint = "stat")] private static extern int stat_(string path, byte* buf);
+        [DllImport(Lib, SetLastError = true)] private static extern int __xstat(int ver, string path, byte* buf);
+
+        /// <summary>
+        /// The size and the modification and change times of the file a path names, links followed (x86-64 struct stat:
+        /// st_size at 48, st_mtim at 88, st_ctim at 104), as one string; null when it cannot be examined. Device and inode
+        /// name a file only while it exists: this tells it from a file that took its inode after it was deleted, or that
+        /// was written over in place.
+        /// </summary>
+        public static string? FileStamp(string path)
+        {
+            var buf = stackalloc byte[256];
+            int r;
+            try { r = stat_(path, buf); }
+            catch (EntryPointNotFoundException) { r = __xstat(1, path, buf); }
+            if (r != 0) return null;
+            return *(long*)(buf + 48) + ":" + *(long*)(buf + 88) + "." + *(long*)(buf + 96) + ":" + *(long*)(buf + 104) + "." + *(long*)(buf + 112);
+        }
+
         [DllImport(Lib, SetLastError = true, EntryPoint = "readlink")] private static extern IntPtr readlink_(string path, byte* buf, UIntPtr size);
 
         /// <summary>What one symbolic link holds (one system call, where realpath takes one per path component); null when it cannot be read.</summary>

@@ -360,8 +360,15 @@ namespace HotpatchTools.Engine.Platform.Linux
             return module.ReadablePath = module.BaseMapping != null && File.Exists(viaMapFiles) ? viaMapFiles : "/proc/" + Id + "/root" + module.Path;
         }
 
-        public IModuleImage OpenImage(LoadedModule module) =>
-            ModuleCache.GetOrAdd("elf|" + module.Key + "|" + DebugFiles.CacheKey(), () => DebugFiles.Attach(ElfImage.Load(ReadablePath(module)), module.Path));
+        /// <summary>
+        /// Cached by file: device and inode, and the file's size and times, because an inode freed by a deleted file goes
+        /// to the next file made (a library upgraded, a build replaced), and a file written over in place keeps its own.
+        /// </summary>
+        public IModuleImage OpenImage(LoadedModule module)
+        {
+            string path = ReadablePath(module);
+            return ModuleCache.GetOrAdd("elf|" + module.Key + "|" + LibC.FileStamp(path) + "|" + DebugFiles.CacheKey(), () => DebugFiles.Attach(ElfImage.Load(path), module.Path));
+        }
 
         // ---- threads ----
 

@@ -215,6 +215,37 @@ namespace HotpatchTools.Tests
         }
 
         [Fact]
+        public void A_library_written_over_in_place_is_read_again_not_served_from_the_cache_of_its_inode()
+        {
+            string lib = Path.Combine(_libs.Dir, "libstamp-" + Guid.NewGuid().ToString("n")[..8] + ".so"), name = Path.GetFileName(lib);
+            File.Copy(_libs.DupA, lib);
+            string idA = ElfImage.Load(_libs.DupA).BuildId!, idB = ElfImage.Load(_libs.DupB).BuildId!;
+            Assert.True(ElfImage.Load(_libs.DupB).TryResolveSymbol("twice", out var rva));
+            var expect = OwnLibraries.Expect(_libs.DupB, rva, 5);
+            string yaml = Yaml("S-STAMP", name, "twice", expect, "mov eax, 77\nret").Replace("  module: " + name + "\n", "  module: " + name + "\n  identity:\n    buildId: " + idB + "\n");
+            using (var first = Host(lib))
+            {
+                // The engine parses (and caches) build A while a process maps it.
+                var e = Assert.Throws<HotpatchException>(() => _engine.Install(PatchFiles.Parse(yaml), first.Pid));
+                Assert.Equal(HotpatchErrorKind.IdentityMismatch, e.Kind);
+            }
+            string inode = NativeBuild.Run("stat", "-c", "%i", lib);
+            // As `cp` over an existing file does: the same inode, build B's bytes.
+            using (var f = new FileStream(lib, FileMode.Open, FileAccess.Write))
+            {
+                f.SetLength(0);
+                f.Write(File.ReadAllBytes(_libs.DupB));
+            }
+            Assert.Equal(inode, NativeBuild.Run("stat", "-c", "%i", lib));
+            using var second = Host(lib);
+            _engine.Install(PatchFiles.Parse(yaml), second.Pid);
+            Assert.Equal("77", second.Send("twice 4"));
+            _engine.Uninstall(second.Pid, "S-STAMP");
+            Assert.Equal("52", second.Send("twice 4"));
+            Assert.NotEqual(idA, idB);
+        }
+
+        [Fact]
         public void Each_mapping_of_a_name_is_identity_checked_and_the_matching_one_patched()
         {
             string idA = ElfImage.Load(_libs.DupA).BuildId!, idB = ElfImage.Load(_libs.DupB).BuildId!;
