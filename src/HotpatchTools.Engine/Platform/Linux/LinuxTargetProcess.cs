@@ -367,7 +367,15 @@ namespace HotpatchTools.Engine.Platform.Linux
         public IModuleImage OpenImage(LoadedModule module)
         {
             string path = ReadablePath(module);
-            return ModuleCache.GetOrAdd("elf|" + module.Key + "|" + LibC.FileStamp(path) + "|" + DebugFiles.CacheKey(), () => DebugFiles.Attach(ElfImage.Load(path), module.Path));
+            string? stamp = LibC.FileStamp(path);
+            try
+            {
+                // A file that cannot be examined cannot be told from another: read, not cached (reading it reports why).
+                if (stamp == null) return DebugFiles.Attach(ElfImage.Load(path), module.Path);
+                return ModuleCache.GetOrAdd("elf|" + module.Key + "|" + stamp + "|" + DebugFiles.CacheKey(), () => DebugFiles.Attach(ElfImage.Load(path), module.Path));
+            }
+            // A process killed meanwhile takes its /proc/PID paths with it: that is the cause, not a missing module file.
+            catch (HotpatchException) when (Dying) { throw ProcFs.Gone(Id); }
         }
 
         // ---- threads ----
